@@ -1,0 +1,12 @@
+DROP TABLE idempotency_keys;
+DROP TABLE consent_states;
+DROP TABLE consent_events;
+DROP FUNCTION consent_events_append_only();
+DROP TABLE subject_identifiers;
+DROP TABLE data_subjects;
+DROP TABLE policy_revisions;
+DROP TABLE purposes;
+DROP TABLE sites;
+DROP TABLE api_tokens;
+DROP TABLE tenants;
+DROP TABLE instance_keys;

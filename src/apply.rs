@@ -1,0 +1,162 @@
+//! `consentry apply <file>`: declares a tenant, its sites, purposes and policy revisions in
+//! TOML and makes the database match. Safe to run again: existing sites (by name) and
+//! revisions (by policy and date) are kept, purposes are replaced.
+
+use crate::cli::create_tenant;
+use crate::db::backend::write_transaction;
+use crate::db::models::purpose::PurposeRow;
+use crate::db::models::revision::RevisionRow;
+use crate::db::models::site::Site;
+use crate::db::models::tenant::Tenant;
+use crate::db::models::{naive, new_id};
+use crate::domain::{PolicyKey, PurposeKey, RevisionDate};
+use crate::routes::purposes::{parse_purpose, PutPurpose};
+use crate::routes::sites::parse_origin;
+use crate::state::AppState;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantFile {
+    pub tenant: String,
+    #[serde(default)]
+    pub sites: Vec<SiteSpec>,
+    /// Purpose key → definition (the body of `PUT /v1/purposes/{key}`).
+    #[serde(default)]
+    pub purposes: BTreeMap<String, PutPurpose>,
+    #[serde(default)]
+    pub revisions: Vec<RevisionSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSpec {
+    pub name: String,
+    pub origins: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionSpec {
+    pub policy: String,
+    pub revision_date: String,
+    #[serde(default)]
+    pub effective_at: Option<DateTime<Utc>>,
+    pub url: String,
+    /// A file holding the revision's text, relative to the TOML file: its SHA-256 is stored.
+    #[serde(default)]
+    pub text_file: Option<String>,
+    #[serde(default)]
+    pub requires_reconsent: bool,
+    #[serde(default)]
+    pub purposes: Option<Vec<String>>,
+}
+
+/// What `apply` did.
+#[derive(Debug, Serialize)]
+pub struct ApplySummary {
+    pub tenant: String,
+    /// The admin token, only when the tenant was created by this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Site name → site key.
+    pub sites: BTreeMap<String, String>,
+    pub purposes: Vec<String>,
+    /// `policy revision_date sha256`.
+    pub revisions: Vec<String>,
+}
+
+pub fn apply_file(state: &AppState, path: &Path) -> Result<ApplySummary, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let spec: TenantFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+
+    let mut conn = state.pool.get()?;
+    let (tenant, token) = match Tenant::find_by_slug(&mut conn, &spec.tenant)? {
+        Some(t) => (t, None),
+        None => {
+            drop(conn);
+            let (t, _, jwt) = create_tenant(state, &spec.tenant)?;
+            conn = state.pool.get()?;
+            (t, Some(jwt))
+        }
+    };
+    let now = Utc::now();
+
+    let mut purposes = Vec::new();
+    for (key, body) in spec.purposes {
+        let key = PurposeKey::parse(&key).map_err(|m| format!("purposes.{key}: {m}"))?;
+        let purpose = parse_purpose(key.clone(), body).map_err(|e| format!("purposes.{key}: {e}"))?;
+        purposes.push(PurposeRow::from_domain(&tenant.id, &purpose, naive(now)));
+    }
+    let mut revisions = Vec::new();
+    for r in &spec.revisions {
+        let policy = PolicyKey::parse(&r.policy)?;
+        let date = RevisionDate::parse(&r.revision_date)?;
+        let sha256 = match &r.text_file {
+            Some(f) => {
+                let bytes = std::fs::read(base.join(f)).map_err(|e| format!("{}: {e}", base.join(f).display()))?;
+                Some(hex::encode(Sha256::digest(&bytes)))
+            }
+            None => None,
+        };
+        revisions.push(RevisionRow {
+            id: new_id(),
+            tenant_id: tenant.id.clone(),
+            policy_key: policy.to_string(),
+            revision_date: date.to_string(),
+            effective_at: naive(r.effective_at.unwrap_or_else(|| date.start_of_day_utc())),
+            url: r.url.clone(),
+            sha256,
+            requires_reconsent: r.requires_reconsent,
+            purposes: r.purposes.as_ref().map(|p| serde_json::Value::from(p.clone()).to_string()),
+            created_at: naive(now),
+        });
+    }
+    let mut sites = Vec::new();
+    for s in &spec.sites {
+        let origins = s.origins.iter().map(|o| parse_origin(o)).collect::<Result<Vec<_>, _>>()?;
+        sites.push(Site::new(&tenant.id, &s.name, &origins, naive(now)));
+    }
+
+    let summary = write_transaction(&mut conn, |conn| {
+        let mut site_keys = BTreeMap::new();
+        let existing = Site::list(conn, &tenant.id)?;
+        for site in &sites {
+            match existing.iter().find(|e| e.name == site.name) {
+                Some(e) => site_keys.insert(e.name.clone(), e.site_key.clone()),
+                None => {
+                    site.insert(conn)?;
+                    site_keys.insert(site.name.clone(), site.site_key.clone())
+                }
+            };
+        }
+        for p in &purposes {
+            p.upsert(conn)?;
+        }
+        let mut applied = Vec::new();
+        for r in &revisions {
+            let known = RevisionRow::list_for_policy(conn, &tenant.id, &r.policy_key)?;
+            let row = match known.into_iter().find(|k| k.revision_date == r.revision_date) {
+                Some(k) => k,
+                None => {
+                    r.insert(conn)?;
+                    r.clone()
+                }
+            };
+            applied.push(format!("{} {} {}", row.policy_key, row.revision_date, row.sha256.as_deref().unwrap_or("-")));
+        }
+        Ok::<_, diesel::result::Error>(ApplySummary {
+            tenant: tenant.slug.clone(),
+            token: token.clone(),
+            sites: site_keys,
+            purposes: purposes.iter().map(|p| p.key.clone()).collect(),
+            revisions: applied,
+        })
+    })?;
+    Ok(summary)
+}

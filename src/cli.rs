@@ -1,0 +1,199 @@
+//! The command line: `serve`, `migrate`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`.
+//! Every command opens the database exactly as `serve` does (settings, `DATABASE_URL`).
+
+use crate::auth::{issue_token, Scope};
+use crate::config::Settings;
+use crate::db::backend::write_transaction;
+use crate::db::models::tenant::Tenant;
+use crate::db::models::token::ApiToken;
+use crate::startup::{open_state, Application};
+use crate::state::AppState;
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "consentry", version, about = "Consent and cookie preference-centre backend")]
+pub struct Cli {
+    /// A TOML settings file (default: ./consentry.toml when it exists).
+    #[arg(long, global = true, env = "CONSENTRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (the default command).
+    Serve {
+        /// Address and port, e.g. 127.0.0.1:8080 (default from settings).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage tenants (data controllers).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Issue and revoke management tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Create or update a tenant, its sites, purposes and policy revisions from a TOML file.
+    Apply {
+        /// The file, e.g. examples/ntt-cloud-communications/consentry.toml.
+        file: PathBuf,
+    },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+    /// Check the consent ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; prints {"tenant": "<slug>", "token": "<admin JWT>", "token_id": "<id>"}.
+    Create { slug: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; prints the JWT (its id goes to stderr).
+    Issue {
+        #[arg(long)]
+        tenant: String,
+        /// admin, consents:read, consents:write or consents:check (repeatable).
+        #[arg(long = "scope", required = true, num_args = 1..)]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. 30d, 12h (default: no expiry).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Revoke a token by its id (the JWT's jti).
+    Revoke { token_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Recompute every event's hash and each subject's chain; exit 1 on any break.
+    Verify,
+}
+
+/// Runs the command line; errors go to stderr with exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn run(cli: Cli) -> CliResult {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve { listen: None }) {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                settings.listen = listen;
+            }
+            serve(settings)
+        }
+        Command::Migrate => {
+            open_state(&settings)?;
+            eprintln!("migrated {}", crate::db::DatabaseUrl::parse(&settings.database_url)?.redacted());
+            Ok(())
+        }
+        Command::Tenants { command: TenantCommand::Create { slug } } => {
+            let state = open_state(&settings)?;
+            let (tenant, token_id, token) = create_tenant(&state, &slug)?;
+            println!("{}", serde_json::json!({"tenant": tenant.slug, "token": token, "token_id": token_id}));
+            Ok(())
+        }
+        Command::Tokens { command: TokenCommand::Issue { tenant, scopes, ttl } } => {
+            let scopes = scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>()?;
+            let expires_at = match ttl {
+                None => None,
+                Some(ttl) => {
+                    let d = humantime::parse_duration(&ttl).map_err(|e| format!("--ttl '{ttl}': {e}"))?;
+                    Some(Utc::now() + chrono::Duration::from_std(d).map_err(|e| format!("--ttl '{ttl}': {e}"))?)
+                }
+            };
+            let state = open_state(&settings)?;
+            let mut conn = state.pool.get()?;
+            let tenant = Tenant::find_by_slug(&mut conn, &tenant)?.ok_or_else(|| format!("no tenant '{tenant}'"))?;
+            let (id, jwt) = issue_token(&mut conn, &state.keys, &tenant, &scopes, expires_at).map_err(|e| e.to_string())?;
+            eprintln!("token id: {id}");
+            println!("{jwt}");
+            Ok(())
+        }
+        Command::Tokens { command: TokenCommand::Revoke { token_id } } => {
+            let state = open_state(&settings)?;
+            let mut conn = state.pool.get()?;
+            if ApiToken::revoke(&mut conn, &token_id, Utc::now().naive_utc())? {
+                println!("{}", serde_json::json!({"revoked": token_id}));
+                Ok(())
+            } else {
+                Err(format!("no live token has the id '{token_id}'").into())
+            }
+        }
+        Command::Apply { file } => {
+            let state = open_state(&settings)?;
+            let summary = crate::apply::apply_file(&state, &file)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", crate::routes::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Ledger { command: LedgerCommand::Verify } => {
+            let state = open_state(&settings)?;
+            let report = crate::ledger::verify::verify(&mut *state.pool.get()?)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.broken.is_empty() { Ok(()) } else { Err("the ledger has broken links".into()) }
+        }
+    }
+}
+
+/// Creates a tenant and its first admin token: (tenant, token id, JWT).
+pub fn create_tenant(state: &AppState, slug: &str) -> Result<(Tenant, String, String), Box<dyn std::error::Error>> {
+    Tenant::validate_slug(slug)?;
+    let mut conn = state.pool.get()?;
+    let result = write_transaction(&mut conn, |conn| {
+        if Tenant::find_by_slug(conn, slug)?.is_some() {
+            return Ok(Err(format!("a tenant '{slug}' exists already")));
+        }
+        let tenant = Tenant::new(slug, Utc::now().naive_utc());
+        tenant.insert(conn)?;
+        let (id, jwt) = issue_token(conn, &state.keys, &tenant, &[Scope::Admin], None)?;
+        Ok::<_, crate::error::ApiError>(Ok((tenant, id, jwt)))
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(result?)
+}
+
+fn serve(settings: Settings) -> CliResult {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&settings.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    actix_web::rt::System::new().block_on(async move {
+        let listen = settings.listen.clone();
+        let app = Application::build(settings).await?;
+        tracing::info!("consentry listening on http://{}", listen.replace(":0", &format!(":{}", app.port())));
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}

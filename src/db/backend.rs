@@ -1,0 +1,67 @@
+//! The few places where PostgreSQL and SQLite need different statements, each one `match`.
+
+use super::schema::data_subjects;
+use super::AnyConnection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error};
+
+/// Whether the connection is inside a transaction (a pooled connection never should be).
+pub fn in_transaction(conn: &mut AnyConnection) -> bool {
+    let depth = match conn {
+        AnyConnection::Postgresql(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+        }
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
+    };
+    !matches!(depth, Ok(None))
+}
+
+/// Runs `f` in a write transaction and commits it; rolls back when `f` fails.
+///
+/// On SQLite the transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front:
+/// a deferred transaction that reads and then writes fails with `SQLITE_BUSY` when another
+/// writer committed in between, and waiting (busy_timeout) cannot help it.
+pub fn write_transaction<T, E>(conn: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> Result<T, E>) -> Result<T, E>
+where
+    E: From<Error>,
+{
+    match conn {
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+    }
+    let outcome = f(conn);
+    let end = match (&outcome, &mut *conn) {
+        (Ok(_), AnyConnection::Postgresql(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Ok(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Err(_), AnyConnection::Postgresql(c)) => AnsiTransactionManager::rollback_transaction(c),
+        (Err(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
+    };
+    match (outcome, end) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// Serialises writers of one data subject's hash chain until the transaction ends.
+///
+/// PostgreSQL: `SELECT … FOR UPDATE` on the subject row. SQLite: nothing to do, the
+/// `BEGIN IMMEDIATE` of [`write_transaction`] already holds the database's one write lock.
+/// Returns the subject's `last_event_hash`.
+pub fn lock_subject(conn: &mut AnyConnection, subject_id: &str) -> QueryResult<String> {
+    let query = data_subjects::table.find(subject_id).select(data_subjects::last_event_hash);
+    match conn {
+        AnyConnection::Postgresql(c) => query.for_update().first(c),
+        AnyConnection::Sqlite(c) => query.first(c),
+    }
+}
+
+/// Errors after which the whole transaction may be run again: a concurrent insert of the
+/// same key, or a PostgreSQL serialization failure.
+pub fn is_retryable(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _)
+    )
+}

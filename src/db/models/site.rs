@@ -1,0 +1,60 @@
+use super::new_id;
+use crate::db::schema::sites;
+use crate::db::AnyConnection;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use rand::distr::{Alphanumeric, SampleString};
+
+/// A website of a tenant. `site_key` is public (it appears in pages); `origins` is a JSON
+/// array of the origins (`scheme://host[:port]`) allowed to call the public endpoints.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sites)]
+pub struct Site {
+    pub id: String,
+    pub tenant_id: String,
+    pub site_key: String,
+    pub name: String,
+    pub origins: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl Site {
+    pub fn new(tenant_id: &str, name: &str, origins: &[String], now: NaiveDateTime) -> Self {
+        Self {
+            id: new_id(),
+            tenant_id: tenant_id.to_owned(),
+            site_key: format!("pk_{}", Alphanumeric.sample_string(&mut rand::rng(), 24)),
+            name: name.to_owned(),
+            origins: serde_json::to_string(origins).unwrap_or_else(|_| "[]".into()),
+            created_at: now,
+        }
+    }
+
+    pub fn origins(&self) -> Vec<String> {
+        serde_json::from_str(&self.origins).unwrap_or_default()
+    }
+
+    /// Whether `origin` (as sent in the `Origin` header) is one of the site's origins.
+    /// Compared case-insensitively, as origins' scheme and host are (RFC 6454 §4).
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins().iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
+impl Site {
+    pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
+        diesel::insert_into(sites::table).values(self).execute(conn).map(drop)
+    }
+
+    pub fn find_by_key(conn: &mut AnyConnection, site_key: &str) -> QueryResult<Option<Self>> {
+        sites::table.filter(sites::site_key.eq(site_key)).select(Self::as_select()).first(conn).optional()
+    }
+
+    pub fn list(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Self>> {
+        sites::table
+            .filter(sites::tenant_id.eq(tenant_id))
+            .order(sites::created_at.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+}

@@ -1,0 +1,140 @@
+//! Table definitions shared by both backends (see migrations/postgres and migrations/sqlite).
+
+diesel::table! {
+    instance_keys (name) {
+        name -> Text,
+        secret -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tenants (id) {
+        id -> Text,
+        slug -> Text,
+        subject_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        tenant_id -> Text,
+        scopes -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sites (id) {
+        id -> Text,
+        tenant_id -> Text,
+        site_key -> Text,
+        name -> Text,
+        origins -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    purposes (tenant_id, key) {
+        tenant_id -> Text,
+        key -> Text,
+        title -> Text,
+        description -> Text,
+        kind -> Text,
+        consent_model -> Text,
+        legal_basis -> Text,
+        gpc_applies -> Bool,
+        max_age_days -> Nullable<Integer>,
+        regions -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    policy_revisions (id) {
+        id -> Text,
+        tenant_id -> Text,
+        policy_key -> Text,
+        revision_date -> Text,
+        effective_at -> Timestamp,
+        url -> Text,
+        sha256 -> Nullable<Text>,
+        requires_reconsent -> Bool,
+        purposes -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    data_subjects (id) {
+        id -> Text,
+        tenant_id -> Text,
+        last_event_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    subject_identifiers (tenant_id, identifier) {
+        tenant_id -> Text,
+        identifier -> Text,
+        subject_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    consent_events (seq) {
+        seq -> BigInt,
+        id -> Text,
+        tenant_id -> Text,
+        subject_id -> Text,
+        purpose_key -> Text,
+        decision -> Text,
+        policy_revision -> Nullable<Text>,
+        source -> Text,
+        region -> Nullable<Text>,
+        site_id -> Nullable<Text>,
+        occurred_at -> Timestamp,
+        recorded_at -> Timestamp,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    consent_states (tenant_id, purpose_key, subject_id) {
+        tenant_id -> Text,
+        purpose_key -> Text,
+        subject_id -> Text,
+        decision -> Text,
+        event_id -> Text,
+        policy_revision -> Nullable<Text>,
+        source -> Text,
+        occurred_at -> Timestamp,
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (tenant_id, scope, key) {
+        tenant_id -> Text,
+        scope -> Text,
+        key -> Text,
+        request_hash -> Text,
+        status -> Integer,
+        response -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants, api_tokens, sites, purposes, policy_revisions, data_subjects,
+    subject_identifiers, consent_events, consent_states, idempotency_keys,
+);

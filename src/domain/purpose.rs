@@ -1,0 +1,212 @@
+//! Purposes and their consent models.
+
+use super::region::RegionCode;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use utoipa::ToSchema;
+
+/// A purpose key: lower-case `[a-z0-9_]{1,64}`, e.g. `marketing_email`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
+pub struct PurposeKey(String);
+
+impl PurposeKey {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if !raw.is_empty()
+            && raw.len() <= 64
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!("'{}' is not a purpose key: use 1 to 64 of a-z, 0-9 and _", truncate(raw)))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Shortens user input quoted back in an error message.
+pub(crate) fn truncate(raw: &str) -> String {
+    if raw.chars().count() > 80 {
+        format!("{}…", raw.chars().take(80).collect::<String>())
+    } else {
+        raw.to_owned()
+    }
+}
+
+impl From<PurposeKey> for String {
+    fn from(value: PurposeKey) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for PurposeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a purpose covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PurposeKind {
+    /// A category of cookies and similar storage on a website (ePrivacy Directive Art. 5(3)).
+    CookieCategory,
+    /// A processing activity (GDPR Art. 6).
+    Processing,
+    /// A communication channel or topic, such as marketing email.
+    Communication,
+}
+
+/// How silence is read for a purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentModel {
+    /// Not allowed until granted (GDPR Art. 6(1)(a), Art. 7).
+    OptIn,
+    /// Allowed until refused (e.g. CCPA sale/sharing, Cal. Civ. Code §1798.120).
+    OptOut,
+    /// Always on and cannot be refused: strictly necessary (ePrivacy Art. 5(3), second sentence).
+    NoticeOnly,
+}
+
+/// The GDPR Art. 6(1) basis a purpose relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    /// Art. 6(1)(a).
+    Consent,
+    /// Art. 6(1)(b).
+    Contract,
+    /// Art. 6(1)(f).
+    LegitimateInterest,
+    /// Art. 6(1)(c).
+    LegalObligation,
+}
+
+macro_rules! text_enum {
+    ($t:ty { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),+ }
+            }
+            pub fn parse(raw: &str) -> Option<Self> {
+                match raw { $($s => Some(Self::$v),)+ _ => None }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum!(PurposeKind { CookieCategory => "cookie_category", Processing => "processing", Communication => "communication" });
+text_enum!(ConsentModel { OptIn => "opt_in", OptOut => "opt_out", NoticeOnly => "notice_only" });
+text_enum!(LegalBasis { Consent => "consent", Contract => "contract", LegitimateInterest => "legitimate_interest", LegalObligation => "legal_obligation" });
+
+/// Per-region overrides of a purpose's default consent model.
+///
+/// The most specific code wins: for a visitor in `US-CA`, an entry for `US-CA` beats one for
+/// `US`, which beats the purpose's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionalModels(BTreeMap<RegionCode, ConsentModel>);
+
+impl RegionalModels {
+    pub fn new(map: BTreeMap<RegionCode, ConsentModel>) -> Self {
+        Self(map)
+    }
+
+    pub fn as_map(&self) -> &BTreeMap<RegionCode, ConsentModel> {
+        &self.0
+    }
+
+    /// The consent model in force in `region`, falling back to `default`.
+    pub fn effective(&self, default: ConsentModel, region: Option<&RegionCode>) -> ConsentModel {
+        let Some(region) = region else { return default };
+        if let Some(model) = self.0.get(region) {
+            return *model;
+        }
+        if region.is_subdivision() {
+            if let Ok(country) = RegionCode::parse(region.country()) {
+                if let Some(model) = self.0.get(&country) {
+                    return *model;
+                }
+            }
+        }
+        default
+    }
+}
+
+/// A purpose as defined by a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purpose {
+    pub key: PurposeKey,
+    pub title: String,
+    pub description: String,
+    pub kind: PurposeKind,
+    /// The default consent model, where no entry of `regions` applies.
+    pub consent_model: ConsentModel,
+    pub legal_basis: LegalBasis,
+    /// Whether a Global Privacy Control signal opts the person out (11 CCR §7025(b)).
+    pub gpc_applies: bool,
+    /// How long a grant stays valid, in days; `None`: until withdrawn.
+    pub max_age_days: Option<u32>,
+    pub regions: RegionalModels,
+}
+
+impl Purpose {
+    /// The consent model in force in `region` (most specific code wins).
+    pub fn model_in(&self, region: Option<&RegionCode>) -> ConsentModel {
+        self.regions.effective(self.consent_model, region)
+    }
+
+    pub fn rule(&self, region: Option<&RegionCode>) -> PurposeRule {
+        PurposeRule { model: self.model_in(region), max_age_days: self.max_age_days }
+    }
+}
+
+/// What status evaluation needs to know of a purpose, resolved for one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurposeRule {
+    pub model: ConsentModel,
+    /// How long a grant stays valid, in days from when it was given; `None`: no limit.
+    pub max_age_days: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(s: &str) -> RegionCode {
+        RegionCode::parse(s).unwrap()
+    }
+
+    #[test]
+    fn purpose_keys_are_lowercase_word_characters() {
+        assert!(PurposeKey::parse("marketing_email").is_ok());
+        assert!(PurposeKey::parse(&"a".repeat(64)).is_ok());
+        for bad in ["", "Marketing", "marketing-email", "é", &"a".repeat(65)] {
+            assert!(PurposeKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn most_specific_region_wins() {
+        let models = RegionalModels::new(BTreeMap::from([
+            (region("US"), ConsentModel::OptOut),
+            (region("US-CA"), ConsentModel::OptIn),
+        ]));
+        let default = ConsentModel::NoticeOnly;
+        assert_eq!(models.effective(default, Some(&region("US-CA"))), ConsentModel::OptIn);
+        assert_eq!(models.effective(default, Some(&region("US-NY"))), ConsentModel::OptOut);
+        assert_eq!(models.effective(default, Some(&region("US"))), ConsentModel::OptOut);
+        assert_eq!(models.effective(default, Some(&region("DE"))), default);
+        assert_eq!(models.effective(default, None), default);
+    }
+}

@@ -1,0 +1,183 @@
+//! Errors of the HTTP layer and their RFC 9457 problem bodies.
+//!
+//! Every 4xx and 5xx answer is `application/problem+json` with `type`, `title`, `status` and
+//! `detail`; validation problems name the field in `detail` and in `errors[].field`.
+//! Server-side causes are logged with their source chain and never sent to the client.
+
+use crate::ledger::LedgerError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Base of the `type` URIs of Consentry's problem types.
+pub const PROBLEM_BASE: &str = "https://consentry.dev/problems/";
+
+/// An RFC 9457 problem details object.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "https://consentry.dev/problems/invalid-request",
+    "title": "The request is invalid",
+    "status": 400,
+    "detail": "choices.necessary: 'necessary' is strictly necessary (notice_only) and cannot be refused",
+    "errors": [{"field": "choices.necessary", "message": "'necessary' is strictly necessary (notice_only) and cannot be refused"}]
+}))]
+pub struct Problem {
+    /// A URI naming the problem type (RFC 9457 §3.1.1).
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// A short summary of the problem type, the same for every occurrence.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this occurrence, precisely.
+    pub detail: String,
+    /// For validation problems: each field at fault.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub errors: Vec<FieldProblem>,
+}
+
+/// One field at fault.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FieldProblem {
+    /// The field's path in the request, e.g. `choices.analytics`, `subjects[3]`, `region`.
+    pub field: String,
+    pub message: String,
+}
+
+/// An error of a request, as the client sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    #[error("the database is busy; retry shortly")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), message: message.into() }
+    }
+
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::Invalid { .. } => (S::BAD_REQUEST, "invalid-request", "The request is invalid"),
+            Self::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "The request body is not valid JSON of the expected shape"),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Authentication is required"),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "The request is not allowed"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not-found", "The resource does not exist"),
+            Self::Conflict(_) => (S::CONFLICT, "conflict", "The request conflicts with the current state"),
+            Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "The request is too large"),
+            Self::UnsupportedMediaType(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "The request body must be JSON"),
+            Self::IdempotencyKeyReused(_) => (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "The Idempotency-Key was used for another request"),
+            Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable"),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title) = self.parts();
+        let errors = match self {
+            Self::Invalid { field, message } => vec![FieldProblem { field: field.clone(), message: message.clone() }],
+            _ => Vec::new(),
+        };
+        Problem {
+            type_uri: format!("{PROBLEM_BASE}{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+        }
+    }
+}
+
+/// Builds a problem response for a status without an [`ApiError`] (e.g. an unknown route).
+pub fn problem_response(status: StatusCode, slug: &str, title: &str, detail: String) -> HttpResponse {
+    let problem = Problem {
+        type_uri: format!("{PROBLEM_BASE}{slug}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        errors: Vec::new(),
+    };
+    HttpResponse::build(status).content_type("application/problem+json").json(problem)
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(e) | Self::Unavailable(e) => tracing::error!(error = %e, source = ?e.source(), "request failed"),
+            _ => {}
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type("application/problem+json");
+        if matches!(self, Self::Unauthorized(_)) {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"consentry\""));
+        }
+        if matches!(self, Self::Unavailable(_)) {
+            res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        res.json(self.problem())
+    }
+}
+
+impl From<crate::domain::FieldError> for ApiError {
+    fn from(e: crate::domain::FieldError) -> Self {
+        Self::Invalid { field: e.field, message: e.message }
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<r2d2::Error> for ApiError {
+    fn from(e: r2d2::Error) -> Self {
+        Self::Unavailable(Box::new(e))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Field(f) => f.into(),
+            LedgerError::IdempotencyKeyReused(_) => Self::IdempotencyKeyReused(e.to_string()),
+            LedgerError::Db(db) => db.into(),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The consent ledger: recording decisions and reading consent state, on top of the domain
+//! rules and the database. No HTTP here: routes parse requests and render responses.
+
+mod check;
+mod record;
+mod view;
+pub mod verify;
+
+pub use check::{check_subjects, CheckResult, MAX_CHECK_SUBJECTS};
+pub use record::{record_choices, IdempotencyClaim, Outcome, RecordRequest, Recorded};
+pub use view::{subject_view, PurposeState, SubjectView, TenantRules};
+
+use crate::domain::FieldError;
+
+/// What can go wrong in the ledger; routes map each to a problem body.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Input that is well-formed but not acceptable (400), naming the field.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// An `Idempotency-Key` reused for a different request (422).
+    #[error("the Idempotency-Key '{0}' was already used for a different request; use a new key for a new request")]
+    IdempotencyKeyReused(String),
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}

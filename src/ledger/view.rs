@@ -1,0 +1,123 @@
+//! Reading the consent state of a data subject.
+
+use crate::db::models::purpose::PurposeRow;
+use crate::db::models::revision::RevisionRow;
+use crate::db::models::state::StateRow;
+use crate::db::models::subject::DataSubject;
+use crate::db::AnyConnection;
+use crate::domain::status::evaluate;
+use crate::domain::{ConsentModel, ConsentSource, Decision, Purpose, Reason, RegionCode, Revision, Status, StoredChoice};
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use utoipa::ToSchema;
+
+/// A tenant's purposes and the policy revisions in force: what the status rules need.
+/// Loaded once per request (two queries).
+pub struct TenantRules {
+    pub tenant_id: String,
+    pub purposes: Vec<Purpose>,
+    /// Revisions in force at `now`, oldest first.
+    pub revision_rows: Vec<RevisionRow>,
+    pub revisions: Vec<Revision>,
+    pub now: DateTime<Utc>,
+}
+
+impl TenantRules {
+    pub fn load(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Self> {
+        let purposes = PurposeRow::list(conn, tenant_id)?;
+        let revision_rows = RevisionRow::in_force(conn, tenant_id, now)?;
+        let revisions = revision_rows.iter().map(RevisionRow::to_domain).collect::<QueryResult<_>>()?;
+        Ok(Self { tenant_id: tenant_id.to_owned(), purposes, revision_rows, revisions, now })
+    }
+
+    pub fn purpose(&self, key: &str) -> Option<&Purpose> {
+        self.purposes.iter().find(|p| p.key.as_str() == key)
+    }
+
+    /// Evaluates every purpose for one subject's states.
+    pub fn view(&self, states: &HashMap<String, StateRow>, region: Option<&RegionCode>) -> QueryResult<SubjectView> {
+        let mut purposes = BTreeMap::new();
+        let mut needs_consent = false;
+        for purpose in &self.purposes {
+            let row = states.get(purpose.key.as_str());
+            let choice = row.map(StateRow::to_choice).transpose()?;
+            let state = self.evaluate(purpose, choice.as_ref(), region);
+            if purpose.model_in(region) == ConsentModel::OptIn
+                && matches!(state.status, Status::NotAsked | Status::Stale | Status::Expired)
+            {
+                needs_consent = true;
+            }
+            purposes.insert(purpose.key.to_string(), state);
+        }
+        Ok(SubjectView { needs_consent, purposes })
+    }
+
+    pub fn evaluate(&self, purpose: &Purpose, choice: Option<&StoredChoice>, region: Option<&RegionCode>) -> PurposeState {
+        let e = evaluate(&purpose.key, purpose.rule(region), choice, &self.revisions, self.now);
+        PurposeState {
+            status: e.status,
+            allowed: e.allowed,
+            reason: e.reason,
+            decision: choice.map(|c| c.decision),
+            policy_revision: choice.and_then(|c| c.policy_revision.map(|r| r.to_string())),
+            updated_at: choice.map(|c| c.occurred_at),
+            expires_at: e.expires_at,
+            source: choice.map(|c| c.source),
+        }
+    }
+}
+
+/// The consent state of one data subject: every purpose of the tenant.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubjectView {
+    /// True when any `opt_in` purpose (in the request's region) is `not_asked`, `stale` or
+    /// `expired`: the banner should be shown.
+    pub needs_consent: bool,
+    /// Per purpose key.
+    pub purposes: BTreeMap<String, PurposeState>,
+}
+
+/// One purpose's state for one data subject.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PurposeState {
+    pub status: Status,
+    /// Whether the purpose may be pursued for this person now.
+    pub allowed: bool,
+    /// Why `allowed` is what it is.
+    pub reason: Reason,
+    /// The decision in force, absent when never decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// The policy revision date the person saw when deciding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_revision: Option<String>,
+    /// When the decision in force was made (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// When a grant lapses (`updated_at` + the purpose's `max_age_days`); null when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<ConsentSource>,
+}
+
+/// The state of the subject behind `stored_identifier` (all `not_asked` when unknown).
+pub fn subject_view(
+    conn: &mut AnyConnection,
+    rules: &TenantRules,
+    stored_identifier: &str,
+    region: Option<&RegionCode>,
+) -> QueryResult<SubjectView> {
+    let states = match DataSubject::resolve(conn, &rules.tenant_id, stored_identifier)? {
+        Some(subject_id) => StateRow::for_subject(conn, &rules.tenant_id, &subject_id)?,
+        None => Vec::new(),
+    };
+    rules.view(&index(states), region)
+}
+
+pub(crate) fn index(states: Vec<StateRow>) -> HashMap<String, StateRow> {
+    states.into_iter().map(|s| (s.purpose_key.clone(), s)).collect()
+}
+

@@ -1,0 +1,17 @@
+//! Consentry: a consent and cookie preference-centre backend.
+//!
+//! Requests flow one way: [`routes`] → [`ledger`] / [`domain`] → [`db`]. The domain holds the
+//! rules and touches neither HTTP nor SQL.
+
+pub mod apply;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod extract;
+pub mod ledger;
+pub mod routes;
+pub mod startup;
+pub mod state;

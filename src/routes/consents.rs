@@ -1,0 +1,428 @@
+//! Server-to-server consent: `POST /v1/consents`, `POST /v1/consents/check`,
+//! `GET /v1/subjects/{subject}/consents`, `GET /v1/subjects/{subject}/events`.
+
+use crate::auth::{Caller, Scope};
+use crate::db::models::event::Event;
+use crate::db::models::subject::DataSubject;
+use crate::db::models::tenant::Tenant;
+use crate::db::models::utc;
+use crate::domain::{ConsentSource, Decision, RegionCode, SubjectIdentifier};
+use crate::error::{ApiError, Problem};
+use crate::extract::{idempotency_key, JsonBody};
+use crate::ledger::{self, CheckResult, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded, TenantRules};
+use crate::routes::{now, parse_region};
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(record_consents).service(check_consents).service(get_subject_consents).service(list_subject_events);
+}
+
+/// The consent state of one data subject.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "subject": "email:ada@example.com", "needs_consent": false,
+    "purposes": {"marketing": {"status": "granted", "allowed": true, "reason": "granted", "decision": "granted",
+        "policy_revision": "2021-02-01", "updated_at": "2026-11-29T10:00:00Z", "expires_at": "2027-12-29T10:00:00Z", "source": "api"}}
+}))]
+pub struct ConsentState {
+    /// The subject as normalised (`email:` lower-cased, `phone:` in E.164).
+    pub subject: String,
+    /// True when any `opt_in` purpose is `not_asked`, `stale` or `expired`.
+    pub needs_consent: bool,
+    pub purposes: BTreeMap<String, PurposeState>,
+}
+
+/// The result of recording choices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordResponse {
+    /// The events written, one per purpose whose decision changed (empty when nothing changed).
+    pub event_ids: Vec<String>,
+    /// The state after recording.
+    pub consents: ConsentState,
+    /// True when a Global Privacy Control signal was received and honoured: show
+    /// "Opt-Out Request Honored" (11 CCR §7025(c)(6)).
+    pub gpc_honored: bool,
+    /// Purposes granted while the GPC signal was present: recorded, but the opt-out stays in
+    /// force (11 CCR §7025(c)(3)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpc_conflicts: Vec<String>,
+}
+
+pub fn consent_state(subject: &SubjectIdentifier, view: &ledger::SubjectView) -> ConsentState {
+    ConsentState {
+        subject: subject.to_string(),
+        needs_consent: view.needs_consent,
+        purposes: view.purposes.clone(),
+    }
+}
+
+pub fn record_response(subject: &SubjectIdentifier, r: &Recorded) -> RecordResponse {
+    RecordResponse {
+        event_ids: r.event_ids.clone(),
+        consents: consent_state(subject, &r.view),
+        gpc_honored: r.gpc_honored,
+        gpc_conflicts: r.gpc_conflicts.clone(),
+    }
+}
+
+/// The claim for the request's `Idempotency-Key`, if it has one: the key, and a hash of the
+/// method, path and body that a retry must match.
+pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Result<Option<IdempotencyClaim>, ApiError> {
+    Ok(idempotency_key(req)?.map(|key| {
+        let mut h = Sha256::new();
+        h.update(req.method().as_str().as_bytes());
+        h.update(b" ");
+        h.update(req.path().as_bytes());
+        h.update(b"\n");
+        h.update(body);
+        IdempotencyClaim { scope, key, request_hash: hex::encode(h.finalize()) }
+    }))
+}
+
+/// Runs a recording and renders 201 (or the replayed first response, with
+/// `Idempotent-Replayed: true`).
+pub async fn record_and_respond(
+    state: &AppState,
+    tenant: Tenant,
+    subject: SubjectIdentifier,
+    build: impl FnOnce(&SubjectIdentifier, &crate::domain::SubjectKey) -> RecordRequestOwned + Send + 'static,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = state
+        .db(move |conn| {
+            let rules = TenantRules::load(conn, &tenant.id, now())?;
+            let key = tenant.subject_key();
+            let owned = build(&subject, &key);
+            let req = owned.borrow(&subject, &key);
+            let outcome = ledger::record_choices(conn, &rules, &req, 201, |r| {
+                serde_json::to_string(&record_response(&subject, r)).unwrap_or_default()
+            })?;
+            Ok(match outcome {
+                Outcome::Fresh(r) => (201, serde_json::to_string(&record_response(&subject, &r)).unwrap_or_default(), false),
+                Outcome::Replay { status, body } => (status, body, true),
+            })
+        })
+        .await?;
+    let (status, body, replayed) = outcome;
+    let mut res = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED));
+    res.content_type("application/json");
+    if replayed {
+        res.insert_header(("Idempotent-Replayed", "true"));
+    }
+    Ok(res.body(body))
+}
+
+/// The owned parts of a [`RecordRequest`], moved onto the blocking pool.
+pub struct RecordRequestOwned {
+    pub choices: BTreeMap<String, bool>,
+    pub policy_revision: Option<String>,
+    pub source: ConsentSource,
+    pub region: Option<RegionCode>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub site_id: Option<String>,
+    pub gpc: bool,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+impl RecordRequestOwned {
+    fn borrow<'a>(&'a self, subject: &'a SubjectIdentifier, key: &'a crate::domain::SubjectKey) -> RecordRequest<'a> {
+        RecordRequest {
+            subject,
+            subject_key: key,
+            choices: &self.choices,
+            policy_revision: self.policy_revision.as_deref(),
+            source: self.source,
+            region: self.region.as_ref(),
+            occurred_at: self.occurred_at,
+            site_id: self.site_id.as_deref(),
+            gpc: self.gpc,
+            idempotency: self.idempotency.as_ref().map(|c| IdempotencyClaim {
+                scope: c.scope.clone(),
+                key: c.key.clone(),
+                request_hash: c.request_hash.clone(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "subject": "email:ada@example.com",
+    "choices": {"marketing": true, "b2b_contact": false},
+    "policy_revision": "2021-02-01",
+    "source": "api"
+}))]
+pub struct RecordConsents {
+    /// `visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`.
+    pub subject: String,
+    /// Purpose key → granted (`true`) or refused (`false`).
+    pub choices: BTreeMap<String, bool>,
+    /// The revision date (`YYYY-MM-DD`) of the policy text the person saw; must be in force.
+    #[serde(default)]
+    pub policy_revision: Option<String>,
+    pub source: ConsentSource,
+    /// When the person decided (RFC 3339), if not now; not in the future. Expiry counts from it.
+    #[serde(default)]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Where the person is: ISO 3166-1 alpha-2 or ISO 3166-2 (`US-CA`); picks regional consent models.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// Records decisions for any data subject. Requires `consents:write`. One event per purpose
+/// whose decision changes, all in one transaction; a retry with the same `Idempotency-Key`
+/// returns the first response and writes nothing.
+#[utoipa::path(
+    tag = "consents",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first result without writing again")),
+    request_body = RecordConsents,
+    responses(
+        (status = 201, description = "Recorded (committed)", body = RecordResponse),
+        (status = 400, description = "Invalid subject, purpose, revision or time", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `consents:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/v1/consents")]
+pub async fn record_consents(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    JsonBody(body, raw): JsonBody<RecordConsents>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::ConsentsWrite)?;
+    let subject = SubjectIdentifier::parse(&body.subject).map_err(|e| ApiError::invalid("subject", e.to_string()))?;
+    let region = parse_region(body.region.as_deref())?;
+    let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
+    let tenant = load_tenant(&state, &caller).await?;
+    record_and_respond(&state, tenant, subject, move |_, _| RecordRequestOwned {
+        choices: body.choices,
+        policy_revision: body.policy_revision,
+        source: body.source,
+        region,
+        occurred_at: body.occurred_at,
+        site_id: None,
+        gpc: false,
+        idempotency,
+    })
+    .await
+}
+
+pub async fn load_tenant(state: &AppState, caller: &Caller) -> Result<Tenant, ApiError> {
+    let id = caller.tenant_id.clone();
+    state
+        .db(move |conn| Tenant::find(conn, &id)?.ok_or_else(|| ApiError::Unauthorized("the token's tenant no longer exists".into())))
+        .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"purpose": "marketing", "subjects": ["email:ada@example.com", "user:42"]}))]
+pub struct CheckConsents {
+    pub purpose: String,
+    /// 1 to 10,000 subjects.
+    pub subjects: Vec<String>,
+    /// Where the subjects are (ISO 3166), for regional consent models.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckResponse {
+    /// One result per subject, in request order.
+    pub results: Vec<CheckResult>,
+}
+
+/// Asks whether `purpose` is allowed for each subject now. Requires `consents:check`.
+/// Unknown subjects are `not_asked` (so not allowed for `opt_in` purposes).
+#[utoipa::path(
+    tag = "consents",
+    security(("bearer" = [])),
+    request_body = CheckConsents,
+    responses(
+        (status = 200, description = "One result per subject, in request order", body = CheckResponse),
+        (status = 400, description = "Unknown purpose or malformed subject", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `consents:check`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "More than 10,000 subjects", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/v1/consents/check")]
+pub async fn check_consents(
+    state: web::Data<AppState>,
+    caller: Caller,
+    JsonBody(body, _): JsonBody<CheckConsents>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::ConsentsCheck)?;
+    if body.subjects.is_empty() {
+        return Err(ApiError::invalid("subjects", "name at least one subject"));
+    }
+    if body.subjects.len() > ledger::MAX_CHECK_SUBJECTS {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "subjects: {} subjects given; at most {} per check",
+            body.subjects.len(),
+            ledger::MAX_CHECK_SUBJECTS
+        )));
+    }
+    let region = parse_region(body.region.as_deref())?;
+    let tenant = load_tenant(&state, &caller).await?;
+    let results = state
+        .db(move |conn| {
+            let rules = TenantRules::load(conn, &tenant.id, now())?;
+            let purpose = rules
+                .purpose(&body.purpose)
+                .ok_or_else(|| ApiError::invalid("purpose", format!("no purpose '{}' is defined", crate::domain::truncate(&body.purpose))))?;
+            Ok(ledger::check_subjects(conn, &rules, &tenant.subject_key(), purpose, &body.subjects, region.as_ref())?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(CheckResponse { results }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RegionQuery {
+    /// ISO 3166-1 alpha-2 or ISO 3166-2 code (`US-CA`) for regional consent models.
+    pub region: Option<String>,
+}
+
+fn parse_subject(raw: &str) -> Result<SubjectIdentifier, ApiError> {
+    SubjectIdentifier::parse(raw).map_err(|e| ApiError::invalid("subject", e.to_string()))
+}
+
+/// The consent state of any data subject. Requires `consents:read`. Unknown subjects are
+/// `not_asked` for every purpose.
+#[utoipa::path(
+    tag = "consents",
+    security(("bearer" = [])),
+    params(("subject" = String, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com"), RegionQuery),
+    responses(
+        (status = 200, description = "Per-purpose state", body = ConsentState),
+        (status = 400, description = "Malformed subject or region", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `consents:read`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/subjects/{subject}/consents")]
+pub async fn get_subject_consents(
+    state: web::Data<AppState>,
+    caller: Caller,
+    subject: web::Path<String>,
+    query: web::Query<RegionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::ConsentsRead)?;
+    let subject = parse_subject(&subject)?;
+    let region = parse_region(query.region.as_deref())?;
+    let tenant = load_tenant(&state, &caller).await?;
+    let body = read_state(&state, tenant, subject, region).await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Reads the consent state of a subject of `tenant`.
+pub async fn read_state(
+    state: &AppState,
+    tenant: Tenant,
+    subject: SubjectIdentifier,
+    region: Option<RegionCode>,
+) -> Result<ConsentState, ApiError> {
+    state
+        .db(move |conn| {
+            let rules = TenantRules::load(conn, &tenant.id, now())?;
+            let view = ledger::subject_view(conn, &rules, &subject.stored_form(&tenant.subject_key()), region.as_ref())?;
+            Ok(consent_state(&subject, &view))
+        })
+        .await
+}
+
+/// One recorded consent event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventResponse {
+    pub id: String,
+    pub purpose: String,
+    pub decision: Decision,
+    pub policy_revision: Option<String>,
+    pub source: ConsentSource,
+    pub region: Option<String>,
+    /// The site whose public endpoint recorded it, if any.
+    pub site_id: Option<String>,
+    /// When the person decided (UTC).
+    pub occurred_at: DateTime<Utc>,
+    /// When Consentry committed it (UTC).
+    pub recorded_at: DateTime<Utc>,
+    /// `hash` of the subject's previous event (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over this event's canonical form, including `prev_hash`.
+    pub hash: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    pub subject: String,
+    /// Oldest first.
+    pub events: Vec<EventResponse>,
+}
+
+/// Upper bound of events returned for one subject.
+const MAX_SUBJECT_EVENTS: i64 = 10_000;
+
+/// The consent events of a data subject, oldest first: the proof of what they decided, when,
+/// under which revision (GDPR Art. 7(1)). Requires `consents:read`.
+#[utoipa::path(
+    tag = "consents",
+    security(("bearer" = [])),
+    params(("subject" = String, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com")),
+    responses(
+        (status = 200, description = "The events (empty for an unknown subject)", body = EventList),
+        (status = 400, description = "Malformed subject", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `consents:read`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/subjects/{subject}/events")]
+pub async fn list_subject_events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    subject: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::ConsentsRead)?;
+    let subject = parse_subject(&subject)?;
+    let tenant = load_tenant(&state, &caller).await?;
+    let stored = subject.stored_form(&tenant.subject_key());
+    let events = state
+        .db(move |conn| {
+            Ok(match DataSubject::resolve(conn, &tenant.id, &stored)? {
+                Some(id) => Event::list_for_subject(conn, &tenant.id, &id, MAX_SUBJECT_EVENTS)?,
+                None => Vec::new(),
+            })
+        })
+        .await?;
+    let events = events
+        .into_iter()
+        .map(|e| {
+            let r = e.row;
+            Ok(EventResponse {
+                decision: Decision::parse(&r.decision).ok_or_else(|| crate::db::models::corrupt("decision", &r.decision))?,
+                source: ConsentSource::parse(&r.source).ok_or_else(|| crate::db::models::corrupt("source", &r.source))?,
+                id: r.id,
+                purpose: r.purpose_key,
+                policy_revision: r.policy_revision,
+                region: r.region,
+                site_id: r.site_id,
+                occurred_at: utc(r.occurred_at),
+                recorded_at: utc(r.recorded_at),
+                prev_hash: r.prev_hash,
+                hash: r.hash,
+            })
+        })
+        .collect::<Result<Vec<_>, diesel::result::Error>>()?;
+    Ok(HttpResponse::Ok().json(EventList { subject: subject.to_string(), events }))
+}

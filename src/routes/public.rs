@@ -1,0 +1,271 @@
+//! Public endpoints for browsers, under `/v1/sites/{site_key}`: the site's configuration, a
+//! visitor's consent state, and recording a visitor's choices. The `Origin` header, when
+//! present, must be one of the site's origins; CORS answers only those.
+
+use crate::auth::PublicSite;
+use crate::domain::{ConsentModel, ConsentSource, LegalBasis, PurposeKind, SubjectIdentifier};
+use crate::error::{ApiError, Problem};
+use crate::extract::{has_gpc, JsonBody};
+use crate::ledger::TenantRules;
+use crate::routes::consents::{idempotency_claim, read_state, record_and_respond, ConsentState, RecordRequestOwned, RecordResponse};
+use crate::routes::{now, parse_region};
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(get_site_config).service(get_visitor_consents).service(record_visitor_consents);
+}
+
+/// How long the SDK keeps the visitor's choices in its cookie when no purpose sets a shorter
+/// `max_age_days`: 13 months, the longest the CNIL accepts for consent cookies
+/// (CNIL, Délibération n° 2020-091, §50).
+pub const DEFAULT_COOKIE_MAX_AGE_DAYS: u32 = 395;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConfigQuery {
+    /// ISO 3166-1 alpha-2 or ISO 3166-2 code (`US-CA`): consent models are resolved for it.
+    pub region: Option<String>,
+    /// BCP 47 language tag of the visitor (echoed; titles are the tenant's text).
+    pub locale: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteConfig {
+    pub site: PublicSiteInfo,
+    /// The region the consent models were resolved for.
+    pub region: Option<String>,
+    pub locale: Option<String>,
+    /// Whether any purpose honours the Global Privacy Control signal.
+    pub gpc_honored: bool,
+    /// How long the SDK keeps choices in its cookie, in days.
+    pub cookie_max_age_days: u32,
+    /// The revisions in force, latest per policy.
+    pub policies: Vec<PolicyInForce>,
+    /// Every purpose, with its consent model for `region`.
+    pub purposes: Vec<PublicPurpose>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicSiteInfo {
+    pub site_key: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyInForce {
+    pub policy_key: String,
+    pub revision_date: String,
+    pub effective_at: DateTime<Utc>,
+    pub url: String,
+    pub sha256: Option<String>,
+    pub requires_reconsent: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicPurpose {
+    pub key: String,
+    pub title: String,
+    pub description: String,
+    pub kind: PurposeKind,
+    /// The consent model in force for the requested region.
+    pub consent_model: ConsentModel,
+    pub legal_basis: LegalBasis,
+    pub gpc_applies: bool,
+    pub max_age_days: Option<u32>,
+}
+
+/// The site's purposes (consent model resolved for `region`) and the policy revisions in force.
+#[utoipa::path(
+    tag = "public",
+    security(("origin" = [])),
+    params(("site_key" = String, Path, description = "The site's public key"), ConfigQuery),
+    responses(
+        (status = 200, description = "The configuration", body = SiteConfig),
+        (status = 400, description = "Malformed region", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown site key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/sites/{site_key}/config")]
+pub async fn get_site_config(
+    state: web::Data<AppState>,
+    site: PublicSite,
+    query: web::Query<ConfigQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let region = parse_region(query.region.as_deref())?;
+    let tenant_id = site.tenant.id.clone();
+    let rules = state.db(move |conn| Ok(TenantRules::load(conn, &tenant_id, now())?)).await?;
+    let purposes: Vec<PublicPurpose> = rules
+        .purposes
+        .iter()
+        .map(|p| PublicPurpose {
+            key: p.key.to_string(),
+            title: p.title.clone(),
+            description: p.description.clone(),
+            kind: p.kind,
+            consent_model: p.model_in(region.as_ref()),
+            legal_basis: p.legal_basis,
+            gpc_applies: p.gpc_applies,
+            max_age_days: p.max_age_days,
+        })
+        .collect();
+    let cookie_max_age_days = purposes
+        .iter()
+        .filter_map(|p| p.max_age_days)
+        .min()
+        .unwrap_or(DEFAULT_COOKIE_MAX_AGE_DAYS)
+        .min(DEFAULT_COOKIE_MAX_AGE_DAYS);
+    let policies = crate::db::models::revision::RevisionRow::current(&rules.revision_rows)
+        .into_iter()
+        .map(|r| PolicyInForce {
+            policy_key: r.policy_key.clone(),
+            revision_date: r.revision_date.clone(),
+            effective_at: r.effective_at_utc(),
+            url: r.url.clone(),
+            sha256: r.sha256.clone(),
+            requires_reconsent: r.requires_reconsent,
+        })
+        .collect();
+    let config = SiteConfig {
+        site: PublicSiteInfo { site_key: site.site.site_key.clone(), name: site.site.name.clone() },
+        region: region.map(|r| r.to_string()),
+        locale: query.locale.clone().filter(|l| l.len() <= 35),
+        gpc_honored: purposes.iter().any(|p| p.gpc_applies),
+        cookie_max_age_days,
+        policies,
+        purposes,
+    };
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-cache")).json(config))
+}
+
+fn parse_visitor(raw: &str, field: &str) -> Result<SubjectIdentifier, ApiError> {
+    Uuid::try_parse(raw)
+        .map(SubjectIdentifier::Visitor)
+        .map_err(|_| ApiError::invalid(field, format!("'{}' is not a UUID", crate::domain::truncate(raw))))
+}
+
+/// A visitor's consent state, with `needs_consent` telling the SDK whether to show the banner.
+#[utoipa::path(
+    tag = "public",
+    security(("origin" = [])),
+    params(
+        ("site_key" = String, Path, description = "The site's public key"),
+        ("visitor_id" = String, Path, description = "The visitor's UUID"),
+        crate::routes::consents::RegionQuery,
+    ),
+    responses(
+        (status = 200, description = "Per-purpose state", body = ConsentState),
+        (status = 400, description = "Malformed visitor id or region", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown site key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/sites/{site_key}/visitors/{visitor_id}/consents")]
+pub async fn get_visitor_consents(
+    state: web::Data<AppState>,
+    site: PublicSite,
+    path: web::Path<(String, String)>,
+    query: web::Query<crate::routes::consents::RegionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let visitor = parse_visitor(&path.1, "visitor_id")?;
+    let region = parse_region(query.region.as_deref())?;
+    let body = read_state(&state, site.tenant, visitor, region).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "visitor_id": "0b9c3f1e-8d4a-4f6e-9a51-2c7d8e9f0a1b",
+    "choices": {"statistics": true, "social_media": false},
+    "policy_revision": "2021-02-01",
+    "source": "banner"
+}))]
+pub struct RecordVisitorConsents {
+    /// The visitor's UUID (set by the SDK in a first-party cookie).
+    pub visitor_id: String,
+    /// Purpose key → granted (`true`) or refused (`false`).
+    pub choices: BTreeMap<String, bool>,
+    /// The revision date (`YYYY-MM-DD`) of the policy shown; must be in force.
+    pub policy_revision: String,
+    /// `banner`, `preference_centre` or `placeholder`.
+    pub source: ConsentSource,
+    /// Where the visitor is (ISO 3166), for regional consent models.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The page saw `navigator.globalPrivacyControl === true` (the `Sec-GPC: 1` header counts too).
+    #[serde(default)]
+    pub gpc: Option<bool>,
+    /// Reserved for identity linking (a JWT from the site's backend); not accepted yet.
+    #[serde(default)]
+    pub identity_token: Option<String>,
+}
+
+/// Records a visitor's choices. One event per changed purpose, in one transaction; a retry
+/// with the same `Idempotency-Key` returns the first response. With `Sec-GPC: 1`, purposes
+/// with `gpc_applies` are denied (source `gpc`) before the choices are applied (11 CCR §7025).
+#[utoipa::path(
+    tag = "public",
+    security(("origin" = [])),
+    params(
+        ("site_key" = String, Path, description = "The site's public key"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first result without writing again"),
+        ("Sec-GPC" = Option<String>, Header, description = "`1`: the Global Privacy Control signal"),
+    ),
+    request_body = RecordVisitorConsents,
+    responses(
+        (status = 201, description = "Recorded (committed)", body = RecordResponse),
+        (status = 400, description = "Invalid visitor id, purpose, revision or source", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin missing or not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown site key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/v1/sites/{site_key}/consents")]
+pub async fn record_visitor_consents(
+    state: web::Data<AppState>,
+    site: PublicSite,
+    req: HttpRequest,
+    JsonBody(body, raw): JsonBody<RecordVisitorConsents>,
+) -> Result<HttpResponse, ApiError> {
+    let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
+    if !body.source.is_visitor_facing() {
+        return Err(ApiError::invalid("source", "a browser records with banner, preference_centre or placeholder"));
+    }
+    if body.identity_token.is_some() {
+        return Err(ApiError::invalid("identity_token", "identity linking is not enabled on this server yet"));
+    }
+    let region = parse_region(body.region.as_deref())?;
+    let gpc = has_gpc(&req) || body.gpc == Some(true);
+    let idempotency = idempotency_claim(&req, format!("site:{}", site.site.id), &raw)?;
+    let site_id = site.site.id.clone();
+    record_and_respond(&state, site.tenant, visitor, move |_, _| RecordRequestOwned {
+        choices: body.choices,
+        policy_revision: Some(body.policy_revision),
+        source: body.source,
+        region,
+        occurred_at: None,
+        site_id: Some(site_id),
+        gpc,
+        idempotency,
+    })
+    .await
+}
+
+/// CORS preflight for the public endpoints: answered only for the site's origins.
+/// (`Access-Control-Allow-Origin` itself is added by the CORS middleware in `startup`.)
+pub async fn preflight(_site: PublicSite) -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Idempotency-Key"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+        .finish()
+}

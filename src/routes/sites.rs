@@ -1,0 +1,150 @@
+//! `POST /v1/sites`, `GET /v1/sites`: a tenant's websites and their allowed origins.
+
+use crate::auth::{Caller, Scope};
+use crate::db::backend::write_transaction;
+use crate::db::models::site::Site;
+use crate::db::models::{naive, utc};
+use crate::error::{ApiError, Problem};
+use crate::extract::JsonBody;
+use crate::routes::now;
+use crate::state::AppState;
+use actix_web::{get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(create_site).service(list_sites);
+}
+
+/// The most origins one site may list.
+const MAX_ORIGINS: usize = 50;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "www.example.com", "origins": ["https://www.example.com"]}))]
+pub struct CreateSite {
+    /// A label for people, 1–200 characters.
+    pub name: String,
+    /// Origins (`scheme://host[:port]`, http or https, no path) allowed to call the public
+    /// endpoints; 1–50.
+    pub origins: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteResponse {
+    pub id: String,
+    /// The public key that pages embed; names the site in public URLs.
+    pub site_key: String,
+    pub name: String,
+    pub origins: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteList {
+    pub sites: Vec<SiteResponse>,
+}
+
+impl From<&Site> for SiteResponse {
+    fn from(s: &Site) -> Self {
+        Self {
+            id: s.id.clone(),
+            site_key: s.site_key.clone(),
+            name: s.name.clone(),
+            origins: s.origins(),
+            created_at: utc(s.created_at),
+        }
+    }
+}
+
+/// Normalises an origin to `scheme://host[:port]` (lower case, default port dropped),
+/// the serialisation browsers send in `Origin` (RFC 6454 §6.1).
+pub fn parse_origin(raw: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("'{}' is not an origin: {why}", crate::domain::truncate(raw));
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad("use scheme://host[:port], e.g. https://www.example.com"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(bad("an origin has no path, query, fragment or credentials"));
+    }
+    match url.origin() {
+        url::Origin::Tuple(..) => Ok(url.origin().ascii_serialization()),
+        url::Origin::Opaque(_) => Err(bad("it has no host")),
+    }
+}
+
+/// Creates a site. Requires `admin`.
+#[utoipa::path(
+    tag = "sites",
+    security(("bearer" = [])),
+    request_body = CreateSite,
+    responses(
+        (status = 201, description = "Created", body = SiteResponse),
+        (status = 400, description = "Invalid name or origins", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `admin`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/v1/sites")]
+pub async fn create_site(
+    state: web::Data<AppState>,
+    caller: Caller,
+    JsonBody(body, _): JsonBody<CreateSite>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
+    }
+    if body.origins.is_empty() || body.origins.len() > MAX_ORIGINS {
+        return Err(ApiError::invalid("origins", format!("list 1 to {MAX_ORIGINS} origins")));
+    }
+    let mut origins = Vec::with_capacity(body.origins.len());
+    for (i, raw) in body.origins.iter().enumerate() {
+        let origin = parse_origin(raw).map_err(|m| ApiError::invalid(format!("origins[{i}]"), m))?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    let site = Site::new(&caller.tenant_id, &name, &origins, naive(now()));
+    let site = state
+        .db(move |conn| {
+            write_transaction(conn, |conn| site.insert(conn))?;
+            Ok(site)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(SiteResponse::from(&site)))
+}
+
+/// Lists the tenant's sites, oldest first. Any valid token.
+#[utoipa::path(
+    tag = "sites",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The sites", body = SiteList),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/sites")]
+pub async fn list_sites(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let sites = state.db(move |conn| Ok(Site::list(conn, &caller.tenant_id)?)).await?;
+    Ok(HttpResponse::Ok().json(SiteList { sites: sites.iter().map(SiteResponse::from).collect() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_origin;
+
+    #[test]
+    fn origins_are_normalised_like_browsers_send_them() {
+        assert_eq!(parse_origin("https://WWW.Example.com").unwrap(), "https://www.example.com");
+        assert_eq!(parse_origin("https://www.example.com:443/").unwrap(), "https://www.example.com");
+        assert_eq!(parse_origin("http://127.0.0.1:8000").unwrap(), "http://127.0.0.1:8000");
+        for bad in ["www.example.com", "ftp://example.com", "https://example.com/path", "https://example.com?q=1", "null"] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+}

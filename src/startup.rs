@@ -1,0 +1,154 @@
+//! Builds the HTTP application from settings and a listener (port 0 in tests).
+
+use crate::auth::CorsOrigin;
+use crate::config::Settings;
+use crate::db::models::instance_key::InstanceKey;
+use crate::db::{self, DbError};
+use crate::error::{problem_response, ApiError};
+use crate::routes;
+use crate::state::{AppState, TokenKeys};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
+use std::net::TcpListener;
+use std::sync::Arc;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The name of the instance key that signs management tokens.
+pub const TOKEN_KEY: &str = "management_token_hs256";
+
+/// Opens the database (migrating it) and loads the installation's keys.
+pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
+    let pool = db::connect(&settings.database_url, settings.pool_size)?;
+    let secret = InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY).map_err(DbError::from)?;
+    let keys = TokenKeys::from_secret(&secret).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(AppState { pool, keys: Arc::new(keys), max_body_bytes: settings.max_body_bytes })
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Opens the database and binds `settings.listen` (use port 0 for a free port).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let s = settings.clone();
+        let state = actix_web::rt::task::spawn_blocking(move || open_state(&s))
+            .await
+            .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))??;
+        let listener =
+            TcpListener::bind(&settings.listen).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
+        let port = listener.local_addr()?.port();
+        let server = run(listener, state)?;
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Starts serving on `listener`.
+pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        let (app, openapi) = App::new()
+            .into_utoipa_app()
+            .openapi(<routes::ApiDoc as utoipa::OpenApi>::openapi())
+            .app_data(data.clone())
+            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::invalid("query", e.to_string()).into()))
+            .configure(routes::configure)
+            .split_for_parts();
+        app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
+            .route("/v1/sites/{site_key}/{tail:.*}", web::method(actix_web::http::Method::OPTIONS).to(routes::public::preflight))
+            .default_service(web::to(not_found))
+            .wrap(ErrorHandlers::new().default_handler(into_problem))
+            .wrap_fn(|req: ServiceRequest, srv| {
+                use actix_web::dev::Service;
+                let fut = srv.call(req);
+                async move {
+                    let mut res = fut.await?;
+                    add_cors_headers(&mut res);
+                    Ok(res)
+                }
+            })
+            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Adds `Access-Control-Allow-Origin` when the request's origin was accepted by
+/// [`crate::auth::PublicSite`], and `Vary: Origin` on every public response.
+fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
+    let origin = res.request().extensions().get::<CorsOrigin>().map(|o| o.0.clone());
+    let public = res.request().path().starts_with("/v1/sites/") && res.request().match_info().get("site_key").is_some();
+    let headers = res.headers_mut();
+    if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Idempotent-Replayed"));
+    }
+    if public {
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    problem_response(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "The resource does not exist",
+        format!("no route for {} {}; see /openapi.json", req.method(), req.path()),
+    )
+}
+
+/// Turns any error response that is not yet a problem body (from actix itself) into one.
+fn into_problem<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || res.status().as_u16() < 400 {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let detail = res
+        .response()
+        .error()
+        .map(|e| e.to_string())
+        .filter(|d| !d.is_empty() && status.as_u16() < 500)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let slug = match status.as_u16() {
+        405 => "method-not-allowed",
+        413 => "payload-too-large",
+        s if s >= 500 => "internal",
+        _ => "http-error",
+    };
+    let (req, _) = res.into_parts();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let res = ServiceResponse::new(req, problem_response(status, slug, title, detail));
+    Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}
