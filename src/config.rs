@@ -15,6 +15,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Database connections per process (default 8).
     pub pool_size: u32,
+    /// HTTP worker threads (default: one per CPU core).
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// `tracing` filter, e.g. `info` or `consentry=debug` (default `info`).
     pub log: String,
 }

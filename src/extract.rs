@@ -57,7 +57,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 Err(e) => {
                     let path = e.path().to_string();
                     let inner = e.into_inner();
-                    if path.is_empty() || path == "." {
+                    let syntax = matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
+                    if syntax || path.is_empty() || path == "." {
                         Err(ApiError::MalformedBody(format!("body: {inner}")))
                     } else {
                         Err(ApiError::invalid(path, inner.to_string()))

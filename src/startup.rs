@@ -8,7 +8,7 @@ use crate::error::{problem_response, ApiError};
 use crate::routes;
 use crate::state::{AppState, TokenKeys};
 use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger};
@@ -56,12 +56,17 @@ impl Application {
         let listener =
             TcpListener::bind(&settings.listen).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, state)?;
+        let server = run(listener, state, settings.workers)?;
         Ok(Self { port, server })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A handle that stops the server (and so closes its database pool).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -70,7 +75,7 @@ impl Application {
 }
 
 /// Starts serving on `listener`.
-pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
+pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Result<Server, StartupError> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let (app, openapi) = App::new()
@@ -95,9 +100,12 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
                 }
             })
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
-    })
-    .listen(listener)?
-    .run();
+    });
+    let server = match workers {
+        Some(n) => server.workers(n.max(1)),
+        None => server,
+    };
+    let server = server.listen(listener)?.run();
     Ok(server)
 }
 

@@ -1,0 +1,25 @@
+# Multi-stage build: compile with the Rust toolchain, run on a slim Debian with nothing else.
+# libpq and libsqlite3 are bundled into the binary (pq-sys/libsqlite3-sys "bundled").
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+COPY openapi ./openapi
+COPY sdk-js/dist ./sdk-js/dist
+COPY sdk-js/demo ./sdk-js/demo
+RUN cargo build --release --locked --bin consentry
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home /var/lib/consentry consentry \
+    && mkdir -p /var/lib/consentry && chown consentry /var/lib/consentry
+COPY --from=build /src/target/release/consentry /usr/local/bin/consentry
+COPY examples /usr/share/consentry/examples
+USER consentry
+WORKDIR /var/lib/consentry
+ENV CONSENTRY__LISTEN=0.0.0.0:8080
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s CMD ["/usr/local/bin/consentry", "--version"]
+ENTRYPOINT ["/usr/local/bin/consentry"]
+CMD ["serve"]

@@ -1,0 +1,13 @@
+//! Integration tests: the real server over HTTP, each test on a fresh database, every test
+//! on SQLite and on PostgreSQL (`sqlite::…` and `postgres::…`).
+
+mod helpers;
+
+mod cli;
+mod consents;
+mod errors;
+mod gpc;
+mod isolation;
+mod management;
+mod public;
+mod status_rules;

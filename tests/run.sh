@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's second command runs it:
+#   1. Rust unit and integration tests: every integration test on SQLite and on PostgreSQL.
+#      PostgreSQL: CONSENTRY_TEST_POSTGRES_URL (an admin URL; a database is created per test),
+#      or a server answering at 127.0.0.1:5432 as user postgres. Set CONSENTRY_TEST_POSTGRES_URL=off
+#      to run SQLite only. When it is set and unreachable, the PostgreSQL tests fail.
+#   2. The browser SDK's tests (sdk-js: vitest unit tests, size budgets, real-browser tests).
+# It installs what the tests need when it can (Debian packages as root, npm packages from the lockfile).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+  else
+    echo "note: cannot install $* (not root or no apt-get); the tests that need it say so"
+  fi
+}
+command -v docker-compose >/dev/null || apt_install docker-compose
+
+case "${CONSENTRY_TEST_POSTGRES_URL:-}" in
+  off) unset CONSENTRY_TEST_POSTGRES_URL ;;
+  "")
+    if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+      export CONSENTRY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres
+    fi ;;
+esac
+echo "== backends: SQLite${CONSENTRY_TEST_POSTGRES_URL:+ and PostgreSQL ($CONSENTRY_TEST_POSTGRES_URL)}"
+
+cargo test --locked --all-targets
+
+if [ -f sdk-js/package.json ]; then
+  echo "== sdk-js"
+  command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || apt_install chromium
+  (cd sdk-js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent test:all)
+fi
