@@ -6,6 +6,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
 COPY openapi ./openapi
+COPY examples ./examples
 COPY sdk-js/dist ./sdk-js/dist
 COPY sdk-js/demo ./sdk-js/demo
 RUN cargo build --release --locked --bin consentry

@@ -37,6 +37,9 @@ pub struct TenantFile {
 pub struct SiteSpec {
     pub name: String,
     pub origins: Vec<String>,
+    /// The purposes the site presents (default: all).
+    #[serde(default)]
+    pub purposes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,10 +73,44 @@ pub struct ApplySummary {
     pub revisions: Vec<String>,
 }
 
-pub fn apply_file(state: &AppState, path: &Path) -> Result<ApplySummary, Box<dyn std::error::Error>> {
+/// The example tenant (`examples/ntt-cloud-communications`), built into the binary for `serve --demo`.
+pub const EXAMPLE_TOML: &str = include_str!("../examples/ntt-cloud-communications/consentry.toml");
+const EXAMPLE_POLICY: &[u8] =
+    include_bytes!("../examples/ntt-cloud-communications/privacy-policy-2021-02.txt");
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Applies a TOML file; `text_file`s are read relative to it.
+pub fn apply_file(state: &AppState, path: &Path) -> Result<ApplySummary, BoxError> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let spec: TenantFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
+    apply_text(state, &text, |f| {
+        std::fs::read(base.join(f)).map_err(|e| format!("{}: {e}", base.join(f).display()).into())
+    })
+    .map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+/// Creates the example tenant unless it exists; `None` when it did.
+pub fn apply_example(state: &AppState) -> Result<Option<ApplySummary>, BoxError> {
+    let exists =
+        Tenant::find_by_slug(&mut *state.pool.get()?, crate::routes::sdk::DEMO_TENANT)?.is_some();
+    if exists {
+        return Ok(None);
+    }
+    apply_text(state, EXAMPLE_TOML, |f| match f {
+        "privacy-policy-2021-02.txt" => Ok(EXAMPLE_POLICY.to_vec()),
+        other => Err(format!("the built-in example has no file '{other}'").into()),
+    })
+    .map(Some)
+}
+
+/// Applies a tenant file's text; `read` returns the bytes of a `text_file`.
+pub fn apply_text(
+    state: &AppState,
+    text: &str,
+    read: impl Fn(&str) -> Result<Vec<u8>, BoxError>,
+) -> Result<ApplySummary, BoxError> {
+    let spec: TenantFile = toml::from_str(text)?;
 
     let mut conn = state.pool.get()?;
     let (tenant, token) = match Tenant::find_by_slug(&mut conn, &spec.tenant)? {
@@ -90,7 +127,8 @@ pub fn apply_file(state: &AppState, path: &Path) -> Result<ApplySummary, Box<dyn
     let mut purposes = Vec::new();
     for (key, body) in spec.purposes {
         let key = PurposeKey::parse(&key).map_err(|m| format!("purposes.{key}: {m}"))?;
-        let purpose = parse_purpose(key.clone(), body).map_err(|e| format!("purposes.{key}: {e}"))?;
+        let purpose =
+            parse_purpose(key.clone(), body).map_err(|e| format!("purposes.{key}: {e}"))?;
         purposes.push(PurposeRow::from_domain(&tenant.id, &purpose, naive(now)));
     }
     let mut revisions = Vec::new();
@@ -98,10 +136,7 @@ pub fn apply_file(state: &AppState, path: &Path) -> Result<ApplySummary, Box<dyn
         let policy = PolicyKey::parse(&r.policy)?;
         let date = RevisionDate::parse(&r.revision_date)?;
         let sha256 = match &r.text_file {
-            Some(f) => {
-                let bytes = std::fs::read(base.join(f)).map_err(|e| format!("{}: {e}", base.join(f).display()))?;
-                Some(hex::encode(Sha256::digest(&bytes)))
-            }
+            Some(f) => Some(hex::encode(Sha256::digest(read(f)?))),
             None => None,
         };
         revisions.push(RevisionRow {
@@ -113,14 +148,27 @@ pub fn apply_file(state: &AppState, path: &Path) -> Result<ApplySummary, Box<dyn
             url: r.url.clone(),
             sha256,
             requires_reconsent: r.requires_reconsent,
-            purposes: r.purposes.as_ref().map(|p| serde_json::Value::from(p.clone()).to_string()),
+            purposes: r
+                .purposes
+                .as_ref()
+                .map(|p| serde_json::Value::from(p.clone()).to_string()),
             created_at: naive(now),
         });
     }
     let mut sites = Vec::new();
     for s in &spec.sites {
-        let origins = s.origins.iter().map(|o| parse_origin(o)).collect::<Result<Vec<_>, _>>()?;
-        sites.push(Site::new(&tenant.id, &s.name, &origins, naive(now)));
+        let origins = s
+            .origins
+            .iter()
+            .map(|o| parse_origin(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        sites.push(Site::new(
+            &tenant.id,
+            &s.name,
+            &origins,
+            s.purposes.as_deref(),
+            naive(now),
+        ));
     }
 
     let summary = write_transaction(&mut conn, |conn| {
@@ -141,14 +189,22 @@ pub fn apply_file(state: &AppState, path: &Path) -> Result<ApplySummary, Box<dyn
         let mut applied = Vec::new();
         for r in &revisions {
             let known = RevisionRow::list_for_policy(conn, &tenant.id, &r.policy_key)?;
-            let row = match known.into_iter().find(|k| k.revision_date == r.revision_date) {
+            let row = match known
+                .into_iter()
+                .find(|k| k.revision_date == r.revision_date)
+            {
                 Some(k) => k,
                 None => {
                     r.insert(conn)?;
                     r.clone()
                 }
             };
-            applied.push(format!("{} {} {}", row.policy_key, row.revision_date, row.sha256.as_deref().unwrap_or("-")));
+            applied.push(format!(
+                "{} {} {}",
+                row.policy_key,
+                row.revision_date,
+                row.sha256.as_deref().unwrap_or("-")
+            ));
         }
         Ok::<_, diesel::result::Error>(ApplySummary {
             tenant: tenant.slug.clone(),

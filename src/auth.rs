@@ -34,7 +34,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Admin, Scope::ConsentsRead, Scope::ConsentsWrite, Scope::ConsentsCheck];
+    pub const ALL: [Scope; 4] = [
+        Scope::Admin,
+        Scope::ConsentsRead,
+        Scope::ConsentsWrite,
+        Scope::ConsentsCheck,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,11 +99,16 @@ pub fn issue_token(
         exp: expires_at.map(|t| t.timestamp()),
         jti: new_id(),
     };
-    let jwt = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).map_err(ApiError::internal)?;
+    let jwt = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
+        .map_err(ApiError::internal)?;
     ApiToken {
         id: claims.jti.clone(),
         tenant_id: tenant.id.clone(),
-        scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+        scopes: scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
         created_at: naive(now),
         expires_at: expires_at.map(naive),
         revoked_at: None,
@@ -122,7 +132,9 @@ impl Caller {
         if self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("this token lacks the scope '{scope}'")))
+            Err(ApiError::Forbidden(format!(
+                "this token lacks the scope '{scope}'"
+            )))
         }
     }
 }
@@ -133,17 +145,35 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header = req.headers().get(header::AUTHORIZATION).map(|h| h.to_str().map(str::to_owned));
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|h| h.to_str().map(str::to_owned));
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
+            let state =
+                state.ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
             let token = match header {
-                None => return Err(ApiError::Unauthorized("send Authorization: Bearer <token>".into())),
-                Some(Err(_)) => return Err(ApiError::Unauthorized("the Authorization header is not ASCII".into())),
+                None => {
+                    return Err(ApiError::Unauthorized(
+                        "send Authorization: Bearer <token>".into(),
+                    ))
+                }
+                Some(Err(_)) => {
+                    return Err(ApiError::Unauthorized(
+                        "the Authorization header is not ASCII".into(),
+                    ))
+                }
                 Some(Ok(h)) => match h.split_once(' ') {
-                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                    Some((scheme, token))
+                        if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+                    {
                         token.trim().to_owned()
                     }
-                    _ => return Err(ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())),
+                    _ => {
+                        return Err(ApiError::Unauthorized(
+                            "the Authorization header must be 'Bearer <token>'".into(),
+                        ))
+                    }
                 },
             };
             let mut validation = Validation::new(Algorithm::HS256);
@@ -151,21 +181,33 @@ impl FromRequest for Caller {
             validation.leeway = 0;
             let claims = jsonwebtoken::decode::<Claims>(&token, &state.keys.decoding, &validation)
                 .map_err(|e| match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::Unauthorized("the token has expired".into()),
-                    _ => ApiError::Unauthorized("the token is not valid for this installation".into()),
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        ApiError::Unauthorized("the token has expired".into())
+                    }
+                    _ => ApiError::Unauthorized(
+                        "the token is not valid for this installation".into(),
+                    ),
                 })?
                 .claims;
             let jti = claims.jti.clone();
-            let record = state.db(move |conn| Ok(ApiToken::find(conn, &jti)?)).await?;
+            let record = state
+                .db(move |conn| Ok(ApiToken::find(conn, &jti)?))
+                .await?;
             match record {
-                Some(t) if t.revoked_at.is_some() => Err(ApiError::Unauthorized("the token has been revoked".into())),
+                Some(t) if t.revoked_at.is_some() => {
+                    Err(ApiError::Unauthorized("the token has been revoked".into()))
+                }
                 Some(t) if t.expires_at.is_some_and(|e| utc(e) <= Utc::now()) => {
                     Err(ApiError::Unauthorized("the token has expired".into()))
                 }
-                Some(t) if t.tenant_id == claims.tenant => {
-                    Ok(Caller { tenant_id: t.tenant_id, token_id: t.id, scopes: claims.scopes })
-                }
-                _ => Err(ApiError::Unauthorized("the token is not valid for this installation".into())),
+                Some(t) if t.tenant_id == claims.tenant => Ok(Caller {
+                    tenant_id: t.tenant_id,
+                    token_id: t.id,
+                    scopes: claims.scopes,
+                }),
+                _ => Err(ApiError::Unauthorized(
+                    "the token is not valid for this installation".into(),
+                )),
             }
         })
     }
@@ -198,28 +240,45 @@ impl FromRequest for PublicSite {
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
-            let site_key = req.match_info().get("site_key").unwrap_or_default().to_owned();
-            let origin = req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
+            let site_key = req
+                .match_info()
+                .get("site_key")
+                .unwrap_or_default()
+                .to_owned();
+            let origin = req
+                .headers()
+                .get(header::ORIGIN)
+                .map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
             let key = site_key.clone();
             let found = state
                 .db(move |conn| {
-                    let Some(site) = Site::find_by_key(conn, &key)? else { return Ok(None) };
-                    let tenant = Tenant::find(conn, &site.tenant_id)?.ok_or(diesel::result::Error::NotFound)?;
+                    let Some(site) = Site::find_by_key(conn, &key)? else {
+                        return Ok(None);
+                    };
+                    let tenant = Tenant::find(conn, &site.tenant_id)?
+                        .ok_or(diesel::result::Error::NotFound)?;
                     Ok(Some(PublicSite { site, tenant }))
                 })
                 .await?;
             let Some(public) = found else {
-                return Err(ApiError::NotFound(format!("no site has the key '{}'", crate::domain::truncate(&site_key))));
+                return Err(ApiError::NotFound(format!(
+                    "no site has the key '{}'",
+                    crate::domain::truncate(&site_key)
+                )));
             };
             match origin {
                 Some(o) if public.site.allows_origin(&o) => {
                     req.extensions_mut().insert(CorsOrigin(o));
                 }
                 Some(o) => {
-                    return Err(ApiError::Forbidden(format!("the origin '{o}' is not one of this site's origins")));
+                    return Err(ApiError::Forbidden(format!(
+                        "the origin '{o}' is not one of this site's origins"
+                    )));
                 }
                 None if req.method() != actix_web::http::Method::GET => {
-                    return Err(ApiError::Forbidden("send the Origin header of one of this site's origins".into()));
+                    return Err(ApiError::Forbidden(
+                        "send the Origin header of one of this site's origins".into(),
+                    ));
                 }
                 None => {}
             }

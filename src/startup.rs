@@ -35,9 +35,15 @@ pub const TOKEN_KEY: &str = "management_token_hs256";
 /// Opens the database (migrating it) and loads the installation's keys.
 pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let pool = db::connect(&settings.database_url, settings.pool_size)?;
-    let secret = InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY).map_err(DbError::from)?;
-    let keys = TokenKeys::from_secret(&secret).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
-    Ok(AppState { pool, keys: Arc::new(keys), max_body_bytes: settings.max_body_bytes })
+    let secret = InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY)
+        .map_err(DbError::from)?;
+    let keys = TokenKeys::from_secret(&secret)
+        .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(AppState {
+        pool,
+        keys: Arc::new(keys),
+        max_body_bytes: settings.max_body_bytes,
+    })
 }
 
 /// A bound, not yet running server.
@@ -53,8 +59,8 @@ impl Application {
         let state = actix_web::rt::task::spawn_blocking(move || open_state(&s))
             .await
             .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))??;
-        let listener =
-            TcpListener::bind(&settings.listen).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
         let port = listener.local_addr()?.port();
         let server = run(listener, state, settings.workers)?;
         Ok(Self { port, server })
@@ -75,19 +81,32 @@ impl Application {
 }
 
 /// Starts serving on `listener`.
-pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Result<Server, StartupError> {
+pub fn run(
+    listener: TcpListener,
+    state: AppState,
+    workers: Option<usize>,
+) -> Result<Server, StartupError> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let (app, openapi) = App::new()
             .into_utoipa_app()
             .openapi(<routes::ApiDoc as utoipa::OpenApi>::openapi())
             .app_data(data.clone())
-            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()))
-            .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::invalid("query", e.to_string()).into()))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()),
+            )
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::invalid("query", e.to_string()).into()),
+            )
             .configure(routes::configure)
             .split_for_parts();
         app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
-            .route("/v1/sites/{site_key}/{tail:.*}", web::method(actix_web::http::Method::OPTIONS).to(routes::public::preflight))
+            .route(
+                "/v1/sites/{site_key}/{tail:.*}",
+                web::method(actix_web::http::Method::OPTIONS).to(routes::public::preflight),
+            )
             .default_service(web::to(not_found))
             .wrap(ErrorHandlers::new().default_handler(into_problem))
             .wrap_fn(|req: ServiceRequest, srv| {
@@ -112,12 +131,20 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
 /// Adds `Access-Control-Allow-Origin` when the request's origin was accepted by
 /// [`crate::auth::PublicSite`], and `Vary: Origin` on every public response.
 fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
-    let origin = res.request().extensions().get::<CorsOrigin>().map(|o| o.0.clone());
-    let public = res.request().path().starts_with("/v1/sites/") && res.request().match_info().get("site_key").is_some();
+    let origin = res
+        .request()
+        .extensions()
+        .get::<CorsOrigin>()
+        .map(|o| o.0.clone());
+    let public = res.request().path().starts_with("/v1/sites/")
+        && res.request().match_info().get("site_key").is_some();
     let headers = res.headers_mut();
     if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Idempotent-Replayed"));
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Idempotent-Replayed"),
+        );
     }
     if public {
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
@@ -129,12 +156,18 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
         StatusCode::NOT_FOUND,
         "not-found",
         "The resource does not exist",
-        format!("no route for {} {}; see /openapi.json", req.method(), req.path()),
+        format!(
+            "no route for {} {}; see /openapi.json",
+            req.method(),
+            req.path()
+        ),
     )
 }
 
 /// Turns any error response that is not yet a problem body (from actix itself) into one.
-fn into_problem<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+fn into_problem<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let is_problem = res
         .headers()
         .get(header::CONTENT_TYPE)

@@ -12,7 +12,9 @@ pub fn in_transaction(conn: &mut AnyConnection) -> bool {
         AnyConnection::Postgresql(c) => {
             AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
         }
-        AnyConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+        }
     };
     !matches!(depth, Ok(None))
 }
@@ -22,13 +24,18 @@ pub fn in_transaction(conn: &mut AnyConnection) -> bool {
 /// On SQLite the transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front:
 /// a deferred transaction that reads and then writes fails with `SQLITE_BUSY` when another
 /// writer committed in between, and waiting (busy_timeout) cannot help it.
-pub fn write_transaction<T, E>(conn: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> Result<T, E>) -> Result<T, E>
+pub fn write_transaction<T, E>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
 where
     E: From<Error>,
 {
     match conn {
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
-        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
     }
     let outcome = f(conn);
     let end = match (&outcome, &mut *conn) {
@@ -50,7 +57,9 @@ where
 /// `BEGIN IMMEDIATE` of [`write_transaction`] already holds the database's one write lock.
 /// Returns the subject's `last_event_hash`.
 pub fn lock_subject(conn: &mut AnyConnection, subject_id: &str) -> QueryResult<String> {
-    let query = data_subjects::table.find(subject_id).select(data_subjects::last_event_hash);
+    let query = data_subjects::table
+        .find(subject_id)
+        .select(data_subjects::last_event_hash);
     match conn {
         AnyConnection::Postgresql(c) => query.for_update().first(c),
         AnyConnection::Sqlite(c) => query.first(c),
@@ -62,6 +71,9 @@ pub fn lock_subject(conn: &mut AnyConnection, subject_id: &str) -> QueryResult<S
 pub fn is_retryable(err: &Error) -> bool {
     matches!(
         err,
-        Error::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _)
+        Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
+            _
+        )
     )
 }

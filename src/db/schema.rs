@@ -35,6 +35,7 @@ diesel::table! {
         site_key -> Text,
         name -> Text,
         origins -> Text,
+        purposes -> Nullable<Text>,
         created_at -> Timestamp,
     }
 }
@@ -135,6 +136,14 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
-    tenants, api_tokens, sites, purposes, policy_revisions, data_subjects,
-    subject_identifiers, consent_events, consent_states, idempotency_keys,
+    tenants,
+    api_tokens,
+    sites,
+    purposes,
+    policy_revisions,
+    data_subjects,
+    subject_identifiers,
+    consent_events,
+    consent_states,
+    idempotency_keys,
 );

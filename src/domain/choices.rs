@@ -24,21 +24,34 @@ impl Choices {
         model_of: impl Fn(&PurposeKey) -> Option<ConsentModel>,
     ) -> Result<Self, FieldError> {
         if raw.is_empty() {
-            return Err(FieldError::new("choices", "name at least one purpose, e.g. {\"analytics\": true}"));
+            return Err(FieldError::new(
+                "choices",
+                "name at least one purpose, e.g. {\"analytics\": true}",
+            ));
         }
         if raw.len() > MAX_CHOICES {
-            return Err(FieldError::new("choices", format!("at most {MAX_CHOICES} purposes per submission")));
+            return Err(FieldError::new(
+                "choices",
+                format!("at most {MAX_CHOICES} purposes per submission"),
+            ));
         }
         let mut out = Vec::with_capacity(raw.len());
         for (name, granted) in raw {
             let field = || format!("choices.{}", super::purpose::truncate(name));
             let key = PurposeKey::parse(name).map_err(|m| FieldError::new(field(), m))?;
             match model_of(&key) {
-                None => return Err(FieldError::new(field(), format!("no purpose '{key}' is defined for this tenant"))),
+                None => {
+                    return Err(FieldError::new(
+                        field(),
+                        format!("no purpose '{key}' is defined for this tenant"),
+                    ))
+                }
                 Some(ConsentModel::NoticeOnly) if !granted => {
                     return Err(FieldError::new(
                         field(),
-                        format!("'{key}' is strictly necessary (notice_only) and cannot be refused"),
+                        format!(
+                            "'{key}' is strictly necessary (notice_only) and cannot be refused"
+                        ),
                     ))
                 }
                 Some(ConsentModel::NoticeOnly) => {}
@@ -82,16 +95,28 @@ mod tests {
     fn notice_only_purposes_cannot_be_refused() {
         let err = Choices::parse(&raw(&[("necessary", false)]), models).unwrap_err();
         assert_eq!(err.to_string(), "choices.necessary: 'necessary' is strictly necessary (notice_only) and cannot be refused");
-        let ok = Choices::parse(&raw(&[("necessary", true), ("analytics", false)]), models).unwrap();
-        assert_eq!(ok.iter().collect::<Vec<_>>(), vec![&(PurposeKey::parse("analytics").unwrap(), Decision::Denied)]);
+        let ok =
+            Choices::parse(&raw(&[("necessary", true), ("analytics", false)]), models).unwrap();
+        assert_eq!(
+            ok.iter().collect::<Vec<_>>(),
+            vec![&(PurposeKey::parse("analytics").unwrap(), Decision::Denied)]
+        );
     }
 
     #[test]
     fn unknown_and_malformed_purposes_name_the_field() {
         let err = Choices::parse(&raw(&[("newsletter", true)]), models).unwrap_err();
-        assert_eq!(err.to_string(), "choices.newsletter: no purpose 'newsletter' is defined for this tenant");
+        assert_eq!(
+            err.to_string(),
+            "choices.newsletter: no purpose 'newsletter' is defined for this tenant"
+        );
         let err = Choices::parse(&raw(&[("Bad-Key", true)]), models).unwrap_err();
-        assert!(err.to_string().starts_with("choices.Bad-Key: 'Bad-Key' is not a purpose key"));
-        assert!(Choices::parse(&raw(&[]), models).unwrap_err().to_string().starts_with("choices: "));
+        assert!(err
+            .to_string()
+            .starts_with("choices.Bad-Key: 'Bad-Key' is not a purpose key"));
+        assert!(Choices::parse(&raw(&[]), models)
+            .unwrap_err()
+            .to_string()
+            .starts_with("choices: "));
     }
 }

@@ -58,7 +58,10 @@ impl SubjectIdentifier {
         match kind {
             "visitor" => match Uuid::try_parse(value) {
                 Ok(id) => Ok(Self::Visitor(id)),
-                Err(_) => err(format!("'{}' is not a UUID (visitor ids are UUIDs)", truncate(value))),
+                Err(_) => err(format!(
+                    "'{}' is not a UUID (visitor ids are UUIDs)",
+                    truncate(value)
+                )),
             },
             "user" => {
                 let ok = !value.is_empty()
@@ -67,11 +70,18 @@ impl SubjectIdentifier {
                 if ok {
                     Ok(Self::User(value.to_owned()))
                 } else {
-                    err("user ids are 1 to 128 characters without whitespace or control characters".into())
+                    err(
+                        "user ids are 1 to 128 characters without whitespace or control characters"
+                            .into(),
+                    )
                 }
             }
-            "email" => normalise_email(value).map(Self::Email).map_err(IdentifierError),
-            "phone" => normalise_phone(value).map(Self::Phone).map_err(IdentifierError),
+            "email" => normalise_email(value)
+                .map(Self::Email)
+                .map_err(IdentifierError),
+            "phone" => normalise_phone(value)
+                .map(Self::Phone)
+                .map_err(IdentifierError),
             other => err(format!(
                 "'{}' is not a subject kind: use visitor, user, email or phone",
                 truncate(other)
@@ -95,11 +105,16 @@ impl SubjectIdentifier {
             Self::Visitor(id) => format!("visitor:{id}"),
             Self::User(id) => format!("user:{id}"),
             Self::Email(v) | Self::Phone(v) => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes any key length");
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes any key length");
                 mac.update(self.kind().as_bytes());
                 mac.update(b":");
                 mac.update(v.as_bytes());
-                format!("{}:h:{}", self.kind(), hex::encode(mac.finalize().into_bytes()))
+                format!(
+                    "{}:h:{}",
+                    self.kind(),
+                    hex::encode(mac.finalize().into_bytes())
+                )
             }
         }
     }
@@ -133,7 +148,9 @@ fn normalise_email(raw: &str) -> Result<String, String> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
     if local_ok && domain_ok {
         Ok(email)
     } else {
@@ -144,7 +161,10 @@ fn normalise_email(raw: &str) -> Result<String, String> {
 /// Strips spaces, dots, hyphens and parentheses; what is left must be `+` followed by 8 to 15
 /// digits, the first not 0 (E.164 allows at most 15 digits).
 fn normalise_phone(raw: &str) -> Result<String, String> {
-    let compact: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let compact: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
     let digits = compact.strip_prefix('+').unwrap_or("");
     let ok = (8..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
@@ -175,7 +195,10 @@ mod tests {
         assert_eq!(a.to_string(), "email:ada@example.com");
         let stored = a.stored_form(&key());
         assert!(stored.starts_with("email:h:") && stored.len() == "email:h:".len() + 64);
-        assert!(!stored.contains("ada"), "the address must not be stored in the clear");
+        assert!(
+            !stored.contains("ada"),
+            "the address must not be stored in the clear"
+        );
     }
 
     #[test]
@@ -189,8 +212,16 @@ mod tests {
     #[test]
     fn visitor_and_user_ids_are_kept_as_given() {
         let v = SubjectIdentifier::parse("visitor:6F9619FF-8B86-D011-B42D-00C04FC964FF").unwrap();
-        assert_eq!(v.stored_form(&key()), "visitor:6f9619ff-8b86-d011-b42d-00c04fc964ff");
-        assert_eq!(SubjectIdentifier::parse("user:42").unwrap().stored_form(&key()), "user:42");
+        assert_eq!(
+            v.stored_form(&key()),
+            "visitor:6f9619ff-8b86-d011-b42d-00c04fc964ff"
+        );
+        assert_eq!(
+            SubjectIdentifier::parse("user:42")
+                .unwrap()
+                .stored_form(&key()),
+            "user:42"
+        );
     }
 
     #[test]

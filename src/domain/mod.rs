@@ -14,9 +14,11 @@ pub mod status;
 pub use choices::Choices;
 pub use identifiers::{IdentifierError, SubjectIdentifier, SubjectKey};
 pub use policy::{PolicyKey, Revision, RevisionDate};
-pub use purpose::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, PurposeRule, RegionalModels};
-pub use region::RegionCode;
 pub(crate) use purpose::truncate;
+pub use purpose::{
+    ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, PurposeRule, RegionalModels,
+};
+pub use region::RegionCode;
 pub use status::{ConsentSource, Decision, Evaluation, Reason, Status, StoredChoice};
 
 /// A validation failure of one input field: which field, and why.
@@ -31,6 +33,9 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }

@@ -15,11 +15,16 @@ impl PurposeKey {
     pub fn parse(raw: &str) -> Result<Self, String> {
         if !raw.is_empty()
             && raw.len() <= 64
-            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(format!("'{}' is not a purpose key: use 1 to 64 of a-z, 0-9 and _", truncate(raw)))
+            Err(format!(
+                "'{}' is not a purpose key: use 1 to 64 of a-z, 0-9 and _",
+                truncate(raw)
+            ))
         }
     }
 
@@ -167,7 +172,10 @@ impl Purpose {
     }
 
     pub fn rule(&self, region: Option<&RegionCode>) -> PurposeRule {
-        PurposeRule { model: self.model_in(region), max_age_days: self.max_age_days }
+        PurposeRule {
+            model: self.model_in(region),
+            max_age_days: self.max_age_days,
+        }
     }
 }
 
@@ -203,9 +211,18 @@ mod tests {
             (region("US-CA"), ConsentModel::OptIn),
         ]));
         let default = ConsentModel::NoticeOnly;
-        assert_eq!(models.effective(default, Some(&region("US-CA"))), ConsentModel::OptIn);
-        assert_eq!(models.effective(default, Some(&region("US-NY"))), ConsentModel::OptOut);
-        assert_eq!(models.effective(default, Some(&region("US"))), ConsentModel::OptOut);
+        assert_eq!(
+            models.effective(default, Some(&region("US-CA"))),
+            ConsentModel::OptIn
+        );
+        assert_eq!(
+            models.effective(default, Some(&region("US-NY"))),
+            ConsentModel::OptOut
+        );
+        assert_eq!(
+            models.effective(default, Some(&region("US"))),
+            ConsentModel::OptOut
+        );
         assert_eq!(models.effective(default, Some(&region("DE"))), default);
         assert_eq!(models.effective(default, None), default);
     }

@@ -20,7 +20,9 @@ impl RegionCode {
         };
         let country_ok = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
         let sub_ok = subdivision.is_none_or(|s| {
-            (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            (1..=3).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         });
         if country_ok && sub_ok {
             Ok(Self(upper))

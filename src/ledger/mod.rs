@@ -3,8 +3,8 @@
 
 mod check;
 mod record;
-mod view;
 pub mod verify;
+mod view;
 
 pub use check::{check_subjects, CheckResult, MAX_CHECK_SUBJECTS};
 pub use record::{record_choices, IdempotencyClaim, Outcome, RecordRequest, Recorded};

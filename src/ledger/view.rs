@@ -6,7 +6,10 @@ use crate::db::models::state::StateRow;
 use crate::db::models::subject::DataSubject;
 use crate::db::AnyConnection;
 use crate::domain::status::evaluate;
-use crate::domain::{ConsentModel, ConsentSource, Decision, Purpose, Reason, RegionCode, Revision, Status, StoredChoice};
+use crate::domain::{
+    ConsentModel, ConsentSource, Decision, Purpose, Reason, RegionCode, Revision, Status,
+    StoredChoice,
+};
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use serde::Serialize;
@@ -22,14 +25,46 @@ pub struct TenantRules {
     pub revision_rows: Vec<RevisionRow>,
     pub revisions: Vec<Revision>,
     pub now: DateTime<Utc>,
+    /// The purposes a viewer presents (a site's list); `None`: all. Only [`TenantRules::view`]
+    /// and [`TenantRules::presented_purposes`] look at it: recording and GPC see every purpose.
+    pub presented: Option<Vec<String>>,
 }
 
 impl TenantRules {
-    pub fn load(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Self> {
+    pub fn load(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        now: DateTime<Utc>,
+    ) -> QueryResult<Self> {
         let purposes = PurposeRow::list(conn, tenant_id)?;
         let revision_rows = RevisionRow::in_force(conn, tenant_id, now)?;
-        let revisions = revision_rows.iter().map(RevisionRow::to_domain).collect::<QueryResult<_>>()?;
-        Ok(Self { tenant_id: tenant_id.to_owned(), purposes, revision_rows, revisions, now })
+        let revisions = revision_rows
+            .iter()
+            .map(RevisionRow::to_domain)
+            .collect::<QueryResult<_>>()?;
+        Ok(Self {
+            tenant_id: tenant_id.to_owned(),
+            purposes,
+            revision_rows,
+            revisions,
+            now,
+            presented: None,
+        })
+    }
+
+    /// Limits what [`TenantRules::view`] shows to `keys` (a site's purposes).
+    pub fn presenting(mut self, keys: Option<Vec<String>>) -> Self {
+        self.presented = keys;
+        self
+    }
+
+    /// The purposes the viewer presents, by key.
+    pub fn presented_purposes(&self) -> impl Iterator<Item = &Purpose> {
+        self.purposes.iter().filter(|p| {
+            self.presented
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k == p.key.as_str()))
+        })
     }
 
     pub fn purpose(&self, key: &str) -> Option<&Purpose> {
@@ -37,25 +72,46 @@ impl TenantRules {
     }
 
     /// Evaluates every purpose for one subject's states.
-    pub fn view(&self, states: &HashMap<String, StateRow>, region: Option<&RegionCode>) -> QueryResult<SubjectView> {
+    pub fn view(
+        &self,
+        states: &HashMap<String, StateRow>,
+        region: Option<&RegionCode>,
+    ) -> QueryResult<SubjectView> {
         let mut purposes = BTreeMap::new();
         let mut needs_consent = false;
-        for purpose in &self.purposes {
+        for purpose in self.presented_purposes() {
             let row = states.get(purpose.key.as_str());
             let choice = row.map(StateRow::to_choice).transpose()?;
             let state = self.evaluate(purpose, choice.as_ref(), region);
             if purpose.model_in(region) == ConsentModel::OptIn
-                && matches!(state.status, Status::NotAsked | Status::Stale | Status::Expired)
+                && matches!(
+                    state.status,
+                    Status::NotAsked | Status::Stale | Status::Expired
+                )
             {
                 needs_consent = true;
             }
             purposes.insert(purpose.key.to_string(), state);
         }
-        Ok(SubjectView { needs_consent, purposes })
+        Ok(SubjectView {
+            needs_consent,
+            purposes,
+        })
     }
 
-    pub fn evaluate(&self, purpose: &Purpose, choice: Option<&StoredChoice>, region: Option<&RegionCode>) -> PurposeState {
-        let e = evaluate(&purpose.key, purpose.rule(region), choice, &self.revisions, self.now);
+    pub fn evaluate(
+        &self,
+        purpose: &Purpose,
+        choice: Option<&StoredChoice>,
+        region: Option<&RegionCode>,
+    ) -> PurposeState {
+        let e = evaluate(
+            &purpose.key,
+            purpose.rule(region),
+            choice,
+            &self.revisions,
+            self.now,
+        );
         PurposeState {
             status: e.status,
             allowed: e.allowed,
@@ -118,6 +174,8 @@ pub fn subject_view(
 }
 
 pub(crate) fn index(states: Vec<StateRow>) -> HashMap<String, StateRow> {
-    states.into_iter().map(|s| (s.purpose_key.clone(), s)).collect()
+    states
+        .into_iter()
+        .map(|s| (s.purpose_key.clone(), s))
+        .collect()
 }
-

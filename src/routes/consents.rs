@@ -9,7 +9,10 @@ use crate::db::models::utc;
 use crate::domain::{ConsentSource, Decision, RegionCode, SubjectIdentifier};
 use crate::error::{ApiError, Problem};
 use crate::extract::{idempotency_key, JsonBody};
-use crate::ledger::{self, CheckResult, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded, TenantRules};
+use crate::ledger::{
+    self, CheckResult, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded,
+    TenantRules,
+};
 use crate::routes::{now, parse_region};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -22,7 +25,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(record_consents).service(check_consents).service(get_subject_consents).service(list_subject_events);
+    cfg.service(record_consents)
+        .service(check_consents)
+        .service(get_subject_consents)
+        .service(list_subject_events);
 }
 
 /// The consent state of one data subject.
@@ -75,7 +81,11 @@ pub fn record_response(subject: &SubjectIdentifier, r: &Recorded) -> RecordRespo
 
 /// The claim for the request's `Idempotency-Key`, if it has one: the key, and a hash of the
 /// method, path and body that a retry must match.
-pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Result<Option<IdempotencyClaim>, ApiError> {
+pub fn idempotency_claim(
+    req: &HttpRequest,
+    scope: String,
+    body: &[u8],
+) -> Result<Option<IdempotencyClaim>, ApiError> {
     Ok(idempotency_key(req)?.map(|key| {
         let mut h = Sha256::new();
         h.update(req.method().as_str().as_bytes());
@@ -83,21 +93,29 @@ pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Resul
         h.update(req.path().as_bytes());
         h.update(b"\n");
         h.update(body);
-        IdempotencyClaim { scope, key, request_hash: hex::encode(h.finalize()) }
+        IdempotencyClaim {
+            scope,
+            key,
+            request_hash: hex::encode(h.finalize()),
+        }
     }))
 }
 
 /// Runs a recording and renders 201 (or the replayed first response, with
 /// `Idempotent-Replayed: true`).
+/// `presented`: the purposes the response shows (a site's list; `None`: all).
 pub async fn record_and_respond(
     state: &AppState,
     tenant: Tenant,
+    presented: Option<Vec<String>>,
     subject: SubjectIdentifier,
-    build: impl FnOnce(&SubjectIdentifier, &crate::domain::SubjectKey) -> RecordRequestOwned + Send + 'static,
+    build: impl FnOnce(&SubjectIdentifier, &crate::domain::SubjectKey) -> RecordRequestOwned
+        + Send
+        + 'static,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state
         .db(move |conn| {
-            let rules = TenantRules::load(conn, &tenant.id, now())?;
+            let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
             let key = tenant.subject_key();
             let owned = build(&subject, &key);
             let req = owned.borrow(&subject, &key);
@@ -105,7 +123,11 @@ pub async fn record_and_respond(
                 serde_json::to_string(&record_response(&subject, r)).unwrap_or_default()
             })?;
             Ok(match outcome {
-                Outcome::Fresh(r) => (201, serde_json::to_string(&record_response(&subject, &r)).unwrap_or_default(), false),
+                Outcome::Fresh(r) => (
+                    201,
+                    serde_json::to_string(&record_response(&subject, &r)).unwrap_or_default(),
+                    false,
+                ),
                 Outcome::Replay { status, body } => (status, body, true),
             })
         })
@@ -132,7 +154,11 @@ pub struct RecordRequestOwned {
 }
 
 impl RecordRequestOwned {
-    fn borrow<'a>(&'a self, subject: &'a SubjectIdentifier, key: &'a crate::domain::SubjectKey) -> RecordRequest<'a> {
+    fn borrow<'a>(
+        &'a self,
+        subject: &'a SubjectIdentifier,
+        key: &'a crate::domain::SubjectKey,
+    ) -> RecordRequest<'a> {
         RecordRequest {
             subject,
             subject_key: key,
@@ -201,19 +227,22 @@ pub async fn record_consents(
     JsonBody(body, raw): JsonBody<RecordConsents>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsWrite)?;
-    let subject = SubjectIdentifier::parse(&body.subject).map_err(|e| ApiError::invalid("subject", e.to_string()))?;
+    let subject = SubjectIdentifier::parse(&body.subject)
+        .map_err(|e| ApiError::invalid("subject", e.to_string()))?;
     let region = parse_region(body.region.as_deref())?;
     let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
     let tenant = load_tenant(&state, &caller).await?;
-    record_and_respond(&state, tenant, subject, move |_, _| RecordRequestOwned {
-        choices: body.choices,
-        policy_revision: body.policy_revision,
-        source: body.source,
-        region,
-        occurred_at: body.occurred_at,
-        site_id: None,
-        gpc: false,
-        idempotency,
+    record_and_respond(&state, tenant, None, subject, move |_, _| {
+        RecordRequestOwned {
+            choices: body.choices,
+            policy_revision: body.policy_revision,
+            source: body.source,
+            region,
+            occurred_at: body.occurred_at,
+            site_id: None,
+            gpc: false,
+            idempotency,
+        }
     })
     .await
 }
@@ -221,7 +250,10 @@ pub async fn record_consents(
 pub async fn load_tenant(state: &AppState, caller: &Caller) -> Result<Tenant, ApiError> {
     let id = caller.tenant_id.clone();
     state
-        .db(move |conn| Tenant::find(conn, &id)?.ok_or_else(|| ApiError::Unauthorized("the token's tenant no longer exists".into())))
+        .db(move |conn| {
+            Tenant::find(conn, &id)?
+                .ok_or_else(|| ApiError::Unauthorized("the token's tenant no longer exists".into()))
+        })
         .await
 }
 
@@ -279,10 +311,23 @@ pub async fn check_consents(
     let results = state
         .db(move |conn| {
             let rules = TenantRules::load(conn, &tenant.id, now())?;
-            let purpose = rules
-                .purpose(&body.purpose)
-                .ok_or_else(|| ApiError::invalid("purpose", format!("no purpose '{}' is defined", crate::domain::truncate(&body.purpose))))?;
-            Ok(ledger::check_subjects(conn, &rules, &tenant.subject_key(), purpose, &body.subjects, region.as_ref())?)
+            let purpose = rules.purpose(&body.purpose).ok_or_else(|| {
+                ApiError::invalid(
+                    "purpose",
+                    format!(
+                        "no purpose '{}' is defined",
+                        crate::domain::truncate(&body.purpose)
+                    ),
+                )
+            })?;
+            Ok(ledger::check_subjects(
+                conn,
+                &rules,
+                &tenant.subject_key(),
+                purpose,
+                &body.subjects,
+                region.as_ref(),
+            )?)
         })
         .await?;
     Ok(HttpResponse::Ok().json(CheckResponse { results }))
@@ -323,21 +368,27 @@ pub async fn get_subject_consents(
     let subject = parse_subject(&subject)?;
     let region = parse_region(query.region.as_deref())?;
     let tenant = load_tenant(&state, &caller).await?;
-    let body = read_state(&state, tenant, subject, region).await?;
+    let body = read_state(&state, tenant, None, subject, region).await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// Reads the consent state of a subject of `tenant`.
+/// Reads the consent state of a subject of `tenant`, showing the `presented` purposes (`None`: all).
 pub async fn read_state(
     state: &AppState,
     tenant: Tenant,
+    presented: Option<Vec<String>>,
     subject: SubjectIdentifier,
     region: Option<RegionCode>,
 ) -> Result<ConsentState, ApiError> {
     state
         .db(move |conn| {
-            let rules = TenantRules::load(conn, &tenant.id, now())?;
-            let view = ledger::subject_view(conn, &rules, &subject.stored_form(&tenant.subject_key()), region.as_ref())?;
+            let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
+            let view = ledger::subject_view(
+                conn,
+                &rules,
+                &subject.stored_form(&tenant.subject_key()),
+                region.as_ref(),
+            )?;
             Ok(consent_state(&subject, &view))
         })
         .await
@@ -410,8 +461,10 @@ pub async fn list_subject_events(
         .map(|e| {
             let r = e.row;
             Ok(EventResponse {
-                decision: Decision::parse(&r.decision).ok_or_else(|| crate::db::models::corrupt("decision", &r.decision))?,
-                source: ConsentSource::parse(&r.source).ok_or_else(|| crate::db::models::corrupt("source", &r.source))?,
+                decision: Decision::parse(&r.decision)
+                    .ok_or_else(|| crate::db::models::corrupt("decision", &r.decision))?,
+                source: ConsentSource::parse(&r.source)
+                    .ok_or_else(|| crate::db::models::corrupt("source", &r.source))?,
                 id: r.id,
                 purpose: r.purpose_key,
                 policy_revision: r.policy_revision,
@@ -424,5 +477,8 @@ pub async fn list_subject_events(
             })
         })
         .collect::<Result<Vec<_>, diesel::result::Error>>()?;
-    Ok(HttpResponse::Ok().json(EventList { subject: subject.to_string(), events }))
+    Ok(HttpResponse::Ok().json(EventList {
+        subject: subject.to_string(),
+        events,
+    }))
 }

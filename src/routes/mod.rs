@@ -6,6 +6,7 @@ pub mod health;
 pub mod policies;
 pub mod public;
 pub mod purposes;
+pub mod sdk;
 pub mod sites;
 
 use crate::error::{ApiError, Problem};
@@ -22,6 +23,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     policies::configure(cfg);
     consents::configure(cfg);
     public::configure(cfg);
+    sdk::configure(cfg);
 }
 
 /// The parts of the OpenAPI document that are not collected from handlers.
@@ -44,6 +46,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         (name = "policies", description = "Policy documents and their revisions"),
         (name = "consents", description = "Recording, reading and checking consent (server-to-server)"),
         (name = "public", description = "Browser endpoints of a site, called by the SDK"),
+        (name = "sdk", description = "The browser SDK and its demo page"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -56,7 +59,12 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "origin",
@@ -97,6 +105,8 @@ pub fn now() -> DateTime<Utc> {
 pub fn parse_region(raw: Option<&str>) -> Result<Option<crate::domain::RegionCode>, ApiError> {
     match raw.map(str::trim).filter(|r| !r.is_empty()) {
         None => Ok(None),
-        Some(r) => crate::domain::RegionCode::parse(r).map(Some).map_err(|m| ApiError::invalid("region", m)),
+        Some(r) => crate::domain::RegionCode::parse(r)
+            .map(Some)
+            .map_err(|m| ApiError::invalid("region", m)),
     }
 }

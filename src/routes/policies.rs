@@ -81,7 +81,10 @@ impl RevisionResponse {
             url: r.url.clone(),
             sha256: r.sha256.clone(),
             requires_reconsent: r.requires_reconsent,
-            purposes: r.purposes.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+            purposes: r
+                .purposes
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok()),
             in_force: r.effective_at_utc() <= now,
             created_at: utc(r.created_at),
         }
@@ -116,25 +119,39 @@ pub async fn create_revision(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let policy_key = parse_policy_key(&policy_key)?;
-    let date = RevisionDate::parse(&body.revision_date).map_err(|m| ApiError::invalid("revision_date", m))?;
+    let date = RevisionDate::parse(&body.revision_date)
+        .map_err(|m| ApiError::invalid("revision_date", m))?;
     let url = url::Url::parse(body.url.trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| ApiError::invalid("url", "must be an absolute http or https URL"))?;
     let sha256 = match body.sha256.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Some(h.to_ascii_lowercase()),
-        Some(_) => return Err(ApiError::invalid("sha256", "must be 64 hexadecimal digits (SHA-256 of the text)")),
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some(h.to_ascii_lowercase())
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "sha256",
+                "must be 64 hexadecimal digits (SHA-256 of the text)",
+            ))
+        }
     };
     let purposes = match body.purposes {
         None => None,
         Some(keys) => {
             let mut parsed: Vec<PurposeKey> = Vec::with_capacity(keys.len());
             for (i, k) in keys.iter().enumerate() {
-                parsed.push(PurposeKey::parse(k).map_err(|m| ApiError::invalid(format!("purposes[{i}]"), m))?);
+                parsed.push(
+                    PurposeKey::parse(k)
+                        .map_err(|m| ApiError::invalid(format!("purposes[{i}]"), m))?,
+                );
             }
             if parsed.is_empty() {
-                return Err(ApiError::invalid("purposes", "list at least one purpose, or leave it out for all purposes"));
+                return Err(ApiError::invalid(
+                    "purposes",
+                    "list at least one purpose, or leave it out for all purposes",
+                ));
             }
             Some(parsed)
         }
@@ -149,7 +166,9 @@ pub async fn create_revision(
         url: url.to_string(),
         sha256,
         requires_reconsent: body.requires_reconsent,
-        purposes: purposes.as_ref().map(|p| serde_json::Value::from(p.iter().map(|k| k.to_string()).collect::<Vec<_>>()).to_string()),
+        purposes: purposes.as_ref().map(|p| {
+            serde_json::Value::from(p.iter().map(|k| k.to_string()).collect::<Vec<_>>()).to_string()
+        }),
         created_at: naive(now),
     };
     let row = state
@@ -196,10 +215,15 @@ pub async fn list_revisions(
 ) -> Result<HttpResponse, ApiError> {
     let policy_key = parse_policy_key(&policy_key)?;
     let key = policy_key.to_string();
-    let rows = state.db(move |conn| Ok(RevisionRow::list_for_policy(conn, &caller.tenant_id, &key)?)).await?;
+    let rows = state
+        .db(move |conn| Ok(RevisionRow::list_for_policy(conn, &caller.tenant_id, &key)?))
+        .await?;
     let now = now();
     Ok(HttpResponse::Ok().json(RevisionList {
         policy_key: policy_key.to_string(),
-        revisions: rows.iter().map(|r| RevisionResponse::from_row(r, now)).collect(),
+        revisions: rows
+            .iter()
+            .map(|r| RevisionResponse::from_row(r, now))
+            .collect(),
     }))
 }

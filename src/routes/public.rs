@@ -7,7 +7,10 @@ use crate::domain::{ConsentModel, ConsentSource, LegalBasis, PurposeKind, Subjec
 use crate::error::{ApiError, Problem};
 use crate::extract::{has_gpc, JsonBody};
 use crate::ledger::TenantRules;
-use crate::routes::consents::{idempotency_claim, read_state, record_and_respond, ConsentState, RecordRequestOwned, RecordResponse};
+use crate::routes::consents::{
+    idempotency_claim, read_state, record_and_respond, ConsentState, RecordRequestOwned,
+    RecordResponse,
+};
 use crate::routes::{now, parse_region};
 use crate::state::AppState;
 use actix_web::http::header;
@@ -20,7 +23,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(get_site_config).service(get_visitor_consents).service(record_visitor_consents);
+    cfg.service(get_site_config)
+        .service(get_visitor_consents)
+        .service(record_visitor_consents);
 }
 
 /// How long the SDK keeps the visitor's choices in its cookie when no purpose sets a shorter
@@ -102,10 +107,12 @@ pub async fn get_site_config(
 ) -> Result<HttpResponse, ApiError> {
     let region = parse_region(query.region.as_deref())?;
     let tenant_id = site.tenant.id.clone();
-    let rules = state.db(move |conn| Ok(TenantRules::load(conn, &tenant_id, now())?)).await?;
+    let presented = site.site.purposes();
+    let rules = state
+        .db(move |conn| Ok(TenantRules::load(conn, &tenant_id, now())?.presenting(presented)))
+        .await?;
     let purposes: Vec<PublicPurpose> = rules
-        .purposes
-        .iter()
+        .presented_purposes()
         .map(|p| PublicPurpose {
             key: p.key.to_string(),
             title: p.title.clone(),
@@ -135,7 +142,10 @@ pub async fn get_site_config(
         })
         .collect();
     let config = SiteConfig {
-        site: PublicSiteInfo { site_key: site.site.site_key.clone(), name: site.site.name.clone() },
+        site: PublicSiteInfo {
+            site_key: site.site.site_key.clone(),
+            name: site.site.name.clone(),
+        },
         region: region.map(|r| r.to_string()),
         locale: query.locale.clone().filter(|l| l.len() <= 35),
         gpc_honored: purposes.iter().any(|p| p.gpc_applies),
@@ -143,13 +153,20 @@ pub async fn get_site_config(
         policies,
         purposes,
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-cache")).json(config))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(config))
 }
 
 fn parse_visitor(raw: &str, field: &str) -> Result<SubjectIdentifier, ApiError> {
     Uuid::try_parse(raw)
         .map(SubjectIdentifier::Visitor)
-        .map_err(|_| ApiError::invalid(field, format!("'{}' is not a UUID", crate::domain::truncate(raw))))
+        .map_err(|_| {
+            ApiError::invalid(
+                field,
+                format!("'{}' is not a UUID", crate::domain::truncate(raw)),
+            )
+        })
 }
 
 /// A visitor's consent state, with `needs_consent` telling the SDK whether to show the banner.
@@ -177,8 +194,10 @@ pub async fn get_visitor_consents(
 ) -> Result<HttpResponse, ApiError> {
     let visitor = parse_visitor(&path.1, "visitor_id")?;
     let region = parse_region(query.region.as_deref())?;
-    let body = read_state(&state, site.tenant, visitor, region).await?;
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    let body = read_state(&state, site.tenant, site.site.purposes(), visitor, region).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -238,24 +257,44 @@ pub async fn record_visitor_consents(
 ) -> Result<HttpResponse, ApiError> {
     let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
     if !body.source.is_visitor_facing() {
-        return Err(ApiError::invalid("source", "a browser records with banner, preference_centre or placeholder"));
+        return Err(ApiError::invalid(
+            "source",
+            "a browser records with banner, preference_centre or placeholder",
+        ));
     }
     if body.identity_token.is_some() {
-        return Err(ApiError::invalid("identity_token", "identity linking is not enabled on this server yet"));
+        return Err(ApiError::invalid(
+            "identity_token",
+            "identity linking is not enabled on this server yet",
+        ));
+    }
+    let presented = site.site.purposes();
+    if let Some(keys) = &presented {
+        if let Some(other) = body.choices.keys().find(|k| !keys.contains(k)) {
+            return Err(ApiError::invalid(
+                format!("choices.{}", crate::domain::truncate(other)),
+                format!(
+                    "'{}' is not one of this site's purposes",
+                    crate::domain::truncate(other)
+                ),
+            ));
+        }
     }
     let region = parse_region(body.region.as_deref())?;
     let gpc = has_gpc(&req) || body.gpc == Some(true);
     let idempotency = idempotency_claim(&req, format!("site:{}", site.site.id), &raw)?;
     let site_id = site.site.id.clone();
-    record_and_respond(&state, site.tenant, visitor, move |_, _| RecordRequestOwned {
-        choices: body.choices,
-        policy_revision: Some(body.policy_revision),
-        source: body.source,
-        region,
-        occurred_at: None,
-        site_id: Some(site_id),
-        gpc,
-        idempotency,
+    record_and_respond(&state, site.tenant, presented, visitor, move |_, _| {
+        RecordRequestOwned {
+            choices: body.choices,
+            policy_revision: Some(body.policy_revision),
+            source: body.source,
+            region,
+            occurred_at: None,
+            site_id: Some(site_id),
+            gpc,
+            idempotency,
+        }
     })
     .await
 }
@@ -265,7 +304,10 @@ pub async fn record_visitor_consents(
 pub async fn preflight(_site: PublicSite) -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Idempotency-Key"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Content-Type, Idempotency-Key",
+        ))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
         .finish()
 }

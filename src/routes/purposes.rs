@@ -4,7 +4,9 @@ use crate::auth::{Caller, Scope};
 use crate::db::backend::write_transaction;
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::{naive, utc};
-use crate::domain::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, RegionCode, RegionalModels};
+use crate::domain::{
+    ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, RegionCode, RegionalModels,
+};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::routes::now;
@@ -17,7 +19,9 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(put_purpose).service(list_purposes).service(get_purpose);
+    cfg.service(put_purpose)
+        .service(list_purposes)
+        .service(get_purpose);
 }
 
 /// The longest `max_age_days` accepted: 10 years.
@@ -83,7 +87,12 @@ fn response(p: &Purpose, created_at: DateTime<Utc>, updated_at: DateTime<Utc>) -
         legal_basis: p.legal_basis,
         gpc_applies: p.gpc_applies,
         max_age_days: p.max_age_days,
-        regions: p.regions.as_map().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        regions: p
+            .regions
+            .as_map()
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
         created_at,
         updated_at,
     }
@@ -100,19 +109,27 @@ pub fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiEr
         return Err(ApiError::invalid("title", "must be 1 to 200 characters"));
     }
     if body.description.chars().count() > 5_000 {
-        return Err(ApiError::invalid("description", "must be at most 5000 characters"));
+        return Err(ApiError::invalid(
+            "description",
+            "must be at most 5000 characters",
+        ));
     }
     if let Some(days) = body.max_age_days {
         if days == 0 || days > MAX_AGE_DAYS_LIMIT {
-            return Err(ApiError::invalid("max_age_days", format!("must be 1 to {MAX_AGE_DAYS_LIMIT} days")));
+            return Err(ApiError::invalid(
+                "max_age_days",
+                format!("must be 1 to {MAX_AGE_DAYS_LIMIT} days"),
+            ));
         }
     }
     let mut regions = BTreeMap::new();
     for (code, model) in body.regions.unwrap_or_default() {
-        let region = RegionCode::parse(&code).map_err(|m| ApiError::invalid(format!("regions.{code}"), m))?;
+        let region = RegionCode::parse(&code)
+            .map_err(|m| ApiError::invalid(format!("regions.{code}"), m))?;
         regions.insert(region, model);
     }
-    let any_notice_only = body.consent_model == ConsentModel::NoticeOnly || regions.values().any(|m| *m == ConsentModel::NoticeOnly);
+    let any_notice_only = body.consent_model == ConsentModel::NoticeOnly
+        || regions.values().any(|m| *m == ConsentModel::NoticeOnly);
     if body.gpc_applies && any_notice_only {
         return Err(ApiError::invalid(
             "gpc_applies",
@@ -163,14 +180,18 @@ pub async fn put_purpose(
         .db(move |conn| {
             write_transaction(conn, |conn| {
                 let created = row.upsert(conn)?;
-                let (_, created_at, updated_at) =
-                    PurposeRow::find(conn, &row.tenant_id, &row.key)?.ok_or(diesel::result::Error::NotFound)?;
+                let (_, created_at, updated_at) = PurposeRow::find(conn, &row.tenant_id, &row.key)?
+                    .ok_or(diesel::result::Error::NotFound)?;
                 Ok((created, utc(created_at), utc(updated_at)))
             })
         })
         .await?;
     let body = response(&purpose, created_at, updated_at);
-    Ok(if created { HttpResponse::Created().json(body) } else { HttpResponse::Ok().json(body) })
+    Ok(if created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
 }
 
 /// Lists the tenant's purposes by key. Any valid token.
@@ -183,7 +204,10 @@ pub async fn put_purpose(
     )
 )]
 #[get("/v1/purposes")]
-pub async fn list_purposes(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list_purposes(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let rows = state
         .db(move |conn| {
             use crate::db::schema::purposes::dsl as p;
@@ -197,7 +221,13 @@ pub async fn list_purposes(state: web::Data<AppState>, caller: Caller) -> Result
         .await?;
     let purposes = rows
         .iter()
-        .map(|r| Ok(response(&r.to_domain()?, utc(r.created_at), utc(r.updated_at))))
+        .map(|r| {
+            Ok(response(
+                &r.to_domain()?,
+                utc(r.created_at),
+                utc(r.updated_at),
+            ))
+        })
         .collect::<Result<Vec<_>, diesel::result::Error>>()?;
     Ok(HttpResponse::Ok().json(PurposeList { purposes }))
 }
@@ -215,12 +245,20 @@ pub async fn list_purposes(state: web::Data<AppState>, caller: Caller) -> Result
     )
 )]
 #[get("/v1/purposes/{key}")]
-pub async fn get_purpose(state: web::Data<AppState>, caller: Caller, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_purpose(
+    state: web::Data<AppState>,
+    caller: Caller,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let key = parse_key(&key)?;
     let k = key.clone();
-    let found = state.db(move |conn| Ok(PurposeRow::find(conn, &caller.tenant_id, k.as_str())?)).await?;
+    let found = state
+        .db(move |conn| Ok(PurposeRow::find(conn, &caller.tenant_id, k.as_str())?))
+        .await?;
     match found {
-        Some((p, created_at, updated_at)) => Ok(HttpResponse::Ok().json(response(&p, utc(created_at), utc(updated_at)))),
+        Some((p, created_at, updated_at)) => {
+            Ok(HttpResponse::Ok().json(response(&p, utc(created_at), utc(updated_at))))
+        }
         None => Err(ApiError::NotFound(format!("no purpose '{key}' is defined"))),
     }
 }

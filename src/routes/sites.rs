@@ -2,8 +2,10 @@
 
 use crate::auth::{Caller, Scope};
 use crate::db::backend::write_transaction;
+use crate::db::models::purpose::PurposeRow;
 use crate::db::models::site::Site;
 use crate::db::models::{naive, utc};
+use crate::domain::PurposeKey;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::routes::now;
@@ -23,13 +25,17 @@ const MAX_ORIGINS: usize = 50;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "www.example.com", "origins": ["https://www.example.com"]}))]
+#[schema(example = json!({"name": "www.example.com", "origins": ["https://www.example.com"], "purposes": ["necessary", "statistics", "social_media", "sale_sharing"]}))]
 pub struct CreateSite {
     /// A label for people, 1–200 characters.
     pub name: String,
     /// Origins (`scheme://host[:port]`, http or https, no path) allowed to call the public
     /// endpoints; 1–50.
     pub origins: Vec<String>,
+    /// The purposes this site's banner and preference centre present (defined purpose keys);
+    /// absent: every purpose of the tenant. `needs_consent` of its visitors counts only these.
+    #[serde(default)]
+    pub purposes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -39,6 +45,8 @@ pub struct SiteResponse {
     pub site_key: String,
     pub name: String,
     pub origins: Vec<String>,
+    /// The purposes the site presents; null: all.
+    pub purposes: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -54,6 +62,7 @@ impl From<&Site> for SiteResponse {
             site_key: s.site_key.clone(),
             name: s.name.clone(),
             origins: s.origins(),
+            purposes: s.purposes(),
             created_at: utc(s.created_at),
         }
     }
@@ -63,11 +72,16 @@ impl From<&Site> for SiteResponse {
 /// the serialisation browsers send in `Origin` (RFC 6454 §6.1).
 pub fn parse_origin(raw: &str) -> Result<String, String> {
     let bad = |why: &str| format!("'{}' is not an origin: {why}", crate::domain::truncate(raw));
-    let url = url::Url::parse(raw.trim()).map_err(|_| bad("use scheme://host[:port], e.g. https://www.example.com"))?;
+    let url = url::Url::parse(raw.trim())
+        .map_err(|_| bad("use scheme://host[:port], e.g. https://www.example.com"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("the scheme must be http or https"));
     }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
         return Err(bad("an origin has no path, query, fragment or credentials"));
     }
     match url.origin() {
@@ -100,19 +114,61 @@ pub async fn create_site(
         return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
     }
     if body.origins.is_empty() || body.origins.len() > MAX_ORIGINS {
-        return Err(ApiError::invalid("origins", format!("list 1 to {MAX_ORIGINS} origins")));
+        return Err(ApiError::invalid(
+            "origins",
+            format!("list 1 to {MAX_ORIGINS} origins"),
+        ));
     }
     let mut origins = Vec::with_capacity(body.origins.len());
     for (i, raw) in body.origins.iter().enumerate() {
-        let origin = parse_origin(raw).map_err(|m| ApiError::invalid(format!("origins[{i}]"), m))?;
+        let origin =
+            parse_origin(raw).map_err(|m| ApiError::invalid(format!("origins[{i}]"), m))?;
         if !origins.contains(&origin) {
             origins.push(origin);
         }
     }
-    let site = Site::new(&caller.tenant_id, &name, &origins, naive(now()));
+    let purposes = match &body.purposes {
+        None => None,
+        Some(keys) if keys.is_empty() => {
+            return Err(ApiError::invalid(
+                "purposes",
+                "list at least one purpose, or leave it out for all",
+            ))
+        }
+        Some(keys) => Some(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    PurposeKey::parse(k)
+                        .map(|k| k.to_string())
+                        .map_err(|m| ApiError::invalid(format!("purposes[{i}]"), m))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let site = Site::new(
+        &caller.tenant_id,
+        &name,
+        &origins,
+        purposes.as_deref(),
+        naive(now()),
+    );
     let site = state
         .db(move |conn| {
-            write_transaction(conn, |conn| site.insert(conn))?;
+            write_transaction(conn, |conn| {
+                if let Some(keys) = &purposes {
+                    let defined = PurposeRow::list(conn, &site.tenant_id)?;
+                    for (i, k) in keys.iter().enumerate() {
+                        if !defined.iter().any(|p| p.key.as_str() == k) {
+                            return Err(ApiError::invalid(
+                                format!("purposes[{i}]"),
+                                format!("no purpose '{k}' is defined"),
+                            ));
+                        }
+                    }
+                }
+                Ok(site.insert(conn)?)
+            })?;
             Ok(site)
         })
         .await?;
@@ -129,9 +185,16 @@ pub async fn create_site(
     )
 )]
 #[get("/v1/sites")]
-pub async fn list_sites(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let sites = state.db(move |conn| Ok(Site::list(conn, &caller.tenant_id)?)).await?;
-    Ok(HttpResponse::Ok().json(SiteList { sites: sites.iter().map(SiteResponse::from).collect() }))
+pub async fn list_sites(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let sites = state
+        .db(move |conn| Ok(Site::list(conn, &caller.tenant_id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(SiteList {
+        sites: sites.iter().map(SiteResponse::from).collect(),
+    }))
 }
 
 #[cfg(test)]
@@ -140,10 +203,25 @@ mod tests {
 
     #[test]
     fn origins_are_normalised_like_browsers_send_them() {
-        assert_eq!(parse_origin("https://WWW.Example.com").unwrap(), "https://www.example.com");
-        assert_eq!(parse_origin("https://www.example.com:443/").unwrap(), "https://www.example.com");
-        assert_eq!(parse_origin("http://127.0.0.1:8000").unwrap(), "http://127.0.0.1:8000");
-        for bad in ["www.example.com", "ftp://example.com", "https://example.com/path", "https://example.com?q=1", "null"] {
+        assert_eq!(
+            parse_origin("https://WWW.Example.com").unwrap(),
+            "https://www.example.com"
+        );
+        assert_eq!(
+            parse_origin("https://www.example.com:443/").unwrap(),
+            "https://www.example.com"
+        );
+        assert_eq!(
+            parse_origin("http://127.0.0.1:8000").unwrap(),
+            "http://127.0.0.1:8000"
+        );
+        for bad in [
+            "www.example.com",
+            "ftp://example.com",
+            "https://example.com/path",
+            "https://example.com?q=1",
+            "null",
+        ] {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }
     }

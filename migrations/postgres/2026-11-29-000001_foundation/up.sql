@@ -31,6 +31,7 @@ CREATE TABLE sites (
     site_key TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     origins TEXT NOT NULL,
+    purposes TEXT,
     created_at TIMESTAMP NOT NULL
 );
 CREATE INDEX sites_tenant ON sites (tenant_id);

@@ -53,13 +53,21 @@ impl NewEvent {
     }
 
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(consent_events::table).values(self).execute(conn).map(drop)
+        diesel::insert_into(consent_events::table)
+            .values(self)
+            .execute(conn)
+            .map(drop)
     }
 }
 
 impl Event {
     /// A subject's events in the order they were recorded.
-    pub fn list_for_subject(conn: &mut AnyConnection, tenant_id: &str, subject_id: &str, limit: i64) -> QueryResult<Vec<Self>> {
+    pub fn list_for_subject(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        subject_id: &str,
+        limit: i64,
+    ) -> QueryResult<Vec<Self>> {
         consent_events::table
             .filter(consent_events::tenant_id.eq(tenant_id))
             .filter(consent_events::subject_id.eq(subject_id))
@@ -70,7 +78,11 @@ impl Event {
     }
 
     /// Every event, by subject and then in recorded order (for `consentry ledger verify`).
-    pub fn all_by_subject(conn: &mut AnyConnection, after_seq: i64, limit: i64) -> QueryResult<Vec<Self>> {
+    pub fn all_by_subject(
+        conn: &mut AnyConnection,
+        after_seq: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<Self>> {
         consent_events::table
             .filter(consent_events::seq.gt(after_seq))
             .order(consent_events::seq.asc())

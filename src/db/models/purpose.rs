@@ -46,10 +46,12 @@ impl PurposeRow {
             key: PurposeKey::parse(&self.key).map_err(|_| corrupt("purpose key", &self.key))?,
             title: self.title.clone(),
             description: self.description.clone(),
-            kind: PurposeKind::parse(&self.kind).ok_or_else(|| corrupt("purpose kind", &self.kind))?,
+            kind: PurposeKind::parse(&self.kind)
+                .ok_or_else(|| corrupt("purpose kind", &self.kind))?,
             consent_model: ConsentModel::parse(&self.consent_model)
                 .ok_or_else(|| corrupt("consent model", &self.consent_model))?,
-            legal_basis: LegalBasis::parse(&self.legal_basis).ok_or_else(|| corrupt("legal basis", &self.legal_basis))?,
+            legal_basis: LegalBasis::parse(&self.legal_basis)
+                .ok_or_else(|| corrupt("legal basis", &self.legal_basis))?,
             gpc_applies: self.gpc_applies,
             max_age_days: self.max_age_days.and_then(|d| u32::try_from(d).ok()),
             regions: serde_json::from_str::<RegionalModels>(&self.regions)
@@ -71,7 +73,11 @@ impl PurposeRow {
             .collect()
     }
 
-    pub fn find(conn: &mut AnyConnection, tenant_id: &str, key: &str) -> QueryResult<Option<(Purpose, NaiveDateTime, NaiveDateTime)>> {
+    pub fn find(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        key: &str,
+    ) -> QueryResult<Option<(Purpose, NaiveDateTime, NaiveDateTime)>> {
         purposes::table
             .find((tenant_id, key))
             .select(Self::as_select())
@@ -100,7 +106,9 @@ impl PurposeRow {
         if updated == 1 {
             return Ok(false);
         }
-        diesel::insert_into(purposes::table).values(self).execute(conn)?;
+        diesel::insert_into(purposes::table)
+            .values(self)
+            .execute(conn)?;
         Ok(true)
     }
 }

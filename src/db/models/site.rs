@@ -6,7 +6,9 @@ use diesel::prelude::*;
 use rand::distr::{Alphanumeric, SampleString};
 
 /// A website of a tenant. `site_key` is public (it appears in pages); `origins` is a JSON
-/// array of the origins (`scheme://host[:port]`) allowed to call the public endpoints.
+/// array of the origins (`scheme://host[:port]`) allowed to call the public endpoints;
+/// `purposes` a JSON array of the purpose keys its banner and preference centre present
+/// (NULL: every purpose of the tenant).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sites)]
 pub struct Site {
@@ -15,17 +17,25 @@ pub struct Site {
     pub site_key: String,
     pub name: String,
     pub origins: String,
+    pub purposes: Option<String>,
     pub created_at: NaiveDateTime,
 }
 
 impl Site {
-    pub fn new(tenant_id: &str, name: &str, origins: &[String], now: NaiveDateTime) -> Self {
+    pub fn new(
+        tenant_id: &str,
+        name: &str,
+        origins: &[String],
+        purposes: Option<&[String]>,
+        now: NaiveDateTime,
+    ) -> Self {
         Self {
             id: new_id(),
             tenant_id: tenant_id.to_owned(),
             site_key: format!("pk_{}", Alphanumeric.sample_string(&mut rand::rng(), 24)),
             name: name.to_owned(),
             origins: serde_json::to_string(origins).unwrap_or_else(|_| "[]".into()),
+            purposes: purposes.map(|p| serde_json::to_string(p).unwrap_or_else(|_| "[]".into())),
             created_at: now,
         }
     }
@@ -34,20 +44,36 @@ impl Site {
         serde_json::from_str(&self.origins).unwrap_or_default()
     }
 
+    /// The purpose keys the site presents; `None`: all of the tenant's.
+    pub fn purposes(&self) -> Option<Vec<String>> {
+        self.purposes
+            .as_deref()
+            .map(|p| serde_json::from_str(p).unwrap_or_default())
+    }
+
     /// Whether `origin` (as sent in the `Origin` header) is one of the site's origins.
     /// Compared case-insensitively, as origins' scheme and host are (RFC 6454 §4).
     pub fn allows_origin(&self, origin: &str) -> bool {
-        self.origins().iter().any(|o| o.eq_ignore_ascii_case(origin))
+        self.origins()
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
     }
 }
 
 impl Site {
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(sites::table).values(self).execute(conn).map(drop)
+        diesel::insert_into(sites::table)
+            .values(self)
+            .execute(conn)
+            .map(drop)
     }
 
     pub fn find_by_key(conn: &mut AnyConnection, site_key: &str) -> QueryResult<Option<Self>> {
-        sites::table.filter(sites::site_key.eq(site_key)).select(Self::as_select()).first(conn).optional()
+        sites::table
+            .filter(sites::site_key.eq(site_key))
+            .select(Self::as_select())
+            .first(conn)
+            .optional()
     }
 
     pub fn list(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Self>> {

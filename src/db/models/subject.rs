@@ -12,15 +12,26 @@ pub struct DataSubject;
 impl DataSubject {
     /// The subject id of each stored identifier that is known, as (identifier, subject id).
     /// One query, whatever the number of identifiers (callers chunk very long lists).
-    pub fn resolve_many(conn: &mut AnyConnection, tenant_id: &str, identifiers: &[&str]) -> QueryResult<Vec<(String, String)>> {
+    pub fn resolve_many(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        identifiers: &[&str],
+    ) -> QueryResult<Vec<(String, String)>> {
         subject_identifiers::table
             .filter(subject_identifiers::tenant_id.eq(tenant_id))
             .filter(subject_identifiers::identifier.eq_any(identifiers))
-            .select((subject_identifiers::identifier, subject_identifiers::subject_id))
+            .select((
+                subject_identifiers::identifier,
+                subject_identifiers::subject_id,
+            ))
             .load(conn)
     }
 
-    pub fn resolve(conn: &mut AnyConnection, tenant_id: &str, identifier: &str) -> QueryResult<Option<String>> {
+    pub fn resolve(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        identifier: &str,
+    ) -> QueryResult<Option<String>> {
         subject_identifiers::table
             .find((tenant_id, identifier))
             .select(subject_identifiers::subject_id)
@@ -30,7 +41,12 @@ impl DataSubject {
 
     /// The subject id for `identifier`, creating the subject on first sight. A concurrent
     /// creation of the same identifier surfaces as a unique violation: run the transaction again.
-    pub fn resolve_or_create(conn: &mut AnyConnection, tenant_id: &str, identifier: &str, now: NaiveDateTime) -> QueryResult<String> {
+    pub fn resolve_or_create(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        identifier: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<String> {
         if let Some(id) = Self::resolve(conn, tenant_id, identifier)? {
             return Ok(id);
         }
@@ -54,7 +70,11 @@ impl DataSubject {
         Ok(id)
     }
 
-    pub fn set_chain_head(conn: &mut AnyConnection, subject_id: &str, hash: &str) -> QueryResult<()> {
+    pub fn set_chain_head(
+        conn: &mut AnyConnection,
+        subject_id: &str,
+        hash: &str,
+    ) -> QueryResult<()> {
         diesel::update(data_subjects::table.find(subject_id))
             .set(data_subjects::last_event_hash.eq(hash))
             .execute(conn)

@@ -1,0 +1,33 @@
+import type { ConsentryInstance, ConsentryOptions, SiteConfig, UiOptions } from './types';
+/** What a UI gets from the core. */
+export interface UiHost {
+    instance: ConsentryInstance;
+    config: SiteConfig;
+    /** CSP nonce for the injected <style>. */
+    nonce?: string;
+    locale: string;
+    options: UiOptions;
+    /** Aborted by `destroy()`: remove listeners and elements then. */
+    signal: AbortSignal;
+}
+/** A UI mounted by the core once the config is known. */
+export interface Ui {
+    /** State or DOM changed: refresh placeholders and notices. Must not touch the DOM when nothing changed. */
+    update(): void;
+    /** Shows or hides the banner. */
+    banner(show: boolean): void;
+    /** Opens the preference centre. */
+    preferences(): void;
+}
+/** Creates a UI; see `ui.ts` for the default one. */
+export type UiFactory = (host: UiHost) => Ui;
+/**
+ * Starts Consentry on this page. Synchronously: pushes the Consent Mode
+ * default (when configured), reads the cookie and activates what it allows.
+ * Then loads the site config and the visitor's record from the server,
+ * reconciles, applies GPC, mounts the UI (when a factory is given), shows the
+ * banner if consent is needed, emits `ready` and resolves. When the server
+ * cannot be reached it resolves with the cookie's state and `config` null.
+ * Rejects only when `siteKey` or `endpoint` is missing (`''` means this origin).
+ */
+export declare function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance>;

@@ -1,0 +1,15 @@
+/**
+ * The default UI: a banner (Accept all, Reject all and Preferences on the same
+ * layer, equal prominence), a preference centre dialog with one switch per
+ * purpose, and placeholders for gated iframes. Accessible: role="dialog",
+ * aria-modal, focus moved in and trapped, Esc closes without saving, all
+ * usable by keyboard. Texts come from the server config (purpose title and
+ * description) and the locale. Built with DOM calls only: server texts are
+ * never parsed as HTML, and no inline style is used (strict CSP).
+ */
+import type { UiFactory } from './core';
+import type { UiLabels } from './types';
+/** English texts, the fallback for every other locale. */
+export declare const LABELS_EN: UiLabels;
+/** Mounts the default UI; the core calls it once the config is known. */
+export declare const mountUi: UiFactory;

@@ -1,0 +1,48 @@
+// Builds dist/: consentry.js (IIFE + UI), consentry.mjs (ESM + UI),
+// consentry.core.mjs (headless ESM) and the .d.ts files.
+// Usage: node scripts/build.mjs [--outdir DIR]   (default: dist)
+// Output is deterministic: the same sources and tool versions give the same bytes.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const i = process.argv.indexOf('--outdir');
+const out = resolve(root, i > 0 ? process.argv[i + 1] : 'dist');
+const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+
+const common = {
+  absWorkingDir: root,
+  bundle: true,
+  minify: true,
+  target: 'es2020',
+  platform: 'browser',
+  charset: 'utf8',
+  legalComments: 'none',
+  banner: { js: `/*! consentry ${version} | Apache-2.0 */` },
+  logLevel: 'warning',
+};
+await Promise.all([
+  build({ ...common, entryPoints: ['src/iife.ts'], format: 'iife', outfile: join(out, 'consentry.js') }),
+  build({ ...common, entryPoints: ['src/index.ts'], format: 'esm', outfile: join(out, 'consentry.mjs') }),
+  build({ ...common, entryPoints: ['src/headless.ts'], format: 'esm', outfile: join(out, 'consentry.core.mjs') }),
+]);
+
+// Declarations (tsc also type-checks the sources here).
+execFileSync(
+  process.execPath,
+  [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json'),
+    '--declaration', '--emitDeclarationOnly', '--outDir', join(out, 'types')],
+  { stdio: 'inherit', cwd: root },
+);
+writeFileSync(join(out, 'consentry.d.ts'), "export * from './types/index';\n");
+writeFileSync(join(out, 'consentry.core.d.ts'), "export * from './types/headless';\n");
+writeFileSync(
+  join(out, 'consentry.global.d.ts'),
+  "// Types of window.Consentry for pages using the script-tag build consentry.js.\nimport './types/iife';\nexport type * from './types/index';\n",
+);

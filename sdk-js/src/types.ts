@@ -1,0 +1,227 @@
+/**
+ * Public types of the Consentry browser SDK. Field names of server payloads
+ * follow the REST API (snake_case); SDK-side types are camelCase.
+ */
+
+/** A purpose's state for this visitor: an explicit decision, or none yet. */
+export type ConsentStatus = 'granted' | 'denied' | 'undecided';
+
+/** Effective consent model of a purpose in the visitor's region. */
+export type ConsentModel = 'opt_in' | 'opt_out' | 'notice_only';
+
+/** Where a decision was made; sent as `source` with each write. */
+export type ConsentSource = 'banner' | 'preference_centre' | 'placeholder';
+
+/** A purpose as returned by `GET /v1/sites/{site_key}/config`. */
+export interface Purpose {
+  key: string;
+  title: string;
+  description: string;
+  kind: 'cookie_category' | 'processing' | 'communication';
+  /** Already the effective model for the region. */
+  consent_model: ConsentModel;
+  legal_basis: string;
+  /** Denied when the browser sends Global Privacy Control (11 CCR §7025). */
+  gpc_applies: boolean;
+  /** A decision older than this many days is `expired`; null: never. */
+  max_age_days: number | null;
+}
+
+/** A policy revision currently in force. */
+export interface PolicyRevision {
+  policy_key: string;
+  /** `YYYY-MM-DD`; identifies the revision. */
+  revision_date: string;
+  /** RFC 3339, UTC. */
+  effective_at: string;
+  url: string;
+  sha256: string;
+  requires_reconsent: boolean;
+}
+
+/** `GET /v1/sites/{site_key}/config` response body. */
+export interface SiteConfig {
+  site: { site_key: string; name: string };
+  region: string | null;
+  gpc_honored: boolean;
+  /** Lifetime of the SDK cookie, in days. */
+  cookie_max_age_days: number;
+  policies: PolicyRevision[];
+  purposes: Purpose[];
+}
+
+/** A purpose's status as the server stores it. */
+export type ServerStatus = 'granted' | 'denied' | 'not_asked' | 'stale' | 'expired';
+
+/** One purpose of a visitor's consent state on the server. */
+export interface ServerPurposeState {
+  status: ServerStatus;
+  allowed: boolean;
+  decision?: 'granted' | 'denied';
+  policy_revision?: string;
+  updated_at?: string;
+  expires_at?: string | null;
+  source?: string;
+}
+
+/** `GET /v1/sites/{site_key}/visitors/{visitor_id}/consents` response body. */
+export interface VisitorConsents {
+  subject: string;
+  needs_consent: boolean;
+  purposes: Record<string, ServerPurposeState>;
+}
+
+/** `POST /v1/sites/{site_key}/consents` request body. */
+export interface ConsentWrite {
+  visitor_id: string;
+  /** Never contains notice_only purposes. */
+  choices: Record<string, boolean>;
+  policy_revision?: string;
+  source: ConsentSource;
+  region?: string;
+  gpc?: true;
+  identity_token?: string;
+}
+
+/** `POST /v1/sites/{site_key}/consents` 201 response body. */
+export interface ConsentWriteResult {
+  event_ids: string[];
+  consents: VisitorConsents;
+  gpc_honored: boolean;
+}
+
+/** Google Consent Mode v2 consent types. */
+export type GoogleConsentType =
+  | 'ad_storage'
+  | 'analytics_storage'
+  | 'ad_user_data'
+  | 'ad_personalization'
+  | 'functionality_storage'
+  | 'personalization_storage'
+  | 'security_storage';
+
+/**
+ * Maps each Google consent type to one purpose key, or several that must all
+ * be allowed, e.g. `{ analytics_storage: 'statistics', ad_storage: 'marketing' }`.
+ */
+export type GoogleConsentModeMapping = Partial<Record<GoogleConsentType, string | string[]>>;
+
+/** Texts of the default UI; `{purpose}` is replaced by a purpose title. */
+export interface UiLabels {
+  title: string;
+  body: string;
+  policy: string;
+  acceptAll: string;
+  rejectAll: string;
+  preferences: string;
+  prefsTitle: string;
+  save: string;
+  close: string;
+  alwaysOn: string;
+  gpcTitle: string;
+  gpcBody: string;
+  blocked: string;
+  allow: string;
+}
+
+/** Options of the default UI. */
+export interface UiOptions {
+  /** Overrides of the built-in texts (en, de, fr, es). */
+  labels?: Partial<UiLabels>;
+}
+
+/** Options of {@link init}. */
+export interface ConsentryOptions {
+  /** Public site key, `sk_...`. */
+  siteKey: string;
+  /** Base URL of the Consentry API, e.g. `https://consent.example.com`; `''` for this page's origin. */
+  endpoint: string;
+  /** Region code such as `US-CA`; the server decides when absent. */
+  region?: string;
+  /** BCP 47 locale for texts; default: `<html lang>` or the browser's. */
+  locale?: string;
+  /** Default UI: true (default), false for headless, or options. Ignored by the core build. */
+  ui?: boolean | UiOptions;
+  /** Parent domain for the cookie, e.g. `example.com`, so subdomains share it. */
+  cookieDomain?: string;
+  /** Enables Google Consent Mode v2 with this mapping; nothing is sent to Google without it. */
+  googleConsentMode?: GoogleConsentModeMapping;
+  /** CSP nonce for activated scripts and the UI's <style>; default: the SDK script's nonce. */
+  nonce?: string;
+}
+
+/** The visitor's consent state at one moment. */
+export interface ConsentSnapshot {
+  /** uuid v4, kept in the first-party cookie. */
+  visitorId: string;
+  /** `revision_date` of the privacy policy the state refers to. */
+  policyRevision: string | null;
+  /** Status per purpose key; notice_only purposes are `granted`. */
+  purposes: Record<string, ConsentStatus>;
+  /** Purposes that may be used now (consent model applied). */
+  allowed: string[];
+  /** The banner should be shown: an opt_in purpose is undecided. */
+  needsConsent: boolean;
+  /** A Global Privacy Control signal was honoured on this page. */
+  gpc: boolean;
+  /** True when the server accepted this state; false while a write is pending. */
+  confirmed: boolean;
+}
+
+/** Payload of the `change` event: one per user action. */
+export interface ConsentChange extends ConsentSnapshot {
+  /** Purposes whose status changed with this action (may be empty). */
+  changed: string[];
+  source: ConsentSource;
+}
+
+/** Events of an instance and their payloads. */
+export interface ConsentryEvents {
+  /** State reconciled with the server (or the cookie when offline); fires once. */
+  ready: ConsentSnapshot;
+  /** A user action changed the state; the write to the server follows. */
+  change: ConsentChange;
+  /** The server accepted a write; `confirmed` may now be true. */
+  saved: ConsentSnapshot;
+}
+
+/** What {@link init} resolves to. */
+export interface ConsentryInstance {
+  /** The site's configuration, or null when the server could not be reached. */
+  readonly config: SiteConfig | null;
+  /** The visitor id (uuid v4). */
+  readonly visitorId: string;
+  /** Status of one purpose; `undecided` for unknown purposes. */
+  get(purpose: string): ConsentStatus;
+  /** Whether a purpose may be used now, after applying its consent model. */
+  allowed(purpose: string): boolean;
+  /** Status of every purpose of the site. */
+  getAll(): Record<string, ConsentStatus>;
+  /** The full state, including whether it is confirmed by the server. */
+  snapshot(): ConsentSnapshot;
+  /**
+   * Records the visitor's choices (`true` grants, `false` denies) as one
+   * action: one `change` event and one API write. notice_only and unknown
+   * purposes are ignored, and so are grants of GPC-denied purposes.
+   * Resolves true when the server accepted it, false when it was queued for retry.
+   */
+  set(choices: Record<string, boolean>, source?: ConsentSource): Promise<boolean>;
+  /** Grants every purpose that can be refused; one action. */
+  acceptAll(source?: ConsentSource): Promise<boolean>;
+  /** Denies every purpose that can be refused (explicit denials); one action. */
+  rejectAll(source?: ConsentSource): Promise<boolean>;
+  /** Opens the preference centre (default UI only; no-op when headless). */
+  showPreferences(): void;
+  /**
+   * Links this visitor to a signed-in data subject: the identity token goes
+   * with every later write, and existing decisions are re-sent with it now.
+   */
+  identify(identityToken: string): Promise<boolean>;
+  /**
+   * Stops the SDK on this page: removes its listeners, observer and UI and
+   * stops retrying. Activated scripts stay; the cookie and queued writes are kept.
+   */
+  destroy(): void;
+  /** Subscribes to an event; returns the unsubscribe function. `ready` replays once ready. */
+  on<E extends keyof ConsentryEvents>(event: E, cb: (detail: ConsentryEvents[E]) => void): () => void;
+}

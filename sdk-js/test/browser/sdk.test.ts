@@ -1,0 +1,312 @@
+/**
+ * End-to-end: the built dist/consentry.js in headless Chromium against the
+ * real Consentry server. Skips loudly when the server cannot be built or does
+ * not serve yet, or when Chromium is missing; CONSENTRY_BROWSER_REQUIRED=1
+ * turns the skip into a failure (for CI once the server is complete).
+ * CONSENTRY_BROWSER_FAKE_API=1 runs the same scenarios against the in-memory
+ * stand-in of test/browser/fake-api.ts instead (SDK development only).
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { ConsentSnapshot } from '../../src/types';
+import {
+  CHROMIUM,
+  launchChromium,
+  manage,
+  SDK,
+  setupTenant,
+  shout,
+  startFakeBackend,
+  startPageServer,
+  startRealServer,
+  type Backend,
+} from './harness';
+
+const fake = process.env.CONSENTRY_BROWSER_FAKE_API == '1';
+let skip: string | null = null;
+let backend: Backend | undefined;
+if (!existsSync(CHROMIUM)) skip = `Chromium not found at ${CHROMIUM}: apt-get update && apt-get install -y chromium`;
+else if (!existsSync(join(SDK, 'dist/consentry.js'))) skip = 'dist/consentry.js missing: run npm run build';
+else {
+  const b = fake ? await startFakeBackend() : await startRealServer();
+  if (typeof b == 'string') skip = b;
+  else backend = b;
+}
+if (skip) {
+  shout(['BROWSER TESTS SKIPPED — nothing was tested in a browser.', ...skip.split('\n')]);
+  if (process.env.CONSENTRY_BROWSER_REQUIRED == '1') it('has a server and a browser to test with', () => expect.fail(skip!));
+  else it.skip('SKIPPED: ' + skip.split('\n')[0], () => {});
+}
+
+declare global {
+  interface Window {
+    __events: { type: string; detail: ConsentSnapshot }[];
+    consentryLog: { type: string; detail: ConsentSnapshot }[];
+    __analyticsRan?: number;
+    __inlineRan?: number;
+  }
+}
+
+describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} server`, () => {
+  let browser: Browser;
+  let pages: Awaited<ReturnType<typeof startPageServer>>;
+  let token: string;
+  let context: BrowserContext;
+  const contexts: BrowserContext[] = [];
+
+  beforeAll(async () => {
+    pages = await startPageServer();
+    pages.site.endpoint = backend!.origin;
+    const t = await setupTenant(backend!, pages.origin);
+    token = t.token;
+    pages.site.siteKey = t.siteKey;
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await pages?.close();
+    await backend?.stop();
+  });
+  afterEach(async () => {
+    while (contexts.length) await contexts.pop()!.close();
+  });
+
+  async function open(o: { gpc?: boolean; path?: string } = {}): Promise<Page> {
+    context = await browser.newContext(o.gpc ? { extraHTTPHeaders: { 'Sec-GPC': '1' } } : {});
+    contexts.push(context);
+    await offline(context);
+    if (o.gpc) await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }));
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error:', e));
+    await page.goto(pages.origin + (o.path || '/'));
+    await ready(page);
+    return page;
+  }
+  /** Only this machine is reachable: requests elsewhere (e.g. the demo's video) are aborted. */
+  const offline = (ctx: BrowserContext) => ctx.route(/^https?:\/\/(?!127\.0\.0\.1[:/])/, (route) => route.abort());
+  // the test page logs events to window.__events, the demo page to window.consentryLog
+  const ready = (page: Page) => page.waitForFunction(() => (window.__events || window.consentryLog).some((e) => e.type == 'ready'));
+  const saved = (page: Page, n = 1) => page.waitForFunction((n) => window.__events.filter((e) => e.type == 'saved').length >= n, n);
+  const snapshot = (page: Page) => page.evaluate(() => window.Consentry.instance!.then((c) => c.snapshot()));
+  const banner = (page: Page) => page.locator('.cy-banner');
+  const serverEvents = async (visitorId: string) =>
+    (await manage<{ events: { purpose: string; decision: string; source: string; policy_revision: string }[] }>(backend!, token, 'GET', `/v1/subjects/visitor:${visitorId}/events`)).events;
+  const gatedFetched = () => pages.requests.filter((p) => p.startsWith('/gated/'));
+
+  it('first visit: the banner shows and no gated script has run or been fetched', async () => {
+    pages.requests.length = 0;
+    const page = await open();
+    await expect.poll(() => banner(page).isVisible()).toBe(true);
+    expect(await page.getByRole('dialog', { name: 'Your privacy choices' }).isVisible()).toBe(true);
+    await page.waitForTimeout(300); // let any stray load happen
+    expect(await page.evaluate(() => [window.__analyticsRan, window.__inlineRan])).toEqual([undefined, undefined]);
+    expect(gatedFetched()).toEqual([]);
+    expect(await page.locator('iframe').getAttribute('src')).toBeNull();
+    expect(await page.locator('.cy-ph').isVisible()).toBe(true);
+    expect((await snapshot(page)).needsConsent).toBe(true);
+  });
+
+  it('reject all: no gated script runs, the denials are in the server events', async () => {
+    pages.requests.length = 0;
+    const page = await open();
+    await page.getByRole('button', { name: 'Reject all' }).click();
+    await saved(page);
+    expect(await banner(page).isVisible()).toBe(false);
+    const s = await snapshot(page);
+    expect(s.purposes).toMatchObject({ statistics: 'denied', social_media: 'denied', sale_sharing: 'denied', necessary: 'granted' });
+    expect(s.confirmed).toBe(true);
+    expect(await page.evaluate(() => window.__analyticsRan)).toBeUndefined();
+    expect(gatedFetched()).toEqual([]);
+    const events = await serverEvents(s.visitorId);
+    for (const p of ['statistics', 'social_media', 'sale_sharing'])
+      expect(events.find((e) => e.purpose == p), p).toMatchObject({ decision: 'denied', source: 'banner', policy_revision: '2021-02-01' });
+    expect(events.some((e) => e.purpose == 'necessary')).toBe(false);
+  });
+
+  it('accepting statistics runs its script; a reload shows no banner and keeps the state', async () => {
+    pages.requests.length = 0;
+    const page = await open();
+    await page.getByRole('button', { name: 'Preferences' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Privacy preferences' });
+    expect(await dialog.isVisible()).toBe(true);
+    expect(await dialog.getByRole('switch', { name: 'Strictly necessary' }).isDisabled()).toBe(true);
+    await dialog.getByRole('switch', { name: 'Statistics cookies' }).check();
+    await dialog.getByRole('button', { name: 'Save choices' }).click();
+    await saved(page);
+    await page.waitForFunction(() => window.__analyticsRan == 1 && window.__inlineRan == 1);
+    expect(gatedFetched()).toEqual(['/gated/analytics.js']);
+    const before = await snapshot(page);
+    expect(before.purposes).toMatchObject({ statistics: 'granted', social_media: 'denied' });
+    const events = await serverEvents(before.visitorId);
+    expect(events.find((e) => e.purpose == 'statistics')).toMatchObject({ decision: 'granted', source: 'preference_centre' });
+
+    await page.reload();
+    await ready(page);
+    await page.waitForFunction(() => window.__analyticsRan == 1);
+    expect(await banner(page).isVisible()).toBe(false);
+    const after = await snapshot(page);
+    expect(after.visitorId).toBe(before.visitorId);
+    expect(after.purposes).toEqual(before.purposes);
+    expect(after.needsConsent).toBe(false);
+    expect(await page.locator('iframe').getAttribute('src')).toBeNull();
+  });
+
+  it('the iframe placeholder grants social media in place', async () => {
+    pages.requests.length = 0;
+    const page = await open();
+    await page.locator('.cy-ph').getByRole('button').click();
+    await saved(page);
+    await expect.poll(() => page.locator('iframe').getAttribute('src')).toBe('/gated/social.html');
+    const s = await snapshot(page);
+    expect((await serverEvents(s.visitorId)).find((e) => e.purpose == 'social_media')).toMatchObject({ decision: 'granted', source: 'placeholder' });
+  });
+
+  it('a failed write stays pending, then is flushed with keepalive when the page goes away, once', async () => {
+    const page = await open();
+    const failing = (route: import('playwright-core').Route) => (route.request().method() == 'POST' ? route.abort('connectionreset') : route.fallback());
+    await context.route(backend!.origin + '/v1/sites/**', failing);
+    await page.getByRole('button', { name: 'Accept all' }).click();
+    await page.waitForFunction(() => !!localStorage.getItem(Object.keys(localStorage).find((k) => k.startsWith('consentry:'))!));
+    const s = await snapshot(page);
+    expect(s.purposes.statistics).toBe('granted');
+    expect(s.confirmed).toBe(false);
+    await context.unroute(backend!.origin + '/v1/sites/**', failing);
+    // cancel the scheduled retry, so that only the page-hide flush can deliver the write
+    await page.evaluate(() => {
+      for (let id = window.setTimeout(() => {}); id > 0; id--) window.clearTimeout(id);
+    });
+    await page.goto('about:blank'); // page hide: the queue is sent with fetch(…, {keepalive: true})
+    await expect.poll(async () => (await serverEvents(s.visitorId)).filter((e) => e.purpose == 'statistics').length, { timeout: 10_000 }).toBe(1);
+    // the next page finds the write accepted (or re-sends it with the same Idempotency-Key): still one event
+    await page.goto(pages.origin + '/');
+    await ready(page);
+    await expect.poll(() => snapshot(page).then((x) => x.confirmed)).toBe(true);
+    expect((await serverEvents(s.visitorId)).filter((e) => e.purpose == 'statistics')).toHaveLength(1);
+    expect(await banner(page).isVisible()).toBe(false);
+  });
+
+  it('GPC: the opt-out purpose is denied with source gpc, the banner says so, other choices stay possible', async () => {
+    const page = await open({ gpc: true });
+    await saved(page);
+    const s = await snapshot(page);
+    expect(s.gpc).toBe(true);
+    expect(s.purposes.sale_sharing).toBe('denied');
+    expect(await banner(page).getByText('Opt-Out Request Honored').isVisible()).toBe(true);
+    const events = await serverEvents(s.visitorId);
+    expect(events.filter((e) => e.purpose == 'sale_sharing')).toMatchObject([{ decision: 'denied', source: 'gpc' }]);
+    // the visitor can still open the preference centre and decide the rest
+    await page.getByRole('button', { name: 'Preferences' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Privacy preferences' });
+    expect(await dialog.getByRole('switch', { name: 'Sale or sharing of personal information' }).isDisabled()).toBe(true);
+    await dialog.getByRole('switch', { name: 'Statistics cookies' }).check();
+    await dialog.getByRole('button', { name: 'Save choices' }).click();
+    await saved(page, 2);
+    const later = await serverEvents(s.visitorId);
+    expect(later.find((e) => e.purpose == 'statistics')).toMatchObject({ decision: 'granted' });
+    expect(later.filter((e) => e.purpose == 'sale_sharing')).toHaveLength(1);
+  });
+
+  it('keyboard only: Tab is trapped in the banner, Enter opens preferences, Esc closes without saving', async () => {
+    const page = await open();
+    const focused = () => page.evaluate(() => document.activeElement!.textContent || document.activeElement!.className);
+    expect(await page.evaluate(() => document.activeElement!.className)).toBe('cy-banner');
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Privacy policy');
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Accept all');
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Reject all');
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Preferences');
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Privacy policy'); // trapped
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused()).toBe('Preferences');
+    await page.keyboard.press('Enter');
+    const dialog = page.getByRole('dialog', { name: 'Privacy preferences' });
+    await expect.poll(() => dialog.isVisible()).toBe(true);
+    expect(await page.evaluate(() => document.activeElement!.className)).toBe('cy-dialog');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Space'); // first enabled switch: statistics
+    await page.keyboard.press('Escape');
+    expect(await dialog.isVisible()).toBe(false);
+    expect(await focused()).toBe('Preferences');
+    await page.waitForTimeout(300);
+    expect(await page.evaluate(() => window.__events.filter((e) => e.type != 'ready').length)).toBe(0);
+    const s = await snapshot(page);
+    expect(s.purposes.statistics).toBe('undecided');
+    expect(await serverEvents(s.visitorId)).toEqual([]);
+    await page.keyboard.press('Shift+Tab');
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused()).toBe('Accept all');
+    await page.keyboard.press('Enter');
+    await saved(page);
+    await page.waitForFunction(() => window.__analyticsRan == 1);
+    expect(await banner(page).isVisible()).toBe(false);
+  });
+
+  it('the demo page works with the substituted site key and endpoint', async () => {
+    const page = await open({ path: '/demo' });
+    const s = await snapshot(page);
+    await expect.poll(() => page.locator('#state').textContent()).toContain(s.visitorId);
+    expect(await page.locator('#analytics').textContent()).toBe('not run');
+    await page.getByRole('button', { name: 'Preferences' }).click();
+    await page.getByRole('dialog', { name: 'Privacy preferences' }).getByRole('switch', { name: 'Statistics cookies' }).check();
+    await page.getByRole('button', { name: 'Save choices' }).click();
+    await expect.poll(() => page.locator('#analytics').textContent()).toMatch(/^ran at /);
+    await expect.poll(() => page.locator('#events').textContent()).toContain('saved');
+  });
+
+  it('strict CSP: styled UI and activated scripts work with the nonce, no violations', async () => {
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const page = await context.newPage();
+    await page.addInitScript(() => {
+      (window as unknown as { __csp: string[] }).__csp = [];
+      document.addEventListener('securitypolicyviolation', (e) => (window as unknown as { __csp: string[] }).__csp.push(e.violatedDirective + ' ' + e.blockedURI));
+    });
+    await page.goto(pages.origin + '/?csp');
+    await ready(page);
+    expect(await banner(page).evaluate((el) => getComputedStyle(el).position)).toBe('fixed');
+    await page.getByRole('button', { name: 'Accept all' }).click();
+    await saved(page);
+    await page.waitForFunction(() => window.__analyticsRan == 1 && window.__inlineRan == 1);
+    expect(await page.evaluate(() => (window as unknown as { __csp: string[] }).__csp)).toEqual([]);
+  });
+
+  it('a reconsent revision brings the banner back', async () => {
+    // its own tenant: publishing a revision affects every site of a tenant
+    const t = await setupTenant(backend!, pages.origin);
+    const [mainKey, mainToken] = [pages.site.siteKey, token];
+    pages.site.siteKey = t.siteKey;
+    token = t.token;
+    try {
+      const page = await open();
+      await page.getByRole('button', { name: 'Accept all' }).click();
+      await saved(page);
+      await page.reload();
+      await ready(page);
+      expect(await banner(page).isVisible()).toBe(false);
+
+      const today = new Date().toISOString().slice(0, 10);
+      await manage(backend!, t.token, 'POST', '/v1/policies/privacy/revisions', { revision_date: today, url: 'https://example.com/privacy-v2', requires_reconsent: true });
+      await page.reload();
+      await ready(page);
+      await expect.poll(() => banner(page).isVisible()).toBe(true);
+      const s = await snapshot(page);
+      expect(s.needsConsent).toBe(true);
+      expect(s.purposes.statistics).toBe('undecided');
+      expect(s.policyRevision).toBe(today);
+      await page.getByRole('button', { name: 'Accept all' }).click();
+      await saved(page);
+      const events = await serverEvents(s.visitorId);
+      expect(events.filter((e) => e.purpose == 'statistics').map((e) => e.policy_revision)).toEqual(['2021-02-01', today]);
+    } finally {
+      pages.site.siteKey = mainKey;
+      token = mainToken;
+    }
+  });
+});
