@@ -75,8 +75,7 @@ pub struct ApplySummary {
 
 /// The example tenant (`examples/ntt-cloud-communications`), built into the binary for `serve --demo`.
 pub const EXAMPLE_TOML: &str = include_str!("../examples/ntt-cloud-communications/consentry.toml");
-const EXAMPLE_POLICY: &[u8] =
-    include_bytes!("../examples/ntt-cloud-communications/privacy-policy-2021-02.txt");
+const EXAMPLE_POLICY: &[u8] = include_bytes!("../examples/ntt-cloud-communications/privacy-policy-2021-02.txt");
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -92,8 +91,7 @@ pub fn apply_file(state: &AppState, path: &Path) -> Result<ApplySummary, BoxErro
 
 /// Creates the example tenant unless it exists; `None` when it did.
 pub fn apply_example(state: &AppState) -> Result<Option<ApplySummary>, BoxError> {
-    let exists =
-        Tenant::find_by_slug(&mut *state.pool.get()?, crate::routes::sdk::DEMO_TENANT)?.is_some();
+    let exists = Tenant::find_by_slug(&mut *state.pool.get()?, crate::routes::sdk::DEMO_TENANT)?.is_some();
     if exists {
         return Ok(None);
     }
@@ -127,8 +125,7 @@ pub fn apply_text(
     let mut purposes = Vec::new();
     for (key, body) in spec.purposes {
         let key = PurposeKey::parse(&key).map_err(|m| format!("purposes.{key}: {m}"))?;
-        let purpose =
-            parse_purpose(key.clone(), body).map_err(|e| format!("purposes.{key}: {e}"))?;
+        let purpose = parse_purpose(key.clone(), body).map_err(|e| format!("purposes.{key}: {e}"))?;
         purposes.push(PurposeRow::from_domain(&tenant.id, &purpose, naive(now)));
     }
     let mut revisions = Vec::new();
@@ -148,27 +145,14 @@ pub fn apply_text(
             url: r.url.clone(),
             sha256,
             requires_reconsent: r.requires_reconsent,
-            purposes: r
-                .purposes
-                .as_ref()
-                .map(|p| serde_json::Value::from(p.clone()).to_string()),
+            purposes: r.purposes.as_ref().map(|p| serde_json::Value::from(p.clone()).to_string()),
             created_at: naive(now),
         });
     }
     let mut sites = Vec::new();
     for s in &spec.sites {
-        let origins = s
-            .origins
-            .iter()
-            .map(|o| parse_origin(o))
-            .collect::<Result<Vec<_>, _>>()?;
-        sites.push(Site::new(
-            &tenant.id,
-            &s.name,
-            &origins,
-            s.purposes.as_deref(),
-            naive(now),
-        ));
+        let origins = s.origins.iter().map(|o| parse_origin(o)).collect::<Result<Vec<_>, _>>()?;
+        sites.push(Site::new(&tenant.id, &s.name, &origins, s.purposes.as_deref(), naive(now)));
     }
 
     let summary = write_transaction(&mut conn, |conn| {
@@ -189,22 +173,14 @@ pub fn apply_text(
         let mut applied = Vec::new();
         for r in &revisions {
             let known = RevisionRow::list_for_policy(conn, &tenant.id, &r.policy_key)?;
-            let row = match known
-                .into_iter()
-                .find(|k| k.revision_date == r.revision_date)
-            {
+            let row = match known.into_iter().find(|k| k.revision_date == r.revision_date) {
                 Some(k) => k,
                 None => {
                     r.insert(conn)?;
                     r.clone()
                 }
             };
-            applied.push(format!(
-                "{} {} {}",
-                row.policy_key,
-                row.revision_date,
-                row.sha256.as_deref().unwrap_or("-")
-            ));
+            applied.push(format!("{} {} {}", row.policy_key, row.revision_date, row.sha256.as_deref().unwrap_or("-")));
         }
         Ok::<_, diesel::result::Error>(ApplySummary {
             tenant: tenant.slug.clone(),

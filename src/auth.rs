@@ -34,12 +34,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
-        Scope::Admin,
-        Scope::ConsentsRead,
-        Scope::ConsentsWrite,
-        Scope::ConsentsCheck,
-    ];
+    pub const ALL: [Scope; 4] = [Scope::Admin, Scope::ConsentsRead, Scope::ConsentsWrite, Scope::ConsentsCheck];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,10 +46,9 @@ impl Scope {
     }
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.as_str() == raw)
-            .ok_or_else(|| format!("'{raw}' is not a scope: use admin, consents:read, consents:write or consents:check"))
+        Self::ALL.into_iter().find(|s| s.as_str() == raw).ok_or_else(|| {
+            format!("'{raw}' is not a scope: use admin, consents:read, consents:write or consents:check")
+        })
     }
 }
 
@@ -99,16 +93,12 @@ pub fn issue_token(
         exp: expires_at.map(|t| t.timestamp()),
         jti: new_id(),
     };
-    let jwt = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
-        .map_err(ApiError::internal)?;
+    let jwt =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).map_err(ApiError::internal)?;
     ApiToken {
         id: claims.jti.clone(),
         tenant_id: tenant.id.clone(),
-        scopes: scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
+        scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
         created_at: naive(now),
         expires_at: expires_at.map(naive),
         revoked_at: None,
@@ -132,9 +122,7 @@ impl Caller {
         if self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "this token lacks the scope '{scope}'"
-            )))
+            Err(ApiError::Forbidden(format!("this token lacks the scope '{scope}'")))
         }
     }
 }
@@ -145,34 +133,18 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|h| h.to_str().map(str::to_owned));
+        let header = req.headers().get(header::AUTHORIZATION).map(|h| h.to_str().map(str::to_owned));
         Box::pin(async move {
-            let state =
-                state.ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
+            let state = state.ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
             let token = match header {
-                None => {
-                    return Err(ApiError::Unauthorized(
-                        "send Authorization: Bearer <token>".into(),
-                    ))
-                }
-                Some(Err(_)) => {
-                    return Err(ApiError::Unauthorized(
-                        "the Authorization header is not ASCII".into(),
-                    ))
-                }
+                None => return Err(ApiError::Unauthorized("send Authorization: Bearer <token>".into())),
+                Some(Err(_)) => return Err(ApiError::Unauthorized("the Authorization header is not ASCII".into())),
                 Some(Ok(h)) => match h.split_once(' ') {
-                    Some((scheme, token))
-                        if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-                    {
+                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
                         token.trim().to_owned()
                     }
                     _ => {
-                        return Err(ApiError::Unauthorized(
-                            "the Authorization header must be 'Bearer <token>'".into(),
-                        ))
+                        return Err(ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into()))
                     }
                 },
             };
@@ -184,30 +156,20 @@ impl FromRequest for Caller {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                         ApiError::Unauthorized("the token has expired".into())
                     }
-                    _ => ApiError::Unauthorized(
-                        "the token is not valid for this installation".into(),
-                    ),
+                    _ => ApiError::Unauthorized("the token is not valid for this installation".into()),
                 })?
                 .claims;
             let jti = claims.jti.clone();
-            let record = state
-                .db(move |conn| Ok(ApiToken::find(conn, &jti)?))
-                .await?;
+            let record = state.db(move |conn| Ok(ApiToken::find(conn, &jti)?)).await?;
             match record {
-                Some(t) if t.revoked_at.is_some() => {
-                    Err(ApiError::Unauthorized("the token has been revoked".into()))
-                }
+                Some(t) if t.revoked_at.is_some() => Err(ApiError::Unauthorized("the token has been revoked".into())),
                 Some(t) if t.expires_at.is_some_and(|e| utc(e) <= Utc::now()) => {
                     Err(ApiError::Unauthorized("the token has expired".into()))
                 }
-                Some(t) if t.tenant_id == claims.tenant => Ok(Caller {
-                    tenant_id: t.tenant_id,
-                    token_id: t.id,
-                    scopes: claims.scopes,
-                }),
-                _ => Err(ApiError::Unauthorized(
-                    "the token is not valid for this installation".into(),
-                )),
+                Some(t) if t.tenant_id == claims.tenant => {
+                    Ok(Caller { tenant_id: t.tenant_id, token_id: t.id, scopes: claims.scopes })
+                }
+                _ => Err(ApiError::Unauthorized("the token is not valid for this installation".into())),
             }
         })
     }
@@ -240,23 +202,15 @@ impl FromRequest for PublicSite {
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
-            let site_key = req
-                .match_info()
-                .get("site_key")
-                .unwrap_or_default()
-                .to_owned();
-            let origin = req
-                .headers()
-                .get(header::ORIGIN)
-                .map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
+            let site_key = req.match_info().get("site_key").unwrap_or_default().to_owned();
+            let origin = req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
             let key = site_key.clone();
             let found = state
                 .db(move |conn| {
                     let Some(site) = Site::find_by_key(conn, &key)? else {
                         return Ok(None);
                     };
-                    let tenant = Tenant::find(conn, &site.tenant_id)?
-                        .ok_or(diesel::result::Error::NotFound)?;
+                    let tenant = Tenant::find(conn, &site.tenant_id)?.ok_or(diesel::result::Error::NotFound)?;
                     Ok(Some(PublicSite { site, tenant }))
                 })
                 .await?;
@@ -271,14 +225,10 @@ impl FromRequest for PublicSite {
                     req.extensions_mut().insert(CorsOrigin(o));
                 }
                 Some(o) => {
-                    return Err(ApiError::Forbidden(format!(
-                        "the origin '{o}' is not one of this site's origins"
-                    )));
+                    return Err(ApiError::Forbidden(format!("the origin '{o}' is not one of this site's origins")));
                 }
                 None if req.method() != actix_web::http::Method::GET => {
-                    return Err(ApiError::Forbidden(
-                        "send the Origin header of one of this site's origins".into(),
-                    ));
+                    return Err(ApiError::Forbidden("send the Origin header of one of this site's origins".into()));
                 }
                 None => {}
             }

@@ -14,11 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "consentry",
-    version,
-    about = "Consent and cookie preference-centre backend"
-)]
+#[command(name = "consentry", version, about = "Consent and cookie preference-centre backend")]
 pub struct Cli {
     /// A TOML settings file (default: ./consentry.toml when it exists).
     #[arg(long, global = true, env = "CONSENTRY_CONFIG")]
@@ -110,10 +106,7 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cli: Cli) -> CliResult {
     let mut settings = Settings::load(cli.config.as_deref())?;
-    match cli.command.unwrap_or(Command::Serve {
-        listen: None,
-        demo: false,
-    }) {
+    match cli.command.unwrap_or(Command::Serve { listen: None, demo: false }) {
         Command::Serve { listen, demo } => {
             if let Some(listen) = listen {
                 settings.listen = listen;
@@ -122,60 +115,34 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Migrate => {
             open_state(&settings)?;
-            eprintln!(
-                "migrated {}",
-                crate::db::DatabaseUrl::parse(&settings.database_url)?.redacted()
-            );
+            eprintln!("migrated {}", crate::db::DatabaseUrl::parse(&settings.database_url)?.redacted());
             Ok(())
         }
-        Command::Tenants {
-            command: TenantCommand::Create { slug },
-        } => {
+        Command::Tenants { command: TenantCommand::Create { slug } } => {
             let state = open_state(&settings)?;
             let (tenant, token_id, token) = create_tenant(&state, &slug)?;
-            println!(
-                "{}",
-                serde_json::json!({"tenant": tenant.slug, "token": token, "token_id": token_id})
-            );
+            println!("{}", serde_json::json!({"tenant": tenant.slug, "token": token, "token_id": token_id}));
             Ok(())
         }
-        Command::Tokens {
-            command:
-                TokenCommand::Issue {
-                    tenant,
-                    scopes,
-                    ttl,
-                },
-        } => {
-            let scopes = scopes
-                .iter()
-                .map(|s| Scope::parse(s))
-                .collect::<Result<Vec<_>, _>>()?;
+        Command::Tokens { command: TokenCommand::Issue { tenant, scopes, ttl } } => {
+            let scopes = scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>()?;
             let expires_at = match ttl {
                 None => None,
                 Some(ttl) => {
-                    let d = humantime::parse_duration(&ttl)
-                        .map_err(|e| format!("--ttl '{ttl}': {e}"))?;
-                    Some(
-                        Utc::now()
-                            + chrono::Duration::from_std(d)
-                                .map_err(|e| format!("--ttl '{ttl}': {e}"))?,
-                    )
+                    let d = humantime::parse_duration(&ttl).map_err(|e| format!("--ttl '{ttl}': {e}"))?;
+                    Some(Utc::now() + chrono::Duration::from_std(d).map_err(|e| format!("--ttl '{ttl}': {e}"))?)
                 }
             };
             let state = open_state(&settings)?;
             let mut conn = state.pool.get()?;
-            let tenant = Tenant::find_by_slug(&mut conn, &tenant)?
-                .ok_or_else(|| format!("no tenant '{tenant}'"))?;
-            let (id, jwt) = issue_token(&mut conn, &state.keys, &tenant, &scopes, expires_at)
-                .map_err(|e| e.to_string())?;
+            let tenant = Tenant::find_by_slug(&mut conn, &tenant)?.ok_or_else(|| format!("no tenant '{tenant}'"))?;
+            let (id, jwt) =
+                issue_token(&mut conn, &state.keys, &tenant, &scopes, expires_at).map_err(|e| e.to_string())?;
             eprintln!("token id: {id}");
             println!("{jwt}");
             Ok(())
         }
-        Command::Tokens {
-            command: TokenCommand::Revoke { token_id },
-        } => {
+        Command::Tokens { command: TokenCommand::Revoke { token_id } } => {
             let state = open_state(&settings)?;
             let mut conn = state.pool.get()?;
             if ApiToken::revoke(&mut conn, &token_id, Utc::now().naive_utc())? {
@@ -195,9 +162,7 @@ fn run(cli: Cli) -> CliResult {
             println!("{}", crate::routes::openapi().to_pretty_json()?);
             Ok(())
         }
-        Command::Ledger {
-            command: LedgerCommand::Verify,
-        } => {
+        Command::Ledger { command: LedgerCommand::Verify } => {
             let state = open_state(&settings)?;
             let report = crate::ledger::verify::verify(&mut *state.pool.get()?)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -211,10 +176,7 @@ fn run(cli: Cli) -> CliResult {
 }
 
 /// Creates a tenant and its first admin token: (tenant, token id, JWT).
-pub fn create_tenant(
-    state: &AppState,
-    slug: &str,
-) -> Result<(Tenant, String, String), Box<dyn std::error::Error>> {
+pub fn create_tenant(state: &AppState, slug: &str) -> Result<(Tenant, String, String), Box<dyn std::error::Error>> {
     Tenant::validate_slug(slug)?;
     let mut conn = state.pool.get()?;
     let result = write_transaction(&mut conn, |conn| {
@@ -249,18 +211,13 @@ fn serve(settings: Settings, demo: bool) -> CliResult {
                     summary.tenant
                 );
             }
-            None => tracing::info!(
-                "the example tenant exists already (its token was printed when it was created)"
-            ),
+            None => tracing::info!("the example tenant exists already (its token was printed when it was created)"),
         }
     }
     actix_web::rt::System::new().block_on(async move {
         let listen = settings.listen.clone();
         let app = Application::build(settings).await?;
-        tracing::info!(
-            "consentry listening on http://{}",
-            listen.replace(":0", &format!(":{}", app.port()))
-        );
+        tracing::info!("consentry listening on http://{}", listen.replace(":0", &format!(":{}", app.port())));
         app.run_until_stopped().await?;
         Ok(())
     })

@@ -37,11 +37,8 @@ impl Settings {
             Some(path) => builder.add_source(config::File::from(path).required(true)),
             None => builder.add_source(config::File::with_name("consentry.toml").required(false)),
         };
-        builder = builder.add_source(
-            config::Environment::with_prefix("CONSENTRY")
-                .prefix_separator("__")
-                .separator("__"),
-        );
+        builder =
+            builder.add_source(config::Environment::with_prefix("CONSENTRY").prefix_separator("__").separator("__"));
         if let Ok(url) = std::env::var("DATABASE_URL") {
             if !url.is_empty() {
                 builder = builder.set_override("database_url", url)?;

@@ -74,10 +74,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self::Invalid { field: field.into(), message: message.into() }
     }
 
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -88,58 +85,29 @@ impl ApiError {
         use StatusCode as S;
         match self {
             Self::Invalid { .. } => (S::BAD_REQUEST, "invalid-request", "The request is invalid"),
-            Self::MalformedBody(_) => (
-                S::BAD_REQUEST,
-                "malformed-body",
-                "The request body is not valid JSON of the expected shape",
-            ),
-            Self::Unauthorized(_) => (
-                S::UNAUTHORIZED,
-                "unauthorized",
-                "Authentication is required",
-            ),
+            Self::MalformedBody(_) => {
+                (S::BAD_REQUEST, "malformed-body", "The request body is not valid JSON of the expected shape")
+            }
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Authentication is required"),
             Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "The request is not allowed"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "The resource does not exist"),
-            Self::Conflict(_) => (
-                S::CONFLICT,
-                "conflict",
-                "The request conflicts with the current state",
-            ),
-            Self::PayloadTooLarge(_) => (
-                S::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "The request is too large",
-            ),
-            Self::UnsupportedMediaType(_) => (
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "The request body must be JSON",
-            ),
-            Self::IdempotencyKeyReused(_) => (
-                S::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "The Idempotency-Key was used for another request",
-            ),
-            Self::Unavailable(_) => (
-                S::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The service is temporarily unavailable",
-            ),
-            Self::Internal(_) => (
-                S::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal server error",
-            ),
+            Self::Conflict(_) => (S::CONFLICT, "conflict", "The request conflicts with the current state"),
+            Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "The request is too large"),
+            Self::UnsupportedMediaType(_) => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "The request body must be JSON")
+            }
+            Self::IdempotencyKeyReused(_) => {
+                (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "The Idempotency-Key was used for another request")
+            }
+            Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable"),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
         }
     }
 
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.parts();
         let errors = match self {
-            Self::Invalid { field, message } => vec![FieldProblem {
-                field: field.clone(),
-                message: message.clone(),
-            }],
+            Self::Invalid { field, message } => vec![FieldProblem { field: field.clone(), message: message.clone() }],
             _ => Vec::new(),
         };
         Problem {
@@ -153,12 +121,7 @@ impl ApiError {
 }
 
 /// Builds a problem response for a status without an [`ApiError`] (e.g. an unknown route).
-pub fn problem_response(
-    status: StatusCode,
-    slug: &str,
-    title: &str,
-    detail: String,
-) -> HttpResponse {
+pub fn problem_response(status: StatusCode, slug: &str, title: &str, detail: String) -> HttpResponse {
     let problem = Problem {
         type_uri: format!("{PROBLEM_BASE}{slug}"),
         title: title.to_owned(),
@@ -166,9 +129,7 @@ pub fn problem_response(
         detail,
         errors: Vec::new(),
     };
-    HttpResponse::build(status)
-        .content_type("application/problem+json")
-        .json(problem)
+    HttpResponse::build(status).content_type("application/problem+json").json(problem)
 }
 
 impl ResponseError for ApiError {
@@ -197,10 +158,7 @@ impl ResponseError for ApiError {
 
 impl From<crate::domain::FieldError> for ApiError {
     fn from(e: crate::domain::FieldError) -> Self {
-        Self::Invalid {
-            field: e.field,
-            message: e.message,
-        }
+        Self::Invalid { field: e.field, message: e.message }
     }
 }
 

@@ -35,15 +35,10 @@ pub const TOKEN_KEY: &str = "management_token_hs256";
 /// Opens the database (migrating it) and loads the installation's keys.
 pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let pool = db::connect(&settings.database_url, settings.pool_size)?;
-    let secret = InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY)
-        .map_err(DbError::from)?;
-    let keys = TokenKeys::from_secret(&secret)
-        .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
-    Ok(AppState {
-        pool,
-        keys: Arc::new(keys),
-        max_body_bytes: settings.max_body_bytes,
-    })
+    let secret =
+        InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY).map_err(DbError::from)?;
+    let keys = TokenKeys::from_secret(&secret).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(AppState { pool, keys: Arc::new(keys), max_body_bytes: settings.max_body_bytes })
 }
 
 /// A bound, not yet running server.
@@ -59,8 +54,8 @@ impl Application {
         let state = actix_web::rt::task::spawn_blocking(move || open_state(&s))
             .await
             .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))??;
-        let listener = TcpListener::bind(&settings.listen)
-            .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
+        let listener =
+            TcpListener::bind(&settings.listen).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
         let port = listener.local_addr()?.port();
         let server = run(listener, state, settings.workers)?;
         Ok(Self { port, server })
@@ -81,28 +76,29 @@ impl Application {
 }
 
 /// Starts serving on `listener`.
-pub fn run(
-    listener: TcpListener,
-    state: AppState,
-    workers: Option<usize>,
-) -> Result<Server, StartupError> {
+pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Result<Server, StartupError> {
     let data = web::Data::new(state);
+    let openapi = routes::openapi();
+    let known = web::Data::new(KnownRoutes::from_openapi(&openapi));
     let server = HttpServer::new(move || {
-        let (app, openapi) = App::new()
+        let (app, _) = App::new()
             .into_utoipa_app()
             .openapi(<routes::ApiDoc as utoipa::OpenApi>::openapi())
             .app_data(data.clone())
+            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()))
             .app_data(
-                web::PathConfig::default()
-                    .error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()),
-            )
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|e, _| ApiError::invalid("query", e.to_string()).into()),
+                web::QueryConfig::default().error_handler(|e, _| ApiError::invalid("query", e.to_string()).into()),
             )
             .configure(routes::configure)
             .split_for_parts();
-        app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
+        app.app_data(known.clone())
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/docs/")).finish()
+                }),
+            )
             .route(
                 "/v1/sites/{site_key}/{tail:.*}",
                 web::method(actix_web::http::Method::OPTIONS).to(routes::public::preflight),
@@ -118,6 +114,7 @@ pub fn run(
                     Ok(res)
                 }
             })
+            .wrap(actix_web::middleware::Compress::default())
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
     });
     let server = match workers {
@@ -131,47 +128,72 @@ pub fn run(
 /// Adds `Access-Control-Allow-Origin` when the request's origin was accepted by
 /// [`crate::auth::PublicSite`], and `Vary: Origin` on every public response.
 fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
-    let origin = res
-        .request()
-        .extensions()
-        .get::<CorsOrigin>()
-        .map(|o| o.0.clone());
-    let public = res.request().path().starts_with("/v1/sites/")
-        && res.request().match_info().get("site_key").is_some();
+    let origin = res.request().extensions().get::<CorsOrigin>().map(|o| o.0.clone());
+    let public = res.request().path().starts_with("/v1/sites/") && res.request().match_info().get("site_key").is_some();
     let headers = res.headers_mut();
     if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Idempotent-Replayed"),
-        );
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Idempotent-Replayed"));
     }
     if public {
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
     }
 }
 
-async fn not_found(req: HttpRequest) -> HttpResponse {
+/// The documented paths and their methods, to tell "no such path" (404) from "not this
+/// method" (405 with `Allow`, RFC 9110 §15.5.6).
+pub struct KnownRoutes(Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>);
+
+impl KnownRoutes {
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut doc = doc.clone();
+        Self(
+            doc.paths
+                .paths
+                .iter_mut()
+                .map(|(path, item)| {
+                    let mut methods: Vec<&'static str> =
+                        routes::operations_mut(item).into_iter().map(|(m, _)| m).collect();
+                    if path.starts_with("/v1/sites/{site_key}/") {
+                        methods.push("OPTIONS");
+                    }
+                    (actix_web::dev::ResourceDef::new(path.as_str()), methods)
+                })
+                .collect(),
+        )
+    }
+
+    fn allowed(&self, path: &str) -> Option<&[&'static str]> {
+        self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_slice())
+    }
+}
+
+async fn not_found(req: HttpRequest, known: web::Data<KnownRoutes>) -> HttpResponse {
+    if let Some(methods) = known.allowed(req.path()) {
+        let allow = methods.join(", ");
+        let mut res = problem_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "The method is not allowed on this resource",
+            format!("{} is not allowed on {}; use {allow}", req.method(), req.path()),
+        );
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            res.headers_mut().insert(header::ALLOW, value);
+        }
+        return res;
+    }
     problem_response(
         StatusCode::NOT_FOUND,
         "not-found",
         "The resource does not exist",
-        format!(
-            "no route for {} {}; see /openapi.json",
-            req.method(),
-            req.path()
-        ),
+        format!("no route for {} {}; see /openapi.json", req.method(), req.path()),
     )
 }
 
 /// Turns any error response that is not yet a problem body (from actix itself) into one.
-fn into_problem<B: MessageBody + 'static>(
-    res: ServiceResponse<B>,
-) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+fn into_problem<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     if is_problem || res.status().as_u16() < 400 {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

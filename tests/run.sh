@@ -4,7 +4,8 @@
 #      PostgreSQL: CONSENTRY_TEST_POSTGRES_URL (an admin URL; a database is created per test),
 #      or a server answering at 127.0.0.1:5432 as user postgres. Set CONSENTRY_TEST_POSTGRES_URL=off
 #      to run SQLite only. When it is set and unreachable, the PostgreSQL tests fail.
-#   2. The browser SDK's tests (sdk-js: vitest unit tests, size budgets, real-browser tests).
+#   2. Contract fuzzing of the OpenAPI document with schemathesis (tests/contract/run.sh).
+#   3. The browser SDK's tests (sdk-js: vitest unit tests, size budgets, real-browser tests).
 # It installs what the tests need when it can (Debian packages as root, npm packages from the lockfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,10 @@ esac
 echo "== backends: SQLite${CONSENTRY_TEST_POSTGRES_URL:+ and PostgreSQL ($CONSENTRY_TEST_POSTGRES_URL)}"
 
 cargo test --locked --all-targets
+# The binary those tests built; the contract and browser tests run it instead of building again.
+export CONSENTRY_BIN="$PWD/target/debug/consentry"
+
+tests/contract/run.sh
 
 if [ -f sdk-js/package.json ]; then
   echo "== sdk-js"

@@ -9,12 +9,8 @@ use diesel::result::{DatabaseErrorKind, Error};
 /// Whether the connection is inside a transaction (a pooled connection never should be).
 pub fn in_transaction(conn: &mut AnyConnection) -> bool {
     let depth = match conn {
-        AnyConnection::Postgresql(c) => {
-            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
-        }
-        AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
-        }
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
     };
     !matches!(depth, Ok(None))
 }
@@ -33,9 +29,7 @@ where
 {
     match conn {
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
-        AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
-        }
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
     }
     let outcome = f(conn);
     let end = match (&outcome, &mut *conn) {
@@ -57,9 +51,7 @@ where
 /// `BEGIN IMMEDIATE` of [`write_transaction`] already holds the database's one write lock.
 /// Returns the subject's `last_event_hash`.
 pub fn lock_subject(conn: &mut AnyConnection, subject_id: &str) -> QueryResult<String> {
-    let query = data_subjects::table
-        .find(subject_id)
-        .select(data_subjects::last_event_hash);
+    let query = data_subjects::table.find(subject_id).select(data_subjects::last_event_hash);
     match conn {
         AnyConnection::Postgresql(c) => query.for_update().first(c),
         AnyConnection::Sqlite(c) => query.first(c),
@@ -69,11 +61,5 @@ pub fn lock_subject(conn: &mut AnyConnection, subject_id: &str) -> QueryResult<S
 /// Errors after which the whole transaction may be run again: a concurrent insert of the
 /// same key, or a PostgreSQL serialization failure.
 pub fn is_retryable(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::DatabaseError(
-            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
-            _
-        )
-    )
+    matches!(err, Error::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _))
 }

@@ -37,11 +37,7 @@ pub enum DbError {
     #[error("cannot create the directory {0} for the SQLite database: {1}")]
     CreateDir(PathBuf, std::io::Error),
     #[error("cannot connect to {backend} at {url}: {source}")]
-    Connect {
-        backend: &'static str,
-        url: String,
-        source: r2d2::Error,
-    },
+    Connect { backend: &'static str, url: String, source: r2d2::Error },
     #[error("cannot run migrations: {0}")]
     Migrate(String),
     #[error(transparent)]
@@ -114,9 +110,7 @@ impl r2d2::ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<AnyConnection, ConnectionError> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => {
-                diesel::PgConnection::establish(url).map(AnyConnection::Postgresql)
-            }
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url).map(AnyConnection::Postgresql),
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets readers run beside the one writer; writers wait for each other
@@ -132,8 +126,7 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
-        conn.batch_execute("SELECT 1")
-            .map_err(ConnectionError::CouldntSetupConfiguration)
+        conn.batch_execute("SELECT 1").map_err(ConnectionError::CouldntSetupConfiguration)
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
@@ -156,11 +149,7 @@ pub fn connect(url: &str, pool_size: u32) -> Result<Pool, DbError> {
         .max_size(pool_size.max(1))
         .connection_timeout(Duration::from_secs(5))
         .build(ConnectionManager { url: url.clone() })
-        .map_err(|source| DbError::Connect {
-            backend: url.backend(),
-            url: url.redacted(),
-            source,
-        })?;
+        .map_err(|source| DbError::Connect { backend: url.backend(), url: url.redacted(), source })?;
     let mut conn = pool.get()?;
     run_migrations(&mut conn)?;
     Ok(pool)

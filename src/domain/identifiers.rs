@@ -45,8 +45,26 @@ impl fmt::Debug for SubjectKey {
     }
 }
 
+/// The pattern of subject identifiers (JSON Schema / ECMA-262 syntax), exactly what
+/// [`SubjectIdentifier::parse`] accepts; the whole identifier is at most 260 characters.
+pub const SUBJECT_PATTERN: &str = concat!(
+    "^(visitor:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
+    "|user:[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,128}",
+    "|email:[^@\\s\\x00-\\x1f\\x7f-\\x9f]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+",
+    "|phone:\\+[1-9][0-9]{7,14})$"
+);
+
+/// The longest identifier accepted, in characters (`email:` and a 254-octet address,
+/// RFC 5321 §4.5.3.1.3).
+pub const MAX_SUBJECT_CHARS: usize = 260;
+
+super::string_schema!(SubjectIdentifier, pattern: SUBJECT_PATTERN, min: 6, max: MAX_SUBJECT_CHARS,
+    "A data subject: visitor:<uuid>, user:<id>, email:<address> (lower-cased before use) or phone:<E.164>.",
+    example: "email:ada@example.com");
+
 impl SubjectIdentifier {
-    /// Parses `kind:value`. Errors say what is wrong, quoting at most 80 characters.
+    /// Parses `kind:value`, exactly the language of [`SUBJECT_PATTERN`] up to
+    /// [`MAX_SUBJECT_CHARS`]. Errors say what is wrong, quoting at most 80 characters.
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
         let err = |m: String| Err(IdentifierError(m));
         let Some((kind, value)) = raw.split_once(':') else {
@@ -55,37 +73,24 @@ impl SubjectIdentifier {
                 truncate(raw)
             ));
         };
+        if raw.chars().count() > MAX_SUBJECT_CHARS {
+            return err(format!("a subject is at most {MAX_SUBJECT_CHARS} characters"));
+        }
         match kind {
-            "visitor" => match Uuid::try_parse(value) {
-                Ok(id) => Ok(Self::Visitor(id)),
-                Err(_) => err(format!(
-                    "'{}' is not a UUID (visitor ids are UUIDs)",
-                    truncate(value)
-                )),
-            },
+            "visitor" => parse_hyphenated_uuid(value).map(Self::Visitor).ok_or_else(|| {
+                IdentifierError(format!("'{}' is not a UUID (visitor ids are hyphenated UUIDs)", truncate(value)))
+            }),
             "user" => {
-                let ok = !value.is_empty()
-                    && value.chars().count() <= 128
-                    && value.chars().all(|c| !c.is_whitespace() && !c.is_control());
+                let ok = !value.is_empty() && value.chars().count() <= 128 && value.chars().all(is_visible);
                 if ok {
                     Ok(Self::User(value.to_owned()))
                 } else {
-                    err(
-                        "user ids are 1 to 128 characters without whitespace or control characters"
-                            .into(),
-                    )
+                    err("user ids are 1 to 128 characters without whitespace or control characters".into())
                 }
             }
-            "email" => normalise_email(value)
-                .map(Self::Email)
-                .map_err(IdentifierError),
-            "phone" => normalise_phone(value)
-                .map(Self::Phone)
-                .map_err(IdentifierError),
-            other => err(format!(
-                "'{}' is not a subject kind: use visitor, user, email or phone",
-                truncate(other)
-            )),
+            "email" => normalise_email(value).map(Self::Email).map_err(IdentifierError),
+            "phone" => normalise_phone(value).map(Self::Phone).map_err(IdentifierError),
+            other => err(format!("'{}' is not a subject kind: use visitor, user, email or phone", truncate(other))),
         }
     }
 
@@ -105,16 +110,11 @@ impl SubjectIdentifier {
             Self::Visitor(id) => format!("visitor:{id}"),
             Self::User(id) => format!("user:{id}"),
             Self::Email(v) | Self::Phone(v) => {
-                let mut mac =
-                    Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes any key length");
+                let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes any key length");
                 mac.update(self.kind().as_bytes());
                 mac.update(b":");
                 mac.update(v.as_bytes());
-                format!(
-                    "{}:h:{}",
-                    self.kind(),
-                    hex::encode(mac.finalize().into_bytes())
-                )
+                format!("{}:h:{}", self.kind(), hex::encode(mac.finalize().into_bytes()))
             }
         }
     }
@@ -130,52 +130,48 @@ impl fmt::Display for SubjectIdentifier {
     }
 }
 
-/// Trims and lower-cases an address and checks its shape (`local@domain.tld`, at most 254
-/// octets, RFC 5321 §4.5.3.1.3). Lower-casing the local part is a deliberate normalisation:
-/// providers treat it case-insensitively, and one person must not become two subjects.
-fn normalise_email(raw: &str) -> Result<String, String> {
-    let email = raw.trim().to_lowercase();
-    let bad = || format!("'{}' is not an email address", truncate(raw));
-    if email.is_empty() || email.len() > 254 {
-        return Err(bad());
+fn is_visible(c: char) -> bool {
+    !c.is_whitespace() && !c.is_control()
+}
+
+/// A UUID in its hyphenated 8-4-4-4-12 form (RFC 9562 §4), any case.
+pub fn parse_hyphenated_uuid(raw: &str) -> Option<Uuid> {
+    let b = raw.as_bytes();
+    let shaped = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
+    if shaped {
+        Uuid::try_parse(raw).ok()
+    } else {
+        None
     }
-    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.contains('@')
-        && local.chars().all(|c| !c.is_whitespace() && !c.is_control());
-    let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && domain
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+}
+
+/// Lower-cases an address after checking its shape: a local part of 1–64 characters without
+/// `@`, whitespace or control characters, and an ASCII domain of two or more labels of
+/// letters, digits and hyphens (internationalised domains in their `xn--` form). Lower-casing
+/// the local part is a deliberate normalisation: providers treat it case-insensitively, and
+/// one person must not become two subjects.
+fn normalise_email(raw: &str) -> Result<String, String> {
+    let bad = || format!("'{}' is not an email address", truncate(raw));
+    let (local, domain) = raw.split_once('@').ok_or_else(bad)?;
+    let local_ok = (1..=64).contains(&local.chars().count()) && local.chars().all(|c| c != '@' && is_visible(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     if local_ok && domain_ok {
-        Ok(email)
+        Ok(raw.to_lowercase())
     } else {
         Err(bad())
     }
 }
 
-/// Strips spaces, dots, hyphens and parentheses; what is left must be `+` followed by 8 to 15
-/// digits, the first not 0 (E.164 allows at most 15 digits).
+/// E.164 (ITU-T E.164 §6): `+`, a first digit 1–9, and 8 to 15 digits in all, nothing else.
 fn normalise_phone(raw: &str) -> Result<String, String> {
-    let compact: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-        .collect();
-    let digits = compact.strip_prefix('+').unwrap_or("");
-    let ok = (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
+    let digits = raw.strip_prefix('+').unwrap_or("");
+    let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
     if ok {
-        Ok(compact)
+        Ok(raw.to_owned())
     } else {
-        Err(format!(
-            "'{}' is not an E.164 phone number (+ and country code, 8 to 15 digits)",
-            truncate(raw)
-        ))
+        Err(format!("'{}' is not an E.164 phone number (+ and country code, 8 to 15 digits, no spaces)", truncate(raw)))
     }
 }
 
@@ -189,21 +185,18 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_before_hashing() {
-        let a = SubjectIdentifier::parse("email: Ada@Example.COM ").unwrap();
+        let a = SubjectIdentifier::parse("email:Ada@Example.COM").unwrap();
         let b = SubjectIdentifier::parse("email:ada@example.com").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.to_string(), "email:ada@example.com");
         let stored = a.stored_form(&key());
         assert!(stored.starts_with("email:h:") && stored.len() == "email:h:".len() + 64);
-        assert!(
-            !stored.contains("ada"),
-            "the address must not be stored in the clear"
-        );
+        assert!(!stored.contains("ada"), "the address must not be stored in the clear");
     }
 
     #[test]
     fn the_keyed_hash_depends_on_the_tenant_secret() {
-        let id = SubjectIdentifier::parse("phone:+49 30 1234567").unwrap();
+        let id = SubjectIdentifier::parse("phone:+49301234567").unwrap();
         assert_eq!(id.to_string(), "phone:+49301234567");
         let other = SubjectKey::from_bytes(b"another tenant".to_vec());
         assert_ne!(id.stored_form(&key()), id.stored_form(&other));
@@ -212,16 +205,51 @@ mod tests {
     #[test]
     fn visitor_and_user_ids_are_kept_as_given() {
         let v = SubjectIdentifier::parse("visitor:6F9619FF-8B86-D011-B42D-00C04FC964FF").unwrap();
-        assert_eq!(
-            v.stored_form(&key()),
-            "visitor:6f9619ff-8b86-d011-b42d-00c04fc964ff"
-        );
-        assert_eq!(
-            SubjectIdentifier::parse("user:42")
-                .unwrap()
-                .stored_form(&key()),
-            "user:42"
-        );
+        assert_eq!(v.stored_form(&key()), "visitor:6f9619ff-8b86-d011-b42d-00c04fc964ff");
+        assert_eq!(SubjectIdentifier::parse("user:42").unwrap().stored_form(&key()), "user:42");
+    }
+
+    /// The parser and the OpenAPI pattern describe one language.
+    #[test]
+    fn the_parser_accepts_exactly_the_documented_pattern() {
+        let pattern = regex::Regex::new(SUBJECT_PATTERN).unwrap();
+        let long_user = format!("user:{}", "x".repeat(128));
+        let long_email = format!("email:{}@{}.com", "a".repeat(64), "b".repeat(185));
+        let samples = [
+            "visitor:6F9619FF-8B86-D011-B42D-00C04FC964FF",
+            "visitor:6f9619ff8b86d011b42d00c04fc964ff",
+            "visitor:",
+            "user:42",
+            "user:a b",
+            "user:",
+            long_user.as_str(),
+            "user:\u{85}x",
+            "user:é",
+            "email:ada@example.com",
+            "email:Ada.Lovelace+tag@mail.example.co.uk",
+            "email:a@b",
+            "email:a@@b.c",
+            "email:a@b..c",
+            "email:@b.c",
+            "email:a@-.-",
+            "email:a b@c.d",
+            "email:ü@xn--bcher-kva.example",
+            "email:a@bücher.de",
+            long_email.as_str(),
+            "phone:+4930123456",
+            "phone:+012345678",
+            "phone:+1234567",
+            "phone:+1234567890123456",
+            "phone:4930123456",
+            "fax:+4930123456",
+            "",
+            "visitor",
+            "email:a@b.c\n",
+        ];
+        for raw in samples {
+            let by_pattern = pattern.is_match(raw) && raw.chars().count() <= MAX_SUBJECT_CHARS;
+            assert_eq!(SubjectIdentifier::parse(raw).is_ok(), by_pattern, "{raw:?}");
+        }
     }
 
     #[test]
@@ -232,6 +260,10 @@ mod tests {
             ("email:ada", "not an email address"),
             ("email:a b@example.com", "not an email address"),
             ("phone:0301234567", "E.164"),
+            ("phone:+49 30 1234567", "no spaces"),
+            ("email: ada@example.com", "not an email address"),
+            ("email:ada@example..com", "not an email address"),
+            ("visitor:6f9619ff8b86d011b42d00c04fc964ff", "hyphenated"),
             ("phone:+1234", "E.164"),
             ("fax:+4930123456", "not a subject kind"),
             ("user:", "1 to 128"),

@@ -3,6 +3,27 @@
 //! Every type here is parsed once at the edge ("parse, don't validate") and is valid
 //! for as long as you hold it.
 
+/// Implements `utoipa::ToSchema` for a parsed string type: the OpenAPI schema carries the same
+/// pattern and length bounds as the type's `parse`, and a unit test holds the two together.
+macro_rules! string_schema {
+    ($t:ty, pattern: $pattern:expr, min: $min:expr, max: $max:expr, $desc:literal, example: $example:literal) => {
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some($pattern))
+                    .min_length(Some($min))
+                    .max_length(Some($max))
+                    .description(Some($desc))
+                    .examples([serde_json::json!($example)])
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $t {}
+    };
+}
+pub(crate) use string_schema;
+
 pub mod choices;
 pub mod identifiers;
 pub mod ledger;
@@ -15,9 +36,7 @@ pub use choices::Choices;
 pub use identifiers::{IdentifierError, SubjectIdentifier, SubjectKey};
 pub use policy::{PolicyKey, Revision, RevisionDate};
 pub(crate) use purpose::truncate;
-pub use purpose::{
-    ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, PurposeRule, RegionalModels,
-};
+pub use purpose::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, PurposeRule, RegionalModels};
 pub use region::RegionCode;
 pub use status::{ConsentSource, Decision, Evaluation, Reason, Status, StoredChoice};
 
@@ -33,9 +52,6 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }

@@ -12,12 +12,7 @@ impl PolicyKey {
     pub fn parse(raw: &str) -> Result<Self, String> {
         PurposeKey::parse(raw)
             .map(|k| Self(k.as_str().to_owned()))
-            .map_err(|_| {
-                format!(
-                    "'{}' is not a policy key: use 1 to 64 of a-z, 0-9 and _",
-                    truncate(raw)
-                )
-            })
+            .map_err(|_| format!("'{}' is not a policy key: use 1 to 64 of a-z, 0-9 and _", truncate(raw)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -40,10 +35,7 @@ impl RevisionDate {
         let well_formed = raw.len() == 10 && raw.as_bytes()[4] == b'-' && raw.as_bytes()[7] == b'-';
         match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
             Ok(date) if well_formed => Ok(Self(date)),
-            _ => Err(format!(
-                "'{}' is not a date in the form YYYY-MM-DD",
-                truncate(raw)
-            )),
+            _ => Err(format!("'{}' is not a date in the form YYYY-MM-DD", truncate(raw))),
         }
     }
 
@@ -53,12 +45,15 @@ impl RevisionDate {
 
     /// 00:00 UTC on the revision date: when a revision takes effect unless told otherwise.
     pub fn start_of_day_utc(self) -> DateTime<Utc> {
-        self.0
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc()
+        self.0.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
     }
 }
+
+super::string_schema!(RevisionDate, pattern: "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", min: 10, max: 10,
+    "A revision date, YYYY-MM-DD (a valid calendar date).", example: "2021-02-01");
+
+super::string_schema!(PolicyKey, pattern: super::purpose::KEY_PATTERN, min: 1, max: 64,
+    "A policy key such as privacy or cookies: 1 to 64 of a-z, 0-9 and _.", example: "privacy");
 
 impl fmt::Display for RevisionDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,9 +81,7 @@ impl Revision {
     }
 
     pub fn covers(&self, purpose: &PurposeKey) -> bool {
-        self.purposes
-            .as_ref()
-            .is_none_or(|keys| keys.contains(purpose))
+        self.purposes.as_ref().is_none_or(|keys| keys.contains(purpose))
     }
 }
 
@@ -98,17 +91,8 @@ mod tests {
 
     #[test]
     fn revision_dates_are_strict_iso_dates() {
-        assert_eq!(
-            RevisionDate::parse("2021-02-01").unwrap().to_string(),
-            "2021-02-01"
-        );
-        for bad in [
-            "2021-2-1",
-            "2021-02-30",
-            "01.02.2021",
-            "2021-02-01T00:00:00Z",
-            "",
-        ] {
+        assert_eq!(RevisionDate::parse("2021-02-01").unwrap().to_string(), "2021-02-01");
+        for bad in ["2021-2-1", "2021-02-30", "01.02.2021", "2021-02-01T00:00:00Z", ""] {
             assert!(RevisionDate::parse(bad).is_err(), "{bad}");
         }
     }
@@ -116,9 +100,6 @@ mod tests {
     #[test]
     fn effective_at_defaults_to_midnight_utc() {
         let d = RevisionDate::parse("2021-02-01").unwrap();
-        assert_eq!(
-            d.start_of_day_utc().to_rfc3339(),
-            "2021-02-01T00:00:00+00:00"
-        );
+        assert_eq!(d.start_of_day_utc().to_rfc3339(), "2021-02-01T00:00:00+00:00");
     }
 }

@@ -15,16 +15,11 @@ impl PurposeKey {
     pub fn parse(raw: &str) -> Result<Self, String> {
         if !raw.is_empty()
             && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(format!(
-                "'{}' is not a purpose key: use 1 to 64 of a-z, 0-9 and _",
-                truncate(raw)
-            ))
+            Err(format!("'{}' is not a purpose key: use 1 to 64 of a-z, 0-9 and _", truncate(raw)))
         }
     }
 
@@ -41,6 +36,12 @@ pub(crate) fn truncate(raw: &str) -> String {
         raw.to_owned()
     }
 }
+
+/// The pattern of purpose and policy keys (JSON Schema / ECMA-262 syntax).
+pub const KEY_PATTERN: &str = "^[a-z0-9_]{1,64}$";
+
+super::string_schema!(PurposeKey, pattern: KEY_PATTERN, min: 1, max: 64,
+    "A purpose key: 1 to 64 of a-z, 0-9 and _.", example: "statistics");
 
 impl From<PurposeKey> for String {
     fn from(value: PurposeKey) -> Self {
@@ -172,10 +173,7 @@ impl Purpose {
     }
 
     pub fn rule(&self, region: Option<&RegionCode>) -> PurposeRule {
-        PurposeRule {
-            model: self.model_in(region),
-            max_age_days: self.max_age_days,
-        }
+        PurposeRule { model: self.model_in(region), max_age_days: self.max_age_days }
     }
 }
 
@@ -211,18 +209,9 @@ mod tests {
             (region("US-CA"), ConsentModel::OptIn),
         ]));
         let default = ConsentModel::NoticeOnly;
-        assert_eq!(
-            models.effective(default, Some(&region("US-CA"))),
-            ConsentModel::OptIn
-        );
-        assert_eq!(
-            models.effective(default, Some(&region("US-NY"))),
-            ConsentModel::OptOut
-        );
-        assert_eq!(
-            models.effective(default, Some(&region("US"))),
-            ConsentModel::OptOut
-        );
+        assert_eq!(models.effective(default, Some(&region("US-CA"))), ConsentModel::OptIn);
+        assert_eq!(models.effective(default, Some(&region("US-NY"))), ConsentModel::OptOut);
+        assert_eq!(models.effective(default, Some(&region("US"))), ConsentModel::OptOut);
         assert_eq!(models.effective(default, Some(&region("DE"))), default);
         assert_eq!(models.effective(default, None), default);
     }

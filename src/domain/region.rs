@@ -13,23 +13,19 @@ pub struct RegionCode(String);
 
 impl RegionCode {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let upper = raw.trim().to_ascii_uppercase();
+        let upper = raw.to_ascii_uppercase();
         let (country, subdivision) = match upper.split_once('-') {
             Some((c, s)) => (c, Some(s)),
             None => (upper.as_str(), None),
         };
         let country_ok = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
         let sub_ok = subdivision.is_none_or(|s| {
-            (1..=3).contains(&s.len())
-                && s.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         });
         if country_ok && sub_ok {
             Ok(Self(upper))
         } else {
-            Err(format!(
-                "'{raw}' is not an ISO 3166-1 alpha-2 or ISO 3166-2 region code (e.g. 'US' or 'US-CA')"
-            ))
+            Err(format!("'{raw}' is not an ISO 3166-1 alpha-2 or ISO 3166-2 region code (e.g. 'US' or 'US-CA')"))
         }
     }
 
@@ -46,6 +42,12 @@ impl RegionCode {
         self.0.len() > 2
     }
 }
+
+/// The pattern of region codes, in any case (JSON Schema / ECMA-262 syntax).
+pub const PATTERN: &str = "^[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?$";
+
+super::string_schema!(RegionCode, pattern: PATTERN, min: 2, max: 6,
+    "ISO 3166-1 alpha-2 country or ISO 3166-2 subdivision code, any case.", example: "US-CA");
 
 impl TryFrom<String> for RegionCode {
     type Error = String;
@@ -79,7 +81,7 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_iso_3166() {
-        for bad in ["", "USA", "U", "US-", "US-CALI", "1S", "US_CA", "US-C A"] {
+        for bad in ["", "USA", "U", "US-", "US-CALI", "1S", "US_CA", "US-C A", " US", "ÜS"] {
             assert!(RegionCode::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -57,18 +57,12 @@ text_enum!(ConsentSource {
 impl ConsentSource {
     /// Sources a browser may name on the public endpoint.
     pub fn is_visitor_facing(self) -> bool {
-        matches!(
-            self,
-            Self::Banner | Self::PreferenceCentre | Self::Placeholder
-        )
+        matches!(self, Self::Banner | Self::PreferenceCentre | Self::Placeholder)
     }
 
     /// Sources that are opt-outs by nature: they can only carry a denial.
     pub fn is_opt_out_signal(self) -> bool {
-        matches!(
-            self,
-            Self::Gpc | Self::OptOutRequest | Self::OneClickUnsubscribe
-        )
+        matches!(self, Self::Gpc | Self::OptOutRequest | Self::OneClickUnsubscribe)
     }
 }
 
@@ -130,20 +124,13 @@ pub struct Evaluation {
 ///
 /// A grant is stale when it was given before the revision took effect, or when the person
 /// saw an older revision date than the one that requires reconsent.
-fn is_stale(
-    choice: &StoredChoice,
-    purpose: &PurposeKey,
-    revisions: &[Revision],
-    now: DateTime<Utc>,
-) -> bool {
+fn is_stale(choice: &StoredChoice, purpose: &PurposeKey, revisions: &[Revision], now: DateTime<Utc>) -> bool {
     revisions.iter().any(|r| {
         r.requires_reconsent
             && r.in_force(now)
             && r.covers(purpose)
             && (choice.occurred_at < r.effective_at
-                || choice
-                    .policy_revision
-                    .is_some_and(|seen| seen < r.revision_date))
+                || choice.policy_revision.is_some_and(|seen| seen < r.revision_date))
     })
 }
 
@@ -162,10 +149,7 @@ pub fn evaluate(
 ) -> Evaluation {
     let expires_at = choice
         .filter(|c| c.decision == Decision::Granted)
-        .and_then(|c| {
-            rule.max_age_days
-                .map(|days| c.occurred_at + Duration::days(i64::from(days)))
-        });
+        .and_then(|c| rule.max_age_days.map(|days| c.occurred_at + Duration::days(i64::from(days))));
     let (status, choice_reason) = match choice {
         None => (Status::NotAsked, Reason::NotAsked),
         Some(c) if c.decision == Decision::Denied => (
@@ -189,19 +173,12 @@ pub fn evaluate(
             _ => (true, Reason::DefaultOptOut),
         },
     };
-    Evaluation {
-        status,
-        allowed,
-        reason,
-        expires_at,
-    }
+    Evaluation { status, allowed, reason, expires_at }
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned));
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned));
         f.write_str(s.as_deref().unwrap_or("?"))
     }
 }
@@ -219,18 +196,10 @@ mod tests {
         PurposeKey::parse(k).unwrap()
     }
     fn rule(model: ConsentModel) -> PurposeRule {
-        PurposeRule {
-            model,
-            max_age_days: Some(365),
-        }
+        PurposeRule { model, max_age_days: Some(365) }
     }
     fn choice(decision: Decision, source: ConsentSource, when: DateTime<Utc>) -> StoredChoice {
-        StoredChoice {
-            decision,
-            source,
-            policy_revision: RevisionDate::parse("2021-02-01").ok(),
-            occurred_at: when,
-        }
+        StoredChoice { decision, source, policy_revision: RevisionDate::parse("2021-02-01").ok(), occurred_at: when }
     }
     fn revision(date: &str, reconsent: bool, purposes: Option<Vec<&str>>) -> Revision {
         let revision_date = RevisionDate::parse(date).unwrap();
@@ -250,70 +219,18 @@ mod tests {
         let denied = choice(Decision::Denied, ConsentSource::Banner, at(2021, 3, 1));
         let p = key("analytics");
         let table = [
-            (
-                ConsentModel::OptIn,
-                None,
-                false,
-                Status::NotAsked,
-                Reason::NotAsked,
-            ),
-            (
-                ConsentModel::OptIn,
-                Some(&granted),
-                true,
-                Status::Granted,
-                Reason::Granted,
-            ),
-            (
-                ConsentModel::OptIn,
-                Some(&denied),
-                false,
-                Status::Denied,
-                Reason::Refused,
-            ),
-            (
-                ConsentModel::OptOut,
-                None,
-                true,
-                Status::NotAsked,
-                Reason::DefaultOptOut,
-            ),
-            (
-                ConsentModel::OptOut,
-                Some(&granted),
-                true,
-                Status::Granted,
-                Reason::Granted,
-            ),
-            (
-                ConsentModel::OptOut,
-                Some(&denied),
-                false,
-                Status::Denied,
-                Reason::Refused,
-            ),
-            (
-                ConsentModel::NoticeOnly,
-                None,
-                true,
-                Status::NotAsked,
-                Reason::NoticeOnly,
-            ),
-            (
-                ConsentModel::NoticeOnly,
-                Some(&denied),
-                true,
-                Status::Denied,
-                Reason::NoticeOnly,
-            ),
+            (ConsentModel::OptIn, None, false, Status::NotAsked, Reason::NotAsked),
+            (ConsentModel::OptIn, Some(&granted), true, Status::Granted, Reason::Granted),
+            (ConsentModel::OptIn, Some(&denied), false, Status::Denied, Reason::Refused),
+            (ConsentModel::OptOut, None, true, Status::NotAsked, Reason::DefaultOptOut),
+            (ConsentModel::OptOut, Some(&granted), true, Status::Granted, Reason::Granted),
+            (ConsentModel::OptOut, Some(&denied), false, Status::Denied, Reason::Refused),
+            (ConsentModel::NoticeOnly, None, true, Status::NotAsked, Reason::NoticeOnly),
+            (ConsentModel::NoticeOnly, Some(&denied), true, Status::Denied, Reason::NoticeOnly),
         ];
         for (model, c, allowed, status, reason) in table {
             let e = evaluate(&p, rule(model), c, &[], now);
-            assert_eq!(
-                (e.allowed, e.status, e.reason),
-                (allowed, status, reason),
-                "{model:?} {c:?}"
-            );
+            assert_eq!((e.allowed, e.status, e.reason), (allowed, status, reason), "{model:?} {c:?}");
         }
     }
 
@@ -322,19 +239,9 @@ mod tests {
         let now = at(2021, 6, 1);
         let p = key("sale_sharing");
         let gpc = choice(Decision::Denied, ConsentSource::Gpc, at(2021, 3, 1));
-        let request = choice(
-            Decision::Denied,
-            ConsentSource::OptOutRequest,
-            at(2021, 3, 1),
-        );
-        assert_eq!(
-            evaluate(&p, rule(ConsentModel::OptOut), Some(&gpc), &[], now).reason,
-            Reason::Gpc
-        );
-        assert_eq!(
-            evaluate(&p, rule(ConsentModel::OptOut), Some(&request), &[], now).reason,
-            Reason::OptOutRequest
-        );
+        let request = choice(Decision::Denied, ConsentSource::OptOutRequest, at(2021, 3, 1));
+        assert_eq!(evaluate(&p, rule(ConsentModel::OptOut), Some(&gpc), &[], now).reason, Reason::Gpc);
+        assert_eq!(evaluate(&p, rule(ConsentModel::OptOut), Some(&request), &[], now).reason, Reason::OptOutRequest);
     }
 
     #[test]
@@ -346,21 +253,9 @@ mod tests {
         let e = evaluate(&p, rule(ConsentModel::OptIn), Some(&c), &[], just_before);
         assert_eq!((e.status, e.allowed), (Status::Granted, true));
         assert_eq!(e.expires_at, Some(given + Duration::days(365)));
-        let e = evaluate(
-            &p,
-            rule(ConsentModel::OptIn),
-            Some(&c),
-            &[],
-            given + Duration::days(365),
-        );
-        assert_eq!(
-            (e.status, e.allowed, e.reason),
-            (Status::Expired, false, Reason::Expired)
-        );
-        let no_limit = PurposeRule {
-            model: ConsentModel::OptIn,
-            max_age_days: None,
-        };
+        let e = evaluate(&p, rule(ConsentModel::OptIn), Some(&c), &[], given + Duration::days(365));
+        assert_eq!((e.status, e.allowed, e.reason), (Status::Expired, false, Reason::Expired));
+        let no_limit = PurposeRule { model: ConsentModel::OptIn, max_age_days: None };
         let e = evaluate(&p, no_limit, Some(&c), &[], at(2030, 1, 1));
         assert_eq!((e.status, e.expires_at), (Status::Granted, None));
     }
@@ -368,13 +263,7 @@ mod tests {
     #[test]
     fn denials_do_not_expire() {
         let c = choice(Decision::Denied, ConsentSource::Banner, at(2010, 1, 1));
-        let e = evaluate(
-            &key("analytics"),
-            rule(ConsentModel::OptIn),
-            Some(&c),
-            &[],
-            at(2021, 6, 1),
-        );
+        let e = evaluate(&key("analytics"), rule(ConsentModel::OptIn), Some(&c), &[], at(2021, 6, 1));
         assert_eq!((e.status, e.expires_at), (Status::Denied, None));
     }
 
@@ -383,34 +272,13 @@ mod tests {
         let granted = choice(Decision::Granted, ConsentSource::Banner, at(2021, 3, 1));
         let now = at(2021, 6, 1);
         let reconsent = [revision("2021-05-01", true, Some(vec!["analytics"]))];
-        let e = evaluate(
-            &key("analytics"),
-            rule(ConsentModel::OptIn),
-            Some(&granted),
-            &reconsent,
-            now,
-        );
-        assert_eq!(
-            (e.status, e.allowed, e.reason),
-            (Status::Stale, false, Reason::PolicyChanged)
-        );
+        let e = evaluate(&key("analytics"), rule(ConsentModel::OptIn), Some(&granted), &reconsent, now);
+        assert_eq!((e.status, e.allowed, e.reason), (Status::Stale, false, Reason::PolicyChanged));
         // Not named by the revision: unchanged.
-        let e = evaluate(
-            &key("marketing"),
-            rule(ConsentModel::OptIn),
-            Some(&granted),
-            &reconsent,
-            now,
-        );
+        let e = evaluate(&key("marketing"), rule(ConsentModel::OptIn), Some(&granted), &reconsent, now);
         assert_eq!(e.status, Status::Granted);
         // Opt-out purposes stay allowed when stale.
-        let e = evaluate(
-            &key("analytics"),
-            rule(ConsentModel::OptOut),
-            Some(&granted),
-            &reconsent,
-            now,
-        );
+        let e = evaluate(&key("analytics"), rule(ConsentModel::OptOut), Some(&granted), &reconsent, now);
         assert_eq!((e.status, e.allowed), (Status::Stale, true));
     }
 
@@ -420,37 +288,16 @@ mod tests {
         let p = key("analytics");
         let plain = [revision("2021-05-01", false, None)];
         assert_eq!(
-            evaluate(
-                &p,
-                rule(ConsentModel::OptIn),
-                Some(&granted),
-                &plain,
-                at(2021, 6, 1)
-            )
-            .status,
+            evaluate(&p, rule(ConsentModel::OptIn), Some(&granted), &plain, at(2021, 6, 1)).status,
             Status::Granted
         );
         let future = [revision("2021-09-01", true, None)];
         assert_eq!(
-            evaluate(
-                &p,
-                rule(ConsentModel::OptIn),
-                Some(&granted),
-                &future,
-                at(2021, 6, 1)
-            )
-            .status,
+            evaluate(&p, rule(ConsentModel::OptIn), Some(&granted), &future, at(2021, 6, 1)).status,
             Status::Granted
         );
         assert_eq!(
-            evaluate(
-                &p,
-                rule(ConsentModel::OptIn),
-                Some(&granted),
-                &future,
-                at(2021, 9, 2)
-            )
-            .status,
+            evaluate(&p, rule(ConsentModel::OptIn), Some(&granted), &future, at(2021, 9, 2)).status,
             Status::Stale
         );
     }
@@ -462,27 +309,13 @@ mod tests {
         let mut renewed = choice(Decision::Granted, ConsentSource::Banner, at(2021, 5, 2));
         renewed.policy_revision = RevisionDate::parse("2021-05-01").ok();
         assert_eq!(
-            evaluate(
-                &p,
-                rule(ConsentModel::OptIn),
-                Some(&renewed),
-                &reconsent,
-                at(2021, 6, 1)
-            )
-            .status,
+            evaluate(&p, rule(ConsentModel::OptIn), Some(&renewed), &reconsent, at(2021, 6, 1)).status,
             Status::Granted
         );
         // Given after the revision took effect, but on a page that still showed the old text.
         let old_page = choice(Decision::Granted, ConsentSource::Banner, at(2021, 5, 2));
         assert_eq!(
-            evaluate(
-                &p,
-                rule(ConsentModel::OptIn),
-                Some(&old_page),
-                &reconsent,
-                at(2021, 6, 1)
-            )
-            .status,
+            evaluate(&p, rule(ConsentModel::OptIn), Some(&old_page), &reconsent, at(2021, 6, 1)).status,
             Status::Stale
         );
     }

@@ -5,9 +5,7 @@ use super::LedgerError;
 use crate::db::models::state::StateRow;
 use crate::db::models::subject::DataSubject;
 use crate::db::AnyConnection;
-use crate::domain::{
-    FieldError, Purpose, Reason, RegionCode, Status, SubjectIdentifier, SubjectKey,
-};
+use crate::domain::{FieldError, Purpose, Reason, RegionCode, Status, SubjectIdentifier, SubjectKey};
 use serde::Serialize;
 use std::collections::HashMap;
 use utoipa::ToSchema;
@@ -73,12 +71,7 @@ pub fn check_subjects(
             let row = subject_of.get(stored).and_then(|id| state_of.get(id));
             let choice = row.map(StateRow::to_choice).transpose()?;
             let state = rules.evaluate(purpose, choice.as_ref(), region);
-            Ok(CheckResult {
-                subject: raw.clone(),
-                allowed: state.allowed,
-                status: state.status,
-                reason: state.reason,
-            })
+            Ok(CheckResult { subject: raw.clone(), allowed: state.allowed, status: state.status, reason: state.reason })
         })
         .collect()
 }

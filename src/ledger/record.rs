@@ -12,8 +12,8 @@ use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
 use crate::domain::ledger::to_micros;
 use crate::domain::{
-    Choices, ConsentSource, Decision, FieldError, PurposeKey, RegionCode, RevisionDate, Status,
-    SubjectIdentifier, SubjectKey,
+    Choices, ConsentSource, Decision, FieldError, PurposeKey, RegionCode, RevisionDate, Status, SubjectIdentifier,
+    SubjectKey,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
@@ -79,25 +79,16 @@ pub fn record_choices(
     status: u16,
     render: impl Fn(&Recorded) -> String,
 ) -> Result<Outcome, LedgerError> {
-    let choices = Choices::parse(req.choices, |k| {
-        rules.purpose(k.as_str()).map(|p| p.model_in(req.region))
-    })?;
+    let choices = Choices::parse(req.choices, |k| rules.purpose(k.as_str()).map(|p| p.model_in(req.region)))?;
     let revision = validate_revision(rules, req.policy_revision)?;
     let occurred_at = to_micros(req.occurred_at.unwrap_or(rules.now));
     if occurred_at > rules.now + MAX_CLOCK_SKEW {
-        return Err(FieldError::new(
-            "occurred_at",
-            "is in the future: it is when the person decided",
-        )
-        .into());
+        return Err(FieldError::new("occurred_at", "is in the future: it is when the person decided").into());
     }
     if req.source.is_opt_out_signal() && choices.iter().any(|(_, d)| *d == Decision::Granted) {
         return Err(FieldError::new(
             "source",
-            format!(
-                "'{}' records opt-outs: every choice must be false",
-                req.source
-            ),
+            format!("'{}' records opt-outs: every choice must be false", req.source),
         )
         .into());
     }
@@ -133,45 +124,31 @@ pub fn record_choices(
     }
 }
 
-fn replay(
-    conn: &mut AnyConnection,
-    tenant_id: &str,
-    claim: &IdempotencyClaim,
-) -> Result<Option<Outcome>, LedgerError> {
+fn replay(conn: &mut AnyConnection, tenant_id: &str, claim: &IdempotencyClaim) -> Result<Option<Outcome>, LedgerError> {
     match StoredResponse::find(conn, tenant_id, &claim.scope, &claim.key)? {
         None => Ok(None),
-        Some(stored) if stored.request_hash == claim.request_hash => Ok(Some(Outcome::Replay {
-            status: u16::try_from(stored.status).unwrap_or(201),
-            body: stored.response,
-        })),
+        Some(stored) if stored.request_hash == claim.request_hash => {
+            Ok(Some(Outcome::Replay { status: u16::try_from(stored.status).unwrap_or(201), body: stored.response }))
+        }
         Some(_) => Err(LedgerError::IdempotencyKeyReused(claim.key.clone())),
     }
 }
 
 /// The revision the person saw must be published and in force.
-fn validate_revision(
-    rules: &TenantRules,
-    raw: Option<&str>,
-) -> Result<Option<RevisionDate>, LedgerError> {
+fn validate_revision(rules: &TenantRules, raw: Option<&str>) -> Result<Option<RevisionDate>, LedgerError> {
     let Some(raw) = raw else { return Ok(None) };
     let date = RevisionDate::parse(raw).map_err(|m| FieldError::new("policy_revision", m))?;
     if rules.revisions.iter().any(|r| r.revision_date == date) {
         return Ok(Some(date));
     }
-    let in_force: Vec<String> = rules
-        .revision_rows
-        .iter()
-        .map(|r| format!("{} {}", r.policy_key, r.revision_date))
-        .collect();
+    let in_force: Vec<String> =
+        rules.revision_rows.iter().map(|r| format!("{} {}", r.policy_key, r.revision_date)).collect();
     Err(FieldError::new(
         "policy_revision",
         if in_force.is_empty() {
             format!("no revision dated {date} is in force: no policy revision is in force yet")
         } else {
-            format!(
-                "no revision dated {date} is in force (in force: {})",
-                in_force.join(", ")
-            )
+            format!("no revision dated {date} is in force (in force: {})", in_force.join(", "))
         },
     )
     .into())
@@ -196,8 +173,7 @@ fn write(
     let tenant_id = &rules.tenant_id;
     let now = to_micros(rules.now);
     let stored_identifier = req.subject.stored_form(req.subject_key);
-    let subject_id =
-        DataSubject::resolve_or_create(conn, tenant_id, &stored_identifier, naive(now))?;
+    let subject_id = DataSubject::resolve_or_create(conn, tenant_id, &stored_identifier, naive(now))?;
     let mut head = lock_subject(conn, &subject_id)?;
     let mut states = index(StateRow::for_subject(conn, tenant_id, &subject_id)?);
 
@@ -206,9 +182,7 @@ fn write(
     if req.gpc {
         // GPC comes first: a denial for every purpose it applies to, unless already denied.
         for p in rules.purposes.iter().filter(|p| p.gpc_applies) {
-            let denied = states
-                .get(p.key.as_str())
-                .is_some_and(|s| s.decision == Decision::Denied.as_str());
+            let denied = states.get(p.key.as_str()).is_some_and(|s| s.decision == Decision::Denied.as_str());
             if !denied {
                 pending.push(Pending {
                     purpose: p.key.clone(),
@@ -220,9 +194,7 @@ fn write(
         }
     }
     for (key, decision) in choices.iter() {
-        let purpose = rules
-            .purpose(key.as_str())
-            .ok_or(diesel::result::Error::NotFound)?;
+        let purpose = rules.purpose(key.as_str()).ok_or(diesel::result::Error::NotFound)?;
         let gpc_conflict = req.gpc && purpose.gpc_applies && *decision == Decision::Granted;
         if gpc_conflict {
             gpc_conflicts.push(key.to_string());
@@ -296,11 +268,5 @@ fn write(
         DataSubject::set_chain_head(conn, &subject_id, &head)?;
     }
     let view = rules.view(&states, req.region)?;
-    Ok(Recorded {
-        subject_id,
-        event_ids,
-        view,
-        gpc_honored: req.gpc,
-        gpc_conflicts,
-    })
+    Ok(Recorded { subject_id, event_ids, view, gpc_honored: req.gpc, gpc_conflicts })
 }

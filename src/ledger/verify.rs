@@ -32,26 +32,19 @@ pub fn verify(conn: &mut AnyConnection) -> QueryResult<VerifyReport> {
         for event in &page {
             events += 1;
             let row = &event.row;
-            let expected_prev = heads
-                .get(&row.subject_id)
-                .map_or(GENESIS_HASH, String::as_str);
+            let expected_prev = heads.get(&row.subject_id).map_or(GENESIS_HASH, String::as_str);
             if row.prev_hash != expected_prev || row.content().hash() != row.hash {
                 broken.push(row.id.clone());
             }
             heads.insert(row.subject_id.clone(), row.hash.clone());
         }
     }
-    let stored: Vec<(String, String)> = data_subjects::table
-        .select((data_subjects::id, data_subjects::last_event_hash))
-        .load(conn)?;
+    let stored: Vec<(String, String)> =
+        data_subjects::table.select((data_subjects::id, data_subjects::last_event_hash)).load(conn)?;
     for (id, head) in stored {
         if heads.get(&id).map_or(GENESIS_HASH, String::as_str) != head {
             broken.push(format!("subject:{id}"));
         }
     }
-    Ok(VerifyReport {
-        events,
-        subjects: heads.len(),
-        broken,
-    })
+    Ok(VerifyReport { events, subjects: heads.len(), broken })
 }

@@ -7,8 +7,7 @@ use crate::db::models::subject::DataSubject;
 use crate::db::AnyConnection;
 use crate::domain::status::evaluate;
 use crate::domain::{
-    ConsentModel, ConsentSource, Decision, Purpose, Reason, RegionCode, Revision, Status,
-    StoredChoice,
+    ConsentModel, ConsentSource, Decision, Purpose, Reason, RegionCode, Revision, Status, StoredChoice,
 };
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
@@ -31,25 +30,11 @@ pub struct TenantRules {
 }
 
 impl TenantRules {
-    pub fn load(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        now: DateTime<Utc>,
-    ) -> QueryResult<Self> {
+    pub fn load(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Self> {
         let purposes = PurposeRow::list(conn, tenant_id)?;
         let revision_rows = RevisionRow::in_force(conn, tenant_id, now)?;
-        let revisions = revision_rows
-            .iter()
-            .map(RevisionRow::to_domain)
-            .collect::<QueryResult<_>>()?;
-        Ok(Self {
-            tenant_id: tenant_id.to_owned(),
-            purposes,
-            revision_rows,
-            revisions,
-            now,
-            presented: None,
-        })
+        let revisions = revision_rows.iter().map(RevisionRow::to_domain).collect::<QueryResult<_>>()?;
+        Ok(Self { tenant_id: tenant_id.to_owned(), purposes, revision_rows, revisions, now, presented: None })
     }
 
     /// Limits what [`TenantRules::view`] shows to `keys` (a site's purposes).
@@ -60,11 +45,9 @@ impl TenantRules {
 
     /// The purposes the viewer presents, by key.
     pub fn presented_purposes(&self) -> impl Iterator<Item = &Purpose> {
-        self.purposes.iter().filter(|p| {
-            self.presented
-                .as_ref()
-                .is_none_or(|keys| keys.iter().any(|k| k == p.key.as_str()))
-        })
+        self.purposes
+            .iter()
+            .filter(|p| self.presented.as_ref().is_none_or(|keys| keys.iter().any(|k| k == p.key.as_str())))
     }
 
     pub fn purpose(&self, key: &str) -> Option<&Purpose> {
@@ -72,11 +55,7 @@ impl TenantRules {
     }
 
     /// Evaluates every purpose for one subject's states.
-    pub fn view(
-        &self,
-        states: &HashMap<String, StateRow>,
-        region: Option<&RegionCode>,
-    ) -> QueryResult<SubjectView> {
+    pub fn view(&self, states: &HashMap<String, StateRow>, region: Option<&RegionCode>) -> QueryResult<SubjectView> {
         let mut purposes = BTreeMap::new();
         let mut needs_consent = false;
         for purpose in self.presented_purposes() {
@@ -84,19 +63,13 @@ impl TenantRules {
             let choice = row.map(StateRow::to_choice).transpose()?;
             let state = self.evaluate(purpose, choice.as_ref(), region);
             if purpose.model_in(region) == ConsentModel::OptIn
-                && matches!(
-                    state.status,
-                    Status::NotAsked | Status::Stale | Status::Expired
-                )
+                && matches!(state.status, Status::NotAsked | Status::Stale | Status::Expired)
             {
                 needs_consent = true;
             }
             purposes.insert(purpose.key.to_string(), state);
         }
-        Ok(SubjectView {
-            needs_consent,
-            purposes,
-        })
+        Ok(SubjectView { needs_consent, purposes })
     }
 
     pub fn evaluate(
@@ -105,13 +78,7 @@ impl TenantRules {
         choice: Option<&StoredChoice>,
         region: Option<&RegionCode>,
     ) -> PurposeState {
-        let e = evaluate(
-            &purpose.key,
-            purpose.rule(region),
-            choice,
-            &self.revisions,
-            self.now,
-        );
+        let e = evaluate(&purpose.key, purpose.rule(region), choice, &self.revisions, self.now);
         PurposeState {
             status: e.status,
             allowed: e.allowed,
@@ -174,8 +141,5 @@ pub fn subject_view(
 }
 
 pub(crate) fn index(states: Vec<StateRow>) -> HashMap<String, StateRow> {
-    states
-        .into_iter()
-        .map(|s| (s.purpose_key.clone(), s))
-        .collect()
+    states.into_iter().map(|s| (s.purpose_key.clone(), s)).collect()
 }

@@ -6,13 +6,10 @@ use crate::db::models::event::Event;
 use crate::db::models::subject::DataSubject;
 use crate::db::models::tenant::Tenant;
 use crate::db::models::utc;
-use crate::domain::{ConsentSource, Decision, RegionCode, SubjectIdentifier};
+use crate::domain::{ConsentSource, Decision, PurposeKey, RegionCode, RevisionDate, SubjectIdentifier};
 use crate::error::{ApiError, Problem};
 use crate::extract::{idempotency_key, JsonBody};
-use crate::ledger::{
-    self, CheckResult, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded,
-    TenantRules,
-};
+use crate::ledger::{self, CheckResult, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded, TenantRules};
 use crate::routes::{now, parse_region};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -25,10 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(record_consents)
-        .service(check_consents)
-        .service(get_subject_consents)
-        .service(list_subject_events);
+    cfg.service(record_consents).service(check_consents).service(get_subject_consents).service(list_subject_events);
 }
 
 /// The consent state of one data subject.
@@ -63,11 +57,7 @@ pub struct RecordResponse {
 }
 
 pub fn consent_state(subject: &SubjectIdentifier, view: &ledger::SubjectView) -> ConsentState {
-    ConsentState {
-        subject: subject.to_string(),
-        needs_consent: view.needs_consent,
-        purposes: view.purposes.clone(),
-    }
+    ConsentState { subject: subject.to_string(), needs_consent: view.needs_consent, purposes: view.purposes.clone() }
 }
 
 pub fn record_response(subject: &SubjectIdentifier, r: &Recorded) -> RecordResponse {
@@ -81,11 +71,7 @@ pub fn record_response(subject: &SubjectIdentifier, r: &Recorded) -> RecordRespo
 
 /// The claim for the request's `Idempotency-Key`, if it has one: the key, and a hash of the
 /// method, path and body that a retry must match.
-pub fn idempotency_claim(
-    req: &HttpRequest,
-    scope: String,
-    body: &[u8],
-) -> Result<Option<IdempotencyClaim>, ApiError> {
+pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Result<Option<IdempotencyClaim>, ApiError> {
     Ok(idempotency_key(req)?.map(|key| {
         let mut h = Sha256::new();
         h.update(req.method().as_str().as_bytes());
@@ -93,11 +79,7 @@ pub fn idempotency_claim(
         h.update(req.path().as_bytes());
         h.update(b"\n");
         h.update(body);
-        IdempotencyClaim {
-            scope,
-            key,
-            request_hash: hex::encode(h.finalize()),
-        }
+        IdempotencyClaim { scope, key, request_hash: hex::encode(h.finalize()) }
     }))
 }
 
@@ -109,9 +91,7 @@ pub async fn record_and_respond(
     tenant: Tenant,
     presented: Option<Vec<String>>,
     subject: SubjectIdentifier,
-    build: impl FnOnce(&SubjectIdentifier, &crate::domain::SubjectKey) -> RecordRequestOwned
-        + Send
-        + 'static,
+    build: impl FnOnce(&SubjectIdentifier, &crate::domain::SubjectKey) -> RecordRequestOwned + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state
         .db(move |conn| {
@@ -123,11 +103,9 @@ pub async fn record_and_respond(
                 serde_json::to_string(&record_response(&subject, r)).unwrap_or_default()
             })?;
             Ok(match outcome {
-                Outcome::Fresh(r) => (
-                    201,
-                    serde_json::to_string(&record_response(&subject, &r)).unwrap_or_default(),
-                    false,
-                ),
+                Outcome::Fresh(r) => {
+                    (201, serde_json::to_string(&record_response(&subject, &r)).unwrap_or_default(), false)
+                }
                 Outcome::Replay { status, body } => (status, body, true),
             })
         })
@@ -154,11 +132,7 @@ pub struct RecordRequestOwned {
 }
 
 impl RecordRequestOwned {
-    fn borrow<'a>(
-        &'a self,
-        subject: &'a SubjectIdentifier,
-        key: &'a crate::domain::SubjectKey,
-    ) -> RecordRequest<'a> {
+    fn borrow<'a>(&'a self, subject: &'a SubjectIdentifier, key: &'a crate::domain::SubjectKey) -> RecordRequest<'a> {
         RecordRequest {
             subject,
             subject_key: key,
@@ -188,11 +162,14 @@ impl RecordRequestOwned {
 }))]
 pub struct RecordConsents {
     /// `visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`.
+    #[schema(value_type = SubjectIdentifier)]
     pub subject: String,
-    /// Purpose key → granted (`true`) or refused (`false`).
+    /// Purpose key → granted (`true`) or refused (`false`); 1 to 200 purposes.
+    #[schema(value_type = crate::domain::choices::ChoicesSchema)]
     pub choices: BTreeMap<String, bool>,
     /// The revision date (`YYYY-MM-DD`) of the policy text the person saw; must be in force.
     #[serde(default)]
+    #[schema(value_type = Option<RevisionDate>)]
     pub policy_revision: Option<String>,
     pub source: ConsentSource,
     /// When the person decided (RFC 3339), if not now; not in the future. Expiry counts from it.
@@ -200,6 +177,7 @@ pub struct RecordConsents {
     pub occurred_at: Option<DateTime<Utc>>,
     /// Where the person is: ISO 3166-1 alpha-2 or ISO 3166-2 (`US-CA`); picks regional consent models.
     #[serde(default)]
+    #[schema(value_type = Option<RegionCode>)]
     pub region: Option<String>,
 }
 
@@ -209,7 +187,7 @@ pub struct RecordConsents {
 #[utoipa::path(
     tag = "consents",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first result without writing again")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters (a UUID, say); makes a retry return the first result without writing again")),
     request_body = RecordConsents,
     responses(
         (status = 201, description = "Recorded (committed)", body = RecordResponse),
@@ -227,22 +205,19 @@ pub async fn record_consents(
     JsonBody(body, raw): JsonBody<RecordConsents>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsWrite)?;
-    let subject = SubjectIdentifier::parse(&body.subject)
-        .map_err(|e| ApiError::invalid("subject", e.to_string()))?;
+    let subject = SubjectIdentifier::parse(&body.subject).map_err(|e| ApiError::invalid("subject", e.to_string()))?;
     let region = parse_region(body.region.as_deref())?;
     let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
     let tenant = load_tenant(&state, &caller).await?;
-    record_and_respond(&state, tenant, None, subject, move |_, _| {
-        RecordRequestOwned {
-            choices: body.choices,
-            policy_revision: body.policy_revision,
-            source: body.source,
-            region,
-            occurred_at: body.occurred_at,
-            site_id: None,
-            gpc: false,
-            idempotency,
-        }
+    record_and_respond(&state, tenant, None, subject, move |_, _| RecordRequestOwned {
+        choices: body.choices,
+        policy_revision: body.policy_revision,
+        source: body.source,
+        region,
+        occurred_at: body.occurred_at,
+        site_id: None,
+        gpc: false,
+        idempotency,
     })
     .await
 }
@@ -251,8 +226,7 @@ pub async fn load_tenant(state: &AppState, caller: &Caller) -> Result<Tenant, Ap
     let id = caller.tenant_id.clone();
     state
         .db(move |conn| {
-            Tenant::find(conn, &id)?
-                .ok_or_else(|| ApiError::Unauthorized("the token's tenant no longer exists".into()))
+            Tenant::find(conn, &id)?.ok_or_else(|| ApiError::Unauthorized("the token's tenant no longer exists".into()))
         })
         .await
 }
@@ -261,11 +235,14 @@ pub async fn load_tenant(state: &AppState, caller: &Caller) -> Result<Tenant, Ap
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"purpose": "marketing", "subjects": ["email:ada@example.com", "user:42"]}))]
 pub struct CheckConsents {
+    #[schema(value_type = PurposeKey)]
     pub purpose: String,
-    /// 1 to 10,000 subjects.
+    /// 1 to 10,000 subjects; results come back in this order, each echoing its subject as given.
+    #[schema(value_type = Vec<SubjectIdentifier>, min_items = 1, max_items = 10_000)]
     pub subjects: Vec<String>,
     /// Where the subjects are (ISO 3166), for regional consent models.
     #[serde(default)]
+    #[schema(value_type = Option<RegionCode>)]
     pub region: Option<String>,
 }
 
@@ -314,20 +291,10 @@ pub async fn check_consents(
             let purpose = rules.purpose(&body.purpose).ok_or_else(|| {
                 ApiError::invalid(
                     "purpose",
-                    format!(
-                        "no purpose '{}' is defined",
-                        crate::domain::truncate(&body.purpose)
-                    ),
+                    format!("no purpose '{}' is defined", crate::domain::truncate(&body.purpose)),
                 )
             })?;
-            Ok(ledger::check_subjects(
-                conn,
-                &rules,
-                &tenant.subject_key(),
-                purpose,
-                &body.subjects,
-                region.as_ref(),
-            )?)
+            Ok(ledger::check_subjects(conn, &rules, &tenant.subject_key(), purpose, &body.subjects, region.as_ref())?)
         })
         .await?;
     Ok(HttpResponse::Ok().json(CheckResponse { results }))
@@ -337,6 +304,7 @@ pub async fn check_consents(
 #[into_params(parameter_in = Query)]
 pub struct RegionQuery {
     /// ISO 3166-1 alpha-2 or ISO 3166-2 code (`US-CA`) for regional consent models.
+    #[param(value_type = Option<RegionCode>)]
     pub region: Option<String>,
 }
 
@@ -349,7 +317,7 @@ fn parse_subject(raw: &str) -> Result<SubjectIdentifier, ApiError> {
 #[utoipa::path(
     tag = "consents",
     security(("bearer" = [])),
-    params(("subject" = String, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com"), RegionQuery),
+    params(("subject" = SubjectIdentifier, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com"), RegionQuery),
     responses(
         (status = 200, description = "Per-purpose state", body = ConsentState),
         (status = 400, description = "Malformed subject or region", body = Problem, content_type = "application/problem+json"),
@@ -383,12 +351,8 @@ pub async fn read_state(
     state
         .db(move |conn| {
             let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
-            let view = ledger::subject_view(
-                conn,
-                &rules,
-                &subject.stored_form(&tenant.subject_key()),
-                region.as_ref(),
-            )?;
+            let view =
+                ledger::subject_view(conn, &rules, &subject.stored_form(&tenant.subject_key()), region.as_ref())?;
             Ok(consent_state(&subject, &view))
         })
         .await
@@ -430,7 +394,7 @@ const MAX_SUBJECT_EVENTS: i64 = 10_000;
 #[utoipa::path(
     tag = "consents",
     security(("bearer" = [])),
-    params(("subject" = String, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com")),
+    params(("subject" = SubjectIdentifier, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com")),
     responses(
         (status = 200, description = "The events (empty for an unknown subject)", body = EventList),
         (status = 400, description = "Malformed subject", body = Problem, content_type = "application/problem+json"),
@@ -477,8 +441,5 @@ pub async fn list_subject_events(
             })
         })
         .collect::<Result<Vec<_>, diesel::result::Error>>()?;
-    Ok(HttpResponse::Ok().json(EventList {
-        subject: subject.to_string(),
-        events,
-    }))
+    Ok(HttpResponse::Ok().json(EventList { subject: subject.to_string(), events }))
 }

@@ -35,11 +35,6 @@ pub async fn healthz() -> HttpResponse {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state
-        .db(|conn| {
-            conn.batch_execute("SELECT 1")
-                .map_err(|e| ApiError::Unavailable(Box::new(e)))
-        })
-        .await?;
+    state.db(|conn| conn.batch_execute("SELECT 1").map_err(|e| ApiError::Unavailable(Box::new(e)))).await?;
     Ok(HttpResponse::Ok().json(Health { status: "ok" }))
 }

@@ -11,7 +11,9 @@ pub mod sites;
 
 use crate::error::{ApiError, Problem};
 use chrono::{DateTime, Utc};
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -38,7 +40,14 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             `application/problem+json` body.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(Problem)),
+    components(schemas(
+        Problem,
+        crate::domain::PurposeKey,
+        crate::domain::PolicyKey,
+        crate::domain::RegionCode,
+        crate::domain::RevisionDate,
+        crate::domain::SubjectIdentifier
+    )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "sites", description = "Websites of a tenant and their allowed origins"),
@@ -59,12 +68,7 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
         components.add_security_scheme(
             "origin",
@@ -76,14 +80,84 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The OpenAPI document of everything [`configure`] registers (what `consentry openapi` prints).
+/// The OpenAPI document of everything [`configure`] registers (what `consentry openapi` prints
+/// and `/openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = actix_web::App::new()
+    let (_, mut doc) = actix_web::App::new()
         .into_utoipa_app_for_doc()
         .openapi(ApiDoc::openapi())
         .configure(configure)
         .split_for_parts();
+    add_common_problems(&mut doc);
     doc
+}
+
+/// Each operation with its method, in a fixed order.
+pub fn operations_mut(item: &mut PathItem) -> Vec<(&'static str, &mut Operation)> {
+    [
+        ("GET", &mut item.get),
+        ("PUT", &mut item.put),
+        ("POST", &mut item.post),
+        ("DELETE", &mut item.delete),
+        ("PATCH", &mut item.patch),
+        ("HEAD", &mut item.head),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.as_mut().map(|op| (m, op)))
+    .collect()
+}
+
+/// Documents the problem responses every operation can give, in one place: 400 for malformed
+/// parameters, 413/415 for bodies, 401/403 for tokens, 403/404 for public site requests,
+/// 404 for a path that names nothing, 503 when the database does not answer.
+fn add_common_problems(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (_, op) in operations_mut(item) {
+            let params = op.parameters.as_deref().unwrap_or_default();
+            let has_path = params.iter().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path));
+            let has_params = !params.is_empty();
+            let has_body = op.request_body.is_some();
+            let bearer =
+                op.security.as_ref().is_some_and(|s| serde_json::to_string(s).is_ok_and(|j| j.contains("bearer")));
+            let public = path.starts_with("/v1/sites/{site_key}");
+            let mut add = |code: &str, description: &str| {
+                op.responses.responses.entry(code.to_owned()).or_insert_with(|| problem(description));
+            };
+            if has_params || has_body {
+                add("400", "A parameter or the body is malformed; `detail` and `errors` name the field");
+            }
+            if has_body {
+                add("413", "The body is larger than the configured limit");
+                add("415", "The body is not `application/json`");
+            }
+            if bearer {
+                add("401", "No valid token: missing, malformed, expired, revoked or foreign");
+                add("403", "The token lacks the scope this operation needs");
+            }
+            if public {
+                add("403", "The `Origin` is not one of the site's origins");
+                add("404", "No site has this key");
+            }
+            if has_path {
+                add("404", "The path names nothing");
+            }
+            if path.starts_with("/v1/") || path == "/readyz" {
+                add("503", "The database does not answer; retry after `Retry-After` seconds");
+            }
+        }
+    }
 }
 
 trait ForDoc<T> {
@@ -101,12 +175,7 @@ pub fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-/// Parses an optional `region` query or body value.
+/// Parses an optional `region` query or body value (absent: no region; empty: an error).
 pub fn parse_region(raw: Option<&str>) -> Result<Option<crate::domain::RegionCode>, ApiError> {
-    match raw.map(str::trim).filter(|r| !r.is_empty()) {
-        None => Ok(None),
-        Some(r) => crate::domain::RegionCode::parse(r)
-            .map(Some)
-            .map_err(|m| ApiError::invalid("region", m)),
-    }
+    raw.map(|r| crate::domain::RegionCode::parse(r).map_err(|m| ApiError::invalid("region", m))).transpose()
 }

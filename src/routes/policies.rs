@@ -31,20 +31,24 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
 }))]
 pub struct CreateRevision {
     /// The date the revision carries, `YYYY-MM-DD`; unique per policy.
+    #[schema(value_type = RevisionDate)]
     pub revision_date: String,
     /// When it takes effect (RFC 3339); default: 00:00 UTC on `revision_date`. A revision
     /// that takes effect in the future is stored but changes nothing until then.
     #[serde(default)]
     pub effective_at: Option<DateTime<Utc>>,
-    /// Where the text of this revision is published (http or https).
+    /// Where the text of this revision is published: an http or https URL with a host.
+    #[schema(value_type = HttpUrl)]
     pub url: String,
     /// SHA-256 of the published text, 64 hex digits: proof of which text people saw.
     #[serde(default)]
+    #[schema(pattern = "^[0-9A-Fa-f]{64}$")]
     pub sha256: Option<String>,
     /// Whether grants given before this revision must be asked for again (they become `stale`).
     pub requires_reconsent: bool,
     /// The purposes this revision changes; absent: all purposes.
     #[serde(default)]
+    #[schema(min_items = 1, value_type = Option<Vec<PurposeKey>>)]
     pub purposes: Option<Vec<String>>,
 }
 
@@ -81,14 +85,39 @@ impl RevisionResponse {
             url: r.url.clone(),
             sha256: r.sha256.clone(),
             requires_reconsent: r.requires_reconsent,
-            purposes: r
-                .purposes
-                .as_deref()
-                .and_then(|j| serde_json::from_str(j).ok()),
+            purposes: r.purposes.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             in_force: r.effective_at_utc() <= now,
             created_at: utc(r.created_at),
         }
     }
+}
+
+/// An absolute `http(s)://host[:port][path]` URL of visible ASCII, as the schema says.
+pub const HTTP_URL_PATTERN: &str =
+    concat!("^https?://[A-Za-z0-9.-]+(:", crate::routes::sites::PORT_PATTERN!(), ")?([/?#][!-~]*)?$");
+
+/// The schema of [`HTTP_URL_PATTERN`] URLs.
+pub struct HttpUrl;
+
+impl utoipa::PartialSchema for HttpUrl {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(HTTP_URL_PATTERN))
+            .max_length(Some(2000))
+            .examples([serde_json::json!("https://www.example.com/privacy-policy")])
+            .into()
+    }
+}
+impl ToSchema for HttpUrl {}
+
+fn parse_http_url(raw: &str) -> Option<url::Url> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(HTTP_URL_PATTERN).expect("a valid pattern"));
+    if raw.len() > 2000 || !re.is_match(raw) {
+        return None;
+    }
+    url::Url::parse(raw).ok()
 }
 
 fn parse_policy_key(raw: &str) -> Result<PolicyKey, ApiError> {
@@ -100,7 +129,7 @@ fn parse_policy_key(raw: &str) -> Result<PolicyKey, ApiError> {
 #[utoipa::path(
     tag = "policies",
     security(("bearer" = [])),
-    params(("policy_key" = String, Path, description = "Policy key, e.g. `privacy` or `cookies`", example = "privacy")),
+    params(("policy_key" = PolicyKey, Path, description = "Policy key, e.g. `privacy` or `cookies`", example = "privacy")),
     request_body = CreateRevision,
     responses(
         (status = 201, description = "Published", body = RevisionResponse),
@@ -119,33 +148,20 @@ pub async fn create_revision(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let policy_key = parse_policy_key(&policy_key)?;
-    let date = RevisionDate::parse(&body.revision_date)
-        .map_err(|m| ApiError::invalid("revision_date", m))?;
-    let url = url::Url::parse(body.url.trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| ApiError::invalid("url", "must be an absolute http or https URL"))?;
-    let sha256 = match body.sha256.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Some(h.to_ascii_lowercase())
-        }
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "sha256",
-                "must be 64 hexadecimal digits (SHA-256 of the text)",
-            ))
-        }
+    let date = RevisionDate::parse(&body.revision_date).map_err(|m| ApiError::invalid("revision_date", m))?;
+    let url = parse_http_url(&body.url)
+        .ok_or_else(|| ApiError::invalid("url", "must be an absolute http or https URL with a host"))?;
+    let sha256 = match body.sha256.as_deref() {
+        None => None,
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Some(h.to_ascii_lowercase()),
+        Some(_) => return Err(ApiError::invalid("sha256", "must be 64 hexadecimal digits (SHA-256 of the text)")),
     };
     let purposes = match body.purposes {
         None => None,
         Some(keys) => {
             let mut parsed: Vec<PurposeKey> = Vec::with_capacity(keys.len());
             for (i, k) in keys.iter().enumerate() {
-                parsed.push(
-                    PurposeKey::parse(k)
-                        .map_err(|m| ApiError::invalid(format!("purposes[{i}]"), m))?,
-                );
+                parsed.push(PurposeKey::parse(k).map_err(|m| ApiError::invalid(format!("purposes[{i}]"), m))?);
             }
             if parsed.is_empty() {
                 return Err(ApiError::invalid(
@@ -166,9 +182,9 @@ pub async fn create_revision(
         url: url.to_string(),
         sha256,
         requires_reconsent: body.requires_reconsent,
-        purposes: purposes.as_ref().map(|p| {
-            serde_json::Value::from(p.iter().map(|k| k.to_string()).collect::<Vec<_>>()).to_string()
-        }),
+        purposes: purposes
+            .as_ref()
+            .map(|p| serde_json::Value::from(p.iter().map(|k| k.to_string()).collect::<Vec<_>>()).to_string()),
         created_at: naive(now),
     };
     let row = state
@@ -178,15 +194,20 @@ pub async fn create_revision(
                     let defined = PurposeRow::list(conn, &row.tenant_id)?;
                     for (i, k) in keys.iter().enumerate() {
                         if !defined.iter().any(|p| &p.key == k) {
-                            return Err(ApiError::invalid(format!("purposes[{i}]"), format!("no purpose '{k}' is defined")));
+                            return Err(ApiError::invalid(
+                                format!("purposes[{i}]"),
+                                format!("no purpose '{k}' is defined"),
+                            ));
                         }
                     }
                 }
                 match row.insert(conn) {
-                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(ApiError::Conflict(format!(
-                        "policy '{}' already has a revision dated {}; revisions are immutable, publish a new date",
-                        row.policy_key, row.revision_date
-                    ))),
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                        Err(ApiError::Conflict(format!(
+                            "policy '{}' already has a revision dated {}; revisions are immutable, publish a new date",
+                            row.policy_key, row.revision_date
+                        )))
+                    }
                     other => Ok(other?),
                 }
             })?;
@@ -200,7 +221,7 @@ pub async fn create_revision(
 #[utoipa::path(
     tag = "policies",
     security(("bearer" = [])),
-    params(("policy_key" = String, Path, description = "Policy key", example = "privacy")),
+    params(("policy_key" = PolicyKey, Path, description = "Policy key", example = "privacy")),
     responses(
         (status = 200, description = "The revisions (empty for an unknown policy)", body = RevisionList),
         (status = 400, description = "Malformed policy key", body = Problem, content_type = "application/problem+json"),
@@ -215,15 +236,10 @@ pub async fn list_revisions(
 ) -> Result<HttpResponse, ApiError> {
     let policy_key = parse_policy_key(&policy_key)?;
     let key = policy_key.to_string();
-    let rows = state
-        .db(move |conn| Ok(RevisionRow::list_for_policy(conn, &caller.tenant_id, &key)?))
-        .await?;
+    let rows = state.db(move |conn| Ok(RevisionRow::list_for_policy(conn, &caller.tenant_id, &key)?)).await?;
     let now = now();
     Ok(HttpResponse::Ok().json(RevisionList {
         policy_key: policy_key.to_string(),
-        revisions: rows
-            .iter()
-            .map(|r| RevisionResponse::from_row(r, now))
-            .collect(),
+        revisions: rows.iter().map(|r| RevisionResponse::from_row(r, now)).collect(),
     }))
 }

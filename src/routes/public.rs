@@ -3,13 +3,14 @@
 //! present, must be one of the site's origins; CORS answers only those.
 
 use crate::auth::PublicSite;
-use crate::domain::{ConsentModel, ConsentSource, LegalBasis, PurposeKind, SubjectIdentifier};
+use crate::domain::{
+    ConsentModel, ConsentSource, LegalBasis, PurposeKind, RegionCode, RevisionDate, SubjectIdentifier,
+};
 use crate::error::{ApiError, Problem};
 use crate::extract::{has_gpc, JsonBody};
 use crate::ledger::TenantRules;
 use crate::routes::consents::{
-    idempotency_claim, read_state, record_and_respond, ConsentState, RecordRequestOwned,
-    RecordResponse,
+    idempotency_claim, read_state, record_and_respond, ConsentState, RecordRequestOwned, RecordResponse,
 };
 use crate::routes::{now, parse_region};
 use crate::state::AppState;
@@ -20,12 +21,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
-use uuid::Uuid;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(get_site_config)
-        .service(get_visitor_consents)
-        .service(record_visitor_consents);
+    cfg.service(get_site_config).service(get_visitor_consents).service(record_visitor_consents);
 }
 
 /// How long the SDK keeps the visitor's choices in its cookie when no purpose sets a shorter
@@ -37,6 +35,7 @@ pub const DEFAULT_COOKIE_MAX_AGE_DAYS: u32 = 395;
 #[into_params(parameter_in = Query)]
 pub struct ConfigQuery {
     /// ISO 3166-1 alpha-2 or ISO 3166-2 code (`US-CA`): consent models are resolved for it.
+    #[param(value_type = Option<RegionCode>)]
     pub region: Option<String>,
     /// BCP 47 language tag of the visitor (echoed; titles are the tenant's text).
     pub locale: Option<String>,
@@ -90,7 +89,7 @@ pub struct PublicPurpose {
 /// The site's purposes (consent model resolved for `region`) and the policy revisions in force.
 #[utoipa::path(
     tag = "public",
-    security(("origin" = [])),
+    security((), ("origin" = [])),
     params(("site_key" = String, Path, description = "The site's public key"), ConfigQuery),
     responses(
         (status = 200, description = "The configuration", body = SiteConfig),
@@ -108,9 +107,7 @@ pub async fn get_site_config(
     let region = parse_region(query.region.as_deref())?;
     let tenant_id = site.tenant.id.clone();
     let presented = site.site.purposes();
-    let rules = state
-        .db(move |conn| Ok(TenantRules::load(conn, &tenant_id, now())?.presenting(presented)))
-        .await?;
+    let rules = state.db(move |conn| Ok(TenantRules::load(conn, &tenant_id, now())?.presenting(presented))).await?;
     let purposes: Vec<PublicPurpose> = rules
         .presented_purposes()
         .map(|p| PublicPurpose {
@@ -142,10 +139,7 @@ pub async fn get_site_config(
         })
         .collect();
     let config = SiteConfig {
-        site: PublicSiteInfo {
-            site_key: site.site.site_key.clone(),
-            name: site.site.name.clone(),
-        },
+        site: PublicSiteInfo { site_key: site.site.site_key.clone(), name: site.site.name.clone() },
         region: region.map(|r| r.to_string()),
         locale: query.locale.clone().filter(|l| l.len() <= 35),
         gpc_honored: purposes.iter().any(|p| p.gpc_applies),
@@ -153,29 +147,44 @@ pub async fn get_site_config(
         policies,
         purposes,
     };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(config))
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-cache")).json(config))
 }
 
 fn parse_visitor(raw: &str, field: &str) -> Result<SubjectIdentifier, ApiError> {
-    Uuid::try_parse(raw)
+    crate::domain::identifiers::parse_hyphenated_uuid(raw)
         .map(SubjectIdentifier::Visitor)
-        .map_err(|_| {
-            ApiError::invalid(
-                field,
-                format!("'{}' is not a UUID", crate::domain::truncate(raw)),
-            )
-        })
+        .ok_or_else(|| ApiError::invalid(field, format!("'{}' is not a hyphenated UUID", crate::domain::truncate(raw))))
+}
+
+/// The sources a browser may name.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitorSource {
+    /// The first-layer banner.
+    Banner,
+    /// The preference centre.
+    PreferenceCentre,
+    /// A placeholder of blocked content that grants in place.
+    Placeholder,
+}
+
+impl From<VisitorSource> for ConsentSource {
+    fn from(s: VisitorSource) -> Self {
+        match s {
+            VisitorSource::Banner => Self::Banner,
+            VisitorSource::PreferenceCentre => Self::PreferenceCentre,
+            VisitorSource::Placeholder => Self::Placeholder,
+        }
+    }
 }
 
 /// A visitor's consent state, with `needs_consent` telling the SDK whether to show the banner.
 #[utoipa::path(
     tag = "public",
-    security(("origin" = [])),
+    security((), ("origin" = [])),
     params(
         ("site_key" = String, Path, description = "The site's public key"),
-        ("visitor_id" = String, Path, description = "The visitor's UUID"),
+        ("visitor_id" = uuid::Uuid, Path, description = "The visitor's UUID, hyphenated"),
         crate::routes::consents::RegionQuery,
     ),
     responses(
@@ -195,9 +204,7 @@ pub async fn get_visitor_consents(
     let visitor = parse_visitor(&path.1, "visitor_id")?;
     let region = parse_region(query.region.as_deref())?;
     let body = read_state(&state, site.tenant, site.site.purposes(), visitor, region).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body))
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -209,23 +216,24 @@ pub async fn get_visitor_consents(
     "source": "banner"
 }))]
 pub struct RecordVisitorConsents {
-    /// The visitor's UUID (set by the SDK in a first-party cookie).
+    /// The visitor's UUID (set by the SDK in a first-party cookie), hyphenated.
+    #[schema(value_type = uuid::Uuid)]
     pub visitor_id: String,
-    /// Purpose key → granted (`true`) or refused (`false`).
+    /// Purpose key → granted (`true`) or refused (`false`); 1 to 200 of the site's purposes.
+    #[schema(value_type = crate::domain::choices::ChoicesSchema)]
     pub choices: BTreeMap<String, bool>,
     /// The revision date (`YYYY-MM-DD`) of the policy shown; must be in force.
+    #[schema(value_type = RevisionDate)]
     pub policy_revision: String,
     /// `banner`, `preference_centre` or `placeholder`.
-    pub source: ConsentSource,
+    pub source: VisitorSource,
     /// Where the visitor is (ISO 3166), for regional consent models.
     #[serde(default)]
+    #[schema(value_type = Option<RegionCode>)]
     pub region: Option<String>,
     /// The page saw `navigator.globalPrivacyControl === true` (the `Sec-GPC: 1` header counts too).
     #[serde(default)]
     pub gpc: Option<bool>,
-    /// Reserved for identity linking (a JWT from the site's backend); not accepted yet.
-    #[serde(default)]
-    pub identity_token: Option<String>,
 }
 
 /// Records a visitor's choices. One event per changed purpose, in one transaction; a retry
@@ -236,7 +244,7 @@ pub struct RecordVisitorConsents {
     security(("origin" = [])),
     params(
         ("site_key" = String, Path, description = "The site's public key"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first result without writing again"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters (a UUID, say); makes a retry return the first result without writing again"),
         ("Sec-GPC" = Option<String>, Header, description = "`1`: the Global Privacy Control signal"),
     ),
     request_body = RecordVisitorConsents,
@@ -253,30 +261,18 @@ pub async fn record_visitor_consents(
     state: web::Data<AppState>,
     site: PublicSite,
     req: HttpRequest,
-    JsonBody(body, raw): JsonBody<RecordVisitorConsents>,
+    // Taken as a Result so that a bad body is reported after the site and its origin are
+    // known: the problem response then carries CORS headers and the page can read it.
+    body: Result<JsonBody<RecordVisitorConsents>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
+    let JsonBody(body, raw) = body?;
     let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
-    if !body.source.is_visitor_facing() {
-        return Err(ApiError::invalid(
-            "source",
-            "a browser records with banner, preference_centre or placeholder",
-        ));
-    }
-    if body.identity_token.is_some() {
-        return Err(ApiError::invalid(
-            "identity_token",
-            "identity linking is not enabled on this server yet",
-        ));
-    }
     let presented = site.site.purposes();
     if let Some(keys) = &presented {
         if let Some(other) = body.choices.keys().find(|k| !keys.contains(k)) {
             return Err(ApiError::invalid(
                 format!("choices.{}", crate::domain::truncate(other)),
-                format!(
-                    "'{}' is not one of this site's purposes",
-                    crate::domain::truncate(other)
-                ),
+                format!("'{}' is not one of this site's purposes", crate::domain::truncate(other)),
             ));
         }
     }
@@ -284,17 +280,15 @@ pub async fn record_visitor_consents(
     let gpc = has_gpc(&req) || body.gpc == Some(true);
     let idempotency = idempotency_claim(&req, format!("site:{}", site.site.id), &raw)?;
     let site_id = site.site.id.clone();
-    record_and_respond(&state, site.tenant, presented, visitor, move |_, _| {
-        RecordRequestOwned {
-            choices: body.choices,
-            policy_revision: Some(body.policy_revision),
-            source: body.source,
-            region,
-            occurred_at: None,
-            site_id: Some(site_id),
-            gpc,
-            idempotency,
-        }
+    record_and_respond(&state, site.tenant, presented, visitor, move |_, _| RecordRequestOwned {
+        choices: body.choices,
+        policy_revision: Some(body.policy_revision),
+        source: body.source.into(),
+        region,
+        occurred_at: None,
+        site_id: Some(site_id),
+        gpc,
+        idempotency,
     })
     .await
 }
@@ -304,10 +298,7 @@ pub async fn record_visitor_consents(
 pub async fn preflight(_site: PublicSite) -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
-        .insert_header((
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            "Content-Type, Idempotency-Key",
-        ))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Idempotency-Key"))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
         .finish()
 }

@@ -4,9 +4,7 @@ use crate::auth::{Caller, Scope};
 use crate::db::backend::write_transaction;
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::{naive, utc};
-use crate::domain::{
-    ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, RegionCode, RegionalModels,
-};
+use crate::domain::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, RegionCode, RegionalModels};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::routes::now;
@@ -19,9 +17,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(put_purpose)
-        .service(list_purposes)
-        .service(get_purpose);
+    cfg.service(put_purpose).service(list_purposes).service(get_purpose);
 }
 
 /// The longest `max_age_days` accepted: 10 years.
@@ -37,8 +33,10 @@ const MAX_AGE_DAYS_LIMIT: u32 = 3_650;
 }))]
 pub struct PutPurpose {
     /// Shown to people, 1–200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     /// Shown to people, at most 5,000 characters.
+    #[schema(max_length = 5000)]
     pub description: String,
     pub kind: PurposeKind,
     /// The default consent model, where no entry of `regions` applies.
@@ -48,11 +46,12 @@ pub struct PutPurpose {
     pub gpc_applies: bool,
     /// How long a grant stays valid, in days (1–3650); absent or null: until withdrawn.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     pub max_age_days: Option<u32>,
     /// Region code (ISO 3166-1 alpha-2 or ISO 3166-2, e.g. `US-CA`) → consent model there;
     /// the most specific code wins.
     #[serde(default)]
-    #[schema(value_type = Option<BTreeMap<String, ConsentModel>>)]
+    #[schema(value_type = Option<BTreeMap<RegionCode, ConsentModel>>)]
     pub regions: Option<BTreeMap<String, ConsentModel>>,
 }
 
@@ -87,12 +86,7 @@ fn response(p: &Purpose, created_at: DateTime<Utc>, updated_at: DateTime<Utc>) -
         legal_basis: p.legal_basis,
         gpc_applies: p.gpc_applies,
         max_age_days: p.max_age_days,
-        regions: p
-            .regions
-            .as_map()
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect(),
+        regions: p.regions.as_map().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         created_at,
         updated_at,
     }
@@ -104,32 +98,25 @@ fn parse_key(raw: &str) -> Result<PurposeKey, ApiError> {
 
 /// Parses a purpose definition (`key` from the path).
 pub fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiError> {
-    let title = body.title.trim().to_owned();
+    let title = body.title;
     if title.is_empty() || title.chars().count() > 200 {
         return Err(ApiError::invalid("title", "must be 1 to 200 characters"));
     }
     if body.description.chars().count() > 5_000 {
-        return Err(ApiError::invalid(
-            "description",
-            "must be at most 5000 characters",
-        ));
+        return Err(ApiError::invalid("description", "must be at most 5000 characters"));
     }
     if let Some(days) = body.max_age_days {
         if days == 0 || days > MAX_AGE_DAYS_LIMIT {
-            return Err(ApiError::invalid(
-                "max_age_days",
-                format!("must be 1 to {MAX_AGE_DAYS_LIMIT} days"),
-            ));
+            return Err(ApiError::invalid("max_age_days", format!("must be 1 to {MAX_AGE_DAYS_LIMIT} days")));
         }
     }
     let mut regions = BTreeMap::new();
     for (code, model) in body.regions.unwrap_or_default() {
-        let region = RegionCode::parse(&code)
-            .map_err(|m| ApiError::invalid(format!("regions.{code}"), m))?;
+        let region = RegionCode::parse(&code).map_err(|m| ApiError::invalid(format!("regions.{code}"), m))?;
         regions.insert(region, model);
     }
-    let any_notice_only = body.consent_model == ConsentModel::NoticeOnly
-        || regions.values().any(|m| *m == ConsentModel::NoticeOnly);
+    let any_notice_only =
+        body.consent_model == ConsentModel::NoticeOnly || regions.values().any(|m| *m == ConsentModel::NoticeOnly);
     if body.gpc_applies && any_notice_only {
         return Err(ApiError::invalid(
             "gpc_applies",
@@ -156,7 +143,7 @@ pub fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiEr
 #[utoipa::path(
     tag = "purposes",
     security(("bearer" = [])),
-    params(("key" = String, Path, description = "Purpose key, `[a-z0-9_]{1,64}`", example = "statistics")),
+    params(("key" = PurposeKey, Path, description = "Purpose key, `[a-z0-9_]{1,64}`", example = "statistics")),
     request_body = PutPurpose,
     responses(
         (status = 200, description = "Replaced", body = PurposeResponse),
@@ -180,18 +167,14 @@ pub async fn put_purpose(
         .db(move |conn| {
             write_transaction(conn, |conn| {
                 let created = row.upsert(conn)?;
-                let (_, created_at, updated_at) = PurposeRow::find(conn, &row.tenant_id, &row.key)?
-                    .ok_or(diesel::result::Error::NotFound)?;
+                let (_, created_at, updated_at) =
+                    PurposeRow::find(conn, &row.tenant_id, &row.key)?.ok_or(diesel::result::Error::NotFound)?;
                 Ok((created, utc(created_at), utc(updated_at)))
             })
         })
         .await?;
     let body = response(&purpose, created_at, updated_at);
-    Ok(if created {
-        HttpResponse::Created().json(body)
-    } else {
-        HttpResponse::Ok().json(body)
-    })
+    Ok(if created { HttpResponse::Created().json(body) } else { HttpResponse::Ok().json(body) })
 }
 
 /// Lists the tenant's purposes by key. Any valid token.
@@ -204,10 +187,7 @@ pub async fn put_purpose(
     )
 )]
 #[get("/v1/purposes")]
-pub async fn list_purposes(
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list_purposes(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let rows = state
         .db(move |conn| {
             use crate::db::schema::purposes::dsl as p;
@@ -221,13 +201,7 @@ pub async fn list_purposes(
         .await?;
     let purposes = rows
         .iter()
-        .map(|r| {
-            Ok(response(
-                &r.to_domain()?,
-                utc(r.created_at),
-                utc(r.updated_at),
-            ))
-        })
+        .map(|r| Ok(response(&r.to_domain()?, utc(r.created_at), utc(r.updated_at))))
         .collect::<Result<Vec<_>, diesel::result::Error>>()?;
     Ok(HttpResponse::Ok().json(PurposeList { purposes }))
 }
@@ -236,7 +210,7 @@ pub async fn list_purposes(
 #[utoipa::path(
     tag = "purposes",
     security(("bearer" = [])),
-    params(("key" = String, Path, description = "Purpose key", example = "statistics")),
+    params(("key" = PurposeKey, Path, description = "Purpose key", example = "statistics")),
     responses(
         (status = 200, description = "The purpose", body = PurposeResponse),
         (status = 400, description = "Malformed key", body = Problem, content_type = "application/problem+json"),
@@ -252,9 +226,7 @@ pub async fn get_purpose(
 ) -> Result<HttpResponse, ApiError> {
     let key = parse_key(&key)?;
     let k = key.clone();
-    let found = state
-        .db(move |conn| Ok(PurposeRow::find(conn, &caller.tenant_id, k.as_str())?))
-        .await?;
+    let found = state.db(move |conn| Ok(PurposeRow::find(conn, &caller.tenant_id, k.as_str())?)).await?;
     match found {
         Some((p, created_at, updated_at)) => {
             Ok(HttpResponse::Ok().json(response(&p, utc(created_at), utc(updated_at))))

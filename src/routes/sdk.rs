@@ -48,12 +48,8 @@ const DEMO_PAGE: &str = include_str!("../../sdk-js/demo/index.html");
 /// Strong ETags of the assets, computed once.
 fn etag(i: usize) -> &'static str {
     static TAGS: OnceLock<Vec<String>> = OnceLock::new();
-    &TAGS.get_or_init(|| {
-        ASSETS
-            .iter()
-            .map(|a| format!("\"{}\"", &hex::encode(Sha256::digest(a.body))[..32]))
-            .collect()
-    })[i]
+    &TAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", &hex::encode(Sha256::digest(a.body))[..32])).collect())
+        [i]
 }
 
 /// The SDK build: `consentry.js` (IIFE with UI, `window.Consentry`), `consentry.mjs` (ES module
@@ -69,10 +65,7 @@ fn etag(i: usize) -> &'static str {
     )
 )]
 #[get("/sdk/{file}")]
-pub async fn get_sdk_file(
-    req: HttpRequest,
-    file: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_sdk_file(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let Some(i) = ASSETS.iter().position(|a| a.name == file.as_str()) else {
         return Err(ApiError::NotFound(format!(
             "no SDK file '{}'; use consentry.js, consentry.mjs or consentry.core.mjs",
@@ -80,20 +73,14 @@ pub async fn get_sdk_file(
         )));
     };
     let tag = etag(i);
-    let cache = (
-        header::CACHE_CONTROL,
-        "public, max-age=3600, must-revalidate",
-    );
+    let cache = (header::CACHE_CONTROL, "public, max-age=3600, must-revalidate");
     let fresh = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
     if fresh {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, tag))
-            .insert_header(cache)
-            .finish());
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, tag)).insert_header(cache).finish());
     }
     Ok(HttpResponse::Ok()
         .content_type(ASSETS[i].content_type)
@@ -114,10 +101,7 @@ pub async fn get_sdk_file(
     )
 )]
 #[get("/demo")]
-pub async fn get_demo(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_demo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let site_key = state
         .db(|conn| {
             let Some(tenant) = Tenant::find_by_slug(conn, DEMO_TENANT)? else { return Ok(None) };
@@ -131,9 +115,8 @@ pub async fn get_demo(
         })?;
     let info = req.connection_info();
     let endpoint = format!("{}://{}", info.scheme(), info.host());
-    let page = DEMO_PAGE
-        .replace("{{SITE_KEY}}", &html_escape(&site_key))
-        .replace("{{ENDPOINT}}", &html_escape(&endpoint));
+    let page =
+        DEMO_PAGE.replace("{{SITE_KEY}}", &html_escape(&site_key)).replace("{{ENDPOINT}}", &html_escape(&endpoint));
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -141,8 +124,5 @@ pub async fn get_demo(
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }

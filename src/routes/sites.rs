@@ -28,13 +28,16 @@ const MAX_ORIGINS: usize = 50;
 #[schema(example = json!({"name": "www.example.com", "origins": ["https://www.example.com"], "purposes": ["necessary", "statistics", "social_media", "sale_sharing"]}))]
 pub struct CreateSite {
     /// A label for people, 1–200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Origins (`scheme://host[:port]`, http or https, no path) allowed to call the public
     /// endpoints; 1–50.
+    #[schema(min_items = 1, max_items = 50, value_type = Vec<Origin>)]
     pub origins: Vec<String>,
     /// The purposes this site's banner and preference centre present (defined purpose keys);
     /// absent: every purpose of the tenant. `needs_consent` of its visitors counts only these.
     #[serde(default)]
+    #[schema(min_items = 1, value_type = Option<Vec<PurposeKey>>)]
     pub purposes: Option<Vec<String>>,
 }
 
@@ -68,20 +71,54 @@ impl From<&Site> for SiteResponse {
     }
 }
 
+/// Ports 0–65535, as a regular expression (a macro so that patterns can `concat!` it).
+#[macro_export]
+macro_rules! PORT_PATTERN {
+    () => {
+        "([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+    };
+}
+pub use crate::PORT_PATTERN;
+
+/// An origin as `POST /v1/sites` takes it: `http(s)://host[:port]`, an optional final `/`.
+pub const ORIGIN_PATTERN: &str = concat!("^https?://[A-Za-z0-9.-]+(:", PORT_PATTERN!(), ")?/?$");
+
+/// The schema of [`ORIGIN_PATTERN`] origins.
+pub struct Origin;
+
+impl utoipa::PartialSchema for Origin {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(ORIGIN_PATTERN))
+            .description(Some(
+                "An origin: http or https, a host of letters, digits, dots and hyphens, an optional port.",
+            ))
+            .examples([serde_json::json!("https://www.example.com")])
+            .into()
+    }
+}
+impl ToSchema for Origin {}
+
 /// Normalises an origin to `scheme://host[:port]` (lower case, default port dropped),
 /// the serialisation browsers send in `Origin` (RFC 6454 §6.1).
 pub fn parse_origin(raw: &str) -> Result<String, String> {
     let bad = |why: &str| format!("'{}' is not an origin: {why}", crate::domain::truncate(raw));
-    let url = url::Url::parse(raw.trim())
-        .map_err(|_| bad("use scheme://host[:port], e.g. https://www.example.com"))?;
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(ORIGIN_PATTERN).expect("a valid pattern"));
+    if !re.is_match(raw) {
+        let why = if raw.starts_with("http://") || raw.starts_with("https://") {
+            "an origin is scheme://host[:port], with no path, query, fragment or credentials"
+        } else {
+            "use http:// or https://, e.g. https://www.example.com"
+        };
+        return Err(bad(why));
+    }
+    let url = url::Url::parse(raw).map_err(|_| bad("use scheme://host[:port], e.g. https://www.example.com"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("the scheme must be http or https"));
     }
-    if url.path() != "/"
-        || url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-    {
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err(bad("an origin has no path, query, fragment or credentials"));
     }
     match url.origin() {
@@ -109,20 +146,16 @@ pub async fn create_site(
     JsonBody(body, _): JsonBody<CreateSite>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
-    let name = body.name.trim().to_owned();
+    let name = body.name;
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
     }
     if body.origins.is_empty() || body.origins.len() > MAX_ORIGINS {
-        return Err(ApiError::invalid(
-            "origins",
-            format!("list 1 to {MAX_ORIGINS} origins"),
-        ));
+        return Err(ApiError::invalid("origins", format!("list 1 to {MAX_ORIGINS} origins")));
     }
     let mut origins = Vec::with_capacity(body.origins.len());
     for (i, raw) in body.origins.iter().enumerate() {
-        let origin =
-            parse_origin(raw).map_err(|m| ApiError::invalid(format!("origins[{i}]"), m))?;
+        let origin = parse_origin(raw).map_err(|m| ApiError::invalid(format!("origins[{i}]"), m))?;
         if !origins.contains(&origin) {
             origins.push(origin);
         }
@@ -130,10 +163,7 @@ pub async fn create_site(
     let purposes = match &body.purposes {
         None => None,
         Some(keys) if keys.is_empty() => {
-            return Err(ApiError::invalid(
-                "purposes",
-                "list at least one purpose, or leave it out for all",
-            ))
+            return Err(ApiError::invalid("purposes", "list at least one purpose, or leave it out for all"))
         }
         Some(keys) => Some(
             keys.iter()
@@ -146,13 +176,7 @@ pub async fn create_site(
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    let site = Site::new(
-        &caller.tenant_id,
-        &name,
-        &origins,
-        purposes.as_deref(),
-        naive(now()),
-    );
+    let site = Site::new(&caller.tenant_id, &name, &origins, purposes.as_deref(), naive(now()));
     let site = state
         .db(move |conn| {
             write_transaction(conn, |conn| {
@@ -185,16 +209,9 @@ pub async fn create_site(
     )
 )]
 #[get("/v1/sites")]
-pub async fn list_sites(
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, ApiError> {
-    let sites = state
-        .db(move |conn| Ok(Site::list(conn, &caller.tenant_id)?))
-        .await?;
-    Ok(HttpResponse::Ok().json(SiteList {
-        sites: sites.iter().map(SiteResponse::from).collect(),
-    }))
+pub async fn list_sites(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let sites = state.db(move |conn| Ok(Site::list(conn, &caller.tenant_id)?)).await?;
+    Ok(HttpResponse::Ok().json(SiteList { sites: sites.iter().map(SiteResponse::from).collect() }))
 }
 
 #[cfg(test)]
@@ -203,25 +220,12 @@ mod tests {
 
     #[test]
     fn origins_are_normalised_like_browsers_send_them() {
-        assert_eq!(
-            parse_origin("https://WWW.Example.com").unwrap(),
-            "https://www.example.com"
-        );
-        assert_eq!(
-            parse_origin("https://www.example.com:443/").unwrap(),
-            "https://www.example.com"
-        );
-        assert_eq!(
-            parse_origin("http://127.0.0.1:8000").unwrap(),
-            "http://127.0.0.1:8000"
-        );
-        for bad in [
-            "www.example.com",
-            "ftp://example.com",
-            "https://example.com/path",
-            "https://example.com?q=1",
-            "null",
-        ] {
+        assert_eq!(parse_origin("https://WWW.Example.com").unwrap(), "https://www.example.com");
+        assert_eq!(parse_origin("https://www.example.com:443/").unwrap(), "https://www.example.com");
+        assert_eq!(parse_origin("http://127.0.0.1:8000").unwrap(), "http://127.0.0.1:8000");
+        for bad in
+            ["www.example.com", "ftp://example.com", "https://example.com/path", "https://example.com?q=1", "null"]
+        {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }
     }

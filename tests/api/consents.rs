@@ -22,41 +22,18 @@ crate::backend_tests!(
 
 async fn one_event_per_changed_purpose(app: TestApp) {
     let site = app.seed().await;
-    let first = app
-        .record_visitor(
-            &site,
-            VISITOR,
-            json!({"analytics": true, "marketing_email": false}),
-        )
-        .await;
+    let first = app.record_visitor(&site, VISITOR, json!({"analytics": true, "marketing_email": false})).await;
     assert_eq!(first["event_ids"].as_array().unwrap().len(), 2);
     // The same choices again change nothing: no event.
-    let again = app
-        .record_visitor(
-            &site,
-            VISITOR,
-            json!({"analytics": true, "marketing_email": false}),
-        )
-        .await;
+    let again = app.record_visitor(&site, VISITOR, json!({"analytics": true, "marketing_email": false})).await;
     assert_eq!(again["event_ids"], json!([]));
     // One purpose changes: one event.
-    let changed = app
-        .record_visitor(
-            &site,
-            VISITOR,
-            json!({"analytics": false, "marketing_email": false}),
-        )
-        .await;
+    let changed = app.record_visitor(&site, VISITOR, json!({"analytics": false, "marketing_email": false})).await;
     assert_eq!(changed["event_ids"].as_array().unwrap().len(), 1);
     let events = app.events_of(&format!("visitor:{VISITOR}")).await;
     let summary: Vec<(String, String)> = events
         .iter()
-        .map(|e| {
-            (
-                e["purpose"].as_str().unwrap().to_owned(),
-                e["decision"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|e| (e["purpose"].as_str().unwrap().to_owned(), e["decision"].as_str().unwrap().to_owned()))
         .collect();
     assert_eq!(
         summary,
@@ -66,20 +43,13 @@ async fn one_event_per_changed_purpose(app: TestApp) {
             ("analytics".into(), "denied".into())
         ]
     );
-    assert_eq!(
-        changed["consents"]["purposes"]["analytics"]["status"],
-        "denied"
-    );
+    assert_eq!(changed["consents"]["purposes"]["analytics"]["status"], "denied");
 }
 
 async fn reject_all_is_an_explicit_denial(app: TestApp) {
     let site = app.seed().await;
     let res = app
-        .record_visitor(
-            &site,
-            VISITOR,
-            json!({"analytics": false, "marketing_email": false, "sale_sharing": false}),
-        )
+        .record_visitor(&site, VISITOR, json!({"analytics": false, "marketing_email": false, "sale_sharing": false}))
         .await;
     for key in ["analytics", "marketing_email", "sale_sharing"] {
         let p = &res["consents"]["purposes"][key];
@@ -88,46 +58,26 @@ async fn reject_all_is_an_explicit_denial(app: TestApp) {
         assert_eq!(p["allowed"], false, "{key}");
         assert_eq!(p["source"], "banner", "{key}");
     }
-    assert_eq!(
-        res["consents"]["needs_consent"], false,
-        "every opt-in purpose was answered"
-    );
+    assert_eq!(res["consents"]["needs_consent"], false, "every opt-in purpose was answered");
 }
 
 async fn a_submission_is_all_or_nothing(app: TestApp) {
     let site = app.seed().await;
     let body = json!({"visitor_id": VISITOR, "choices": {"analytics": true, "newsletter": true}, "policy_revision": "2021-02-01", "source": "banner"});
     let problem = assert_problem(app.visitor_post(&site, &body).send().await.unwrap(), 400).await;
-    assert_eq!(
-        problem["detail"],
-        "choices.newsletter: no purpose 'newsletter' is defined for this tenant"
-    );
+    assert_eq!(problem["detail"], "choices.newsletter: no purpose 'newsletter' is defined for this tenant");
     assert_eq!(problem["errors"][0]["field"], "choices.newsletter");
-    assert_eq!(
-        app.events_of(&format!("visitor:{VISITOR}")).await,
-        Vec::<Value>::new(),
-        "nothing is recorded"
-    );
+    assert_eq!(app.events_of(&format!("visitor:{VISITOR}")).await, Vec::<Value>::new(), "nothing is recorded");
 }
 
 async fn idempotency_key_replays_the_first_result(app: TestApp) {
     let site = app.seed().await;
     let body = json!({"visitor_id": VISITOR, "choices": {"analytics": true}, "policy_revision": "2021-02-01", "source": "banner"});
-    let first = app
-        .visitor_post(&site, &body)
-        .header("Idempotency-Key", "key-1")
-        .send()
-        .await
-        .unwrap();
+    let first = app.visitor_post(&site, &body).header("Idempotency-Key", "key-1").send().await.unwrap();
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first: Value = first.json().await.unwrap();
-    let retry = app
-        .visitor_post(&site, &body)
-        .header("Idempotency-Key", "key-1")
-        .send()
-        .await
-        .unwrap();
+    let retry = app.visitor_post(&site, &body).header("Idempotency-Key", "key-1").send().await.unwrap();
     assert_eq!(retry.status(), 201);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     let retry: Value = retry.json().await.unwrap();
@@ -150,24 +100,11 @@ async fn idempotency_key_replays_the_first_result(app: TestApp) {
 async fn idempotency_key_reused_for_another_request_is_refused(app: TestApp) {
     let site = app.seed().await;
     let body = |granted: bool| json!({"visitor_id": VISITOR, "choices": {"analytics": granted}, "policy_revision": "2021-02-01", "source": "banner"});
-    let res = app
-        .visitor_post(&site, &body(true))
-        .header("Idempotency-Key", "k")
-        .send()
-        .await
-        .unwrap();
+    let res = app.visitor_post(&site, &body(true)).header("Idempotency-Key", "k").send().await.unwrap();
     assert_eq!(res.status(), 201);
-    let res = app
-        .visitor_post(&site, &body(false))
-        .header("Idempotency-Key", "k")
-        .send()
-        .await
-        .unwrap();
+    let res = app.visitor_post(&site, &body(false)).header("Idempotency-Key", "k").send().await.unwrap();
     let problem = assert_problem(res, 422).await;
-    assert!(problem["detail"]
-        .as_str()
-        .unwrap()
-        .contains("'k' was already used for a different request"));
+    assert!(problem["detail"].as_str().unwrap().contains("'k' was already used for a different request"));
     let events = app.events_of(&format!("visitor:{VISITOR}")).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["decision"], "granted");
@@ -176,22 +113,15 @@ async fn idempotency_key_reused_for_another_request_is_refused(app: TestApp) {
 async fn concurrent_retries_with_one_key_write_once(app: TestApp) {
     let site = app.seed().await;
     let body = json!({"visitor_id": VISITOR, "choices": {"analytics": true, "marketing_email": true}, "policy_revision": "2021-02-01", "source": "banner"});
-    let responses = join_all((0..8).map(|_| {
-        app.visitor_post(&site, &body)
-            .header("Idempotency-Key", "same")
-            .send()
-    }))
-    .await;
+    let responses =
+        join_all((0..8).map(|_| app.visitor_post(&site, &body).header("Idempotency-Key", "same").send())).await;
     let mut bodies = Vec::new();
     for res in responses {
         let res = res.unwrap();
         assert_eq!(res.status(), 201);
         bodies.push(res.json::<Value>().await.unwrap()["event_ids"].clone());
     }
-    assert!(
-        bodies.iter().all(|b| b == &bodies[0]),
-        "every retry sees the same events: {bodies:?}"
-    );
+    assert!(bodies.iter().all(|b| b == &bodies[0]), "every retry sees the same events: {bodies:?}");
     assert_eq!(app.events_of(&format!("visitor:{VISITOR}")).await.len(), 2);
 }
 
@@ -208,50 +138,27 @@ async fn concurrent_submissions_keep_one_unbroken_chain(app: TestApp) {
     assert!(!events.is_empty());
     let mut prev = "0".repeat(64);
     for e in &events {
-        assert_eq!(
-            e["prev_hash"].as_str().unwrap(),
-            prev,
-            "each event links to the one before"
-        );
+        assert_eq!(e["prev_hash"].as_str().unwrap(), prev, "each event links to the one before");
         prev = e["hash"].as_str().unwrap().to_owned();
     }
     let out = app.cli(&["ledger", "verify"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 async fn events_form_a_hash_chain_that_ledger_verify_accepts(app: TestApp) {
     let site = app.seed().await;
-    app.record_visitor(&site, VISITOR, json!({"analytics": true}))
-        .await;
-    app.record_visitor(
-        &site,
-        VISITOR,
-        json!({"analytics": false, "marketing_email": true}),
-    )
-    .await;
+    app.record_visitor(&site, VISITOR, json!({"analytics": true})).await;
+    app.record_visitor(&site, VISITOR, json!({"analytics": false, "marketing_email": true})).await;
     let events = app.events_of(&format!("visitor:{VISITOR}")).await;
     assert_eq!(events.len(), 3);
-    assert_eq!(
-        events[0]["prev_hash"],
-        "0".repeat(64),
-        "the first event starts the chain"
-    );
+    assert_eq!(events[0]["prev_hash"], "0".repeat(64), "the first event starts the chain");
     for pair in events.windows(2) {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
     }
-    let hashes: std::collections::HashSet<&str> =
-        events.iter().map(|e| e["hash"].as_str().unwrap()).collect();
+    let hashes: std::collections::HashSet<&str> = events.iter().map(|e| e["hash"].as_str().unwrap()).collect();
     assert_eq!(hashes.len(), 3);
     let out = app.cli(&["ledger", "verify"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["events"], 3);
     assert_eq!(report["broken"], json!([]));
@@ -260,17 +167,13 @@ async fn events_form_a_hash_chain_that_ledger_verify_accepts(app: TestApp) {
 async fn events_cannot_be_updated_or_deleted(app: TestApp) {
     use diesel::connection::SimpleConnection;
     let site = app.seed().await;
-    app.record_visitor(&site, VISITOR, json!({"analytics": true}))
-        .await;
+    app.record_visitor(&site, VISITOR, json!({"analytics": true})).await;
     let mut conn = raw_connection(&app);
     let update = conn.batch_execute("UPDATE consent_events SET decision = 'denied'");
     assert!(update.unwrap_err().to_string().contains("append-only"));
     let delete = conn.batch_execute("DELETE FROM consent_events");
     assert!(delete.unwrap_err().to_string().contains("append-only"));
-    assert_eq!(
-        app.events_of(&format!("visitor:{VISITOR}")).await[0]["decision"],
-        "granted"
-    );
+    assert_eq!(app.events_of(&format!("visitor:{VISITOR}")).await[0]["decision"], "granted");
 }
 
 pub fn raw_connection(app: &TestApp) -> consentry::db::AnyConnection {
@@ -279,9 +182,9 @@ pub fn raw_connection(app: &TestApp) -> consentry::db::AnyConnection {
         consentry::db::DatabaseUrl::Postgres(url) => {
             consentry::db::AnyConnection::Postgresql(diesel::PgConnection::establish(&url).unwrap())
         }
-        consentry::db::DatabaseUrl::Sqlite(path) => consentry::db::AnyConnection::Sqlite(
-            diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap(),
-        ),
+        consentry::db::DatabaseUrl::Sqlite(path) => {
+            consentry::db::AnyConnection::Sqlite(diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap())
+        }
     }
 }
 
@@ -289,33 +192,25 @@ async fn email_and_phone_are_normalised_and_stored_only_as_keyed_hashes(app: Tes
     use consentry::db::schema::subject_identifiers::dsl::*;
     use diesel::prelude::*;
     app.seed().await;
-    let res = app.record(json!({"subject": "email: Ada@Example.COM", "choices": {"marketing_email": true}, "source": "api"})).await;
+    let res = app
+        .record(json!({"subject": "email:Ada@Example.COM", "choices": {"marketing_email": true}, "source": "api"}))
+        .await;
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["consents"]["subject"], "email:ada@example.com");
-    let res = app.record(json!({"subject": "phone:+49 (30) 123-4567", "choices": {"marketing_email": false}, "source": "api"})).await;
+    let res = app
+        .record(json!({"subject": "phone:+49301234567", "choices": {"marketing_email": false}, "source": "api"}))
+        .await;
     assert_eq!(res.status(), 201);
     // Read back through another spelling of the same address.
     let state = app.consents_of("email:ADA@example.com").await;
     assert_eq!(state["purposes"]["marketing_email"]["status"], "granted");
-    assert_eq!(
-        app.consents_of("phone:+49301234567").await["purposes"]["marketing_email"]["status"],
-        "denied"
-    );
-    let stored: Vec<String> = subject_identifiers
-        .select(identifier)
-        .load(&mut raw_connection(&app))
-        .unwrap();
+    assert_eq!(app.consents_of("phone:+49301234567").await["purposes"]["marketing_email"]["status"], "denied");
+    let stored: Vec<String> = subject_identifiers.select(identifier).load(&mut raw_connection(&app)).unwrap();
     assert_eq!(stored.len(), 2);
     for s in &stored {
-        assert!(
-            !s.contains("ada") && !s.contains("4930"),
-            "stored in the clear: {s}"
-        );
-        assert!(
-            s.starts_with("email:h:") || s.starts_with("phone:h:"),
-            "{s}"
-        );
+        assert!(!s.contains("ada") && !s.contains("4930"), "stored in the clear: {s}");
+        assert!(s.starts_with("email:h:") || s.starts_with("phone:h:"), "{s}");
     }
 }
 
@@ -329,10 +224,7 @@ async fn server_side_records_carry_occurred_at(app: TestApp) {
     let state = app.consents_of("user:7").await;
     let p = &state["purposes"]["marketing_email"];
     assert_eq!(p["updated_at"], when);
-    assert_eq!(
-        p["expires_at"], "2028-01-15T09:30:00Z",
-        "730 days counted from occurred_at"
-    );
+    assert_eq!(p["expires_at"], "2028-01-15T09:30:00Z", "730 days counted from occurred_at");
     let event = &app.events_of("user:7").await[0];
     assert_eq!(event["occurred_at"], when);
     assert_ne!(event["recorded_at"], when);
@@ -342,16 +234,12 @@ async fn server_side_records_carry_occurred_at(app: TestApp) {
         .await;
     assert_eq!(res.status(), 201);
     assert_eq!(app.events_of("user:7").await.len(), 2);
-    assert_eq!(
-        app.consents_of("user:7").await["purposes"]["marketing_email"]["status"],
-        "granted"
-    );
+    assert_eq!(app.consents_of("user:7").await["purposes"]["marketing_email"]["status"], "granted");
 }
 
 async fn subject_events_list_what_was_decided(app: TestApp) {
     let site = app.seed().await;
-    app.record_visitor(&site, VISITOR, json!({"analytics": true}))
-        .await;
+    app.record_visitor(&site, VISITOR, json!({"analytics": true})).await;
     let e = &app.events_of(&format!("visitor:{VISITOR}")).await[0];
     assert_eq!(e["purpose"], "analytics");
     assert_eq!(e["decision"], "granted");

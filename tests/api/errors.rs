@@ -29,10 +29,7 @@ async fn malformed_json_is_a_problem(app: TestApp) {
         .unwrap();
     let p = assert_problem(res, 400).await;
     assert_eq!(p["type"], "https://consentry.dev/problems/malformed-body");
-    assert!(
-        p["detail"].as_str().unwrap().contains("EOF while parsing"),
-        "{p}"
-    );
+    assert!(p["detail"].as_str().unwrap().contains("EOF while parsing"), "{p}");
 }
 
 async fn a_wrong_type_names_the_field(app: TestApp) {
@@ -50,61 +47,31 @@ async fn a_wrong_type_names_the_field(app: TestApp) {
     let body = json!({"visitor_id": VISITOR, "choices": {"analytics": true}, "policy_revision": "2021-02-01", "source": "carrier_pigeon"});
     let p = assert_problem(app.visitor_post(&site, &body).send().await.unwrap(), 400).await;
     assert_eq!(p["errors"][0]["field"], "source");
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("unknown variant `carrier_pigeon`"),
-        "{p}"
-    );
+    assert!(p["detail"].as_str().unwrap().contains("unknown variant `carrier_pigeon`"), "{p}");
 }
 
 async fn unknown_fields_are_refused_by_name(app: TestApp) {
     let res = app
-        .post(
-            "/v1/sites",
-            &json!({"name": "x", "origins": ["https://a.example"], "orignis": []}),
-        )
+        .post("/v1/sites", &json!({"name": "x", "origins": ["https://a.example"], "orignis": []}))
         .send()
         .await
         .unwrap();
     let p = assert_problem(res, 400).await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("unknown field `orignis`"),
-        "{p}"
-    );
+    assert!(p["detail"].as_str().unwrap().contains("unknown field `orignis`"), "{p}");
 }
 
 async fn a_missing_field_is_named(app: TestApp) {
     app.seed().await;
-    let res = app
-        .record(json!({"subject": "user:1", "source": "api"}))
-        .await;
+    let res = app.record(json!({"subject": "user:1", "source": "api"})).await;
     let p = assert_problem(res, 400).await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("missing field `choices`"),
-        "{p}"
-    );
+    assert!(p["detail"].as_str().unwrap().contains("missing field `choices`"), "{p}");
 }
 
 async fn oversized_bodies_are_413(app: TestApp) {
     let big = "x".repeat(5 * 1024 * 1024);
-    let res = app
-        .post("/v1/sites", &json!({"name": big, "origins": []}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post("/v1/sites", &json!({"name": big, "origins": []})).send().await.unwrap();
     let p = assert_problem(res, 413).await;
-    assert!(
-        p["detail"].as_str().unwrap().contains("4194304 bytes"),
-        "{p}"
-    );
+    assert!(p["detail"].as_str().unwrap().contains("4194304 bytes"), "{p}");
 }
 
 async fn non_json_bodies_are_415(app: TestApp) {
@@ -118,18 +85,12 @@ async fn non_json_bodies_are_415(app: TestApp) {
         .await
         .unwrap();
     let p = assert_problem(res, 415).await;
-    assert_eq!(
-        p["detail"],
-        "Content-Type must be application/json, not text/plain"
-    );
+    assert_eq!(p["detail"], "Content-Type must be application/json, not text/plain");
 }
 
 async fn unknown_routes_are_404_problems(app: TestApp) {
     let p = assert_problem(app.get("/v1/nothing-here").send().await.unwrap(), 404).await;
-    assert_eq!(
-        p["detail"],
-        "no route for GET /v1/nothing-here; see /openapi.json"
-    );
+    assert_eq!(p["detail"], "no route for GET /v1/nothing-here; see /openapi.json");
     let p = assert_problem(app.get("/v1/purposes/absent").send().await.unwrap(), 404).await;
     assert_eq!(p["detail"], "no purpose 'absent' is defined");
 }
@@ -138,22 +99,17 @@ async fn bad_identifiers_say_why(app: TestApp) {
     app.seed().await;
     let cases = [
         ("ada@example.com", "subject: 'ada@example.com' is not a subject: use visitor:<uuid>, user:<id>, email:<address> or phone:<E.164>"),
-        ("visitor:42", "subject: '42' is not a UUID (visitor ids are UUIDs)"),
+        ("visitor:42", "subject: '42' is not a UUID (visitor ids are hyphenated UUIDs)"),
         ("email:not-an-address", "subject: 'not-an-address' is not an email address"),
-        ("phone:030 1234567", "subject: '030 1234567' is not an E.164 phone number (+ and country code, 8 to 15 digits)"),
+        ("phone:+49 30 1234567", "subject: '+49 30 1234567' is not an E.164 phone number (+ and country code, 8 to 15 digits, no spaces)"),
     ];
     for (subject, detail) in cases {
-        let res = app
-            .record(json!({"subject": subject, "choices": {"analytics": true}, "source": "api"}))
-            .await;
+        let res = app.record(json!({"subject": subject, "choices": {"analytics": true}, "source": "api"})).await;
         let p = assert_problem(res, 400).await;
         assert_eq!(p["detail"], detail);
     }
     let res = app
-        .post(
-            "/v1/consents/check",
-            &json!({"purpose": "analytics", "subjects": ["user:1", "nope"]}),
-        )
+        .post("/v1/consents/check", &json!({"purpose": "analytics", "subjects": ["user:1", "nope"]}))
         .send()
         .await
         .unwrap();
@@ -161,97 +117,36 @@ async fn bad_identifiers_say_why(app: TestApp) {
     assert_eq!(p["errors"][0]["field"], "subjects[1]");
     let res = app.put_purpose("Bad-Key", json!({})).await;
     let p = assert_problem(res, 400).await;
-    assert!(
-        p["detail"].as_str().unwrap().contains("missing field") || p["errors"][0]["field"] == "key",
-        "{p}"
-    );
-    let res = app
-        .get("/v1/subjects/visitor:nope/consents")
-        .send()
-        .await
-        .unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("missing field") || p["errors"][0]["field"] == "key", "{p}");
+    let res = app.get("/v1/subjects/visitor:nope/consents").send().await.unwrap();
     assert_problem(res, 400).await;
 }
 
 async fn authentication_failures_are_401_problems(app: TestApp) {
-    let res = app
-        .client
-        .get(app.url("/v1/purposes"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.headers()["www-authenticate"],
-        "Bearer realm=\"consentry\""
-    );
+    let res = app.client.get(app.url("/v1/purposes")).send().await.unwrap();
+    assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"consentry\"");
     let p = assert_problem(res, 401).await;
     assert_eq!(p["detail"], "send Authorization: Bearer <token>");
-    let res = app
-        .client
-        .get(app.url("/v1/purposes"))
-        .bearer_auth("not.a.jwt")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        assert_problem(res, 401).await["detail"],
-        "the token is not valid for this installation"
-    );
+    let res = app.client.get(app.url("/v1/purposes")).bearer_auth("not.a.jwt").send().await.unwrap();
+    assert_eq!(assert_problem(res, 401).await["detail"], "the token is not valid for this installation");
     // Well-formed claims, signed with another installation's key.
-    let claims =
-        json!({"sub": "tenant:acme", "tenant": "x", "scopes": ["admin"], "iat": 0, "jti": "x"});
+    let claims = json!({"sub": "tenant:acme", "tenant": "x", "scopes": ["admin"], "iat": 0, "jti": "x"});
     let key = jsonwebtoken::EncodingKey::from_secret(b"another installation's secret").unwrap();
     let forged = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
-    let res = app
-        .client
-        .get(app.url("/v1/purposes"))
-        .bearer_auth(&forged)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        assert_problem(res, 401).await["detail"],
-        "the token is not valid for this installation"
-    );
+    let res = app.client.get(app.url("/v1/purposes")).bearer_auth(&forged).send().await.unwrap();
+    assert_eq!(assert_problem(res, 401).await["detail"], "the token is not valid for this installation");
     // Revoked.
     let (token, id) = app.issue_token("acme", &["consents:read"], None);
-    assert_eq!(
-        app.client
-            .get(app.url("/v1/purposes"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.client.get(app.url("/v1/purposes")).bearer_auth(&token).send().await.unwrap().status(), 200);
     let out = app.cli(&["tokens", "revoke", &id]);
     assert!(out.status.success());
-    let res = app
-        .client
-        .get(app.url("/v1/purposes"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        assert_problem(res, 401).await["detail"],
-        "the token has been revoked"
-    );
+    let res = app.client.get(app.url("/v1/purposes")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(assert_problem(res, 401).await["detail"], "the token has been revoked");
     // Expired.
     let (token, _) = app.issue_token("acme", &["consents:read"], Some("1s"));
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let res = app
-        .client
-        .get(app.url("/v1/purposes"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        assert_problem(res, 401).await["detail"],
-        "the token has expired"
-    );
+    let res = app.client.get(app.url("/v1/purposes")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(assert_problem(res, 401).await["detail"], "the token has expired");
 }
 
 async fn missing_scopes_are_403_problems(app: TestApp) {
@@ -265,10 +160,7 @@ async fn missing_scopes_are_403_problems(app: TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        assert_problem(res, 403).await["detail"],
-        "this token lacks the scope 'consents:write'"
-    );
+    assert_eq!(assert_problem(res, 403).await["detail"], "this token lacks the scope 'consents:write'");
     let res = app
         .client
         .post(app.url("/v1/sites"))
@@ -277,17 +169,8 @@ async fn missing_scopes_are_403_problems(app: TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        assert_problem(res, 403).await["detail"],
-        "this token lacks the scope 'admin'"
-    );
-    let res = app
-        .client
-        .get(app.url("/v1/subjects/user:1/events"))
-        .bearer_auth(&check_only)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(assert_problem(res, 403).await["detail"], "this token lacks the scope 'admin'");
+    let res = app.client.get(app.url("/v1/subjects/user:1/events")).bearer_auth(&check_only).send().await.unwrap();
     assert_problem(res, 403).await;
     let res = app
         .client
@@ -303,28 +186,13 @@ async fn missing_scopes_are_403_problems(app: TestApp) {
 async fn check_of_more_than_10000_subjects_is_413(app: TestApp) {
     app.seed().await;
     let subjects: Vec<String> = (0..10_001).map(|i| format!("user:{i}")).collect();
-    let res = app
-        .post(
-            "/v1/consents/check",
-            &json!({"purpose": "analytics", "subjects": subjects}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let res =
+        app.post("/v1/consents/check", &json!({"purpose": "analytics", "subjects": subjects})).send().await.unwrap();
     let p = assert_problem(res, 413).await;
-    assert_eq!(
-        p["detail"],
-        "subjects: 10001 subjects given; at most 10000 per check"
-    );
+    assert_eq!(p["detail"], "subjects: 10001 subjects given; at most 10000 per check");
     let subjects: Vec<String> = (0..10_000).map(|i| format!("user:{i}")).collect();
-    let res = app
-        .post(
-            "/v1/consents/check",
-            &json!({"purpose": "analytics", "subjects": subjects}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let res =
+        app.post("/v1/consents/check", &json!({"purpose": "analytics", "subjects": subjects})).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["results"].as_array().unwrap().len(), 10_000);

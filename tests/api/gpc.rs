@@ -15,36 +15,18 @@ fn body(choices: Value) -> Value {
 
 async fn sec_gpc_1_denies_gpc_purposes_with_source_gpc_11_ccr_7025(app: TestApp) {
     let site = app.seed().await;
-    let res = app
-        .visitor_post(&site, &body(json!({"analytics": true})))
-        .header("Sec-GPC", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.visitor_post(&site, &body(json!({"analytics": true}))).header("Sec-GPC", "1").send().await.unwrap();
     assert_eq!(res.status(), 201);
     let res: Value = res.json().await.unwrap();
-    assert_eq!(
-        res["gpc_honored"], true,
-        "the page can show 'Opt-Out Request Honored' (§7025(c)(6))"
-    );
+    assert_eq!(res["gpc_honored"], true, "the page can show 'Opt-Out Request Honored' (§7025(c)(6))");
     let sale = &res["consents"]["purposes"]["sale_sharing"];
     assert_eq!(
-        (
-            sale["status"].as_str(),
-            sale["source"].as_str(),
-            sale["allowed"].as_bool()
-        ),
+        (sale["status"].as_str(), sale["source"].as_str(), sale["allowed"].as_bool()),
         (Some("denied"), Some("gpc"), Some(false))
     );
-    assert_eq!(
-        res["consents"]["purposes"]["analytics"]["status"], "granted",
-        "other purposes are untouched"
-    );
+    assert_eq!(res["consents"]["purposes"]["analytics"]["status"], "granted", "other purposes are untouched");
     let events = app.events_of(&format!("visitor:{VISITOR}")).await;
-    assert_eq!(
-        events[0]["source"], "gpc",
-        "the GPC denial is recorded before the rest of the request"
-    );
+    assert_eq!(events[0]["source"], "gpc", "the GPC denial is recorded before the rest of the request");
     assert_eq!(events[0]["purpose"], "sale_sharing");
     // Once per state change: the signal again writes nothing new.
     let again: Value = app
@@ -58,20 +40,10 @@ async fn sec_gpc_1_denies_gpc_purposes_with_source_gpc_11_ccr_7025(app: TestApp)
         .unwrap();
     assert_eq!(again["event_ids"], json!([]));
     // A later request without the header does not undo it.
-    let later = app
-        .record_visitor(&site, VISITOR, json!({"analytics": false}))
-        .await;
-    assert_eq!(
-        later["consents"]["purposes"]["sale_sharing"]["status"],
-        "denied"
-    );
-    let r = app
-        .check("sale_sharing", &[&format!("visitor:{VISITOR}")])
-        .await;
-    assert_eq!(
-        (r[0]["allowed"].as_bool(), r[0]["reason"].as_str()),
-        (Some(false), Some("gpc"))
-    );
+    let later = app.record_visitor(&site, VISITOR, json!({"analytics": false})).await;
+    assert_eq!(later["consents"]["purposes"]["sale_sharing"]["status"], "denied");
+    let r = app.check("sale_sharing", &[&format!("visitor:{VISITOR}")]).await;
+    assert_eq!((r[0]["allowed"].as_bool(), r[0]["reason"].as_str()), (Some(false), Some("gpc")));
 }
 
 async fn only_the_exact_value_1_is_a_signal(app: TestApp) {
@@ -86,14 +58,8 @@ async fn only_the_exact_value_1_is_a_signal(app: TestApp) {
             .json()
             .await
             .unwrap();
-        assert_eq!(
-            res["gpc_honored"], false,
-            "Sec-GPC: {value:?} is not a signal"
-        );
-        assert_eq!(
-            res["consents"]["purposes"]["sale_sharing"]["status"],
-            "not_asked"
-        );
+        assert_eq!(res["gpc_honored"], false, "Sec-GPC: {value:?} is not a signal");
+        assert_eq!(res["consents"]["purposes"]["sale_sharing"]["status"], "not_asked");
     }
 }
 
@@ -109,23 +75,9 @@ async fn a_grant_against_the_signal_is_recorded_but_not_allowed_11_ccr_7025_c_3(
         .await
         .unwrap();
     assert_eq!(res["gpc_conflicts"], json!(["sale_sharing"]));
-    assert_eq!(
-        res["consents"]["purposes"]["sale_sharing"]["allowed"],
-        false
-    );
+    assert_eq!(res["consents"]["purposes"]["sale_sharing"]["allowed"], false);
     let events = app.events_of(&format!("visitor:{VISITOR}")).await;
-    let decisions: Vec<(&str, &str)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["source"].as_str().unwrap(),
-                e["decision"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        decisions,
-        [("gpc", "denied"), ("banner", "granted")],
-        "both are on the record"
-    );
+    let decisions: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["source"].as_str().unwrap(), e["decision"].as_str().unwrap())).collect();
+    assert_eq!(decisions, [("gpc", "denied"), ("banner", "granted")], "both are on the record");
 }

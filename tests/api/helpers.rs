@@ -44,8 +44,7 @@ where
     };
     let handle = app.handle.clone();
     let pg = app.pg_database.clone();
-    let outcome =
-        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(app))).await;
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(app))).await;
     handle.stop(false).await;
     if let Some((admin_url, name)) = pg {
         drop_database(&admin_url, &name);
@@ -80,28 +79,21 @@ macro_rules! backend_tests {
 
 fn drop_database(admin_url: &str, name: &str) {
     if let Ok(mut conn) = PgConnection::establish(admin_url) {
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .execute(&mut conn);
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn);
     }
 }
 
 /// The URL of a fresh, empty database on the test PostgreSQL server, or `None` when
 /// `CONSENTRY_TEST_POSTGRES_URL` is unset. Panics when it is set but unusable.
 pub fn fresh_postgres_database() -> Option<(String, String, String)> {
-    let admin_url = std::env::var("CONSENTRY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())?;
-    let mut conn = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
-        panic!("CONSENTRY_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}")
-    });
+    let admin_url = std::env::var("CONSENTRY_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+    let mut conn = PgConnection::establish(&admin_url)
+        .unwrap_or_else(|e| panic!("CONSENTRY_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}"));
     let name = format!("consentry_test_{}", uuid::Uuid::new_v4().simple());
     diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
         .execute(&mut conn)
         .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b)
-        .to_owned();
+    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
     Some((format!("{base}/{name}"), admin_url, name))
 }
 
@@ -109,10 +101,7 @@ impl TestApp {
     pub async fn spawn(backend: Backend) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let (database_url, pg_database) = match backend {
-            Backend::Sqlite => (
-                format!("sqlite://{}/consentry.db", dir.path().display()),
-                None,
-            ),
+            Backend::Sqlite => (format!("sqlite://{}/consentry.db", dir.path().display()), None),
             Backend::Postgres => match fresh_postgres_database() {
                 Some((url, admin, name)) => (url, Some((admin, name))),
                 None => {
@@ -137,10 +126,7 @@ impl TestApp {
             address,
             database_url,
             token: String::new(),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             handle,
             _dir: dir,
             pg_database,
@@ -163,23 +149,14 @@ impl TestApp {
     /// `consentry tenants create <slug>`; returns the admin token.
     pub fn create_tenant(&self, slug: &str) -> String {
         let out = self.cli(&["tenants", "create", slug]);
-        assert!(
-            out.status.success(),
-            "tenants create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "tenants create failed: {}", String::from_utf8_lossy(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).expect("tenants create prints JSON");
         assert_eq!(v["tenant"], slug);
         v["token"].as_str().expect("a token").to_owned()
     }
 
     /// `consentry tokens issue`; returns (token, token id).
-    pub fn issue_token(
-        &self,
-        tenant: &str,
-        scopes: &[&str],
-        ttl: Option<&str>,
-    ) -> (String, String) {
+    pub fn issue_token(&self, tenant: &str, scopes: &[&str], ttl: Option<&str>) -> (String, String) {
         let mut args = vec!["tokens", "issue", "--tenant", tenant];
         for s in scopes {
             args.extend(["--scope", s]);
@@ -188,17 +165,9 @@ impl TestApp {
             args.extend(["--ttl", ttl]);
         }
         let out = self.cli(&args);
-        assert!(
-            out.status.success(),
-            "tokens issue failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "tokens issue failed: {}", String::from_utf8_lossy(&out.stderr));
         let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let id = String::from_utf8(out.stderr)
-            .unwrap()
-            .trim()
-            .trim_start_matches("token id: ")
-            .to_owned();
+        let id = String::from_utf8(out.stderr).unwrap().trim().trim_start_matches("token id: ").to_owned();
         (token, id)
     }
 
@@ -211,48 +180,27 @@ impl TestApp {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> RequestBuilder {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .json(body)
+        self.client.post(self.url(path)).bearer_auth(&self.token).json(body)
     }
 
     pub fn put(&self, path: &str, body: &Value) -> RequestBuilder {
-        self.client
-            .put(self.url(path))
-            .bearer_auth(&self.token)
-            .json(body)
+        self.client.put(self.url(path)).bearer_auth(&self.token).json(body)
     }
 
     pub async fn put_purpose(&self, key: &str, body: Value) -> Response {
-        self.put(&format!("/v1/purposes/{key}"), &body)
-            .send()
-            .await
-            .unwrap()
+        self.put(&format!("/v1/purposes/{key}"), &body).send().await.unwrap()
     }
 
     pub async fn post_revision(&self, policy: &str, body: Value) -> Response {
-        self.post(&format!("/v1/policies/{policy}/revisions"), &body)
-            .send()
-            .await
-            .unwrap()
+        self.post(&format!("/v1/policies/{policy}/revisions"), &body).send().await.unwrap()
     }
 
     /// Creates a site allowing [`ORIGIN`]; returns its site key.
     pub async fn create_site(&self) -> String {
-        let res = self
-            .post(
-                "/v1/sites",
-                &json!({"name": "www.example.com", "origins": [ORIGIN]}),
-            )
-            .send()
-            .await
-            .unwrap();
+        let res =
+            self.post("/v1/sites", &json!({"name": "www.example.com", "origins": [ORIGIN]})).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::CREATED);
-        res.json::<Value>().await.unwrap()["site_key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        res.json::<Value>().await.unwrap()["site_key"].as_str().unwrap().to_owned()
     }
 
     /// The standard test tenant: purposes `necessary` (notice_only), `analytics` (opt_in,
@@ -260,38 +208,10 @@ impl TestApp {
     /// the `privacy` revision 2021-02-01, and a site; returns the site key.
     pub async fn seed(&self) -> String {
         for (key, kind, model, basis, gpc, max_age) in [
-            (
-                "necessary",
-                "cookie_category",
-                "notice_only",
-                "legitimate_interest",
-                false,
-                None,
-            ),
-            (
-                "analytics",
-                "cookie_category",
-                "opt_in",
-                "consent",
-                false,
-                Some(395),
-            ),
-            (
-                "marketing_email",
-                "communication",
-                "opt_in",
-                "consent",
-                false,
-                Some(730),
-            ),
-            (
-                "sale_sharing",
-                "processing",
-                "opt_out",
-                "consent",
-                true,
-                None,
-            ),
+            ("necessary", "cookie_category", "notice_only", "legitimate_interest", false, None),
+            ("analytics", "cookie_category", "opt_in", "consent", false, Some(395)),
+            ("marketing_email", "communication", "opt_in", "consent", false, Some(730)),
+            ("sale_sharing", "processing", "opt_out", "consent", true, None),
         ] {
             let res = self
                 .put_purpose(
@@ -300,12 +220,7 @@ impl TestApp {
                            "consent_model": model, "legal_basis": basis, "gpc_applies": gpc, "max_age_days": max_age}),
                 )
                 .await;
-            assert_eq!(
-                res.status(),
-                StatusCode::CREATED,
-                "seeding {key}: {}",
-                res.text().await.unwrap()
-            );
+            assert_eq!(res.status(), StatusCode::CREATED, "seeding {key}: {}", res.text().await.unwrap());
         }
         let res = self
             .post_revision("privacy", json!({"revision_date": "2021-02-01", "url": "https://www.example.com/privacy", "requires_reconsent": false}))
@@ -316,15 +231,13 @@ impl TestApp {
 
     /// `POST /v1/sites/{site_key}/consents` from [`ORIGIN`].
     pub fn visitor_post(&self, site_key: &str, body: &Value) -> RequestBuilder {
-        self.client
-            .post(self.url(&format!("/v1/sites/{site_key}/consents")))
-            .header("Origin", ORIGIN)
-            .json(body)
+        self.client.post(self.url(&format!("/v1/sites/{site_key}/consents"))).header("Origin", ORIGIN).json(body)
     }
 
     /// Records a visitor's choices through the public endpoint; asserts 201.
     pub async fn record_visitor(&self, site_key: &str, visitor: &str, choices: Value) -> Value {
-        let body = json!({"visitor_id": visitor, "choices": choices, "policy_revision": "2021-02-01", "source": "banner"});
+        let body =
+            json!({"visitor_id": visitor, "choices": choices, "policy_revision": "2021-02-01", "source": "banner"});
         let res = self.visitor_post(site_key, &body).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::CREATED);
         res.json().await.unwrap()
@@ -336,60 +249,34 @@ impl TestApp {
     }
 
     pub async fn check(&self, purpose: &str, subjects: &[&str]) -> Vec<Value> {
-        let res = self
-            .post(
-                "/v1/consents/check",
-                &json!({"purpose": purpose, "subjects": subjects}),
-            )
-            .send()
-            .await
-            .unwrap();
+        let res =
+            self.post("/v1/consents/check", &json!({"purpose": purpose, "subjects": subjects})).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        res.json::<Value>().await.unwrap()["results"]
-            .as_array()
-            .unwrap()
-            .clone()
+        res.json::<Value>().await.unwrap()["results"].as_array().unwrap().clone()
     }
 
     pub async fn consents_of(&self, subject: &str) -> Value {
-        let res = self
-            .get(&format!("/v1/subjects/{subject}/consents"))
-            .send()
-            .await
-            .unwrap();
+        let res = self.get(&format!("/v1/subjects/{subject}/consents")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         res.json().await.unwrap()
     }
 
     pub async fn events_of(&self, subject: &str) -> Vec<Value> {
-        let res = self
-            .get(&format!("/v1/subjects/{subject}/events"))
-            .send()
-            .await
-            .unwrap();
+        let res = self.get(&format!("/v1/subjects/{subject}/events")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        res.json::<Value>().await.unwrap()["events"]
-            .as_array()
-            .unwrap()
-            .clone()
+        res.json::<Value>().await.unwrap()["events"].as_array().unwrap().clone()
     }
 }
 
 /// Asserts an RFC 9457 problem response and returns its body.
 pub async fn assert_problem(res: Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status, "unexpected status");
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let content_type = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], status);
     for field in ["type", "title", "detail"] {
-        assert!(
-            body[field].as_str().is_some_and(|s| !s.is_empty()),
-            "problem lacks {field}: {body}"
-        );
+        assert!(body[field].as_str().is_some_and(|s| !s.is_empty()), "problem lacks {field}: {body}");
     }
     body
 }

@@ -31,20 +31,9 @@ async fn config_lists_purposes_for_the_region_and_revisions_in_force(app: TestAp
     assert_eq!(config["site"]["site_key"], site);
     assert_eq!(config["region"], "US-NY");
     assert_eq!(config["gpc_honored"], true);
-    assert_eq!(
-        config["cookie_max_age_days"], 180,
-        "the shortest max_age_days"
-    );
-    let analytics = config["purposes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["key"] == "analytics")
-        .unwrap();
-    assert_eq!(
-        analytics["consent_model"], "opt_out",
-        "US entry applies to US-NY"
-    );
+    assert_eq!(config["cookie_max_age_days"], 180, "the shortest max_age_days");
+    let analytics = config["purposes"].as_array().unwrap().iter().find(|p| p["key"] == "analytics").unwrap();
+    assert_eq!(analytics["consent_model"], "opt_out", "US entry applies to US-NY");
     assert_eq!(analytics["title"], "Analytics");
     assert_eq!(
         config["policies"],
@@ -59,12 +48,7 @@ async fn config_lists_purposes_for_the_region_and_revisions_in_force(app: TestAp
         .json()
         .await
         .unwrap();
-    let analytics = de["purposes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["key"] == "analytics")
-        .unwrap();
+    let analytics = de["purposes"].as_array().unwrap().iter().find(|p| p["key"] == "analytics").unwrap();
     assert_eq!(analytics["consent_model"], "opt_in");
 }
 
@@ -81,21 +65,9 @@ async fn only_the_sites_origins_may_call(app: TestApp) {
         .unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
     let p = assert_problem(res, 403).await;
-    assert_eq!(
-        p["detail"],
-        "the origin 'https://evil.example' is not one of this site's origins"
-    );
-    let res = app
-        .client
-        .post(app.url(&format!("/v1/sites/{site}/consents")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        assert_problem(res, 403).await["detail"],
-        "send the Origin header of one of this site's origins"
-    );
+    assert_eq!(p["detail"], "the origin 'https://evil.example' is not one of this site's origins");
+    let res = app.client.post(app.url(&format!("/v1/sites/{site}/consents"))).json(&body).send().await.unwrap();
+    assert_eq!(assert_problem(res, 403).await["detail"], "send the Origin header of one of this site's origins");
     let res = app
         .client
         .get(app.url(&format!("/v1/sites/{site}/config")))
@@ -111,10 +83,15 @@ async fn only_the_sites_origins_may_call(app: TestApp) {
     let bad = json!({"visitor_id": "nope", "choices": {"analytics": true}, "policy_revision": "2021-02-01", "source": "banner"});
     let res = app.visitor_post(&site, &bad).send().await.unwrap();
     assert_eq!(res.headers()["access-control-allow-origin"], ORIGIN);
-    assert_eq!(
-        assert_problem(res, 400).await["errors"][0]["field"],
-        "visitor_id"
-    );
+    assert_eq!(assert_problem(res, 400).await["errors"][0]["field"], "visitor_id");
+    // A body that does not even deserialise is answered with CORS headers too.
+    let res = app
+        .visitor_post(&site, &json!({"visitor_id": VISITOR, "choices": {"analytics": true}, "source": "banner"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], ORIGIN);
+    assert!(assert_problem(res, 400).await["detail"].as_str().unwrap().contains("missing field `policy_revision`"));
 }
 
 async fn cors_preflight_answers_only_the_sites_origins(app: TestApp) {
@@ -125,19 +102,13 @@ async fn cors_preflight_answers_only_the_sites_origins(app: TestApp) {
         .request(reqwest::Method::OPTIONS, &url)
         .header("Origin", ORIGIN)
         .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "content-type,idempotency-key",
-        )
+        .header("Access-Control-Request-Headers", "content-type,idempotency-key")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
     assert_eq!(res.headers()["access-control-allow-origin"], ORIGIN);
-    assert!(res.headers()["access-control-allow-headers"]
-        .to_str()
-        .unwrap()
-        .contains("Idempotency-Key"));
+    assert!(res.headers()["access-control-allow-headers"].to_str().unwrap().contains("Idempotency-Key"));
     let res = app
         .client
         .request(reqwest::Method::OPTIONS, &url)
@@ -151,17 +122,9 @@ async fn cors_preflight_answers_only_the_sites_origins(app: TestApp) {
 
 async fn unknown_site_keys_are_404(app: TestApp) {
     app.seed().await;
-    let res = app
-        .client
-        .get(app.url("/v1/sites/pk_doesnotexist/config"))
-        .header("Origin", ORIGIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        assert_problem(res, 404).await["detail"],
-        "no site has the key 'pk_doesnotexist'"
-    );
+    let res =
+        app.client.get(app.url("/v1/sites/pk_doesnotexist/config")).header("Origin", ORIGIN).send().await.unwrap();
+    assert_eq!(assert_problem(res, 404).await["detail"], "no site has the key 'pk_doesnotexist'");
 }
 
 async fn browsers_may_not_claim_server_sources(app: TestApp) {
@@ -171,22 +134,13 @@ async fn browsers_may_not_claim_server_sources(app: TestApp) {
     assert_eq!(p["errors"][0]["field"], "source");
     let body = json!({"visitor_id": VISITOR, "choices": {"analytics": true}, "source": "banner"});
     let p = assert_problem(app.visitor_post(&site, &body).send().await.unwrap(), 400).await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("missing field `policy_revision`"),
-        "{p}"
-    );
+    assert!(p["detail"].as_str().unwrap().contains("missing field `policy_revision`"), "{p}");
 }
 
 async fn a_site_presents_only_its_purposes(app: TestApp) {
     app.seed().await;
     let res = app
-        .post(
-            "/v1/sites",
-            &json!({"name": "blog", "origins": [ORIGIN], "purposes": ["necessary", "analytics"]}),
-        )
+        .post("/v1/sites", &json!({"name": "blog", "origins": [ORIGIN], "purposes": ["necessary", "analytics"]}))
         .send()
         .await
         .unwrap();
@@ -194,62 +148,25 @@ async fn a_site_presents_only_its_purposes(app: TestApp) {
     let site: Value = res.json().await.unwrap();
     assert_eq!(site["purposes"], json!(["necessary", "analytics"]));
     let key = site["site_key"].as_str().unwrap();
-    let config: Value = app
-        .client
-        .get(app.url(&format!("/v1/sites/{key}/config")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let keys: Vec<&str> = config["purposes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["key"].as_str().unwrap())
-        .collect();
+    let config: Value =
+        app.client.get(app.url(&format!("/v1/sites/{key}/config"))).send().await.unwrap().json().await.unwrap();
+    let keys: Vec<&str> = config["purposes"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["analytics", "necessary"]);
     // Answering the site's one opt-in purpose is enough: marketing_email is not this site's to ask.
-    let res = app
-        .record_visitor(key, VISITOR, json!({"analytics": false}))
-        .await;
+    let res = app.record_visitor(key, VISITOR, json!({"analytics": false})).await;
     assert_eq!(res["consents"]["needs_consent"], false);
     assert!(res["consents"]["purposes"].get("marketing_email").is_none());
     let body = json!({"visitor_id": VISITOR, "choices": {"marketing_email": true}, "policy_revision": "2021-02-01", "source": "banner"});
     let p = assert_problem(app.visitor_post(key, &body).send().await.unwrap(), 400).await;
-    assert_eq!(
-        p["detail"],
-        "choices.marketing_email: 'marketing_email' is not one of this site's purposes"
-    );
+    assert_eq!(p["detail"], "choices.marketing_email: 'marketing_email' is not one of this site's purposes");
     // GPC still opts the person out of sale/sharing, which this site does not present (11 CCR §7025).
     let body = json!({"visitor_id": VISITOR, "choices": {"analytics": false}, "policy_revision": "2021-02-01", "source": "banner"});
-    let res: Value = app
-        .visitor_post(key, &body)
-        .header("Sec-GPC", "1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res: Value = app.visitor_post(key, &body).header("Sec-GPC", "1").send().await.unwrap().json().await.unwrap();
     assert_eq!(res["gpc_honored"], true);
-    assert_eq!(
-        app.consents_of(&format!("visitor:{VISITOR}")).await["purposes"]["sale_sharing"]["source"],
-        "gpc"
-    );
-    let res = app
-        .post(
-            "/v1/sites",
-            &json!({"name": "x", "origins": [ORIGIN], "purposes": ["ghost"]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        assert_problem(res, 400).await["errors"][0]["field"],
-        "purposes[0]"
-    );
+    assert_eq!(app.consents_of(&format!("visitor:{VISITOR}")).await["purposes"]["sale_sharing"]["source"], "gpc");
+    let res =
+        app.post("/v1/sites", &json!({"name": "x", "origins": [ORIGIN], "purposes": ["ghost"]})).send().await.unwrap();
+    assert_eq!(assert_problem(res, 400).await["errors"][0]["field"], "purposes[0]");
 }
 
 mod sdk {
@@ -258,80 +175,27 @@ mod sdk {
     crate::backend_tests!(the_sdk_and_the_demo_page_are_served);
 
     async fn the_sdk_and_the_demo_page_are_served(app: TestApp) {
-        let res = app
-            .client
-            .get(app.url("/sdk/consentry.js"))
-            .send()
-            .await
-            .unwrap();
+        let res = app.client.get(app.url("/sdk/consentry.js")).send().await.unwrap();
         assert_eq!(res.status(), 200);
-        assert_eq!(
-            res.headers()["content-type"],
-            "text/javascript; charset=utf-8"
-        );
-        assert_eq!(
-            res.headers()["cache-control"],
-            "public, max-age=3600, must-revalidate"
-        );
+        assert_eq!(res.headers()["content-type"], "text/javascript; charset=utf-8");
+        assert_eq!(res.headers()["cache-control"], "public, max-age=3600, must-revalidate");
         let etag = res.headers()["etag"].to_str().unwrap().to_owned();
         let body = res.bytes().await.unwrap();
-        let built = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/sdk-js/dist/consentry.js"
-        ))
-        .unwrap();
-        assert_eq!(
-            body.as_ref(),
-            built.as_slice(),
-            "the binary serves the committed build"
-        );
-        let res = app
-            .client
-            .get(app.url("/sdk/consentry.js"))
-            .header("If-None-Match", &etag)
-            .send()
-            .await
-            .unwrap();
+        let built = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk-js/dist/consentry.js")).unwrap();
+        assert_eq!(body.as_ref(), built.as_slice(), "the binary serves the committed build");
+        let res = app.client.get(app.url("/sdk/consentry.js")).header("If-None-Match", &etag).send().await.unwrap();
         assert_eq!(res.status(), 304);
-        assert_eq!(
-            app.client
-                .get(app.url("/sdk/consentry.mjs"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        assert_eq!(
-            app.client
-                .get(app.url("/sdk/consentry.core.mjs"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        crate::helpers::assert_problem(
-            app.client
-                .get(app.url("/sdk/other.js"))
-                .send()
-                .await
-                .unwrap(),
-            404,
-        )
-        .await;
+        assert_eq!(app.client.get(app.url("/sdk/consentry.mjs")).send().await.unwrap().status(), 200);
+        assert_eq!(app.client.get(app.url("/sdk/consentry.core.mjs")).send().await.unwrap().status(), 200);
+        crate::helpers::assert_problem(app.client.get(app.url("/sdk/other.js")).send().await.unwrap(), 404).await;
         // The demo needs the example tenant.
         let res = app.client.get(app.url("/demo")).send().await.unwrap();
         assert!(crate::helpers::assert_problem(res, 404).await["detail"]
             .as_str()
             .unwrap()
             .contains("consentry serve --demo"));
-        let file = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/ntt-cloud-communications/consentry.toml"
-        );
-        let summary: serde_json::Value =
-            serde_json::from_slice(&app.cli(&["apply", file]).stdout).unwrap();
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ntt-cloud-communications/consentry.toml");
+        let summary: serde_json::Value = serde_json::from_slice(&app.cli(&["apply", file]).stdout).unwrap();
         let site_key = summary["sites"]["www.example.com"].as_str().unwrap();
         let res = app.client.get(app.url("/demo")).send().await.unwrap();
         assert_eq!(res.status(), 200);

@@ -53,10 +53,7 @@ impl NewEvent {
     }
 
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(consent_events::table)
-            .values(self)
-            .execute(conn)
-            .map(drop)
+        diesel::insert_into(consent_events::table).values(self).execute(conn).map(drop)
     }
 }
 
@@ -78,11 +75,7 @@ impl Event {
     }
 
     /// Every event, by subject and then in recorded order (for `consentry ledger verify`).
-    pub fn all_by_subject(
-        conn: &mut AnyConnection,
-        after_seq: i64,
-        limit: i64,
-    ) -> QueryResult<Vec<Self>> {
+    pub fn all_by_subject(conn: &mut AnyConnection, after_seq: i64, limit: i64) -> QueryResult<Vec<Self>> {
         consent_events::table
             .filter(consent_events::seq.gt(after_seq))
             .order(consent_events::seq.asc())

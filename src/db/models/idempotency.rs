@@ -19,23 +19,11 @@ pub struct StoredResponse {
 }
 
 impl StoredResponse {
-    pub fn find(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        scope: &str,
-        key: &str,
-    ) -> QueryResult<Option<Self>> {
-        idempotency_keys::table
-            .find((tenant_id, scope, key))
-            .select(Self::as_select())
-            .first(conn)
-            .optional()
+    pub fn find(conn: &mut AnyConnection, tenant_id: &str, scope: &str, key: &str) -> QueryResult<Option<Self>> {
+        idempotency_keys::table.find((tenant_id, scope, key)).select(Self::as_select()).first(conn).optional()
     }
 
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(idempotency_keys::table)
-            .values(self)
-            .execute(conn)
-            .map(drop)
+        diesel::insert_into(idempotency_keys::table).values(self).execute(conn).map(drop)
     }
 }

@@ -12,11 +12,7 @@ impl InstanceKey {
     /// The secret named `name` (64 random bytes, hex), created if it does not exist yet.
     pub fn get_or_create(conn: &mut AnyConnection, name: &str) -> QueryResult<String> {
         let find = |conn: &mut AnyConnection| {
-            instance_keys::table
-                .find(name)
-                .select(instance_keys::secret)
-                .first::<String>(conn)
-                .optional()
+            instance_keys::table.find(name).select(instance_keys::secret).first::<String>(conn).optional()
         };
         if let Some(secret) = find(conn)? {
             return Ok(secret);
@@ -33,10 +29,9 @@ impl InstanceKey {
         match inserted {
             // Another instance created it first: use theirs.
             Ok(_)
-            | Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => find(conn)?.ok_or(diesel::result::Error::NotFound),
+            | Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+                find(conn)?.ok_or(diesel::result::Error::NotFound)
+            }
             Err(e) => Err(e),
         }
     }

@@ -25,9 +25,7 @@ pub fn utc(t: NaiveDateTime) -> DateTime<Utc> {
 
 /// A stored value that no longer parses: corrupt data, reported as a query error.
 pub fn corrupt(what: &str, value: &str) -> diesel::result::Error {
-    diesel::result::Error::DeserializationError(
-        format!("stored {what} '{value}' does not parse").into(),
-    )
+    diesel::result::Error::DeserializationError(format!("stored {what} '{value}' does not parse").into())
 }
 
 /// A fresh random id: UUIDv7 (time-ordered, RFC 9562 §5.7) in canonical text form.

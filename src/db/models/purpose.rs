@@ -46,8 +46,7 @@ impl PurposeRow {
             key: PurposeKey::parse(&self.key).map_err(|_| corrupt("purpose key", &self.key))?,
             title: self.title.clone(),
             description: self.description.clone(),
-            kind: PurposeKind::parse(&self.kind)
-                .ok_or_else(|| corrupt("purpose kind", &self.kind))?,
+            kind: PurposeKind::parse(&self.kind).ok_or_else(|| corrupt("purpose kind", &self.kind))?,
             consent_model: ConsentModel::parse(&self.consent_model)
                 .ok_or_else(|| corrupt("consent model", &self.consent_model))?,
             legal_basis: LegalBasis::parse(&self.legal_basis)
@@ -106,9 +105,7 @@ impl PurposeRow {
         if updated == 1 {
             return Ok(false);
         }
-        diesel::insert_into(purposes::table)
-            .values(self)
-            .execute(conn)?;
+        diesel::insert_into(purposes::table).values(self).execute(conn)?;
         Ok(true)
     }
 }

@@ -27,8 +27,7 @@ impl RevisionRow {
         let purposes = match &self.purposes {
             None => None,
             Some(json) => {
-                let keys: Vec<String> =
-                    serde_json::from_str(json).map_err(|_| corrupt("revision purposes", json))?;
+                let keys: Vec<String> = serde_json::from_str(json).map_err(|_| corrupt("revision purposes", json))?;
                 Some(
                     keys.iter()
                         .map(|k| PurposeKey::parse(k).map_err(|_| corrupt("purpose key", k)))
@@ -37,8 +36,7 @@ impl RevisionRow {
             }
         };
         Ok(Revision {
-            policy_key: PolicyKey::parse(&self.policy_key)
-                .map_err(|_| corrupt("policy key", &self.policy_key))?,
+            policy_key: PolicyKey::parse(&self.policy_key).map_err(|_| corrupt("policy key", &self.policy_key))?,
             revision_date: RevisionDate::parse(&self.revision_date)
                 .map_err(|_| corrupt("revision date", &self.revision_date))?,
             effective_at: utc(self.effective_at),
@@ -54,18 +52,11 @@ impl RevisionRow {
 
 impl RevisionRow {
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(policy_revisions::table)
-            .values(self)
-            .execute(conn)
-            .map(drop)
+        diesel::insert_into(policy_revisions::table).values(self).execute(conn).map(drop)
     }
 
     /// Revisions of one policy, oldest first.
-    pub fn list_for_policy(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        policy_key: &str,
-    ) -> QueryResult<Vec<Self>> {
+    pub fn list_for_policy(conn: &mut AnyConnection, tenant_id: &str, policy_key: &str) -> QueryResult<Vec<Self>> {
         policy_revisions::table
             .filter(policy_revisions::tenant_id.eq(tenant_id))
             .filter(policy_revisions::policy_key.eq(policy_key))
@@ -75,18 +66,11 @@ impl RevisionRow {
     }
 
     /// Every revision of the tenant in force at `now`, oldest first.
-    pub fn in_force(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        now: DateTime<Utc>,
-    ) -> QueryResult<Vec<Self>> {
+    pub fn in_force(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Vec<Self>> {
         policy_revisions::table
             .filter(policy_revisions::tenant_id.eq(tenant_id))
             .filter(policy_revisions::effective_at.le(naive(now)))
-            .order((
-                policy_revisions::revision_date.asc(),
-                policy_revisions::policy_key.asc(),
-            ))
+            .order((policy_revisions::revision_date.asc(), policy_revisions::policy_key.asc()))
             .select(Self::as_select())
             .load(conn)
     }

@@ -46,34 +46,23 @@ impl Site {
 
     /// The purpose keys the site presents; `None`: all of the tenant's.
     pub fn purposes(&self) -> Option<Vec<String>> {
-        self.purposes
-            .as_deref()
-            .map(|p| serde_json::from_str(p).unwrap_or_default())
+        self.purposes.as_deref().map(|p| serde_json::from_str(p).unwrap_or_default())
     }
 
     /// Whether `origin` (as sent in the `Origin` header) is one of the site's origins.
     /// Compared case-insensitively, as origins' scheme and host are (RFC 6454 §4).
     pub fn allows_origin(&self, origin: &str) -> bool {
-        self.origins()
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(origin))
+        self.origins().iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 }
 
 impl Site {
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(sites::table)
-            .values(self)
-            .execute(conn)
-            .map(drop)
+        diesel::insert_into(sites::table).values(self).execute(conn).map(drop)
     }
 
     pub fn find_by_key(conn: &mut AnyConnection, site_key: &str) -> QueryResult<Option<Self>> {
-        sites::table
-            .filter(sites::site_key.eq(site_key))
-            .select(Self::as_select())
-            .first(conn)
-            .optional()
+        sites::table.filter(sites::site_key.eq(site_key)).select(Self::as_select()).first(conn).optional()
     }
 
     pub fn list(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Self>> {

@@ -23,10 +23,8 @@ pub struct StateRow {
 impl StateRow {
     pub fn to_choice(&self) -> QueryResult<StoredChoice> {
         Ok(StoredChoice {
-            decision: Decision::parse(&self.decision)
-                .ok_or_else(|| corrupt("decision", &self.decision))?,
-            source: ConsentSource::parse(&self.source)
-                .ok_or_else(|| corrupt("source", &self.source))?,
+            decision: Decision::parse(&self.decision).ok_or_else(|| corrupt("decision", &self.decision))?,
+            source: ConsentSource::parse(&self.source).ok_or_else(|| corrupt("source", &self.source))?,
             policy_revision: match &self.policy_revision {
                 Some(r) => Some(RevisionDate::parse(r).map_err(|_| corrupt("revision date", r))?),
                 None => None,
@@ -38,11 +36,7 @@ impl StateRow {
 
 impl StateRow {
     /// Every purpose's state of one subject.
-    pub fn for_subject(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        subject_id: &str,
-    ) -> QueryResult<Vec<Self>> {
+    pub fn for_subject(conn: &mut AnyConnection, tenant_id: &str, subject_id: &str) -> QueryResult<Vec<Self>> {
         consent_states::table
             .filter(consent_states::tenant_id.eq(tenant_id))
             .filter(consent_states::subject_id.eq(subject_id))
@@ -68,26 +62,19 @@ impl StateRow {
     /// Writes the state; the caller holds the subject's lock (see `backend::lock_subject`).
     pub fn save(&self, conn: &mut AnyConnection, exists: bool) -> QueryResult<()> {
         if exists {
-            diesel::update(consent_states::table.find((
-                &self.tenant_id,
-                &self.purpose_key,
-                &self.subject_id,
-            )))
-            .set((
-                consent_states::decision.eq(&self.decision),
-                consent_states::event_id.eq(&self.event_id),
-                consent_states::policy_revision.eq(&self.policy_revision),
-                consent_states::source.eq(&self.source),
-                consent_states::occurred_at.eq(self.occurred_at),
-                consent_states::recorded_at.eq(self.recorded_at),
-            ))
-            .execute(conn)
-            .map(drop)
-        } else {
-            diesel::insert_into(consent_states::table)
-                .values(self)
+            diesel::update(consent_states::table.find((&self.tenant_id, &self.purpose_key, &self.subject_id)))
+                .set((
+                    consent_states::decision.eq(&self.decision),
+                    consent_states::event_id.eq(&self.event_id),
+                    consent_states::policy_revision.eq(&self.policy_revision),
+                    consent_states::source.eq(&self.source),
+                    consent_states::occurred_at.eq(self.occurred_at),
+                    consent_states::recorded_at.eq(self.recorded_at),
+                ))
                 .execute(conn)
                 .map(drop)
+        } else {
+            diesel::insert_into(consent_states::table).values(self).execute(conn).map(drop)
         }
     }
 }

@@ -20,18 +20,11 @@ impl DataSubject {
         subject_identifiers::table
             .filter(subject_identifiers::tenant_id.eq(tenant_id))
             .filter(subject_identifiers::identifier.eq_any(identifiers))
-            .select((
-                subject_identifiers::identifier,
-                subject_identifiers::subject_id,
-            ))
+            .select((subject_identifiers::identifier, subject_identifiers::subject_id))
             .load(conn)
     }
 
-    pub fn resolve(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        identifier: &str,
-    ) -> QueryResult<Option<String>> {
+    pub fn resolve(conn: &mut AnyConnection, tenant_id: &str, identifier: &str) -> QueryResult<Option<String>> {
         subject_identifiers::table
             .find((tenant_id, identifier))
             .select(subject_identifiers::subject_id)
@@ -70,11 +63,7 @@ impl DataSubject {
         Ok(id)
     }
 
-    pub fn set_chain_head(
-        conn: &mut AnyConnection,
-        subject_id: &str,
-        hash: &str,
-    ) -> QueryResult<()> {
+    pub fn set_chain_head(conn: &mut AnyConnection, subject_id: &str, hash: &str) -> QueryResult<()> {
         diesel::update(data_subjects::table.find(subject_id))
             .set(data_subjects::last_event_hash.eq(hash))
             .execute(conn)

@@ -21,19 +21,11 @@ impl Tenant {
     pub fn new(slug: &str, now: NaiveDateTime) -> Self {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        Self {
-            id: new_id(),
-            slug: slug.to_owned(),
-            subject_key: hex::encode(key),
-            created_at: now,
-        }
+        Self { id: new_id(), slug: slug.to_owned(), subject_key: hex::encode(key), created_at: now }
     }
 
     pub fn subject_key(&self) -> SubjectKey {
-        SubjectKey::from_bytes(
-            hex::decode(&self.subject_key)
-                .unwrap_or_else(|_| self.subject_key.clone().into_bytes()),
-        )
+        SubjectKey::from_bytes(hex::decode(&self.subject_key).unwrap_or_else(|_| self.subject_key.clone().into_bytes()))
     }
 
     /// Tenant slugs: lower-case `[a-z0-9-]{1,63}`, starting with a letter or digit.
@@ -41,40 +33,25 @@ impl Tenant {
         let ok = !slug.is_empty()
             && slug.len() <= 63
             && !slug.starts_with('-')
-            && slug
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "'{slug}' is not a tenant slug: use 1 to 63 of a-z, 0-9 and -"
-            ))
+            Err(format!("'{slug}' is not a tenant slug: use 1 to 63 of a-z, 0-9 and -"))
         }
     }
 }
 
 impl Tenant {
     pub fn find(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Self>> {
-        tenants::table
-            .find(id)
-            .select(Self::as_select())
-            .first(conn)
-            .optional()
+        tenants::table.find(id).select(Self::as_select()).first(conn).optional()
     }
 
     pub fn find_by_slug(conn: &mut AnyConnection, slug: &str) -> QueryResult<Option<Self>> {
-        tenants::table
-            .filter(tenants::slug.eq(slug))
-            .select(Self::as_select())
-            .first(conn)
-            .optional()
+        tenants::table.filter(tenants::slug.eq(slug)).select(Self::as_select()).first(conn).optional()
     }
 
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(tenants::table)
-            .values(self)
-            .execute(conn)
-            .map(drop)
+        diesel::insert_into(tenants::table).values(self).execute(conn).map(drop)
     }
 }

@@ -19,29 +19,18 @@ pub struct ApiToken {
 
 impl ApiToken {
     pub fn find(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Self>> {
-        api_tokens::table
-            .find(id)
-            .select(Self::as_select())
-            .first(conn)
-            .optional()
+        api_tokens::table.find(id).select(Self::as_select()).first(conn).optional()
     }
 
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(api_tokens::table)
-            .values(self)
-            .execute(conn)
-            .map(drop)
+        diesel::insert_into(api_tokens::table).values(self).execute(conn).map(drop)
     }
 
     /// Marks the token revoked; returns whether a live token was revoked.
     pub fn revoke(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
-        diesel::update(
-            api_tokens::table
-                .find(id)
-                .filter(api_tokens::revoked_at.is_null()),
-        )
-        .set(api_tokens::revoked_at.eq(Some(now)))
-        .execute(conn)
-        .map(|n| n == 1)
+        diesel::update(api_tokens::table.find(id).filter(api_tokens::revoked_at.is_null()))
+            .set(api_tokens::revoked_at.eq(Some(now)))
+            .execute(conn)
+            .map(|n| n == 1)
     }
 }
