@@ -5,7 +5,8 @@
 #      or a server answering at 127.0.0.1:5432 as user postgres. Set CONSENTRY_TEST_POSTGRES_URL=off
 #      to run SQLite only. When it is set and unreachable, the PostgreSQL tests fail.
 #   2. Contract fuzzing of the OpenAPI document with schemathesis (tests/contract/run.sh).
-#   3. The browser SDK's tests (sdk-js: vitest unit tests, size budgets, real-browser tests).
+#   3. The browser SDK's tests (sdk-js: vitest unit tests, size budgets, real-browser tests), and
+#      the browsable API reference (/docs) in the same real browser.
 # It installs what the tests need when it can (Debian packages as root, npm packages from the lockfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,4 +40,6 @@ if [ -f sdk-js/package.json ]; then
   echo "== sdk-js"
   command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || apt_install chromium
   (cd sdk-js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent test:all)
+  echo "== /docs in the browser"
+  node tests/contract/docs-browser.mjs
 fi

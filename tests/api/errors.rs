@@ -15,6 +15,8 @@ crate::backend_tests!(
     authentication_failures_are_401_problems,
     missing_scopes_are_403_problems,
     check_of_more_than_10000_subjects_is_413,
+    unsupported_methods_are_405_with_allow,
+    the_api_document_and_its_browsable_docs_are_served,
 );
 
 async fn malformed_json_is_a_problem(app: TestApp) {
@@ -197,4 +199,29 @@ async fn check_of_more_than_10000_subjects_is_413(app: TestApp) {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["results"].as_array().unwrap().len(), 10_000);
     assert_eq!(body["results"][9_999]["subject"], "user:9999");
+}
+
+/// RFC 9110 §15.5.6: a 405 names the methods the resource supports in `Allow`.
+async fn unsupported_methods_are_405_with_allow(app: TestApp) {
+    let res = app.client.delete(app.url("/v1/purposes/analytics")).bearer_auth(&app.token).send().await.unwrap();
+    assert_eq!(res.headers()["allow"], "GET, PUT");
+    let p = assert_problem(res, 405).await;
+    assert_eq!(p["detail"], "DELETE is not allowed on /v1/purposes/analytics; use GET, PUT");
+    let res = app.client.put(app.url("/v1/sites/pk_x/consents")).send().await.unwrap();
+    assert_eq!(res.headers()["allow"], "POST, OPTIONS");
+    assert_problem(res, 405).await;
+}
+
+async fn the_api_document_and_its_browsable_docs_are_served(app: TestApp) {
+    let doc: serde_json::Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap()).unwrap();
+    assert_eq!(doc, committed, "the server serves the committed document");
+    let res = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], "/docs/");
+    let page = app.client.get(app.url("/docs/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("swagger-ui-bundle.js"), "the docs page loads its assets from this server");
+    let res = app.client.get(app.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the docs assets are inside the binary, no CDN");
 }
