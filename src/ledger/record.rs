@@ -3,7 +3,7 @@
 
 use super::view::{index, SubjectView, TenantRules};
 use super::LedgerError;
-use crate::db::backend::{is_retryable, lock_subject, write_transaction};
+use crate::db::backend::{is_retryable, lock_subject, lock_tenant_feed, write_transaction};
 use crate::db::models::event::NewEvent;
 use crate::db::models::idempotency::StoredResponse;
 use crate::db::models::state::StateRow;
@@ -221,6 +221,9 @@ fn write(
         }
     }
 
+    if !pending.is_empty() {
+        lock_tenant_feed(conn, tenant_id)?;
+    }
     let mut event_ids = Vec::with_capacity(pending.len());
     for p in pending {
         let mut event = NewEvent {

@@ -379,6 +379,25 @@ pub struct EventResponse {
     pub hash: String,
 }
 
+impl EventResponse {
+    pub fn from_row(r: crate::db::models::event::NewEvent) -> Result<Self, diesel::result::Error> {
+        Ok(Self {
+            decision: Decision::parse(&r.decision)
+                .ok_or_else(|| crate::db::models::corrupt("decision", &r.decision))?,
+            source: ConsentSource::parse(&r.source).ok_or_else(|| crate::db::models::corrupt("source", &r.source))?,
+            id: r.id,
+            purpose: r.purpose_key,
+            policy_revision: r.policy_revision,
+            region: r.region,
+            site_id: r.site_id,
+            occurred_at: utc(r.occurred_at),
+            recorded_at: utc(r.recorded_at),
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        })
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventList {
     pub subject: String,
@@ -420,26 +439,6 @@ pub async fn list_subject_events(
             })
         })
         .await?;
-    let events = events
-        .into_iter()
-        .map(|e| {
-            let r = e.row;
-            Ok(EventResponse {
-                decision: Decision::parse(&r.decision)
-                    .ok_or_else(|| crate::db::models::corrupt("decision", &r.decision))?,
-                source: ConsentSource::parse(&r.source)
-                    .ok_or_else(|| crate::db::models::corrupt("source", &r.source))?,
-                id: r.id,
-                purpose: r.purpose_key,
-                policy_revision: r.policy_revision,
-                region: r.region,
-                site_id: r.site_id,
-                occurred_at: utc(r.occurred_at),
-                recorded_at: utc(r.recorded_at),
-                prev_hash: r.prev_hash,
-                hash: r.hash,
-            })
-        })
-        .collect::<Result<Vec<_>, diesel::result::Error>>()?;
+    let events = events.into_iter().map(|e| EventResponse::from_row(e.row)).collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(EventList { subject: subject.to_string(), events }))
 }

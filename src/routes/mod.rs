@@ -2,6 +2,7 @@
 //! ledger or the models, and render responses; they hold no rules of their own.
 
 pub mod consents;
+pub mod events;
 pub mod health;
 pub mod policies;
 pub mod public;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     purposes::configure(cfg);
     policies::configure(cfg);
     consents::configure(cfg);
+    events::configure(cfg);
     public::configure(cfg);
     sdk::configure(cfg);
 }

@@ -214,8 +214,10 @@ async fn unsupported_methods_are_405_with_allow(app: TestApp) {
 
 async fn the_api_document_and_its_browsable_docs_are_served(app: TestApp) {
     let doc: serde_json::Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    let committed: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap()).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(doc, committed, "the server serves the committed document");
     let res = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(res.status(), 308);

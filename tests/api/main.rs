@@ -6,6 +6,7 @@ mod helpers;
 mod cli;
 mod consents;
 mod errors;
+mod feed;
 mod gpc;
 mod isolation;
 mod management;

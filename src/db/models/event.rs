@@ -74,6 +74,18 @@ impl Event {
             .load(conn)
     }
 
+    /// A tenant's events after position `after_seq`, in commit order (see
+    /// `backend::lock_tenant_feed`), with the stored identifiers of each event's subject.
+    pub fn feed(conn: &mut AnyConnection, tenant_id: &str, after_seq: i64, limit: i64) -> QueryResult<Vec<Self>> {
+        consent_events::table
+            .filter(consent_events::tenant_id.eq(tenant_id))
+            .filter(consent_events::seq.gt(after_seq))
+            .order(consent_events::seq.asc())
+            .limit(limit)
+            .select(Self::as_select())
+            .load(conn)
+    }
+
     /// Every event, by subject and then in recorded order (for `consentry ledger verify`).
     pub fn all_by_subject(conn: &mut AnyConnection, after_seq: i64, limit: i64) -> QueryResult<Vec<Self>> {
         consent_events::table

@@ -63,6 +63,20 @@ impl DataSubject {
         Ok(id)
     }
 
+    /// The stored identifiers of each subject, as (subject id, identifier), by identifier.
+    pub fn identifiers_of(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        subject_ids: &[&str],
+    ) -> QueryResult<Vec<(String, String)>> {
+        subject_identifiers::table
+            .filter(subject_identifiers::tenant_id.eq(tenant_id))
+            .filter(subject_identifiers::subject_id.eq_any(subject_ids))
+            .order(subject_identifiers::identifier.asc())
+            .select((subject_identifiers::subject_id, subject_identifiers::identifier))
+            .load(conn)
+    }
+
     pub fn set_chain_head(conn: &mut AnyConnection, subject_id: &str, hash: &str) -> QueryResult<()> {
         diesel::update(data_subjects::table.find(subject_id))
             .set(data_subjects::last_event_hash.eq(hash))
