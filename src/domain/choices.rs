@@ -76,6 +76,11 @@ impl Choices {
         Ok(Self(out))
     }
 
+    /// No choices (a request that only carries a GPC signal).
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &(PurposeKey, Decision)> {
         self.0.iter()
     }

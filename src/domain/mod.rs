@@ -25,6 +25,7 @@ macro_rules! string_schema {
 pub(crate) use string_schema;
 
 pub mod choices;
+pub mod deadline;
 pub mod identifiers;
 pub mod ledger;
 pub mod policy;

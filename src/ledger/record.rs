@@ -61,14 +61,17 @@ pub struct Recorded {
     pub gpc_conflicts: Vec<String>,
 }
 
-/// A fresh result, or the stored response of an earlier request with the same key.
+/// A fresh result with its response body, or the stored response of an earlier request with
+/// the same key.
 pub enum Outcome {
-    Fresh(Recorded),
+    Fresh { recorded: Recorded, body: String },
     Replay { status: u16, body: String },
 }
 
-/// Records the choices. `render` turns a fresh result into the response body stored for
-/// idempotent replays (it is stored in the same transaction as the events).
+/// Records the choices. `finish` runs inside the same transaction after the events are
+/// written: it may write what belongs with them (e.g. an opt-out request) and returns the
+/// response body, which is stored for idempotent replays. With `gpc` set, `choices` may be
+/// empty: the request then only applies the signal.
 ///
 /// Errors: [`LedgerError::Field`] for unknown purposes, refused `notice_only` purposes, a bad
 /// `policy_revision`, `occurred_at` in the future; [`LedgerError::IdempotencyKeyReused`].
@@ -77,9 +80,13 @@ pub fn record_choices(
     rules: &TenantRules,
     req: &RecordRequest<'_>,
     status: u16,
-    render: impl Fn(&Recorded) -> String,
+    mut finish: impl FnMut(&mut AnyConnection, &Recorded) -> Result<String, LedgerError>,
 ) -> Result<Outcome, LedgerError> {
-    let choices = Choices::parse(req.choices, |k| rules.purpose(k.as_str()).map(|p| p.model_in(req.region)))?;
+    let choices = if req.choices.is_empty() && req.gpc {
+        Choices::none()
+    } else {
+        Choices::parse(req.choices, |k| rules.purpose(k.as_str()).map(|p| p.model_in(req.region)))?
+    };
     let revision = validate_revision(rules, req.policy_revision)?;
     let occurred_at = to_micros(req.occurred_at.unwrap_or(rules.now));
     if occurred_at > rules.now + MAX_CLOCK_SKEW {
@@ -103,6 +110,7 @@ pub fn record_choices(
                 }
             }
             let recorded = write(conn, rules, req, &choices, revision, occurred_at)?;
+            let body = finish(conn, &recorded)?;
             if let Some(claim) = &req.idempotency {
                 StoredResponse {
                     tenant_id: rules.tenant_id.clone(),
@@ -110,12 +118,12 @@ pub fn record_choices(
                     key: claim.key.clone(),
                     request_hash: claim.request_hash.clone(),
                     status: i32::from(status),
-                    response: render(&recorded),
+                    response: body.clone(),
                     created_at: naive(rules.now),
                 }
                 .insert(conn)?;
             }
-            Ok(Outcome::Fresh(recorded))
+            Ok(Outcome::Fresh { recorded, body })
         });
         match result {
             Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,

@@ -99,13 +99,11 @@ pub async fn record_and_respond(
             let key = tenant.subject_key();
             let owned = build(&subject, &key);
             let req = owned.borrow(&subject, &key);
-            let outcome = ledger::record_choices(conn, &rules, &req, 201, |r| {
-                serde_json::to_string(&record_response(&subject, r)).unwrap_or_default()
+            let outcome = ledger::record_choices(conn, &rules, &req, 201, |_, r| {
+                Ok(serde_json::to_string(&record_response(&subject, r)).unwrap_or_default())
             })?;
             Ok(match outcome {
-                Outcome::Fresh(r) => {
-                    (201, serde_json::to_string(&record_response(&subject, &r)).unwrap_or_default(), false)
-                }
+                Outcome::Fresh { body, .. } => (201, body, false),
                 Outcome::Replay { status, body } => (status, body, true),
             })
         })

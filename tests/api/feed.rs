@@ -134,9 +134,9 @@ mod commit_order {
                     request_hash: "x".into(),
                 }),
             };
-            record_choices(&mut conn, &rules, &req, 201, |_| {
+            record_choices(&mut conn, &rules, &req, 201, |_, _| {
                 std::thread::sleep(Duration::from_millis(1500));
-                "{}".into()
+                Ok("{}".into())
             })
             .unwrap();
         });
