@@ -102,6 +102,29 @@ pub fn apply_example(state: &AppState) -> Result<Option<ApplySummary>, BoxError>
     .map(Some)
 }
 
+/// Lets the demo page work on whatever port `serve --demo` listens on: adds
+/// `http://127.0.0.1:<port>` and `http://localhost:<port>` to the example site's origins.
+pub fn allow_demo_origins(state: &AppState, port: u16) -> Result<(), BoxError> {
+    let mut conn = state.pool.get()?;
+    let Some(tenant) = Tenant::find_by_slug(&mut conn, crate::routes::sdk::DEMO_TENANT)? else { return Ok(()) };
+    let Some(site) = Site::list(&mut conn, &tenant.id)?.into_iter().find(|s| s.name == crate::routes::sdk::DEMO_SITE)
+    else {
+        return Ok(());
+    };
+    let mut origins = site.origins();
+    let before = origins.len();
+    for host in ["127.0.0.1", "localhost"] {
+        let origin = format!("http://{host}:{port}");
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    if origins.len() != before {
+        write_transaction(&mut conn, |conn| Site::set_origins(conn, &site.id, &origins))?;
+    }
+    Ok(())
+}
+
 /// Applies a tenant file's text; `read` returns the bytes of a `text_file`.
 pub fn apply_text(
     state: &AppState,

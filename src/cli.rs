@@ -125,12 +125,20 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Tokens { command: TokenCommand::Issue { tenant, scopes, ttl } } => {
-            let scopes = scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>()?;
+            let mut scopes = scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>()?;
+            scopes.sort_by_key(|s| s.as_str());
+            scopes.dedup();
             let expires_at = match ttl {
                 None => None,
                 Some(ttl) => {
                     let d = humantime::parse_duration(&ttl).map_err(|e| format!("--ttl '{ttl}': {e}"))?;
-                    Some(Utc::now() + chrono::Duration::from_std(d).map_err(|e| format!("--ttl '{ttl}': {e}"))?)
+                    let too_long =
+                        || format!("--ttl '{ttl}' is too long; leave it out for a token that does not expire");
+                    let d = chrono::Duration::from_std(d).map_err(|_| too_long())?;
+                    if d < chrono::Duration::seconds(1) {
+                        return Err(format!("--ttl '{ttl}' must be at least 1s").into());
+                    }
+                    Some(Utc::now().checked_add_signed(d).ok_or_else(too_long)?)
                 }
             };
             let state = open_state(&settings)?;
@@ -200,9 +208,9 @@ fn serve(settings: Settings, demo: bool) -> CliResult {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    if demo {
-        let state = open_state(&settings)?;
-        match crate::apply::apply_example(&state)? {
+    let demo_state = if demo { Some(open_state(&settings)?) } else { None };
+    if let Some(state) = &demo_state {
+        match crate::apply::apply_example(state)? {
             Some(summary) => {
                 // Printed once, on stdout, so that the README's tour can pick it up.
                 println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -217,6 +225,10 @@ fn serve(settings: Settings, demo: bool) -> CliResult {
     actix_web::rt::System::new().block_on(async move {
         let listen = settings.listen.clone();
         let app = Application::build(settings).await?;
+        if let Some(state) = &demo_state {
+            crate::apply::allow_demo_origins(state, app.port())?;
+            tracing::info!("demo: open http://127.0.0.1:{}/demo", app.port());
+        }
         tracing::info!("consentry listening on http://{}", listen.replace(":0", &format!(":{}", app.port())));
         app.run_until_stopped().await?;
         Ok(())

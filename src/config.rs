@@ -5,6 +5,7 @@ use std::path::Path;
 
 /// The settings of one process (server or CLI command).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `sqlite://<path>` (default `sqlite://data/consentry.db`, created on first start),
     /// or `postgres://…` / `postgresql://…`.

@@ -48,8 +48,9 @@ pub struct FieldProblem {
 /// An error of a request, as the client sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    /// One or more fields at fault; `detail` names the first and counts the rest.
+    #[error("{}", describe_fields(.0))]
+    Invalid(Vec<FieldProblem>),
     #[error("{0}")]
     MalformedBody(String),
     #[error("{0}")]
@@ -66,6 +67,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     IdempotencyKeyReused(String),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("the database is busy; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -74,7 +77,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), message: message.into() }
+        Self::Invalid(vec![FieldProblem { field: field.into(), message: message.into() }])
     }
 
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -84,7 +87,10 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         match self {
-            Self::Invalid { .. } => (S::BAD_REQUEST, "invalid-request", "The request is invalid"),
+            Self::Invalid(_) => (S::BAD_REQUEST, "invalid-request", "The request is invalid"),
+            Self::RequestTimeout(_) => {
+                (S::REQUEST_TIMEOUT, "request-timeout", "The request body did not arrive in time")
+            }
             Self::MalformedBody(_) => {
                 (S::BAD_REQUEST, "malformed-body", "The request body is not valid JSON of the expected shape")
             }
@@ -107,7 +113,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.parts();
         let errors = match self {
-            Self::Invalid { field, message } => vec![FieldProblem { field: field.clone(), message: message.clone() }],
+            Self::Invalid(fields) => fields.clone(),
             _ => Vec::new(),
         };
         Problem {
@@ -117,6 +123,23 @@ impl ApiError {
             detail: self.to_string(),
             errors,
         }
+    }
+}
+
+fn describe_fields(fields: &[FieldProblem]) -> String {
+    match fields {
+        [] => "the request is invalid".into(),
+        [one] => format!("{}: {}", one.field, one.message),
+        [first, rest @ ..] => {
+            format!("{}: {} (and {} more field(s), see errors)", first.field, first.message, rest.len())
+        }
+    }
+}
+
+impl ApiError {
+    /// Several fields at fault at once.
+    pub fn invalid_fields(fields: Vec<crate::domain::FieldError>) -> Self {
+        Self::Invalid(fields.into_iter().map(|f| FieldProblem { field: f.field, message: f.message }).collect())
     }
 }
 
@@ -158,7 +181,7 @@ impl ResponseError for ApiError {
 
 impl From<crate::domain::FieldError> for ApiError {
     fn from(e: crate::domain::FieldError) -> Self {
-        Self::Invalid { field: e.field, message: e.message }
+        Self::invalid(e.field, e.message)
     }
 }
 
@@ -184,6 +207,7 @@ impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         match e {
             LedgerError::Field(f) => f.into(),
+            LedgerError::Fields(fields) => Self::invalid_fields(fields),
             LedgerError::IdempotencyKeyReused(_) => Self::IdempotencyKeyReused(e.to_string()),
             LedgerError::Db(db) => db.into(),
         }

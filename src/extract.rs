@@ -23,6 +23,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req.app_data::<web::Data<AppState>>().map_or(1 << 20, |s| s.max_body_bytes);
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let encoding = req.headers().get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").to_owned());
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -30,28 +31,45 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
         Box::pin(async move {
-            let essence =
-                content_type.as_deref().map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-            let is_json = essence.as_deref().is_some_and(|e| e == "application/json" || e.ends_with("+json"));
-            if !is_json {
+            let mut params = content_type.as_deref().unwrap_or("").split(';');
+            let essence = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let charset_ok = params.all(|p| match p.split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                    v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+                }
+                _ => true,
+            });
+            let is_json = essence == "application/json" || essence.ends_with("+json");
+            if !is_json || !charset_ok {
                 return Err(ApiError::UnsupportedMediaType(format!(
-                    "Content-Type must be application/json, not {}",
+                    "Content-Type must be application/json (UTF-8, RFC 8259 §8.1), not {}",
                     content_type.as_deref().unwrap_or("absent")
+                )));
+            }
+            if let Some(enc) = encoding.filter(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "Content-Encoding '{enc}' is not accepted; send the body unencoded"
                 )));
             }
             let too_large = || ApiError::PayloadTooLarge(format!("the body exceeds the limit of {limit} bytes"));
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large());
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::MalformedBody(format!("the body could not be read: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large());
+            let read = async {
+                let mut body = web::BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk =
+                        chunk.map_err(|e| ApiError::MalformedBody(format!("the body could not be read: {e}")))?;
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
-            let body = body.freeze();
+                Ok(body.freeze())
+            };
+            let body = actix_web::rt::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| {
+                ApiError::RequestTimeout(format!("the body did not arrive within {} seconds", BODY_TIMEOUT.as_secs()))
+            })??;
             let de = &mut serde_json::Deserializer::from_slice(&body);
             match serde_path_to_error::deserialize::<_, T>(de) {
                 Ok(value) => Ok(JsonBody(value, body)),
@@ -62,15 +80,35 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                         inner.classify(),
                         serde_json::error::Category::Syntax | serde_json::error::Category::Eof
                     );
-                    if syntax || path.is_empty() || path == "." {
-                        Err(ApiError::MalformedBody(format!("body: {inner}")))
+                    let message = inner.to_string();
+                    if syntax {
+                        return Err(ApiError::MalformedBody(format!("body: {message}")));
+                    }
+                    // The position matters for syntax errors only; a field error names its field.
+                    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+                    if let Some(name) = named_field(&message) {
+                        // "missing field `x`" is reported at the enclosing object: name x itself.
+                        let field =
+                            if path.is_empty() || path == "." { name.to_owned() } else { format!("{path}.{name}") };
+                        Err(ApiError::invalid(field, message))
+                    } else if path.is_empty() || path == "." {
+                        Err(ApiError::MalformedBody(format!("body: {message}")))
                     } else {
-                        Err(ApiError::invalid(path, inner.to_string()))
+                        Err(ApiError::invalid(path, message))
                     }
                 }
             }
         })
     }
+}
+
+/// How long a request body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The field a serde message names: `missing field `x``, `duplicate field `x``.
+pub fn named_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `").or_else(|| message.strip_prefix("duplicate field `"))?;
+    rest.split('`').next().filter(|f| !f.is_empty())
 }
 
 /// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
@@ -91,4 +129,46 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// (GPC specification §3.1: any other value is to be ignored).
 pub fn has_gpc(req: &HttpRequest) -> bool {
     req.headers().get("Sec-GPC").is_some_and(|v| v.as_bytes() == b"1")
+}
+
+/// Deserialises a JSON object into a map, refusing a key given twice (serde's maps keep the
+/// last value silently, which would hide a contradictory submission).
+pub fn unique_keys<'de, D, V>(d: D) -> Result<std::collections::BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: serde::Deserialize<'de>,
+{
+    struct Keys<V>(std::marker::PhantomData<V>);
+    impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Keys<V> {
+        type Value = std::collections::BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = std::collections::BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "'{}' is given twice",
+                        crate::domain::truncate(&key)
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Keys(std::marker::PhantomData))
+}
+
+/// [`unique_keys`] for an optional object.
+pub fn unique_keys_opt<'de, D, V>(d: D) -> Result<Option<std::collections::BTreeMap<String, V>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: serde::Deserialize<'de>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(bound = "V: serde::Deserialize<'de>")]
+    struct Wrap<V>(#[serde(deserialize_with = "unique_keys")] std::collections::BTreeMap<String, V>);
+    <Option<Wrap<V>> as serde::Deserialize>::deserialize(d).map(|w| w.map(|w| w.0))
 }

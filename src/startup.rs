@@ -114,6 +114,15 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
                     Ok(res)
                 }
             })
+            // HEAD is GET without the body (RFC 9110 §9.3.2): actix routes match GET, and the
+            // HTTP layer drops the body of a response to a HEAD request.
+            .wrap_fn(|mut req: ServiceRequest, srv| {
+                use actix_web::dev::Service;
+                if req.method() == actix_web::http::Method::HEAD {
+                    req.head_mut().method = actix_web::http::Method::GET;
+                }
+                srv.call(req)
+            })
             .wrap(actix_web::middleware::Compress::default())
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
     });
@@ -154,6 +163,9 @@ impl KnownRoutes {
                 .map(|(path, item)| {
                     let mut methods: Vec<&'static str> =
                         routes::operations_mut(item).into_iter().map(|(m, _)| m).collect();
+                    if let Some(i) = methods.iter().position(|m| *m == "GET") {
+                        methods.insert(i + 1, "HEAD");
+                    }
                     if path.starts_with("/v1/sites/{site_key}/") {
                         methods.push("OPTIONS");
                     }

@@ -45,6 +45,23 @@ where
     }
 }
 
+/// [`write_transaction`], run again (at most 4 times in all) after an error that
+/// [`is_retryable`]: e.g. two requests creating the same key at once, where the loser's second
+/// run finds the winner's row.
+pub fn write_transaction_retrying<T>(
+    conn: &mut AnyConnection,
+    mut f: impl FnMut(&mut AnyConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match write_transaction(conn, &mut f) {
+            Err(e) if attempt < 4 && is_retryable(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Serialises writers of one data subject's hash chain until the transaction ends.
 ///
 /// PostgreSQL: `SELECT … FOR NO KEY UPDATE` on the subject row. SQLite: nothing to do, the

@@ -36,8 +36,8 @@ pub enum DbError {
     EmptySqlitePath(String),
     #[error("cannot create the directory {0} for the SQLite database: {1}")]
     CreateDir(PathBuf, std::io::Error),
-    #[error("cannot connect to {backend} at {url}: {source}")]
-    Connect { backend: &'static str, url: String, source: r2d2::Error },
+    #[error("cannot connect to {backend} at {url}: {reason}")]
+    Connect { backend: &'static str, url: String, reason: String },
     #[error("cannot run migrations: {0}")]
     Migrate(String),
     #[error(transparent)]
@@ -145,11 +145,16 @@ pub fn connect(url: &str, pool_size: u32) -> Result<Pool, DbError> {
             std::fs::create_dir_all(dir).map_err(|e| DbError::CreateDir(dir.to_owned(), e))?;
         }
     }
+    let manager = ConnectionManager { url: url.clone() };
+    let failed = |reason: String| DbError::Connect { backend: url.backend(), url: url.redacted(), reason };
+    // One direct attempt first: a wrong host or password fails at once, with its own message,
+    // instead of after the pool's timeout and a page of retries.
+    r2d2::ManageConnection::connect(&manager).map_err(|e| failed(e.to_string().trim().to_owned()))?;
     let pool = r2d2::Pool::builder()
         .max_size(pool_size.max(1))
         .connection_timeout(Duration::from_secs(5))
-        .build(ConnectionManager { url: url.clone() })
-        .map_err(|source| DbError::Connect { backend: url.backend(), url: url.redacted(), source })?;
+        .build(manager)
+        .map_err(|e| failed(e.to_string()))?;
     let mut conn = pool.get()?;
     run_migrations(&mut conn)?;
     Ok(pool)

@@ -49,8 +49,8 @@ impl fmt::Debug for SubjectKey {
 /// [`SubjectIdentifier::parse`] accepts; the whole identifier is at most 260 characters.
 pub const SUBJECT_PATTERN: &str = concat!(
     "^(visitor:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
-    "|user:[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,128}",
-    "|email:[^@\\s\\x00-\\x1f\\x7f-\\x9f]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+",
+    "|user:[^\\s\\x00-\\x1f\\x7f-\\x9f\\uFFFD]{1,128}",
+    "|email:[^@\\s\\x00-\\x1f\\x7f-\\x9f\\uFFFD]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+",
     "|phone:\\+[1-9][0-9]{7,14})$"
 );
 
@@ -130,8 +130,10 @@ impl fmt::Display for SubjectIdentifier {
     }
 }
 
+/// Not whitespace, not a control character, and not U+FFFD, which stands in for bytes that were
+/// not UTF-8 (a percent-encoded path with invalid UTF-8 decodes to it).
 fn is_visible(c: char) -> bool {
-    !c.is_whitespace() && !c.is_control()
+    !c.is_whitespace() && !c.is_control() && c != char::REPLACEMENT_CHARACTER
 }
 
 /// A UUID in its hyphenated 8-4-4-4-12 form (RFC 9562 §4), any case.

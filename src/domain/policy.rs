@@ -1,7 +1,7 @@
 //! Policy documents and their revisions.
 
 use super::purpose::{truncate, PurposeKey};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use std::fmt;
 
 /// A policy key such as `privacy` or `cookies`: lower-case `[a-z0-9_]{1,64}`.
@@ -34,7 +34,8 @@ impl RevisionDate {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let well_formed = raw.len() == 10 && raw.as_bytes()[4] == b'-' && raw.as_bytes()[7] == b'-';
         match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-            Ok(date) if well_formed => Ok(Self(date)),
+            Ok(date) if well_formed && date.year() >= 1970 => Ok(Self(date)),
+            Ok(_) if well_formed => Err(format!("'{}' is before 1970", truncate(raw))),
             _ => Err(format!("'{}' is not a date in the form YYYY-MM-DD", truncate(raw))),
         }
     }
@@ -49,8 +50,9 @@ impl RevisionDate {
     }
 }
 
-super::string_schema!(RevisionDate, pattern: "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", min: 10, max: 10,
-    "A revision date, YYYY-MM-DD (a valid calendar date).", example: "2021-02-01");
+super::string_schema!(RevisionDate,
+    pattern: "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$", min: 10, max: 10,
+    "A revision date, YYYY-MM-DD: a valid calendar date from 1970 on.", example: "2021-02-01");
 
 super::string_schema!(PolicyKey, pattern: super::purpose::KEY_PATTERN, min: 1, max: 64,
     "A policy key such as privacy or cookies: 1 to 64 of a-z, 0-9 and _.", example: "privacy");
@@ -92,7 +94,7 @@ mod tests {
     #[test]
     fn revision_dates_are_strict_iso_dates() {
         assert_eq!(RevisionDate::parse("2021-02-01").unwrap().to_string(), "2021-02-01");
-        for bad in ["2021-2-1", "2021-02-30", "01.02.2021", "2021-02-01T00:00:00Z", ""] {
+        for bad in ["2021-2-1", "2021-02-30", "01.02.2021", "2021-02-01T00:00:00Z", "", "0000-01-01", "1969-12-31"] {
             assert!(RevisionDate::parse(bad).is_err(), "{bad}");
         }
     }

@@ -13,6 +13,9 @@ use utoipa::ToSchema;
 /// The most subjects one check may name.
 pub const MAX_CHECK_SUBJECTS: usize = 10_000;
 
+/// The most malformed subjects one error response lists.
+const MAX_REPORTED_ERRORS: usize = 100;
+
 /// Rows per `IN (…)` list: below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
 const CHUNK: usize = 5_000;
 
@@ -28,7 +31,8 @@ pub struct CheckResult {
 
 /// Checks `purpose` for each subject, in request order, from a constant number of queries
 /// per 5,000 subjects (one to resolve identifiers, one for states). Unknown subjects are
-/// `not_asked`. Errors: a malformed subject, naming its index (`subjects[3]`).
+/// `not_asked`. Errors: the malformed subjects, each named by its index (`subjects[3]`), at
+/// most 100.
 pub fn check_subjects(
     conn: &mut AnyConnection,
     rules: &TenantRules,
@@ -37,15 +41,20 @@ pub fn check_subjects(
     subjects: &[String],
     region: Option<&RegionCode>,
 ) -> Result<Vec<CheckResult>, LedgerError> {
-    let stored: Vec<String> = subjects
-        .iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            SubjectIdentifier::parse(raw)
-                .map(|id| id.stored_form(subject_key))
-                .map_err(|e| FieldError::new(format!("subjects[{i}]"), e.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    let mut stored: Vec<String> = Vec::with_capacity(subjects.len());
+    let mut errors = Vec::new();
+    for (i, raw) in subjects.iter().enumerate() {
+        match SubjectIdentifier::parse(raw) {
+            Ok(id) => stored.push(id.stored_form(subject_key)),
+            Err(e) if errors.len() < MAX_REPORTED_ERRORS => {
+                errors.push(FieldError::new(format!("subjects[{i}]"), e.to_string()))
+            }
+            Err(_) => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LedgerError::Fields(errors));
+    }
 
     let mut unique: Vec<&str> = stored.iter().map(String::as_str).collect();
     unique.sort_unstable();

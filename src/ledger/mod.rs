@@ -18,6 +18,9 @@ pub enum LedgerError {
     /// Input that is well-formed but not acceptable (400), naming the field.
     #[error(transparent)]
     Field(#[from] FieldError),
+    /// Several fields at fault (400), e.g. every malformed subject of a check.
+    #[error("{} fields are invalid", .0.len())]
+    Fields(Vec<FieldError>),
     /// An `Idempotency-Key` reused for a different request (422).
     #[error("the Idempotency-Key '{0}' was already used for a different request; use a new key for a new request")]
     IdempotencyKeyReused(String),

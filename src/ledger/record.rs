@@ -88,9 +88,12 @@ pub fn record_choices(
         Choices::parse(req.choices, |k| rules.purpose(k.as_str()).map(|p| p.model_in(req.region)))?
     };
     let revision = validate_revision(rules, req.policy_revision)?;
-    let occurred_at = to_micros(req.occurred_at.unwrap_or(rules.now));
-    if occurred_at > rules.now + MAX_CLOCK_SKEW {
+    let occurred_at = req.occurred_at.map(to_micros);
+    if occurred_at.is_some_and(|t| t > rules.now + MAX_CLOCK_SKEW) {
         return Err(FieldError::new("occurred_at", "is in the future: it is when the person decided").into());
+    }
+    if occurred_at.is_some_and(|t| t.timestamp() < 0) {
+        return Err(FieldError::new("occurred_at", "is before 1970: not a decision this ledger can have seen").into());
     }
     if req.source.is_opt_out_signal() && choices.iter().any(|(_, d)| *d == Decision::Granted) {
         return Err(FieldError::new(
@@ -176,13 +179,16 @@ fn write(
     req: &RecordRequest<'_>,
     choices: &Choices,
     revision: Option<RevisionDate>,
-    occurred_at: DateTime<Utc>,
+    explicit_occurred_at: Option<DateTime<Utc>>,
 ) -> Result<Recorded, LedgerError> {
     let tenant_id = &rules.tenant_id;
-    let now = to_micros(rules.now);
     let stored_identifier = req.subject.stored_form(req.subject_key);
-    let subject_id = DataSubject::resolve_or_create(conn, tenant_id, &stored_identifier, naive(now))?;
+    let subject_id = DataSubject::resolve_or_create(conn, tenant_id, &stored_identifier, naive(rules.now))?;
     let mut head = lock_subject(conn, &subject_id)?;
+    // Read the clock only now, holding the subject's lock: decisions of one subject then get
+    // times in the order they commit, and the newest decision is the last one written.
+    let now = to_micros(Utc::now());
+    let occurred_at = explicit_occurred_at.unwrap_or(now);
     let mut states = index(StateRow::for_subject(conn, tenant_id, &subject_id)?);
 
     let mut pending: Vec<Pending> = Vec::new();
@@ -255,9 +261,10 @@ fn write(
         event_ids.push(event.id.clone());
 
         // The state follows the newest decision by occurred_at; an older decision recorded
-        // later (e.g. an import) is kept as an event but does not override a newer one.
+        // later (an import with its own occurred_at) is kept as an event but does not
+        // override a newer one. A live decision (no occurred_at) is always the newest.
         let current = states.get(event.purpose_key.as_str());
-        let newer = current.is_none_or(|s| utc(s.occurred_at) <= occurred_at);
+        let newer = explicit_occurred_at.is_none() || current.is_none_or(|s| utc(s.occurred_at) <= occurred_at);
         if newer && !p.state_unchanged {
             let exists = current.is_some();
             let row = StateRow {

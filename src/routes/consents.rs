@@ -45,8 +45,10 @@ pub struct ConsentState {
 pub struct RecordResponse {
     /// The events written, one per purpose whose decision changed (empty when nothing changed).
     pub event_ids: Vec<String>,
-    /// The state after recording.
-    pub consents: ConsentState,
+    /// The state after recording. Absent on `POST /v1/consents` when the token lacks
+    /// `consents:read`: writing does not grant reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consents: Option<ConsentState>,
     /// True when a Global Privacy Control signal was received and honoured: show
     /// "Opt-Out Request Honored" (11 CCR §7025(c)(6)).
     pub gpc_honored: bool,
@@ -60,10 +62,10 @@ pub fn consent_state(subject: &SubjectIdentifier, view: &ledger::SubjectView) ->
     ConsentState { subject: subject.to_string(), needs_consent: view.needs_consent, purposes: view.purposes.clone() }
 }
 
-pub fn record_response(subject: &SubjectIdentifier, r: &Recorded) -> RecordResponse {
+pub fn record_response(subject: &SubjectIdentifier, r: &Recorded, with_state: bool) -> RecordResponse {
     RecordResponse {
         event_ids: r.event_ids.clone(),
-        consents: consent_state(subject, &r.view),
+        consents: with_state.then(|| consent_state(subject, &r.view)),
         gpc_honored: r.gpc_honored,
         gpc_conflicts: r.gpc_conflicts.clone(),
     }
@@ -79,17 +81,21 @@ pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Resul
         h.update(req.path().as_bytes());
         h.update(b"\n");
         h.update(body);
+        // The signal changes what the request does, so a retry must carry the same.
+        h.update(if crate::extract::has_gpc(req) { "\ngpc" } else { "\n" });
         IdempotencyClaim { scope, key, request_hash: hex::encode(h.finalize()) }
     }))
 }
 
 /// Runs a recording and renders 201 (or the replayed first response, with
 /// `Idempotent-Replayed: true`).
-/// `presented`: the purposes the response shows (a site's list; `None`: all).
+/// `presented`: the purposes the response shows (a site's list; `None`: all); `with_state`:
+/// whether it shows the state at all.
 pub async fn record_and_respond(
     state: &AppState,
     tenant: Tenant,
     presented: Option<Vec<String>>,
+    with_state: bool,
     subject: SubjectIdentifier,
     build: impl FnOnce(&SubjectIdentifier, &crate::domain::SubjectKey) -> RecordRequestOwned + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
@@ -100,7 +106,7 @@ pub async fn record_and_respond(
             let owned = build(&subject, &key);
             let req = owned.borrow(&subject, &key);
             let outcome = ledger::record_choices(conn, &rules, &req, 201, |_, r| {
-                Ok(serde_json::to_string(&record_response(&subject, r)).unwrap_or_default())
+                Ok(serde_json::to_string(&record_response(&subject, r, with_state)).unwrap_or_default())
             })?;
             Ok(match outcome {
                 Outcome::Fresh { body, .. } => (201, body, false),
@@ -164,6 +170,7 @@ pub struct RecordConsents {
     pub subject: String,
     /// Purpose key → granted (`true`) or refused (`false`); 1 to 200 purposes.
     #[schema(value_type = crate::domain::choices::ChoicesSchema)]
+    #[serde(deserialize_with = "crate::extract::unique_keys")]
     pub choices: BTreeMap<String, bool>,
     /// The revision date (`YYYY-MM-DD`) of the policy text the person saw; must be in force.
     #[serde(default)]
@@ -207,7 +214,8 @@ pub async fn record_consents(
     let region = parse_region(body.region.as_deref())?;
     let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
     let tenant = load_tenant(&state, &caller).await?;
-    record_and_respond(&state, tenant, None, subject, move |_, _| RecordRequestOwned {
+    let with_state = caller.require(Scope::ConsentsRead).is_ok();
+    record_and_respond(&state, tenant, None, with_state, subject, move |_, _| RecordRequestOwned {
         choices: body.choices,
         policy_revision: body.policy_revision,
         source: body.source,

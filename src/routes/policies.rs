@@ -172,6 +172,13 @@ pub async fn create_revision(
             Some(parsed)
         }
     };
+    let earliest = date.start_of_day_utc() - chrono::Duration::days(1);
+    if body.effective_at.is_some_and(|t| t < earliest) {
+        return Err(ApiError::invalid(
+            "effective_at",
+            "is more than a day before revision_date: a revision cannot take effect before it was written",
+        ));
+    }
     let now = now();
     let row = RevisionRow {
         id: new_id(),

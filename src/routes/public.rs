@@ -37,7 +37,8 @@ pub struct ConfigQuery {
     /// ISO 3166-1 alpha-2 or ISO 3166-2 code (`US-CA`): consent models are resolved for it.
     #[param(value_type = Option<RegionCode>)]
     pub region: Option<String>,
-    /// BCP 47 language tag of the visitor (echoed; titles are the tenant's text).
+    /// BCP 47 language tag of the visitor, e.g. `en-US` (echoed; titles are the tenant's text).
+    #[param(pattern = "^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8}){0,7}$")]
     pub locale: Option<String>,
 }
 
@@ -105,6 +106,17 @@ pub async fn get_site_config(
     query: web::Query<ConfigQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let region = parse_region(query.region.as_deref())?;
+    if let Some(locale) = &query.locale {
+        let ok = locale.len() <= 71
+            && locale.split('-').enumerate().all(|(i, part)| {
+                (1..=8).contains(&part.len())
+                    && part.bytes().all(|b| if i == 0 { b.is_ascii_alphabetic() } else { b.is_ascii_alphanumeric() })
+            })
+            && locale.split('-').count() <= 8;
+        if !ok {
+            return Err(ApiError::invalid("locale", "must be a BCP 47 language tag such as en or en-US"));
+        }
+    }
     let tenant_id = site.tenant.id.clone();
     let presented = site.site.purposes();
     let rules = state.db(move |conn| Ok(TenantRules::load(conn, &tenant_id, now())?.presenting(presented))).await?;
@@ -141,7 +153,7 @@ pub async fn get_site_config(
     let config = SiteConfig {
         site: PublicSiteInfo { site_key: site.site.site_key.clone(), name: site.site.name.clone() },
         region: region.map(|r| r.to_string()),
-        locale: query.locale.clone().filter(|l| l.len() <= 35),
+        locale: query.locale.clone(),
         gpc_honored: purposes.iter().any(|p| p.gpc_applies),
         cookie_max_age_days,
         policies,
@@ -221,6 +233,7 @@ pub struct RecordVisitorConsents {
     pub visitor_id: String,
     /// Purpose key → granted (`true`) or refused (`false`); 1 to 200 of the site's purposes.
     #[schema(value_type = crate::domain::choices::ChoicesSchema)]
+    #[serde(deserialize_with = "crate::extract::unique_keys")]
     pub choices: BTreeMap<String, bool>,
     /// The revision date (`YYYY-MM-DD`) of the policy shown; must be in force.
     #[schema(value_type = RevisionDate)]
@@ -280,7 +293,7 @@ pub async fn record_visitor_consents(
     let gpc = has_gpc(&req) || body.gpc == Some(true);
     let idempotency = idempotency_claim(&req, format!("site:{}", site.site.id), &raw)?;
     let site_id = site.site.id.clone();
-    record_and_respond(&state, site.tenant, presented, visitor, move |_, _| RecordRequestOwned {
+    record_and_respond(&state, site.tenant, presented, true, visitor, move |_, _| RecordRequestOwned {
         choices: body.choices,
         policy_revision: Some(body.policy_revision),
         source: body.source.into(),

@@ -1,7 +1,7 @@
 //! `PUT /v1/purposes/{key}`, `GET /v1/purposes`, `GET /v1/purposes/{key}`.
 
 use crate::auth::{Caller, Scope};
-use crate::db::backend::write_transaction;
+use crate::db::backend::write_transaction_retrying;
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::{naive, utc};
 use crate::domain::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, RegionCode, RegionalModels};
@@ -50,7 +50,7 @@ pub struct PutPurpose {
     pub max_age_days: Option<u32>,
     /// Region code (ISO 3166-1 alpha-2 or ISO 3166-2, e.g. `US-CA`) → consent model there;
     /// the most specific code wins.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::unique_keys_opt")]
     #[schema(value_type = Option<BTreeMap<RegionCode, ConsentModel>>)]
     pub regions: Option<BTreeMap<String, ConsentModel>>,
 }
@@ -165,12 +165,13 @@ pub async fn put_purpose(
     let row = PurposeRow::from_domain(&caller.tenant_id, &purpose, naive(now()));
     let (created, created_at, updated_at) = state
         .db(move |conn| {
-            write_transaction(conn, |conn| {
+            write_transaction_retrying(conn, |conn| {
                 let created = row.upsert(conn)?;
                 let (_, created_at, updated_at) =
                     PurposeRow::find(conn, &row.tenant_id, &row.key)?.ok_or(diesel::result::Error::NotFound)?;
                 Ok((created, utc(created_at), utc(updated_at)))
             })
+            .map_err(ApiError::from)
         })
         .await?;
     let body = response(&purpose, created_at, updated_at);

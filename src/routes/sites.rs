@@ -83,6 +83,9 @@ pub use crate::PORT_PATTERN;
 /// An origin as `POST /v1/sites` takes it: `http(s)://host[:port]`, an optional final `/`.
 pub const ORIGIN_PATTERN: &str = concat!("^https?://[A-Za-z0-9.-]+(:", PORT_PATTERN!(), ")?/?$");
 
+/// The longest origin accepted: a 253-character host (RFC 1035 §2.3.4), scheme and port.
+pub const MAX_ORIGIN_LEN: usize = 270;
+
 /// The schema of [`ORIGIN_PATTERN`] origins.
 pub struct Origin;
 
@@ -91,6 +94,7 @@ impl utoipa::PartialSchema for Origin {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .pattern(Some(ORIGIN_PATTERN))
+            .max_length(Some(MAX_ORIGIN_LEN))
             .description(Some(
                 "An origin: http or https, a host of letters, digits, dots and hyphens, an optional port.",
             ))
@@ -106,6 +110,9 @@ pub fn parse_origin(raw: &str) -> Result<String, String> {
     let bad = |why: &str| format!("'{}' is not an origin: {why}", crate::domain::truncate(raw));
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| regex::Regex::new(ORIGIN_PATTERN).expect("a valid pattern"));
+    if raw.len() > MAX_ORIGIN_LEN {
+        return Err(bad(&format!("at most {MAX_ORIGIN_LEN} characters")));
+    }
     if !re.is_match(raw) {
         let why = if raw.starts_with("http://") || raw.starts_with("https://") {
             "an origin is scheme://host[:port], with no path, query, fragment or credentials"
@@ -173,7 +180,14 @@ pub async fn create_site(
                         .map(|k| k.to_string())
                         .map_err(|m| ApiError::invalid(format!("purposes[{i}]"), m))
                 })
-                .collect::<Result<Vec<_>, _>>()?,
+                .collect::<Result<Vec<String>, _>>()?
+                .into_iter()
+                .fold(Vec::new(), |mut unique, k| {
+                    if !unique.contains(&k) {
+                        unique.push(k);
+                    }
+                    unique
+                }),
         ),
     };
     let site = Site::new(&caller.tenant_id, &name, &origins, purposes.as_deref(), naive(now()));

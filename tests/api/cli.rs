@@ -41,6 +41,11 @@ async fn token_scopes_are_checked_by_the_cli(app: TestApp) {
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "error: no tenant 'nobody'");
     let out = app.cli(&["tokens", "revoke", "no-such-id"]);
     assert!(!out.status.success());
+    let out = app.cli(&["tokens", "issue", "--tenant", "acme", "--scope", "admin", "--ttl", "99999999999d"]);
+    assert_eq!(out.status.code(), Some(1), "no panic: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is too long"));
+    let out = app.cli(&["tokens", "issue", "--tenant", "acme", "--scope", "admin", "--ttl", "0s"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1s"));
 }
 
 async fn the_example_tenant_comes_from_the_fixture_policy(app: TestApp) {

@@ -13,11 +13,13 @@ crate::backend_tests!(
     idempotency_key_reused_for_another_request_is_refused,
     concurrent_retries_with_one_key_write_once,
     concurrent_submissions_keep_one_unbroken_chain,
+    conflicting_concurrent_decisions_are_applied_in_commit_order,
     events_form_a_hash_chain_that_ledger_verify_accepts,
     events_cannot_be_updated_or_deleted,
     email_and_phone_are_normalised_and_stored_only_as_keyed_hashes,
     server_side_records_carry_occurred_at,
     subject_events_list_what_was_decided,
+    writing_does_not_grant_reading,
 );
 
 async fn one_event_per_changed_purpose(app: TestApp) {
@@ -247,4 +249,55 @@ async fn subject_events_list_what_was_decided(app: TestApp) {
     assert_eq!(e["source"], "banner");
     assert!(e["site_id"].as_str().is_some());
     assert_eq!(app.events_of("user:unknown").await, Vec::<Value>::new());
+}
+
+/// 40 simultaneous, alternating decisions for one person: each is applied in the order it
+/// commits, so the ledger never holds the same decision twice in a row, every response shows
+/// the decision it wrote, and the state is the last event.
+async fn conflicting_concurrent_decisions_are_applied_in_commit_order(app: TestApp) {
+    let site = app.seed().await;
+    let requests = (0..40).map(|i| {
+        let body = json!({"visitor_id": VISITOR, "choices": {"analytics": i % 2 == 0}, "policy_revision": "2021-02-01", "source": "banner"});
+        let req = app.visitor_post(&site, &body).send();
+        async move { (i % 2 == 0, req.await.unwrap()) }
+    });
+    for (granted, res) in join_all(requests).await {
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        let wrote = !body["event_ids"].as_array().unwrap().is_empty();
+        let status = body["consents"]["purposes"]["analytics"]["status"].as_str().unwrap().to_owned();
+        if wrote {
+            assert_eq!(status, if granted { "granted" } else { "denied" }, "a 201 shows the decision it wrote");
+        }
+    }
+    let events = app.events_of(&format!("visitor:{VISITOR}")).await;
+    for pair in events.windows(2) {
+        assert_ne!(pair[0]["decision"], pair[1]["decision"], "an event is written only when the decision changes");
+        let at = |e: &Value| chrono::DateTime::parse_from_rfc3339(e["recorded_at"].as_str().unwrap()).unwrap();
+        assert!(at(&pair[0]) <= at(&pair[1]), "recorded_at follows the chain");
+    }
+    let last = events.last().unwrap()["decision"].as_str().unwrap().to_owned();
+    let state = app.consents_of(&format!("visitor:{VISITOR}")).await;
+    assert_eq!(state["purposes"]["analytics"]["decision"], last.as_str());
+}
+
+/// A `consents:write` token records, but the response does not show the state it cannot read.
+async fn writing_does_not_grant_reading(app: TestApp) {
+    app.seed().await;
+    let (write_only, _) = app.issue_token("acme", &["consents:write"], None);
+    let res = app
+        .client
+        .post(app.url("/v1/consents"))
+        .bearer_auth(&write_only)
+        .json(&json!({"subject": "user:1", "choices": {"analytics": true}, "source": "api"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["event_ids"].as_array().unwrap().len(), 1);
+    assert!(body.get("consents").is_none(), "{body}");
+    let res = app.record(json!({"subject": "user:1", "choices": {"analytics": false}, "source": "api"})).await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["consents"]["purposes"]["analytics"]["status"], "denied", "an admin token sees the state");
 }

@@ -66,7 +66,20 @@ async fn a_missing_field_is_named(app: TestApp) {
     app.seed().await;
     let res = app.record(json!({"subject": "user:1", "source": "api"})).await;
     let p = assert_problem(res, 400).await;
-    assert!(p["detail"].as_str().unwrap().contains("missing field `choices`"), "{p}");
+    assert_eq!(p["errors"][0]["field"], "choices", "{p}");
+    assert_eq!(p["detail"], "choices: missing field `choices`");
+    // A key given twice inside choices is refused, not silently resolved.
+    let res = app
+        .client
+        .post(app.url("/v1/consents"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(r#"{"subject":"user:1","source":"api","choices":{"analytics":true,"analytics":false}}"#)
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(res, 400).await;
+    assert_eq!(p["detail"], "choices: 'analytics' is given twice");
 }
 
 async fn oversized_bodies_are_413(app: TestApp) {
@@ -87,7 +100,31 @@ async fn non_json_bodies_are_415(app: TestApp) {
         .await
         .unwrap();
     let p = assert_problem(res, 415).await;
-    assert_eq!(p["detail"], "Content-Type must be application/json, not text/plain");
+    assert_eq!(p["detail"], "Content-Type must be application/json (UTF-8, RFC 8259 §8.1), not text/plain");
+    let res = app
+        .client
+        .post(app.url("/v1/sites"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json; charset=utf-16")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 415).await;
+    let res = app
+        .client
+        .post(app.url("/v1/sites"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        assert_problem(res, 415).await["detail"],
+        "Content-Encoding 'gzip' is not accepted; send the body unencoded"
+    );
 }
 
 async fn unknown_routes_are_404_problems(app: TestApp) {
@@ -121,6 +158,9 @@ async fn bad_identifiers_say_why(app: TestApp) {
     let p = assert_problem(res, 400).await;
     assert!(p["detail"].as_str().unwrap().contains("missing field") || p["errors"][0]["field"] == "key", "{p}");
     let res = app.get("/v1/subjects/visitor:nope/consents").send().await.unwrap();
+    assert_problem(res, 400).await;
+    // Bytes that are not UTF-8 do not become a subject named U+FFFD.
+    let res = app.get("/v1/subjects/user:%FF/events").send().await.unwrap();
     assert_problem(res, 400).await;
 }
 
@@ -204,9 +244,13 @@ async fn check_of_more_than_10000_subjects_is_413(app: TestApp) {
 /// RFC 9110 §15.5.6: a 405 names the methods the resource supports in `Allow`.
 async fn unsupported_methods_are_405_with_allow(app: TestApp) {
     let res = app.client.delete(app.url("/v1/purposes/analytics")).bearer_auth(&app.token).send().await.unwrap();
-    assert_eq!(res.headers()["allow"], "GET, PUT");
+    assert_eq!(res.headers()["allow"], "GET, HEAD, PUT");
     let p = assert_problem(res, 405).await;
-    assert_eq!(p["detail"], "DELETE is not allowed on /v1/purposes/analytics; use GET, PUT");
+    assert_eq!(p["detail"], "DELETE is not allowed on /v1/purposes/analytics; use GET, HEAD, PUT");
+    // HEAD is GET without a body.
+    let res = app.client.head(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.unwrap().is_empty());
     let res = app.client.put(app.url("/v1/sites/pk_x/consents")).send().await.unwrap();
     assert_eq!(res.headers()["allow"], "POST, OPTIONS");
     assert_problem(res, 405).await;
@@ -218,7 +262,7 @@ async fn the_api_document_and_its_browsable_docs_are_served(app: TestApp) {
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(doc, committed, "the server serves the committed document");
+    assert!(doc == committed, "the server serves the committed document");
     let res = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(res.status(), 308);
     assert_eq!(res.headers()["location"], "/docs/");

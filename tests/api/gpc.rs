@@ -7,6 +7,7 @@ crate::backend_tests!(
     sec_gpc_1_denies_gpc_purposes_with_source_gpc_11_ccr_7025,
     only_the_exact_value_1_is_a_signal,
     a_grant_against_the_signal_is_recorded_but_not_allowed_11_ccr_7025_c_3,
+    a_retry_that_adds_the_signal_is_not_a_replay,
 );
 
 fn body(choices: Value) -> Value {
@@ -80,4 +81,21 @@ async fn a_grant_against_the_signal_is_recorded_but_not_allowed_11_ccr_7025_c_3(
     let decisions: Vec<(&str, &str)> =
         events.iter().map(|e| (e["source"].as_str().unwrap(), e["decision"].as_str().unwrap())).collect();
     assert_eq!(decisions, [("gpc", "denied"), ("banner", "granted")], "both are on the record");
+}
+
+/// The same body and key, first without and then with `Sec-GPC: 1`: the signal changes the
+/// request, so the second is refused rather than answered from the first (and its opt-out lost).
+async fn a_retry_that_adds_the_signal_is_not_a_replay(app: TestApp) {
+    let site = app.seed().await;
+    let first =
+        app.visitor_post(&site, &body(json!({"analytics": true}))).header("Idempotency-Key", "k").send().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let second = app
+        .visitor_post(&site, &body(json!({"analytics": true})))
+        .header("Idempotency-Key", "k")
+        .header("Sec-GPC", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 422);
 }

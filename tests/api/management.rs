@@ -7,6 +7,7 @@ crate::backend_tests!(
     sites_are_created_with_normalised_origins_and_listed,
     invalid_origins_name_the_entry,
     purposes_are_created_then_replaced,
+    concurrent_creation_of_one_purpose_creates_it_once,
     purpose_definitions_are_validated,
     revisions_are_published_once_and_listed,
     revision_fields_are_validated,
@@ -139,4 +140,12 @@ async fn revision_fields_are_validated(app: TestApp) {
     }
     let list: Value = app.get("/v1/policies/privacy/revisions").send().await.unwrap().json().await.unwrap();
     assert_eq!(list["revisions"], json!([]), "nothing was stored");
+}
+
+async fn concurrent_creation_of_one_purpose_creates_it_once(app: TestApp) {
+    let body = json!({"title": "T", "description": "", "kind": "processing", "consent_model": "opt_in", "legal_basis": "consent", "gpc_applies": false});
+    let results = futures_util::future::join_all((0..20).map(|_| app.put_purpose("newsletter", body.clone()))).await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 19, "{statuses:?}");
 }

@@ -65,6 +65,11 @@ impl Site {
         sites::table.filter(sites::site_key.eq(site_key)).select(Self::as_select()).first(conn).optional()
     }
 
+    pub fn set_origins(conn: &mut AnyConnection, id: &str, origins: &[String]) -> QueryResult<()> {
+        let json = serde_json::to_string(origins).unwrap_or_else(|_| "[]".into());
+        diesel::update(sites::table.find(id)).set(sites::origins.eq(json)).execute(conn).map(drop)
+    }
+
     pub fn list(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Self>> {
         sites::table
             .filter(sites::tenant_id.eq(tenant_id))
