@@ -19,6 +19,10 @@ pub struct Settings {
     /// HTTP worker threads (default: one per CPU core).
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Days that are not business days besides weekends, `YYYY-MM-DD`, for the deadlines of
+    /// opt-out requests (11 CCR §7026(f)); e.g. `holidays = ["2026-12-25"]` in the file.
+    #[serde(default)]
+    pub holidays: Vec<chrono::NaiveDate>,
     /// `tracing` filter, e.g. `info` or `consentry=debug` (default `info`).
     pub log: String,
 }

@@ -38,7 +38,12 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let secret =
         InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY).map_err(DbError::from)?;
     let keys = TokenKeys::from_secret(&secret).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
-    Ok(AppState { pool, keys: Arc::new(keys), max_body_bytes: settings.max_body_bytes })
+    Ok(AppState {
+        pool,
+        keys: Arc::new(keys),
+        max_body_bytes: settings.max_body_bytes,
+        calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
+    })
 }
 
 /// A bound, not yet running server.

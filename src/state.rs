@@ -13,6 +13,8 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Business days for request deadlines.
+    pub calendar: Arc<crate::domain::deadline::BusinessCalendar>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).

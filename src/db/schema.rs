@@ -147,3 +147,17 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_states,
     idempotency_keys,
 );
+
+diesel::table! {
+    opt_out_requests (id) {
+        id -> Text,
+        tenant_id -> Text,
+        subject_id -> Text,
+        channel -> Text,
+        scope -> Text,
+        received_at -> Timestamp,
+        due_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}

@@ -176,6 +176,17 @@ pub fn evaluate(
     Evaluation { status, allowed, reason, expires_at }
 }
 
+/// How long a business must wait after a consumer opted out of sale/sharing before asking them
+/// to opt back in: "at least 12 months" (Cal. Civ. Code §1798.135(c)(4)).
+pub const REPROMPT_WAIT_MONTHS: u32 = 12;
+
+/// When the person may be asked again to allow a sale/sharing purpose (`gpc_applies`) they
+/// refused; `None` when nothing holds the question back.
+pub fn reprompt_after(sale_or_sharing: bool, choice: Option<&StoredChoice>) -> Option<DateTime<Utc>> {
+    let refusal = choice.filter(|c| sale_or_sharing && c.decision == Decision::Denied)?;
+    refusal.occurred_at.checked_add_months(chrono::Months::new(REPROMPT_WAIT_MONTHS))
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned));
@@ -258,6 +269,16 @@ mod tests {
         let no_limit = PurposeRule { model: ConsentModel::OptIn, max_age_days: None };
         let e = evaluate(&p, no_limit, Some(&c), &[], at(2030, 1, 1));
         assert_eq!((e.status, e.expires_at), (Status::Granted, None));
+    }
+
+    /// Cal. Civ. Code §1798.135(c)(4): 12 months before asking to opt back in.
+    #[test]
+    fn an_opt_out_of_sale_or_sharing_holds_the_question_back_12_months_civ_code_1798_135_c_4() {
+        let refusal = choice(Decision::Denied, ConsentSource::OptOutRequest, at(2021, 3, 1));
+        assert_eq!(reprompt_after(true, Some(&refusal)), Some(at(2022, 3, 1)));
+        assert_eq!(reprompt_after(false, Some(&refusal)), None, "only sale/sharing purposes");
+        let grant = choice(Decision::Granted, ConsentSource::Banner, at(2021, 3, 1));
+        assert_eq!(reprompt_after(true, Some(&grant)), None);
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl TenantRules {
             updated_at: choice.map(|c| c.occurred_at),
             expires_at: e.expires_at,
             source: choice.map(|c| c.source),
+            reprompt_after: crate::domain::status::reprompt_after(purpose.gpc_applies, choice),
         }
     }
 }
@@ -124,6 +125,10 @@ pub struct PurposeState {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<ConsentSource>,
+    /// After an opt-out of sale/sharing: do not ask the person to opt back in before this
+    /// instant (Cal. Civ. Code §1798.135(c)(4), 12 months).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reprompt_after: Option<DateTime<Utc>>,
 }
 
 /// The state of the subject behind `stored_identifier` (all `not_asked` when unknown).

@@ -38,6 +38,10 @@ pub struct ConsentState {
     /// True when any `opt_in` purpose is `not_asked`, `stale` or `expired`.
     pub needs_consent: bool,
     pub purposes: BTreeMap<String, PurposeState>,
+    /// On the public endpoint: whether the request carried the GPC signal (`Sec-GPC: 1`) and it
+    /// was honoured, so the page can show "Opt-Out Request Honored" (11 CCR §7025(c)(6)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpc_honored: Option<bool>,
 }
 
 /// The result of recording choices.
@@ -59,7 +63,12 @@ pub struct RecordResponse {
 }
 
 pub fn consent_state(subject: &SubjectIdentifier, view: &ledger::SubjectView) -> ConsentState {
-    ConsentState { subject: subject.to_string(), needs_consent: view.needs_consent, purposes: view.purposes.clone() }
+    ConsentState {
+        subject: subject.to_string(),
+        needs_consent: view.needs_consent,
+        purposes: view.purposes.clone(),
+        gpc_honored: None,
+    }
 }
 
 pub fn record_response(subject: &SubjectIdentifier, r: &Recorded, with_state: bool) -> RecordResponse {

@@ -4,6 +4,7 @@
 pub mod consents;
 pub mod events;
 pub mod health;
+pub mod opt_outs;
 pub mod policies;
 pub mod public;
 pub mod purposes;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     policies::configure(cfg);
     consents::configure(cfg);
     events::configure(cfg);
+    opt_outs::configure(cfg);
     public::configure(cfg);
     sdk::configure(cfg);
 }
@@ -56,6 +58,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         (name = "purposes", description = "Purposes and cookie categories with their consent models"),
         (name = "policies", description = "Policy documents and their revisions"),
         (name = "consents", description = "Recording, reading and checking consent (server-to-server)"),
+        (name = "opt-outs", description = "CCPA requests to opt out of sale/sharing, with their deadlines"),
         (name = "public", description = "Browser endpoints of a site, called by the SDK"),
         (name = "sdk", description = "The browser SDK and its demo page"),
         (name = "health", description = "Liveness and readiness"),

@@ -23,7 +23,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(get_site_config).service(get_visitor_consents).service(record_visitor_consents);
+    cfg.service(get_site_config)
+        .service(get_visitor_consents)
+        .service(record_visitor_consents)
+        .service(get_gpc_support);
 }
 
 /// How long the SDK keeps the visitor's choices in its cookie when no purpose sets a shorter
@@ -197,6 +200,7 @@ impl From<VisitorSource> for ConsentSource {
     params(
         ("site_key" = String, Path, description = "The site's public key"),
         ("visitor_id" = uuid::Uuid, Path, description = "The visitor's UUID, hyphenated"),
+        ("Sec-GPC" = Option<String>, Header, description = "`1`: the Global Privacy Control signal, recorded as an opt-out before the state is read"),
         crate::routes::consents::RegionQuery,
     ),
     responses(
@@ -210,13 +214,73 @@ impl From<VisitorSource> for ConsentSource {
 pub async fn get_visitor_consents(
     state: web::Data<AppState>,
     site: PublicSite,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     query: web::Query<crate::routes::consents::RegionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let visitor = parse_visitor(&path.1, "visitor_id")?;
     let region = parse_region(query.region.as_deref())?;
-    let body = read_state(&state, site.tenant, site.site.purposes(), visitor, region).await?;
+    let mut body = if has_gpc(&req) {
+        // The signal is an opt-out on every public endpoint (11 CCR §7025(b)): record it first.
+        let presented = site.site.purposes();
+        let site_id = site.site.id.clone();
+        let tenant = site.tenant;
+        state
+            .db(move |conn| {
+                let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
+                let key = tenant.subject_key();
+                let none = BTreeMap::new();
+                let record = crate::ledger::RecordRequest {
+                    subject: &visitor,
+                    subject_key: &key,
+                    choices: &none,
+                    policy_revision: None,
+                    source: ConsentSource::Banner,
+                    region: region.as_ref(),
+                    occurred_at: None,
+                    site_id: Some(&site_id),
+                    gpc: true,
+                    idempotency: None,
+                };
+                let mut view = None;
+                crate::ledger::record_choices(conn, &rules, &record, 200, |_, r| {
+                    view = Some(crate::routes::consents::consent_state(&visitor, &r.view));
+                    Ok(String::new())
+                })?;
+                view.ok_or_else(|| ApiError::internal(std::io::Error::other("no state recorded")))
+            })
+            .await?
+    } else {
+        read_state(&state, site.tenant, site.site.purposes(), visitor, region).await?
+    };
+    body.gpc_honored = Some(has_gpc(&req));
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+}
+
+/// The site's Global Privacy Control support resource (GPC specification §3.4): this service
+/// honours the signal.
+#[utoipa::path(
+    tag = "public",
+    responses((status = 200, description = "GPC support", body = GpcSupport))
+)]
+#[get("/.well-known/gpc.json")]
+pub async fn get_gpc_support() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .json(GpcSupport { gpc: true, last_update: GPC_SUPPORT_SINCE })
+}
+
+/// When Consentry's handling of the signal last changed (the `lastUpdate` of gpc.json).
+pub const GPC_SUPPORT_SINCE: &str = "2026-11-29";
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GpcSupport {
+    /// `true`: the signal is honoured.
+    pub gpc: bool,
+    /// `YYYY-MM-DD`.
+    #[serde(rename = "lastUpdate")]
+    pub last_update: &'static str,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -99,3 +99,45 @@ async fn a_retry_that_adds_the_signal_is_not_a_replay(app: TestApp) {
         .unwrap();
     assert_eq!(second.status(), 422);
 }
+
+mod reads {
+    use crate::helpers::{TestApp, ORIGIN, VISITOR};
+    use serde_json::Value;
+
+    crate::backend_tests!(a_gpc_signal_on_a_read_is_an_opt_out_too_11_ccr_7025_b, the_gpc_support_resource_is_served);
+
+    async fn a_gpc_signal_on_a_read_is_an_opt_out_too_11_ccr_7025_b(app: TestApp) {
+        let site = app.seed().await;
+        let url = app.url(&format!("/v1/sites/{site}/visitors/{VISITOR}/consents"));
+        let res: Value = app
+            .client
+            .get(&url)
+            .header("Origin", ORIGIN)
+            .header("Sec-GPC", "1")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(res["gpc_honored"], true);
+        assert_eq!(res["purposes"]["sale_sharing"]["source"], "gpc");
+        assert_eq!(res["purposes"]["sale_sharing"]["allowed"], false);
+        let events = app.events_of(&format!("visitor:{VISITOR}")).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0]["purpose"].as_str(), events[0]["source"].as_str()), (Some("sale_sharing"), Some("gpc")));
+        // Once per state change: reading again with the signal writes nothing.
+        app.client.get(&url).header("Sec-GPC", "1").send().await.unwrap();
+        assert_eq!(app.events_of(&format!("visitor:{VISITOR}")).await.len(), 1);
+        let res: Value = app.client.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(res["gpc_honored"], false, "no signal on this request");
+        assert_eq!(res["purposes"]["sale_sharing"]["status"], "denied", "and the opt-out stands");
+    }
+
+    async fn the_gpc_support_resource_is_served(app: TestApp) {
+        let res = app.client.get(app.url("/.well-known/gpc.json")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body, serde_json::json!({"gpc": true, "lastUpdate": "2026-11-29"}));
+    }
+}

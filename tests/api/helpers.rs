@@ -116,6 +116,7 @@ impl TestApp {
             max_body_bytes: 4 * 1024 * 1024,
             pool_size: 4,
             workers: Some(1),
+            holidays: Vec::new(),
             log: "warn".into(),
         };
         let app = Application::build(settings).await.expect("the app starts");

@@ -10,5 +10,6 @@ mod feed;
 mod gpc;
 mod isolation;
 mod management;
+mod opt_outs;
 mod public;
 mod status_rules;
