@@ -5,6 +5,11 @@
  * `data-consent` may name several purposes (space or comma separated); all must be allowed.
  * An allowed script is replaced by a real one (type from `data-type`, default classic)
  * carrying the nonce; an allowed iframe gets its `src`. Activation is one-way.
+ * With a nonce in use, only gated scripts carrying that same nonce are activated:
+ * markup injected into the page cannot borrow the page's nonce through the SDK.
+ * Activated scripts run in document order: external ones are not async (unless
+ * the original had `async`), and an inline one waits until the external one
+ * activated before it has loaded.
  */
 
 /** Selector of gated elements still waiting for consent. */
@@ -13,9 +18,21 @@ export const GATED = 'script[type="text/plain"][data-consent],iframe[data-consen
 /** Purposes named by a `data-consent` / `data-consent-grant` value. */
 export const purposesOf = (v: string | null | undefined): string[] => (v || '').split(/[\s,]+/).filter(Boolean);
 
-/** Activates every gated element under `root` whose purposes are all allowed. */
+/** An element's CSP nonce: browsers hide the attribute's value once parsed, the property keeps it. */
+export const nonceOf = (el: Element | null): string | null | undefined => (el as HTMLElement | null)?.nonce || el?.getAttribute('nonce');
+
+/** `root` itself (when it matches) and its descendants matching `sel`, in document order. */
+export const within = <T extends Element>(root: ParentNode, sel: string): T[] => [
+  ...((root as Element).matches?.(sel) ? [root as T] : []),
+  ...root.querySelectorAll<T>(sel),
+];
+
+/** The last external script activated in order that has not loaded yet; later inline scripts wait for it. */
+let tail: HTMLScriptElement | null = null;
+
+/** Activates every gated element in `root` (itself included) whose purposes are all allowed. */
 export function activate(root: ParentNode, allowed: (purpose: string) => boolean, nonce?: string): void {
-  root.querySelectorAll<HTMLElement>(GATED).forEach((el) => {
+  within<HTMLElement>(root, GATED).forEach((el) => {
     const ps = purposesOf(el.getAttribute('data-consent'));
     if (!ps.length || !ps.every(allowed)) return;
     const src = el.getAttribute('data-src');
@@ -24,16 +41,32 @@ export function activate(root: ParentNode, allowed: (purpose: string) => boolean
       (el as HTMLIFrameElement).src = src!;
       return;
     }
+    // under a nonce CSP, a gated script must carry the nonce itself
+    if (nonce && nonceOf(el) !== nonce) return;
     const s = el.ownerDocument.createElement('script');
-    for (const a of Array.from(el.attributes))
+    for (const a of el.attributes)
       if (!/^(type|data-type|data-src|nonce)$/.test(a.name)) s.setAttribute(a.name, a.value);
     const type = el.getAttribute('data-type');
     if (type) s.type = type;
-    if (src) s.src = src;
-    // dynamically inserted scripts are async by default: keep document order unless async was asked
-    if (!el.hasAttribute('async')) s.async = false;
     if (nonce) s.nonce = nonce;
     s.text = (el as HTMLScriptElement).text;
-    el.replaceWith(s);
+    // no longer gated, even while it waits below
+    el.removeAttribute('data-consent');
+    const put = () => el.replaceWith(s);
+    const after = (t: HTMLScriptElement, f: () => void) => {
+      t.addEventListener('load', f);
+      t.addEventListener('error', f);
+    };
+    if (src) s.src = src;
+    if (s.hasAttribute('src')) {
+      // dynamically inserted scripts are async by default: keep document order unless async was asked
+      if (!el.hasAttribute('async')) {
+        s.async = false;
+        tail = s;
+        after(s, () => tail == s && (tail = null));
+      }
+      put();
+    } else if (tail?.isConnected) after(tail, put);
+    else put();
   });
 }

@@ -38,8 +38,9 @@ export function setupConsentMode(w: Window, map: GoogleConsentModeMapping): Cons
     for (const t of types) o[t] = f(t) ? 'granted' : 'denied';
     return o;
   };
-  gtag('consent', 'default', { ...state(() => false), wait_for_update: 500 });
-  let last = JSON.stringify(state(() => false));
+  const none = state(() => false);
+  gtag('consent', 'default', { ...none, wait_for_update: 500 });
+  let last = JSON.stringify(none);
   return {
     update(allowed, detail, onlyIfChanged) {
       const u = state((t) => ([] as string[]).concat(map[t]!).every(allowed));

@@ -28,6 +28,13 @@ declare global {
 const tag = document.currentScript as HTMLScriptElement | null;
 const a = (tag && tag.dataset) || {};
 const api: ConsentryGlobal = (window.Consentry = { init });
+let googleConsentMode;
+try {
+  googleConsentMode = a.googleConsentMode ? JSON.parse(a.googleConsentMode) : undefined;
+} catch (e) {
+  // eslint-disable-next-line no-console
+  console.error('consentry: data-google-consent-mode is not valid JSON; Google Consent Mode stays off', e);
+}
 if (a.siteKey && a.endpoint != null)
   api.instance = init({
     siteKey: a.siteKey,
@@ -36,5 +43,5 @@ if (a.siteKey && a.endpoint != null)
     locale: a.locale,
     cookieDomain: a.cookieDomain,
     ui: a.ui != 'false',
-    googleConsentMode: a.googleConsentMode ? JSON.parse(a.googleConsentMode) : undefined,
+    googleConsentMode,
   });

@@ -3,6 +3,10 @@
  * Idempotency-Key, kept in localStorage until the server accepted it, retried
  * in order with exponential backoff, and re-sent with `fetch(…, {keepalive})`
  * when the page is hidden (sendBeacon cannot set the Idempotency-Key header).
+ * A write the server refuses (4xx other than 408/429) is dropped at once; one
+ * still failing after {@link MAX_TRIES} attempts or {@link MAX_AGE_MS} is
+ * given up: neither blocks the writes after it for long. Tabs of one origin
+ * share the stored queue: saving merges with what another tab stored.
  */
 import type { ConsentWrite, ConsentWriteResult } from './types';
 
@@ -10,6 +14,10 @@ import type { ConsentWrite, ConsentWriteResult } from './types';
 export interface QueuedWrite {
   key: string;
   body: ConsentWrite;
+  /** When it was queued, epoch ms. */
+  at: number;
+  /** Failed attempts so far. */
+  n?: number;
 }
 
 /** Settings of {@link createQueue}. */
@@ -20,19 +28,23 @@ export interface QueueOptions {
   storageKey: string;
   /** Called after a 2xx, with the parsed body (null if unreadable). */
   onSent(item: QueuedWrite, result: ConsentWriteResult | null): void;
-  /** Called when the server refused a write for good (4xx other than 408/429). */
-  onDrop(item: QueuedWrite, status: number): void;
+  /**
+   * Called when a write is dropped: the server refused it for good (4xx other
+   * than 408/429; `problem` is its body, null if unreadable), or it was given
+   * up after too many attempts or too long (`status` 0).
+   */
+  onDrop(item: QueuedWrite, status: number, problem: unknown): void;
   /** Aborting it stops scheduled retries. */
   signal?: AbortSignal;
-  /** 0 ≤ r < 1, for backoff jitter; default Math.random. */
-  random?: () => number;
 }
 
 /** The queue's interface. */
 export interface WriteQueue {
-  /** Number of writes not yet accepted. */
+  /** Number of writes of this page not yet accepted. */
   size(): number;
-  /** Appends a write (persisted at once) and flushes. */
+  /** Writes not yet accepted, oldest first, including those another tab stored. */
+  items(): QueuedWrite[];
+  /** Appends a write (persisted at once) and flushes; true once the server accepted this write. */
   push(item: QueuedWrite): Promise<boolean>;
   /** Sends queued writes in order; true when the queue is empty afterwards. */
   flush(): Promise<boolean>;
@@ -43,6 +55,9 @@ export interface WriteQueue {
 /** First retry delay and cap, in milliseconds. */
 export const BACKOFF_MS = 1000;
 export const BACKOFF_MAX_MS = 60000;
+/** A write still failing after this many attempts, or this long after it was queued, is given up. */
+export const MAX_TRIES = 100;
+export const MAX_AGE_MS = 86400000;
 
 /** Delay before retry number `attempt` (0-based): 1 s, 2 s, 4 s … capped at 60 s, times 0.5–1 jitter. */
 export function backoff(attempt: number, r: number): number {
@@ -60,20 +75,34 @@ function storage(): Storage | null {
 /** Creates a queue, loading writes left by an earlier page. */
 export function createQueue(o: QueueOptions): WriteQueue {
   const ls = storage();
-  let items: QueuedWrite[] = [];
-  try {
-    items = JSON.parse((ls && ls.getItem(o.storageKey)) || '[]');
-  } catch {
-    // a corrupt entry is dropped: the server stays the record
-  }
+  const load = (): QueuedWrite[] => {
+    try {
+      // writes without a policy revision are refused by the server: never send them
+      return (JSON.parse(ls?.getItem(o.storageKey) || '[]') as QueuedWrite[]).filter((it) => it.body.policy_revision);
+    } catch {
+      return []; // a corrupt entry is dropped: the server stays the record
+    }
+  };
+  let items = load();
+  /** Keys this page removed (accepted or dropped); another tab's copy must not bring them back. */
+  const done: Record<string, 1> = {};
+  const sent: Record<string, 1> = {};
   let busy: Promise<boolean> | null = null;
   let attempt = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  if (o.signal) o.signal.addEventListener('abort', () => clearTimeout(timer));
 
+  /** This page's writes and, merged by key, those only another tab stored, oldest first. */
+  const all = () =>
+    load()
+      .filter((it) => !done[it.key] && !items.some((x) => x.key == it.key))
+      .concat(items)
+      .sort((a, b) => a.at - b.at);
   const save = () => {
     try {
-      if (ls) items.length ? ls.setItem(o.storageKey, JSON.stringify(items)) : ls.removeItem(o.storageKey);
+      if (ls) {
+        const v = all();
+        v.length ? ls.setItem(o.storageKey, JSON.stringify(v)) : ls.removeItem(o.storageKey);
+      }
     } catch {
       // quota exceeded: keep the in-memory copy
     }
@@ -86,6 +115,11 @@ export function createQueue(o: QueueOptions): WriteQueue {
       credentials: 'omit',
       keepalive,
     });
+  const remove = (it: QueuedWrite) => {
+    items.splice(items.indexOf(it), 1);
+    done[it.key] = 1;
+    save();
+  };
 
   const run = async (): Promise<boolean> => {
     while (items.length) {
@@ -94,18 +128,26 @@ export function createQueue(o: QueueOptions): WriteQueue {
       try {
         res = await send(it);
       } catch {
-        // network error: retry below
+        // network error (or a refusal without CORS headers): retry below
       }
       if (res && (res.ok || (res.status < 500 && res.status != 408 && res.status != 429))) {
-        items.shift();
-        save();
+        remove(it);
         attempt = 0;
-        if (res.ok) o.onSent(it, await res.json().catch(() => null));
-        else o.onDrop(it, res.status);
+        const body = await res.json().catch(() => null);
+        if (res.ok) (sent[it.key] = 1), o.onSent(it, body);
+        else o.onDrop(it, res.status, body);
         continue;
       }
+      it.n = (it.n || 0) + 1;
+      if (it.n >= MAX_TRIES || Date.now() - it.at > MAX_AGE_MS) {
+        remove(it);
+        o.onDrop(it, 0, null);
+        continue;
+      }
+      save();
       clearTimeout(timer);
-      if (!(o.signal && o.signal.aborted)) timer = setTimeout(flush, backoff(attempt++, (o.random || Math.random)()));
+      // after an abort, a retry due does nothing
+      timer = setTimeout(() => o.signal?.aborted || flush(), backoff(attempt++, Math.random()));
       return false;
     }
     return true;
@@ -117,11 +159,12 @@ export function createQueue(o: QueueOptions): WriteQueue {
 
   return {
     size: () => items.length,
+    items: all,
     push(it) {
       items.push(it);
       save();
       // a write in flight picks this one up next; during a backoff wait, a new action tries at once
-      return flush();
+      return flush().then(() => !!sent[it.key]);
     },
     flush,
     beacon() {

@@ -8,15 +8,19 @@ import type { ConsentModel, ConsentStatus, SiteConfig, VisitorConsents } from '.
 export interface StoredState {
   /** Visitor id, uuid v4. */
   id: string;
+  /** Site key the cookie was written for; '' in a cookie of an older SDK (name `consentry`). */
+  site: string;
+  /** Region the page asked for (`region` option) when it was written; '' when the server decided. */
+  region: string;
   /** Policy revision (`revision_date`) the decisions were made under. */
   rev: string | null;
   /** Explicit decisions; a purpose absent here is undecided. */
   choices: Record<string, 'granted' | 'denied'>;
-  /** Purposes allowed without a decision (opt_out, notice_only) per the last config. */
-  open: string[];
+  /** Consent models other than opt_in per the last config (absent: opt_in, i.e. not allowed without a decision). */
+  models: Record<string, 'opt_out' | 'notice_only'>;
   /** First stored decision. */
   created: number;
-  /** Last change. */
+  /** Last decision made on a page (a write); the cookie expires `cookie_max_age_days` after it. */
   updated: number;
   /** Not yet accepted by the server. */
   pending: boolean;
@@ -24,54 +28,95 @@ export interface StoredState {
   gpc: boolean;
 }
 
-/** Cookie name. */
-export const COOKIE = 'consentry';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+/** Name of the cookie of older SDK versions, read once for migration. */
+export const LEGACY_COOKIE = 'consentry';
+/** Longest cookie value written; entries the server also has are left out to stay below it. */
+export const COOKIE_MAX = 3800;
+const UUID = /^[\da-f-]{36}$/i;
+/** Cookie keys of the lists: decisions first (what stays longest when the cookie must shrink), then models. */
+const LISTS = [
+  ['d', 'choices', 'denied'],
+  ['g', 'choices', 'granted'],
+  ['o', 'models', 'opt_out'],
+  ['n', 'models', 'notice_only'],
+] as const;
 
-/** Encodes the state as a cookie-safe query string (`v=1&id=…&g=statistics&d=marketing`). */
-export function encodeState(s: StoredState): string {
-  const q = new URLSearchParams({ v: '1', id: s.id, r: s.rev || '', c: '' + s.created, u: '' + s.updated });
-  for (const k in s.choices) q.append(s.choices[k] == 'granted' ? 'g' : 'd', k);
-  for (const k of s.open) q.append('o', k);
-  if (s.pending) q.set('p', '1');
-  if (s.gpc) q.set('x', '1');
-  return q + '';
+/** Cookie name of a site: `consentry_` and the first 8 characters of the site key after its `pk_` prefix. */
+export const cookieName = (siteKey: string): string =>
+  'consentry_' + siteKey.replace(/^[a-z]+_|[^\dA-Za-z]/g, '').slice(0, 8);
+
+/** A random uuid v4 (RFC 9562) from `crypto.getRandomValues`, which, unlike `randomUUID`, also exists on plain http. */
+export const uuid = (): string =>
+  // 10000000-1000-4000-8000-100000000000: each 0, 1 and 8 becomes a random hex digit, keeping the
+  // version (4) and the variant bits (8: 10xx)
+  '10000000-1000-4000-8000-100000000000'.replace(/[018]/g, (c) =>
+    (+c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (+c / 4)))).toString(16),
+  );
+
+/**
+ * Encodes the state as a cookie-safe query string, lists space-separated
+ * (`v=1&id=…&k=pk_…&r=…&c=…&u=…&g=statistics+social_media&d=marketing&o=sale_sharing&n=necessary`).
+ * When it would be longer than `max`, what the server also knows is left out
+ * until it fits: the model lists first, then grants, then denials. Without a
+ * model a purpose counts as opt_in, and without a decision as undecided, so
+ * what is left out is never allowed early: it waits for the server.
+ */
+export function encodeState(s: StoredState, max = COOKIE_MAX): string {
+  const lists = LISTS.map(([n, f, v]) => [n, Object.keys(s[f]).filter((k) => (s[f] as Record<string, string>)[k] == v)] as const);
+  const head = { v: '1', id: s.id, k: s.site, z: s.region, r: s.rev || '', c: '' + s.created, u: '' + s.updated };
+  for (let i = 3; ; ) {
+    const q = new URLSearchParams(head);
+    for (const [n, keys] of lists) if (keys.length) q.set(n, keys.join(' '));
+    if (s.pending) q.set('p', '1');
+    if (s.gpc) q.set('x', '1');
+    const v = '' + q;
+    if (v.length <= max || i < 0) return v;
+    // model lists go whole, decisions one by one
+    if (i > 1) lists[i--][1].length = 0;
+    else if (!lists[i][1].pop()) i--;
+  }
 }
 
-/** Decodes {@link encodeState}'s output; null when missing, malformed or of another version. */
+/** Decodes {@link encodeState}'s output (and the older one-key-per-entry form); null when missing, malformed or of another version. */
 export function decodeState(v: string | null | undefined): StoredState | null {
   if (!v) return null;
   const q = new URLSearchParams(v);
   const id = q.get('id') || '';
   if (q.get('v') != '1' || !UUID.test(id)) return null;
-  const choices: StoredState['choices'] = {};
-  for (const k of q.getAll('d')) choices[k] = 'denied';
-  for (const k of q.getAll('g')) choices[k] = 'granted';
+  const s = { choices: {}, models: {} } as Pick<StoredState, 'choices' | 'models'>;
+  // (of a cookie of an older SDK, whose entries repeat a key each, only the visitor id is used)
+  for (const [n, f, v] of LISTS) for (const k of (q.get(n) || '').split(' ')) if (k) (s[f] as Record<string, string>)[k] = v;
   return {
     id,
+    site: q.get('k') || '',
+    region: q.get('z') || '',
     rev: q.get('r') || null,
-    choices,
-    open: q.getAll('o'),
-    created: +(q.get('c') || 0),
-    updated: +(q.get('u') || 0),
+    ...s,
+    created: +q.get('c')!,
+    updated: +q.get('u')!,
     pending: q.has('p'),
     gpc: q.has('x'),
   };
 }
 
-/** Reads the state cookie of `doc`. */
-export function readCookie(doc: Document): StoredState | null {
-  const m = doc.cookie.match(/(?:^|;\s*)consentry=([^;]*)/);
-  return decodeState(m && m[1]);
+/** The raw value of cookie `name` of `doc`, or null. */
+export function cookieValue(doc: Document, name: string): string | null {
+  const m = doc.cookie.match(new RegExp('(?:^|;\\s*)' + name + '=([^;]*)'));
+  return m && m[1];
+}
+
+/** Reads the state cookie `name` of `doc`. */
+export function readCookie(doc: Document, name: string): StoredState | null {
+  return decodeState(cookieValue(doc, name));
 }
 
 /**
- * Writes the state cookie: Path=/, SameSite=Lax, Secure on https, the parent
- * `domain` when given, lifetime `days`.
+ * Writes the state cookie `name` (an encoded state): Path=/, SameSite=Lax,
+ * Secure on https, the parent `domain` when given, lifetime `seconds`.
  */
-export function writeCookie(doc: Document, s: StoredState, days: number, domain?: string): void {
+export function writeCookie(doc: Document, name: string, value: string, seconds: number, domain?: string): void {
   doc.cookie =
-    COOKIE + '=' + encodeState(s) + '; Path=/; Max-Age=' + Math.round(days * 86400) + '; SameSite=Lax' +
+    name + '=' + value + '; Path=/; Max-Age=' + (seconds | 0) + '; SameSite=Lax' +
     (domain ? '; Domain=' + domain : '') +
     (doc.location.protocol == 'https:' ? '; Secure' : '');
 }
@@ -89,28 +134,29 @@ export interface Reconciled {
 
 /**
  * Decides each purpose's status. The server is the record, except for
- * decisions still waiting in the write queue (`pending`). Without a server
- * answer the cookie is used, with the server's rules applied locally: a grant
- * given before a revision requiring reconsent took effect is stale, and a
- * decision older than the purpose's max age expired; both become undecided.
- * A purpose the visitor never decided (e.g. added later) is undecided, never
- * denied. Consent is needed when an opt_in purpose is undecided or the server
- * says so. `now` is epoch seconds.
+ * choices of writes still waiting in the write queue (`pending`, applied on
+ * top). Without a server answer the cookie is used, with the server's rules
+ * applied locally: a grant given before a revision requiring reconsent took
+ * effect is stale, and a decision older than the purpose's max age expired;
+ * both become undecided. A purpose the visitor never decided (e.g. added
+ * later) is undecided, never denied. Consent is needed when an opt_in purpose
+ * is undecided or the server says so (and no write is pending). `now` is epoch seconds.
  */
 export function reconcile(
   config: SiteConfig,
   local: StoredState | null,
   server: VisitorConsents | null,
-  pending: boolean,
+  pending: Record<string, boolean>,
   now: number,
 ): Reconciled {
   const purposes: Record<string, ConsentStatus> = {};
-  let needsConsent = !!server && server.needs_consent && !pending;
+  let needsConsent = !!server?.needs_consent && !Object.keys(pending).length;
   for (const p of config.purposes) {
-    const mine = local && local.choices[p.key];
+    const mine = local?.choices[p.key];
+    const queued = pending[p.key];
     let st: ConsentStatus;
     if (p.consent_model == 'notice_only') st = 'granted';
-    else if (mine && pending) st = mine;
+    else if (queued != null) st = queued ? 'granted' : 'denied';
     else if (server) {
       const s = server.purposes[p.key];
       st = s && (s.status == 'granted' || s.status == 'denied') ? s.status : 'undecided';

@@ -160,7 +160,7 @@ export interface ConsentSnapshot {
   purposes: Record<string, ConsentStatus>;
   /** Purposes that may be used now (consent model applied). */
   allowed: string[];
-  /** The banner should be shown: an opt_in purpose is undecided. */
+  /** The banner should be shown: an opt_in purpose is undecided, or the site's configuration is not known yet. */
   needsConsent: boolean;
   /** A Global Privacy Control signal was honoured on this page. */
   gpc: boolean;
@@ -175,6 +175,24 @@ export interface ConsentChange extends ConsentSnapshot {
   source: ConsentSource;
 }
 
+/** Payload of the `error` event: a choice that was not, and will not be, recorded by the server. */
+export interface ConsentryError {
+  /**
+   * `refused`: the server answered 4xx (other than 408/429) and the write was dropped;
+   * `gave_up`: the write still failed after many attempts or a day and was dropped;
+   * `no_policy`: no privacy policy is in force for the site, so nothing can be recorded;
+   * `offline`: the site's configuration could not be loaded and no policy revision is known.
+   * The choice stays on this page as unconfirmed state (`confirmed: false`).
+   */
+  reason: 'refused' | 'gave_up' | 'no_policy' | 'offline';
+  /** HTTP status of a refusal; 0 when there was none. */
+  status: number;
+  /** The refusal's body (an RFC 9457 problem), when readable; else null. */
+  problem: unknown;
+  /** The choices of the write concerned, when there was one. */
+  choices?: Record<string, boolean>;
+}
+
 /** Events of an instance and their payloads. */
 export interface ConsentryEvents {
   /** State reconciled with the server (or the cookie when offline); fires once. */
@@ -183,11 +201,13 @@ export interface ConsentryEvents {
   change: ConsentChange;
   /** The server accepted a write; `confirmed` may now be true. */
   saved: ConsentSnapshot;
+  /** A choice could not be recorded (refused, given up, no policy, offline); also `consentry:error` on document. */
+  error: ConsentryError;
 }
 
 /** What {@link init} resolves to. */
 export interface ConsentryInstance {
-  /** The site's configuration, or null when the server could not be reached. */
+  /** The site's configuration, or null while the server could not be reached (retried with backoff). */
   readonly config: SiteConfig | null;
   /** The visitor id (uuid v4). */
   readonly visitorId: string;
@@ -203,18 +223,25 @@ export interface ConsentryInstance {
    * Records the visitor's choices (`true` grants, `false` denies) as one
    * action: one `change` event and one API write. notice_only and unknown
    * purposes are ignored, and so are grants of GPC-denied purposes.
-   * Resolves true when the server accepted it, false when it was queued for retry.
+   * Resolves true when the server accepted it; false when it was queued for
+   * retry, or when it cannot be recorded (the server refused it, no policy is
+   * in force, or offline without a known policy revision), which also emits `error`.
    */
   set(choices: Record<string, boolean>, source?: ConsentSource): Promise<boolean>;
   /** Grants every purpose that can be refused; one action. */
   acceptAll(source?: ConsentSource): Promise<boolean>;
   /** Denies every purpose that can be refused (explicit denials); one action. */
   rejectAll(source?: ConsentSource): Promise<boolean>;
-  /** Opens the preference centre (default UI only; no-op when headless). */
+  /**
+   * Opens the preference centre (default UI only; no-op when headless). While
+   * the configuration is not loaded yet it logs, retries at once, and opens once it arrives.
+   */
   showPreferences(): void;
   /**
-   * Links this visitor to a signed-in data subject: the identity token goes
-   * with every later write, and existing decisions are re-sent with it now.
+   * Links this visitor to a signed-in data subject: the current decisions are
+   * re-sent with the identity token in one write. The token goes with that
+   * write only, never with later ones. Resolves false (and emits `error`) when
+   * the server refuses it; the token is then forgotten.
    */
   identify(identityToken: string): Promise<boolean>;
   /**

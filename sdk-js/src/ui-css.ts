@@ -5,7 +5,7 @@
  * --cy-fg, --cy-bg, --cy-accent custom properties on :root.
  */
 export const CSS =
-  '.cy-banner,.cy-dialog,.cy-ph{font:14px/1.5 system-ui,sans-serif;color:var(--cy-fg,#1a1a1a);background:var(--cy-bg,#fff);box-sizing:border-box}' +
+  '.cy-banner,.cy-dialog,.cy-ph{font:14px/1.5 system-ui,sans-serif;color:var(--cy-fg,#1a1a1a);background:var(--cy-bg,#fff);box-sizing:border-box;overflow-wrap:anywhere}' +
   '.cy-banner{position:fixed;z-index:2147483646;left:1rem;right:1rem;bottom:1rem;max-width:44rem;margin:auto;padding:1.25rem;border-radius:.5rem;box-shadow:0 4px 24px rgba(0,0,0,.3)}' +
   '.cy-overlay{position:fixed;z-index:2147483647;inset:0;background:rgba(0,0,0,.5);display:flex;align-items:center;justify-content:center;padding:1rem}' +
   '.cy-banner[hidden],.cy-overlay[hidden],.cy-blocked{display:none!important}' +
@@ -20,6 +20,7 @@ export const CSS =
   '.cy-dialog ul{list-style:none;margin:1rem 0 0;padding:0}' +
   '.cy-dialog li{padding:.75rem 0;border-top:1px solid #ddd}' +
   '.cy-dialog label{display:flex;justify-content:space-between;align-items:center;gap:1rem;font-weight:600}' +
+  '.cy-dialog label span{min-width:0}' +
   '.cy-dialog input{appearance:none;flex:none;position:relative;width:2.5rem;height:1.4rem;margin:0;border-radius:1rem;background:#8a8a8a;cursor:pointer}' +
   '.cy-dialog input:before{content:"";position:absolute;top:.2rem;left:.2rem;width:1rem;height:1rem;border-radius:50%;background:#fff;transition:left .15s}' +
   '.cy-dialog input:checked{background:var(--cy-accent,#1a7f37)}' +

@@ -1,14 +1,16 @@
 /**
  * The default UI: a banner (Accept all, Reject all and Preferences on the same
  * layer, equal prominence), a preference centre dialog with one switch per
- * purpose, and placeholders for gated iframes. Accessible: role="dialog",
- * aria-modal, focus moved in and trapped, Esc closes without saving, all
- * usable by keyboard. Texts come from the server config (purpose title and
+ * purpose, and placeholders for gated iframes. Accessible: the banner is a
+ * non-modal region (focus moved in, not trapped); the preference centre is a
+ * modal dialog (aria-modal, focus trapped); Esc closes the layer holding the
+ * focus without saving, and focus returns to what opened it; all usable by
+ * keyboard. Texts come from the server config (purpose title and
  * description) and the locale. Built with DOM calls only: server texts are
  * never parsed as HTML, and no inline style is used (strict CSP).
  */
 import type { Ui, UiFactory } from './core';
-import { purposesOf } from './gating';
+import { purposesOf, within } from './gating';
 import type { UiLabels } from './types';
 import { CSS } from './ui-css';
 
@@ -96,7 +98,7 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
 
   const banner = h(
     'div',
-    { class: 'cy-banner', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'cy-bt', 'aria-describedby': 'cy-bd', tabindex: '-1', hidden: '' },
+    { class: 'cy-banner', role: 'region', 'aria-labelledby': 'cy-bt', 'aria-describedby': 'cy-bd', tabindex: '-1', hidden: '' },
     h('h2', { id: 'cy-bt' }, L.title),
     h('p', { id: 'cy-bd' }, L.body, ...(policy && /^https?:/i.test(policy.url) ? [' ', h('a', { href: policy.url, target: '_blank', rel: 'noopener' }, L.policy)] : [])),
     gpcNote(),
@@ -104,6 +106,8 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
   );
   const inputs: Record<string, HTMLInputElement> = {};
   const locks: Record<string, HTMLElement> = {};
+  /** Switch positions when the preference centre opened. */
+  const start: Record<string, boolean> = {};
   const dialog = h(
     'div',
     { class: 'cy-dialog', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'cy-pt', tabindex: '-1' },
@@ -114,13 +118,13 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
       {},
       ...config.purposes.map((p, i) => {
         const id = 'cy-p' + i;
-        inputs[p.key] = h('input', { type: 'checkbox', role: 'switch', id, 'aria-describedby': id + 'd' }) as HTMLInputElement;
+        inputs[p.key] = h('input', { type: 'checkbox', role: 'switch', id }) as HTMLInputElement;
         return h(
           'li',
           {},
-          h('label', { for: id }, p.title, inputs[p.key]),
+          h('label', { for: id }, h('span', {}, p.title), inputs[p.key]),
           h('p', { id: id + 'd' }, p.description),
-          (locks[p.key] = h('p', { class: 'cy-lock', hidden: '' })),
+          (locks[p.key] = h('p', { class: 'cy-lock', id: id + 'l', hidden: '' })),
         );
       }),
     ),
@@ -143,7 +147,11 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
   let layer: HTMLElement | null = null;
   let back: HTMLElement | null = null; // focus before the banner
   let prefsBack: HTMLElement | null = null; // focus before the preference centre
-  const refocus = (el: HTMLElement | null) => el && el.isConnected && el.focus();
+  /** Focuses the first of `els` still shown on the page (none: focus stays where the browser puts it). */
+  const refocus = (...els: (Element | null)[]) => {
+    for (const el of els)
+      if (el && el.isConnected && el != d.body && !el.closest('[hidden]')) return (el as HTMLElement).focus();
+  };
   const open = (el: HTMLElement) => {
     layer = el;
     el.focus();
@@ -151,12 +159,14 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
   const closePrefs = () => {
     overlay.hidden = true;
     layer = banner.hidden ? null : banner;
-    refocus(prefsBack);
+    refocus(prefsBack, banner.hidden ? null : banner.querySelector('button'), back);
+    prefsBack = null;
   };
   const done = () => {
     overlay.hidden = banner.hidden = true;
     layer = null;
-    refocus(back);
+    refocus(prefsBack, back);
+    prefsBack = null;
   };
 
   root.addEventListener('click', (e) => {
@@ -168,8 +178,14 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
     if (act == 'accept' || act == 'all') done(), c.acceptAll(src);
     if (act == 'reject' || act == 'none') done(), c.rejectAll(src);
     if (act == 'save') {
+      // only what the visitor changed, and explicit answers for undecided opt_in purposes:
+      // never a grant of an opt_out purpose nobody touched
       const choices: Record<string, boolean> = {};
-      for (const k in inputs) if (!inputs[k].disabled) choices[k] = inputs[k].checked;
+      for (const p of config.purposes) {
+        const i = inputs[p.key];
+        if (!i.disabled && (i.checked != start[p.key] || (p.consent_model == 'opt_in' && c.get(p.key) == 'undecided')))
+          choices[p.key] = i.checked;
+      }
       done();
       c.set(choices, 'preference_centre');
     }
@@ -178,11 +194,12 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
     'keydown',
     (e) => {
       if (!layer) return;
-      if (e.key == 'Escape') {
+      // Esc only where the focus is; Tab is kept inside the modal preference centre only
+      if (e.key == 'Escape' && layer.contains(d.activeElement)) {
         e.preventDefault();
         if (layer == dialog) closePrefs();
         else done();
-      } else if (e.key == 'Tab') {
+      } else if (e.key == 'Tab' && layer == dialog) {
         const f = Array.from(layer.querySelectorAll<HTMLElement>('a[href],button,input:not([disabled])'));
         const at = d.activeElement;
         const edge = e.shiftKey ? f[0] : f[f.length - 1];
@@ -197,22 +214,29 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
 
   const placeholders = new Map<Element, Element>();
   const ui: Ui = {
-    update() {
-      const gpc = c.snapshot().gpc;
-      root.querySelectorAll<HTMLElement>('.cy-gpc').forEach((n) => (n.hidden = !gpc));
-      d.querySelectorAll('iframe[data-consent][data-src]').forEach((f) => {
-        if (placeholders.has(f)) return;
-        const ps = purposesOf(f.getAttribute('data-consent'));
-        const ph = h(
-          'div',
-          { class: 'cy-ph' },
-          h('p', {}, L.blocked.replace('{purpose}', titles(ps))),
-          h('button', { type: 'button', class: 'cy-btn', 'data-consent-grant': ps.join(' ') }, L.allow.replace('{purpose}', titles(ps))),
-        );
-        f.classList.add('cy-blocked');
-        f.before(ph);
-        placeholders.set(f, ph);
-      });
+    update(added) {
+      const s = c.snapshot();
+      root.querySelectorAll<HTMLElement>('.cy-gpc').forEach((n) => (n.hidden = !s.gpc));
+      for (const n of added || [d])
+        within(n, 'iframe[data-consent][data-src]').forEach((f) => {
+          if (placeholders.has(f)) return;
+          const ps = purposesOf(f.getAttribute('data-consent'));
+          const t = titles(ps);
+          // a purpose denied by GPC cannot be allowed here: say the opt-out is honoured instead
+          const gpcDenied = ps.some((k) => s.gpc && s.purposes[k] == 'denied' && config.purposes.some((p) => p.key == k && p.gpc_applies));
+          const ph = h(
+            'div',
+            { class: 'cy-ph' },
+            // a function, so that `$&` and the like in a title stay literal
+            h('p', {}, L.blocked.replace('{purpose}', () => t)),
+            gpcDenied
+              ? h('p', { class: 'cy-gpc' }, h('strong', {}, L.gpcTitle), ' ', L.gpcBody)
+              : h('button', { type: 'button', class: 'cy-btn', 'data-consent-grant': ps.join(' ') }, L.allow.replace('{purpose}', () => t)),
+          );
+          f.classList.add('cy-blocked');
+          f.before(ph);
+          placeholders.set(f, ph);
+        });
       placeholders.forEach((ph, f) => {
         if (f.isConnected && f.hasAttribute('data-src')) return;
         f.classList.remove('cy-blocked');
@@ -231,10 +255,12 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
       for (const p of config.purposes) {
         const i = inputs[p.key];
         const lock = p.consent_model == 'notice_only' ? L.alwaysOn : s.gpc && p.gpc_applies ? L.gpcTitle : '';
-        i.checked = s.allowed.includes(p.key);
+        i.checked = start[p.key] = s.allowed.includes(p.key);
         i.disabled = !!lock;
         locks[p.key].textContent = lock;
         locks[p.key].hidden = !lock;
+        // the lock text describes its switch (only while shown)
+        i.setAttribute('aria-describedby', i.id + 'd' + (lock ? ' ' + i.id + 'l' : ''));
       }
       if (overlay.hidden) prefsBack = d.activeElement as HTMLElement;
       overlay.hidden = false;

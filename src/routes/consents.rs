@@ -186,8 +186,10 @@ pub struct RecordConsents {
     #[schema(value_type = Option<RevisionDate>)]
     pub policy_revision: Option<String>,
     pub source: ConsentSource,
-    /// When the person decided (RFC 3339), if not now; not in the future. Expiry counts from it.
+    /// When the person decided (RFC 3339, from 1970 on), if not now; not in the future. Expiry
+    /// counts from it.
     #[serde(default)]
+    #[schema(pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub occurred_at: Option<DateTime<Utc>>,
     /// Where the person is: ISO 3166-1 alpha-2 or ISO 3166-2 (`US-CA`); picks regional consent models.
     #[serde(default)]

@@ -54,6 +54,7 @@ pub struct CreateOptOut {
     pub scope: OptOutScope,
     /// When the business received the request (RFC 3339), if earlier than now; not in the future.
     #[serde(default)]
+    #[schema(pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub received_at: Option<DateTime<Utc>>,
 }
 

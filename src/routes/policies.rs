@@ -36,6 +36,7 @@ pub struct CreateRevision {
     /// When it takes effect (RFC 3339); default: 00:00 UTC on `revision_date`. A revision
     /// that takes effect in the future is stored but changes nothing until then.
     #[serde(default)]
+    #[schema(pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub effective_at: Option<DateTime<Utc>>,
     /// Where the text of this revision is published: an http or https URL with a host.
     #[schema(value_type = HttpUrl)]

@@ -12,8 +12,11 @@ export interface UiHost {
 }
 /** A UI mounted by the core once the config is known. */
 export interface Ui {
-    /** State or DOM changed: refresh placeholders and notices. Must not touch the DOM when nothing changed. */
-    update(): void;
+    /**
+     * State or DOM changed: refresh placeholders and notices; `added`: only these
+     * elements (and what they contain) were added to the page. Must not touch the DOM when nothing changed.
+     */
+    update(added?: Element[]): void;
     /** Shows or hides the banner. */
     banner(show: boolean): void;
     /** Opens the preference centre. */
@@ -23,11 +26,13 @@ export interface Ui {
 export type UiFactory = (host: UiHost) => Ui;
 /**
  * Starts Consentry on this page. Synchronously: pushes the Consent Mode
- * default (when configured), reads the cookie and activates what it allows.
- * Then loads the site config and the visitor's record from the server,
- * reconciles, applies GPC, mounts the UI (when a factory is given), shows the
- * banner if consent is needed, emits `ready` and resolves. When the server
- * cannot be reached it resolves with the cookie's state and `config` null.
- * Rejects only when `siteKey` or `endpoint` is missing (`''` means this origin).
+ * default (when configured), reads the cookie and, when it was written for
+ * this site key and region, activates what it allows. Then loads the site
+ * config and the visitor's record from the server, reconciles (writes still
+ * queued are applied on top), applies GPC, mounts the UI (when a factory is
+ * given), shows the banner if consent is needed, emits `ready` and resolves.
+ * When the config cannot be loaded it resolves with the cookie's state and
+ * `config` null, and retries with backoff. Rejects (never throws) on a
+ * startup error, e.g. when `siteKey` or `endpoint` is missing (`''` means this origin).
  */
 export declare function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance>;

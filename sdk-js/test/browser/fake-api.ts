@@ -108,6 +108,9 @@ export async function startFakeApi(): Promise<FakeApi> {
       if (req.method == 'POST' && parts[3] == 'consents') {
         const key = String(req.headers['idempotency-key'] || '');
         if (key && t.idempotency.has(key)) return send(res, 201, t.idempotency.get(key), cors);
+        // like the real server: a policy revision in force is required, identity linking is not enabled yet
+        if (!inForce(t).some((r) => r.revision_date == body.policy_revision)) return send(res, 400, 'policy_revision must be in force', cors);
+        if (body.identity_token != null) return send(res, 400, 'identity linking is not enabled on this server yet', cors);
         const subject = 'visitor:' + body.visitor_id;
         const now = new Date().toISOString();
         const ids: string[] = [];

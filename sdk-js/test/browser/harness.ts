@@ -16,6 +16,8 @@ import { startFakeApi } from './fake-api';
 export const SDK = resolve(__dirname, '../..');
 export const REPO = resolve(SDK, '..');
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+/** A host name Chromium resolves to 127.0.0.1: pages from it are plain http and not a secure context. */
+export const INSECURE_HOST = 'shop.consentry.test';
 
 /** A running API: its origin, and a way to create a tenant (returns its admin token). */
 export interface Backend {
@@ -120,33 +122,66 @@ export const PURPOSES = {
   sale_sharing: { title: 'Sale or sharing of personal information', description: 'Cross-context behavioural advertising.', consent_model: 'opt_out', gpc_applies: true },
 } as const;
 
-/** A tenant with the four purposes above, the privacy policy 2021-02-01, and one site for `pageOrigin`. */
-export async function setupTenant(backend: Backend, pageOrigin: string): Promise<{ token: string; siteKey: string }> {
+type PurposeDef = { title: string; description: string; consent_model: string; gpc_applies: boolean };
+
+/**
+ * A tenant with the four purposes above (or `purposes`), the privacy policy 2021-02-01, and one
+ * site for `pageOrigin` (and `moreOrigins`).
+ */
+export async function setupTenant(
+  backend: Backend,
+  pageOrigin: string,
+  o: { purposes?: Record<string, PurposeDef>; moreOrigins?: string[] } = {},
+): Promise<{ token: string; siteKey: string }> {
   const token = await backend.createTenant('sdk-e2e-' + Math.random().toString(36).slice(2, 8));
-  const site = await manage(backend, token, 'POST', '/v1/sites', { name: 'SDK e2e shop', origins: [pageOrigin] });
-  for (const [key, p] of Object.entries(PURPOSES))
+  const site = await manage(backend, token, 'POST', '/v1/sites', { name: 'SDK e2e shop', origins: [pageOrigin, ...(o.moreOrigins || [])] });
+  for (const [key, p] of Object.entries(o.purposes || PURPOSES))
     await manage(backend, token, 'PUT', '/v1/purposes/' + key, { ...p, kind: 'cookie_category', legal_basis: 'consent', max_age_days: 395 });
   await manage(backend, token, 'POST', '/v1/policies/privacy/revisions', { revision_date: '2021-02-01', url: 'https://example.com/privacy', requires_reconsent: false });
   return { token, siteKey: site.site_key };
 }
 
-/** The test page: the SDK script tag, a gated external and inline script, a gated iframe, an event log. */
+/**
+ * The test page: the SDK script tag, a gated external and inline script (carrying the nonce when
+ * there is one, as they must under a nonce CSP), a gated iframe, an event log. Under a nonce it
+ * also has a gated script without the nonce, which must never run.
+ */
 export function testPage(o: { siteKey: string; endpoint: string; nonce?: string }): string {
   const n = o.nonce ? ` nonce="${o.nonce}"` : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Consentry e2e</title>
 <script${n}>
   window.__events = [];
-  for (const t of ['ready', 'change', 'saved'])
+  for (const t of ['ready', 'change', 'saved', 'error'])
     document.addEventListener('consentry:' + t, (e) => window.__events.push({ type: t, detail: e.detail }));
 </script>
 <script src="/sdk/consentry.js"${n} data-site-key="${o.siteKey}" data-endpoint="${o.endpoint}"></script>
 </head><body>
 <h1>Shop</h1>
 <a href="#" id="privacy-link" data-consentry-preferences>Privacy choices</a>
-<script type="text/plain" data-consent="statistics" src="/gated/analytics.js"></script>
-<script type="text/plain" data-consent="statistics">window.__inlineRan = (window.__inlineRan || 0) + 1;</script>
+<script type="text/plain" data-consent="statistics" src="/gated/analytics.js"${n}></script>
+<script type="text/plain" data-consent="statistics"${n}>window.__inlineRan = (window.__inlineRan || 0) + 1;</script>
+${o.nonce ? '<script type="text/plain" data-consent="statistics">window.__unnoncedRan = 1;</script>' : ''}
 <iframe data-consent="social_media" data-src="/gated/social.html" title="Social media embed"></iframe>
+</body></html>`;
+}
+
+/** Gated scripts in document order: a slow external one, then inline ones, then a fast external one. */
+export function orderPage(o: { siteKey: string; endpoint: string }): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Order</title>
+<script>
+  window.__events = [];
+  window.__order = [];
+  for (const t of ['ready', 'change', 'saved', 'error'])
+    document.addEventListener('consentry:' + t, (e) => window.__events.push({ type: t, detail: e.detail }));
+</script>
+<script src="/sdk/consentry.js" data-site-key="${o.siteKey}" data-endpoint="${o.endpoint}" data-ui="false"></script>
+</head><body>
+<script type="text/plain" data-consent="statistics" src="/gated/slow.js"></script>
+<script type="text/plain" data-consent="statistics">window.__order.push('inline after slow');</script>
+<script type="text/plain" data-consent="statistics" src="/gated/fast.js"></script>
+<script type="text/plain" data-consent="statistics">window.__order.push('inline after fast');</script>
 </body></html>`;
 }
 
@@ -165,6 +200,17 @@ export async function startPageServer(): Promise<{ origin: string; port: number;
         headers['content-security-policy'] = `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src ${site.endpoint}; frame-src 'self'; img-src 'self'`;
       res.writeHead(200, headers);
       return res.end(testPage({ ...site, nonce }));
+    }
+    if (url.pathname == '/order') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      return res.end(orderPage(site));
+    }
+    if (url.pathname == '/gated/slow.js' || url.pathname == '/gated/fast.js') {
+      const name = url.pathname.slice(7, -3);
+      return setTimeout(
+        () => (res.writeHead(200, { 'content-type': 'text/javascript' }), res.end(`window.__order.push('${name}');`)),
+        name == 'slow' ? 400 : 0,
+      );
     }
     if (url.pathname == '/demo') {
       // the demo page, with the substitutions the Rust server makes
@@ -201,7 +247,18 @@ export async function startPageServer(): Promise<{ origin: string; port: number;
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      // a plain-http origin that is not localhost (no secure context), still served from this machine
+      `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`,
+    ],
   });
 }
 

@@ -13,6 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsentSnapshot } from '../../src/types';
 import {
   CHROMIUM,
+  INSECURE_HOST,
   launchChromium,
   manage,
   SDK,
@@ -46,6 +47,9 @@ declare global {
     consentryLog: { type: string; detail: ConsentSnapshot }[];
     __analyticsRan?: number;
     __inlineRan?: number;
+    __unnoncedRan?: number;
+    __injectedRan?: number;
+    __order: string[];
   }
 }
 
@@ -59,7 +63,7 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
   beforeAll(async () => {
     pages = await startPageServer();
     pages.site.endpoint = backend!.origin;
-    const t = await setupTenant(backend!, pages.origin);
+    const t = await setupTenant(backend!, pages.origin, { moreOrigins: [`http://${INSECURE_HOST}:${pages.port}`] });
     token = t.token;
     pages.site.siteKey = t.siteKey;
     browser = await launchChromium();
@@ -85,7 +89,8 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     return page;
   }
   /** Only this machine is reachable: requests elsewhere (e.g. the demo's video) are aborted. */
-  const offline = (ctx: BrowserContext) => ctx.route(/^https?:\/\/(?!127\.0\.0\.1[:/])/, (route) => route.abort());
+  const offline = (ctx: BrowserContext) =>
+    ctx.route(new RegExp(`^https?://(?!127\\.0\\.0\\.1[:/]|${INSECURE_HOST.replaceAll('.', '\\.')}[:/])`), (route) => route.abort());
   // the test page logs events to window.__events, the demo page to window.consentryLog
   const ready = (page: Page) => page.waitForFunction(() => (window.__events || window.consentryLog).some((e) => e.type == 'ready'));
   const saved = (page: Page, n = 1) => page.waitForFunction((n) => window.__events.filter((e) => e.type == 'saved').length >= n, n);
@@ -99,7 +104,9 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     pages.requests.length = 0;
     const page = await open();
     await expect.poll(() => banner(page).isVisible()).toBe(true);
-    expect(await page.getByRole('dialog', { name: 'Your privacy choices' }).isVisible()).toBe(true);
+    // a non-modal region, not a dialog
+    expect(await page.getByRole('region', { name: 'Your privacy choices' }).isVisible()).toBe(true);
+    expect(await page.getByRole('dialog').count()).toBe(0);
     await page.waitForTimeout(300); // let any stray load happen
     expect(await page.evaluate(() => [window.__analyticsRan, window.__inlineRan])).toEqual([undefined, undefined]);
     expect(gatedFetched()).toEqual([]);
@@ -141,6 +148,9 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     expect(before.purposes).toMatchObject({ statistics: 'granted', social_media: 'denied' });
     const events = await serverEvents(before.visitorId);
     expect(events.find((e) => e.purpose == 'statistics')).toMatchObject({ decision: 'granted', source: 'preference_centre' });
+    // the opt_out purpose nobody touched was not granted
+    expect(events.some((e) => e.purpose == 'sale_sharing')).toBe(false);
+    expect(before.purposes.sale_sharing).toBe('undecided');
 
     await page.reload();
     await ready(page);
@@ -208,7 +218,7 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     expect(later.filter((e) => e.purpose == 'sale_sharing')).toHaveLength(1);
   });
 
-  it('keyboard only: Tab is trapped in the banner, Enter opens preferences, Esc closes without saving', async () => {
+  it('keyboard only: Tab goes through the banner and on (no trap), Enter opens preferences (trapped), Esc closes without saving', async () => {
     const page = await open();
     const focused = () => page.evaluate(() => document.activeElement!.textContent || document.activeElement!.className);
     expect(await page.evaluate(() => document.activeElement!.className)).toBe('cy-banner');
@@ -221,15 +231,21 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     await page.keyboard.press('Tab');
     expect(await focused()).toBe('Preferences');
     await page.keyboard.press('Tab');
-    expect(await focused()).toBe('Privacy policy'); // trapped
-    await page.keyboard.press('Shift+Tab');
-    expect(await focused()).toBe('Preferences');
+    // not trapped: the banner is not modal
+    expect(await page.evaluate(() => !!document.activeElement!.closest('.cy-banner'))).toBe(false);
+    // Esc outside the banner leaves it alone
+    await page.keyboard.press('Escape');
+    expect(await banner(page).isVisible()).toBe(true);
+    await page.getByRole('button', { name: 'Preferences' }).focus();
     await page.keyboard.press('Enter');
     const dialog = page.getByRole('dialog', { name: 'Privacy preferences' });
     await expect.poll(() => dialog.isVisible()).toBe(true);
     expect(await page.evaluate(() => document.activeElement!.className)).toBe('cy-dialog');
     await page.keyboard.press('Tab');
     await page.keyboard.press('Space'); // first enabled switch: statistics
+    // the dialog is modal: Shift+Tab from its first control wraps to its last
+    await page.keyboard.press('Shift+Tab');
+    expect(await page.evaluate(() => !!document.activeElement!.closest('.cy-dialog'))).toBe(true);
     await page.keyboard.press('Escape');
     expect(await dialog.isVisible()).toBe(false);
     expect(await focused()).toBe('Preferences');
@@ -274,7 +290,137 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     await page.getByRole('button', { name: 'Accept all' }).click();
     await saved(page);
     await page.waitForFunction(() => window.__analyticsRan == 1 && window.__inlineRan == 1);
+    // markup injected later, e.g. through innerHTML, is not given the page's nonce
+    await page.evaluate(() => {
+      const div = document.createElement('div');
+      div.innerHTML = '<script type="text/plain" data-consent="statistics">window.__injectedRan = 1</scr' + 'ipt>';
+      document.body.append(div);
+    });
+    await page.waitForTimeout(300);
+    expect(await page.evaluate(() => [window.__unnoncedRan, window.__injectedRan])).toEqual([undefined, undefined]);
+    expect(await page.locator('script[type="text/plain"][data-consent]').count()).toBe(2);
     expect(await page.evaluate(() => (window as unknown as { __csp: string[] }).__csp)).toEqual([]);
+  });
+
+  it('gated scripts run in document order: an inline script waits for the slow external one before it', async () => {
+    const page = await open({ path: '/order' });
+    await page.evaluate(() => window.Consentry.instance!.then((c) => c.acceptAll()));
+    await page.waitForFunction(() => window.__order.length == 4, null, { timeout: 10_000 });
+    expect(await page.evaluate(() => window.__order)).toEqual(['slow', 'inline after slow', 'fast', 'inline after fast']);
+  });
+
+  it('a write the server refuses resolves false and emits error; the token is forgotten and later writes go through', async () => {
+    const page = await open();
+    await page.getByRole('button', { name: 'Reject all' }).click();
+    await saved(page);
+    // the server refuses identity_token (400) until identity linking ships
+    const linked = await page.evaluate(() => window.Consentry.instance!.then((c) => c.identify('header.payload.signature')));
+    expect(linked).toBe(false);
+    const errors = await page.evaluate(() => window.__events.filter((e) => e.type == 'error').map((e) => e.detail as unknown as { reason: string; status: number; problem: { status: number } }));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ reason: 'refused', status: 400, problem: { status: 400 } });
+    const ok = await page.evaluate(() => window.Consentry.instance!.then((c) => c.set({ statistics: true })));
+    expect(ok).toBe(true);
+    const s = await snapshot(page);
+    expect(s.confirmed).toBe(true);
+    expect((await serverEvents(s.visitorId)).filter((e) => e.purpose == 'statistics').map((e) => e.decision)).toEqual(['denied', 'granted']);
+  });
+
+  it('plain http on a host that is not localhost (no crypto.randomUUID): starts and records', async () => {
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error:', e));
+    await page.goto(`http://${INSECURE_HOST}:${pages.port}/`);
+    expect(await page.evaluate(() => [window.isSecureContext, typeof crypto.randomUUID])).toEqual([false, 'undefined']);
+    await ready(page);
+    const s = await snapshot(page);
+    expect(s.visitorId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    await page.getByRole('button', { name: 'Accept all' }).click();
+    await saved(page);
+    expect((await snapshot(page)).confirmed).toBe(true);
+    expect((await serverEvents(s.visitorId)).some((e) => e.purpose == 'statistics' && e.decision == 'granted')).toBe(true);
+  });
+
+  it('two tabs: one tab\'s withdrawal and queued write survive the other tab\'s write', async () => {
+    const a = await open();
+    await a.getByRole('button', { name: 'Accept all' }).click();
+    await saved(a);
+    const b = await context.newPage();
+    await b.goto(pages.origin + '/');
+    await ready(b);
+    const id = (await snapshot(a)).visitorId;
+    expect((await snapshot(b)).visitorId).toBe(id);
+    // the server is unreachable for writes for a while
+    const failing = (route: import('playwright-core').Route) => (route.request().method() == 'POST' ? route.abort('connectionreset') : route.fallback());
+    await context.route(backend!.origin + '/v1/sites/**', failing);
+    await a.evaluate(() => window.Consentry.instance!.then((c) => c.set({ statistics: false })));
+    await b.evaluate(() => window.Consentry.instance!.then((c) => c.set({ social_media: false })));
+    const state = (p: Page) =>
+      p.evaluate(() => {
+        const raw = document.cookie.split('; ').find((c) => c.startsWith('consentry'))!;
+        const q = new URLSearchParams(raw.slice(raw.indexOf('=') + 1));
+        const queue = JSON.parse(localStorage.getItem(Object.keys(localStorage).find((k) => k.startsWith('consentry:'))!) || '[]');
+        return { denied: q.getAll('d').join(' ').split(' ').sort(), queued: queue.map((w: { body: { choices: object } }) => w.body.choices) };
+      });
+    expect(await state(b)).toEqual({ denied: ['social_media', 'statistics'], queued: [{ statistics: false }, { social_media: false }] });
+    await context.unroute(backend!.origin + '/v1/sites/**', failing);
+    await b.evaluate(() => window.Consentry.instance!.then((c) => c.set({ sale_sharing: false })));
+    await expect
+      .poll(async () => (await serverEvents(id)).filter((e) => e.decision == 'denied').map((e) => e.purpose).sort(), { timeout: 15_000 })
+      .toEqual(['sale_sharing', 'social_media', 'statistics']);
+  });
+
+  it('"Privacy choices": Save returns the focus to the link', async () => {
+    const page = await open();
+    await page.locator('#privacy-link').focus();
+    await page.keyboard.press('Enter');
+    const dialog = page.getByRole('dialog', { name: 'Privacy preferences' });
+    await expect.poll(() => dialog.isVisible()).toBe(true);
+    await dialog.getByRole('button', { name: 'Save choices' }).click();
+    await saved(page);
+    expect(await page.evaluate(() => document.activeElement!.id)).toBe('privacy-link');
+  });
+
+  it('61 purposes with 64-character keys and long unbroken titles: the cookie is kept, the switches stay visible', async () => {
+    const purposes: Record<string, { title: string; description: string; consent_model: string; gpc_applies: boolean }> = {};
+    for (let i = 0; i < 61; i++) {
+      const key = ('p' + i + '_').padEnd(64, 'x');
+      purposes[key] = { title: 'Unbroken' + 'title'.repeat(30) + i, description: 'd', consent_model: i % 3 ? 'opt_in' : 'opt_out', gpc_applies: false };
+    }
+    const t = await setupTenant(backend!, pages.origin, { purposes });
+    const mainKey = pages.site.siteKey;
+    pages.site.siteKey = t.siteKey;
+    try {
+      const page = await open();
+      await page.setViewportSize({ width: 360, height: 640 });
+      await page.getByRole('button', { name: 'Accept all' }).click();
+      await saved(page);
+      const cookie = await page.evaluate(() => document.cookie.split('; ').find((c) => c.startsWith('consentry')));
+      expect(cookie).toBeTruthy();
+      expect(cookie!.length).toBeLessThan(4000);
+      const before = await snapshot(page);
+      await page.reload();
+      await ready(page);
+      const after = await snapshot(page);
+      expect(after.visitorId).toBe(before.visitorId);
+      expect(after.needsConsent).toBe(false);
+      expect(await banner(page).isVisible()).toBe(false);
+      // long unbroken titles wrap: each switch stays inside the dialog
+      await page.locator('#privacy-link').click();
+      const dialog = page.getByRole('dialog', { name: 'Privacy preferences' });
+      await expect.poll(() => dialog.isVisible()).toBe(true);
+      const outside = await page.evaluate(() => {
+        const box = document.querySelector('.cy-dialog')!.getBoundingClientRect();
+        return Array.from(document.querySelectorAll('.cy-dialog input[role="switch"]'))
+          .map((i) => i.getBoundingClientRect())
+          .filter((r) => r.width == 0 || r.left < box.left || r.right > box.right).length;
+      });
+      expect(outside).toBe(0);
+    } finally {
+      pages.site.siteKey = mainKey;
+    }
   });
 
   it('a reconsent revision brings the banner back', async () => {

@@ -1,20 +1,34 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { init } from '../../src/core';
-import { encodeState, readCookie, writeCookie } from '../../src/state';
-import type { ConsentChange, ConsentryInstance, ConsentSnapshot } from '../../src/types';
-import { ENDPOINT, fakeApi, json, record, resetPage, SITE, siteConfig, tick, UUID } from './helpers';
+import { cookieName, encodeState, readCookie, writeCookie, type StoredState } from '../../src/state';
+import type { ConsentChange, ConsentryError, ConsentryInstance, ConsentSnapshot } from '../../src/types';
+import { ENDPOINT, fakeApi, json, purpose, record, resetPage, SITE, siteConfig, tick, UUID } from './helpers';
 
 const ID = '0b7c8f5e-3c1a-4d2b-9e8f-1a2b3c4d5e6f';
+const NAME = cookieName(SITE);
 const opts = { siteKey: SITE, endpoint: ENDPOINT + '/' };
 let inst: ConsentryInstance | undefined;
 const start = async (extra = {}) => (inst = await init({ ...opts, ...extra }));
+const stored = () => readCookie(document, NAME);
+const queued = () => JSON.parse(localStorage.getItem('consentry:sk_test') || '[]');
 
-function cookie(choices: Record<string, 'granted' | 'denied'>, extra = {}) {
-  writeCookie(
-    document,
-    { id: ID, rev: '2021-02-01', choices, open: ['necessary', 'sale_sharing'], created: 1, updated: Math.floor(Date.now() / 1000) - 60, pending: false, gpc: false, ...extra },
-    30,
-  );
+function cookieState(choices: Record<string, 'granted' | 'denied'>, extra: Partial<StoredState> = {}): StoredState {
+  return {
+    id: ID,
+    site: SITE,
+    region: '',
+    rev: '2021-02-01',
+    choices,
+    models: { necessary: 'notice_only', sale_sharing: 'opt_out' },
+    created: 1,
+    updated: Math.floor(Date.now() / 1000) - 60,
+    pending: false,
+    gpc: false,
+    ...extra,
+  };
+}
+function cookie(choices: Record<string, 'granted' | 'denied'>, extra: Partial<StoredState> = {}, name = NAME) {
+  writeCookie(document, name, encodeState(cookieState(choices, extra)), 30 * 86400);
 }
 function gated(html: string) {
   document.body.insertAdjacentHTML('beforeend', html);
@@ -48,11 +62,11 @@ describe('init and reconciliation', () => {
     expect(c.allowed('statistics')).toBe(false);
     expect(c.snapshot()).toMatchObject({ needsConsent: true, confirmed: true, gpc: false, policyRevision: '2021-02-01' });
     expect(ready).toHaveBeenCalledTimes(1);
-    expect(readCookie(document)).toBeNull();
+    expect(stored()).toBeNull();
   });
 
   it('returning visitor: the cookie applies synchronously, then the server record wins', async () => {
-    cookie({ statistics: 'granted', marketing: 'denied' });
+    cookie({ statistics: 'granted', marketing: 'denied' }, { region: 'US-CA' });
     const api = fakeApi({ consents: record({ statistics: 'stale', marketing: 'denied', social_media: 'not_asked' }, true) });
     gated('<script type="text/plain" data-consent="statistics" src="/a.js"></script>');
     const p = init({ ...opts, region: 'US-CA' });
@@ -64,7 +78,53 @@ describe('init and reconciliation', () => {
     expect(c.get('statistics')).toBe('undecided'); // stale: reconsent revision
     expect(c.get('marketing')).toBe('denied');
     expect(c.snapshot().needsConsent).toBe(true);
-    expect(readCookie(document)!.choices).toEqual({ marketing: 'denied' });
+    expect(stored()!.choices).toEqual({ marketing: 'denied' });
+  });
+
+  it('a cookie of an older SDK, another site key or another region does not apply before the server answered', async () => {
+    const typeOf = (src: string) => document.querySelector(`script[src="${src}"]`)!.getAttribute('type');
+    const cases: [string, () => void][] = [
+      // the name `consentry` of older versions, in their one-key-per-entry format: read once for its visitor id
+      ['legacy', () => (document.cookie = `consentry=v=1&id=${ID}&r=2021-02-01&c=1&u=${Math.floor(Date.now() / 1000) - 60}&g=statistics&o=necessary&o=sale_sharing; Path=/`)],
+      ['other site', () => cookie({ statistics: 'granted' }, { site: 'sk_other' })],
+      ['other region', () => cookie({ statistics: 'granted' }, { region: 'DE' })],
+      // pending, but the write it waits for is not in this browser's queue: the server may not know it
+      ['unconfirmed', () => cookie({ statistics: 'granted' }, { pending: true })],
+    ];
+    for (const [what, setup] of cases) {
+      resetPage();
+      gated('<script type="text/plain" data-consent="statistics" src="/a.js"></script><script type="text/plain" data-consent="sale_sharing" src="/s.js"></script>');
+      setup();
+      const api = fakeApi({ consents: record({ statistics: 'granted' }) });
+      const p = init({ ...opts, region: what == 'other region' ? 'US-CA' : undefined });
+      expect([typeOf('/a.js'), typeOf('/s.js')], what).toEqual(['text/plain', 'text/plain']);
+      const c = (inst = await p);
+      // the visitor id is kept, the server's record decides
+      expect(c.visitorId, what).toBe(ID);
+      expect(api.calls[1].url, what).toContain('/visitors/' + ID + '/consents');
+      expect([typeOf('/a.js'), typeOf('/s.js')], what).toEqual([null, null]);
+      c.destroy();
+    }
+    // migrated: the state is now in this site's cookie
+    expect(stored()).toMatchObject({ id: ID, site: SITE, choices: { statistics: 'granted' } });
+  });
+
+  it('the cookie lifetime is renewed by a write only, not on every load', async () => {
+    cookie({ statistics: 'granted' }, { updated: Math.floor(Date.now() / 1000) - 10 * 86400 });
+    const set = vi.spyOn(document, 'cookie', 'set');
+    fakeApi({ consents: record({ statistics: 'granted' }) });
+    const c = await start();
+    // the server agrees with the cookie: nothing is written
+    expect(set).not.toHaveBeenCalled();
+    c.destroy();
+    // the server's record differs: written with the remaining lifetime
+    fakeApi({ consents: record({ statistics: 'granted', marketing: 'denied' }) });
+    const c2 = (inst = await init(opts));
+    expect(set).toHaveBeenCalledTimes(1);
+    expect(set.mock.calls[0][0]).toMatch(/Max-Age=(33264000|3326399\d); /); // 395 - 10 days
+    // a decision renews it
+    await c2.set({ social_media: true });
+    expect(set.mock.calls[set.mock.calls.length - 1][0]).toContain('Max-Age=' + 395 * 86400 + ';');
   });
 
   it('without the server, the cookie state is used and ready still fires', async () => {
@@ -75,6 +135,78 @@ describe('init and reconciliation', () => {
     expect(c.get('statistics')).toBe('granted');
     expect(c.allowed('sale_sharing')).toBe(true);
     expect(c.allowed('marketing')).toBe(false);
+  });
+
+  it('server down: needs consent (unknown), retries the config with backoff, then reconciles and mounts the UI', async () => {
+    cookie({ statistics: 'granted' });
+    let up = false;
+    const api = fakeApi({ config: () => (up ? siteConfig() : null), consents: record({ statistics: 'granted', marketing: 'denied' }) });
+    vi.useFakeTimers();
+    try {
+      const mount = vi.fn(() => ({ update() {}, banner() {}, preferences() {} }));
+      const c = (inst = await init(opts, mount));
+      expect(c.config).toBeNull();
+      expect(c.snapshot().needsConsent).toBe(true);
+      const configCalls = () => api.calls.filter((x) => x.url.includes('/config')).length;
+      expect(configCalls()).toBe(1);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(configCalls()).toBe(2);
+      await vi.advanceTimersByTimeAsync(2000);
+      expect(configCalls()).toBe(3);
+      up = true;
+      await vi.advanceTimersByTimeAsync(4000);
+      expect(configCalls()).toBe(4);
+      expect(c.config).not.toBeNull();
+      expect(mount).toHaveBeenCalledTimes(1);
+      expect(c.getAll()).toMatchObject({ statistics: 'granted', marketing: 'denied' });
+      await vi.advanceTimersByTimeAsync(120000);
+      expect(configCalls()).toBe(4); // no more retries
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('server down: choices are queued with the policy revision from the cookie', async () => {
+    cookie({ statistics: 'granted' });
+    const api = fakeApi({ config: null, post: () => 'network-error' });
+    const c = await start();
+    expect(await c.set({ statistics: false, necessary: false, sale_sharing: false })).toBe(false);
+    expect(api.posts()[0].body).toMatchObject({ choices: { statistics: false, sale_sharing: false }, policy_revision: '2021-02-01' });
+    expect(queued()).toHaveLength(1);
+    expect(c.get('statistics')).toBe('denied');
+    expect(c.snapshot().confirmed).toBe(false);
+    // reject all: every purpose the cookie knows, never a notice_only one
+    await c.rejectAll();
+    expect(api.posts()[api.posts().length - 1].body!.choices).toEqual({ statistics: false, sale_sharing: false });
+  });
+
+  it('server down without a cookie: writes resolve false with reason offline', async () => {
+    const error = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const api = fakeApi({ config: null });
+    const c = await start();
+    const errors: ConsentryError[] = [];
+    c.on('error', (e) => errors.push(e));
+    expect(await c.set({ statistics: true })).toBe(false);
+    expect(errors).toMatchObject([{ reason: 'offline', status: 0, choices: { statistics: true } }]);
+    expect(error.mock.calls[0]).toEqual(['consentry: not recorded:', 'offline', 0, null]);
+    expect(api.posts()).toHaveLength(0);
+    expect(c.snapshot()).toMatchObject({ needsConsent: true, confirmed: false });
+  });
+
+  it('server down: the "Privacy choices" link logs, retries at once, and opens the preference centre when the config arrives', async () => {
+    const error = vi.spyOn(console, 'error').mockImplementation(() => {});
+    let up = false;
+    fakeApi({ config: () => (up ? siteConfig() : null) });
+    const ui = { update: vi.fn(), banner: vi.fn(), preferences: vi.fn() };
+    inst = await init(opts, () => ui);
+    gated('<a href="#" data-consentry-preferences>Privacy choices</a>');
+    up = true;
+    document.querySelector<HTMLElement>('[data-consentry-preferences]')!.click();
+    expect(error).toHaveBeenCalledWith(expect.stringMatching(/no config yet/));
+    await tick();
+    await tick();
+    expect(ui.preferences).toHaveBeenCalledTimes(1);
+    expect(ui.banner).not.toHaveBeenCalled();
   });
 
   it("on('ready') replays for late subscribers; unsubscribe works", async () => {
@@ -118,9 +250,9 @@ describe('writes', () => {
     });
     expect(saved).toHaveLength(1);
     expect(c.snapshot().confirmed).toBe(true);
-    const stored = readCookie(document)!;
-    expect(stored).toMatchObject({ id: c.visitorId, rev: '2021-02-01', pending: false });
-    expect(stored.choices).toEqual({ statistics: 'granted', marketing: 'granted', social_media: 'granted', sale_sharing: 'granted' });
+    const st = stored()!;
+    expect(st).toMatchObject({ id: c.visitorId, site: SITE, rev: '2021-02-01', pending: false });
+    expect(st.choices).toEqual({ statistics: 'granted', marketing: 'granted', social_media: 'granted', sale_sharing: 'granted' });
     // a second action has its own key
     await c.set({ marketing: false });
     expect(api.posts()[1].headers['idempotency-key']).not.toBe(post.headers['idempotency-key']);
@@ -134,7 +266,7 @@ describe('writes', () => {
     await c.rejectAll();
     expect(api.posts()[0].body!.choices).toEqual({ statistics: false, marketing: false, social_media: false, sale_sharing: false });
     expect(c.getAll()).toEqual({ necessary: 'granted', statistics: 'denied', marketing: 'denied', social_media: 'denied', sale_sharing: 'denied' });
-    expect(readCookie(document)!.choices).toEqual({ statistics: 'denied', marketing: 'denied', social_media: 'denied', sale_sharing: 'denied' });
+    expect(stored()!.choices).toEqual({ statistics: 'denied', marketing: 'denied', social_media: 'denied', sale_sharing: 'denied' });
     expect(c.snapshot().needsConsent).toBe(false);
   });
 
@@ -163,54 +295,149 @@ describe('writes', () => {
       expect(await c.set({ statistics: true })).toBe(false);
       expect(c.get('statistics')).toBe('granted');
       expect(c.snapshot().confirmed).toBe(false);
-      expect(readCookie(document)!.pending).toBe(true);
+      expect(stored()!.pending).toBe(true);
       expect(JSON.parse(localStorage.getItem('consentry:sk_test')!)).toHaveLength(1);
       await vi.advanceTimersByTimeAsync(1000);
       expect(api.posts()).toHaveLength(2);
       expect(api.posts()[1].headers['idempotency-key']).toBe(api.posts()[0].headers['idempotency-key']);
       expect(saved).toHaveBeenCalledTimes(1);
       expect(c.snapshot().confirmed).toBe(true);
-      expect(readCookie(document)!.pending).toBe(false);
+      expect(stored()!.pending).toBe(false);
       expect(localStorage.getItem('consentry:sk_test')).toBeNull();
     } finally {
       vi.useRealTimers();
     }
   });
 
-  it('writes left by an earlier page are sent first and win over the server record', async () => {
-    cookie({ statistics: 'granted' }, { pending: true });
-    const left = { key: 'k-old', body: { visitor_id: ID, choices: { statistics: true }, policy_revision: '2021-02-01', source: 'banner' } };
+  it('writes left by an earlier page: the server record is still fetched, the queued choices go on top, then they are sent', async () => {
+    cookie({ statistics: 'granted', marketing: 'granted' }, { pending: true });
+    const left = { key: 'k-old', at: Date.now() - 5000, body: { visitor_id: ID, choices: { statistics: true }, policy_revision: '2021-02-01', source: 'banner' } };
     localStorage.setItem('consentry:sk_test', JSON.stringify([left]));
-    const api = fakeApi({ consents: record({ statistics: 'denied' }) });
-    const c = await start();
-    expect(api.calls.some((x) => x.url.includes('/visitors/'))).toBe(false);
-    expect(c.get('statistics')).toBe('granted');
+    // meanwhile, elsewhere: statistics and marketing were withdrawn, social media granted
+    const api = fakeApi({ consents: record({ statistics: 'denied', marketing: 'denied', social_media: 'granted' }) });
+    gated('<script type="text/plain" data-consent="statistics" src="/a.js"></script>');
+    const p = init(opts);
+    // the queue holds the write the cookie waits for: applied at once
+    expect(document.querySelector('script[src="/a.js"]')!.getAttribute('type')).toBeNull();
+    const c = (inst = await p);
+    expect(api.calls.some((x) => x.url.includes('/visitors/' + ID))).toBe(true);
+    expect(c.getAll()).toMatchObject({ statistics: 'granted', marketing: 'denied', social_media: 'granted' });
+    expect(stored()!.choices).toMatchObject({ statistics: 'granted', marketing: 'denied', social_media: 'granted' });
     await tick();
     expect(api.posts()[0].headers['idempotency-key']).toBe('k-old');
     expect(c.snapshot().confirmed).toBe(true);
   });
 
-  it('a write the server refuses is dropped and the state stays unconfirmed', async () => {
-    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
-    fakeApi({ post: () => json({ type: 'about:blank', title: 'Bad Request', status: 400 }, 400) });
+  it('a write the server refuses resolves false, emits error with the problem, and does not block later writes', async () => {
+    const error = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const problem = { type: 'about:blank', title: 'Bad Request', status: 400, detail: 'bad' };
+    let n = 0;
+    const api = fakeApi({ post: () => (n++ == 0 ? json(problem, 400) : json({ event_ids: [], consents: record({ marketing: 'granted' }), gpc_honored: false }, 201)) });
     const c = await start();
-    expect(await c.set({ statistics: true })).toBe(true);
-    expect(warn).toHaveBeenCalled();
+    const errors: ConsentryError[] = [];
+    const domErrors: ConsentryError[] = [];
+    c.on('error', (e) => errors.push(e));
+    document.addEventListener('consentry:error', (e) => domErrors.push((e as CustomEvent<ConsentryError>).detail), { once: true });
+    expect(await c.set({ statistics: true })).toBe(false);
+    expect(errors).toEqual([{ reason: 'refused', status: 400, problem, choices: { statistics: true } }]);
+    expect(domErrors).toEqual(errors);
+    expect(error).toHaveBeenCalledTimes(1);
     expect(localStorage.getItem('consentry:sk_test')).toBeNull();
     expect(c.snapshot().confirmed).toBe(false);
+    // the next write goes through
+    expect(await c.acceptAll()).toBe(true);
+    expect(api.posts()).toHaveLength(2);
+    expect(c.snapshot().confirmed).toBe(true);
   });
 
-  it('identify() re-sends the decisions with the identity token, without a change event', async () => {
+  it('with no policy in force nothing is queued: error once, false, the choice stays local and unconfirmed', async () => {
+    const error = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const api = fakeApi({ config: siteConfig({ policies: [] }) });
+    const c = await start();
+    const errors: ConsentryError[] = [];
+    c.on('error', (e) => errors.push(e));
+    expect(await c.set({ statistics: true })).toBe(false);
+    expect(await c.rejectAll()).toBe(false);
+    expect(api.posts()).toHaveLength(0);
+    expect(localStorage.getItem('consentry:sk_test')).toBeNull();
+    expect(error).toHaveBeenCalledTimes(1);
+    expect(errors.map((e) => e.reason)).toEqual(['no_policy', 'no_policy']);
+    expect(c.get('statistics')).toBe('denied');
+    expect(c.snapshot().confirmed).toBe(false);
+    expect(stored()!.pending).toBe(true);
+  });
+
+  it('identify() sends the token with its own write only; later writes never carry it', async () => {
     const api = fakeApi();
     const c = await start();
     await c.set({ statistics: true, marketing: false });
     const change = vi.fn();
     c.on('change', change);
-    await c.identify('id.jwt.token');
+    expect(await c.identify('id.jwt.token')).toBe(true);
     expect(api.posts()[1].body).toMatchObject({ identity_token: 'id.jwt.token', choices: { statistics: true, marketing: false } });
     expect(change).not.toHaveBeenCalled();
     await c.set({ social_media: true });
-    expect(api.posts()[2].body!.identity_token).toBe('id.jwt.token');
+    expect(api.posts()[2].body).not.toHaveProperty('identity_token');
+  });
+
+  it('identify(): a refused token resolves false, is forgotten, and later writes go through', async () => {
+    vi.spyOn(console, 'error').mockImplementation(() => {});
+    const api = fakeApi({
+      post: (call) =>
+        call.body!.identity_token
+          ? json({ type: 'about:blank', title: 'Bad Request', status: 400, detail: 'identity linking is not enabled' }, 400)
+          : json({ event_ids: [], consents: record({ statistics: 'granted' }), gpc_honored: false }, 201),
+    });
+    const c = await start();
+    await c.set({ statistics: true });
+    const errors: ConsentryError[] = [];
+    c.on('error', (e) => errors.push(e));
+    expect(await c.identify('id.jwt.token')).toBe(false);
+    expect(errors[0]).toMatchObject({ reason: 'refused', status: 400 });
+    expect(await c.set({ marketing: true })).toBe(true);
+    expect(api.posts().map((p) => p.body!.identity_token)).toEqual([undefined, 'id.jwt.token', undefined]);
+    expect(localStorage.getItem('consentry:sk_test')).toBeNull();
+  });
+
+  it("two tabs: neither loses the other one's queued write or its withdrawal in the cookie", async () => {
+    cookie({ statistics: 'granted', marketing: 'granted' });
+    const api = fakeApi({ consents: record({ statistics: 'granted', marketing: 'granted' }), post: () => 'network-error' });
+    const a = await init(opts);
+    const b = (inst = await init(opts));
+    try {
+      await a.set({ statistics: false }); // withdrawal in tab A
+      await b.set({ social_media: true }); // tab B, which still had statistics granted in memory
+      expect(stored()!.choices).toEqual({ statistics: 'denied', marketing: 'granted', social_media: 'granted' });
+      expect(queued().map((i: { body: { choices: object } }) => i.body.choices)).toEqual([{ statistics: false }, { social_media: true }]);
+      expect(b.get('statistics')).toBe('denied');
+      // the same purpose changed in both: the later change wins
+      await b.set({ marketing: false });
+      await a.set({ social_media: false });
+      expect(stored()!.choices).toEqual({ statistics: 'denied', marketing: 'denied', social_media: 'denied' });
+      expect(api.posts().length).toBeGreaterThanOrEqual(4);
+    } finally {
+      a.destroy();
+    }
+  });
+
+  it('on plain http (no crypto.randomUUID) ids come from getRandomValues', async () => {
+    const real = crypto;
+    vi.stubGlobal('crypto', { getRandomValues: (a: Uint8Array) => real.getRandomValues(a) });
+    const api = fakeApi();
+    const c = await start();
+    expect(c.visitorId).toMatch(UUID);
+    await c.acceptAll();
+    expect(api.posts()[0].headers['idempotency-key']).toMatch(UUID);
+  });
+
+  it('any startup error is a rejected promise, never a synchronous throw', async () => {
+    vi.stubGlobal('crypto', {});
+    fakeApi();
+    let p: Promise<unknown> | undefined;
+    expect(() => (p = init(opts))).not.toThrow();
+    await expect(p).rejects.toThrow();
+    expect(() => (p = init(undefined as never))).not.toThrow();
+    await expect(p).rejects.toThrow(/siteKey/);
   });
 
   it('the queue is flushed with keepalive when the page is hidden', async () => {
@@ -242,7 +469,7 @@ describe('GPC', () => {
     expect(c.snapshot().gpc).toBe(true);
     expect(api.posts()).toHaveLength(1);
     expect(api.posts()[0].body).toMatchObject({ choices: { sale_sharing: false }, gpc: true });
-    expect(readCookie(document)).toMatchObject({ gpc: true, choices: { sale_sharing: 'denied' } });
+    expect(stored()).toMatchObject({ gpc: true, choices: { sale_sharing: 'denied' } });
 
     // the visitor can still decide other purposes; GPC denials stay
     await c.acceptAll();
@@ -271,6 +498,18 @@ describe('GPC', () => {
     setGpc(false);
     const c2 = await start();
     expect(c2.snapshot().gpc).toBe(false);
+  });
+
+  it('a GPC-denied purpose cannot be granted by a placeholder either', async () => {
+    setGpc(true);
+    gated('<button data-consent-grant="sale_sharing">x</button>');
+    const api = fakeApi();
+    const c = await start();
+    await tick();
+    document.querySelector<HTMLButtonElement>('button')!.click();
+    await tick();
+    expect(api.posts()).toHaveLength(1); // the GPC denial only
+    expect(c.get('sale_sharing')).toBe('denied');
   });
 
   it('a cookie from before the signal does not activate anything synchronously', async () => {
@@ -347,14 +586,32 @@ describe('Google Consent Mode v2', () => {
 });
 
 describe('script and iframe gating', () => {
-  const page = () =>
+  const page = (nonce?: string) => {
+    const n = nonce ? ` nonce="${nonce}"` : '';
     gated(
-      '<script type="text/plain" data-consent="statistics" src="https://cdn.example.com/stats.js" data-x="1"></script>' +
-        '<script type="text/plain" data-consent="statistics" data-type="module">window.inline = 1</script>' +
-        '<script type="text/plain" data-consent="statistics marketing" src="/both.js"></script>' +
-        '<script type="text/plain" data-consent="sale_sharing" src="/sale.js"></script>' +
+      `<script type="text/plain" data-consent="statistics" src="https://cdn.example.com/stats.js" data-x="1"${n}></script>` +
+        `<script type="text/plain" data-consent="statistics" data-type="module"${n}>window.inline = 1</script>` +
+        `<script type="text/plain" data-consent="statistics marketing" src="/both.js"${n}></script>` +
+        `<script type="text/plain" data-consent="sale_sharing" src="/sale.js"${n}></script>` +
         '<iframe data-consent="social_media" data-src="https://video.example.com/embed"></iframe>',
     );
+  };
+  /**
+   * happy-dom loads no script file and fires `load` at once on insertion; this holds
+   * those events back until the test says a script has `loaded`.
+   */
+  function holdLoads() {
+    const real = EventTarget.prototype.dispatchEvent;
+    let release = false;
+    vi.spyOn(HTMLScriptElement.prototype, 'dispatchEvent').mockImplementation(function (this: HTMLScriptElement, e: Event) {
+      return e.type == 'load' && !release ? true : real.call(this, e);
+    });
+    return (src: string) => {
+      release = true;
+      document.querySelector(`script[src="${src}"]:not([type="text/plain"])`)!.dispatchEvent(new Event('load'));
+      release = false;
+    };
+  }
 
   it('activates nothing before consent', async () => {
     page();
@@ -368,8 +625,9 @@ describe('script and iframe gating', () => {
   });
 
   it('activates allowed scripts with the nonce, keeping attributes and order', async () => {
-    page();
+    page('n0nce');
     fakeApi();
+    const loaded = holdLoads();
     const c = await start({ nonce: 'n0nce' });
     await c.set({ statistics: true });
     const s = document.querySelector<HTMLScriptElement>('script[src="https://cdn.example.com/stats.js"]')!;
@@ -377,6 +635,7 @@ describe('script and iframe gating', () => {
     expect(s.nonce).toBe('n0nce');
     expect(s.async).toBe(false);
     expect(s.getAttribute('data-x')).toBe('1');
+    loaded('https://cdn.example.com/stats.js');
     const inline = document.querySelector<HTMLScriptElement>('script[type="module"]')!;
     expect(inline.text).toBe('window.inline = 1');
     expect(document.querySelector('script[src="/both.js"]')!.getAttribute('type')).toBe('text/plain');
@@ -390,11 +649,70 @@ describe('script and iframe gating', () => {
     const own = document.createElement('script');
     own.setAttribute('nonce', 'from-page');
     document.head.append(own);
-    page();
+    page('from-page');
     fakeApi();
     const c = await start();
     await c.set({ statistics: true });
     expect(document.querySelector<HTMLScriptElement>('script[src="https://cdn.example.com/stats.js"]')!.nonce).toBe('from-page');
+  });
+
+  it('under a nonce, only gated scripts carrying that nonce run: injected markup cannot borrow it', async () => {
+    gated(
+      '<script type="text/plain" data-consent="statistics" src="/ok.js" nonce="n0nce"></script>' +
+        '<script type="text/plain" data-consent="statistics" src="/none.js"></script>' +
+        '<script type="text/plain" data-consent="statistics" nonce="guess">window.wrong = 1</script>' +
+        '<iframe data-consent="statistics" data-src="https://video.example.com/embed"></iframe>',
+    );
+    fakeApi();
+    const c = await start({ nonce: 'n0nce' });
+    await c.set({ statistics: true });
+    // markup injected later (e.g. through innerHTML) and found by the observer
+    const div = document.createElement('div');
+    div.innerHTML = '<script type="text/plain" data-consent="statistics">window.injected = 1</script>';
+    document.body.append(div);
+    await tick();
+    expect(document.querySelector('script[src="/ok.js"]')!.getAttribute('type')).toBeNull();
+    expect(document.querySelector('script[src="/none.js"]')!.getAttribute('type')).toBe('text/plain');
+    expect(document.querySelectorAll('script[type="text/plain"][data-consent]')).toHaveLength(3);
+    expect(Array.from(document.querySelectorAll<HTMLScriptElement>('script:not([type])')).map((x) => x.text || x.getAttribute('src'))).toEqual(['/ok.js']);
+    // iframes carry no nonce: frame-src governs them
+    expect(document.querySelector('iframe')!.getAttribute('src')).toBe('https://video.example.com/embed');
+  });
+
+  it('without a nonce in use, every gated script is activated as before', async () => {
+    gated('<script type="text/plain" data-consent="statistics" src="/a.js"></script><script type="text/plain" data-consent="statistics">1</script>');
+    fakeApi();
+    const c = await start();
+    await c.set({ statistics: true });
+    expect(document.querySelectorAll('script[type="text/plain"]')).toHaveLength(0);
+  });
+
+  it('keeps document order: an inline script waits for the external one before it to load', async () => {
+    gated(
+      '<script type="text/plain" data-consent="statistics" src="/first.js"></script>' +
+        '<script type="text/plain" data-consent="statistics" id="i1">window.order.push(1)</script>' +
+        '<script type="text/plain" data-consent="statistics" src="/async.js" async></script>' +
+        '<script type="text/plain" data-consent="statistics" src="/second.js"></script>' +
+        '<script type="text/plain" data-consent="statistics" id="i2">window.order.push(2)</script>' +
+        '<script type="text/plain" data-consent="statistics" id="i3">window.order.push(3)</script>',
+    );
+    fakeApi();
+    const loaded = holdLoads();
+    const c = await start();
+    await c.set({ statistics: true });
+    const real = () => Array.from(document.querySelectorAll<HTMLScriptElement>('script:not([type="text/plain"])')).map((x) => x.id || x.getAttribute('src'));
+    const first = document.querySelector<HTMLScriptElement>('script[src="/first.js"]')!;
+    expect(first.async).toBe(false);
+    expect(document.querySelector<HTMLScriptElement>('script[src="/async.js"]:not([type])')!.async).toBe(true);
+    // the external ones are inserted at once (fetched in parallel, run in order); the inline ones wait
+    expect(real()).toEqual(['/first.js', '/async.js', '/second.js']);
+    // the waiting ones are no longer gated: a later scan does not activate them twice
+    await c.set({ marketing: true });
+    expect(document.querySelectorAll('script#i1')).toHaveLength(1);
+    loaded('/first.js');
+    expect(real()).toEqual(['/first.js', 'i1', '/async.js', '/second.js']);
+    loaded('/second.js');
+    expect(real()).toEqual(['/first.js', 'i1', '/async.js', '/second.js', 'i2', 'i3']);
   });
 
   it('activates gated elements added later', async () => {
@@ -404,6 +722,31 @@ describe('script and iframe gating', () => {
     gated('<script type="text/plain" data-consent="statistics" src="/late.js"></script>');
     await tick();
     expect(document.querySelector('script[src="/late.js"]')!.getAttribute('type')).toBeNull();
+  });
+
+  it('clicks on [data-consent-grant] before ready are not accepted', async () => {
+    gated('<button data-consent-grant="social_media">Load video</button>');
+    const api = fakeApi();
+    const p = init({ ...opts, ui: false });
+    document.querySelector<HTMLButtonElement>('[data-consent-grant]')!.click();
+    const c = (inst = await p);
+    await tick();
+    expect(api.posts()).toHaveLength(0);
+    expect(c.get('social_media')).toBe('undecided');
+  });
+
+  it('the observer only looks at added nodes', async () => {
+    cookie({ statistics: 'granted' });
+    fakeApi({ consents: record({ statistics: 'granted' }) });
+    await start();
+    const docScan = vi.spyOn(document, 'querySelectorAll');
+    const div = document.createElement('div');
+    div.innerHTML = '<script type="text/plain" data-consent="statistics" src="/nested.js"></script>';
+    gated('<script type="text/plain" data-consent="statistics" src="/top.js"></script>');
+    document.body.append(div);
+    await tick();
+    expect(document.querySelectorAll('script[type="text/plain"]')).toHaveLength(0);
+    expect(docScan).toHaveBeenCalledTimes(1); // the line above
   });
 
   it('a [data-consent-grant] control grants in place with source placeholder', async () => {
@@ -433,7 +776,19 @@ describe('script and iframe gating', () => {
 });
 
 it('the cookie value stays the documented format', () => {
-  expect(encodeState({ id: ID, rev: '2021-02-01', choices: { statistics: 'granted' }, open: [], created: 1, updated: 2, pending: false, gpc: false })).toBe(
-    `v=1&id=${ID}&r=2021-02-01&c=1&u=2&g=statistics`,
-  );
+  expect(
+    encodeState({
+      id: ID,
+      site: 'pk_AbCdEfGh1234',
+      region: 'US-CA',
+      rev: '2021-02-01',
+      choices: { statistics: 'granted', social_media: 'granted', marketing: 'denied' },
+      models: { sale_sharing: 'opt_out', necessary: 'notice_only' },
+      created: 1,
+      updated: 2,
+      pending: true,
+      gpc: true,
+    }),
+  ).toBe(`v=1&id=${ID}&k=pk_AbCdEfGh1234&z=US-CA&r=2021-02-01&c=1&u=2&d=marketing&g=statistics+social_media&o=sale_sharing&n=necessary&p=1&x=1`);
+  expect(cookieName('pk_AbCdEfGh1234')).toBe('consentry_AbCdEfGh');
 });

@@ -37,7 +37,8 @@ describe('script-tag build (iife entry)', () => {
       'data-ui': 'false',
       'data-google-consent-mode': '{"analytics_storage":"statistics"}',
     });
-    document.body.insertAdjacentHTML('beforeend', '<script type="text/plain" data-consent="statistics" src="/s.js"></script>');
+    // under a nonce, gated scripts carry it too
+    document.body.insertAdjacentHTML('beforeend', '<script type="text/plain" data-consent="statistics" src="/s.js" nonce="tag-nonce"></script>');
     await import('../../src/iife');
     expect(typeof w.Consentry!.init).toBe('function');
     expect(w.dataLayer).toHaveLength(1); // the Consent Mode default, synchronously
@@ -46,6 +47,17 @@ describe('script-tag build (iife entry)', () => {
     expect(document.querySelector('.cy-root')).toBeNull(); // data-ui="false"
     await inst.set({ statistics: true });
     expect((document.querySelector('script[src="/s.js"]') as HTMLScriptElement & { nonce: string }).nonce).toBe('tag-nonce');
+  });
+
+  it('malformed data-google-consent-mode JSON: logs an error and starts without Consent Mode', async () => {
+    const error = vi.spyOn(console, 'error').mockImplementation(() => {});
+    fakeApi();
+    sdkTag({ 'data-site-key': SITE, 'data-endpoint': 'https://api.consentry.test', 'data-google-consent-mode': '{analytics_storage:' });
+    await import('../../src/iife');
+    expect(error).toHaveBeenCalledWith(expect.stringMatching(/data-google-consent-mode/), expect.anything());
+    inst = await w.Consentry!.instance!;
+    expect(w.dataLayer).toBeUndefined();
+    expect(inst.snapshot().needsConsent).toBe(true);
   });
 
   it('only defines window.Consentry without data attributes', async () => {

@@ -71,31 +71,28 @@ export function json(body: unknown, status = 200): Response {
  * the choices as granted/denied), `consents` answers the visitor GET.
  */
 export function fakeApi(
-  opts: { config?: SiteConfig | null; consents?: VisitorConsents | null; post?: Handler } = {},
+  opts: { config?: SiteConfig | null | (() => SiteConfig | null); consents?: VisitorConsents | null; post?: Handler } = {},
 ) {
   const calls: Call[] = [];
-  const cfg = opts.config === undefined ? siteConfig() : opts.config;
+  // what the fake server has recorded: the visitor's record, then every accepted write
+  const recorded: Record<string, 'granted' | 'denied'> = {};
+  for (const [k, v] of Object.entries(opts.consents ? opts.consents.purposes : {}))
+    if (v.status == 'granted' || v.status == 'denied') recorded[k] = v.status;
+  const config = () => (typeof opts.config == 'function' ? opts.config() : opts.config === undefined ? siteConfig() : opts.config);
   const fetchMock = vi.fn(async (input: RequestInfo | URL, init: RequestInit = {}) => {
     const url = String(input);
     const headers = lowerHeaders(init.headers);
     const call: Call = { method: init.method || 'GET', url, headers, keepalive: init.keepalive };
     if (init.body) call.body = JSON.parse(String(init.body));
     calls.push(call);
+    const cfg = config();
     if (url.includes('/config')) return cfg ? json(cfg) : json({ title: 'down' }, 503);
     if (url.includes('/visitors/')) return opts.consents ? json(opts.consents) : json({ title: 'not found' }, 404);
     if (call.method == 'POST') {
       const r = opts.post
         ? await opts.post(call)
-        : json(
-            {
-              event_ids: ['e1'],
-              consents: record(
-                Object.fromEntries(Object.entries(call.body!.choices).map(([k, v]) => [k, v ? 'granted' : 'denied'])),
-              ),
-              gpc_honored: !!call.body!.gpc,
-            },
-            201,
-          );
+        : (Object.entries(call.body!.choices).forEach(([k, v]) => (recorded[k] = v ? 'granted' : 'denied')),
+          json({ event_ids: ['e1'], consents: record({ ...recorded }), gpc_honored: !!call.body!.gpc }, 201));
       if (r == 'network-error') throw new TypeError('Failed to fetch');
       return r;
     }
