@@ -32,15 +32,23 @@ pub enum StartupError {
 /// The name of the instance key that signs management tokens.
 pub const TOKEN_KEY: &str = "management_token_hs256";
 
+/// The name of the instance key that signs one-click unsubscribe links.
+pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
+
 /// Opens the database (migrating it) and loads the installation's keys.
 pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let pool = db::connect(&settings.database_url, settings.pool_size)?;
     let secret =
         InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY).map_err(DbError::from)?;
     let keys = TokenKeys::from_secret(&secret).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
+    let unsubscribe =
+        InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, UNSUBSCRIBE_KEY).map_err(DbError::from)?;
+    let unsubscribe_keys =
+        TokenKeys::from_secret(&unsubscribe).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
     Ok(AppState {
         pool,
         keys: Arc::new(keys),
+        unsubscribe_keys: Arc::new(unsubscribe_keys),
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
     })

@@ -13,6 +13,8 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The HS256 key of one-click unsubscribe links.
+    pub unsubscribe_keys: Arc<TokenKeys>,
     /// Business days for request deadlines.
     pub calendar: Arc<crate::domain::deadline::BusinessCalendar>,
 }

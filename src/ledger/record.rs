@@ -11,10 +11,7 @@ use crate::db::models::subject::DataSubject;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
 use crate::domain::ledger::to_micros;
-use crate::domain::{
-    Choices, ConsentSource, Decision, FieldError, PurposeKey, RegionCode, RevisionDate, Status, SubjectIdentifier,
-    SubjectKey,
-};
+use crate::domain::{Choices, ConsentSource, Decision, FieldError, PurposeKey, RegionCode, RevisionDate, Status};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
@@ -23,8 +20,8 @@ const MAX_CLOCK_SKEW: Duration = Duration::seconds(60);
 
 /// One submission of choices for one data subject.
 pub struct RecordRequest<'a> {
-    pub subject: &'a SubjectIdentifier,
-    pub subject_key: &'a SubjectKey,
+    /// The subject's identifier in its stored form (`SubjectIdentifier::stored_form`).
+    pub subject: &'a str,
     pub choices: &'a BTreeMap<String, bool>,
     /// The revision date the person saw (`YYYY-MM-DD`); must be a revision in force.
     pub policy_revision: Option<&'a str>,
@@ -182,8 +179,8 @@ fn write(
     explicit_occurred_at: Option<DateTime<Utc>>,
 ) -> Result<Recorded, LedgerError> {
     let tenant_id = &rules.tenant_id;
-    let stored_identifier = req.subject.stored_form(req.subject_key);
-    let subject_id = DataSubject::resolve_or_create(conn, tenant_id, &stored_identifier, naive(rules.now))?;
+    let stored_identifier = req.subject;
+    let subject_id = DataSubject::resolve_or_create(conn, tenant_id, stored_identifier, naive(rules.now))?;
     let mut head = lock_subject(conn, &subject_id)?;
     // Read the clock only now, holding the subject's lock: decisions of one subject then get
     // times in the order they commit, and the newest decision is the last one written.

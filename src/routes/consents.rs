@@ -113,7 +113,8 @@ pub async fn record_and_respond(
             let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
             let key = tenant.subject_key();
             let owned = build(&subject, &key);
-            let req = owned.borrow(&subject, &key);
+            let stored = subject.stored_form(&key);
+            let req = owned.borrow(&stored);
             let outcome = ledger::record_choices(conn, &rules, &req, 201, |_, r| {
                 Ok(serde_json::to_string(&record_response(&subject, r, with_state)).unwrap_or_default())
             })?;
@@ -145,10 +146,9 @@ pub struct RecordRequestOwned {
 }
 
 impl RecordRequestOwned {
-    fn borrow<'a>(&'a self, subject: &'a SubjectIdentifier, key: &'a crate::domain::SubjectKey) -> RecordRequest<'a> {
+    fn borrow<'a>(&'a self, stored_identifier: &'a str) -> RecordRequest<'a> {
         RecordRequest {
-            subject,
-            subject_key: key,
+            subject: stored_identifier,
             choices: &self.choices,
             policy_revision: self.policy_revision.as_deref(),
             source: self.source,

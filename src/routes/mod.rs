@@ -10,6 +10,8 @@ pub mod public;
 pub mod purposes;
 pub mod sdk;
 pub mod sites;
+pub mod suppressions;
+pub mod unsubscribe;
 
 use crate::error::{ApiError, Problem};
 use chrono::{DateTime, Utc};
@@ -30,6 +32,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     opt_outs::configure(cfg);
     public::configure(cfg);
     sdk::configure(cfg);
+    unsubscribe::configure(cfg);
+    suppressions::configure(cfg);
 }
 
 /// The parts of the OpenAPI document that are not collected from handlers.
@@ -60,6 +64,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         (name = "consents", description = "Recording, reading and checking consent (server-to-server)"),
         (name = "opt-outs", description = "CCPA requests to opt out of sale/sharing, with their deadlines"),
         (name = "public", description = "Browser endpoints of a site, called by the SDK"),
+        (name = "unsubscribe", description = "One-click unsubscribe links (RFC 8058)"),
         (name = "sdk", description = "The browser SDK and its demo page"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -167,8 +167,7 @@ pub async fn create_opt_out(
             let received_at = body.received_at.unwrap_or(now);
             let key = tenant.subject_key();
             let record = RecordRequest {
-                subject: &subject,
-                subject_key: &key,
+                subject: &subject.stored_form(&key),
                 choices: &choices,
                 policy_revision: None,
                 source: ConsentSource::OptOutRequest,

@@ -231,8 +231,7 @@ pub async fn get_visitor_consents(
                 let key = tenant.subject_key();
                 let none = BTreeMap::new();
                 let record = crate::ledger::RecordRequest {
-                    subject: &visitor,
-                    subject_key: &key,
+                    subject: &visitor.stored_form(&key),
                     choices: &none,
                     policy_revision: None,
                     source: ConsentSource::Banner,

@@ -119,8 +119,7 @@ mod commit_order {
             let choices = [("analytics".to_owned(), true)].into_iter().collect();
             let key = tenant.subject_key();
             let req = RecordRequest {
-                subject: &subject,
-                subject_key: &key,
+                subject: &subject.stored_form(&key),
                 choices: &choices,
                 policy_revision: None,
                 source: ConsentSource::Api,

@@ -9,6 +9,7 @@ mod errors;
 mod feed;
 mod gpc;
 mod isolation;
+mod lists;
 mod management;
 mod opt_outs;
 mod public;

@@ -77,6 +77,17 @@ impl DataSubject {
             .load(conn)
     }
 
+    /// One page of a tenant's subject ids, in id order, after `after`.
+    pub fn page(conn: &mut AnyConnection, tenant_id: &str, after: &str, limit: i64) -> QueryResult<Vec<String>> {
+        data_subjects::table
+            .filter(data_subjects::tenant_id.eq(tenant_id))
+            .filter(data_subjects::id.gt(after))
+            .order(data_subjects::id.asc())
+            .limit(limit)
+            .select(data_subjects::id)
+            .load(conn)
+    }
+
     pub fn set_chain_head(conn: &mut AnyConnection, subject_id: &str, hash: &str) -> QueryResult<()> {
         diesel::update(data_subjects::table.find(subject_id))
             .set(data_subjects::last_event_hash.eq(hash))
