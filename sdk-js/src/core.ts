@@ -31,6 +31,7 @@ import type {
   ConsentSnapshot,
   ConsentSource,
   ConsentStatus,
+  ConsentWrite,
   SiteConfig,
   UiOptions,
   VisitorConsents,
@@ -144,7 +145,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
     d.dispatchEvent(new CustomEvent('consentry:' + ev, { detail }));
   };
   /** A choice that will not be recorded: logged once per reason, `error` every time. */
-  const fail = (reason: ConsentryError['reason'], status: number, problem: unknown, choices?: Record<string, boolean>) => {
+  const fail = (reason: ConsentryError['reason'], status: number, problem: ConsentryError['problem'], choices?: Record<string, boolean>) => {
     // eslint-disable-next-line no-console
     if (!said[reason]) console.error('consentry: not recorded:', reason, status, problem);
     said[reason] = 1;
@@ -270,7 +271,8 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
         region: where || undefined,
         gpc: gpcSignal || undefined,
         identity_token: token,
-      },
+        // checked against the server's request schema: a field it renames, or a new required one, fails the build
+      } satisfies ConsentWrite,
     });
   };
   /** Choices giving `v` to `keys`, by default every purpose known. */

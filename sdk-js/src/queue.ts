@@ -8,7 +8,7 @@
  * given up: neither blocks the writes after it for long. Tabs of one origin
  * share the stored queue: saving merges with what another tab stored.
  */
-import type { ConsentWrite, ConsentWriteResult } from './types';
+import type { ConsentWrite, ConsentWriteResult, Problem } from './types';
 
 /** One queued write; `key` is the Idempotency-Key, reused on every retry. */
 export interface QueuedWrite {
@@ -33,7 +33,7 @@ export interface QueueOptions {
    * than 408/429; `problem` is its body, null if unreadable), or it was given
    * up after too many attempts or too long (`status` 0).
    */
-  onDrop(item: QueuedWrite, status: number, problem: unknown): void;
+  onDrop(item: QueuedWrite, status: number, problem: Problem | null): void;
   /** Aborting it stops scheduled retries. */
   signal?: AbortSignal;
 }

@@ -2,93 +2,28 @@
  * Public types of the Consentry browser SDK. Field names of server payloads
  * follow the REST API (snake_case); SDK-side types are camelCase.
  */
+import type { ConsentSource, Problem, SiteConfig } from './api';
 
 /** A purpose's state for this visitor: an explicit decision, or none yet. */
 export type ConsentStatus = 'granted' | 'denied' | 'undecided';
 
-/** Effective consent model of a purpose in the visitor's region. */
-export type ConsentModel = 'opt_in' | 'opt_out' | 'notice_only';
-
-/** Where a decision was made; sent as `source` with each write. */
-export type ConsentSource = 'banner' | 'preference_centre' | 'placeholder';
-
-/** A purpose as returned by `GET /v1/sites/{site_key}/config`. */
-export interface Purpose {
-  key: string;
-  title: string;
-  description: string;
-  kind: 'cookie_category' | 'processing' | 'communication';
-  /** Already the effective model for the region. */
-  consent_model: ConsentModel;
-  legal_basis: string;
-  /** Denied when the browser sends Global Privacy Control (11 CCR §7025). */
-  gpc_applies: boolean;
-  /** A decision older than this many days is `expired`; null: never. */
-  max_age_days: number | null;
-}
-
-/** A policy revision currently in force. */
-export interface PolicyRevision {
-  policy_key: string;
-  /** `YYYY-MM-DD`; identifies the revision. */
-  revision_date: string;
-  /** RFC 3339, UTC. */
-  effective_at: string;
-  url: string;
-  sha256: string;
-  requires_reconsent: boolean;
-}
-
-/** `GET /v1/sites/{site_key}/config` response body. */
-export interface SiteConfig {
-  site: { site_key: string; name: string };
-  region: string | null;
-  gpc_honored: boolean;
-  /** Lifetime of the SDK cookie, in days. */
-  cookie_max_age_days: number;
-  policies: PolicyRevision[];
-  purposes: Purpose[];
-}
-
-/** A purpose's status as the server stores it. */
-export type ServerStatus = 'granted' | 'denied' | 'not_asked' | 'stale' | 'expired';
-
-/** One purpose of a visitor's consent state on the server. */
-export interface ServerPurposeState {
-  status: ServerStatus;
-  allowed: boolean;
-  decision?: 'granted' | 'denied';
-  policy_revision?: string;
-  updated_at?: string;
-  expires_at?: string | null;
-  source?: string;
-}
-
-/** `GET /v1/sites/{site_key}/visitors/{visitor_id}/consents` response body. */
-export interface VisitorConsents {
-  subject: string;
-  needs_consent: boolean;
-  purposes: Record<string, ServerPurposeState>;
-}
-
-/** `POST /v1/sites/{site_key}/consents` request body. */
-export interface ConsentWrite {
-  visitor_id: string;
-  /** Never contains notice_only purposes. */
-  choices: Record<string, boolean>;
-  policy_revision?: string;
-  source: ConsentSource;
-  region?: string;
-  gpc?: true;
-  identity_token?: string;
-}
-
-/** `POST /v1/sites/{site_key}/consents` 201 response body. */
-export interface ConsentWriteResult {
-  event_ids: string[];
-  consents: VisitorConsents;
-  gpc_honored: boolean;
-}
+/**
+ * The API's request and response bodies (wire shapes, snake_case), derived
+ * from the server's OpenAPI document: see `api.ts`.
+ */
+export type {
+  ConsentModel,
+  ConsentSource,
+  ConsentWrite,
+  ConsentWriteResult,
+  PolicyRevision,
+  Problem,
+  Purpose,
+  ServerPurposeState,
+  ServerStatus,
+  SiteConfig,
+  VisitorConsents,
+} from './api';
 
 /** Google Consent Mode v2 consent types. */
 export type GoogleConsentType =
@@ -188,7 +123,7 @@ export interface ConsentryError {
   /** HTTP status of a refusal; 0 when there was none. */
   status: number;
   /** The refusal's body (an RFC 9457 problem), when readable; else null. */
-  problem: unknown;
+  problem: Problem | null;
   /** The choices of the write concerned, when there was one. */
   choices?: Record<string, boolean>;
 }

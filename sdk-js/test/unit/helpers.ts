@@ -47,8 +47,11 @@ export function siteConfig(extra: Partial<SiteConfig> = {}): SiteConfig {
 
 export function record(statuses: Record<string, VisitorConsents['purposes'][string]['status']>, needs = false): VisitorConsents {
   const purposes: VisitorConsents['purposes'] = {};
-  for (const k in statuses)
-    purposes[k] = { status: statuses[k], allowed: statuses[k] == 'granted', updated_at: '2024-01-01T00:00:00Z', source: 'banner' };
+  const reasons = { granted: 'granted', denied: 'refused', not_asked: 'not_asked', stale: 'policy_changed', expired: 'expired' } as const;
+  for (const k in statuses) {
+    const status = statuses[k];
+    purposes[k] = { status, allowed: status == 'granted', reason: reasons[status], updated_at: '2024-01-01T00:00:00Z', source: 'banner' };
+  }
   return { subject: 'visitor:x', needs_consent: needs, purposes };
 }
 
