@@ -32,7 +32,7 @@ echo "== backends: SQLite${CONSENTRY_TEST_POSTGRES_URL:+ and PostgreSQL ($CONSEN
 
 cargo test --locked --all-targets
 # The binary those tests built; the contract and browser tests run it instead of building again.
-export CONSENTRY_BIN="$PWD/target/debug/consentry"
+export CONSENTRY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/consentry"
 
 tests/contract/run.sh
 
