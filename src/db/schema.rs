@@ -37,6 +37,7 @@ diesel::table! {
         origins -> Text,
         purposes -> Nullable<Text>,
         created_at -> Timestamp,
+        identity_secret -> Nullable<Text>,
     }
 }
 
@@ -78,6 +79,7 @@ diesel::table! {
         tenant_id -> Text,
         last_event_hash -> Text,
         created_at -> Timestamp,
+        merged_into -> Nullable<Text>,
     }
 }
 

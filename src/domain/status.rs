@@ -176,6 +176,30 @@ pub fn evaluate(
     Evaluation { status, allowed, reason, expires_at }
 }
 
+/// Which of two decisions for one purpose survives when two histories of one person merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Survivor {
+    First,
+    Second,
+}
+
+/// The newest decision wins; an opt-out that came from GPC or an opt-out request is never
+/// overridden by a grant that is not newer (a tie goes to the opt-out). So an opt-out recorded
+/// on a device applies to the person it is linked to (11 CCR §7025(c)(1)).
+pub fn merge_survivor(first: &StoredChoice, second: &StoredChoice) -> Survivor {
+    let sticky = |c: &StoredChoice| {
+        c.decision == Decision::Denied && matches!(c.source, ConsentSource::Gpc | ConsentSource::OptOutRequest)
+    };
+    if first.occurred_at == second.occurred_at {
+        return if sticky(&second) && !sticky(first) { Survivor::Second } else { Survivor::First };
+    }
+    if second.occurred_at > first.occurred_at {
+        Survivor::Second
+    } else {
+        Survivor::First
+    }
+}
+
 /// How long a business must wait after a consumer opted out of sale/sharing before asking them
 /// to opt back in: "at least 12 months" (Cal. Civ. Code §1798.135(c)(4)).
 pub const REPROMPT_WAIT_MONTHS: u32 = 12;
@@ -279,6 +303,21 @@ mod tests {
         assert_eq!(reprompt_after(false, Some(&refusal)), None, "only sale/sharing purposes");
         let grant = choice(Decision::Granted, ConsentSource::Banner, at(2021, 3, 1));
         assert_eq!(reprompt_after(true, Some(&grant)), None);
+    }
+
+    /// 11 CCR §7025(c)(1): an opt-out on a device applies to the linked person.
+    #[test]
+    fn merging_histories_keeps_the_newest_and_never_lets_an_older_grant_undo_an_opt_out_11_ccr_7025_c_1() {
+        let gpc = choice(Decision::Denied, ConsentSource::Gpc, at(2021, 3, 1));
+        let older_grant = choice(Decision::Granted, ConsentSource::Banner, at(2021, 2, 1));
+        let tied_grant = choice(Decision::Granted, ConsentSource::Api, at(2021, 3, 1));
+        let newer_grant = choice(Decision::Granted, ConsentSource::Banner, at(2021, 4, 1));
+        assert_eq!(merge_survivor(&older_grant, &gpc), Survivor::Second);
+        assert_eq!(merge_survivor(&gpc, &older_grant), Survivor::First);
+        assert_eq!(merge_survivor(&tied_grant, &gpc), Survivor::Second, "a tie goes to the opt-out");
+        assert_eq!(merge_survivor(&gpc, &newer_grant), Survivor::Second, "a newer grant is a new decision");
+        let refusal = choice(Decision::Denied, ConsentSource::Banner, at(2021, 1, 1));
+        assert_eq!(merge_survivor(&refusal, &older_grant), Survivor::Second, "otherwise the newest wins");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! rules and the database. No HTTP here: routes parse requests and render responses.
 
 mod check;
+mod link;
 mod record;
 pub mod verify;
 mod view;
 
 pub use check::{check_subjects, CheckResult, MAX_CHECK_SUBJECTS};
+pub use link::{link_identifiers, Linked};
 pub use record::{record_choices, IdempotencyClaim, Outcome, RecordRequest, Recorded};
 pub use view::{subject_view, PurposeState, SubjectView, TenantRules};
 

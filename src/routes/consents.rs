@@ -451,7 +451,10 @@ pub async fn list_subject_events(
     let events = state
         .db(move |conn| {
             Ok(match DataSubject::resolve(conn, &tenant.id, &stored)? {
-                Some(id) => Event::list_for_subject(conn, &tenant.id, &id, MAX_SUBJECT_EVENTS)?,
+                Some(id) => {
+                    let ids = DataSubject::with_merged(conn, &tenant.id, &id)?;
+                    Event::list_for_subject(conn, &tenant.id, &ids, MAX_SUBJECT_EVENTS)?
+                }
                 None => Vec::new(),
             })
         })

@@ -36,7 +36,7 @@ pub struct FeedQuery {
 pub struct FeedEvent {
     #[serde(flatten)]
     pub event: EventResponse,
-    /// The pseudonymous id of the data subject.
+    /// The pseudonymous id of the data subject (the person it joined, after identity linking).
     pub subject_id: String,
     /// The subject's identifiers as stored: `visitor:<uuid>`, `user:<id>`, and email and phone
     /// as `email:h:<hex>` / `phone:h:<hex>` keyed hashes.
@@ -85,14 +85,18 @@ pub async fn list_events(
         return Err(ApiError::invalid("limit", format!("must be 1 to {MAX_LIMIT}")));
     }
     let tenant = caller.tenant_id.clone();
-    let (events, identifiers) = state
+    let (events, identifiers, canonical) = state
         .db(move |conn| {
             let events = Event::feed(conn, &tenant, after, limit)?;
             let mut ids: Vec<&str> = events.iter().map(|e| e.row.subject_id.as_str()).collect();
             ids.sort_unstable();
             ids.dedup();
-            let identifiers = DataSubject::identifiers_of(conn, &tenant, &ids)?;
-            Ok((events, identifiers))
+            // Subjects merged by identity linking are reported as the person they joined.
+            let canonical: BTreeMap<String, String> =
+                DataSubject::canonical(conn, &tenant, &ids)?.into_iter().collect();
+            let people: Vec<&str> = canonical.values().map(String::as_str).collect();
+            let identifiers = DataSubject::identifiers_of(conn, &tenant, &people)?;
+            Ok((events, identifiers, canonical))
         })
         .await?;
     let mut by_subject: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -103,7 +107,7 @@ pub async fn list_events(
     let events = events
         .into_iter()
         .map(|e| {
-            let subject_id = e.row.subject_id.clone();
+            let subject_id = canonical.get(&e.row.subject_id).cloned().unwrap_or_else(|| e.row.subject_id.clone());
             Ok(FeedEvent {
                 identifiers: by_subject.get(&subject_id).cloned().unwrap_or_default(),
                 subject_id,

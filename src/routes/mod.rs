@@ -4,6 +4,7 @@
 pub mod consents;
 pub mod events;
 pub mod health;
+pub mod links;
 pub mod opt_outs;
 pub mod policies;
 pub mod public;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     policies::configure(cfg);
     consents::configure(cfg);
     events::configure(cfg);
+    links::configure(cfg);
     opt_outs::configure(cfg);
     public::configure(cfg);
     sdk::configure(cfg);

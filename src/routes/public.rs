@@ -310,6 +310,32 @@ pub struct RecordVisitorConsents {
     /// The page saw `navigator.globalPrivacyControl === true` (the `Sec-GPC: 1` header counts too).
     #[serde(default)]
     pub gpc: Option<bool>,
+    /// A JWT from the site's backend (HS256 with the site's identity secret, claims `sub` = the
+    /// user id and `exp`): the visitor is that user, and both identifiers become one person
+    /// before the choices are recorded. A bad or expired token is a 401; nothing is recorded.
+    #[serde(default)]
+    pub identity_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdentityClaims {
+    sub: String,
+}
+
+/// Verifies an identity token with the site's secret; returns the user's identifier.
+fn verify_identity(site: &crate::db::models::site::Site, token: &str) -> Result<SubjectIdentifier, ApiError> {
+    let refused = |why: &str| ApiError::Unauthorized(format!("identity_token: {why}"));
+    let secret = site.identity_secret.as_deref().ok_or_else(|| refused("this site has no identity secret"))?;
+    let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).map_err(ApiError::internal)?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let claims = jsonwebtoken::decode::<IdentityClaims>(token, &key, &validation)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => refused("the token has expired"),
+            _ => refused("the token is not signed with this site's identity secret"),
+        })?
+        .claims;
+    SubjectIdentifier::parse(&format!("user:{}", claims.sub)).map_err(|e| refused(&format!("sub: {e}")))
 }
 
 /// Records a visitor's choices. One event per changed purpose, in one transaction; a retry
@@ -327,6 +353,7 @@ pub struct RecordVisitorConsents {
     responses(
         (status = 201, description = "Recorded (committed)", body = RecordResponse),
         (status = 400, description = "Invalid visitor id, purpose, revision or source", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The identity token is not valid or has expired", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Origin missing or not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown site key", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used for another request", body = Problem, content_type = "application/problem+json"),
@@ -343,6 +370,18 @@ pub async fn record_visitor_consents(
 ) -> Result<HttpResponse, ApiError> {
     let JsonBody(body, raw) = body?;
     let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
+    if let Some(token) = &body.identity_token {
+        let user = verify_identity(&site.site, token)?;
+        let (tenant, v) = (site.tenant.clone(), visitor.clone());
+        state
+            .db(move |conn| {
+                let rules = TenantRules::load(conn, &tenant.id, now())?;
+                let key = tenant.subject_key();
+                crate::ledger::link_identifiers(conn, &rules, &user.stored_form(&key), &v.stored_form(&key))?;
+                Ok(())
+            })
+            .await?;
+    }
     let presented = site.site.purposes();
     if let Some(keys) = &presented {
         if let Some(other) = body.choices.keys().find(|k| !keys.contains(k)) {

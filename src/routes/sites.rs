@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(create_site).service(list_sites);
+    cfg.service(create_site).service(list_sites).service(rotate_identity_secret);
 }
 
 /// The most origins one site may list.
@@ -51,6 +51,11 @@ pub struct SiteResponse {
     /// The purposes the site presents; null: all.
     pub purposes: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
+    /// The secret (hex) with which the site's backend signs identity tokens (HS256 JWTs with
+    /// `sub` = user id and `exp`) for the public endpoints. Shown once, when the site is created
+    /// or the secret rotated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_secret: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -67,6 +72,7 @@ impl From<&Site> for SiteResponse {
             origins: s.origins(),
             purposes: s.purposes(),
             created_at: utc(s.created_at),
+            identity_secret: None,
         }
     }
 }
@@ -210,7 +216,9 @@ pub async fn create_site(
             Ok(site)
         })
         .await?;
-    Ok(HttpResponse::Created().json(SiteResponse::from(&site)))
+    let mut body = SiteResponse::from(&site);
+    body.identity_secret = site.identity_secret.clone();
+    Ok(HttpResponse::Created().json(body))
 }
 
 /// Lists the tenant's sites, oldest first. Any valid token.
@@ -243,4 +251,41 @@ mod tests {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }
     }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IdentitySecret {
+    /// The new secret (hex); identity tokens signed with the old one are refused from now on.
+    pub identity_secret: String,
+}
+
+/// Replaces a site's identity secret and shows the new one, once. Requires `admin`.
+#[utoipa::path(
+    tag = "sites",
+    security(("bearer" = [])),
+    params(("site_id" = String, Path, description = "The site's id")),
+    responses(
+        (status = 200, description = "The new secret", body = IdentitySecret),
+        (status = 404, description = "No such site", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/v1/sites/{site_id}/identity-secret")]
+pub async fn rotate_identity_secret(
+    state: web::Data<AppState>,
+    caller: Caller,
+    site_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let secret = Site::new_identity_secret();
+    let s = secret.clone();
+    let id = site_id.into_inner();
+    let found = state
+        .db(move |conn| {
+            Ok(write_transaction(conn, |conn| Site::set_identity_secret(conn, &caller.tenant_id, &id, &s))?)
+        })
+        .await?;
+    if !found {
+        return Err(ApiError::NotFound("no such site".into()));
+    }
+    Ok(HttpResponse::Ok().json(IdentitySecret { identity_secret: secret }))
 }

@@ -9,6 +9,7 @@ mod errors;
 mod feed;
 mod gpc;
 mod isolation;
+mod linking;
 mod lists;
 mod management;
 mod opt_outs;

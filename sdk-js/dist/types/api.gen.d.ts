@@ -252,6 +252,12 @@ export interface components {
             choices: components["schemas"]["ChoicesSchema"];
             /** @description The page saw `navigator.globalPrivacyControl === true` (the `Sec-GPC: 1` header counts too). */
             gpc?: boolean | null;
+            /**
+             * @description A JWT from the site's backend (HS256 with the site's identity secret, claims `sub` = the
+             *     user id and `exp`): the visitor is that user, and both identifiers become one person
+             *     before the choices are recorded. A bad or expired token is a 401; nothing is recorded.
+             */
+            identity_token?: string | null;
             /** @description The revision date (`YYYY-MM-DD`) of the policy shown; must be in force. */
             policy_revision: components["schemas"]["RevisionDate"];
             region?: components["schemas"]["RegionCode"] | null;
@@ -472,6 +478,15 @@ export interface operations {
             };
             /** @description Invalid visitor id, purpose, revision or source */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The identity token is not valid or has expired */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

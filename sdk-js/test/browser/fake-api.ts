@@ -110,7 +110,7 @@ export async function startFakeApi(): Promise<FakeApi> {
         if (key && t.idempotency.has(key)) return send(res, 201, t.idempotency.get(key), cors);
         // like the real server: a policy revision in force is required, identity linking is not enabled yet
         if (!inForce(t).some((r) => r.revision_date == body.policy_revision)) return send(res, 400, 'policy_revision must be in force', cors);
-        if (body.identity_token != null) return send(res, 400, 'identity linking is not enabled on this server yet', cors);
+        if (body.identity_token != null) return send(res, 401, "identity_token: the token is not signed with this site's identity secret", cors);
         const subject = 'visitor:' + body.visitor_id;
         const now = new Date().toISOString();
         const ids: string[] = [];

@@ -313,12 +313,12 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     const page = await open();
     await page.getByRole('button', { name: 'Reject all' }).click();
     await saved(page);
-    // the server refuses identity_token (400) until identity linking ships
+    // a token not signed with the site's identity secret is refused (401), nothing is linked
     const linked = await page.evaluate(() => window.Consentry.instance!.then((c) => c.identify('header.payload.signature')));
     expect(linked).toBe(false);
     const errors = await page.evaluate(() => window.__events.filter((e) => e.type == 'error').map((e) => e.detail as unknown as { reason: string; status: number; problem: { status: number } }));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ reason: 'refused', status: 400, problem: { status: 400 } });
+    expect(errors[0]).toMatchObject({ reason: 'refused', status: 401, problem: { status: 401 } });
     const ok = await page.evaluate(() => window.Consentry.instance!.then((c) => c.set({ statistics: true })));
     expect(ok).toBe(true);
     const s = await snapshot(page);

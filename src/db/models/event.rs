@@ -58,16 +58,16 @@ impl NewEvent {
 }
 
 impl Event {
-    /// A subject's events in the order they were recorded.
+    /// The events of subjects (a person and the subjects merged into it), in recorded order.
     pub fn list_for_subject(
         conn: &mut AnyConnection,
         tenant_id: &str,
-        subject_id: &str,
+        subject_ids: &[String],
         limit: i64,
     ) -> QueryResult<Vec<Self>> {
         consent_events::table
             .filter(consent_events::tenant_id.eq(tenant_id))
-            .filter(consent_events::subject_id.eq(subject_id))
+            .filter(consent_events::subject_id.eq_any(subject_ids))
             .order(consent_events::seq.asc())
             .limit(limit)
             .select(Self::as_select())

@@ -19,6 +19,8 @@ pub struct Site {
     pub origins: String,
     pub purposes: Option<String>,
     pub created_at: NaiveDateTime,
+    /// The HS256 secret (hex) that signs identity tokens for this site's public endpoints.
+    pub identity_secret: Option<String>,
 }
 
 impl Site {
@@ -37,11 +39,19 @@ impl Site {
             origins: serde_json::to_string(origins).unwrap_or_else(|_| "[]".into()),
             purposes: purposes.map(|p| serde_json::to_string(p).unwrap_or_else(|_| "[]".into())),
             created_at: now,
+            identity_secret: Some(Self::new_identity_secret()),
         }
     }
 
     pub fn origins(&self) -> Vec<String> {
         serde_json::from_str(&self.origins).unwrap_or_default()
+    }
+
+    /// 32 random bytes, hex.
+    pub fn new_identity_secret() -> String {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        hex::encode(bytes)
     }
 
     /// The purpose keys the site presents; `None`: all of the tenant's.
@@ -63,6 +73,13 @@ impl Site {
 
     pub fn find_by_key(conn: &mut AnyConnection, site_key: &str) -> QueryResult<Option<Self>> {
         sites::table.filter(sites::site_key.eq(site_key)).select(Self::as_select()).first(conn).optional()
+    }
+
+    pub fn set_identity_secret(conn: &mut AnyConnection, tenant_id: &str, id: &str, secret: &str) -> QueryResult<bool> {
+        diesel::update(sites::table.filter(sites::tenant_id.eq(tenant_id)).filter(sites::id.eq(id)))
+            .set(sites::identity_secret.eq(Some(secret)))
+            .execute(conn)
+            .map(|n| n == 1)
     }
 
     pub fn set_origins(conn: &mut AnyConnection, id: &str, origins: &[String]) -> QueryResult<()> {

@@ -59,6 +59,17 @@ impl StateRow {
             .load(conn)
     }
 
+    /// Removes a merged-away subject's states (they now live under the subject it joined).
+    pub fn delete_for_subject(conn: &mut AnyConnection, tenant_id: &str, subject_id: &str) -> QueryResult<()> {
+        diesel::delete(
+            consent_states::table
+                .filter(consent_states::tenant_id.eq(tenant_id))
+                .filter(consent_states::subject_id.eq(subject_id)),
+        )
+        .execute(conn)
+        .map(drop)
+    }
+
     /// Writes the state; the caller holds the subject's lock (see `backend::lock_subject`).
     pub fn save(&self, conn: &mut AnyConnection, exists: bool) -> QueryResult<()> {
         if exists {

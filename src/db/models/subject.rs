@@ -77,10 +77,71 @@ impl DataSubject {
             .load(conn)
     }
 
-    /// One page of a tenant's subject ids, in id order, after `after`.
+    /// Points `identifier` at `subject_id` (a new identifier of a known person).
+    pub fn add_identifier(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        identifier: &str,
+        subject_id: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<()> {
+        diesel::insert_into(subject_identifiers::table)
+            .values((
+                subject_identifiers::tenant_id.eq(tenant_id),
+                subject_identifiers::identifier.eq(identifier),
+                subject_identifiers::subject_id.eq(subject_id),
+                subject_identifiers::created_at.eq(now),
+            ))
+            .execute(conn)
+            .map(drop)
+    }
+
+    /// Folds subject `from` into `into`: its identifiers now name `into`, and it (and whatever
+    /// was merged into it before) is marked `merged_into`. Its events stay where they are.
+    pub fn merge(conn: &mut AnyConnection, tenant_id: &str, from: &str, into: &str) -> QueryResult<()> {
+        diesel::update(
+            subject_identifiers::table
+                .filter(subject_identifiers::tenant_id.eq(tenant_id))
+                .filter(subject_identifiers::subject_id.eq(from)),
+        )
+        .set(subject_identifiers::subject_id.eq(into))
+        .execute(conn)?;
+        diesel::update(
+            data_subjects::table
+                .filter(data_subjects::tenant_id.eq(tenant_id))
+                .filter(data_subjects::id.eq(from).or(data_subjects::merged_into.eq(from))),
+        )
+        .set(data_subjects::merged_into.eq(Some(into)))
+        .execute(conn)
+        .map(drop)
+    }
+
+    /// `subject_id` and every subject merged into it: whose events are this person's.
+    pub fn with_merged(conn: &mut AnyConnection, tenant_id: &str, subject_id: &str) -> QueryResult<Vec<String>> {
+        let mut ids: Vec<String> = data_subjects::table
+            .filter(data_subjects::tenant_id.eq(tenant_id))
+            .filter(data_subjects::merged_into.eq(subject_id))
+            .select(data_subjects::id)
+            .load(conn)?;
+        ids.push(subject_id.to_owned());
+        Ok(ids)
+    }
+
+    /// The subject each of `ids` is now part of: `merged_into`, or itself.
+    pub fn canonical(conn: &mut AnyConnection, tenant_id: &str, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
+        let rows: Vec<(String, Option<String>)> = data_subjects::table
+            .filter(data_subjects::tenant_id.eq(tenant_id))
+            .filter(data_subjects::id.eq_any(ids))
+            .select((data_subjects::id, data_subjects::merged_into))
+            .load(conn)?;
+        Ok(rows.into_iter().map(|(id, into)| (id.clone(), into.unwrap_or(id))).collect())
+    }
+
+    /// One page of a tenant's subject ids (not merged away), in id order, after `after`.
     pub fn page(conn: &mut AnyConnection, tenant_id: &str, after: &str, limit: i64) -> QueryResult<Vec<String>> {
         data_subjects::table
             .filter(data_subjects::tenant_id.eq(tenant_id))
+            .filter(data_subjects::merged_into.is_null())
             .filter(data_subjects::id.gt(after))
             .order(data_subjects::id.asc())
             .limit(limit)

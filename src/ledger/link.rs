@@ -1,0 +1,75 @@
+//! Identity linking: several identifiers of one person become one data subject.
+
+use super::view::{index, TenantRules};
+use super::LedgerError;
+use crate::db::backend::{is_retryable, lock_subject, write_transaction};
+use crate::db::models::naive;
+use crate::db::models::state::StateRow;
+use crate::db::models::subject::DataSubject;
+use crate::db::AnyConnection;
+use crate::domain::status::{merge_survivor, Survivor};
+
+/// What linking did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Linked {
+    /// The identifiers already named one subject.
+    Already,
+    /// The second identifier was new and now names the first's subject.
+    Added,
+    /// Both had histories; they are now one subject (the first's), states merged.
+    Merged,
+}
+
+/// Links the stored identifier `other` to the person behind `primary` (created if new).
+///
+/// When both have histories, they merge per purpose: the newest decision wins, and an opt-out
+/// from GPC or an opt-out request is never undone by a grant that is not newer (11 CCR
+/// §7025(c)(1)). Events are never rewritten: the merged subject's events stay in its own hash
+/// chain and are listed with the person's.
+pub fn link_identifiers(
+    conn: &mut AnyConnection,
+    rules: &TenantRules,
+    primary: &str,
+    other: &str,
+) -> Result<Linked, LedgerError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = write_transaction(conn, |conn| link(conn, rules, primary, other));
+        match result {
+            Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
+fn link(conn: &mut AnyConnection, rules: &TenantRules, primary: &str, other: &str) -> Result<Linked, LedgerError> {
+    let tenant = &rules.tenant_id;
+    let now = naive(rules.now);
+    let a = DataSubject::resolve_or_create(conn, tenant, primary, now)?;
+    let Some(b) = DataSubject::resolve(conn, tenant, other)? else {
+        DataSubject::add_identifier(conn, tenant, other, &a, now)?;
+        return Ok(Linked::Added);
+    };
+    if a == b {
+        return Ok(Linked::Already);
+    }
+    // Both subjects' writers wait for us; lock in id order so two merges cannot deadlock.
+    let (first, second) = if a < b { (&a, &b) } else { (&b, &a) };
+    lock_subject(conn, first)?;
+    lock_subject(conn, second)?;
+    let mine = index(StateRow::for_subject(conn, tenant, &a)?);
+    for theirs in StateRow::for_subject(conn, tenant, &b)? {
+        let keep_theirs = match mine.get(&theirs.purpose_key) {
+            None => true,
+            Some(own) => merge_survivor(&own.to_choice()?, &theirs.to_choice()?) == Survivor::Second,
+        };
+        if keep_theirs {
+            let exists = mine.contains_key(&theirs.purpose_key);
+            StateRow { subject_id: a.clone(), ..theirs }.save(conn, exists)?;
+        }
+    }
+    StateRow::delete_for_subject(conn, tenant, &b)?;
+    DataSubject::merge(conn, tenant, &b, &a)?;
+    Ok(Linked::Merged)
+}

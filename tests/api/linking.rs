@@ -1,0 +1,130 @@
+//! Identity linking: a visitor who logs in, and server-side links (11 CCR §7025(c)(1)).
+
+use crate::helpers::{assert_problem, TestApp, ORIGIN, VISITOR};
+use serde_json::{json, Value};
+
+crate::backend_tests!(
+    a_visitor_who_logs_in_becomes_the_user_and_keeps_a_device_opt_out_11_ccr_7025_c_1,
+    bad_or_expired_identity_tokens_are_refused_and_link_nothing,
+    server_side_links_merge_histories_newest_decision_wins,
+);
+
+/// A site with an identity secret (shown once, at creation): (site key, site id, secret).
+async fn site_with_secret(app: &TestApp) -> (String, String, String) {
+    let res = app.post("/v1/sites", &json!({"name": "shop", "origins": [ORIGIN]})).send().await.unwrap();
+    let site: Value = res.json().await.unwrap();
+    let secret = site["identity_secret"].as_str().expect("shown at creation").to_owned();
+    assert_eq!(secret.len(), 64);
+    let list: Value = app.get("/v1/sites").send().await.unwrap().json().await.unwrap();
+    assert!(list["sites"][0].get("identity_secret").is_none(), "and never again");
+    (site["site_key"].as_str().unwrap().to_owned(), site["id"].as_str().unwrap().to_owned(), secret)
+}
+
+fn identity_token(secret: &str, sub: &str, exp_in_secs: i64) -> String {
+    let claims = json!({"sub": sub, "exp": chrono::Utc::now().timestamp() + exp_in_secs});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn visit(choices: Value, token: Option<&str>) -> Value {
+    let mut body =
+        json!({"visitor_id": VISITOR, "choices": choices, "policy_revision": "2021-02-01", "source": "banner"});
+    if let Some(t) = token {
+        body["identity_token"] = json!(t);
+    }
+    body
+}
+
+async fn a_visitor_who_logs_in_becomes_the_user_and_keeps_a_device_opt_out_11_ccr_7025_c_1(app: TestApp) {
+    app.seed().await;
+    let (site, _, secret) = site_with_secret(&app).await;
+    // The account granted sale/sharing long ago; on this device the browser sends GPC.
+    let res = app.record(json!({"subject": "user:42", "choices": {"sale_sharing": true}, "source": "api", "occurred_at": "2026-01-01T00:00:00Z"})).await;
+    assert_eq!(res.status(), 201);
+    let res =
+        app.visitor_post(&site, &visit(json!({"analytics": true}), None)).header("Sec-GPC", "1").send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    // The visitor logs in.
+    let token = identity_token(&secret, "42", 300);
+    let res = app.visitor_post(&site, &visit(json!({"marketing_email": true}), Some(&token))).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    // One person: both identifiers read the same state, and the device's opt-out holds.
+    let by_user = app.consents_of("user:42").await;
+    let by_visitor = app.consents_of(&format!("visitor:{VISITOR}")).await;
+    assert_eq!(by_user["purposes"], by_visitor["purposes"]);
+    assert_eq!(by_user["purposes"]["sale_sharing"]["source"], "gpc", "an older grant never undoes a GPC opt-out");
+    assert_eq!(by_user["purposes"]["analytics"]["status"], "granted");
+    assert_eq!(by_user["purposes"]["marketing_email"]["status"], "granted");
+    let r = app.check("sale_sharing", &["user:42"]).await;
+    assert_eq!(r[0]["allowed"], false);
+    // Both histories are the person's proof.
+    let sources: Vec<String> =
+        app.events_of("user:42").await.iter().map(|e| e["source"].as_str().unwrap().to_owned()).collect();
+    assert!(sources.contains(&"api".to_owned()) && sources.contains(&"gpc".to_owned()), "{sources:?}");
+    let out = app.cli(&["ledger", "verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+async fn bad_or_expired_identity_tokens_are_refused_and_link_nothing(app: TestApp) {
+    app.seed().await;
+    let (site, site_id, secret) = site_with_secret(&app).await;
+    let forged = identity_token("not the site's secret", "42", 300);
+    let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&forged))).send().await.unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], ORIGIN, "the page can read why");
+    assert_eq!(
+        assert_problem(res, 401).await["detail"],
+        "identity_token: the token is not signed with this site's identity secret"
+    );
+    let expired = identity_token(&secret, "42", -3600);
+    let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&expired))).send().await.unwrap();
+    assert_eq!(assert_problem(res, 401).await["detail"], "identity_token: the token has expired");
+    assert!(app.events_of(&format!("visitor:{VISITOR}")).await.is_empty(), "nothing recorded");
+    assert!(app.events_of("user:42").await.is_empty(), "and no link");
+    // Rotation: the old secret stops working at once.
+    let res = app.post(&format!("/v1/sites/{site_id}/identity-secret"), &json!({})).send().await.unwrap();
+    let rotated: Value = res.json().await.unwrap();
+    let new_secret = rotated["identity_secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    let old = identity_token(&secret, "42", 300);
+    assert_problem(app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&old))).send().await.unwrap(), 401)
+        .await;
+    let new = identity_token(new_secret, "42", 300);
+    assert_eq!(
+        app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&new))).send().await.unwrap().status(),
+        201
+    );
+    assert_eq!(app.consents_of("user:42").await["purposes"]["analytics"]["status"], "granted");
+}
+
+async fn server_side_links_merge_histories_newest_decision_wins(app: TestApp) {
+    app.seed().await;
+    let rec = |subject: &str, granted: bool, at: &str| json!({"subject": subject, "choices": {"marketing_email": granted}, "source": "api", "occurred_at": at});
+    assert_eq!(app.record(rec("email:ada@example.com", true, "2026-02-01T00:00:00Z")).await.status(), 201);
+    assert_eq!(app.record(rec("user:7", false, "2026-03-01T00:00:00Z")).await.status(), 201);
+    let link = |body: Value| app.post("/v1/subjects/email:ada@example.com/links", &body).send();
+    let res: Value = link(json!({"subject": "user:7"})).await.unwrap().json().await.unwrap();
+    assert_eq!(res["outcome"], "merged");
+    assert_eq!(
+        app.consents_of("email:ada@example.com").await["purposes"]["marketing_email"]["status"],
+        "denied",
+        "the newer refusal wins"
+    );
+    let res: Value = link(json!({"subject": "user:7"})).await.unwrap().json().await.unwrap();
+    assert_eq!(res["outcome"], "already");
+    let res: Value = link(json!({"subject": "phone:+4930123456"})).await.unwrap().json().await.unwrap();
+    assert_eq!(res["outcome"], "added");
+    assert_eq!(app.consents_of("phone:+4930123456").await["purposes"]["marketing_email"]["status"], "denied");
+    // The feed reports every event under the one person, with all its identifiers.
+    let feed: Value = app.get("/v1/events").send().await.unwrap().json().await.unwrap();
+    let people: std::collections::HashSet<&str> =
+        feed["events"].as_array().unwrap().iter().map(|e| e["subject_id"].as_str().unwrap()).collect();
+    assert_eq!(people.len(), 1);
+    assert_eq!(feed["events"][0]["identifiers"].as_array().unwrap().len(), 3);
+    let res: Value = link(json!({"subject": "email:ADA@example.com"})).await.unwrap().json().await.unwrap();
+    assert_eq!(res["outcome"], "already", "the same address in other letters is the same identifier");
+    assert_problem(link(json!({"subject": "email:nope"})).await.unwrap(), 400).await;
+}
