@@ -112,6 +112,11 @@ async fn measure(label: &str, database_url: String, seed: impl FnOnce(&str)) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // `cargo test --all-targets` runs benches once without `--bench`: nothing to measure then.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("bulk_check: run with `cargo bench --bench bulk_check`");
+        return;
+    }
     if let Ok(admin) = std::env::var("CONSENTRY_TEST_POSTGRES_URL") {
         let name = format!("consentry_bench_{}", std::process::id());
         let mut conn = diesel::PgConnection::establish(&admin).expect("PostgreSQL for the benchmark");

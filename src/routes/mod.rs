@@ -56,7 +56,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         crate::domain::PolicyKey,
         crate::domain::RegionCode,
         crate::domain::RevisionDate,
-        crate::domain::SubjectIdentifier
+        crate::domain::SubjectIdentifier,
+        suppressions::SuppressionFormat
     )),
     modifiers(&SecuritySchemes),
     tags(
