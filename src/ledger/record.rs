@@ -211,14 +211,14 @@ fn write(
             gpc_conflicts.push(key.to_string());
         }
         let after_gpc = pending.iter().any(|p| &p.purpose == key);
+        // Unchanged: the same decision under the same revision, still valid. A stale or
+        // expired grant given again is a renewal and is recorded.
         let unchanged = !after_gpc
             && states.get(key.as_str()).is_some_and(|s| {
-                let current = s.to_choice();
-                current.as_ref().is_ok_and(|c| {
-                    c.decision == *decision
-                        && c.policy_revision == revision
-                        && rules.evaluate(purpose, Some(c), req.region).status != Status::Stale
-                        && rules.evaluate(purpose, Some(c), req.region).status != Status::Expired
+                s.to_choice().is_ok_and(|c| {
+                    let lapsed =
+                        matches!(rules.evaluate(purpose, Some(&c), req.region).status, Status::Stale | Status::Expired);
+                    c.decision == *decision && c.policy_revision == revision && !lapsed
                 })
             });
         let same_as_gpc = after_gpc && *decision == Decision::Denied;
