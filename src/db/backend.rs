@@ -91,6 +91,23 @@ pub fn lock_tenant_feed(conn: &mut AnyConnection, tenant_id: &str) -> QueryResul
     }
 }
 
+/// Serialises identity links of one tenant until the transaction ends, so that two merges
+/// never work from stale views of who is linked to whom.
+///
+/// PostgreSQL: a transaction-scoped advisory lock keyed by the tenant (event writers do not take
+/// it, so it adds no lock-order cycle with them). SQLite: the database's one write lock.
+pub fn lock_tenant_links(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<()> {
+    match conn {
+        AnyConnection::Postgresql(c) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('consentry-links:' || $1))")
+                .bind::<diesel::sql_types::Text, _>(tenant_id)
+                .execute(c)
+                .map(drop)
+        }
+        AnyConnection::Sqlite(_) => Ok(()),
+    }
+}
+
 /// Errors after which the whole transaction may be run again: a concurrent insert of the
 /// same key, or a PostgreSQL serialization failure.
 pub fn is_retryable(err: &Error) -> bool {

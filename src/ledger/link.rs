@@ -2,7 +2,7 @@
 
 use super::view::{index, TenantRules};
 use super::LedgerError;
-use crate::db::backend::{is_retryable, lock_subject, write_transaction};
+use crate::db::backend::{is_retryable, lock_subject, lock_tenant_links, write_transaction};
 use crate::db::models::naive;
 use crate::db::models::state::StateRow;
 use crate::db::models::subject::DataSubject;
@@ -37,15 +37,48 @@ pub fn link_identifiers(
         attempt += 1;
         let result = write_transaction(conn, |conn| link(conn, rules, primary, other));
         match result {
-            Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,
+            Err(LedgerError::Db(e)) if attempt < 8 && is_retryable(&e) => continue,
             other => return other,
         }
+    }
+}
+
+/// A visitor (browser) presents an identity token for `user`. When the browser's history is
+/// already another user's (a shared computer), the browser now belongs to `user` and the other
+/// person's history stays theirs: the visitor identifier moves, nothing merges. Otherwise the
+/// browser's anonymous history joins the user ([`link_identifiers`]).
+pub fn link_visitor_to_user(
+    conn: &mut AnyConnection,
+    rules: &TenantRules,
+    user: &str,
+    visitor: &str,
+) -> Result<Linked, LedgerError> {
+    let tenant = &rules.tenant_id;
+    let now = naive(rules.now);
+    let moved = write_transaction(conn, |conn| {
+        lock_tenant_links(conn, tenant)?;
+        let Some(current) = DataSubject::resolve(conn, tenant, visitor)? else { return Ok::<_, LedgerError>(false) };
+        let identifiers = DataSubject::identifiers_of(conn, tenant, &[current.as_str()])?;
+        let other_user = identifiers.iter().any(|(_, id)| id.starts_with("user:") && id != user);
+        if !other_user {
+            return Ok(false);
+        }
+        let target = DataSubject::resolve_or_create(conn, tenant, user, now)?;
+        DataSubject::move_identifier(conn, tenant, visitor, &target)?;
+        Ok(true)
+    })?;
+    if moved {
+        Ok(Linked::Added)
+    } else {
+        link_identifiers(conn, rules, user, visitor)
     }
 }
 
 fn link(conn: &mut AnyConnection, rules: &TenantRules, primary: &str, other: &str) -> Result<Linked, LedgerError> {
     let tenant = &rules.tenant_id;
     let now = naive(rules.now);
+    // Links are rare: one at a time per tenant, each seeing every earlier one committed.
+    lock_tenant_links(conn, tenant)?;
     let a = DataSubject::resolve_or_create(conn, tenant, primary, now)?;
     let Some(b) = DataSubject::resolve(conn, tenant, other)? else {
         DataSubject::add_identifier(conn, tenant, other, &a, now)?;

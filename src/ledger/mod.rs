@@ -8,7 +8,7 @@ pub mod verify;
 mod view;
 
 pub use check::{check_subjects, CheckResult, MAX_CHECK_SUBJECTS};
-pub use link::{link_identifiers, Linked};
+pub use link::{link_identifiers, link_visitor_to_user, Linked};
 pub use record::{record_choices, IdempotencyClaim, Outcome, RecordRequest, Recorded};
 pub use view::{subject_view, PurposeState, SubjectView, TenantRules};
 

@@ -87,6 +87,9 @@ pub async fn list_events(
     let tenant = caller.tenant_id.clone();
     let (events, identifiers, canonical) = state
         .db(move |conn| {
+            if after > 0 && !Event::exists_at(conn, &tenant, after)? {
+                return Err(ApiError::invalid("after", "is not a cursor from next_cursor"));
+            }
             let events = Event::feed(conn, &tenant, after, limit)?;
             let mut ids: Vec<&str> = events.iter().map(|e| e.row.subject_id.as_str()).collect();
             ids.sort_unstable();

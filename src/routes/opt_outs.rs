@@ -149,6 +149,17 @@ pub async fn create_opt_out(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsWrite)?;
     let subject = SubjectIdentifier::parse(&body.subject).map_err(|e| ApiError::invalid("subject", e.to_string()))?;
+    if let Some(t) = body.received_at {
+        if t > now() + chrono::Duration::seconds(60) {
+            return Err(ApiError::invalid(
+                "received_at",
+                "is in the future: it is when the business received the request",
+            ));
+        }
+        if t.timestamp() < 0 {
+            return Err(ApiError::invalid("received_at", "is before 1970"));
+        }
+    }
     let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
     let tenant = load_tenant(&state, &caller).await?;
     let calendar = state.calendar.clone();

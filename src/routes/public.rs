@@ -310,9 +310,11 @@ pub struct RecordVisitorConsents {
     /// The page saw `navigator.globalPrivacyControl === true` (the `Sec-GPC: 1` header counts too).
     #[serde(default)]
     pub gpc: Option<bool>,
-    /// A JWT from the site's backend (HS256 with the site's identity secret, claims `sub` = the
-    /// user id and `exp`): the visitor is that user, and both identifiers become one person
-    /// before the choices are recorded. A bad or expired token is a 401; nothing is recorded.
+    /// A JWT from the site's backend (HS256 keyed with the site's identity secret string as given,
+    /// claims `sub` = the user id and `exp`, 60 s leeway): the visitor is that user, and the
+    /// browser's anonymous history joins the user before the choices are recorded (a browser
+    /// that was another user's moves to this one without merging the two people). A bad or
+    /// expired token is a 401; nothing is recorded.
     #[serde(default)]
     pub identity_token: Option<String>,
 }
@@ -329,10 +331,17 @@ fn verify_identity(site: &crate::db::models::site::Site, token: &str) -> Result<
     let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).map_err(ApiError::internal)?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.validate_nbf = true;
     let claims = jsonwebtoken::decode::<IdentityClaims>(token, &key, &validation)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => refused("the token has expired"),
-            _ => refused("the token is not signed with this site's identity secret"),
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => refused("the token has expired"),
+                K::ImmatureSignature => refused("the token is not valid yet (nbf)"),
+                K::MissingRequiredClaim(c) => refused(&format!("the token lacks the claim '{c}'")),
+                K::Json(_) => refused("the claims are malformed: sub must be a string, exp a number (seconds)"),
+                _ => refused("the token is not signed with this site's identity secret"),
+            }
         })?
         .claims;
     SubjectIdentifier::parse(&format!("user:{}", claims.sub)).map_err(|e| refused(&format!("sub: {e}")))
@@ -377,7 +386,7 @@ pub async fn record_visitor_consents(
             .db(move |conn| {
                 let rules = TenantRules::load(conn, &tenant.id, now())?;
                 let key = tenant.subject_key();
-                crate::ledger::link_identifiers(conn, &rules, &user.stored_form(&key), &v.stored_form(&key))?;
+                crate::ledger::link_visitor_to_user(conn, &rules, &user.stored_form(&key), &v.stored_form(&key))?;
                 Ok(())
             })
             .await?;

@@ -51,8 +51,9 @@ pub struct SiteResponse {
     /// The purposes the site presents; null: all.
     pub purposes: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
-    /// The secret (hex) with which the site's backend signs identity tokens (HS256 JWTs with
-    /// `sub` = user id and `exp`) for the public endpoints. Shown once, when the site is created
+    /// The secret with which the site's backend signs identity tokens for the public endpoints:
+    /// HS256 JWTs with `sub` = user id and `exp`, keyed with this string as given (its 64
+    /// characters, not hex-decoded). Shown once, when the site is created
     /// or the secret rotated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_secret: Option<String>,

@@ -59,7 +59,10 @@ struct NdjsonLine<'a> {
     security(("bearer" = [])),
     params(("key" = crate::domain::PurposeKey, Path, description = "The purpose"), SuppressionQuery),
     responses(
-        (status = 200, description = "The list, streamed", content_type = "text/csv"),
+        (status = 200, description = "The list, streamed: CSV or NDJSON by `format`", content(
+            (String = "text/csv"),
+            (String = "application/x-ndjson")
+        )),
         (status = 404, description = "No such purpose", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -73,12 +73,19 @@ pub async fn create_unsubscribe_link(
     let tenant = load_tenant(&state, &caller).await?;
     let purpose = body.purpose.clone();
     let tid = tenant.id.clone();
-    let known = state.db(move |conn| Ok(TenantRules::load(conn, &tid, now())?.purpose(&purpose).is_some())).await?;
-    if !known {
-        return Err(ApiError::invalid(
-            "purpose",
-            format!("no purpose '{}' is defined", crate::domain::truncate(&body.purpose)),
-        ));
+    let model = state
+        .db(move |conn| Ok(TenantRules::load(conn, &tid, now())?.purpose(&purpose).map(|p| p.consent_model)))
+        .await?;
+    match model {
+        None => {
+            let detail = format!("no purpose '{}' is defined", crate::domain::truncate(&body.purpose));
+            return Err(ApiError::invalid("purpose", detail));
+        }
+        Some(crate::domain::ConsentModel::NoticeOnly) => {
+            let detail = format!("'{}' is notice_only: it cannot be refused, so it has no unsubscribe", body.purpose);
+            return Err(ApiError::invalid("purpose", detail));
+        }
+        Some(_) => {}
     }
     let claims = LinkClaims {
         typ: LINK_TYPE.into(),

@@ -7,6 +7,8 @@ crate::backend_tests!(
     a_visitor_who_logs_in_becomes_the_user_and_keeps_a_device_opt_out_11_ccr_7025_c_1,
     bad_or_expired_identity_tokens_are_refused_and_link_nothing,
     server_side_links_merge_histories_newest_decision_wins,
+    concurrent_links_end_in_one_person,
+    a_shared_browser_moves_to_the_next_user_without_merging_people,
 );
 
 /// A site with an identity secret (shown once, at creation): (site key, site id, secret).
@@ -127,4 +129,55 @@ async fn server_side_links_merge_histories_newest_decision_wins(app: TestApp) {
     let res: Value = link(json!({"subject": "email:ADA@example.com"})).await.unwrap().json().await.unwrap();
     assert_eq!(res["outcome"], "already", "the same address in other letters is the same identifier");
     assert_problem(link(json!({"subject": "email:nope"})).await.unwrap(), 400).await;
+}
+
+/// 24 links over 12 identifiers, all at once: every call succeeds and they end as one person,
+/// so an opt-out under one identifier reaches all of them.
+async fn concurrent_links_end_in_one_person(app: TestApp) {
+    app.seed().await;
+    for i in 0..12 {
+        assert_eq!(
+            app.record(json!({"subject": format!("user:r{i}"), "choices": {"marketing_email": true}, "source": "api"}))
+                .await
+                .status(),
+            201
+        );
+    }
+    let edges: Vec<(usize, usize)> = (0..12).flat_map(|i| [(i, (i + 1) % 12), (i, (i + 5) % 12)]).collect();
+    let calls = edges.iter().map(|(a, b)| {
+        app.post(&format!("/v1/subjects/user:r{a}/links"), &json!({"subject": format!("user:r{b}")})).send()
+    });
+    for res in futures_util::future::join_all(calls).await {
+        assert_eq!(res.unwrap().status(), 200);
+    }
+    let res = app
+        .post("/v1/opt-outs", &json!({"subject": "user:r0", "channel": "web_form", "scope": "sale_sharing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let subjects: Vec<String> = (0..12).map(|i| format!("user:r{i}")).collect();
+    let refs: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    let r = app.check("sale_sharing", &refs).await;
+    assert!(r.iter().all(|r| r["allowed"] == false), "{r:?}");
+}
+
+/// One browser, two people: Alice logs in, decides, logs out; Bob logs in on the same browser.
+/// Bob's choices are Bob's; Alice's history is not merged into his.
+async fn a_shared_browser_moves_to_the_next_user_without_merging_people(app: TestApp) {
+    app.seed().await;
+    let (site, _, secret) = site_with_secret(&app).await;
+    let alice = identity_token(&secret, "alice", 300);
+    let res = app.visitor_post(&site, &visit(json!({"marketing_email": true}), Some(&alice))).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let bob = identity_token(&secret, "bob", 300);
+    let res = app.visitor_post(&site, &visit(json!({"marketing_email": false}), Some(&bob))).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(app.consents_of("user:alice").await["purposes"]["marketing_email"]["status"], "granted");
+    assert_eq!(app.consents_of("user:bob").await["purposes"]["marketing_email"]["status"], "denied");
+    assert_eq!(
+        app.consents_of(&format!("visitor:{VISITOR}")).await["purposes"]["marketing_email"]["status"],
+        "denied",
+        "the browser is Bob's now"
+    );
 }

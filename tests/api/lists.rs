@@ -102,4 +102,8 @@ async fn unsubscribe_links_cannot_be_forged_or_triggered_by_a_get_rfc_8058(app: 
     assert_problem(res, 400).await;
     assert_eq!(app.consents_of("user:9").await["purposes"]["marketing_email"]["status"], "granted");
     assert_eq!(app.events_of("user:9").await.len(), 1);
+    // A notice_only purpose cannot be refused, so it has no unsubscribe link.
+    let res =
+        app.post("/v1/unsubscribe-links", &json!({"subject": "user:9", "purpose": "necessary"})).send().await.unwrap();
+    assert_eq!(assert_problem(res, 400).await["errors"][0]["field"], "purpose");
 }

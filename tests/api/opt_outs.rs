@@ -72,6 +72,8 @@ async fn requests_are_listed_by_status_and_completed(app: TestApp) {
 async fn an_opt_out_needs_a_sale_or_sharing_purpose(app: TestApp) {
     let res = create(&app, json!({"subject": "user:1", "channel": "phone", "scope": "sale_sharing"})).await;
     assert!(assert_problem(res, 409).await["detail"].as_str().unwrap().contains("gpc_applies"));
+    let res = create(&app, json!({"subject": "user:1", "channel": "phone", "scope": "sale_sharing", "received_at": "2099-01-01T00:00:00Z"})).await;
+    assert_eq!(assert_problem(res, 400).await["errors"][0]["field"], "received_at");
     let res = create(&app, json!({"subject": "user:1", "channel": "fax", "scope": "sale_sharing"})).await;
     assert_eq!(assert_problem(res, 400).await["errors"][0]["field"], "channel");
 }

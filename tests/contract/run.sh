@@ -31,7 +31,7 @@ run_one() { # $1 backend name, $2 DATABASE_URL
   CONSENTRY_SITE_KEY=$site "$venv/bin/schemathesis" --config-file tests/contract/schemathesis.toml run \
     "http://127.0.0.1:$port/openapi.json" \
     -H "Authorization: Bearer $token" -H "Origin: http://127.0.0.1:8080" \
-    --mode all --checks all --seed "$seed" --max-examples "$examples" \
+    --mode all --checks all --seed "$seed" --max-examples "$examples" --workers 1 \
     --generation-database none --no-color --report junit --report-junit-path "target/contract-$name.xml" \
     || status=$?
   kill "$pid" 2>/dev/null || true

@@ -253,9 +253,11 @@ export interface components {
             /** @description The page saw `navigator.globalPrivacyControl === true` (the `Sec-GPC: 1` header counts too). */
             gpc?: boolean | null;
             /**
-             * @description A JWT from the site's backend (HS256 with the site's identity secret, claims `sub` = the
-             *     user id and `exp`): the visitor is that user, and both identifiers become one person
-             *     before the choices are recorded. A bad or expired token is a 401; nothing is recorded.
+             * @description A JWT from the site's backend (HS256 keyed with the site's identity secret string as given,
+             *     claims `sub` = the user id and `exp`, 60 s leeway): the visitor is that user, and the
+             *     browser's anonymous history joins the user before the choices are recorded (a browser
+             *     that was another user's moves to this one without merging the two people). A bad or
+             *     expired token is a 401; nothing is recorded.
              */
             identity_token?: string | null;
             /** @description The revision date (`YYYY-MM-DD`) of the policy shown; must be in force. */

@@ -86,6 +86,14 @@ impl Event {
             .load(conn)
     }
 
+    /// Whether the tenant has an event at position `seq` (a cursor the feed handed out).
+    pub fn exists_at(conn: &mut AnyConnection, tenant_id: &str, seq: i64) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            consent_events::table.filter(consent_events::tenant_id.eq(tenant_id)).filter(consent_events::seq.eq(seq)),
+        ))
+        .get_result(conn)
+    }
+
     /// Every event, by subject and then in recorded order (for `consentry ledger verify`).
     pub fn all_by_subject(conn: &mut AnyConnection, after_seq: i64, limit: i64) -> QueryResult<Vec<Self>> {
         consent_events::table

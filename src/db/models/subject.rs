@@ -96,6 +96,19 @@ impl DataSubject {
             .map(drop)
     }
 
+    /// Points an existing identifier at another subject.
+    pub fn move_identifier(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        identifier: &str,
+        subject_id: &str,
+    ) -> QueryResult<()> {
+        diesel::update(subject_identifiers::table.find((tenant_id, identifier)))
+            .set(subject_identifiers::subject_id.eq(subject_id))
+            .execute(conn)
+            .map(drop)
+    }
+
     /// Folds subject `from` into `into`: its identifiers now name `into`, and it (and whatever
     /// was merged into it before) is marked `merged_into`. Its events stay where they are.
     pub fn merge(conn: &mut AnyConnection, tenant_id: &str, from: &str, into: &str) -> QueryResult<()> {
