@@ -84,14 +84,6 @@ impl Choices {
     pub fn iter(&self) -> impl Iterator<Item = &(PurposeKey, Decision)> {
         self.0.iter()
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -55,11 +55,6 @@ text_enum!(ConsentSource {
 });
 
 impl ConsentSource {
-    /// Sources a browser may name on the public endpoint.
-    pub fn is_visitor_facing(self) -> bool {
-        matches!(self, Self::Banner | Self::PreferenceCentre | Self::Placeholder)
-    }
-
     /// Sources that are opt-outs by nature: they can only carry a denial.
     pub fn is_opt_out_signal(self) -> bool {
         matches!(self, Self::Gpc | Self::OptOutRequest | Self::OneClickUnsubscribe)

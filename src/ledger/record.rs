@@ -36,6 +36,7 @@ pub struct RecordRequest<'a> {
 }
 
 /// An `Idempotency-Key` and what it was sent with.
+#[derive(Debug, Clone)]
 pub struct IdempotencyClaim {
     /// `site:<id>` or `api`: keys of different callers never collide.
     pub scope: String,

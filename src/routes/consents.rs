@@ -106,13 +106,12 @@ pub async fn record_and_respond(
     presented: Option<Vec<String>>,
     with_state: bool,
     subject: SubjectIdentifier,
-    build: impl FnOnce(&SubjectIdentifier, &crate::domain::SubjectKey) -> RecordRequestOwned + Send + 'static,
+    owned: RecordRequestOwned,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state
         .db(move |conn| {
             let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
             let key = tenant.subject_key();
-            let owned = build(&subject, &key);
             let stored = subject.stored_form(&key);
             let req = owned.borrow(&stored);
             let outcome = ledger::record_choices(conn, &rules, &req, 201, |_, r| {
@@ -156,11 +155,7 @@ impl RecordRequestOwned {
             occurred_at: self.occurred_at,
             site_id: self.site_id.as_deref(),
             gpc: self.gpc,
-            idempotency: self.idempotency.as_ref().map(|c| IdempotencyClaim {
-                scope: c.scope.clone(),
-                key: c.key.clone(),
-                request_hash: c.request_hash.clone(),
-            }),
+            idempotency: self.idempotency.clone(),
         }
     }
 }
@@ -226,16 +221,23 @@ pub async fn record_consents(
     let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
     let tenant = load_tenant(&state, &caller).await?;
     let with_state = caller.require(Scope::ConsentsRead).is_ok();
-    record_and_respond(&state, tenant, None, with_state, subject, move |_, _| RecordRequestOwned {
-        choices: body.choices,
-        policy_revision: body.policy_revision,
-        source: body.source,
-        region,
-        occurred_at: body.occurred_at,
-        site_id: None,
-        gpc: false,
-        idempotency,
-    })
+    record_and_respond(
+        &state,
+        tenant,
+        None,
+        with_state,
+        subject,
+        RecordRequestOwned {
+            choices: body.choices,
+            policy_revision: body.policy_revision,
+            source: body.source,
+            region,
+            occurred_at: body.occurred_at,
+            site_id: None,
+            gpc: false,
+            idempotency,
+        },
+    )
     .await
 }
 

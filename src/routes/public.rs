@@ -404,16 +404,23 @@ pub async fn record_visitor_consents(
     let gpc = has_gpc(&req) || body.gpc == Some(true);
     let idempotency = idempotency_claim(&req, format!("site:{}", site.site.id), &raw)?;
     let site_id = site.site.id.clone();
-    record_and_respond(&state, site.tenant, presented, true, visitor, move |_, _| RecordRequestOwned {
-        choices: body.choices,
-        policy_revision: Some(body.policy_revision),
-        source: body.source.into(),
-        region,
-        occurred_at: None,
-        site_id: Some(site_id),
-        gpc,
-        idempotency,
-    })
+    record_and_respond(
+        &state,
+        site.tenant,
+        presented,
+        true,
+        visitor,
+        RecordRequestOwned {
+            choices: body.choices,
+            policy_revision: Some(body.policy_revision),
+            source: body.source.into(),
+            region,
+            occurred_at: None,
+            site_id: Some(site_id),
+            gpc,
+            idempotency,
+        },
+    )
     .await
 }
 

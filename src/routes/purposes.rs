@@ -189,17 +189,7 @@ pub async fn put_purpose(
 )]
 #[get("/v1/purposes")]
 pub async fn list_purposes(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let rows = state
-        .db(move |conn| {
-            use crate::db::schema::purposes::dsl as p;
-            use diesel::prelude::*;
-            Ok(p::purposes
-                .filter(p::tenant_id.eq(&caller.tenant_id))
-                .order(p::key.asc())
-                .select(PurposeRow::as_select())
-                .load(conn)?)
-        })
-        .await?;
+    let rows = state.db(move |conn| Ok(PurposeRow::list_rows(conn, &caller.tenant_id)?)).await?;
     let purposes = rows
         .iter()
         .map(|r| Ok(response(&r.to_domain()?, utc(r.created_at), utc(r.updated_at))))

@@ -60,16 +60,18 @@ impl PurposeRow {
 }
 
 impl PurposeRow {
-    /// All purposes of a tenant, by key.
-    pub fn list(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Purpose>> {
+    /// All purpose rows of a tenant (with their timestamps), by key.
+    pub fn list_rows(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Self>> {
         purposes::table
             .filter(purposes::tenant_id.eq(tenant_id))
             .order(purposes::key.asc())
             .select(Self::as_select())
-            .load(conn)?
-            .iter()
-            .map(Self::to_domain)
-            .collect()
+            .load(conn)
+    }
+
+    /// All purposes of a tenant, by key.
+    pub fn list(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Purpose>> {
+        Self::list_rows(conn, tenant_id)?.iter().map(Self::to_domain).collect()
     }
 
     pub fn find(
