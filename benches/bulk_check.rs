@@ -53,6 +53,7 @@ async fn measure(label: &str, database_url: String, seed: impl FnOnce(&str)) {
         workers: None,
         holidays: Vec::new(),
         log: "warn".into(),
+        webhooks: Default::default(),
     };
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

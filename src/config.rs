@@ -25,6 +25,62 @@ pub struct Settings {
     pub holidays: Vec<chrono::NaiveDate>,
     /// `tracing` filter, e.g. `info` or `consentry=debug` (default `info`).
     pub log: String,
+    /// Webhook delivery (`[webhooks]` in the file, `CONSENTRY__WEBHOOKS__RETRY_WINDOW=…`).
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+}
+
+/// How webhook deliveries are sent. Durations are written like `30s`, `1h`, `3days`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Whether `serve` runs the dispatcher (default true). Instances without it still write
+    /// deliveries; any instance with it sends them.
+    pub dispatch: bool,
+    /// The wait after the first failed attempt, doubled after each further failure, with
+    /// jitter (default 30 s).
+    #[serde(deserialize_with = "duration")]
+    pub retry_base: std::time::Duration,
+    /// The longest wait between attempts (default 1 h).
+    #[serde(deserialize_with = "duration")]
+    pub retry_max_delay: std::time::Duration,
+    /// How long a failing delivery is retried before it is dead-lettered (default 72 h; at
+    /// least 24 h is what integrators are promised).
+    #[serde(deserialize_with = "duration")]
+    pub retry_window: std::time::Duration,
+    /// How long one attempt may take, connecting included (default 10 s).
+    #[serde(deserialize_with = "duration")]
+    pub timeout: std::time::Duration,
+    /// How often the dispatcher looks for due deliveries written by other instances (default
+    /// 1 s; this instance's own writes wake it at once).
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: std::time::Duration,
+    /// Deliveries sent at the same time per instance (default 8).
+    pub concurrency: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            dispatch: true,
+            retry_base: Duration::from_secs(30),
+            retry_max_delay: Duration::from_secs(3600),
+            retry_window: Duration::from_secs(72 * 3600),
+            timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+            concurrency: 8,
+        }
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let raw = String::deserialize(d)?;
+    let value = humantime::parse_duration(raw.trim()).map_err(|e| serde::de::Error::custom(format!("'{raw}': {e}")))?;
+    if value.is_zero() || value > std::time::Duration::from_secs(365 * 24 * 3600) {
+        return Err(serde::de::Error::custom(format!("'{raw}' must be more than 0 and at most a year")));
+    }
+    Ok(value)
 }
 
 impl Settings {

@@ -1,7 +1,8 @@
 //! Consentry: a consent and cookie preference-centre backend.
 //!
 //! Requests flow one way: [`routes`] → [`ledger`] / [`domain`] → [`db`]. The domain holds the
-//! rules and touches neither HTTP nor SQL.
+//! rules and touches neither HTTP nor SQL. [`workers`] run beside the HTTP server (webhook
+//! delivery).
 
 pub mod apply;
 pub mod auth;
@@ -15,3 +16,4 @@ pub mod ledger;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod workers;

@@ -7,6 +7,7 @@ use crate::db::{self, DbError};
 use crate::error::{problem_response, ApiError};
 use crate::routes;
 use crate::state::{AppState, TokenKeys};
+use crate::workers::webhooks;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
@@ -51,13 +52,15 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         unsubscribe_keys: Arc::new(unsubscribe_keys),
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
+        webhook_wake: Arc::new(tokio::sync::Notify::new()),
     })
 }
 
-/// A bound, not yet running server.
+/// A bound, not yet running server, with its webhook dispatcher (unless disabled).
 pub struct Application {
     port: u16,
     server: Server,
+    dispatcher: Option<webhooks::Running>,
 }
 
 impl Application {
@@ -70,8 +73,16 @@ impl Application {
         let listener =
             TcpListener::bind(&settings.listen).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
         let port = listener.local_addr()?.port();
+        let (pool, wake) = (state.pool.clone(), state.webhook_wake.clone());
         let server = run(listener, state, settings.workers)?;
-        Ok(Self { port, server })
+        let dispatcher = if settings.webhooks.dispatch {
+            let running = webhooks::spawn(pool, &settings.webhooks, wake)
+                .map_err(|e| StartupError::Io(std::io::Error::other(format!("cannot start webhook delivery: {e}"))))?;
+            Some(running)
+        } else {
+            None
+        };
+        Ok(Self { port, server, dispatcher })
     }
 
     pub fn port(&self) -> u16 {
@@ -83,8 +94,14 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until stopped (by [`Application::handle`] or a signal), then stops the webhook
+    /// dispatcher after the attempts in flight.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some(dispatcher) = self.dispatcher {
+            dispatcher.stop().await;
+        }
+        served
     }
 }
 

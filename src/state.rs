@@ -17,6 +17,8 @@ pub struct AppState {
     pub unsubscribe_keys: Arc<TokenKeys>,
     /// Business days for request deadlines.
     pub calendar: Arc<crate::domain::deadline::BusinessCalendar>,
+    /// Wakes this instance's webhook dispatcher after a write that may have queued deliveries.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).
@@ -35,6 +37,11 @@ impl TokenKeys {
 }
 
 impl AppState {
+    /// Tells the webhook dispatcher that deliveries may be due now (after a commit).
+    pub fn wake_webhooks(&self) {
+        self.webhook_wake.notify_one();
+    }
+
     /// Runs blocking diesel work on the blocking thread pool with a pooled connection.
     pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
     where

@@ -108,6 +108,31 @@ pub fn lock_tenant_links(conn: &mut AnyConnection, tenant_id: &str) -> QueryResu
     }
 }
 
+/// Ids of pending webhook deliveries due at `now`, oldest due first, for one dispatcher to
+/// claim: at most one instance delivers a given delivery at a time.
+///
+/// PostgreSQL: `FOR UPDATE SKIP LOCKED`, so dispatchers of other instances claiming at the same
+/// moment pass over these rows instead of waiting for them, and the claim (see
+/// `Delivery::lease`) commits before any HTTP request is made. SQLite: the database's one
+/// write lock.
+pub fn lock_due_deliveries(
+    conn: &mut AnyConnection,
+    now: chrono::NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    use super::schema::webhook_deliveries as d;
+    let query = d::table
+        .filter(d::status.eq("pending"))
+        .filter(d::next_attempt_at.le(now))
+        .order(d::next_attempt_at.asc())
+        .limit(limit)
+        .select(d::id);
+    match conn {
+        AnyConnection::Postgresql(c) => query.for_update().skip_locked().load(c),
+        AnyConnection::Sqlite(c) => query.load(c),
+    }
+}
+
 /// Errors after which the whole transaction may be run again: a concurrent insert of the
 /// same key, or a PostgreSQL serialization failure.
 pub fn is_retryable(err: &Error) -> bool {

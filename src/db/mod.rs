@@ -44,6 +44,8 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("no connection available: {0}")]
     Pool(#[from] r2d2::Error),
+    #[error("a database task failed: {0}")]
+    Task(String),
 }
 
 /// A parsed `DATABASE_URL`. Parsing never falls back: an unknown scheme is an error, so a

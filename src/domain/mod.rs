@@ -32,6 +32,7 @@ pub mod policy;
 pub mod purpose;
 pub mod region;
 pub mod status;
+pub mod webhook;
 
 pub use choices::Choices;
 pub use identifiers::{IdentifierError, SubjectIdentifier, SubjectKey};

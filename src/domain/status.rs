@@ -186,7 +186,7 @@ pub fn merge_survivor(first: &StoredChoice, second: &StoredChoice) -> Survivor {
         c.decision == Decision::Denied && matches!(c.source, ConsentSource::Gpc | ConsentSource::OptOutRequest)
     };
     if first.occurred_at == second.occurred_at {
-        return if sticky(&second) && !sticky(first) { Survivor::Second } else { Survivor::First };
+        return if sticky(second) && !sticky(first) { Survivor::Second } else { Survivor::First };
     }
     if second.occurred_at > first.occurred_at {
         Survivor::Second

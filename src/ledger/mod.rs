@@ -2,12 +2,15 @@
 //! rules and the database. No HTTP here: routes parse requests and render responses.
 
 mod check;
+mod events;
 mod link;
+pub mod outbox;
 mod record;
 pub mod verify;
 mod view;
 
 pub use check::{check_subjects, CheckResult, MAX_CHECK_SUBJECTS};
+pub use events::{describe_events, EventResponse, FeedEvent};
 pub use link::{link_identifiers, link_visitor_to_user, Linked};
 pub use record::{record_choices, IdempotencyClaim, Outcome, RecordRequest, Recorded};
 pub use view::{subject_view, PurposeState, SubjectView, TenantRules};

@@ -1,6 +1,8 @@
 //! Recording decisions: one event per changed purpose, in one transaction, exactly once per
 //! `Idempotency-Key`, each linked into the subject's hash chain.
 
+use super::events::describe_events;
+use super::outbox::{self, ConsentChange};
 use super::view::{index, SubjectView, TenantRules};
 use super::LedgerError;
 use crate::db::backend::{is_retryable, lock_subject, lock_tenant_feed, write_transaction};
@@ -11,9 +13,11 @@ use crate::db::models::subject::DataSubject;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
 use crate::domain::ledger::to_micros;
+use crate::domain::webhook::WebhookEventType;
 use crate::domain::{Choices, ConsentSource, Decision, FieldError, PurposeKey, RegionCode, RevisionDate, Status};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::BTreeMap;
+use diesel::QueryResult;
+use std::collections::{BTreeMap, HashMap};
 
 /// How far in the future an `occurred_at` may lie, for clock skew between systems.
 const MAX_CLOCK_SKEW: Duration = Duration::seconds(60);
@@ -236,7 +240,7 @@ fn write(
     if !pending.is_empty() {
         lock_tenant_feed(conn, tenant_id)?;
     }
-    let mut event_ids = Vec::with_capacity(pending.len());
+    let mut written: Vec<NewEvent> = Vec::with_capacity(pending.len());
     for p in pending {
         let mut event = NewEvent {
             id: new_id(),
@@ -256,7 +260,6 @@ fn write(
         event.hash = event.content().hash();
         event.insert(conn)?;
         head = event.hash.clone();
-        event_ids.push(event.id.clone());
 
         // The state follows the newest decision by occurred_at; an older decision recorded
         // later (an import with its own occurred_at) is kept as an event but does not
@@ -279,10 +282,34 @@ fn write(
             row.save(conn, exists)?;
             states.insert(row.purpose_key.clone(), row);
         }
+        written.push(event);
     }
-    if !event_ids.is_empty() {
+    let event_ids: Vec<String> = written.iter().map(|e| e.id.clone()).collect();
+    if !written.is_empty() {
         DataSubject::set_chain_head(conn, &subject_id, &head)?;
+        enqueue_consent_changes(conn, rules, &states, req.region, written, now)?;
     }
     let view = rules.view(&states, req.region)?;
     Ok(Recorded { subject_id, event_ids, view, gpc_honored: req.gpc, gpc_conflicts })
+}
+
+/// A `consent.changed` webhook delivery per event written, in the events' transaction.
+fn enqueue_consent_changes(
+    conn: &mut AnyConnection,
+    rules: &TenantRules,
+    states: &HashMap<String, StateRow>,
+    region: Option<&RegionCode>,
+    written: Vec<NewEvent>,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    outbox::enqueue(conn, &rules.tenant_id, WebhookEventType::ConsentChanged, now, |conn| {
+        describe_events(conn, &rules.tenant_id, written)?
+            .into_iter()
+            .map(|event| {
+                let purpose = rules.purpose(&event.event.purpose).ok_or(diesel::result::Error::NotFound)?;
+                let choice = states.get(purpose.key.as_str()).map(StateRow::to_choice).transpose()?;
+                Ok(ConsentChange { state: rules.evaluate(purpose, choice.as_ref(), region), event })
+            })
+            .collect()
+    })
 }

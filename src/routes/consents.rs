@@ -5,11 +5,12 @@ use crate::auth::{Caller, Scope};
 use crate::db::models::event::Event;
 use crate::db::models::subject::DataSubject;
 use crate::db::models::tenant::Tenant;
-use crate::db::models::utc;
-use crate::domain::{ConsentSource, Decision, PurposeKey, RegionCode, RevisionDate, SubjectIdentifier};
+use crate::domain::{ConsentSource, PurposeKey, RegionCode, RevisionDate, SubjectIdentifier};
 use crate::error::{ApiError, Problem};
 use crate::extract::{idempotency_key, JsonBody};
-use crate::ledger::{self, CheckResult, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded, TenantRules};
+use crate::ledger::{
+    self, CheckResult, EventResponse, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded, TenantRules,
+};
 use crate::routes::{now, parse_region};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -123,6 +124,7 @@ pub async fn record_and_respond(
             })
         })
         .await?;
+    state.wake_webhooks();
     let (status, body, replayed) = outcome;
     let mut res = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED));
     res.content_type("application/json");
@@ -375,46 +377,6 @@ pub async fn read_state(
             Ok(consent_state(&subject, &view))
         })
         .await
-}
-
-/// One recorded consent event.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EventResponse {
-    pub id: String,
-    pub purpose: String,
-    pub decision: Decision,
-    pub policy_revision: Option<String>,
-    pub source: ConsentSource,
-    pub region: Option<String>,
-    /// The site whose public endpoint recorded it, if any.
-    pub site_id: Option<String>,
-    /// When the person decided (UTC).
-    pub occurred_at: DateTime<Utc>,
-    /// When Consentry committed it (UTC).
-    pub recorded_at: DateTime<Utc>,
-    /// `hash` of the subject's previous event (64 zeros for the first).
-    pub prev_hash: String,
-    /// SHA-256 over this event's canonical form, including `prev_hash`.
-    pub hash: String,
-}
-
-impl EventResponse {
-    pub fn from_row(r: crate::db::models::event::NewEvent) -> Result<Self, diesel::result::Error> {
-        Ok(Self {
-            decision: Decision::parse(&r.decision)
-                .ok_or_else(|| crate::db::models::corrupt("decision", &r.decision))?,
-            source: ConsentSource::parse(&r.source).ok_or_else(|| crate::db::models::corrupt("source", &r.source))?,
-            id: r.id,
-            purpose: r.purpose_key,
-            policy_revision: r.policy_revision,
-            region: r.region,
-            site_id: r.site_id,
-            occurred_at: utc(r.occurred_at),
-            recorded_at: utc(r.recorded_at),
-            prev_hash: r.prev_hash,
-            hash: r.hash,
-        })
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

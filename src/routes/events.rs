@@ -2,13 +2,11 @@
 
 use crate::auth::{Caller, Scope};
 use crate::db::models::event::Event;
-use crate::db::models::subject::DataSubject;
 use crate::error::{ApiError, Problem};
-use crate::routes::consents::EventResponse;
+use crate::ledger::{describe_events, FeedEvent};
 use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -29,18 +27,6 @@ pub struct FeedQuery {
     /// Events per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-}
-
-/// One event of the feed, with the data subject it belongs to.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct FeedEvent {
-    #[serde(flatten)]
-    pub event: EventResponse,
-    /// The pseudonymous id of the data subject (the person it joined, after identity linking).
-    pub subject_id: String,
-    /// The subject's identifiers as stored: `visitor:<uuid>`, `user:<id>`, and email and phone
-    /// as `email:h:<hex>` / `phone:h:<hex>` keyed hashes.
-    pub identifiers: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -85,38 +71,16 @@ pub async fn list_events(
         return Err(ApiError::invalid("limit", format!("must be 1 to {MAX_LIMIT}")));
     }
     let tenant = caller.tenant_id.clone();
-    let (events, identifiers, canonical) = state
+    let (events, next_cursor) = state
         .db(move |conn| {
             if after > 0 && !Event::exists_at(conn, &tenant, after)? {
                 return Err(ApiError::invalid("after", "is not a cursor from next_cursor"));
             }
-            let events = Event::feed(conn, &tenant, after, limit)?;
-            let mut ids: Vec<&str> = events.iter().map(|e| e.row.subject_id.as_str()).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            // Subjects merged by identity linking are reported as the person they joined.
-            let canonical: BTreeMap<String, String> =
-                DataSubject::canonical(conn, &tenant, &ids)?.into_iter().collect();
-            let people: Vec<&str> = canonical.values().map(String::as_str).collect();
-            let identifiers = DataSubject::identifiers_of(conn, &tenant, &people)?;
-            Ok((events, identifiers, canonical))
+            let rows = Event::feed(conn, &tenant, after, limit)?;
+            let next_cursor = rows.last().map_or(after, |e| e.seq).to_string();
+            let events = describe_events(conn, &tenant, rows.into_iter().map(|e| e.row).collect())?;
+            Ok((events, next_cursor))
         })
         .await?;
-    let mut by_subject: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (subject, identifier) in identifiers {
-        by_subject.entry(subject).or_default().push(identifier);
-    }
-    let next_cursor = events.last().map_or(after, |e| e.seq).to_string();
-    let events = events
-        .into_iter()
-        .map(|e| {
-            let subject_id = canonical.get(&e.row.subject_id).cloned().unwrap_or_else(|| e.row.subject_id.clone());
-            Ok(FeedEvent {
-                identifiers: by_subject.get(&subject_id).cloned().unwrap_or_default(),
-                subject_id,
-                event: EventResponse::from_row(e.row)?,
-            })
-        })
-        .collect::<Result<Vec<_>, diesel::result::Error>>()?;
     Ok(HttpResponse::Ok().json(Feed { events, next_cursor }))
 }

@@ -13,6 +13,7 @@ pub mod sdk;
 pub mod sites;
 pub mod suppressions;
 pub mod unsubscribe;
+pub mod webhooks;
 
 use crate::error::{ApiError, Problem};
 use chrono::{DateTime, Utc};
@@ -36,6 +37,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     sdk::configure(cfg);
     unsubscribe::configure(cfg);
     suppressions::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// The parts of the OpenAPI document that are not collected from handlers.
@@ -57,7 +59,9 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         crate::domain::RegionCode,
         crate::domain::RevisionDate,
         crate::domain::SubjectIdentifier,
-        suppressions::SuppressionFormat
+        suppressions::SuppressionFormat,
+        crate::ledger::outbox::WebhookPayload,
+        crate::ledger::outbox::ConsentChange
     )),
     modifiers(&SecuritySchemes),
     tags(
@@ -68,6 +72,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         (name = "opt-outs", description = "CCPA requests to opt out of sale/sharing, with their deadlines"),
         (name = "public", description = "Browser endpoints of a site, called by the SDK"),
         (name = "unsubscribe", description = "One-click unsubscribe links (RFC 8058)"),
+        (name = "webhooks", description = "Signed deliveries of consent changes and opt-out requests, with retries"),
         (name = "sdk", description = "The browser SDK and its demo page"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -5,10 +5,11 @@ use crate::auth::{Caller, Scope};
 use crate::db::models::opt_out::{OptOutFilter, OptOutRequest};
 use crate::db::models::{naive, new_id, utc};
 use crate::domain::deadline::OPT_OUT_BUSINESS_DAYS;
+use crate::domain::webhook::WebhookEventType;
 use crate::domain::{ConsentSource, SubjectIdentifier};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::ledger::{self, Outcome, RecordRequest, TenantRules};
+use crate::ledger::{self, outbox, Outcome, RecordRequest, TenantRules};
 use crate::routes::consents::{idempotency_claim, load_tenant};
 use crate::routes::now;
 use crate::state::AppState;
@@ -202,7 +203,9 @@ pub async fn create_opt_out(
                 };
                 request.insert(conn)?;
                 let body = response(&request, now, Some(recorded.event_ids.clone()))?;
-                Ok(serde_json::to_string(&body).unwrap_or_default())
+                let text = serde_json::to_string(&body).unwrap_or_default();
+                outbox::enqueue(conn, &tenant.id, WebhookEventType::OptOutCreated, now, |_| Ok(vec![body]))?;
+                Ok(text)
             })?;
             Ok(match outcome {
                 Outcome::Fresh { body, .. } => (body, false),
@@ -210,6 +213,7 @@ pub async fn create_opt_out(
             })
         })
         .await?;
+    state.wake_webhooks();
     let mut res = HttpResponse::Created();
     res.content_type("application/json");
     if outcome.1 {
@@ -277,7 +281,7 @@ pub async fn complete_opt_out(
     let now = now();
     let tenant = caller.tenant_id.clone();
     let id = id.into_inner();
-    let row = state
+    let body = state
         .db(move |conn| {
             crate::db::backend::write_transaction(conn, |conn| {
                 let Some(_) = OptOutRequest::find(conn, &tenant, &id)? else {
@@ -286,10 +290,14 @@ pub async fn complete_opt_out(
                 if !OptOutRequest::complete(conn, &tenant, &id, naive(now))? {
                     return Err(ApiError::Conflict("the request is already completed".into()));
                 }
-                OptOutRequest::find(conn, &tenant, &id)?
-                    .ok_or_else(|| ApiError::internal(diesel::result::Error::NotFound))
+                let row = OptOutRequest::find(conn, &tenant, &id)?
+                    .ok_or_else(|| ApiError::internal(diesel::result::Error::NotFound))?;
+                let body = response(&row, now, None)?;
+                outbox::enqueue(conn, &tenant, WebhookEventType::OptOutCompleted, now, |_| Ok(vec![&body]))?;
+                Ok(body)
             })
         })
         .await?;
-    Ok(HttpResponse::Ok().json(response(&row, now, None)?))
+    state.wake_webhooks();
+    Ok(HttpResponse::Ok().json(body))
 }

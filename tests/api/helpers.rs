@@ -5,13 +5,14 @@
 //! dropped afterwards. When that variable is unset the PostgreSQL variant of each test says so
 //! and returns; when it is set and the server cannot be reached, the test fails.
 
-use consentry::config::Settings;
+use consentry::config::{Settings, WebhookSettings};
 use consentry::startup::Application;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::process::Output;
+use std::time::Duration;
 
 pub const ORIGIN: &str = "https://www.example.com";
 pub const VISITOR: &str = "0b9c3f1e-8d4a-4f6e-9a51-2c7d8e9f0a1b";
@@ -28,9 +29,29 @@ pub struct TestApp {
     /// Admin token of the tenant `acme`.
     pub token: String,
     pub client: reqwest::Client,
-    handle: actix_web::dev::ServerHandle,
+    /// The settings the server runs with (see [`TestApp::restart`]).
+    pub settings: Settings,
+    /// The running server, replaced by [`TestApp::restart`].
+    handle: std::sync::Arc<std::sync::Mutex<actix_web::dev::ServerHandle>>,
+    /// Further instances on the same database ([`TestApp::spawn_instance`]).
+    instances: std::sync::Arc<std::sync::Mutex<Vec<actix_web::dev::ServerHandle>>>,
+    stopped: Option<tokio::sync::oneshot::Receiver<()>>,
     _dir: tempfile::TempDir,
     pg_database: Option<(String, String)>,
+}
+
+/// Builds and runs an application; returns its port and a handle that stops it.
+/// The receiver resolves once the server and its webhook dispatcher have stopped.
+async fn start(settings: Settings) -> (u16, actix_web::dev::ServerHandle, tokio::sync::oneshot::Receiver<()>) {
+    let app = Application::build(settings).await.expect("the app starts");
+    let port = app.port();
+    let handle = app.handle();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+        let _ = done_tx.send(());
+    });
+    (port, handle, done_rx)
 }
 
 /// Runs `test` against a fresh app of `backend` and stops the server afterwards.
@@ -43,9 +64,15 @@ where
         return;
     };
     let handle = app.handle.clone();
+    let instances = app.instances.clone();
     let pg = app.pg_database.clone();
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(app))).await;
-    handle.stop(false).await;
+    let current = handle.lock().unwrap().clone();
+    current.stop(false).await;
+    let others: Vec<_> = instances.lock().unwrap().drain(..).collect();
+    for other in others {
+        other.stop(false).await;
+    }
     if let Some((admin_url, name)) = pg {
         drop_database(&admin_url, &name);
     }
@@ -118,22 +145,52 @@ impl TestApp {
             workers: Some(1),
             holidays: Vec::new(),
             log: "warn".into(),
+            // Fast retries, so webhook tests see several attempts in a second.
+            webhooks: WebhookSettings {
+                retry_base: Duration::from_millis(100),
+                retry_max_delay: Duration::from_millis(400),
+                timeout: Duration::from_secs(5),
+                poll_interval: Duration::from_millis(100),
+                ..WebhookSettings::default()
+            },
         };
-        let app = Application::build(settings).await.expect("the app starts");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let (port, handle, stopped) = start(settings.clone()).await;
         let mut test_app = TestApp {
-            address,
+            address: format!("http://127.0.0.1:{port}"),
             database_url,
             token: String::new(),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-            handle,
+            settings,
+            handle: std::sync::Arc::new(std::sync::Mutex::new(handle)),
+            instances: Default::default(),
+            stopped: Some(stopped),
             _dir: dir,
             pg_database,
         };
         test_app.token = test_app.create_tenant("acme");
         Some(test_app)
+    }
+
+    /// Stops the server (waiting for it, and its webhook dispatcher, to finish) and starts a new
+    /// one on the same database with `tweak`ed settings, on a new port.
+    pub async fn restart(&mut self, tweak: impl FnOnce(&mut Settings)) {
+        let old = self.handle.lock().unwrap().clone();
+        old.stop(true).await;
+        if let Some(stopped) = self.stopped.take() {
+            let _ = stopped.await;
+        }
+        tweak(&mut self.settings);
+        let (port, handle, stopped) = start(self.settings.clone()).await;
+        self.address = format!("http://127.0.0.1:{port}");
+        *self.handle.lock().unwrap() = handle;
+        self.stopped = Some(stopped);
+    }
+
+    /// Starts another instance on the same database (stopped with the test); returns its port.
+    pub async fn spawn_instance(&self) -> u16 {
+        let (port, handle, _) = start(self.settings.clone()).await;
+        self.instances.lock().unwrap().push(handle);
+        port
     }
 
     /// Runs the real `consentry` binary against this app's database.

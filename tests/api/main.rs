@@ -15,3 +15,4 @@ mod management;
 mod opt_outs;
 mod public;
 mod status_rules;
+mod webhooks;

@@ -16,10 +16,7 @@ crate::backend_tests!(
     needs_consent_follows_opt_in_purposes,
 );
 
-fn result<'a>(
-    results: &'a [serde_json::Value],
-    i: usize,
-) -> (&'a serde_json::Value, &'a serde_json::Value, &'a serde_json::Value) {
+fn result(results: &[serde_json::Value], i: usize) -> (&serde_json::Value, &serde_json::Value, &serde_json::Value) {
     (&results[i]["allowed"], &results[i]["status"], &results[i]["reason"])
 }
 

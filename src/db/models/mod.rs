@@ -12,6 +12,7 @@ pub mod state;
 pub mod subject;
 pub mod tenant;
 pub mod token;
+pub mod webhook;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 

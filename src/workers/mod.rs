@@ -1,0 +1,3 @@
+//! Background work of `serve`, beside the HTTP workers: the webhook dispatcher.
+
+pub mod webhooks;

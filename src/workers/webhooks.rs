@@ -1,0 +1,224 @@
+//! The webhook dispatcher: claims due deliveries from the outbox, sends them signed, and
+//! records each outcome (delivered, retry later with backoff, or dead letter).
+//!
+//! Any number of instances may run it on one database. A claim is a lease: in one short
+//! transaction the dispatcher picks due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL), stamps
+//! them with a fresh lease id and pushes `next_attempt_at` past the attempt's timeout, then
+//! commits before any HTTP request. Only the lease holder's outcome is stored. A dispatcher
+//! that dies mid-attempt leaves the row to be claimed again when the lease ends, so a delivery
+//! is sent at least once and never by two instances at the same time.
+
+use crate::config::WebhookSettings;
+use crate::db::backend::{lock_due_deliveries, write_transaction};
+use crate::db::models::webhook::{AttemptOutcome, Delivery, Webhook};
+use crate::db::models::{naive, new_id, utc};
+use crate::db::{AnyConnection, DbError, Pool};
+use crate::domain::webhook::{signature_header, AfterFailure, DeliveryStatus, RetryPolicy};
+use chrono::Utc;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Deliveries claimed per round.
+const BATCH: i64 = 32;
+
+/// Longest `last_error` kept, in bytes.
+const MAX_ERROR_LEN: usize = 500;
+
+/// A delivery claimed under a lease, with where and how to send it.
+struct Claimed {
+    delivery: Delivery,
+    lease: String,
+    url: String,
+    secret: String,
+}
+
+/// A running dispatcher; [`Running::stop`] ends it after the attempts in flight.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the dispatcher on the current Tokio runtime. `wake` lets this instance's writes
+/// have their deliveries sent at once instead of at the next poll.
+pub fn spawn(pool: Pool, settings: &WebhookSettings, wake: Arc<Notify>) -> Result<Running, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Consentry-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let policy = RetryPolicy {
+        base: chrono::Duration::from_std(settings.retry_base).unwrap_or(chrono::Duration::seconds(30)),
+        max_delay: chrono::Duration::from_std(settings.retry_max_delay).unwrap_or(chrono::Duration::hours(1)),
+        window: chrono::Duration::from_std(settings.retry_window).unwrap_or(chrono::Duration::hours(72)),
+    };
+    let dispatcher = Arc::new(Dispatcher {
+        pool,
+        client,
+        policy,
+        // A claim outlives the slowest attempt by a margin, so it is never taken over while
+        // its holder may still be sending.
+        lease: settings.timeout * 2 + Duration::from_secs(5),
+        poll_interval: settings.poll_interval,
+        concurrency: settings.concurrency.max(1),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(dispatcher.run(stopped, wake));
+    Ok(Running { stop, task })
+}
+
+struct Dispatcher {
+    pool: Pool,
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    lease: Duration,
+    poll_interval: Duration,
+    concurrency: usize,
+}
+
+impl Dispatcher {
+    async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>, wake: Arc<Notify>) {
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            let claimed = match self.blocking(|d, conn| d.claim(conn)).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook dispatcher cannot claim deliveries");
+                    Vec::new()
+                }
+            };
+            let full = claimed.len() as i64 >= BATCH;
+            futures_util::stream::iter(claimed).for_each_concurrent(self.concurrency, |c| self.attempt(c)).await;
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = stopped.changed() => {}
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Self, &mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = me.pool.get()?;
+            f(&me, &mut conn)
+        })
+        .await
+        .unwrap_or_else(|e| Err(DbError::Task(e.to_string())))
+    }
+
+    fn claim(&self, conn: &mut AnyConnection) -> Result<Vec<Claimed>, DbError> {
+        let now = Utc::now();
+        let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(1));
+        // Idle instances only read: no write lock (on SQLite, the database's) while nothing is due.
+        if !Delivery::any_due(conn, naive(now))? {
+            return Ok(Vec::new());
+        }
+        Ok(write_transaction(conn, |conn| {
+            let ids = lock_due_deliveries(conn, naive(now), BATCH)?;
+            if ids.is_empty() {
+                return Ok::<_, diesel::result::Error>(Vec::new());
+            }
+            let lease = new_id();
+            let rows = Delivery::lease(conn, &ids, &lease, naive(lease_until))?;
+            let mut hook_ids: Vec<&str> = rows.iter().map(|d| d.webhook_id.as_str()).collect();
+            hook_ids.sort_unstable();
+            hook_ids.dedup();
+            let hooks = Webhook::secrets(conn, &hook_ids)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|delivery| {
+                    let (_, url, secret) = hooks.iter().find(|(id, _, _)| *id == delivery.webhook_id)?;
+                    Some(Claimed { url: url.clone(), secret: secret.clone(), lease: lease.clone(), delivery })
+                })
+                .collect())
+        })?)
+    }
+
+    /// Sends one delivery and stores the outcome.
+    async fn attempt(self: &Arc<Self>, c: Claimed) {
+        let attempt = c.delivery.attempts.saturating_add(1);
+        let timestamp = Utc::now().timestamp();
+        let body = c.delivery.payload.clone().into_bytes();
+        let sent = self
+            .client
+            .post(&c.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Consentry-Signature", signature_header(&c.secret, timestamp, &body))
+            .header("Consentry-Event-Id", &c.delivery.event_id)
+            .header("Consentry-Event-Type", &c.delivery.event_type)
+            .header("Consentry-Delivery-Id", &c.delivery.id)
+            .header("Consentry-Delivery-Attempt", attempt.to_string())
+            .body(body)
+            .send()
+            .await;
+        let (response_status, error) = match sent {
+            Ok(res) if res.status().is_success() => (Some(i32::from(res.status().as_u16())), None),
+            Ok(res) => {
+                (Some(i32::from(res.status().as_u16())), Some(format!("the receiver answered {}", res.status())))
+            }
+            Err(e) => (None, Some(describe(&e))),
+        };
+        let now = Utc::now();
+        let (status, next_attempt_at) = match &error {
+            None => (DeliveryStatus::Delivered, now),
+            Some(_) => {
+                let started = utc(c.delivery.retry_started_at);
+                match self.policy.after_failure(attempt.unsigned_abs(), started, now, rand::random::<f64>()) {
+                    AfterFailure::RetryAt(at) => (DeliveryStatus::Pending, at),
+                    AfterFailure::DeadLetter => (DeliveryStatus::Dead, now),
+                }
+            }
+        };
+        if let Some(e) = &error {
+            tracing::info!(delivery = %c.delivery.id, attempt, status = status.as_str(), error = %e, "webhook delivery failed");
+        }
+        let outcome = AttemptOutcome {
+            status: status.as_str(),
+            attempted_at: naive(now),
+            next_attempt_at: naive(next_attempt_at),
+            response_status,
+            error,
+        };
+        let (id, lease) = (c.delivery.id.clone(), c.lease.clone());
+        let stored = self.blocking(move |_, conn| Ok(Delivery::finish_attempt(conn, &id, &lease, &outcome)?)).await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(delivery = %c.delivery.id, "webhook delivery changed during its attempt; outcome not stored")
+            }
+            // The lease runs out and the delivery is attempted again: at least once.
+            Err(e) => tracing::warn!(delivery = %c.delivery.id, error = %e, "cannot store a webhook attempt"),
+        }
+    }
+}
+
+/// A transport error with its causes (e.g. "connection refused"), cut to [`MAX_ERROR_LEN`].
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.chars().take(MAX_ERROR_LEN).collect()
+}
