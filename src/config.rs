@@ -108,3 +108,29 @@ impl Settings {
         builder.build()?.try_deserialize()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #4: failing deliveries are retried for at least 24 hours before dead-lettering.
+    #[test]
+    fn default_webhook_retries_last_at_least_24_hours() {
+        let d = WebhookSettings::default();
+        assert!(d.retry_window >= crate::workers::webhooks::MIN_PROMISED_WINDOW);
+        assert!(d.retry_base < d.retry_max_delay && d.retry_max_delay < d.retry_window);
+        assert!(d.timeout * 2 < d.retry_window, "a lease never outlives the window");
+    }
+
+    #[test]
+    fn durations_parse_in_human_form_and_refuse_zero() {
+        let s: WebhookSettings =
+            toml::from_str("retry_base = \"250ms\"\nretry_window = \"3days\"").expect("valid settings");
+        assert_eq!(s.retry_base, std::time::Duration::from_millis(250));
+        assert_eq!(s.retry_window, std::time::Duration::from_secs(3 * 24 * 3600));
+        assert_eq!(s.timeout, WebhookSettings::default().timeout, "unset fields keep their defaults");
+        let err = toml::from_str::<WebhookSettings>("timeout = \"0s\"").unwrap_err().to_string();
+        assert!(err.contains("more than 0"), "{err}");
+        assert!(toml::from_str::<WebhookSettings>("retry_base = \"soon\"").is_err());
+    }
+}

@@ -225,7 +225,7 @@ pub async fn get_visitor_consents(
         let presented = site.site.purposes();
         let site_id = site.site.id.clone();
         let tenant = site.tenant;
-        state
+        let view = state
             .db(move |conn| {
                 let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
                 let key = tenant.subject_key();
@@ -248,7 +248,9 @@ pub async fn get_visitor_consents(
                 })?;
                 view.ok_or_else(|| ApiError::internal(std::io::Error::other("no state recorded")))
             })
-            .await?
+            .await?;
+        state.wake_webhooks();
+        view
     } else {
         read_state(&state, site.tenant, site.site.purposes(), visitor, region).await?
     };

@@ -199,5 +199,6 @@ pub async fn one_click_unsubscribe(
             Ok(())
         })
         .await?;
+    state.wake_webhooks();
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("You are unsubscribed.\n"))
 }

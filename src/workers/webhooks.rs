@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
+/// How long failing deliveries are retried at least, as documented to integrators.
+pub const MIN_PROMISED_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
 /// Deliveries claimed per round.
 const BATCH: i64 = 32;
 
@@ -71,6 +74,12 @@ pub fn spawn(pool: Pool, settings: &WebhookSettings, wake: Arc<Notify>) -> Resul
         poll_interval: settings.poll_interval,
         concurrency: settings.concurrency.max(1),
     });
+    if settings.retry_window < MIN_PROMISED_WINDOW {
+        tracing::warn!(
+            retry_window = ?settings.retry_window,
+            "webhooks.retry_window is shorter than the 24 hours receivers are promised"
+        );
+    }
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(dispatcher.run(stopped, wake));
     Ok(Running { stop, task })
