@@ -55,7 +55,9 @@ pub struct WebhookSettings {
     /// 1 s; this instance's own writes wake it at once).
     #[serde(deserialize_with = "duration")]
     pub poll_interval: std::time::Duration,
-    /// Deliveries sent at the same time per instance (default 8).
+    /// Deliveries sent at the same time per instance (default 16), at most a quarter of them
+    /// (at least 1) to one webhook, so a receiver that hangs cannot hold up the others.
+    #[serde(deserialize_with = "at_least_one")]
     pub concurrency: usize,
 }
 
@@ -69,9 +71,17 @@ impl Default for WebhookSettings {
             retry_window: Duration::from_secs(72 * 3600),
             timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
-            concurrency: 8,
+            concurrency: 16,
         }
     }
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {

@@ -70,6 +70,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             let body = actix_web::rt::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| {
                 ApiError::RequestTimeout(format!("the body did not arrive within {} seconds", BODY_TIMEOUT.as_secs()))
             })??;
+            // Every request body is a JSON object; serde would also take a struct as an array.
+            let first = body.iter().find(|b| !b.is_ascii_whitespace());
+            if first.is_some_and(|b| matches!(b, b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')) {
+                return Err(ApiError::MalformedBody("body: must be a JSON object ({ … })".into()));
+            }
             let de = &mut serde_json::Deserializer::from_slice(&body);
             match serde_path_to_error::deserialize::<_, T>(de) {
                 Ok(value) => Ok(JsonBody(value, body)),

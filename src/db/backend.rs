@@ -108,8 +108,9 @@ pub fn lock_tenant_links(conn: &mut AnyConnection, tenant_id: &str) -> QueryResu
     }
 }
 
-/// Ids of pending webhook deliveries due at `now`, oldest due first, for one dispatcher to
-/// claim: at most one instance delivers a given delivery at a time.
+/// (id, webhook id) of pending webhook deliveries due at `now`, oldest due first, except those
+/// of `except_webhooks`, for one dispatcher to claim: at most one instance delivers a given
+/// delivery at a time.
 ///
 /// PostgreSQL: `FOR UPDATE SKIP LOCKED`, so dispatchers of other instances claiming at the same
 /// moment pass over these rows instead of waiting for them, and the claim (see
@@ -119,14 +120,16 @@ pub fn lock_due_deliveries(
     conn: &mut AnyConnection,
     now: chrono::NaiveDateTime,
     limit: i64,
-) -> QueryResult<Vec<String>> {
+    except_webhooks: &[String],
+) -> QueryResult<Vec<(String, String)>> {
     use super::schema::webhook_deliveries as d;
     let query = d::table
         .filter(d::status.eq("pending"))
         .filter(d::next_attempt_at.le(now))
+        .filter(d::webhook_id.ne_all(except_webhooks))
         .order(d::next_attempt_at.asc())
         .limit(limit)
-        .select(d::id);
+        .select((d::id, d::webhook_id));
     match conn {
         AnyConnection::Postgresql(c) => query.for_update().skip_locked().load(c),
         AnyConnection::Sqlite(c) => query.load(c),

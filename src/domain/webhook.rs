@@ -1,6 +1,7 @@
 //! Webhook rules: the event types a receiver can subscribe to, the signature of a delivery and
 //! the retry schedule. Pure: the caller passes the clock and the randomness.
 
+use super::truncate;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use std::fmt;
 use utoipa::ToSchema;
 
 /// What a webhook can subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
 pub enum WebhookEventType {
     /// A consent event was recorded: one delivery per purpose whose decision changed, with the
     /// event as the change feed shows it and the purpose's state after it.
@@ -39,6 +40,20 @@ impl WebhookEventType {
     }
 }
 
+impl<'de> Deserialize<'de> for WebhookEventType {
+    /// From its name; anything else (another string, a number, null) is refused naming the
+    /// accepted types.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let expected = || Self::ALL.map(Self::as_str).join(", ");
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Self::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown event type '{}'; use one of {}", truncate(&s), expected()))
+            }),
+            other => Err(serde::de::Error::custom(format!("{other} is not an event type; use one of {}", expected()))),
+        }
+    }
+}
+
 impl fmt::Display for WebhookEventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -50,11 +65,28 @@ pub const MAX_URL_LEN: usize = 2000;
 
 /// Checks a receiver URL: absolute `http` or `https` with a host, no user name or password
 /// (the signature authenticates deliveries), no fragment, at most [`MAX_URL_LEN`] bytes.
+///
+/// The URL is taken as written: whitespace, control characters and backslashes (which URL
+/// parsers drop or rewrite silently), `http:///x` (an empty authority) and port 0 are refused,
+/// and the limit applies to the normalised form that is stored and called.
 pub fn parse_receiver_url(raw: &str) -> Result<url::Url, String> {
     if raw.len() > MAX_URL_LEN {
         return Err(format!("is longer than {MAX_URL_LEN} bytes"));
     }
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
+        return Err("must not contain spaces, control characters or backslashes".into());
+    }
+    let authority = raw.split_once("://").map(|(_, rest)| rest);
+    if authority.is_none_or(|a| a.is_empty() || a.starts_with('/')) {
+        return Err("must be an absolute URL: scheme://host[:port]/path".into());
+    }
     let url = url::Url::parse(raw).map_err(|e| format!("is not an absolute URL ({e})"))?;
+    if url.as_str().len() > MAX_URL_LEN {
+        return Err(format!("is longer than {MAX_URL_LEN} bytes once percent-encoded"));
+    }
+    if url.port() == Some(0) {
+        return Err("has port 0, which cannot be called".into());
+    }
     if !matches!(url.scheme(), "https" | "http") {
         return Err(format!("must be an http or https URL, not '{}:'", url.scheme()));
     }
@@ -238,6 +270,14 @@ mod tests {
         assert!(parse_receiver_url("https://user:pw@example.com/").unwrap_err().contains("password"));
         assert!(parse_receiver_url("https://example.com/#x").unwrap_err().contains("fragment"));
         assert!(parse_receiver_url(&format!("https://example.com/{}", "a".repeat(MAX_URL_LEN))).is_err());
+        // Taken as written, not as a lenient parser would rewrite it.
+        assert!(parse_receiver_url("https://x.example/h\r\nX-Injected: 1").unwrap_err().contains("control"));
+        assert!(parse_receiver_url("http:///h").unwrap_err().contains("absolute"));
+        assert!(parse_receiver_url("https:\\\\x.example\\h").is_err());
+        assert!(parse_receiver_url("https://x.example:0/h").unwrap_err().contains("port 0"));
+        let long = format!("https://x.example/{}", "é".repeat(700));
+        assert!(long.len() < MAX_URL_LEN);
+        assert!(parse_receiver_url(&long).unwrap_err().contains("percent-encoded"));
     }
 
     #[test]
@@ -247,5 +287,9 @@ mod tests {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
         assert_eq!(WebhookEventType::parse("consent.*"), None);
+        let err = serde_json::from_str::<WebhookEventType>("5").unwrap_err().to_string();
+        assert!(err.contains("5 is not an event type; use one of consent.changed"), "{err}");
+        let err = serde_json::from_str::<WebhookEventType>("\"Consent.Changed\"").unwrap_err().to_string();
+        assert!(err.contains("unknown event type 'Consent.Changed'"), "{err}");
     }
 }

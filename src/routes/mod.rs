@@ -190,7 +190,8 @@ impl<T> ForDoc<T> for actix_web::App<T> {
 
 /// The request's clock reading; every rule in one request sees the same instant.
 pub fn now() -> DateTime<Utc> {
-    Utc::now()
+    // Microseconds, as both databases store them: a response shows what a later read shows.
+    crate::domain::ledger::to_micros(Utc::now())
 }
 
 /// Parses an optional `region` query or body value (absent: no region; empty: an error).

@@ -48,7 +48,8 @@ pub struct WebhookResponse {
     pub events: Vec<WebhookEventType>,
     pub created_at: DateTime<Utc>,
     /// The key of the deliveries' signatures: `Consentry-Signature: t=<unix>,v1=<hex>` with
-    /// `<hex>` = HMAC-SHA256 keyed with this string (its UTF-8 bytes) over `"<t>.<raw body>"`.
+    /// `<hex>` = HMAC-SHA256 keyed with this whole string, `whsec_` included (its UTF-8 bytes),
+    /// over `"<t>.<raw body>"`.
     /// Shown once, in the response that creates the webhook.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -140,13 +141,14 @@ fn not_found(id: &str) -> ApiError {
 /// jitter (by default 30 s doubling to at most 1 h between attempts) for the retry window (72 h
 /// by default, never less than the 24 h promised), then the delivery is kept as `dead` and can be
 /// retried by hand. Deliveries are at least once and not ordered: deduplicate by `id`, and order
-/// by the event's `recorded_at` (or read `GET /v1/events`, which is ordered).
+/// by the body's `created_at` (or read `GET /v1/events`, which is ordered).
 #[utoipa::path(
     tag = "webhooks",
     security(("bearer" = [])),
     request_body = CreateWebhook,
     responses(
-        (status = 201, description = "Created; `secret` is shown only now", body = WebhookResponse),
+        (status = 201, description = "Created; `secret` is shown only now", body = WebhookResponse,
+            headers(("Location" = String, description = "`/v1/webhooks/{id}`"))),
         (status = 409, description = "The tenant already has 20 webhooks", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -192,7 +194,9 @@ pub async fn create_webhook(
         .await?;
     let mut response = WebhookResponse::from(&webhook);
     response.secret = Some(webhook.secret);
-    Ok(HttpResponse::Created().json(response))
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::LOCATION, format!("/v1/webhooks/{}", webhook.id)))
+        .json(response))
 }
 
 /// Lists the tenant's webhooks (without secrets). Requires `admin`.
@@ -231,7 +235,8 @@ pub async fn get_webhook(
     Ok(HttpResponse::Ok().json(WebhookResponse::from(&row)))
 }
 
-/// Deletes a webhook and its deliveries; pending ones are not sent. Requires `admin`.
+/// Deletes a webhook and its deliveries: pending ones are not sent (an attempt already under
+/// way completes). Requires `admin`.
 #[utoipa::path(
     tag = "webhooks",
     security(("bearer" = [])),
@@ -268,9 +273,13 @@ pub struct DeliveryQuery {
     /// Deliveries per response, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// The last `id` of the previous page: lists the deliveries older than it.
+    #[param(max_length = 64)]
+    pub before: Option<String>,
 }
 
-/// A webhook's deliveries, newest first. Requires `admin`.
+/// A webhook's deliveries, newest first, a page at a time (pass the last `id` as `before` for
+/// the next page). Requires `admin`.
 #[utoipa::path(
     tag = "webhooks",
     security(("bearer" = [])),
@@ -293,11 +302,15 @@ pub async fn list_deliveries(
         return Err(ApiError::invalid("limit", "must be 1 to 1000"));
     }
     let status = query.status.map(DeliveryStatus::as_str);
+    let before = query.before.clone();
+    if before.as_ref().is_some_and(|b| b.len() > 64) {
+        return Err(ApiError::invalid("before", "is not a delivery id"));
+    }
     let (tenant, id) = (caller.tenant_id.clone(), id.into_inner());
     let rows = state
         .db(move |conn| {
             Webhook::find(conn, &tenant, &id)?.ok_or_else(|| not_found(&id))?;
-            Ok(Delivery::list(conn, &tenant, &id, status, limit)?)
+            Ok(Delivery::list(conn, &tenant, &id, status, before.as_deref(), limit)?)
         })
         .await?;
     let deliveries = rows.into_iter().map(DeliveryResponse::from_row).collect::<Result<Vec<_>, _>>()?;

@@ -15,16 +15,14 @@ use crate::db::models::{naive, new_id, utc};
 use crate::db::{AnyConnection, DbError, Pool};
 use crate::domain::webhook::{signature_header, AfterFailure, DeliveryStatus, RetryPolicy};
 use chrono::Utc;
-use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 
 /// How long failing deliveries are retried at least, as documented to integrators.
 pub const MIN_PROMISED_WINDOW: Duration = Duration::from_secs(24 * 3600);
-
-/// Deliveries claimed per round.
-const BATCH: i64 = 32;
 
 /// Longest `last_error` kept, in bytes.
 const MAX_ERROR_LEN: usize = 500;
@@ -73,6 +71,7 @@ pub fn spawn(pool: Pool, settings: &WebhookSettings, wake: Arc<Notify>) -> Resul
         lease: settings.timeout * 2 + Duration::from_secs(5),
         poll_interval: settings.poll_interval,
         concurrency: settings.concurrency.max(1),
+        per_webhook: (settings.concurrency / 4).max(1),
     });
     if settings.retry_window < MIN_PROMISED_WINDOW {
         tracing::warn!(
@@ -91,31 +90,65 @@ struct Dispatcher {
     policy: RetryPolicy,
     lease: Duration,
     poll_interval: Duration,
+    /// Attempts in flight at most, in all.
     concurrency: usize,
+    /// Attempts in flight at most per webhook.
+    per_webhook: usize,
 }
 
 impl Dispatcher {
+    /// Claims what it can send at once and sends each claim as its own task, claiming again as
+    /// soon as a slot frees up. A receiver takes at most `per_webhook` of the `concurrency`
+    /// slots, so one that hangs until the timeout cannot hold up the others.
     async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>, wake: Arc<Notify>) {
+        let mut tasks: JoinSet<String> = JoinSet::new();
+        let mut in_flight: HashMap<String, usize> = HashMap::new();
+        let finished = |in_flight: &mut HashMap<String, usize>, webhook: Result<String, tokio::task::JoinError>| {
+            if let Ok(webhook) = webhook {
+                if let Some(n) = in_flight.get_mut(&webhook) {
+                    *n -= 1;
+                    if *n == 0 {
+                        in_flight.remove(&webhook);
+                    }
+                }
+            }
+        };
         loop {
+            while let Some(done) = tasks.try_join_next() {
+                finished(&mut in_flight, done);
+            }
             if *stopped.borrow() {
+                while tasks.join_next().await.is_some() {}
                 return;
             }
-            let claimed = match self.blocking(|d, conn| d.claim(conn)).await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook dispatcher cannot claim deliveries");
-                    Vec::new()
+            let free = self.concurrency.saturating_sub(tasks.len());
+            let mut again = false;
+            if free > 0 {
+                let busy = in_flight.clone();
+                match self.blocking(move |d, conn| d.claim(conn, free, &busy)).await {
+                    Ok((claimed, more)) => {
+                        again = more;
+                        for c in claimed {
+                            *in_flight.entry(c.delivery.webhook_id.clone()).or_default() += 1;
+                            let me = Arc::clone(&self);
+                            tasks.spawn(async move {
+                                let webhook = c.delivery.webhook_id.clone();
+                                me.attempt(c).await;
+                                webhook
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "webhook dispatcher cannot claim deliveries"),
                 }
-            };
-            let full = claimed.len() as i64 >= BATCH;
-            futures_util::stream::iter(claimed).for_each_concurrent(self.concurrency, |c| self.attempt(c)).await;
-            if full {
+            }
+            if again && tasks.len() < self.concurrency {
                 continue;
             }
             tokio::select! {
                 _ = stopped.changed() => {}
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(self.poll_interval) => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => finished(&mut in_flight, done),
             }
         }
     }
@@ -134,17 +167,43 @@ impl Dispatcher {
         .unwrap_or_else(|e| Err(DbError::Task(e.to_string())))
     }
 
-    fn claim(&self, conn: &mut AnyConnection) -> Result<Vec<Claimed>, DbError> {
+    /// Claims at most `free` due deliveries, at most `per_webhook` in flight per webhook
+    /// counting `busy` (this instance's attempts in flight). Returns them, and whether more are
+    /// due for other webhooks than those that hit their limit (worth claiming again at once).
+    fn claim(
+        &self,
+        conn: &mut AnyConnection,
+        free: usize,
+        busy: &HashMap<String, usize>,
+    ) -> Result<(Vec<Claimed>, bool), DbError> {
         let now = Utc::now();
-        let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(1));
         // Idle instances only read: no write lock (on SQLite, the database's) while nothing is due.
         if !Delivery::any_due(conn, naive(now))? {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
+        let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(1));
+        let saturated: Vec<String> =
+            busy.iter().filter(|(_, n)| **n >= self.per_webhook).map(|(w, _)| w.clone()).collect();
+        let scan = i64::try_from(free.saturating_mul(4).min(256)).unwrap_or(256);
         Ok(write_transaction(conn, |conn| {
-            let ids = lock_due_deliveries(conn, naive(now), BATCH)?;
+            let due = lock_due_deliveries(conn, naive(now), scan, &saturated)?;
+            let mut taken: HashMap<&str, usize> = HashMap::new();
+            let mut ids = Vec::new();
+            let mut capped = false;
+            for (id, webhook) in &due {
+                if ids.len() == free {
+                    break;
+                }
+                let n = taken.entry(webhook.as_str()).or_insert_with(|| busy.get(webhook).copied().unwrap_or(0));
+                if *n >= self.per_webhook {
+                    capped = true;
+                    continue;
+                }
+                *n += 1;
+                ids.push(id.clone());
+            }
             if ids.is_empty() {
-                return Ok::<_, diesel::result::Error>(Vec::new());
+                return Ok::<_, diesel::result::Error>((Vec::new(), capped));
             }
             let lease = new_id();
             let rows = Delivery::lease(conn, &ids, &lease, naive(lease_until))?;
@@ -152,13 +211,15 @@ impl Dispatcher {
             hook_ids.sort_unstable();
             hook_ids.dedup();
             let hooks = Webhook::secrets(conn, &hook_ids)?;
-            Ok(rows
+            let more = capped && ids.len() < free;
+            let claimed = rows
                 .into_iter()
                 .filter_map(|delivery| {
                     let (_, url, secret) = hooks.iter().find(|(id, _, _)| *id == delivery.webhook_id)?;
                     Some(Claimed { url: url.clone(), secret: secret.clone(), lease: lease.clone(), delivery })
                 })
-                .collect())
+                .collect();
+            Ok((claimed, more))
         })?)
     }
 
@@ -197,8 +258,16 @@ impl Dispatcher {
                 }
             }
         };
-        if let Some(e) = &error {
-            tracing::info!(delivery = %c.delivery.id, attempt, status = status.as_str(), error = %e, "webhook delivery failed");
+        match (&error, status) {
+            (Some(e), DeliveryStatus::Dead) => {
+                tracing::warn!(delivery = %c.delivery.id, webhook = %c.delivery.webhook_id, attempt, error = %e,
+                    "webhook delivery dead-lettered: the retry window is over");
+            }
+            (Some(e), _) => {
+                tracing::info!(delivery = %c.delivery.id, webhook = %c.delivery.webhook_id, attempt, error = %e,
+                    next_attempt_at = %next_attempt_at, "webhook delivery failed; will retry");
+            }
+            (None, _) => {}
         }
         let outcome = AttemptOutcome {
             status: status.as_str(),

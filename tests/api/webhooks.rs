@@ -16,6 +16,7 @@ crate::backend_tests!(
     every_event_arrives_signed_even_when_the_receiver_fails_first,
     no_delivery_is_lost_when_the_server_restarts_between_retries,
     deliveries_are_dead_lettered_after_the_retry_window_and_retried_by_hand,
+    a_receiver_that_hangs_does_not_hold_up_the_others,
     the_outbox_holds_exactly_the_committed_events,
     two_instances_never_send_the_same_delivery_twice,
 );
@@ -47,6 +48,8 @@ struct Inbox {
     failing: bool,
     /// Take this long to answer.
     delay: Duration,
+    /// Requests to `/hang` wait until this is set (or 30 s).
+    released: bool,
     requests: usize,
     received: Vec<Received>,
 }
@@ -94,6 +97,14 @@ async fn hook(req: HttpRequest, body: web::Bytes, inbox: web::Data<Mutex<Inbox>>
     let delay = inbox.lock().unwrap().delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if req.path() == "/hang" {
+        for _ in 0..600 {
+            if inbox.lock().unwrap().released {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let mut inbox = inbox.lock().unwrap();
@@ -188,8 +199,10 @@ async fn webhooks_are_created_listed_and_deleted_and_the_secret_is_shown_once(ap
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
     let created: Value = res.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
+    assert_eq!(location, format!("/v1/webhooks/{id}"));
     let secret = created["secret"].as_str().unwrap();
     assert!(secret.starts_with("whsec_") && secret.len() == 6 + 64, "{secret}");
     assert_eq!(created["url"], "https://crm.example.com/hooks/consentry");
@@ -208,11 +221,25 @@ async fn webhooks_are_created_listed_and_deleted_and_the_secret_is_shown_once(ap
         (json!({"url": "https://u:p@example.com/", "events": ["consent.changed"]}), "url"),
         (json!({"url": "hooks.example.com", "events": ["consent.changed"]}), "url"),
         (json!({"url": "https://example.com/", "events": []}), "events"),
-        (json!({"url": "https://example.com/", "events": ["consent.*"]}), "events"),
+        (json!({"url": "https://example.com/", "events": ["consent.*"]}), "events[0]"),
+        (json!({"url": "https://example.com/", "events": [5]}), "events[0]"),
+        (json!({"url": "https://x.example/h\r\nX-Injected: 1", "events": ["consent.changed"]}), "url"),
+        (json!({"url": "http:///h", "events": ["consent.changed"]}), "url"),
     ] {
         let problem = assert_problem(app.post("/v1/webhooks", &body).send().await.unwrap(), 400).await;
         assert!(problem["detail"].as_str().unwrap().contains(field), "{problem}");
     }
+    // A JSON array is not the object the schema asks for, even with the fields in order.
+    let res = app
+        .client
+        .post(app.url("/v1/webhooks"))
+        .bearer_auth(&app.token)
+        .json(&json!(["https://example.com/", ["consent.changed"]]))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 400).await;
+    assert!(problem["detail"].as_str().unwrap().contains("JSON object"), "{problem}");
     let list: Value = app.get("/v1/webhooks").send().await.unwrap().json().await.unwrap();
     assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
 
@@ -324,9 +351,14 @@ async fn every_event_arrives_signed_even_when_the_receiver_fails_first(app: Test
     assert_eq!(only[0]["event_type"], "opt_out.created");
     assert_eq!(only[0]["payload"]["data"]["id"], opt_out_id);
 
-    // The deliveries API tells the same story.
+    // The deliveries API tells the same story, a page at a time.
     let listed = deliveries(&app, &all, "").await;
     assert_eq!(listed.len(), 6);
+    let first = deliveries(&app, &all, "?limit=4").await;
+    let last_id = first[3]["id"].as_str().unwrap();
+    let rest = deliveries(&app, &all, &format!("?limit=4&before={last_id}")).await;
+    let paged: Vec<&Value> = first.iter().chain(rest.iter()).collect();
+    assert_eq!(paged, listed.iter().collect::<Vec<_>>(), "two pages hold the list, newest first");
     assert!(listed.iter().all(|d| d["status"] == "delivered" && d["last_response_status"] == 200), "{listed:?}");
     let attempts: i64 = listed.iter().map(|d| d["attempts"].as_i64().unwrap()).sum::<i64>()
         + deliveries(&app, &opt_outs, "").await.iter().map(|d| d["attempts"].as_i64().unwrap()).sum::<i64>();
@@ -421,6 +453,33 @@ async fn deliveries_are_dead_lettered_after_the_retry_window_and_retried_by_hand
         deliveries(&app, &hook, "?status=delivered").await.len() == 1
     })
     .await;
+}
+
+async fn a_receiver_that_hangs_does_not_hold_up_the_others(app: TestApp) {
+    app.seed().await;
+    let receiver = Receiver::start(0).await;
+    let (hanging, _) = create_webhook(&app, &receiver.url("/hang"), &["consent.changed"]).await;
+    let (_, secret) = create_webhook(&app, &receiver.url("/ok"), &["consent.changed"]).await;
+    for n in 0..20 {
+        record_one(&app, &format!("user:{n}"), json!({"analytics": true})).await;
+    }
+    // The hanging receiver holds its requests until released (the dispatcher gives up on each
+    // after its 5 s timeout); the other receiver gets every event meanwhile.
+    wait_until("the healthy receiver has every event", || async { receiver.delivered_ids("/ok").len() == 20 }).await;
+    let stuck = deliveries(&app, &hanging, "").await;
+    assert_eq!(stuck.len(), 20);
+    assert!(
+        stuck.iter().all(|d| d["attempts"] == 0 && d["status"] == "pending"),
+        "the healthy receiver waited for an attempt on the hanging one to end: {stuck:?}"
+    );
+    let hanging_now = receiver.received().iter().filter(|r| r.path == "/hang").count();
+    assert_eq!(hanging_now, 0, "no request to the hanging receiver has ended yet");
+    for r in receiver.received() {
+        assert_signed(&r, &secret);
+    }
+    receiver.inbox.lock().unwrap().released = true;
+    wait_until("the released receiver has every event too", || async { receiver.delivered_ids("/hang").len() == 20 })
+        .await;
 }
 
 async fn the_outbox_holds_exactly_the_committed_events(app: TestApp) {

@@ -124,12 +124,14 @@ impl Delivery {
             .optional()
     }
 
-    /// A webhook's deliveries, newest first, optionally of one status.
+    /// A webhook's deliveries, newest first (ids are UUIDv7: time-ordered), optionally of one
+    /// status, older than the delivery `before`.
     pub fn list(
         conn: &mut AnyConnection,
         tenant_id: &str,
         webhook_id: &str,
         status: Option<&str>,
+        before: Option<&str>,
         limit: i64,
     ) -> QueryResult<Vec<Self>> {
         let mut query = webhook_deliveries::table
@@ -139,11 +141,10 @@ impl Delivery {
         if let Some(status) = status {
             query = query.filter(webhook_deliveries::status.eq(status));
         }
-        query
-            .order((webhook_deliveries::created_at.desc(), webhook_deliveries::id.desc()))
-            .limit(limit)
-            .select(Self::as_select())
-            .load(conn)
+        if let Some(before) = before {
+            query = query.filter(webhook_deliveries::id.lt(before));
+        }
+        query.order(webhook_deliveries::id.desc()).limit(limit).select(Self::as_select()).load(conn)
     }
 
     /// Whether any pending delivery is due at `now` (a read, before claiming with a write).
