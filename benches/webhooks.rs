@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 const WRITES: usize = 300;
 const END_TO_END: usize = 50;
-const BURST: usize = 1000;
+/// Events of the burst: 8 writers × 100 writes × 2 events.
+const BURST: usize = 1600;
 
 fn cli(database_url: &str, args: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
@@ -162,7 +163,7 @@ async fn measure(label: &str, database_url: String) {
     for worker in 0..8 {
         let write = write.clone();
         tasks.push(tokio::spawn(async move {
-            for i in 0..BURST / 16 {
+            for i in 0..BURST / 2 / 8 {
                 write(100_000 + worker * 1000 + i, i % 2 == 0).await;
             }
         }));
