@@ -56,7 +56,8 @@ pub struct WebhookSettings {
     #[serde(deserialize_with = "duration")]
     pub poll_interval: std::time::Duration,
     /// Deliveries sent at the same time per instance (default 16), at most a quarter of them
-    /// (at least 1) to one webhook, so a receiver that hangs cannot hold up the others.
+    /// (at least 1) to one webhook, so a receiver that hangs cannot hold up the others; below 8,
+    /// one hanging receiver can take half the slots or more.
     #[serde(deserialize_with = "at_least_one")]
     pub concurrency: usize,
 }

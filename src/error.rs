@@ -187,9 +187,18 @@ impl From<crate::domain::FieldError> for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
+        // PostgreSQL text cannot hold U+0000 (SQLite can): the input is at fault, not the server.
+        if let diesel::result::Error::DatabaseError(_, info) = &e {
+            if info.message().contains("invalid byte sequence") && info.message().contains("0x00") {
+                return Self::MalformedBody(NUL_MESSAGE.into());
+            }
+        }
         Self::internal(e)
     }
 }
+
+/// Why input with a NUL character is refused.
+pub const NUL_MESSAGE: &str = "the request contains a NUL character (U+0000, %00), which no text here may hold";
 
 impl From<r2d2::Error> for ApiError {
     fn from(e: r2d2::Error) -> Self {

@@ -75,9 +75,17 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             if first.is_some_and(|b| matches!(b, b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')) {
                 return Err(ApiError::MalformedBody("body: must be a JSON object ({ … })".into()));
             }
+            if has_nul_escape(&body) {
+                return Err(ApiError::MalformedBody(format!("body: {}", crate::error::NUL_MESSAGE)));
+            }
             let de = &mut serde_json::Deserializer::from_slice(&body);
-            match serde_path_to_error::deserialize::<_, T>(de) {
-                Ok(value) => Ok(JsonBody(value, body)),
+            match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+                Ok(value) => match de.end() {
+                    Ok(()) => Ok(JsonBody(value, body)),
+                    Err(e) => Err(ApiError::MalformedBody(format!(
+                        "body: {e}: nothing may follow the JSON object (RFC 8259 §2)"
+                    ))),
+                },
                 Err(e) => {
                     let path = e.path().to_string();
                     let inner = e.into_inner();
@@ -105,6 +113,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             }
         })
     }
+}
+
+/// Whether a JSON text holds the escape `\u0000` (a NUL in a string), which PostgreSQL text
+/// cannot store: refused on both databases alike. `\\u0000` (a backslash, then `u0000`) is
+/// not one.
+fn has_nul_escape(body: &[u8]) -> bool {
+    body.windows(6)
+        .enumerate()
+        .any(|(i, w)| w == br"\u0000" && body[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0)
 }
 
 /// How long a request body may take to arrive.
@@ -176,4 +193,17 @@ where
     #[serde(bound = "V: serde::Deserialize<'de>")]
     struct Wrap<V>(#[serde(deserialize_with = "unique_keys")] std::collections::BTreeMap<String, V>);
     <Option<Wrap<V>> as serde::Deserialize>::deserialize(d).map(|w| w.map(|w| w.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(has_nul_escape(br#"{"name":"a\u0000b"}"#));
+        assert!(has_nul_escape(br#"{"name":"\\\u0000"}"#), "an escaped backslash, then a NUL");
+        assert!(!has_nul_escape(br#"{"name":"\\u0000"}"#), "a backslash, then the text u0000");
+        assert!(!has_nul_escape(br#"{"name":"a\u0001b"}"#));
+    }
 }

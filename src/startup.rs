@@ -148,10 +148,23 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
             // HTTP layer drops the body of a response to a HEAD request.
             .wrap_fn(|mut req: ServiceRequest, srv| {
                 use actix_web::dev::Service;
+                use futures_util::future::{Either, FutureExt};
+                // A NUL in the path or query is refused on both databases alike (PostgreSQL
+                // text cannot hold it, SQLite would only never match it).
+                let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
+                if uri.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0') {
+                    let res = problem_response(
+                        StatusCode::BAD_REQUEST,
+                        "malformed-url",
+                        "The URL is malformed",
+                        crate::error::NUL_MESSAGE.to_owned(),
+                    );
+                    return Either::Left(std::future::ready(Ok(req.into_response(res).map_into_right_body())));
+                }
                 if req.method() == actix_web::http::Method::HEAD {
                     req.head_mut().method = actix_web::http::Method::GET;
                 }
-                srv.call(req)
+                Either::Right(srv.call(req).map(|r| r.map(|r| r.map_into_left_body())))
             })
             .wrap(actix_web::middleware::Compress::default())
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))

@@ -97,15 +97,60 @@ pub fn lock_tenant_feed(conn: &mut AnyConnection, tenant_id: &str) -> QueryResul
 /// PostgreSQL: a transaction-scoped advisory lock keyed by the tenant (event writers do not take
 /// it, so it adds no lock-order cycle with them). SQLite: the database's one write lock.
 pub fn lock_tenant_links(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<()> {
+    lock_tenant_for(conn, "links", tenant_id)
+}
+
+/// Serialises changes to one tenant's set of webhooks until the transaction ends (so that the
+/// limit of webhooks per tenant holds under concurrent creates). Like [`lock_tenant_links`].
+pub fn lock_tenant_webhooks(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<()> {
+    lock_tenant_for(conn, "webhooks", tenant_id)
+}
+
+/// A transaction-scoped advisory lock on PostgreSQL keyed by `what` and the tenant; nothing on
+/// SQLite, whose write transactions already exclude each other.
+fn lock_tenant_for(conn: &mut AnyConnection, what: &str, tenant_id: &str) -> QueryResult<()> {
     match conn {
         AnyConnection::Postgresql(c) => {
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('consentry-links:' || $1))")
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('consentry-' || $1 || ':' || $2))")
+                .bind::<diesel::sql_types::Text, _>(what)
                 .bind::<diesel::sql_types::Text, _>(tenant_id)
                 .execute(c)
                 .map(drop)
         }
         AnyConnection::Sqlite(_) => Ok(()),
     }
+}
+
+/// A tenant's webhooks, held until the transaction ends so none is deleted under a writer that
+/// is adding deliveries for it (its deliveries would reference a deleted webhook).
+///
+/// PostgreSQL: `FOR KEY SHARE`, the lock the deliveries' foreign key takes anyway; a webhook
+/// being deleted (see [`lock_webhook_for_delete`]) makes this wait, then is left out. SQLite:
+/// the database's one write lock.
+pub fn webhooks_for_writing(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+) -> QueryResult<Vec<super::models::webhook::Webhook>> {
+    use super::models::webhook::Webhook;
+    use super::schema::webhooks as w;
+    let query = w::table.filter(w::tenant_id.eq(tenant_id)).order(w::id.asc());
+    match conn {
+        AnyConnection::Postgresql(c) => query.select(Webhook::as_select()).for_key_share().load(c),
+        AnyConnection::Sqlite(c) => query.select(Webhook::as_select()).load(c),
+    }
+}
+
+/// Locks a webhook for deletion until the transaction ends: waits for writers adding its
+/// deliveries to commit, and keeps new ones from starting (see [`webhooks_for_writing`]).
+/// Returns whether it exists.
+pub fn lock_webhook_for_delete(conn: &mut AnyConnection, tenant_id: &str, id: &str) -> QueryResult<bool> {
+    use super::schema::webhooks as w;
+    let query = w::table.filter(w::tenant_id.eq(tenant_id)).filter(w::id.eq(id)).select(w::id);
+    let found: Option<String> = match conn {
+        AnyConnection::Postgresql(c) => query.for_update().first(c).optional()?,
+        AnyConnection::Sqlite(c) => query.first(c).optional()?,
+    };
+    Ok(found.is_some())
 }
 
 /// (id, webhook id) of pending webhook deliveries due at `now`, oldest due first, except those

@@ -80,6 +80,9 @@ pub fn parse_receiver_url(raw: &str) -> Result<url::Url, String> {
     if authority.is_none_or(|a| a.is_empty() || a.starts_with('/')) {
         return Err("must be an absolute URL: scheme://host[:port]/path".into());
     }
+    if authority.and_then(|a| a.split(['/', '?']).next()).is_some_and(|host| host.contains('@')) {
+        return Err("must not carry a user name or password: deliveries are authenticated by their signature".into());
+    }
     let url = url::Url::parse(raw).map_err(|e| format!("is not an absolute URL ({e})"))?;
     if url.as_str().len() > MAX_URL_LEN {
         return Err(format!("is longer than {MAX_URL_LEN} bytes once percent-encoded"));
@@ -275,6 +278,8 @@ mod tests {
         assert!(parse_receiver_url("http:///h").unwrap_err().contains("absolute"));
         assert!(parse_receiver_url("https:\\\\x.example\\h").is_err());
         assert!(parse_receiver_url("https://x.example:0/h").unwrap_err().contains("port 0"));
+        assert!(parse_receiver_url("http://@h/").unwrap_err().contains("user name"));
+        assert!(parse_receiver_url("https://h.example/a@b").is_ok(), "an @ in the path is fine");
         let long = format!("https://x.example/{}", "é".repeat(700));
         assert!(long.len() < MAX_URL_LEN);
         assert!(parse_receiver_url(&long).unwrap_err().contains("percent-encoded"));

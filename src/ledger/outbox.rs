@@ -55,7 +55,7 @@ pub fn enqueue<T: Serialize>(
     now: DateTime<Utc>,
     build: impl FnOnce(&mut AnyConnection) -> QueryResult<Vec<T>>,
 ) -> QueryResult<()> {
-    let hooks: Vec<Webhook> = Webhook::list(conn, tenant_id)?
+    let hooks: Vec<Webhook> = crate::db::backend::webhooks_for_writing(conn, tenant_id)?
         .into_iter()
         .filter(|w| w.event_types().iter().any(|t| t == event_type.as_str()))
         .collect();

@@ -2,7 +2,7 @@
 //! retries by hand. Delivery itself is `workers::webhooks`.
 
 use crate::auth::{Caller, Scope};
-use crate::db::backend::write_transaction;
+use crate::db::backend::{lock_tenant_webhooks, write_transaction};
 use crate::db::models::webhook::{Delivery, Webhook};
 use crate::db::models::{naive, new_id, utc};
 use crate::domain::webhook::{parse_receiver_url, DeliveryStatus, WebhookEventType, MAX_URL_LEN};
@@ -33,7 +33,9 @@ pub const MAX_WEBHOOKS: usize = 20;
 #[schema(example = json!({"url": "https://crm.example.com/hooks/consentry", "events": ["consent.changed", "opt_out.created"]}))]
 pub struct CreateWebhook {
     /// Where deliveries are POSTed: an absolute http or https URL without credentials or
-    /// fragment. Use https outside a private network.
+    /// fragment, at most 2000 bytes once percent-encoded. Use https outside a private network.
+    /// Stored and called in its normalised form (lower-case scheme and host, `/` as the empty
+    /// path), which the response shows.
     #[schema(max_length = 2000, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^#]+$")]
     pub url: String,
     /// The event types to receive (at least one; repeats are ignored).
@@ -183,6 +185,7 @@ pub async fn create_webhook(
     state
         .db(move |conn| {
             write_transaction(conn, |conn| {
+                lock_tenant_webhooks(conn, &row.tenant_id)?;
                 if Webhook::list(conn, &row.tenant_id)?.len() >= MAX_WEBHOOKS {
                     return Err(ApiError::Conflict(format!(
                         "the tenant already has {MAX_WEBHOOKS} webhooks; delete one first"
@@ -274,7 +277,7 @@ pub struct DeliveryQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The last `id` of the previous page: lists the deliveries older than it.
-    #[param(max_length = 64)]
+    #[param(format = Uuid)]
     pub before: Option<String>,
 }
 
@@ -303,8 +306,8 @@ pub async fn list_deliveries(
     }
     let status = query.status.map(DeliveryStatus::as_str);
     let before = query.before.clone();
-    if before.as_ref().is_some_and(|b| b.len() > 64) {
-        return Err(ApiError::invalid("before", "is not a delivery id"));
+    if before.as_ref().is_some_and(|b| uuid::Uuid::try_parse(b).is_err()) {
+        return Err(ApiError::invalid("before", "is not a delivery id (the `id` of a listed delivery)"));
     }
     let (tenant, id) = (caller.tenant_id.clone(), id.into_inner());
     let rows = state
@@ -354,12 +357,11 @@ pub async fn retry_delivery(
                         crate::domain::truncate(&delivery_id)
                     ))
                 })?;
-                if delivery.lease.is_some() && delivery.next_attempt_at > now {
+                if !Delivery::reschedule(conn, &delivery.id, now)? {
                     return Err(ApiError::Conflict(
                         "the delivery is being attempted right now; look at it again in a few seconds".into(),
                     ));
                 }
-                Delivery::reschedule(conn, &delivery_id, now)?;
                 Delivery::find(conn, &tenant, &id, &delivery_id)?
                     .ok_or_else(|| ApiError::internal(diesel::result::Error::NotFound))
             })

@@ -13,6 +13,7 @@ use crate::db::backend::{lock_due_deliveries, write_transaction};
 use crate::db::models::webhook::{AttemptOutcome, Delivery, Webhook};
 use crate::db::models::{naive, new_id, utc};
 use crate::db::{AnyConnection, DbError, Pool};
+use crate::domain::ledger::to_micros;
 use crate::domain::webhook::{signature_header, AfterFailure, DeliveryStatus, RetryPolicy};
 use chrono::Utc;
 use std::collections::HashMap;
@@ -247,7 +248,7 @@ impl Dispatcher {
             }
             Err(e) => (None, Some(describe(&e))),
         };
-        let now = Utc::now();
+        let now = to_micros(Utc::now());
         let (status, next_attempt_at) = match &error {
             None => (DeliveryStatus::Delivered, now),
             Some(_) => {

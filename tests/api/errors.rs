@@ -17,7 +17,40 @@ crate::backend_tests!(
     check_of_more_than_10000_subjects_is_413,
     unsupported_methods_are_405_with_allow,
     the_api_document_and_its_browsable_docs_are_served,
+    nul_characters_and_trailing_data_are_refused_alike_on_both_databases,
 );
+
+/// PostgreSQL text cannot hold U+0000 and SQLite can: both refuse it up front, with a 400 and
+/// nothing stored. Data after the JSON object is not JSON (RFC 8259 §2).
+async fn nul_characters_and_trailing_data_are_refused_alike_on_both_databases(app: TestApp) {
+    let site = app.seed().await;
+    let res =
+        app.post("/v1/sites", &json!({"name": "a\u{0}b", "origins": ["https://a.example"]})).send().await.unwrap();
+    let problem = assert_problem(res, 400).await;
+    assert!(problem["detail"].as_str().unwrap().contains("NUL"), "{problem}");
+    for path in [
+        "/v1/sites/%00/config".to_owned(),
+        format!("/v1/sites/{site}/config?region=%00"),
+        "/v1/opt-outs?status=%00".into(),
+    ] {
+        let problem = assert_problem(app.get(&path).send().await.unwrap(), 400).await;
+        assert!(problem["detail"].as_str().unwrap().contains("NUL"), "{path}: {problem}");
+    }
+    let res = app
+        .client
+        .post(app.url("/v1/consents"))
+        .bearer_auth(&app.token)
+        .header("Content-Type", "application/json")
+        .body(r#"{"subject": "user:1", "choices": {"analytics": true}, "source": "api"}GARBAGE"#)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 400).await;
+    assert!(problem["detail"].as_str().unwrap().contains("nothing may follow"), "{problem}");
+    let sites: serde_json::Value = app.get("/v1/sites").send().await.unwrap().json().await.unwrap();
+    assert_eq!(sites["sites"].as_array().unwrap().len(), 1, "no site with a NUL was stored");
+    assert!(app.events_of("user:1").await.is_empty(), "nothing was recorded from the body with trailing data");
+}
 
 async fn malformed_json_is_a_problem(app: TestApp) {
     let res = app

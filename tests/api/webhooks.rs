@@ -17,6 +17,8 @@ crate::backend_tests!(
     no_delivery_is_lost_when_the_server_restarts_between_retries,
     deliveries_are_dead_lettered_after_the_retry_window_and_retried_by_hand,
     a_receiver_that_hangs_does_not_hold_up_the_others,
+    webhooks_deleted_while_events_are_written_fail_no_write,
+    retries_by_hand_at_the_same_moment_never_send_a_delivery_twice_at_once,
     the_outbox_holds_exactly_the_committed_events,
     two_instances_never_send_the_same_delivery_twice,
 );
@@ -52,6 +54,9 @@ struct Inbox {
     released: bool,
     requests: usize,
     received: Vec<Received>,
+    /// Requests being answered, per delivery id, and the most at once for any one delivery.
+    in_flight: BTreeMap<String, usize>,
+    max_overlap: usize,
 }
 
 struct Receiver {
@@ -94,7 +99,21 @@ impl Receiver {
 }
 
 async fn hook(req: HttpRequest, body: web::Bytes, inbox: web::Data<Mutex<Inbox>>) -> HttpResponse {
-    let delay = inbox.lock().unwrap().delay;
+    let delivery = req.headers().get("Consentry-Delivery-Id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let delay = {
+        let mut inbox = inbox.lock().unwrap();
+        let n = inbox.in_flight.entry(delivery.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        inbox.max_overlap = inbox.max_overlap.max(n);
+        inbox.delay
+    };
+    let res = answer(&req, body, &inbox, delay).await;
+    *inbox.lock().unwrap().in_flight.entry(delivery).or_default() -= 1;
+    res
+}
+
+async fn answer(req: &HttpRequest, body: web::Bytes, inbox: &web::Data<Mutex<Inbox>>, delay: Duration) -> HttpResponse {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -214,6 +233,23 @@ async fn webhooks_are_created_listed_and_deleted_and_the_secret_is_shown_once(ap
     assert!(list["webhooks"][0].get("secret").is_none(), "the secret is shown only when created");
     let one: Value = app.get(&format!("/v1/webhooks/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!((one["id"].as_str(), one.get("secret")), (Some(id), None));
+
+    // A NUL in the URL, a `before` that is no delivery id, data after the JSON object: 400.
+    assert_problem(app.get("/v1/webhooks/%00").send().await.unwrap(), 400).await;
+    let problem =
+        assert_problem(app.get(&format!("/v1/webhooks/{id}/deliveries?before=nope")).send().await.unwrap(), 400).await;
+    assert!(problem["detail"].as_str().unwrap().starts_with("before:"), "{problem}");
+    let res = app
+        .client
+        .post(app.url("/v1/webhooks"))
+        .bearer_auth(&app.token)
+        .header("Content-Type", "application/json")
+        .body(r#"{"url": "https://example.com/", "events": ["consent.changed"]}]]"#)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 400).await;
+    assert!(problem["detail"].as_str().unwrap().contains("nothing may follow"), "{problem}");
 
     // Bad input: a precise problem, nothing created.
     for (body, field) in [
@@ -480,6 +516,90 @@ async fn a_receiver_that_hangs_does_not_hold_up_the_others(app: TestApp) {
     receiver.inbox.lock().unwrap().released = true;
     wait_until("the released receiver has every event too", || async { receiver.delivered_ids("/hang").len() == 20 })
         .await;
+}
+
+async fn webhooks_deleted_while_events_are_written_fail_no_write(app: TestApp) {
+    app.seed().await;
+    let receiver = Receiver::start(0).await;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, url, token) = (app.client.clone(), app.url("/v1/consents"), app.token.clone());
+            tokio::spawn(async move {
+                for n in 0..40 {
+                    let res = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"subject": format!("user:{w}-{n}"), "choices": {"analytics": true, "marketing_email": true}, "source": "api"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), 201, "a write failed: {}", res.text().await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        let (id, _) = create_webhook(&app, &receiver.url("/hook"), &["consent.changed"]).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let res =
+            app.client.delete(app.url(&format!("/v1/webhooks/{id}"))).bearer_auth(&app.token).send().await.unwrap();
+        assert_eq!(res.status(), 204, "a delete failed: {}", res.text().await.unwrap());
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(feed_ids(&app).await.len(), 4 * 40 * 2, "every write committed");
+    let list: Value = app.get("/v1/webhooks").send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["webhooks"], json!([]), "every webhook deleted");
+}
+
+async fn retries_by_hand_at_the_same_moment_never_send_a_delivery_twice_at_once(app: TestApp) {
+    app.seed().await;
+    let receiver = Receiver::start(0).await;
+    receiver.inbox.lock().unwrap().delay = Duration::from_millis(400);
+    let (hook, _) = create_webhook(&app, &receiver.url("/hook"), &["consent.changed"]).await;
+    record_one(&app, "user:1", json!({"analytics": true})).await;
+    wait_until("the delivery arrived", || async { receiver.delivered_ids("/hook").len() == 1 }).await;
+    let delivery = deliveries(&app, &hook, "").await.remove(0)["id"].as_str().unwrap().to_owned();
+    let url = app.url(&format!("/v1/webhooks/{hook}/deliveries/{delivery}/retry"));
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..5 {
+        wait_until("the delivery is at rest", || async {
+            deliveries(&app, &hook, "").await[0]["status"] == "delivered"
+                && receiver.inbox.lock().unwrap().in_flight.values().all(|n| *n == 0)
+        })
+        .await;
+        // Six retries 40 ms apart: the first makes it due, the dispatcher claims it, the others
+        // arrive while it is being sent (the receiver takes 400 ms) or just before the claim.
+        let tries: Vec<_> = (0..6u64)
+            .map(|i| {
+                let request = app.client.post(&url).bearer_auth(&app.token);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(40 * i)).await;
+                    request.send().await
+                }
+            })
+            .collect();
+        for res in futures_util::future::join_all(tries).await {
+            let res = res.unwrap();
+            match res.status().as_u16() {
+                202 => accepted += 1,
+                409 => {
+                    assert_problem(res, 409).await;
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}"),
+            };
+        }
+    }
+    wait_until("the last retry is done", || async {
+        deliveries(&app, &hook, "").await[0]["status"] == "delivered"
+            && receiver.inbox.lock().unwrap().in_flight.values().all(|n| *n == 0)
+    })
+    .await;
+    assert!(accepted >= 5, "each round retried at least once");
+    assert!(refused >= 1, "retries while an attempt is under way are refused (409)");
+    assert_eq!(receiver.inbox.lock().unwrap().max_overlap, 1, "the same delivery was sent twice at once");
 }
 
 async fn the_outbox_holds_exactly_the_committed_events(app: TestApp) {

@@ -45,8 +45,11 @@ impl Webhook {
     }
 
     /// Deletes the webhook and its deliveries (pending ones are never sent); returns whether
-    /// it existed. Run it in a transaction.
+    /// it existed. Run it in a write transaction.
     pub fn delete(conn: &mut AnyConnection, tenant_id: &str, id: &str) -> QueryResult<bool> {
+        if !crate::db::backend::lock_webhook_for_delete(conn, tenant_id, id)? {
+            return Ok(false);
+        }
         diesel::delete(
             webhook_deliveries::table
                 .filter(webhook_deliveries::tenant_id.eq(tenant_id))
@@ -200,16 +203,23 @@ impl Delivery {
         .map(|n| n == 1)
     }
 
-    /// Makes a delivery due now with a fresh retry window (a retry by hand).
-    pub fn reschedule(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<()> {
-        diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq(id)))
-            .set((
-                webhook_deliveries::status.eq("pending"),
-                webhook_deliveries::next_attempt_at.eq(now),
-                webhook_deliveries::retry_started_at.eq(now),
-                webhook_deliveries::lease.eq(None::<String>),
-            ))
-            .execute(conn)
-            .map(drop)
+    /// Makes a delivery due now with a fresh retry window (a retry by hand), unless a dispatcher
+    /// holds a live claim on it (an attempt under way): then nothing changes and it returns
+    /// false. One statement, so that a claim committed meanwhile is seen (PostgreSQL re-checks
+    /// the condition on the row it waited for).
+    pub fn reschedule(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+        diesel::update(
+            webhook_deliveries::table
+                .filter(webhook_deliveries::id.eq(id))
+                .filter(webhook_deliveries::lease.is_null().or(webhook_deliveries::next_attempt_at.le(now))),
+        )
+        .set((
+            webhook_deliveries::status.eq("pending"),
+            webhook_deliveries::next_attempt_at.eq(now),
+            webhook_deliveries::retry_started_at.eq(now),
+            webhook_deliveries::lease.eq(None::<String>),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
     }
 }
