@@ -6,26 +6,16 @@
 //! Seeds subjects, identifiers and states with set-based SQL (the write path is not what is
 //! measured), then times 30 checks after 3 warm-ups. Prints min, median and p95.
 
-use consentry::config::Settings;
-use consentry::startup::Application;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, RunQueryDsl};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const STORED: usize = 100_000;
 const PER_CHECK: usize = 10_000;
 const RUNS: usize = 30;
-
-fn cli(database_url: &str, args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Subjects `user:0` … `user:99999`; every third one granted `marketing_email`, the rest refused.
 fn seed_sql(tenant_id: &str, series: &str) -> String {
@@ -43,22 +33,7 @@ fn seed_sql(tenant_id: &str, series: &str) -> String {
 }
 
 async fn measure(label: &str, database_url: String, seed: impl FnOnce(&str)) {
-    let created = cli(&database_url, &["tenants", "create", "bench"]);
-    let token = created["token"].as_str().unwrap().to_owned();
-    let settings = Settings {
-        database_url: database_url.clone(),
-        listen: "127.0.0.1:0".into(),
-        max_body_bytes: 4 << 20,
-        pool_size: 8,
-        workers: None,
-        holidays: Vec::new(),
-        log: "warn".into(),
-        webhooks: Default::default(),
-    };
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let common::Server { base, token, handle } = common::start(&database_url).await;
     let client = reqwest::Client::new();
     let res = client
         .put(format!("{base}/v1/purposes/marketing_email"))

@@ -7,27 +7,17 @@
 //!   CONSENTRY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench webhooks
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use consentry::config::Settings;
-use consentry::startup::Application;
 use diesel::{Connection, RunQueryDsl};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const WRITES: usize = 300;
 const END_TO_END: usize = 50;
 /// Events of the burst: 8 writers × 100 writes × 2 events.
 const BURST: usize = 1600;
-
-fn cli(database_url: &str, args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// A receiver that answers 200 and notes when each event id arrived.
 async fn receiver() -> (u16, Arc<Mutex<Vec<(String, Instant)>>>) {
@@ -64,22 +54,7 @@ fn summary(times: &mut [Duration]) -> String {
 }
 
 async fn measure(label: &str, database_url: String) {
-    let created = cli(&database_url, &["tenants", "create", "bench"]);
-    let token = created["token"].as_str().unwrap().to_owned();
-    let settings = Settings {
-        database_url: database_url.clone(),
-        listen: "127.0.0.1:0".into(),
-        max_body_bytes: 4 << 20,
-        pool_size: 8,
-        workers: None,
-        holidays: Vec::new(),
-        log: "error".into(),
-        webhooks: Default::default(),
-    };
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let common::Server { base, token, handle } = common::start(&database_url).await;
     let client = reqwest::Client::new();
     for key in ["analytics", "marketing_email"] {
         let res = client
