@@ -181,6 +181,18 @@ pub fn lock_due_deliveries(
     }
 }
 
+/// Inserts outbox rows in one statement. Diesel's `MultiConnection` has no multi-row insert
+/// (its SQL dialect would need `DEFAULT` in SQLite), so each backend gets the rows itself; every
+/// column has a value, which SQLite's multi-row `INSERT` needs.
+pub fn insert_deliveries(conn: &mut AnyConnection, rows: &[super::models::webhook::Delivery]) -> QueryResult<()> {
+    use super::schema::webhook_deliveries;
+    match conn {
+        AnyConnection::Postgresql(c) => diesel::insert_into(webhook_deliveries::table).values(rows).execute(c),
+        AnyConnection::Sqlite(c) => diesel::insert_into(webhook_deliveries::table).values(rows).execute(c),
+    }
+    .map(drop)
+}
+
 /// Errors after which the whole transaction may be run again: a concurrent insert of the
 /// same key, or a PostgreSQL serialization failure.
 pub fn is_retryable(err: &Error) -> bool {

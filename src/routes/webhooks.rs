@@ -5,7 +5,7 @@ use crate::auth::{Caller, Scope};
 use crate::db::backend::{lock_tenant_webhooks, write_transaction};
 use crate::db::models::webhook::{Delivery, Webhook};
 use crate::db::models::{naive, new_id, utc};
-use crate::domain::webhook::{parse_receiver_url, DeliveryStatus, WebhookEventType, MAX_URL_LEN};
+use crate::domain::webhook::{parse_receiver_url, DeliveryStatus, WebhookEventType};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::routes::now;
@@ -162,9 +162,6 @@ pub async fn create_webhook(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let url = parse_receiver_url(&body.url).map_err(|m| ApiError::invalid("url", m))?;
-    if body.url.len() > MAX_URL_LEN {
-        return Err(ApiError::invalid("url", format!("is longer than {MAX_URL_LEN} bytes")));
-    }
     if body.events.is_empty() {
         return Err(ApiError::invalid("events", "must name at least one event type, e.g. \"consent.changed\""));
     }

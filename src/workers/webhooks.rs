@@ -225,10 +225,10 @@ impl Dispatcher {
     }
 
     /// Sends one delivery and stores the outcome.
-    async fn attempt(self: &Arc<Self>, c: Claimed) {
+    async fn attempt(self: &Arc<Self>, mut c: Claimed) {
         let attempt = c.delivery.attempts.saturating_add(1);
         let timestamp = Utc::now().timestamp();
-        let body = c.delivery.payload.clone().into_bytes();
+        let body = std::mem::take(&mut c.delivery.payload).into_bytes();
         let sent = self
             .client
             .post(&c.url)

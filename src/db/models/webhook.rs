@@ -105,16 +105,12 @@ pub struct AttemptOutcome {
 }
 
 impl Delivery {
+    /// Inserts the rows in one statement (see `backend::insert_deliveries`).
     pub fn insert_all(conn: &mut AnyConnection, rows: &[Self]) -> QueryResult<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        // One statement per row: SQLite through diesel's MultiConnection has no batch insert
-        // with defaults; the outbox holds few rows per transaction.
-        for row in rows {
-            diesel::insert_into(webhook_deliveries::table).values(row).execute(conn)?;
-        }
-        Ok(())
+        crate::db::backend::insert_deliveries(conn, rows)
     }
 
     pub fn find(conn: &mut AnyConnection, tenant_id: &str, webhook_id: &str, id: &str) -> QueryResult<Option<Self>> {
