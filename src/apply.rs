@@ -121,6 +121,7 @@ pub fn allow_demo_origins(state: &AppState, port: u16) -> Result<(), BoxError> {
     }
     if origins.len() != before {
         write_transaction(&mut conn, |conn| Site::set_origins(conn, &site.id, &origins))?;
+        state.directory.invalidate(&tenant.id);
     }
     Ok(())
 }
@@ -213,5 +214,6 @@ pub fn apply_text(
             revisions: applied,
         })
     })?;
+    state.directory.invalidate(&tenant.id);
     Ok(summary)
 }

@@ -6,6 +6,7 @@ use crate::db::models::token::ApiToken;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
 use crate::error::ApiError;
+use crate::service::directory::{SiteEntry, TenantConfig};
 use crate::state::{AppState, TokenKeys};
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -15,6 +16,7 @@ use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// What a management token may do. `admin` implies every other scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -114,6 +116,8 @@ pub struct Caller {
     pub tenant_id: String,
     pub token_id: String,
     pub scopes: Vec<Scope>,
+    /// The caller's tenant configuration (cached).
+    pub config: Arc<TenantConfig>,
 }
 
 impl Caller {
@@ -159,15 +163,23 @@ impl FromRequest for Caller {
                     _ => ApiError::Unauthorized("the token is not valid for this installation".into()),
                 })?
                 .claims;
-            let jti = claims.jti.clone();
-            let record = state.db(move |conn| Ok(ApiToken::find(conn, &jti)?)).await?;
-            match record {
-                Some(t) if t.revoked_at.is_some() => Err(ApiError::Unauthorized("the token has been revoked".into())),
-                Some(t) if t.expires_at.is_some_and(|e| utc(e) <= Utc::now()) => {
+            let mut config = state.tenant_config(&claims.tenant).await?;
+            if config.as_ref().is_some_and(|c| !c.tokens.contains_key(&claims.jti)) {
+                // Signed by this installation but unknown here: issued since the tenant was
+                // cached (by the CLI, say). Read the tenant again once.
+                let (directory, id) = (state.directory.clone(), claims.tenant.clone());
+                config = web::block(move || directory.reload(&id)).await??;
+            }
+            let record = config.as_ref().and_then(|c| c.tokens.get(&claims.jti));
+            match (record, config.clone()) {
+                (Some(t), _) if t.revoked_at.is_some() => {
+                    Err(ApiError::Unauthorized("the token has been revoked".into()))
+                }
+                (Some(t), _) if t.expires_at.is_some_and(|e| utc(e) <= Utc::now()) => {
                     Err(ApiError::Unauthorized("the token has expired".into()))
                 }
-                Some(t) if t.tenant_id == claims.tenant => {
-                    Ok(Caller { tenant_id: t.tenant_id, token_id: t.id, scopes: claims.scopes })
+                (Some(t), Some(config)) if t.tenant_id == claims.tenant => {
+                    Ok(Caller { tenant_id: t.tenant_id.clone(), token_id: t.id.clone(), scopes: claims.scopes, config })
                 }
                 _ => Err(ApiError::Unauthorized("the token is not valid for this installation".into())),
             }
@@ -189,6 +201,10 @@ pub struct CorsOrigin(pub String);
 pub struct PublicSite {
     pub site: Site,
     pub tenant: Tenant,
+    /// The site as cached, with its origins and purposes parsed.
+    pub entry: Arc<SiteEntry>,
+    /// Its tenant's configuration (cached).
+    pub config: Arc<TenantConfig>,
 }
 
 impl FromRequest for PublicSite {
@@ -204,24 +220,15 @@ impl FromRequest for PublicSite {
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
             let site_key = req.match_info().get("site_key").unwrap_or_default().to_owned();
             let origin = req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
-            let key = site_key.clone();
-            let found = state
-                .db(move |conn| {
-                    let Some(site) = Site::find_by_key(conn, &key)? else {
-                        return Ok(None);
-                    };
-                    let tenant = Tenant::find(conn, &site.tenant_id)?.ok_or(diesel::result::Error::NotFound)?;
-                    Ok(Some(PublicSite { site, tenant }))
-                })
-                .await?;
-            let Some(public) = found else {
+            let Some((entry, config)) = state.site(&site_key).await? else {
                 return Err(ApiError::NotFound(format!(
                     "no site has the key '{}'",
                     crate::domain::truncate(&site_key)
                 )));
             };
+            let public = PublicSite { site: entry.site.clone(), tenant: config.tenant.clone(), entry, config };
             match origin {
-                Some(o) if public.site.allows_origin(&o) => {
+                Some(o) if public.entry.allows_origin(&o) => {
                     req.extensions_mut().insert(CorsOrigin(o));
                 }
                 Some(o) => {

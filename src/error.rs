@@ -206,6 +206,16 @@ impl From<r2d2::Error> for ApiError {
     }
 }
 
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Query(q) => q.into(),
+            crate::db::DbError::Pool(p) => p.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         Self::internal(e)
@@ -219,6 +229,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::Fields(fields) => Self::invalid_fields(fields),
             LedgerError::IdempotencyKeyReused(_) => Self::IdempotencyKeyReused(e.to_string()),
             LedgerError::Db(db) => db.into(),
+            LedgerError::Unavailable(why) => Self::Unavailable(why.into()),
         }
     }
 }

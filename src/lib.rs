@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod ledger;
 pub mod routes;
+pub mod service;
 pub mod startup;
 pub mod state;
 pub mod workers;

@@ -46,13 +46,21 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, UNSUBSCRIBE_KEY).map_err(DbError::from)?;
     let unsubscribe_keys =
         TokenKeys::from_secret(&unsubscribe).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
+    let webhook_wake = Arc::new(tokio::sync::Notify::new());
+    // PostgreSQL: two writers, so one batch gathers while another commits. SQLite: one writer.
+    let writers = match db::DatabaseUrl::parse(&settings.database_url)? {
+        db::DatabaseUrl::Postgres(_) => 2,
+        db::DatabaseUrl::Sqlite(_) => 1,
+    };
     Ok(AppState {
+        directory: crate::service::directory::Directory::new(pool.clone()),
+        writer: Arc::new(crate::service::writer::Writer::start(pool.clone(), writers, webhook_wake.clone())),
         pool,
         keys: Arc::new(keys),
         unsubscribe_keys: Arc::new(unsubscribe_keys),
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
-        webhook_wake: Arc::new(tokio::sync::Notify::new()),
+        webhook_wake,
     })
 }
 
@@ -73,6 +81,7 @@ impl Application {
         let listener =
             TcpListener::bind(&settings.listen).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
         let port = listener.local_addr()?.port();
+        state.directory.spawn_poller();
         let (pool, wake) = (state.pool.clone(), state.webhook_wake.clone());
         let server = run(listener, state, settings.workers)?;
         let dispatcher = if settings.webhooks.dispatch {

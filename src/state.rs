@@ -2,6 +2,9 @@
 
 use crate::db::{AnyConnection, Pool};
 use crate::error::ApiError;
+use crate::ledger::TenantRules;
+use crate::service::directory::{Directory, SiteEntry, TenantConfig};
+use crate::service::writer::Writer;
 use actix_web::web;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use std::sync::Arc;
@@ -19,6 +22,10 @@ pub struct AppState {
     pub calendar: Arc<crate::domain::deadline::BusinessCalendar>,
     /// Wakes this instance's webhook dispatcher after a write that may have queued deliveries.
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Tenants' configurations, cached (see [`crate::service::directory`]).
+    pub directory: Arc<Directory>,
+    /// Writes consent submissions in batches (see [`crate::service::writer`]).
+    pub writer: Arc<Writer>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).
@@ -42,6 +49,33 @@ impl AppState {
         self.webhook_wake.notify_one();
     }
 
+    /// The configuration of `tenant_id`: from the cache, or loaded on a blocking thread.
+    /// `None`: no such tenant.
+    pub async fn tenant_config(&self, tenant_id: &str) -> Result<Option<Arc<TenantConfig>>, ApiError> {
+        if let Some(hit) = self.directory.cached(tenant_id) {
+            return Ok(Some(hit));
+        }
+        let (directory, id) = (self.directory.clone(), tenant_id.to_owned());
+        Ok(web::block(move || directory.tenant(&id)).await??)
+    }
+
+    /// The site with `site_key` and its tenant's configuration (cached like
+    /// [`AppState::tenant_config`]).
+    pub async fn site(&self, site_key: &str) -> Result<Option<(Arc<SiteEntry>, Arc<TenantConfig>)>, ApiError> {
+        if let Some(config) = self.directory.cached_site_tenant(site_key).and_then(|id| self.directory.cached(&id)) {
+            if let Some(site) = config.sites.iter().find(|s| s.site.site_key == site_key) {
+                return Ok(Some((site.clone(), config)));
+            }
+        }
+        let (directory, key) = (self.directory.clone(), site_key.to_owned());
+        Ok(web::block(move || directory.site(&key)).await??)
+    }
+
+    /// The status rules of a tenant now, presenting `presented` (a site's purposes; `None`: all).
+    pub fn rules(config: &TenantConfig, presented: Option<Vec<String>>) -> Result<TenantRules, ApiError> {
+        Ok(TenantRules::from_config(config, chrono::Utc::now())?.presenting(presented))
+    }
+
     /// Runs blocking diesel work on the blocking thread pool with a pooled connection.
     pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
     where
@@ -51,7 +85,11 @@ impl AppState {
         let pool = self.pool.clone();
         web::block(move || {
             let mut conn = pool.get()?;
-            f(&mut conn)
+            let result = f(&mut conn);
+            if let Err(e) = &result {
+                crate::db::note_lost_connection(e);
+            }
+            result
         })
         .await?
     }

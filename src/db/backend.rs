@@ -75,19 +75,150 @@ pub fn lock_subject(conn: &mut AnyConnection, subject_id: &str) -> QueryResult<S
     }
 }
 
-/// Orders a tenant's event writers until the transaction ends, so that the events of one
-/// tenant commit in `seq` order and the change feed (`GET /v1/events`) never skips an event
-/// that commits late: a writer takes this lock before it inserts events, after its subject lock.
-///
-/// PostgreSQL: `SELECT … FOR NO KEY UPDATE` on the tenant row (not `FOR UPDATE`, which would
-/// conflict with the `KEY SHARE` locks that inserts referencing the tenant take, and deadlock).
-/// SQLite: the database's one write lock.
-pub fn lock_tenant_feed(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<()> {
-    use super::schema::tenants;
-    let query = tenants::table.find(tenant_id).select(tenants::id);
+/// Locks data subjects until the transaction ends, in id order (so that two writers locking
+/// overlapping sets never deadlock), and returns (id, `last_event_hash`) of each. Like
+/// [`lock_subject`] for many.
+pub fn lock_subjects(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
+    let query = data_subjects::table
+        .filter(data_subjects::id.eq_any(ids))
+        .order(data_subjects::id.asc())
+        .select((data_subjects::id, data_subjects::last_event_hash));
     match conn {
-        AnyConnection::Postgresql(c) => query.for_no_key_update().first::<String>(c).map(drop),
-        AnyConnection::Sqlite(_) => Ok(()),
+        AnyConnection::Postgresql(c) => query.for_no_key_update().load(c),
+        AnyConnection::Sqlite(c) => query.load(c),
+    }
+}
+
+/// Rows per multi-row `INSERT`: below SQLite's 32,766 bound parameters at 14 columns.
+const INSERT_CHUNK: usize = 1_000;
+
+/// Inserts new data subjects, (id, tenant id, chain head), in one statement per 1,000.
+pub fn insert_subjects(
+    conn: &mut AnyConnection,
+    rows: &[(&str, &str, &str)],
+    created_at: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(id, tenant_id, head)| {
+                (
+                    data_subjects::id.eq(*id),
+                    data_subjects::tenant_id.eq(*tenant_id),
+                    data_subjects::last_event_hash.eq(*head),
+                    data_subjects::created_at.eq(created_at),
+                )
+            })
+            .collect();
+        match conn {
+            AnyConnection::Postgresql(c) => diesel::insert_into(data_subjects::table).values(&values).execute(c),
+            AnyConnection::Sqlite(c) => diesel::insert_into(data_subjects::table).values(&values).execute(c),
+        }?;
+    }
+    Ok(())
+}
+
+/// Inserts identifiers, (tenant id, identifier, subject id), in one statement per 1,000. A
+/// concurrent writer that created the same identifier makes this a unique violation (retryable).
+pub fn insert_identifiers(
+    conn: &mut AnyConnection,
+    rows: &[(&str, &str, &str)],
+    created_at: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    use super::schema::subject_identifiers as si;
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(tenant_id, identifier, subject_id)| {
+                (
+                    si::tenant_id.eq(*tenant_id),
+                    si::identifier.eq(*identifier),
+                    si::subject_id.eq(*subject_id),
+                    si::created_at.eq(created_at),
+                )
+            })
+            .collect();
+        match conn {
+            AnyConnection::Postgresql(c) => diesel::insert_into(si::table).values(&values).execute(c),
+            AnyConnection::Sqlite(c) => diesel::insert_into(si::table).values(&values).execute(c),
+        }?;
+    }
+    Ok(())
+}
+
+/// Inserts events in one statement per 1,000, in order (so `seq` follows the order given).
+pub fn insert_events(conn: &mut AnyConnection, rows: &[super::models::event::NewEvent]) -> QueryResult<()> {
+    use super::schema::consent_events;
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        match conn {
+            AnyConnection::Postgresql(c) => diesel::insert_into(consent_events::table).values(chunk).execute(c),
+            AnyConnection::Sqlite(c) => diesel::insert_into(consent_events::table).values(chunk).execute(c),
+        }?;
+    }
+    Ok(())
+}
+
+/// Inserts or replaces consent states (`ON CONFLICT … DO UPDATE`): one statement per 1,000 on
+/// PostgreSQL, one per row on SQLite. Each (tenant, purpose, subject) must appear once.
+pub fn upsert_states(conn: &mut AnyConnection, rows: &[&super::models::state::StateRow]) -> QueryResult<()> {
+    use super::schema::consent_states as cs;
+    use diesel::upsert::excluded;
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let chunk: Vec<&super::models::state::StateRow> = chunk.to_vec();
+        let set = (
+            cs::decision.eq(excluded(cs::decision)),
+            cs::event_id.eq(excluded(cs::event_id)),
+            cs::policy_revision.eq(excluded(cs::policy_revision)),
+            cs::source.eq(excluded(cs::source)),
+            cs::occurred_at.eq(excluded(cs::occurred_at)),
+            cs::recorded_at.eq(excluded(cs::recorded_at)),
+        );
+        match conn {
+            AnyConnection::Postgresql(c) => diesel::insert_into(cs::table)
+                .values(chunk)
+                .on_conflict((cs::tenant_id, cs::purpose_key, cs::subject_id))
+                .do_update()
+                .set(set)
+                .execute(c),
+            // Diesel has no multi-row upsert for SQLite; in-process statements are cheap there.
+            AnyConnection::Sqlite(c) => chunk.into_iter().try_fold(0, |n, row| {
+                diesel::insert_into(cs::table)
+                    .values(row)
+                    .on_conflict((cs::tenant_id, cs::purpose_key, cs::subject_id))
+                    .do_update()
+                    .set(set)
+                    .execute(c)
+                    .map(|m| n + m)
+            }),
+        }?;
+    }
+    Ok(())
+}
+
+/// The change feed's horizon: events of transactions with an id below it are all committed or
+/// rolled back, so the feed may serve them without skipping one that commits later.
+///
+/// PostgreSQL: events carry `pg_current_xact_id()` as `tx_id`; the horizon is the id of the
+/// oldest transaction still running in this database (`pg_stat_activity.backend_xid`, widened
+/// to 64 bits against the snapshot's `xmax`), or the snapshot's `xmax` when none is. Only this
+/// database's transactions count, so a long transaction elsewhere on the cluster does not hold
+/// the feed back. A session's `backend_xid` is visible to its own role (and to
+/// `pg_read_all_stats`): every instance must connect as the same role, as they do.
+/// SQLite: one writer at a time commits in `seq` order and every `tx_id` is 0, so nothing is
+/// held back.
+pub fn feed_horizon(conn: &mut AnyConnection) -> QueryResult<i64> {
+    match conn {
+        AnyConnection::Postgresql(c) => {
+            // age(x) counts from the next transaction id read after the snapshot was taken, so
+            // xmax - age(x) is never above x's true 64-bit id: the horizon errs on the safe side.
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "(SELECT COALESCE(min(s.xmax - age(a.backend_xid)), min(s.xmax)) \
+                 FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s \
+                 LEFT JOIN pg_stat_activity a ON a.datname = current_database() AND a.backend_xid IS NOT NULL)",
+            ))
+            .get_result(c)
+        }
+        AnyConnection::Sqlite(_) => Ok(i64::MAX),
     }
 }
 
@@ -196,5 +327,10 @@ pub fn insert_deliveries(conn: &mut AnyConnection, rows: &[super::models::webhoo
 /// Errors after which the whole transaction may be run again: a concurrent insert of the
 /// same key, or a PostgreSQL serialization failure.
 pub fn is_retryable(err: &Error) -> bool {
-    matches!(err, Error::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _))
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure, _) => true,
+        // Two batches that create the same identifiers in a different order (PostgreSQL 40P01).
+        Error::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
 }

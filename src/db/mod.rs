@@ -132,8 +132,40 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        // A connection left inside a transaction (e.g. after a panic) is not reused.
-        backend::in_transaction(conn)
+        // A connection left inside a transaction (e.g. after a panic) is not reused, nor one
+        // whose last query on this thread failed for want of a connection.
+        LOST.with(|lost| lost.replace(false)) || backend::in_transaction(conn)
+    }
+}
+
+thread_local! {
+    /// Set by [`note_lost_connection`] on the thread that used the connection; read when that
+    /// thread returns the connection to the pool.
+    static LOST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records that `err` (from a query on this thread) means the connection is gone, so that the
+/// pool drops it when it comes back instead of handing it out again. Connections are not tested
+/// with a query on every checkout; this is how a broken one leaves the pool.
+pub fn note_lost_connection(err: &(dyn std::error::Error + 'static)) {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(diesel::result::Error::DatabaseError(kind, info)) = e.downcast_ref::<diesel::result::Error>() {
+            let message = info.message();
+            if matches!(
+                kind,
+                diesel::result::DatabaseErrorKind::ClosedConnection
+                    | diesel::result::DatabaseErrorKind::UnableToSendCommand
+            ) || message.contains("terminating connection")
+                || message.contains("server closed the connection")
+                || message.contains("no connection to the server")
+                || message.contains("could not receive data")
+            {
+                LOST.with(|lost| lost.set(true));
+                return;
+            }
+        }
+        cause = e.source();
     }
 }
 
@@ -155,6 +187,9 @@ pub fn connect(url: &str, pool_size: u32) -> Result<Pool, DbError> {
     let pool = r2d2::Pool::builder()
         .max_size(pool_size.max(1))
         .connection_timeout(Duration::from_secs(5))
+        // No `SELECT 1` before every checkout: a connection that broke shows it by failing its
+        // query, and `has_broken` keeps it out of the pool.
+        .test_on_check_out(false)
         .build(manager)
         .map_err(|e| failed(e.to_string()))?;
     let mut conn = pool.get()?;

@@ -9,6 +9,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    config_versions (tenant_id) {
+        tenant_id -> Text,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
     tenants (id) {
         id -> Text,
         slug -> Text,
@@ -108,6 +115,7 @@ diesel::table! {
         recorded_at -> Timestamp,
         prev_hash -> Text,
         hash -> Text,
+        tx_id -> BigInt,
     }
 }
 

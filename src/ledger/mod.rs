@@ -12,7 +12,9 @@ mod view;
 pub use check::{check_subjects, CheckResult, MAX_CHECK_SUBJECTS};
 pub use events::{describe_events, EventResponse, FeedEvent};
 pub use link::{link_identifiers, link_visitor_to_user, Linked};
-pub use record::{record_choices, IdempotencyClaim, Outcome, RecordRequest, Recorded};
+pub use record::{
+    record_choices, record_one, write_batch, Finish, IdempotencyClaim, Outcome, RecordRequest, Recorded, Submission,
+};
 pub use view::{subject_view, PurposeState, SubjectView, TenantRules};
 
 use crate::domain::FieldError;
@@ -31,4 +33,7 @@ pub enum LedgerError {
     IdempotencyKeyReused(String),
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
+    /// The database cannot be reached, or the server is stopping (503).
+    #[error("{0}")]
+    Unavailable(String),
 }

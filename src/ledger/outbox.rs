@@ -45,9 +45,8 @@ pub struct ConsentChange {
     pub state: PurposeState,
 }
 
-/// Writes one delivery per event for every webhook of the tenant subscribed to `event_type`.
-/// `build` makes the events' `data` and runs only when some webhook is subscribed. Call it
-/// inside the transaction that writes what the events report.
+/// Adds a delivery per subscribed webhook of the tenant for each item `build` returns, in the
+/// caller's transaction. `build` only runs when some webhook subscribes to `event_type`.
 pub fn enqueue<T: Serialize>(
     conn: &mut AnyConnection,
     tenant_id: &str,
@@ -62,8 +61,25 @@ pub fn enqueue<T: Serialize>(
     if hooks.is_empty() {
         return Ok(());
     }
+    let items = build(conn)?;
+    enqueue_to(conn, &hooks, tenant_id, event_type, now, items)
+}
+
+/// Adds a delivery to each of `hooks` (already locked by `webhooks_for_writing` and filtered
+/// by event type) for each item, in one statement.
+pub fn enqueue_to<T: Serialize>(
+    conn: &mut AnyConnection,
+    hooks: &[Webhook],
+    tenant_id: &str,
+    event_type: WebhookEventType,
+    now: DateTime<Utc>,
+    items: Vec<T>,
+) -> QueryResult<()> {
+    if hooks.is_empty() || items.is_empty() {
+        return Ok(());
+    }
     let mut rows = Vec::new();
-    for data in build(conn)? {
+    for data in items {
         let payload = WebhookPayload {
             id: new_id(),
             event_type,
@@ -73,7 +89,7 @@ pub fn enqueue<T: Serialize>(
         };
         let body =
             serde_json::to_string(&payload).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-        for hook in &hooks {
+        for hook in hooks {
             rows.push(Delivery {
                 id: new_id(),
                 tenant_id: tenant_id.to_owned(),

@@ -1,28 +1,35 @@
-//! Recording decisions: one event per changed purpose, in one transaction, exactly once per
-//! `Idempotency-Key`, each linked into the subject's hash chain.
+//! Recording decisions: one event per changed purpose, exactly once per `Idempotency-Key`, each
+//! linked into the subject's hash chain.
+//!
+//! Submissions are validated first ([`Submission::new`]: nothing invalid is ever written) and
+//! then written in batches ([`write_batch`]): several submissions, of any subjects and tenants,
+//! in one transaction with a constant number of statements (group commit; see
+//! `service::writer`). Two submissions for one subject in one batch chain in order. A batch of
+//! one is the single path ([`record_one`]).
 
 use super::events::describe_events;
 use super::outbox::{self, ConsentChange};
-use super::view::{index, SubjectView, TenantRules};
+use super::view::{SubjectView, TenantRules};
 use super::LedgerError;
-use crate::db::backend::{is_retryable, lock_subject, lock_tenant_feed, write_transaction};
+use crate::db::backend::{self, is_retryable, write_transaction};
 use crate::db::models::event::NewEvent;
 use crate::db::models::idempotency::StoredResponse;
 use crate::db::models::state::StateRow;
 use crate::db::models::subject::DataSubject;
+use crate::db::models::webhook::Webhook;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
-use crate::domain::ledger::to_micros;
+use crate::domain::ledger::{to_micros, GENESIS_HASH};
 use crate::domain::webhook::WebhookEventType;
 use crate::domain::{Choices, ConsentSource, Decision, FieldError, PurposeKey, RegionCode, RevisionDate, Status};
 use chrono::{DateTime, Duration, Utc};
-use diesel::QueryResult;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// How far in the future an `occurred_at` may lie, for clock skew between systems.
 const MAX_CLOCK_SKEW: Duration = Duration::seconds(60);
 
-/// One submission of choices for one data subject.
+/// One submission of choices for one data subject, as a caller gives it.
 pub struct RecordRequest<'a> {
     /// The subject's identifier in its stored form (`SubjectIdentifier::stored_form`).
     pub subject: &'a str,
@@ -40,7 +47,7 @@ pub struct RecordRequest<'a> {
 }
 
 /// An `Idempotency-Key` and what it was sent with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyClaim {
     /// `site:<id>` or `api`: keys of different callers never collide.
     pub scope: String,
@@ -65,76 +72,112 @@ pub struct Recorded {
 
 /// A fresh result with its response body, or the stored response of an earlier request with
 /// the same key.
+#[derive(Debug)]
 pub enum Outcome {
     Fresh { recorded: Recorded, body: String },
     Replay { status: u16, body: String },
 }
 
-/// Records the choices. `finish` runs inside the same transaction after the events are
-/// written: it may write what belongs with them (e.g. an opt-out request) and returns the
-/// response body, which is stored for idempotent replays. With `gpc` set, `choices` may be
-/// empty: the request then only applies the signal.
-///
-/// Errors: [`LedgerError::Field`] for unknown purposes, refused `notice_only` purposes, a bad
-/// `policy_revision`, `occurred_at` in the future; [`LedgerError::IdempotencyKeyReused`].
-pub fn record_choices(
-    conn: &mut AnyConnection,
-    rules: &TenantRules,
-    req: &RecordRequest<'_>,
+/// What runs inside the transaction after a submission's events are written: it may write what
+/// belongs with them (an opt-out request, say) and returns the response body, which is stored
+/// for idempotent replays. It may run more than once (a batch that failed is retried one by one).
+pub type Finish = Box<dyn FnMut(&mut AnyConnection, &Recorded) -> Result<String, LedgerError> + Send>;
+
+/// A validated submission, ready to be written.
+pub struct Submission {
+    pub rules: TenantRules,
+    /// The stored identifier of the subject.
+    pub subject: String,
+    choices: Choices,
+    revision: Option<RevisionDate>,
+    explicit_occurred_at: Option<DateTime<Utc>>,
+    source: ConsentSource,
+    region: Option<RegionCode>,
+    site_id: Option<String>,
+    gpc: bool,
+    pub idempotency: Option<IdempotencyClaim>,
+    /// The HTTP status stored with an idempotent response.
     status: u16,
-    mut finish: impl FnMut(&mut AnyConnection, &Recorded) -> Result<String, LedgerError>,
-) -> Result<Outcome, LedgerError> {
-    let choices = if req.choices.is_empty() && req.gpc {
-        Choices::none()
-    } else {
-        Choices::parse(req.choices, |k| rules.purpose(k.as_str()).map(|p| p.model_in(req.region)))?
-    };
-    let revision = validate_revision(rules, req.policy_revision)?;
-    let occurred_at = req.occurred_at.map(to_micros);
-    if occurred_at.is_some_and(|t| t > rules.now + MAX_CLOCK_SKEW) {
-        return Err(FieldError::new("occurred_at", "is in the future: it is when the person decided").into());
-    }
-    if occurred_at.is_some_and(|t| t.timestamp() < 0) {
-        return Err(FieldError::new("occurred_at", "is before 1970: not a decision this ledger can have seen").into());
-    }
-    if req.source.is_opt_out_signal() && choices.iter().any(|(_, d)| *d == Decision::Granted) {
-        return Err(FieldError::new(
-            "source",
-            format!("'{}' records opt-outs: every choice must be false", req.source),
-        )
-        .into());
+    finish: Finish,
+}
+
+impl Submission {
+    /// Validates `req` against `rules`. With `gpc` set, `choices` may be empty: the request then
+    /// only applies the signal.
+    ///
+    /// Errors: [`LedgerError::Field`] for unknown purposes, refused `notice_only` purposes, a bad
+    /// `policy_revision`, `occurred_at` in the future or before 1970, a grant under an opt-out
+    /// source.
+    pub fn new(rules: TenantRules, req: &RecordRequest<'_>, status: u16, finish: Finish) -> Result<Self, LedgerError> {
+        let choices = if req.choices.is_empty() && req.gpc {
+            Choices::none()
+        } else {
+            Choices::parse(req.choices, |k| rules.purpose(k.as_str()).map(|p| p.model_in(req.region)))?
+        };
+        let revision = validate_revision(&rules, req.policy_revision)?;
+        let occurred_at = req.occurred_at.map(to_micros);
+        if occurred_at.is_some_and(|t| t > rules.now + MAX_CLOCK_SKEW) {
+            return Err(FieldError::new("occurred_at", "is in the future: it is when the person decided").into());
+        }
+        if occurred_at.is_some_and(|t| t.timestamp() < 0) {
+            return Err(
+                FieldError::new("occurred_at", "is before 1970: not a decision this ledger can have seen").into()
+            );
+        }
+        if req.source.is_opt_out_signal() && choices.iter().any(|(_, d)| *d == Decision::Granted) {
+            return Err(FieldError::new(
+                "source",
+                format!("'{}' records opt-outs: every choice must be false", req.source),
+            )
+            .into());
+        }
+        Ok(Self {
+            rules,
+            subject: req.subject.to_owned(),
+            choices,
+            revision,
+            explicit_occurred_at: occurred_at,
+            source: req.source,
+            region: req.region.cloned(),
+            site_id: req.site_id.map(str::to_owned),
+            gpc: req.gpc,
+            idempotency: req.idempotency.clone(),
+            status,
+            finish,
+        })
     }
 
+    /// The key under which this submission's response is stored, if it has one.
+    pub fn idempotency_slot(&self) -> Option<(&str, &str, &str)> {
+        self.idempotency.as_ref().map(|c| (self.rules.tenant_id.as_str(), c.scope.as_str(), c.key.as_str()))
+    }
+}
+
+/// Writes one submission in its own transaction, run again (at most 4 times in all) after an
+/// error that [`is_retryable`] (two requests creating the same subject at once, a
+/// serialization failure).
+pub fn record_one(conn: &mut AnyConnection, submission: &mut Submission) -> Result<Outcome, LedgerError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = write_transaction(conn, |conn| {
-            if let Some(claim) = &req.idempotency {
-                if let Some(replay) = replay(conn, &rules.tenant_id, claim)? {
-                    return Ok(replay);
-                }
-            }
-            let recorded = write(conn, rules, req, &choices, revision, occurred_at)?;
-            let body = finish(conn, &recorded)?;
-            if let Some(claim) = &req.idempotency {
-                StoredResponse {
-                    tenant_id: rules.tenant_id.clone(),
-                    scope: claim.scope.clone(),
-                    key: claim.key.clone(),
-                    request_hash: claim.request_hash.clone(),
-                    status: i32::from(status),
-                    response: body.clone(),
-                    created_at: naive(rules.now),
-                }
-                .insert(conn)?;
-            }
-            Ok(Outcome::Fresh { recorded, body })
-        });
+        let result = write_transaction(conn, |conn| write_batch(conn, std::slice::from_mut(submission)));
         match result {
+            Ok(mut outcomes) => return outcomes.pop().unwrap_or_else(|| Err(diesel::result::Error::NotFound.into())),
             Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,
-            other => return other,
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Validates and writes one submission at once (tools and tests; the service batches).
+pub fn record_choices(
+    conn: &mut AnyConnection,
+    rules: TenantRules,
+    req: &RecordRequest<'_>,
+    status: u16,
+    finish: Finish,
+) -> Result<Outcome, LedgerError> {
+    record_one(conn, &mut Submission::new(rules, req, status, finish)?)
 }
 
 fn replay(conn: &mut AnyConnection, tenant_id: &str, claim: &IdempotencyClaim) -> Result<Option<Outcome>, LedgerError> {
@@ -167,6 +210,231 @@ fn validate_revision(rules: &TenantRules, raw: Option<&str>) -> Result<Option<Re
     .into())
 }
 
+/// The time of the next decision: now, but never earlier than one already handed out by this
+/// process (so decisions of one subject get increasing times in the order they are written,
+/// even within one batch).
+fn next_time() -> DateTime<Utc> {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = to_micros(Utc::now()).timestamp_micros();
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let t = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, t, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return DateTime::from_timestamp_micros(t).unwrap_or_else(Utc::now),
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// A subject as the batch sees it: its chain head and states, updated job by job.
+struct SubjectSlot {
+    tenant_id: String,
+    subject_id: String,
+    is_new: bool,
+    head: String,
+    states: HashMap<String, StateRow>,
+    changed: bool,
+}
+
+/// Writes `jobs` in the caller's transaction: a constant number of statements for the whole
+/// batch (identifiers, subject locks, states, events, states, chain heads), then each job's
+/// outbox rows, `finish` and stored response. Returns each job's outcome in order; an
+/// `Err` of a job (a reused idempotency key) leaves the others alone. An `Err` of the whole is a
+/// database error: the caller rolls back and may retry the jobs one by one.
+///
+/// Jobs must not share an idempotency key (the caller splits such batches).
+pub fn write_batch(
+    conn: &mut AnyConnection,
+    jobs: &mut [Submission],
+) -> Result<Vec<Result<Outcome, LedgerError>>, LedgerError> {
+    let mut outcomes: Vec<Option<Result<Outcome, LedgerError>>> = (0..jobs.len()).map(|_| None).collect();
+    for (job, outcome) in jobs.iter().zip(outcomes.iter_mut()) {
+        if let Some(claim) = &job.idempotency {
+            match replay(conn, &job.rules.tenant_id, claim) {
+                Ok(None) => {}
+                Ok(Some(replayed)) => *outcome = Some(Ok(replayed)),
+                Err(LedgerError::Db(e)) => return Err(e.into()),
+                Err(e) => *outcome = Some(Err(e)),
+            }
+        }
+    }
+    let active: Vec<usize> = (0..jobs.len()).filter(|i| outcomes[*i].is_none()).collect();
+
+    // Resolve identifiers per tenant; unknown ones get a new subject (inserted below).
+    let mut slot_of: HashMap<(String, String), usize> = HashMap::new();
+    let mut slots: Vec<SubjectSlot> = Vec::new();
+    let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for &i in &active {
+        by_tenant.entry(jobs[i].rules.tenant_id.as_str()).or_default().push(jobs[i].subject.as_str());
+    }
+    let mut existing: Vec<usize> = Vec::new();
+    for (tenant_id, identifiers) in &by_tenant {
+        let known: HashMap<String, String> =
+            DataSubject::resolve_many(conn, tenant_id, identifiers)?.into_iter().collect();
+        for identifier in identifiers {
+            let key = ((*tenant_id).to_owned(), (*identifier).to_owned());
+            if slot_of.contains_key(&key) {
+                continue;
+            }
+            let (subject_id, is_new) = match known.get(*identifier) {
+                Some(id) => (id.clone(), false),
+                None => (new_id(), true),
+            };
+            if !is_new {
+                existing.push(slots.len());
+            }
+            slot_of.insert(key, slots.len());
+            slots.push(SubjectSlot {
+                tenant_id: (*tenant_id).to_owned(),
+                subject_id,
+                is_new,
+                head: GENESIS_HASH.to_owned(),
+                states: HashMap::new(),
+                changed: false,
+            });
+        }
+    }
+    // Two identifiers of one person (linked) share a subject: one slot each would fork its chain.
+    let mut first_slot_of_subject: HashMap<String, usize> = HashMap::new();
+    for slot in slot_of.values_mut() {
+        let canonical = *first_slot_of_subject.entry(slots[*slot].subject_id.clone()).or_insert(*slot);
+        *slot = canonical;
+    }
+
+    // Lock the known subjects (in id order, so batches never deadlock on them) and read them.
+    if !existing.is_empty() {
+        let mut ids: Vec<&str> = existing.iter().map(|s| slots[*s].subject_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let heads: HashMap<String, String> = backend::lock_subjects(conn, &ids)?.into_iter().collect();
+        let mut states_of: HashMap<(String, String), HashMap<String, StateRow>> = HashMap::new();
+        let mut tenants: Vec<&str> = existing.iter().map(|s| slots[*s].tenant_id.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        for tenant_id in tenants {
+            let ids: Vec<&str> = existing
+                .iter()
+                .filter(|s| slots[**s].tenant_id == tenant_id)
+                .map(|s| slots[*s].subject_id.as_str())
+                .collect();
+            for row in StateRow::for_subjects(conn, tenant_id, &ids)? {
+                states_of
+                    .entry((row.tenant_id.clone(), row.subject_id.clone()))
+                    .or_default()
+                    .insert(row.purpose_key.clone(), row);
+            }
+        }
+        for s in &existing {
+            let slot = &mut slots[*s];
+            slot.head = heads.get(&slot.subject_id).cloned().ok_or(diesel::result::Error::NotFound)?;
+            slot.states = states_of.remove(&(slot.tenant_id.clone(), slot.subject_id.clone())).unwrap_or_default();
+        }
+    }
+
+    // The webhooks of each tenant that writes, held until commit (see `webhooks_for_writing`).
+    let mut hooks_of: HashMap<String, Vec<Webhook>> = HashMap::new();
+    for tenant_id in by_tenant.keys() {
+        let hooks: Vec<Webhook> = backend::webhooks_for_writing(conn, tenant_id)?
+            .into_iter()
+            .filter(|w| w.event_types().iter().any(|t| t == WebhookEventType::ConsentChanged.as_str()))
+            .collect();
+        hooks_of.insert((*tenant_id).to_owned(), hooks);
+    }
+
+    // Plan every job in order: pure, on the slots.
+    let mut events: Vec<NewEvent> = Vec::new();
+    let mut changes: Vec<(usize, Vec<NewEvent>, Vec<super::view::PurposeState>)> = Vec::new();
+    let mut recorded: Vec<(usize, Recorded)> = Vec::new();
+    for &i in &active {
+        let job = &jobs[i];
+        let slot_index = slot_of[&(job.rules.tenant_id.clone(), job.subject.clone())];
+        let slot = &mut slots[slot_index];
+        let now = next_time();
+        let (written, gpc_conflicts) = plan(job, slot, now)?;
+        if !written.is_empty() {
+            slot.changed = true;
+            if hooks_of.get(&job.rules.tenant_id).is_some_and(|h| !h.is_empty()) {
+                let states = written
+                    .iter()
+                    .map(|e| {
+                        let purpose = job.rules.purpose(&e.purpose_key).ok_or(diesel::result::Error::NotFound)?;
+                        let choice = slot.states.get(&e.purpose_key).map(StateRow::to_choice).transpose()?;
+                        Ok(job.rules.evaluate(purpose, choice.as_ref(), job.region.as_ref()))
+                    })
+                    .collect::<Result<Vec<_>, LedgerError>>()?;
+                changes.push((i, written.clone(), states));
+            }
+        }
+        let view = job.rules.view(&slot.states, job.region.as_ref())?;
+        let event_ids = written.iter().map(|e| e.id.clone()).collect();
+        events.extend(written);
+        recorded.push((
+            i,
+            Recorded { subject_id: slot.subject_id.clone(), event_ids, view, gpc_honored: job.gpc, gpc_conflicts },
+        ));
+    }
+
+    // Write it all: new subjects (with their final chain head) and their identifiers, events,
+    // states, the heads of known subjects.
+    let created_at = naive(Utc::now());
+    let new_subjects: Vec<&SubjectSlot> = {
+        let mut seen = std::collections::HashSet::new();
+        slots.iter().filter(|s| s.is_new && seen.insert(s.subject_id.clone())).collect()
+    };
+    if !new_subjects.is_empty() {
+        let subjects: Vec<(&str, &str, &str)> =
+            new_subjects.iter().map(|s| (s.subject_id.as_str(), s.tenant_id.as_str(), s.head.as_str())).collect();
+        backend::insert_subjects(conn, &subjects, created_at)?;
+        let mut identifiers: Vec<(&str, &str, &str)> = slot_of
+            .iter()
+            .filter(|(_, slot)| slots[**slot].is_new)
+            .map(|((tenant_id, identifier), slot)| {
+                (tenant_id.as_str(), identifier.as_str(), slots[*slot].subject_id.as_str())
+            })
+            .collect();
+        identifiers.sort_unstable();
+        backend::insert_identifiers(conn, &identifiers, created_at)?;
+    }
+    backend::insert_events(conn, &events)?;
+    let written_ids: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let mut states: Vec<&StateRow> = Vec::new();
+    for slot in slots.iter().filter(|s| s.changed) {
+        states.extend(slot.states.values().filter(|r| written_ids.contains(r.event_id.as_str())));
+    }
+    backend::upsert_states(conn, &states)?;
+    for slot in slots.iter().filter(|s| s.changed && !s.is_new) {
+        DataSubject::set_chain_head(conn, &slot.subject_id, &slot.head)?;
+    }
+
+    // Per job: webhook deliveries, what the caller writes with it, the stored response.
+    for (i, written, states) in changes {
+        let job = &jobs[i];
+        let hooks = &hooks_of[&job.rules.tenant_id];
+        let described = describe_events(conn, &job.rules.tenant_id, written)?;
+        let data: Vec<ConsentChange> =
+            described.into_iter().zip(states).map(|(event, state)| ConsentChange { event, state }).collect();
+        outbox::enqueue_to(conn, hooks, &job.rules.tenant_id, WebhookEventType::ConsentChanged, Utc::now(), data)?;
+    }
+    for (i, recorded) in recorded {
+        let job = &mut jobs[i];
+        let body = (job.finish)(conn, &recorded)?;
+        if let Some(claim) = &job.idempotency {
+            StoredResponse {
+                tenant_id: job.rules.tenant_id.clone(),
+                scope: claim.scope.clone(),
+                key: claim.key.clone(),
+                request_hash: claim.request_hash.clone(),
+                status: i32::from(job.status),
+                response: body.clone(),
+                created_at: naive(job.rules.now),
+            }
+            .insert(conn)?;
+        }
+        outcomes[i] = Some(Ok(Outcome::Fresh { recorded, body }));
+    }
+    Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(diesel::result::Error::NotFound.into()))).collect())
+}
+
 struct Pending {
     purpose: PurposeKey,
     decision: Decision,
@@ -175,27 +443,21 @@ struct Pending {
     state_unchanged: bool,
 }
 
-fn write(
-    conn: &mut AnyConnection,
-    rules: &TenantRules,
-    req: &RecordRequest<'_>,
-    choices: &Choices,
-    revision: Option<RevisionDate>,
-    explicit_occurred_at: Option<DateTime<Utc>>,
-) -> Result<Recorded, LedgerError> {
-    let tenant_id = &rules.tenant_id;
-    let stored_identifier = req.subject;
-    let subject_id = DataSubject::resolve_or_create(conn, tenant_id, stored_identifier, naive(rules.now))?;
-    let mut head = lock_subject(conn, &subject_id)?;
-    // Read the clock only now, holding the subject's lock: decisions of one subject then get
-    // times in the order they commit, and the newest decision is the last one written.
-    let now = to_micros(Utc::now());
-    let occurred_at = explicit_occurred_at.unwrap_or(now);
-    let mut states = index(StateRow::for_subject(conn, tenant_id, &subject_id)?);
+/// Plans one submission against its subject's head and states, updating both: the events to
+/// write (hashed into the chain) and the purposes granted against a GPC opt-out.
+fn plan(
+    job: &Submission,
+    slot: &mut SubjectSlot,
+    now: DateTime<Utc>,
+) -> Result<(Vec<NewEvent>, Vec<String>), LedgerError> {
+    let rules = &job.rules;
+    let region = job.region.as_ref();
+    let occurred_at = job.explicit_occurred_at.unwrap_or(now);
+    let states = &mut slot.states;
 
     let mut pending: Vec<Pending> = Vec::new();
     let mut gpc_conflicts = Vec::new();
-    if req.gpc {
+    if job.gpc {
         // GPC comes first: a denial for every purpose it applies to, unless already denied.
         for p in rules.purposes.iter().filter(|p| p.gpc_applies) {
             let denied = states.get(p.key.as_str()).is_some_and(|s| s.decision == Decision::Denied.as_str());
@@ -209,9 +471,9 @@ fn write(
             }
         }
     }
-    for (key, decision) in choices.iter() {
+    for (key, decision) in job.choices.iter() {
         let purpose = rules.purpose(key.as_str()).ok_or(diesel::result::Error::NotFound)?;
-        let gpc_conflict = req.gpc && purpose.gpc_applies && *decision == Decision::Granted;
+        let gpc_conflict = job.gpc && purpose.gpc_applies && *decision == Decision::Granted;
         if gpc_conflict {
             gpc_conflicts.push(key.to_string());
         }
@@ -222,8 +484,8 @@ fn write(
             && states.get(key.as_str()).is_some_and(|s| {
                 s.to_choice().is_ok_and(|c| {
                     let lapsed =
-                        matches!(rules.evaluate(purpose, Some(&c), req.region).status, Status::Stale | Status::Expired);
-                    c.decision == *decision && c.policy_revision == revision && !lapsed
+                        matches!(rules.evaluate(purpose, Some(&c), region).status, Status::Stale | Status::Expired);
+                    c.decision == *decision && c.policy_revision == job.revision && !lapsed
                 })
             });
         let same_as_gpc = after_gpc && *decision == Decision::Denied;
@@ -231,47 +493,42 @@ fn write(
             pending.push(Pending {
                 purpose: key.clone(),
                 decision: *decision,
-                source: req.source,
+                source: job.source,
                 state_unchanged: gpc_conflict,
             });
         }
     }
 
-    if !pending.is_empty() {
-        lock_tenant_feed(conn, tenant_id)?;
-    }
     let mut written: Vec<NewEvent> = Vec::with_capacity(pending.len());
     for p in pending {
         let mut event = NewEvent {
             id: new_id(),
-            tenant_id: tenant_id.clone(),
-            subject_id: subject_id.clone(),
+            tenant_id: rules.tenant_id.clone(),
+            subject_id: slot.subject_id.clone(),
             purpose_key: p.purpose.to_string(),
             decision: p.decision.as_str().to_owned(),
-            policy_revision: revision.map(|r| r.to_string()),
+            policy_revision: job.revision.map(|r| r.to_string()),
             source: p.source.as_str().to_owned(),
-            region: req.region.map(|r| r.to_string()),
-            site_id: req.site_id.map(str::to_owned),
+            region: job.region.as_ref().map(|r| r.to_string()),
+            site_id: job.site_id.clone(),
             occurred_at: naive(occurred_at),
             recorded_at: naive(now),
-            prev_hash: head.clone(),
+            prev_hash: slot.head.clone(),
             hash: String::new(),
         };
         event.hash = event.content().hash();
-        event.insert(conn)?;
-        head = event.hash.clone();
+        slot.head = event.hash.clone();
 
         // The state follows the newest decision by occurred_at; an older decision recorded
         // later (an import with its own occurred_at) is kept as an event but does not
         // override a newer one. A live decision (no occurred_at) is always the newest.
         let current = states.get(event.purpose_key.as_str());
-        let newer = explicit_occurred_at.is_none() || current.is_none_or(|s| utc(s.occurred_at) <= occurred_at);
+        let newer = job.explicit_occurred_at.is_none() || current.is_none_or(|s| utc(s.occurred_at) <= occurred_at);
         if newer && !p.state_unchanged {
-            let exists = current.is_some();
             let row = StateRow {
-                tenant_id: tenant_id.clone(),
+                tenant_id: rules.tenant_id.clone(),
                 purpose_key: event.purpose_key.clone(),
-                subject_id: subject_id.clone(),
+                subject_id: slot.subject_id.clone(),
                 decision: event.decision.clone(),
                 event_id: event.id.clone(),
                 policy_revision: event.policy_revision.clone(),
@@ -279,37 +536,9 @@ fn write(
                 occurred_at: event.occurred_at,
                 recorded_at: event.recorded_at,
             };
-            row.save(conn, exists)?;
             states.insert(row.purpose_key.clone(), row);
         }
         written.push(event);
     }
-    let event_ids: Vec<String> = written.iter().map(|e| e.id.clone()).collect();
-    if !written.is_empty() {
-        DataSubject::set_chain_head(conn, &subject_id, &head)?;
-        enqueue_consent_changes(conn, rules, &states, req.region, written, now)?;
-    }
-    let view = rules.view(&states, req.region)?;
-    Ok(Recorded { subject_id, event_ids, view, gpc_honored: req.gpc, gpc_conflicts })
-}
-
-/// A `consent.changed` webhook delivery per event written, in the events' transaction.
-fn enqueue_consent_changes(
-    conn: &mut AnyConnection,
-    rules: &TenantRules,
-    states: &HashMap<String, StateRow>,
-    region: Option<&RegionCode>,
-    written: Vec<NewEvent>,
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
-    outbox::enqueue(conn, &rules.tenant_id, WebhookEventType::ConsentChanged, now, |conn| {
-        describe_events(conn, &rules.tenant_id, written)?
-            .into_iter()
-            .map(|event| {
-                let purpose = rules.purpose(&event.event.purpose).ok_or(diesel::result::Error::NotFound)?;
-                let choice = states.get(purpose.key.as_str()).map(StateRow::to_choice).transpose()?;
-                Ok(ConsentChange { state: rules.evaluate(purpose, choice.as_ref(), region), event })
-            })
-            .collect()
-    })
+    Ok((written, gpc_conflicts))
 }

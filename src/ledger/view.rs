@@ -1,25 +1,25 @@
 //! Reading the consent state of a data subject.
 
-use crate::db::models::purpose::PurposeRow;
 use crate::db::models::revision::RevisionRow;
 use crate::db::models::state::StateRow;
-use crate::db::models::subject::DataSubject;
 use crate::db::AnyConnection;
 use crate::domain::status::evaluate;
 use crate::domain::{
     ConsentModel, ConsentSource, Decision, Purpose, Reason, RegionCode, Revision, Status, StoredChoice,
 };
+use crate::service::directory::TenantConfig;
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
-/// A tenant's purposes and the policy revisions in force: what the status rules need.
-/// Loaded once per request (two queries).
+/// A tenant's purposes and the policy revisions in force at `now`: what the status rules need.
+/// Built from the cached [`TenantConfig`] (no query).
 pub struct TenantRules {
     pub tenant_id: String,
-    pub purposes: Vec<Purpose>,
+    pub purposes: Arc<Vec<Purpose>>,
     /// Revisions in force at `now`, oldest first.
     pub revision_rows: Vec<RevisionRow>,
     pub revisions: Vec<Revision>,
@@ -30,11 +30,24 @@ pub struct TenantRules {
 }
 
 impl TenantRules {
-    pub fn load(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Self> {
-        let purposes = PurposeRow::list(conn, tenant_id)?;
-        let revision_rows = RevisionRow::in_force(conn, tenant_id, now)?;
+    /// The rules of a cached configuration at `now`.
+    pub fn from_config(config: &TenantConfig, now: DateTime<Utc>) -> QueryResult<Self> {
+        let revision_rows = config.revisions_in_force(now);
         let revisions = revision_rows.iter().map(RevisionRow::to_domain).collect::<QueryResult<_>>()?;
-        Ok(Self { tenant_id: tenant_id.to_owned(), purposes, revision_rows, revisions, now, presented: None })
+        Ok(Self {
+            tenant_id: config.tenant.id.clone(),
+            purposes: config.purposes.clone(),
+            revision_rows,
+            revisions,
+            now,
+            presented: None,
+        })
+    }
+
+    /// Reads the configuration from the database, bypassing the cache (tools and tests).
+    pub fn load(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Self> {
+        let config = TenantConfig::load(conn, tenant_id)?.ok_or(diesel::result::Error::NotFound)?;
+        Self::from_config(&config, now)
     }
 
     /// Limits what [`TenantRules::view`] shows to `keys` (a site's purposes).
@@ -138,11 +151,7 @@ pub fn subject_view(
     stored_identifier: &str,
     region: Option<&RegionCode>,
 ) -> QueryResult<SubjectView> {
-    let states = match DataSubject::resolve(conn, &rules.tenant_id, stored_identifier)? {
-        Some(subject_id) => StateRow::for_subject(conn, &rules.tenant_id, &subject_id)?,
-        None => Vec::new(),
-    };
-    rules.view(&index(states), region)
+    rules.view(&index(StateRow::for_identifier(conn, &rules.tenant_id, stored_identifier)?), region)
 }
 
 pub(crate) fn index(states: Vec<StateRow>) -> HashMap<String, StateRow> {

@@ -9,9 +9,10 @@ use crate::domain::{ConsentSource, PurposeKey, RegionCode, RevisionDate, Subject
 use crate::error::{ApiError, Problem};
 use crate::extract::{idempotency_key, JsonBody};
 use crate::ledger::{
-    self, CheckResult, EventResponse, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded, TenantRules,
+    self, CheckResult, EventResponse, Finish, IdempotencyClaim, Outcome, PurposeState, RecordRequest, Recorded,
 };
-use crate::routes::{now, parse_region};
+use crate::routes::parse_region;
+use crate::service::{self, directory::TenantConfig};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -103,29 +105,21 @@ pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Resul
 /// whether it shows the state at all.
 pub async fn record_and_respond(
     state: &AppState,
-    tenant: Tenant,
+    config: Arc<TenantConfig>,
     presented: Option<Vec<String>>,
     with_state: bool,
     subject: SubjectIdentifier,
     owned: RecordRequestOwned,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = state
-        .db(move |conn| {
-            let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
-            let key = tenant.subject_key();
-            let stored = subject.stored_form(&key);
-            let req = owned.borrow(&stored);
-            let outcome = ledger::record_choices(conn, &rules, &req, 201, |_, r| {
-                Ok(serde_json::to_string(&record_response(&subject, r, with_state)).unwrap_or_default())
-            })?;
-            Ok(match outcome {
-                Outcome::Fresh { body, .. } => (201, body, false),
-                Outcome::Replay { status, body } => (status, body, true),
-            })
-        })
-        .await?;
-    state.wake_webhooks();
-    let (status, body, replayed) = outcome;
+    let rules = AppState::rules(&config, presented)?;
+    let stored = subject.stored_form(&config.subject_key);
+    let req = owned.borrow(&stored);
+    let finish: Finish =
+        Box::new(move |_, r| Ok(serde_json::to_string(&record_response(&subject, r, with_state)).unwrap_or_default()));
+    let (status, body, replayed) = match service::consents::record(state, rules, &req, 201, finish).await? {
+        Outcome::Fresh { body, .. } => (201, body, false),
+        Outcome::Replay { status, body } => (status, body, true),
+    };
     let mut res = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED));
     res.content_type("application/json");
     if replayed {
@@ -134,7 +128,6 @@ pub async fn record_and_respond(
     Ok(res.body(body))
 }
 
-/// The owned parts of a [`RecordRequest`], moved onto the blocking pool.
 pub struct RecordRequestOwned {
     pub choices: BTreeMap<String, bool>,
     pub policy_revision: Option<String>,
@@ -221,11 +214,10 @@ pub async fn record_consents(
     let subject = SubjectIdentifier::parse(&body.subject).map_err(|e| ApiError::invalid("subject", e.to_string()))?;
     let region = parse_region(body.region.as_deref())?;
     let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
-    let tenant = load_tenant(&state, &caller).await?;
     let with_state = caller.require(Scope::ConsentsRead).is_ok();
     record_and_respond(
         &state,
-        tenant,
+        caller.config.clone(),
         None,
         with_state,
         subject,
@@ -243,13 +235,8 @@ pub async fn record_consents(
     .await
 }
 
-pub async fn load_tenant(state: &AppState, caller: &Caller) -> Result<Tenant, ApiError> {
-    let id = caller.tenant_id.clone();
-    state
-        .db(move |conn| {
-            Tenant::find(conn, &id)?.ok_or_else(|| ApiError::Unauthorized("the token's tenant no longer exists".into()))
-        })
-        .await
+pub async fn load_tenant(_state: &AppState, caller: &Caller) -> Result<Tenant, ApiError> {
+    Ok(caller.config.tenant.clone())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -305,19 +292,9 @@ pub async fn check_consents(
         )));
     }
     let region = parse_region(body.region.as_deref())?;
-    let tenant = load_tenant(&state, &caller).await?;
-    let results = state
-        .db(move |conn| {
-            let rules = TenantRules::load(conn, &tenant.id, now())?;
-            let purpose = rules.purpose(&body.purpose).ok_or_else(|| {
-                ApiError::invalid(
-                    "purpose",
-                    format!("no purpose '{}' is defined", crate::domain::truncate(&body.purpose)),
-                )
-            })?;
-            Ok(ledger::check_subjects(conn, &rules, &tenant.subject_key(), purpose, &body.subjects, region.as_ref())?)
-        })
-        .await?;
+    let rules = AppState::rules(&caller.config, None)?;
+    let key = caller.config.subject_key.clone();
+    let results = service::consents::check(&state, rules, key, &body.purpose, body.subjects, region).await?;
     Ok(HttpResponse::Ok().json(CheckResponse { results }))
 }
 
@@ -356,27 +333,22 @@ pub async fn get_subject_consents(
     caller.require(Scope::ConsentsRead)?;
     let subject = parse_subject(&subject)?;
     let region = parse_region(query.region.as_deref())?;
-    let tenant = load_tenant(&state, &caller).await?;
-    let body = read_state(&state, tenant, None, subject, region).await?;
+    let body = read_state(&state, &caller.config, None, subject, region).await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
 /// Reads the consent state of a subject of `tenant`, showing the `presented` purposes (`None`: all).
 pub async fn read_state(
     state: &AppState,
-    tenant: Tenant,
+    config: &TenantConfig,
     presented: Option<Vec<String>>,
     subject: SubjectIdentifier,
     region: Option<RegionCode>,
 ) -> Result<ConsentState, ApiError> {
-    state
-        .db(move |conn| {
-            let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
-            let view =
-                ledger::subject_view(conn, &rules, &subject.stored_form(&tenant.subject_key()), region.as_ref())?;
-            Ok(consent_state(&subject, &view))
-        })
-        .await
+    let rules = AppState::rules(config, presented)?;
+    let stored = subject.stored_form(&config.subject_key);
+    let view = service::consents::read_state(state, rules, stored, region).await?;
+    Ok(consent_state(&subject, &view))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -73,10 +73,13 @@ pub async fn list_events(
     let tenant = caller.tenant_id.clone();
     let (events, next_cursor) = state
         .db(move |conn| {
-            if after > 0 && !Event::exists_at(conn, &tenant, after)? {
-                return Err(ApiError::invalid("after", "is not a cursor from next_cursor"));
-            }
-            let rows = Event::feed(conn, &tenant, after, limit)?;
+            let position = match after {
+                0 => (0, 0),
+                seq => Event::position(conn, &tenant, seq)?
+                    .ok_or_else(|| ApiError::invalid("after", "is not a cursor from next_cursor"))?,
+            };
+            let horizon = crate::db::backend::feed_horizon(conn)?;
+            let rows = Event::feed(conn, &tenant, position, horizon, limit)?;
             let next_cursor = rows.last().map_or(after, |e| e.seq).to_string();
             let events = describe_events(conn, &tenant, rows.into_iter().map(|e| e.row).collect())?;
             Ok((events, next_cursor))

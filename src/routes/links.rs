@@ -4,9 +4,8 @@ use crate::auth::{Caller, Scope};
 use crate::domain::SubjectIdentifier;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::ledger::{self, Linked, TenantRules};
+use crate::ledger::{self, Linked};
 use crate::routes::consents::load_tenant;
-use crate::routes::now;
 use crate::state::AppState;
 use actix_web::{post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -62,9 +61,9 @@ pub async fn link_subject(
         SubjectIdentifier::parse(&body.subject).map_err(|e| ApiError::invalid("body.subject", e.to_string()))?;
     let tenant = load_tenant(&state, &caller).await?;
     let (p, o) = (primary.clone(), other.clone());
+    let rules = AppState::rules(&caller.config, None)?;
     let outcome = state
         .db(move |conn| {
-            let rules = TenantRules::load(conn, &tenant.id, now())?;
             let key = tenant.subject_key();
             Ok(ledger::link_identifiers(conn, &rules, &p.stored_form(&key), &o.stored_form(&key))?)
         })

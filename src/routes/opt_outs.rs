@@ -9,8 +9,8 @@ use crate::domain::webhook::WebhookEventType;
 use crate::domain::{ConsentSource, SubjectIdentifier};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::ledger::{self, outbox, Outcome, RecordRequest, TenantRules};
-use crate::routes::consents::{idempotency_claim, load_tenant};
+use crate::ledger::{outbox, Finish, Outcome, RecordRequest, TenantRules};
+use crate::routes::consents::idempotency_claim;
 use crate::routes::now;
 use crate::state::AppState;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -162,58 +162,54 @@ pub async fn create_opt_out(
         }
     }
     let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
-    let tenant = load_tenant(&state, &caller).await?;
+    let tenant = caller.config.tenant.clone();
     let calendar = state.calendar.clone();
-    let outcome = state
-        .db(move |conn| {
-            let now = now();
-            let rules = TenantRules::load(conn, &tenant.id, now)?;
-            let choices: BTreeMap<String, bool> =
-                rules.purposes.iter().filter(|p| p.gpc_applies).map(|p| (p.key.to_string(), false)).collect();
-            if choices.is_empty() {
-                return Err(ApiError::Conflict(
-                    "no purpose with gpc_applies (sale or sharing) is defined, so there is nothing to opt out of"
-                        .into(),
-                ));
-            }
-            let received_at = body.received_at.unwrap_or(now);
-            let key = tenant.subject_key();
-            let record = RecordRequest {
-                subject: &subject.stored_form(&key),
-                choices: &choices,
-                policy_revision: None,
-                source: ConsentSource::OptOutRequest,
-                region: None,
-                occurred_at: body.received_at,
-                site_id: None,
-                gpc: false,
-                idempotency,
-            };
-            let outcome = ledger::record_choices(conn, &rules, &record, 201, |conn, recorded| {
-                let request = OptOutRequest {
-                    id: new_id(),
-                    tenant_id: tenant.id.clone(),
-                    subject_id: recorded.subject_id.clone(),
-                    channel: text(&body.channel),
-                    scope: text(&body.scope),
-                    received_at: naive(received_at),
-                    due_at: naive(calendar.add_business_days(received_at, OPT_OUT_BUSINESS_DAYS)),
-                    completed_at: None,
-                    created_at: naive(now),
-                };
-                request.insert(conn)?;
-                let body = response(&request, now, Some(recorded.event_ids.clone()))?;
-                let text = serde_json::to_string(&body).unwrap_or_default();
-                outbox::enqueue(conn, &tenant.id, WebhookEventType::OptOutCreated, now, |_| Ok(vec![body]))?;
-                Ok(text)
-            })?;
-            Ok(match outcome {
-                Outcome::Fresh { body, .. } => (body, false),
-                Outcome::Replay { body, .. } => (body, true),
-            })
-        })
-        .await?;
-    state.wake_webhooks();
+    let now = now();
+    let rules = TenantRules::from_config(&caller.config, now)?;
+    let choices: BTreeMap<String, bool> =
+        rules.purposes.iter().filter(|p| p.gpc_applies).map(|p| (p.key.to_string(), false)).collect();
+    if choices.is_empty() {
+        return Err(ApiError::Conflict(
+            "no purpose with gpc_applies (sale or sharing) is defined, so there is nothing to opt out of".into(),
+        ));
+    }
+    let received_at = body.received_at.unwrap_or(now);
+    let stored = subject.stored_form(&caller.config.subject_key);
+    let record = RecordRequest {
+        subject: &stored,
+        choices: &choices,
+        policy_revision: None,
+        source: ConsentSource::OptOutRequest,
+        region: None,
+        occurred_at: body.received_at,
+        site_id: None,
+        gpc: false,
+        idempotency,
+    };
+    let (channel, scope) = (text(&body.channel), text(&body.scope));
+    // Written in the transaction of the opt-out events: the request and its webhook deliveries.
+    let finish: Finish = Box::new(move |conn, recorded| {
+        let request = OptOutRequest {
+            id: new_id(),
+            tenant_id: tenant.id.clone(),
+            subject_id: recorded.subject_id.clone(),
+            channel: channel.clone(),
+            scope: scope.clone(),
+            received_at: naive(received_at),
+            due_at: naive(calendar.add_business_days(received_at, OPT_OUT_BUSINESS_DAYS)),
+            completed_at: None,
+            created_at: naive(now),
+        };
+        request.insert(conn)?;
+        let body = response(&request, now, Some(recorded.event_ids.clone()))?;
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        outbox::enqueue(conn, &tenant.id, WebhookEventType::OptOutCreated, now, |_| Ok(vec![body]))?;
+        Ok(text)
+    });
+    let outcome = match crate::service::consents::record(&state, rules, &record, 201, finish).await? {
+        Outcome::Fresh { body, .. } => (body, false),
+        Outcome::Replay { body, .. } => (body, true),
+    };
     let mut res = HttpResponse::Created();
     res.content_type("application/json");
     if outcome.1 {

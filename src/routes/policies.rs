@@ -195,6 +195,7 @@ pub async fn create_revision(
             .map(|p| serde_json::Value::from(p.iter().map(|k| k.to_string()).collect::<Vec<_>>()).to_string()),
         created_at: naive(now),
     };
+    let changed_tenant = caller.tenant_id.clone();
     let row = state
         .db(move |conn| {
             write_transaction(conn, |conn| {
@@ -222,6 +223,8 @@ pub async fn create_revision(
             Ok(row)
         })
         .await?;
+    // This instance serves the change at once; the others within a poll.
+    state.directory.invalidate(&changed_tenant);
     Ok(HttpResponse::Created().json(RevisionResponse::from_row(&row, now)))
 }
 

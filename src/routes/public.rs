@@ -8,11 +8,10 @@ use crate::domain::{
 };
 use crate::error::{ApiError, Problem};
 use crate::extract::{has_gpc, JsonBody};
-use crate::ledger::TenantRules;
 use crate::routes::consents::{
     idempotency_claim, read_state, record_and_respond, ConsentState, RecordRequestOwned, RecordResponse,
 };
-use crate::routes::{now, parse_region};
+use crate::routes::parse_region;
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -103,11 +102,7 @@ pub struct PublicPurpose {
     )
 )]
 #[get("/v1/sites/{site_key}/config")]
-pub async fn get_site_config(
-    state: web::Data<AppState>,
-    site: PublicSite,
-    query: web::Query<ConfigQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -> Result<HttpResponse, ApiError> {
     let region = parse_region(query.region.as_deref())?;
     if let Some(locale) = &query.locale {
         let ok = locale.len() <= 71
@@ -120,9 +115,7 @@ pub async fn get_site_config(
             return Err(ApiError::invalid("locale", "must be a BCP 47 language tag such as en or en-US"));
         }
     }
-    let tenant_id = site.tenant.id.clone();
-    let presented = site.site.purposes();
-    let rules = state.db(move |conn| Ok(TenantRules::load(conn, &tenant_id, now())?.presenting(presented))).await?;
+    let rules = AppState::rules(&site.config, site.entry.purposes.clone())?;
     let purposes: Vec<PublicPurpose> = rules
         .presented_purposes()
         .map(|p| PublicPurpose {
@@ -220,39 +213,33 @@ pub async fn get_visitor_consents(
 ) -> Result<HttpResponse, ApiError> {
     let visitor = parse_visitor(&path.1, "visitor_id")?;
     let region = parse_region(query.region.as_deref())?;
+    let presented = site.entry.purposes.clone();
     let mut body = if has_gpc(&req) {
         // The signal is an opt-out on every public endpoint (11 CCR §7025(b)): record it first.
-        let presented = site.site.purposes();
-        let site_id = site.site.id.clone();
-        let tenant = site.tenant;
-        let view = state
-            .db(move |conn| {
-                let rules = TenantRules::load(conn, &tenant.id, now())?.presenting(presented);
-                let key = tenant.subject_key();
-                let none = BTreeMap::new();
-                let record = crate::ledger::RecordRequest {
-                    subject: &visitor.stored_form(&key),
-                    choices: &none,
-                    policy_revision: None,
-                    source: ConsentSource::Banner,
-                    region: region.as_ref(),
-                    occurred_at: None,
-                    site_id: Some(&site_id),
-                    gpc: true,
-                    idempotency: None,
-                };
-                let mut view = None;
-                crate::ledger::record_choices(conn, &rules, &record, 200, |_, r| {
-                    view = Some(crate::routes::consents::consent_state(&visitor, &r.view));
-                    Ok(String::new())
-                })?;
-                view.ok_or_else(|| ApiError::internal(std::io::Error::other("no state recorded")))
-            })
-            .await?;
-        state.wake_webhooks();
-        view
+        let rules = AppState::rules(&site.config, presented)?;
+        let none = BTreeMap::new();
+        let stored = visitor.stored_form(&site.config.subject_key);
+        let record = crate::ledger::RecordRequest {
+            subject: &stored,
+            choices: &none,
+            policy_revision: None,
+            source: ConsentSource::Banner,
+            region: region.as_ref(),
+            occurred_at: None,
+            site_id: Some(&site.site.id),
+            gpc: true,
+            idempotency: None,
+        };
+        match crate::service::consents::record(&state, rules, &record, 200, Box::new(|_, _| Ok(String::new()))).await? {
+            crate::ledger::Outcome::Fresh { recorded, .. } => {
+                crate::routes::consents::consent_state(&visitor, &recorded.view)
+            }
+            crate::ledger::Outcome::Replay { .. } => {
+                return Err(ApiError::internal(std::io::Error::other("a read without an idempotency key replayed")))
+            }
+        }
     } else {
-        read_state(&state, site.tenant, site.site.purposes(), visitor, region).await?
+        read_state(&state, &site.config, presented, visitor, region).await?
     };
     body.gpc_honored = Some(has_gpc(&req));
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
@@ -383,17 +370,16 @@ pub async fn record_visitor_consents(
     let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
     if let Some(token) = &body.identity_token {
         let user = verify_identity(&site.site, token)?;
-        let (tenant, v) = (site.tenant.clone(), visitor.clone());
+        let rules = AppState::rules(&site.config, None)?;
+        let (key, v) = (site.config.subject_key.clone(), visitor.clone());
         state
             .db(move |conn| {
-                let rules = TenantRules::load(conn, &tenant.id, now())?;
-                let key = tenant.subject_key();
                 crate::ledger::link_visitor_to_user(conn, &rules, &user.stored_form(&key), &v.stored_form(&key))?;
                 Ok(())
             })
             .await?;
     }
-    let presented = site.site.purposes();
+    let presented = site.entry.purposes.clone();
     if let Some(keys) = &presented {
         if let Some(other) = body.choices.keys().find(|k| !keys.contains(k)) {
             return Err(ApiError::invalid(
@@ -408,7 +394,7 @@ pub async fn record_visitor_consents(
     let site_id = site.site.id.clone();
     record_and_respond(
         &state,
-        site.tenant,
+        site.config.clone(),
         presented,
         true,
         visitor,

@@ -163,6 +163,7 @@ pub async fn put_purpose(
     caller.require(Scope::Admin)?;
     let purpose = parse_purpose(parse_key(&key)?, body)?;
     let row = PurposeRow::from_domain(&caller.tenant_id, &purpose, naive(now()));
+    let changed_tenant = caller.tenant_id.clone();
     let (created, created_at, updated_at) = state
         .db(move |conn| {
             write_transaction_retrying(conn, |conn| {
@@ -174,6 +175,8 @@ pub async fn put_purpose(
             .map_err(ApiError::from)
         })
         .await?;
+    // This instance serves the change at once; the others within a poll.
+    state.directory.invalidate(&changed_tenant);
     let body = response(&purpose, created_at, updated_at);
     Ok(if created { HttpResponse::Created().json(body) } else { HttpResponse::Ok().json(body) })
 }

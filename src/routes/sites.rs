@@ -198,6 +198,7 @@ pub async fn create_site(
         ),
     };
     let site = Site::new(&caller.tenant_id, &name, &origins, purposes.as_deref(), naive(now()));
+    let changed_tenant = caller.tenant_id.clone();
     let site = state
         .db(move |conn| {
             write_transaction(conn, |conn| {
@@ -217,6 +218,8 @@ pub async fn create_site(
             Ok(site)
         })
         .await?;
+    // This instance serves the change at once; the others within a poll.
+    state.directory.invalidate(&changed_tenant);
     let mut body = SiteResponse::from(&site);
     body.identity_secret = site.identity_secret.clone();
     Ok(HttpResponse::Created().json(body))
@@ -280,11 +283,14 @@ pub async fn rotate_identity_secret(
     let secret = Site::new_identity_secret();
     let s = secret.clone();
     let id = site_id.into_inner();
+    let changed_tenant = caller.tenant_id.clone();
     let found = state
         .db(move |conn| {
             Ok(write_transaction(conn, |conn| Site::set_identity_secret(conn, &caller.tenant_id, &id, &s))?)
         })
         .await?;
+    // This instance serves the change at once; the others within a poll.
+    state.directory.invalidate(&changed_tenant);
     if !found {
         return Err(ApiError::NotFound("no such site".into()));
     }

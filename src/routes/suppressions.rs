@@ -6,8 +6,7 @@ use crate::db::models::state::StateRow;
 use crate::db::models::subject::DataSubject;
 use crate::domain::PurposeKey;
 use crate::error::{ApiError, Problem};
-use crate::ledger::TenantRules;
-use crate::routes::{now, parse_region};
+use crate::routes::parse_region;
 use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
 use futures_util::stream;
@@ -77,8 +76,7 @@ pub async fn stream_suppressions(
     let key = PurposeKey::parse(&key).map_err(|m| ApiError::invalid("key", m))?;
     let region = parse_region(query.region.as_deref())?;
     let format = query.format.unwrap_or(SuppressionFormat::Csv);
-    let tenant = caller.tenant_id.clone();
-    let rules = state.db(move |conn| Ok(TenantRules::load(conn, &tenant, now())?)).await?;
+    let rules = AppState::rules(&caller.config, None)?;
     if rules.purpose(key.as_str()).is_none() {
         return Err(ApiError::NotFound(format!("no purpose '{key}' is defined")));
     }

@@ -3,11 +3,10 @@
 //! `List-Unsubscribe=One-Click` records the refusal; `GET` only shows a confirmation page.
 
 use crate::auth::{Caller, Scope};
-use crate::db::models::tenant::Tenant;
 use crate::domain::{ConsentSource, SubjectIdentifier};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::ledger::{self, RecordRequest, TenantRules};
+use crate::ledger::RecordRequest;
 use crate::routes::consents::load_tenant;
 use crate::routes::now;
 use crate::state::AppState;
@@ -72,10 +71,7 @@ pub async fn create_unsubscribe_link(
     let subject = SubjectIdentifier::parse(&body.subject).map_err(|e| ApiError::invalid("subject", e.to_string()))?;
     let tenant = load_tenant(&state, &caller).await?;
     let purpose = body.purpose.clone();
-    let tid = tenant.id.clone();
-    let model = state
-        .db(move |conn| Ok(TenantRules::load(conn, &tid, now())?.purpose(&purpose).map(|p| p.consent_model)))
-        .await?;
+    let model = caller.config.purposes.iter().find(|p| p.key.as_str() == purpose).map(|p| p.consent_model);
     match model {
         None => {
             let detail = format!("no purpose '{}' is defined", crate::domain::truncate(&body.purpose));
@@ -127,11 +123,10 @@ fn verify(state: &AppState, token: &str) -> Result<LinkClaims, ApiError> {
 #[get("/v1/unsubscribe/{token}")]
 pub async fn show_unsubscribe(state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let claims = verify(&state, &token)?;
-    let tid = claims.tid.clone();
-    let pur = claims.pur.clone();
     let title = state
-        .db(move |conn| Ok(TenantRules::load(conn, &tid, now())?.purpose(&pur).map(|p| p.title.clone())))
+        .tenant_config(&claims.tid)
         .await?
+        .and_then(|c| c.purposes.iter().find(|p| p.key.as_str() == claims.pur).map(|p| p.title.clone()))
         .unwrap_or_else(|| claims.pur.clone());
     let title = title.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     let page = format!(
@@ -175,30 +170,26 @@ pub async fn one_click_unsubscribe(
     if !one_click {
         return Err(ApiError::invalid("body", "must be List-Unsubscribe=One-Click (RFC 8058 §3.1)"));
     }
-    state
-        .db(move |conn| {
-            let tenant = Tenant::find(conn, &claims.tid)?
-                .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
-            let rules = TenantRules::load(conn, &tenant.id, now())?;
-            if rules.purpose(&claims.pur).is_none() {
-                return Err(ApiError::NotFound(format!("the purpose '{}' no longer exists", claims.pur)));
-            }
-            let choices: BTreeMap<String, bool> = [(claims.pur.clone(), false)].into_iter().collect();
-            let record = RecordRequest {
-                subject: &claims.sub,
-                choices: &choices,
-                policy_revision: None,
-                source: ConsentSource::OneClickUnsubscribe,
-                region: None,
-                occurred_at: None,
-                site_id: None,
-                gpc: false,
-                idempotency: None,
-            };
-            ledger::record_choices(conn, &rules, &record, 200, |_, _| Ok(String::new()))?;
-            Ok(())
-        })
-        .await?;
-    state.wake_webhooks();
+    let config = state
+        .tenant_config(&claims.tid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
+    let rules = AppState::rules(&config, None)?;
+    if rules.purpose(&claims.pur).is_none() {
+        return Err(ApiError::NotFound(format!("the purpose '{}' no longer exists", claims.pur)));
+    }
+    let choices: BTreeMap<String, bool> = [(claims.pur.clone(), false)].into_iter().collect();
+    let record = RecordRequest {
+        subject: &claims.sub,
+        choices: &choices,
+        policy_revision: None,
+        source: ConsentSource::OneClickUnsubscribe,
+        region: None,
+        occurred_at: None,
+        site_id: None,
+        gpc: false,
+        idempotency: None,
+    };
+    crate::service::consents::record(&state, rules, &record, 200, Box::new(|_, _| Ok(String::new()))).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("You are unsubscribed.\n"))
 }

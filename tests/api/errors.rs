@@ -215,6 +215,8 @@ async fn authentication_failures_are_401_problems(app: TestApp) {
     assert_eq!(app.client.get(app.url("/v1/purposes")).bearer_auth(&token).send().await.unwrap().status(), 200);
     let out = app.cli(&["tokens", "revoke", &id]);
     assert!(out.status.success());
+    // The CLI is another process: the server learns of the revocation within a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     let res = app.client.get(app.url("/v1/purposes")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(assert_problem(res, 401).await["detail"], "the token has been revoked");
     // Expired.

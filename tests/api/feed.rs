@@ -133,10 +133,16 @@ mod commit_order {
                     request_hash: "x".into(),
                 }),
             };
-            record_choices(&mut conn, &rules, &req, 201, |_, _| {
-                std::thread::sleep(Duration::from_millis(1500));
-                Ok("{}".into())
-            })
+            record_choices(
+                &mut conn,
+                rules,
+                &req,
+                201,
+                Box::new(|_, _| {
+                    std::thread::sleep(Duration::from_millis(1500));
+                    Ok("{}".into())
+                }),
+            )
             .unwrap();
         });
         tokio::time::sleep(Duration::from_millis(300)).await;

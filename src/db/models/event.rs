@@ -74,24 +74,37 @@ impl Event {
             .load(conn)
     }
 
-    /// A tenant's events after position `after_seq`, in commit order (see
-    /// `backend::lock_tenant_feed`), with the stored identifiers of each event's subject.
-    pub fn feed(conn: &mut AnyConnection, tenant_id: &str, after_seq: i64, limit: i64) -> QueryResult<Vec<Self>> {
+    /// A tenant's events after the position `after` (a `(tx_id, seq)` from [`Event::position`];
+    /// `(0, 0)`: the start), in `(tx_id, seq)` order, only of transactions older than
+    /// `horizon` (see `backend::feed_horizon`): every event that may still appear before the
+    /// horizon has committed, so a reader never skips one.
+    pub fn feed(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        after: (i64, i64),
+        horizon: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<Self>> {
+        let (tx, seq) = after;
         consent_events::table
             .filter(consent_events::tenant_id.eq(tenant_id))
-            .filter(consent_events::seq.gt(after_seq))
-            .order(consent_events::seq.asc())
+            .filter(consent_events::tx_id.gt(tx).or(consent_events::tx_id.eq(tx).and(consent_events::seq.gt(seq))))
+            .filter(consent_events::tx_id.lt(horizon))
+            .order((consent_events::tx_id.asc(), consent_events::seq.asc()))
             .limit(limit)
             .select(Self::as_select())
             .load(conn)
     }
 
-    /// Whether the tenant has an event at position `seq` (a cursor the feed handed out).
-    pub fn exists_at(conn: &mut AnyConnection, tenant_id: &str, seq: i64) -> QueryResult<bool> {
-        diesel::select(diesel::dsl::exists(
-            consent_events::table.filter(consent_events::tenant_id.eq(tenant_id)).filter(consent_events::seq.eq(seq)),
-        ))
-        .get_result(conn)
+    /// The feed position `(tx_id, seq)` of the tenant's event `seq` (a cursor the feed handed
+    /// out); `None` when the tenant has no such event.
+    pub fn position(conn: &mut AnyConnection, tenant_id: &str, seq: i64) -> QueryResult<Option<(i64, i64)>> {
+        consent_events::table
+            .filter(consent_events::tenant_id.eq(tenant_id))
+            .filter(consent_events::seq.eq(seq))
+            .select((consent_events::tx_id, consent_events::seq))
+            .first(conn)
+            .optional()
     }
 
     /// Every event, by subject and then in recorded order (for `consentry ledger verify`).

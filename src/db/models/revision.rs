@@ -65,6 +65,15 @@ impl RevisionRow {
             .load(conn)
     }
 
+    /// Every revision of the tenant, including those not yet in force, oldest first.
+    pub fn all(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Self>> {
+        policy_revisions::table
+            .filter(policy_revisions::tenant_id.eq(tenant_id))
+            .order((policy_revisions::revision_date.asc(), policy_revisions::policy_key.asc()))
+            .select(Self::as_select())
+            .load(conn)
+    }
+
     /// Every revision of the tenant in force at `now`, oldest first.
     pub fn in_force(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Vec<Self>> {
         policy_revisions::table

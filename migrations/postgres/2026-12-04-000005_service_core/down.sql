@@ -1,0 +1,10 @@
+DROP INDEX consent_events_feed;
+ALTER TABLE consent_events DROP COLUMN tx_id;
+DROP TRIGGER webhooks_config_changed ON webhooks;
+DROP TRIGGER api_tokens_config_changed ON api_tokens;
+DROP TRIGGER policy_revisions_config_changed ON policy_revisions;
+DROP TRIGGER purposes_config_changed ON purposes;
+DROP TRIGGER sites_config_changed ON sites;
+DROP TRIGGER tenants_config_changed ON tenants;
+DROP FUNCTION consentry_config_changed();
+DROP TABLE config_versions;

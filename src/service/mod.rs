@@ -1,0 +1,7 @@
+//! The service layer: one function per use case, taking typed input and returning typed
+//! output. Routes parse requests and render responses; services hold the rules, the
+//! transactions and the caches; the domain holds pure rules; `db` holds the queries.
+
+pub mod consents;
+pub mod directory;
+pub mod writer;

@@ -1,0 +1,181 @@
+//! Group commit: concurrent submissions are written together, in one transaction per batch.
+//!
+//! Requests put validated [`Submission`]s on a queue and wait. Writer threads (two on
+//! PostgreSQL, so one batch is gathered while another commits; one on SQLite, which has one
+//! writer anyway) take everything queued, up to [`MAX_BATCH`], write it with
+//! [`ledger::write_batch`] and answer each request only after the commit: a 2xx still means
+//! committed. When a batch fails, its submissions are written again one by one
+//! ([`ledger::record_one`], with its retries), so one bad submission never fails another.
+//! Submissions that share an idempotency key never share a batch (the second must see the
+//! first's stored response).
+
+use crate::db::backend::write_transaction;
+use crate::db::Pool;
+use crate::ledger::{self, LedgerError, Outcome, Submission};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use tokio::sync::oneshot;
+
+/// The most submissions written in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    pool: Pool,
+    /// Woken after a batch that wrote events (the webhook dispatcher looks for deliveries).
+    webhook_wake: Arc<tokio::sync::Notify>,
+}
+
+/// The handle requests submit through. Dropping the last one lets the writer threads finish
+/// what is queued and end.
+pub struct Writer {
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Starts `threads` writer threads on `pool`.
+    pub fn start(pool: Pool, threads: usize, webhook_wake: Arc<tokio::sync::Notify>) -> Self {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue { jobs: VecDeque::new(), closed: false }),
+            ready: Condvar::new(),
+            pool,
+            webhook_wake,
+        });
+        for n in 0..threads.max(1) {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("consentry-writer-{n}"))
+                .spawn(move || run(&shared))
+                .expect("a thread can be spawned at start-up");
+        }
+        Self { shared }
+    }
+
+    /// Writes `submission` with whatever else is queued; resolves once its batch committed (or
+    /// failed). Errors: the submission's own ([`LedgerError::IdempotencyKeyReused`], a database
+    /// error after retries), or [`LedgerError::Unavailable`] when the writer is stopping.
+    pub async fn submit(&self, submission: Submission) -> Result<Outcome, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.closed {
+                return Err(LedgerError::Unavailable("the server is stopping".into()));
+            }
+            queue.jobs.push_back(Job { submission, reply });
+        }
+        self.shared.ready.notify_one();
+        answer.await.unwrap_or_else(|_| Err(LedgerError::Unavailable("the writer stopped".into())))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
+fn run(shared: &Shared) {
+    loop {
+        let mut batch = {
+            let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            while queue.jobs.is_empty() && !queue.closed {
+                queue = shared.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+            if queue.jobs.is_empty() {
+                return;
+            }
+            take_batch(&mut queue.jobs)
+        };
+        if !shared.queue.lock().unwrap_or_else(|e| e.into_inner()).jobs.is_empty() {
+            // More is waiting: let another writer thread gather it while this one writes.
+            shared.ready.notify_one();
+        }
+        let wrote = write(shared, &mut batch);
+        if wrote {
+            shared.webhook_wake.notify_one();
+        }
+    }
+}
+
+/// Takes up to [`MAX_BATCH`] jobs from the front, stopping before one whose idempotency key is
+/// already in the batch.
+fn take_batch(jobs: &mut VecDeque<Job>) -> Vec<Job> {
+    let mut batch = Vec::new();
+    let mut keys: HashSet<(String, String, String)> = HashSet::new();
+    while batch.len() < MAX_BATCH {
+        let Some(next) = jobs.front() else { break };
+        if let Some((t, s, k)) = next.submission.idempotency_slot() {
+            if !keys.insert((t.to_owned(), s.to_owned(), k.to_owned())) {
+                break;
+            }
+        }
+        batch.extend(jobs.pop_front());
+    }
+    batch
+}
+
+/// Writes a batch and answers its jobs; returns whether any event may have been written.
+fn write(shared: &Shared, batch: &mut Vec<Job>) -> bool {
+    let mut conn = match shared.pool.get() {
+        Ok(conn) => conn,
+        Err(e) => {
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(LedgerError::Unavailable(format!("no database connection: {e}"))));
+            }
+            return false;
+        }
+    };
+    if batch.len() > 1 {
+        let mut submissions: Vec<Submission> = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            submissions.push(job.submission);
+            replies.push(job.reply);
+        }
+        match write_transaction(&mut conn, |conn| ledger::write_batch(conn, &mut submissions)) {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, size = submissions.len(), "a batch failed; writing its submissions one by one");
+                if let LedgerError::Db(db) = &e {
+                    crate::db::note_lost_connection(db);
+                }
+                if crate::db::backend::in_transaction(&mut conn) {
+                    return fail_all(replies, &e);
+                }
+                batch.extend(submissions.into_iter().zip(replies).map(|(submission, reply)| Job { submission, reply }));
+            }
+        }
+    }
+    for mut job in batch.drain(..) {
+        let outcome = ledger::record_one(&mut conn, &mut job.submission);
+        if let Err(LedgerError::Db(db)) = &outcome {
+            crate::db::note_lost_connection(db);
+        }
+        let _ = job.reply.send(outcome);
+    }
+    true
+}
+
+fn fail_all(replies: Vec<oneshot::Sender<Result<Outcome, LedgerError>>>, e: &LedgerError) -> bool {
+    for reply in replies {
+        let _ = reply.send(Err(LedgerError::Unavailable(format!("the database failed: {e}"))));
+    }
+    false
+}
