@@ -14,5 +14,6 @@ mod lists;
 mod management;
 mod opt_outs;
 mod public;
+mod service_core;
 mod status_rules;
 mod webhooks;

@@ -1,0 +1,252 @@
+//! The service core: cached configuration invalidated across instances, batched writes (group
+//! commit) that keep every promise of a single write, and no acknowledged write lost to kill -9.
+
+use crate::helpers::{assert_problem, TestApp, ORIGIN};
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+crate::backend_tests!(
+    configuration_changed_on_one_instance_reaches_the_other_within_a_second,
+    a_revoked_token_is_refused_by_every_instance_within_a_second,
+    concurrent_writes_of_one_subject_chain_in_order,
+    concurrent_writes_of_many_subjects_are_each_committed_once,
+    no_acknowledged_write_is_lost_when_the_server_is_killed,
+);
+
+/// Polls `probe` every 50 ms until it holds; returns how long that took (fails after 3 s).
+async fn eventually<F, Fut>(what: &str, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if probe().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "{what}: not seen after 3 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn title_on(app: &TestApp, base: &str, site: &str) -> String {
+    let res = app.client.get(format!("{base}/v1/sites/{site}/config")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let config: Value = res.json().await.unwrap();
+    let purposes = config["purposes"].as_array().unwrap();
+    purposes.iter().find(|p| p["key"] == "analytics").unwrap()["title"].as_str().unwrap().to_owned()
+}
+
+/// The instance that makes a change serves it at once; another instance on the same database
+/// serves it within a second (it polls the configuration versions every 250 ms).
+async fn configuration_changed_on_one_instance_reaches_the_other_within_a_second(app: TestApp) {
+    let site = app.seed().await;
+    let other = format!("http://127.0.0.1:{}", app.spawn_instance().await);
+    // Both instances have the configuration cached.
+    assert_eq!(title_on(&app, &app.address, &site).await, title_on(&app, &other, &site).await);
+    let res = app
+        .put_purpose(
+            "analytics",
+            json!({"title": "Audience measurement", "description": "Counting visits.", "kind": "cookie_category",
+                   "consent_model": "opt_in", "legal_basis": "consent", "gpc_applies": false, "max_age_days": 395}),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    assert_eq!(title_on(&app, &app.address, &site).await, "Audience measurement", "at once where it was made");
+    let took = eventually("the new title on the other instance", || async {
+        title_on(&app, &other, &site).await == "Audience measurement"
+    })
+    .await;
+    assert!(took <= Duration::from_secs(1), "seen by the other instance after {took:?}");
+
+    // A revision published on one instance is in force on the other for writes too.
+    let res = app
+        .post_revision(
+            "privacy",
+            json!({"revision_date": "2026-11-30", "effective_at": "2026-11-30T00:00:00Z",
+                   "url": "https://www.example.com/privacy-2", "requires_reconsent": false}),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let visitor = "6b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let took = eventually("the new revision on the other instance", || async {
+        let res = app
+            .client
+            .post(format!("{other}/v1/sites/{site}/consents"))
+            .header("Origin", ORIGIN)
+            .json(&json!({"visitor_id": visitor, "choices": {"analytics": true},
+                          "policy_revision": "2026-11-30", "source": "banner"}))
+            .send()
+            .await
+            .unwrap();
+        res.status() == 201
+    })
+    .await;
+    assert!(took <= Duration::from_secs(1), "the revision was in force on the other instance after {took:?}");
+}
+
+/// A token revoked (by the CLI, another process) is refused by every instance within a second,
+/// although each had it cached as valid.
+async fn a_revoked_token_is_refused_by_every_instance_within_a_second(app: TestApp) {
+    let other = format!("http://127.0.0.1:{}", app.spawn_instance().await);
+    let (token, id) = app.issue_token("acme", &["consents:read"], None);
+    for base in [&app.address, &other] {
+        let res = app.client.get(format!("{base}/v1/purposes")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status(), 200, "a new token works at once on {base}");
+    }
+    let out = app.cli(&["tokens", "revoke", &id]);
+    assert!(out.status.success());
+    for base in [app.address.clone(), other.clone()] {
+        let took = eventually("the revocation", || async {
+            app.client.get(format!("{base}/v1/purposes")).bearer_auth(&token).send().await.unwrap().status() == 401
+        })
+        .await;
+        assert!(took <= Duration::from_secs(1), "{base} refused the revoked token after {took:?}");
+        let res = app.client.get(format!("{base}/v1/purposes")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(assert_problem(res, 401).await["detail"], "the token has been revoked");
+    }
+}
+
+/// Many writes for one subject at once land in shared batches: each is acknowledged after its
+/// commit, their events form one unbroken hash chain in the order written, and the state is the
+/// newest decision.
+async fn concurrent_writes_of_one_subject_chain_in_order(app: TestApp) {
+    app.seed().await;
+    let writes = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            let res = app
+                .record(json!({"subject": "user:batched", "choices": {"analytics": i % 2 == 0}, "source": "api"}))
+                .await;
+            assert_eq!(res.status(), 201);
+            res.json::<Value>().await.unwrap()["event_ids"].as_array().unwrap().len()
+        }
+    });
+    let written: usize = join_all(writes).await.into_iter().sum();
+    let events = app.events_of("user:batched").await;
+    assert_eq!(events.len(), written, "every acknowledged event is stored, once");
+    assert!(written >= 2, "alternating decisions are recorded");
+    let mut head = "0".repeat(64);
+    for e in &events {
+        assert_eq!(e["prev_hash"].as_str().unwrap(), head, "each event links to the one before it");
+        head = e["hash"].as_str().unwrap().to_owned();
+    }
+    let recorded: Vec<chrono::DateTime<chrono::FixedOffset>> = events
+        .iter()
+        .map(|e| chrono::DateTime::parse_from_rfc3339(e["recorded_at"].as_str().unwrap()).unwrap())
+        .collect();
+    let mut sorted = recorded.clone();
+    sorted.sort();
+    assert_eq!(recorded, sorted, "recorded times follow the chain");
+    let last = events.last().unwrap()["decision"].as_str().unwrap();
+    assert_eq!(app.consents_of("user:batched").await["purposes"]["analytics"]["decision"], last);
+    let out = app.cli(&["ledger", "verify"]);
+    assert!(out.status.success(), "ledger verify: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Writes of many new subjects at once, some with an idempotency key sent twice and one invalid:
+/// the invalid one is refused alone, every valid one is committed exactly once.
+async fn concurrent_writes_of_many_subjects_are_each_committed_once(app: TestApp) {
+    app.seed().await;
+    let writes = (0..60).map(|i| {
+        let app = &app;
+        async move {
+            let purpose = if i == 7 { "no_such_purpose" } else { "analytics" };
+            let body = json!({"subject": format!("user:many-{}", i % 50), "choices": {purpose: true}, "source": "api"});
+            let res = app.post("/v1/consents", &body).header("Idempotency-Key", format!("key-{}", i % 50)).send().await;
+            let res = res.unwrap();
+            (i, res.status().as_u16(), res.headers().contains_key("Idempotent-Replayed"))
+        }
+    });
+    let results = join_all(writes).await;
+    for (i, status, _) in &results {
+        if *i == 7 {
+            assert_eq!(*status, 400, "the invalid submission is refused");
+        } else if *i == 57 {
+            // key-7 was first used by the refused request, which stored nothing.
+            assert_eq!(*status, 201);
+        } else {
+            assert_eq!(*status, 201, "write {i}");
+        }
+    }
+    let replays = results.iter().filter(|r| r.2).count();
+    assert_eq!(replays, 9, "the second use of keys 0..9 (but 7) replays the first response");
+    for n in 0..50 {
+        let events = app.events_of(&format!("user:many-{n}")).await;
+        assert_eq!(events.len(), 1, "user:many-{n} has exactly one event");
+    }
+}
+
+/// Kills the real server (SIGKILL) while 16 clients write; every write it acknowledged is
+/// stored after a restart, and the ledger verifies.
+async fn no_acknowledged_write_is_lost_when_the_server_is_killed(app: TestApp) {
+    let site = app.seed().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &app.database_url)
+        .env("CONSENTRY__LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("the server to start", || async {
+        app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let (client, base, site) = (app.client.clone(), base.clone(), site.clone());
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let visitor = format!("{c:08x}-0000-4000-8000-{n:012x}");
+                    let sent = client
+                        .post(format!("{base}/v1/sites/{site}/consents"))
+                        .header("Origin", ORIGIN)
+                        .json(&json!({"visitor_id": visitor, "choices": {"analytics": true, "marketing_email": false},
+                                      "policy_revision": "2021-02-01", "source": "banner"}))
+                        .send()
+                        .await;
+                    let Ok(res) = sent else { break };
+                    if res.status() != 201 {
+                        break;
+                    }
+                    let Ok(body) = res.json::<Value>().await else { break };
+                    let ids = body["event_ids"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_owned());
+                    acknowledged.lock().unwrap().extend(ids);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    join_all(clients).await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 32, "writes were acknowledged before the kill: {}", acknowledged.len());
+
+    let out = app.cli(&["ledger", "verify"]);
+    assert!(out.status.success(), "ledger verify: {}", String::from_utf8_lossy(&out.stdout));
+    let mut cursor = "0".to_owned();
+    let mut stored = std::collections::HashSet::new();
+    loop {
+        let page: Value =
+            app.get(&format!("/v1/events?after={cursor}&limit=1000")).send().await.unwrap().json().await.unwrap();
+        let events = page["events"].as_array().unwrap();
+        if events.is_empty() {
+            break;
+        }
+        stored.extend(events.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    }
+    let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged events were lost", lost.len(), acknowledged.len());
+}
