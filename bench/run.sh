@@ -7,7 +7,7 @@
 #
 # Environment: BENCH_DURATION (15s), BENCH_WARMUP (3s), BENCH_CONNS ("8 32"),
 # BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory.
-# Exit status: 0; 2 when a measurement had non-2xx answers or socket errors (flagged in the table).
+# Exit status: 0; 1 when a backend failed; 2 when a measurement had non-2xx answers or socket errors (flagged in the table).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -210,9 +210,26 @@ sample_loaded() {
   if [[ $1 == pg ]]; then psql -X -At "$DB_URL" -c "$q"; else sqlite3 "$SQLITE_FILE" "$q"; fi
 }
 
+# sanity_check BACKEND IDS: the first seeded visitor (and, with --scale, the last id of IDS, a
+# loaded one) are known to the server: a decided status, their state, 10 events when loaded.
+sanity_check() {
+  local seeded loaded out
+  seeded=$(head -1 "$WORK/seeded-$1.txt"); loaded=$(tail -1 "$2")
+  out=$(api POST /v1/consents/check "{\"purpose\":\"statistics\",\"subjects\":[\"visitor:$seeded\",\"visitor:$loaded\"]}")
+  if jq -e '[.results[].status] | any(. == "not_asked" or . == "stale" or . == "expired")' <<<"$out" >/dev/null; then
+    echo "sanity check failed ($1): $out" >&2; exit 1
+  fi
+  out=$(curl -sf -H 'Origin: https://bench.example' "$BASE/v1/sites/$SITE_KEY/visitors/$loaded/consents") ||
+    { echo "sanity check failed ($1): visitor_read of $loaded" >&2; exit 1; }
+  [[ $(jq -r .needs_consent <<<"$out") == false ]] || { echo "sanity check failed ($1): $out" >&2; exit 1; }
+  if (( SCALE > 0 )); then
+    local n; n=$(api GET "/v1/subjects/visitor:$loaded/events" | jq '.events | length')
+    [[ $n == 10 ]] || { echo "sanity check failed ($1): $n events for loaded visitor $loaded" >&2; exit 1; }
+  fi
+}
+
 RESULTS="$WORK/results.tsv"   # backend workload conns rps p50 p99 requests errors
 : >"$RESULTS"
-FLAGGED=0
 
 # run_wrk BACKEND WORKLOAD THREADS CONNS ARGS...: warm-up, then the measured run.
 run_wrk() {
@@ -232,12 +249,13 @@ run_wrk() {
     "$(get requests)" "$errors" >>"$RESULTS"
   log "  $w c$c: $(get rps) req/s, p50 $(get p50_ms) ms, p99 $(get p99_ms) ms, $errors errors"
   if (( errors > 0 )); then
-    FLAGGED=1
+    touch "$WORK/flagged"
     echo "  !! $w c$c: $(get non2xx) non-2xx, $(get socket_errors) socket errors; $(grep '^FIRST_ERROR' "$out" || true)" >&2
   fi
 }
 
-declare -A RSS LOADED SERVER_ERRORS
+# bench_backend BACKEND: runs in a subshell (a failure ends only that backend); what the report
+# says about it besides the table goes to $WORK/note-BACKEND.
 bench_backend() {
   local backend=$1
   log "$backend: setting up"
@@ -257,12 +275,12 @@ bench_backend() {
   local q="SELECT id FROM tenants WHERE slug = 'bench'"
   if [[ $backend == pg ]]; then TENANT_ID=$(psql -X -At "$DB_URL" -c "$q"); else TENANT_ID=$(sqlite3 "$SQLITE_FILE" "$q"); fi
 
-  LOADED[$backend]="-"
+  local loaded="-"
   if (( SCALE > 0 )); then
     log "$backend: loading $SCALE subjects x 10 events"
     stop_server
     load "$backend"
-    LOADED[$backend]="$LOAD_SECS s"
+    loaded="$LOAD_SECS s"
     log "$backend: loaded $SCALE subjects in $LOAD_SECS s"
     start_server "$backend"
   fi
@@ -272,10 +290,13 @@ bench_backend() {
   seed_visitors "$WORK/seeded-$backend.txt"
   cp "$WORK/seeded-$backend.txt" "$ids"
   if (( SCALE > 0 )); then sample_loaded "$backend" >>"$ids"; fi
-  local body="$WORK/bulk-$backend.json"
-  { shuf -r -n "$BULK_SUBJECTS" "$ids" | sed 's/^/"visitor:/; s/$/"/' | paste -sd, |
-      sed 's/^/{"purpose":"statistics","subjects":[/; s/$/]}/'; } >"$body"
-  # With few known ids the body repeats them (the server dedupes): 10,000 subjects all the same.
+  sanity_check "$backend" "$ids"
+  # The bulk body: 10,000 distinct subjects, known ones first (all of them at scale 0: 3,000),
+  # then unknown ones (not_asked, looked up all the same).
+  local body="$WORK/bulk-$backend.json" known
+  known=$(wc -l <"$ids"); if (( known > BULK_SUBJECTS )); then known=$BULK_SUBJECTS; fi
+  { shuf -n "$known" "$ids"; uuids $(( BULK_SUBJECTS - known )); } | sed 's/^/"visitor:/; s/$/"/' | paste -sd, |
+    sed 's/^/{"purpose":"statistics","subjects":[/; s/$/]}/' >"$body"
 
   local w c
   for w in ${WORKLOADS//,/ }; do
@@ -288,13 +309,17 @@ bench_backend() {
     esac
   done
 
-  RSS[$backend]=$(awk '/^VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status")
+  local rss errors
+  rss=$(awk '/^VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status")
   stop_server
-  SERVER_ERRORS[$backend]=$(grep -c . "$WORK/server-$backend.log" || true)
-  log "$backend: server peak RSS (VmHWM) ${RSS[$backend]}, ${SERVER_ERRORS[$backend]} lines in its error log"
-  if [[ ${SERVER_ERRORS[$backend]} != 0 ]]; then
-    cp "$WORK/server-$backend.log" "$WORK/keep-server-$backend.log"
+  errors=$(grep -c . "$WORK/server-$backend.log" || true)
+  log "$backend: server peak RSS (VmHWM) $rss, $errors lines in its error log"
+  echo "Server peak RSS (VmHWM): $rss. Loading $SCALE subjects: $loaded. Server error-log lines: $errors." \
+    >"$WORK/note-$backend"
+  if [[ $errors != 0 ]]; then
     echo "  server log ($backend), last lines:" >&2; tail -5 "$WORK/server-$backend.log" | cut -c1-300 >&2
+    { echo; echo "Last lines of the server's log:"; echo; echo '```'; tail -5 "$WORK/server-$backend.log" | cut -c1-300
+      echo '```'; } >>"$WORK/note-$backend"
   fi
 }
 
@@ -326,13 +351,25 @@ run_pgbench() {
       rm -rf "$dir"
       printf '%s\t%s\t%.1f\t%s\t%s\t%s\n' "$test" "$c" "$tps" "${pct% *}" "${pct#* }" "$failed" >>"$PGB"
       log "  pgbench $test c$c: $tps tps, p50/p99 ${pct/ / / } ms"
-      if (( failed > 0 )); then FLAGGED=1; fi
+      if (( failed > 0 )); then touch "$WORK/flagged"; fi
     done
   done
 }
 
 log "binary $BIN; duration $DURATION (warm-up $WARMUP); backends $BACKENDS; workloads $WORKLOADS; scale $SCALE"
-for b in ${BACKENDS//,/ }; do bench_backend "$b"; done
+FAILED=0
+for b in ${BACKENDS//,/ }; do
+  # Not as an `if` condition: that would switch off `set -e` inside the subshell.
+  set +e
+  ( set -e; trap stop_server EXIT; bench_backend "$b" ) 2> >(tee "$WORK/stderr-$b" >&2)
+  rc=$?
+  set -e
+  if (( rc != 0 )); then
+    FAILED=1
+    { echo "**The $b run failed**; its last messages:"; echo; echo '```'; grep -v '^==' "$WORK/stderr-$b" | tail -5
+      echo '```'; } >"$WORK/note-$b"
+  fi
+done
 if [[ ",$BACKENDS," == *,pg,* ]]; then run_pgbench; fi
 
 # The report.
@@ -381,9 +418,8 @@ REPORT="$WORK/report.md"
   for b in ${BACKENDS//,/ }; do
     if [[ $b == pg ]]; then echo "## PostgreSQL"; else echo "## SQLite"; fi
     echo
-    table "$b"
-    echo
-    echo "Server peak RSS (VmHWM): ${RSS[$b]}. Loading $SCALE subjects: ${LOADED[$b]}. Server error-log lines: ${SERVER_ERRORS[$b]}."
+    if grep -q "^$b"$'\t' "$RESULTS"; then table "$b"; echo; fi
+    cat "$WORK/note-$b"
     echo
   done
   if [[ -s "$PGB" ]]; then
@@ -394,7 +430,7 @@ REPORT="$WORK/report.md"
     awk -F'\t' '{ t = ($1 == "insert" ? "single-row INSERT" : "point SELECT (-S)"); printf "| %s | %s | %s | %s | %s | %s |\n", t, $2, $3, $4, $5, $6 }' "$PGB"
     echo
   fi
-  if (( FLAGGED )); then
+  if [[ -e "$WORK/flagged" ]]; then
     echo "**⚠ Some measurements had non-2xx answers, socket errors or failed transactions: their figures are not comparable.**"
     echo
   fi
@@ -405,4 +441,5 @@ OUT="$BENCH/results/$(date +%F)-$LABEL.md"
 cp "$REPORT" "$OUT"
 cat "$REPORT"
 log "written to ${OUT#"$REPO"/}"
-exit $(( FLAGGED ? 2 : 0 ))
+if (( FAILED )); then exit 1; fi
+if [[ -e "$WORK/flagged" ]]; then exit 2; fi

@@ -8,7 +8,7 @@
 BEGIN;
 CREATE TEMP TABLE bench_s AS
 WITH RECURSIVE c(n) AS (SELECT @FROM@ UNION ALL SELECT n + 1 FROM c WHERE n < @TO@),
-r AS (SELECT n, lower(hex(randomblob(16))) AS a, lower(hex(randomblob(16))) AS b,
+r AS MATERIALIZED (SELECT n, lower(hex(randomblob(16))) AS a, lower(hex(randomblob(16))) AS b,
              lower(hex(randomblob(32))) AS seed FROM c)
 SELECT n,
        substr(a, 1, 8) || '-' || substr(a, 9, 4) || '-' || substr(a, 13, 4) || '-' || substr(a, 17, 4) || '-' || substr(a, 21, 12) AS subject_id,
