@@ -3,6 +3,7 @@
 use super::view::TenantRules;
 use super::LedgerError;
 use crate::db::models::state::StateRow;
+use crate::db::models::subject::DataSubject;
 use crate::db::AnyConnection;
 use crate::domain::{FieldError, Purpose, Reason, RegionCode, Status, SubjectIdentifier, SubjectKey};
 use serde::Serialize;
@@ -28,8 +29,8 @@ pub struct CheckResult {
     pub reason: Reason,
 }
 
-/// Checks `purpose` for each subject, in request order, from one query per 5,000 subjects
-/// (identifiers joined to their states). Unknown subjects are
+/// Checks `purpose` for each subject, in request order, from a constant number of queries
+/// per 5,000 subjects (one to resolve identifiers, one for states). Unknown subjects are
 /// `not_asked`. Errors: the malformed subjects, each named by its index (`subjects[3]`), at
 /// most 100.
 pub fn check_subjects(
@@ -58,16 +59,25 @@ pub fn check_subjects(
     let mut unique: Vec<&str> = stored.iter().map(String::as_str).collect();
     unique.sort_unstable();
     unique.dedup();
-    let mut state_of: HashMap<String, StateRow> = HashMap::with_capacity(unique.len());
+    let mut subject_of: HashMap<String, String> = HashMap::with_capacity(unique.len());
     for chunk in unique.chunks(CHUNK) {
-        state_of.extend(StateRow::for_identifiers(conn, &rules.tenant_id, purpose.key.as_str(), chunk)?);
+        subject_of.extend(DataSubject::resolve_many(conn, &rules.tenant_id, chunk)?);
+    }
+    let mut subject_ids: Vec<&str> = subject_of.values().map(String::as_str).collect();
+    subject_ids.sort_unstable();
+    subject_ids.dedup();
+    let mut state_of: HashMap<String, StateRow> = HashMap::with_capacity(subject_ids.len());
+    for chunk in subject_ids.chunks(CHUNK) {
+        for row in StateRow::for_purpose(conn, &rules.tenant_id, purpose.key.as_str(), chunk)? {
+            state_of.insert(row.subject_id.clone(), row);
+        }
     }
 
     subjects
         .iter()
         .zip(&stored)
         .map(|(raw, stored)| {
-            let row = state_of.get(stored);
+            let row = subject_of.get(stored).and_then(|id| state_of.get(id));
             let choice = row.map(StateRow::to_choice).transpose()?;
             let state = rules.evaluate(purpose, choice.as_ref(), region);
             Ok(CheckResult { subject: raw.clone(), allowed: state.allowed, status: state.status, reason: state.reason })

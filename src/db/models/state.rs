@@ -60,28 +60,6 @@ impl StateRow {
             .load(conn)
     }
 
-    /// One purpose's state for the subjects behind stored identifiers, as (identifier, state):
-    /// one query (callers chunk very long lists). Identifiers without a state are left out.
-    pub fn for_identifiers(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        purpose_key: &str,
-        identifiers: &[&str],
-    ) -> QueryResult<Vec<(String, Self)>> {
-        use crate::db::schema::subject_identifiers as si;
-        consent_states::table
-            .inner_join(
-                si::table
-                    .on(si::tenant_id.eq(consent_states::tenant_id).and(si::subject_id.eq(consent_states::subject_id))),
-            )
-            .filter(si::tenant_id.eq(tenant_id))
-            .filter(si::identifier.eq_any(identifiers))
-            .filter(consent_states::tenant_id.eq(tenant_id))
-            .filter(consent_states::purpose_key.eq(purpose_key))
-            .select((si::identifier, Self::as_select()))
-            .load(conn)
-    }
-
     /// Every purpose's state of many subjects of one tenant: one query.
     pub fn for_subjects(conn: &mut AnyConnection, tenant_id: &str, subject_ids: &[&str]) -> QueryResult<Vec<Self>> {
         consent_states::table
