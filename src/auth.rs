@@ -1,6 +1,5 @@
 //! Authentication: management tokens (JWT bearer) and public site requests (site key + Origin).
 
-use crate::db::models::site::Site;
 use crate::db::models::tenant::Tenant;
 use crate::db::models::token::ApiToken;
 use crate::db::models::{naive, new_id, utc};
@@ -199,8 +198,6 @@ pub struct CorsOrigin(pub String);
 /// POST (Fetch standard, "append a request `Origin` header").
 #[derive(Debug, Clone)]
 pub struct PublicSite {
-    pub site: Site,
-    pub tenant: Tenant,
     /// The site as cached, with its origins and purposes parsed.
     pub entry: Arc<SiteEntry>,
     /// Its tenant's configuration (cached).
@@ -226,7 +223,7 @@ impl FromRequest for PublicSite {
                     crate::domain::truncate(&site_key)
                 )));
             };
-            let public = PublicSite { site: entry.site.clone(), tenant: config.tenant.clone(), entry, config };
+            let public = PublicSite { entry, config };
             match origin {
                 Some(o) if public.entry.allows_origin(&o) => {
                     req.extensions_mut().insert(CorsOrigin(o));

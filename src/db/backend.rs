@@ -92,56 +92,55 @@ pub fn lock_subjects(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<
 /// Rows per multi-row `INSERT`: below SQLite's 32,766 bound parameters at 14 columns.
 const INSERT_CHUNK: usize = 1_000;
 
-/// Inserts new data subjects, (id, tenant id, chain head), in one statement per 1,000.
-pub fn insert_subjects(
-    conn: &mut AnyConnection,
-    rows: &[(&str, &str, &str)],
-    created_at: chrono::NaiveDateTime,
-) -> QueryResult<()> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(id, tenant_id, head)| {
-                (
-                    data_subjects::id.eq(*id),
-                    data_subjects::tenant_id.eq(*tenant_id),
-                    data_subjects::last_event_hash.eq(*head),
-                    data_subjects::created_at.eq(created_at),
-                )
-            })
-            .collect();
-        match conn {
-            AnyConnection::Postgresql(c) => diesel::insert_into(data_subjects::table).values(&values).execute(c),
-            AnyConnection::Sqlite(c) => diesel::insert_into(data_subjects::table).values(&values).execute(c),
-        }?;
-    }
-    Ok(())
+/// Runs an insert statement on whichever backend the connection is (diesel's
+/// `MultiConnection` has no multi-row insert of its own).
+macro_rules! execute_on_either {
+    ($conn:expr, $query:expr) => {
+        match $conn {
+            AnyConnection::Postgresql(c) => $query.execute(c),
+            AnyConnection::Sqlite(c) => $query.execute(c),
+        }
+    };
 }
 
-/// Inserts identifiers, (tenant id, identifier, subject id), in one statement per 1,000. A
-/// concurrent writer that created the same identifier makes this a unique violation (retryable).
-pub fn insert_identifiers(
+/// Inserts new data subjects, (id, tenant id, chain head), and their identifiers, (tenant id,
+/// identifier, subject id), in one statement per 1,000 rows each. A concurrent writer that
+/// created the same identifier makes this a unique violation (retryable).
+pub fn insert_new_subjects(
     conn: &mut AnyConnection,
-    rows: &[(&str, &str, &str)],
+    subjects: &[(&str, &str, &str)],
+    identifiers: &[(&str, &str, &str)],
     created_at: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
     use super::schema::subject_identifiers as si;
-    for chunk in rows.chunks(INSERT_CHUNK) {
+    use data_subjects as ds;
+    for chunk in subjects.chunks(INSERT_CHUNK) {
         let values: Vec<_> = chunk
             .iter()
-            .map(|(tenant_id, identifier, subject_id)| {
+            .map(|(id, tenant, head)| {
                 (
-                    si::tenant_id.eq(*tenant_id),
+                    ds::id.eq(*id),
+                    ds::tenant_id.eq(*tenant),
+                    ds::last_event_hash.eq(*head),
+                    ds::created_at.eq(created_at),
+                )
+            })
+            .collect();
+        execute_on_either!(conn, diesel::insert_into(ds::table).values(&values))?;
+    }
+    for chunk in identifiers.chunks(INSERT_CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(tenant, identifier, subject)| {
+                (
+                    si::tenant_id.eq(*tenant),
                     si::identifier.eq(*identifier),
-                    si::subject_id.eq(*subject_id),
+                    si::subject_id.eq(*subject),
                     si::created_at.eq(created_at),
                 )
             })
             .collect();
-        match conn {
-            AnyConnection::Postgresql(c) => diesel::insert_into(si::table).values(&values).execute(c),
-            AnyConnection::Sqlite(c) => diesel::insert_into(si::table).values(&values).execute(c),
-        }?;
+        execute_on_either!(conn, diesel::insert_into(si::table).values(&values))?;
     }
     Ok(())
 }
@@ -150,10 +149,7 @@ pub fn insert_identifiers(
 pub fn insert_events(conn: &mut AnyConnection, rows: &[super::models::event::NewEvent]) -> QueryResult<()> {
     use super::schema::consent_events;
     for chunk in rows.chunks(INSERT_CHUNK) {
-        match conn {
-            AnyConnection::Postgresql(c) => diesel::insert_into(consent_events::table).values(chunk).execute(c),
-            AnyConnection::Sqlite(c) => diesel::insert_into(consent_events::table).values(chunk).execute(c),
-        }?;
+        execute_on_either!(conn, diesel::insert_into(consent_events::table).values(chunk))?;
     }
     Ok(())
 }
@@ -317,11 +313,7 @@ pub fn lock_due_deliveries(
 /// column has a value, which SQLite's multi-row `INSERT` needs.
 pub fn insert_deliveries(conn: &mut AnyConnection, rows: &[super::models::webhook::Delivery]) -> QueryResult<()> {
     use super::schema::webhook_deliveries;
-    match conn {
-        AnyConnection::Postgresql(c) => diesel::insert_into(webhook_deliveries::table).values(rows).execute(c),
-        AnyConnection::Sqlite(c) => diesel::insert_into(webhook_deliveries::table).values(rows).execute(c),
-    }
-    .map(drop)
+    execute_on_either!(conn, diesel::insert_into(webhook_deliveries::table).values(rows)).map(drop)
 }
 
 /// Errors after which the whole transaction may be run again: a concurrent insert of the

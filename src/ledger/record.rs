@@ -260,14 +260,15 @@ pub fn write_batch(
     }
     let active: Vec<usize> = (0..jobs.len()).filter(|i| outcomes[*i].is_none()).collect();
 
-    // Resolve identifiers per tenant; unknown ones get a new subject (inserted below).
+    // Resolve identifiers per tenant; unknown ones get a new subject (inserted below). One slot
+    // per subject: two identifiers of one person (linked) share it, so its chain never forks.
     let mut slot_of: HashMap<(String, String), usize> = HashMap::new();
+    let mut slot_of_subject: HashMap<String, usize> = HashMap::new();
     let mut slots: Vec<SubjectSlot> = Vec::new();
     let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for &i in &active {
         by_tenant.entry(jobs[i].rules.tenant_id.as_str()).or_default().push(jobs[i].subject.as_str());
     }
-    let mut existing: Vec<usize> = Vec::new();
     for (tenant_id, identifiers) in &by_tenant {
         let known: HashMap<String, String> =
             DataSubject::resolve_many(conn, tenant_id, identifiers)?.into_iter().collect();
@@ -280,32 +281,25 @@ pub fn write_batch(
                 Some(id) => (id.clone(), false),
                 None => (new_id(), true),
             };
-            if !is_new {
-                existing.push(slots.len());
-            }
-            slot_of.insert(key, slots.len());
-            slots.push(SubjectSlot {
-                tenant_id: (*tenant_id).to_owned(),
-                subject_id,
-                is_new,
-                head: GENESIS_HASH.to_owned(),
-                states: HashMap::new(),
-                changed: false,
+            let slot = *slot_of_subject.entry(subject_id.clone()).or_insert_with(|| {
+                slots.push(SubjectSlot {
+                    tenant_id: (*tenant_id).to_owned(),
+                    subject_id,
+                    is_new,
+                    head: GENESIS_HASH.to_owned(),
+                    states: HashMap::new(),
+                    changed: false,
+                });
+                slots.len() - 1
             });
+            slot_of.insert(key, slot);
         }
     }
-    // Two identifiers of one person (linked) share a subject: one slot each would fork its chain.
-    let mut first_slot_of_subject: HashMap<String, usize> = HashMap::new();
-    for slot in slot_of.values_mut() {
-        let canonical = *first_slot_of_subject.entry(slots[*slot].subject_id.clone()).or_insert(*slot);
-        *slot = canonical;
-    }
+    let existing: Vec<usize> = (0..slots.len()).filter(|s| !slots[*s].is_new).collect();
 
     // Lock the known subjects (in id order, so batches never deadlock on them) and read them.
     if !existing.is_empty() {
-        let mut ids: Vec<&str> = existing.iter().map(|s| slots[*s].subject_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids: Vec<&str> = existing.iter().map(|s| slots[*s].subject_id.as_str()).collect();
         let heads: HashMap<String, String> = backend::lock_subjects(conn, &ids)?.into_iter().collect();
         let mut states_of: HashMap<(String, String), HashMap<String, StateRow>> = HashMap::new();
         let mut tenants: Vec<&str> = existing.iter().map(|s| slots[*s].tenant_id.as_str()).collect();
@@ -377,14 +371,12 @@ pub fn write_batch(
     // Write it all: new subjects (with their final chain head) and their identifiers, events,
     // states, the heads of known subjects.
     let created_at = naive(Utc::now());
-    let new_subjects: Vec<&SubjectSlot> = {
-        let mut seen = std::collections::HashSet::new();
-        slots.iter().filter(|s| s.is_new && seen.insert(s.subject_id.clone())).collect()
-    };
-    if !new_subjects.is_empty() {
-        let subjects: Vec<(&str, &str, &str)> =
-            new_subjects.iter().map(|s| (s.subject_id.as_str(), s.tenant_id.as_str(), s.head.as_str())).collect();
-        backend::insert_subjects(conn, &subjects, created_at)?;
+    let subjects: Vec<(&str, &str, &str)> = slots
+        .iter()
+        .filter(|s| s.is_new)
+        .map(|s| (s.subject_id.as_str(), s.tenant_id.as_str(), s.head.as_str()))
+        .collect();
+    if !subjects.is_empty() {
         let mut identifiers: Vec<(&str, &str, &str)> = slot_of
             .iter()
             .filter(|(_, slot)| slots[**slot].is_new)
@@ -393,7 +385,7 @@ pub fn write_batch(
             })
             .collect();
         identifiers.sort_unstable();
-        backend::insert_identifiers(conn, &identifiers, created_at)?;
+        backend::insert_new_subjects(conn, &subjects, &identifiers, created_at)?;
     }
     backend::insert_events(conn, &events)?;
     let written_ids: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();

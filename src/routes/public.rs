@@ -147,7 +147,7 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
         })
         .collect();
     let config = SiteConfig {
-        site: PublicSiteInfo { site_key: site.site.site_key.clone(), name: site.site.name.clone() },
+        site: PublicSiteInfo { site_key: site.entry.site.site_key.clone(), name: site.entry.site.name.clone() },
         region: region.map(|r| r.to_string()),
         locale: query.locale.clone(),
         gpc_honored: purposes.iter().any(|p| p.gpc_applies),
@@ -226,7 +226,7 @@ pub async fn get_visitor_consents(
             source: ConsentSource::Banner,
             region: region.as_ref(),
             occurred_at: None,
-            site_id: Some(&site.site.id),
+            site_id: Some(&site.entry.site.id),
             gpc: true,
             idempotency: None,
         };
@@ -369,7 +369,7 @@ pub async fn record_visitor_consents(
     let JsonBody(body, raw) = body?;
     let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
     if let Some(token) = &body.identity_token {
-        let user = verify_identity(&site.site, token)?;
+        let user = verify_identity(&site.entry.site, token)?;
         let rules = AppState::rules(&site.config, None)?;
         let (key, v) = (site.config.subject_key.clone(), visitor.clone());
         state
@@ -390,8 +390,8 @@ pub async fn record_visitor_consents(
     }
     let region = parse_region(body.region.as_deref())?;
     let gpc = has_gpc(&req) || body.gpc == Some(true);
-    let idempotency = idempotency_claim(&req, format!("site:{}", site.site.id), &raw)?;
-    let site_id = site.site.id.clone();
+    let idempotency = idempotency_claim(&req, format!("site:{}", site.entry.site.id), &raw)?;
+    let site_id = site.entry.site.id.clone();
     record_and_respond(
         &state,
         site.config.clone(),

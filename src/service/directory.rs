@@ -14,7 +14,7 @@ use crate::db::models::revision::RevisionRow;
 use crate::db::models::site::Site;
 use crate::db::models::tenant::Tenant;
 use crate::db::models::token::ApiToken;
-use crate::db::schema::{api_tokens, config_versions, sites};
+use crate::db::schema::{api_tokens, config_versions};
 use crate::db::{AnyConnection, Pool};
 use crate::domain::{Purpose, SubjectKey};
 use chrono::{DateTime, Utc};
@@ -85,13 +85,7 @@ impl TenantConfig {
         let Some(tenant) = Tenant::find(conn, tenant_id)? else { return Ok(None) };
         let purposes = PurposeRow::list(conn, tenant_id)?;
         let revisions = RevisionRow::all(conn, tenant_id)?;
-        let sites = sites::table
-            .filter(sites::tenant_id.eq(tenant_id))
-            .select(Site::as_select())
-            .load::<Site>(conn)?
-            .into_iter()
-            .map(|s| Arc::new(SiteEntry::new(s)))
-            .collect();
+        let sites = Site::list(conn, tenant_id)?.into_iter().map(|s| Arc::new(SiteEntry::new(s))).collect();
         let tokens = api_tokens::table
             .filter(api_tokens::tenant_id.eq(tenant_id))
             .select(ApiToken::as_select())
@@ -155,14 +149,8 @@ impl Directory {
         let tenant_id = match self.cached_site_tenant(site_key) {
             Some(id) => id,
             None => {
-                let mut conn = self.pool.get()?;
-                let found: Option<String> = sites::table
-                    .filter(sites::site_key.eq(site_key))
-                    .select(sites::tenant_id)
-                    .first(&mut conn)
-                    .optional()?;
-                let Some(id) = found else { return Ok(None) };
-                id
+                let Some(site) = Site::find_by_key(&mut *self.pool.get()?, site_key)? else { return Ok(None) };
+                site.tenant_id
             }
         };
         let Some(mut config) = self.tenant(&tenant_id)? else { return Ok(None) };

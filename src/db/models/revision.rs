@@ -1,4 +1,4 @@
-use super::{corrupt, naive, utc};
+use super::{corrupt, utc};
 use crate::db::schema::policy_revisions;
 use crate::db::AnyConnection;
 use crate::domain::{PolicyKey, PurposeKey, Revision, RevisionDate};
@@ -69,16 +69,6 @@ impl RevisionRow {
     pub fn all(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Self>> {
         policy_revisions::table
             .filter(policy_revisions::tenant_id.eq(tenant_id))
-            .order((policy_revisions::revision_date.asc(), policy_revisions::policy_key.asc()))
-            .select(Self::as_select())
-            .load(conn)
-    }
-
-    /// Every revision of the tenant in force at `now`, oldest first.
-    pub fn in_force(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Vec<Self>> {
-        policy_revisions::table
-            .filter(policy_revisions::tenant_id.eq(tenant_id))
-            .filter(policy_revisions::effective_at.le(naive(now)))
             .order((policy_revisions::revision_date.asc(), policy_revisions::policy_key.asc()))
             .select(Self::as_select())
             .load(conn)

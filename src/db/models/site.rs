@@ -58,12 +58,6 @@ impl Site {
     pub fn purposes(&self) -> Option<Vec<String>> {
         self.purposes.as_deref().map(|p| serde_json::from_str(p).unwrap_or_default())
     }
-
-    /// Whether `origin` (as sent in the `Origin` header) is one of the site's origins.
-    /// Compared case-insensitively, as origins' scheme and host are (RFC 6454 §4).
-    pub fn allows_origin(&self, origin: &str) -> bool {
-        self.origins().iter().any(|o| o.eq_ignore_ascii_case(origin))
-    }
 }
 
 impl Site {

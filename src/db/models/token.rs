@@ -18,10 +18,6 @@ pub struct ApiToken {
 }
 
 impl ApiToken {
-    pub fn find(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Self>> {
-        api_tokens::table.find(id).select(Self::as_select()).first(conn).optional()
-    }
-
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
         diesel::insert_into(api_tokens::table).values(self).execute(conn).map(drop)
     }
