@@ -55,6 +55,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     Ok(AppState {
         directory: crate::service::directory::Directory::new(pool.clone()),
         writer: Arc::new(crate::service::writer::Writer::start(pool.clone(), writers, webhook_wake.clone())),
+        reader: Arc::new(crate::service::reader::Reader::start(pool.clone(), 2)),
         pool,
         keys: Arc::new(keys),
         unsubscribe_keys: Arc::new(unsubscribe_keys),

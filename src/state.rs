@@ -4,6 +4,7 @@ use crate::db::{AnyConnection, Pool};
 use crate::error::ApiError;
 use crate::ledger::TenantRules;
 use crate::service::directory::{Directory, SiteEntry, TenantConfig};
+use crate::service::reader::Reader;
 use crate::service::writer::Writer;
 use actix_web::web;
 use jsonwebtoken::{DecodingKey, EncodingKey};
@@ -26,6 +27,8 @@ pub struct AppState {
     pub directory: Arc<Directory>,
     /// Writes consent submissions in batches (see [`crate::service::writer`]).
     pub writer: Arc<Writer>,
+    /// Reads single subjects' states in batches (see [`crate::service::reader`]).
+    pub reader: Arc<Reader>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).

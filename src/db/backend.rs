@@ -1,10 +1,15 @@
 //! The few places where PostgreSQL and SQLite need different statements, each one `match`.
 
-use super::schema::data_subjects;
+use super::models::state::StateRow;
+use super::schema::{consent_states, data_subjects, subject_identifiers};
 use super::AnyConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error};
+use diesel::sql_types::{Array, Nullable, Text, Timestamp};
+use std::marker::PhantomData;
 
 /// Whether the connection is inside a transaction (a pooled connection never should be).
 pub fn in_transaction(conn: &mut AnyConnection) -> bool {
@@ -88,6 +93,184 @@ pub fn lock_subjects(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<
         AnyConnection::Sqlite(c) => query.load(c),
     }
 }
+
+/// The subject id of each known identifier of a tenant, as (identifier, subject id): one query
+/// for the whole list (callers chunk very long lists).
+///
+/// PostgreSQL: one primary-key probe per identifier (`unnest` joined `LATERAL`), a plan that
+/// does not depend on statistics. `identifier = ANY($1)`, prepared once and planned
+/// generically, filtered every identifier of the tenant instead while the table had no
+/// statistics yet (a new database; 1,340 checks/s against 4,800 once analysed).
+pub fn resolve_identifiers(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    identifiers: &[&str],
+) -> QueryResult<Vec<(String, String)>> {
+    use subject_identifiers as si;
+    match conn {
+        AnyConnection::Postgresql(c) => PgStatement::<_, (Text, Text)>::new(
+            &[
+                "SELECT q.identifier, si.subject_id FROM unnest(",
+                ") AS q(identifier) CROSS JOIN LATERAL (SELECT subject_id FROM subject_identifiers \
+                 WHERE tenant_id = ",
+                " AND identifier = q.identifier OFFSET 0) si",
+            ],
+            (identifiers.into_sql::<Array<Text>>(), tenant_id.into_sql::<Text>()),
+        )
+        .load(c),
+        AnyConnection::Sqlite(c) => si::table
+            .filter(si::tenant_id.eq(tenant_id))
+            .filter(si::identifier.eq_any(identifiers))
+            .select((si::identifier, si::subject_id))
+            .load(c),
+    }
+}
+
+/// The consent states of many subjects of a tenant: every purpose's, or only `purpose`'s. One
+/// query, one index probe per subject on PostgreSQL (see [`resolve_identifiers`]).
+pub fn states_of(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    purpose: Option<&str>,
+    subject_ids: &[&str],
+) -> QueryResult<Vec<StateRow>> {
+    use consent_states as cs;
+    const COLUMNS: &str = "SELECT s.* FROM unnest(";
+    const FROM: &str = ") AS q(subject_id) CROSS JOIN LATERAL (SELECT tenant_id, purpose_key, subject_id, \
+         decision, event_id, policy_revision, source, occurred_at, recorded_at FROM consent_states \
+         WHERE tenant_id = ";
+    match (conn, purpose) {
+        (AnyConnection::Postgresql(c), Some(purpose)) => PgStatement::<_, StateColumns>::new(
+            &[COLUMNS, FROM, " AND purpose_key = ", " AND subject_id = q.subject_id OFFSET 0) s"],
+            (subject_ids.into_sql::<Array<Text>>(), tenant_id.into_sql::<Text>(), purpose.into_sql::<Text>()),
+        )
+        .load(c),
+        (AnyConnection::Postgresql(c), None) => PgStatement::<_, StateColumns>::new(
+            &[COLUMNS, FROM, " AND subject_id = q.subject_id OFFSET 0) s"],
+            (subject_ids.into_sql::<Array<Text>>(), tenant_id.into_sql::<Text>()),
+        )
+        .load(c),
+        (AnyConnection::Sqlite(c), purpose) => {
+            let mut query = cs::table
+                .filter(cs::tenant_id.eq(tenant_id))
+                .filter(cs::subject_id.eq_any(subject_ids))
+                .select(StateRow::as_select())
+                .into_boxed();
+            if let Some(purpose) = purpose {
+                query = query.filter(cs::purpose_key.eq(purpose));
+            }
+            query.load(c)
+        }
+    }
+}
+
+/// What one lookup of [`states_of_identifiers`] asks for: the states of the subject behind a
+/// stored identifier of a tenant, of one purpose or (`None`) all.
+pub struct StateLookup<'a> {
+    pub tenant_id: &'a str,
+    pub identifier: &'a str,
+    pub purpose: Option<&'a str>,
+}
+
+/// The states several lookups ask for, each row with the 1-based position of its lookup: one
+/// query on PostgreSQL (an identifier probe and a state probe per lookup, whatever the
+/// statistics), one cached statement per lookup on SQLite (in-process, no round trip).
+pub fn states_of_identifiers(conn: &mut AnyConnection, lookups: &[StateLookup<'_>]) -> QueryResult<Vec<(i64, StateRow)>> {
+    match conn {
+        AnyConnection::Postgresql(c) => {
+            let tenants: Vec<&str> = lookups.iter().map(|l| l.tenant_id).collect();
+            let identifiers: Vec<&str> = lookups.iter().map(|l| l.identifier).collect();
+            let purposes: Vec<Option<&str>> = lookups.iter().map(|l| l.purpose).collect();
+            PgStatement::<_, (diesel::sql_types::BigInt, StateColumns)>::new(
+                &[
+                    "SELECT q.n, s.* FROM unnest(",
+                    ", ",
+                    ", ",
+                    ") WITH ORDINALITY AS q(tenant_id, identifier, purpose_key, n) CROSS JOIN LATERAL ( \
+                     SELECT c.tenant_id, c.purpose_key, c.subject_id, c.decision, c.event_id, \
+                     c.policy_revision, c.source, c.occurred_at, c.recorded_at FROM consent_states c \
+                     WHERE c.tenant_id = q.tenant_id AND c.subject_id = (SELECT si.subject_id \
+                     FROM subject_identifiers si WHERE si.tenant_id = q.tenant_id AND si.identifier = q.identifier) \
+                     AND (q.purpose_key IS NULL OR c.purpose_key = q.purpose_key) OFFSET 0) s",
+                ],
+                (
+                    tenants.into_sql::<Array<Text>>(),
+                    identifiers.into_sql::<Array<Text>>(),
+                    purposes.into_sql::<Array<Nullable<Text>>>(),
+                ),
+            )
+            .load(c)
+        }
+        AnyConnection::Sqlite(_) => {
+            let mut rows = Vec::new();
+            for (n, l) in (1..).zip(lookups) {
+                rows.extend(StateRow::for_identifier(conn, l.tenant_id, l.identifier, l.purpose)?.into_iter().map(|r| (n, r)));
+            }
+            Ok(rows)
+        }
+    }
+}
+
+/// The SQL types of a [`StateRow`], in its field order.
+type StateColumns = (Text, Text, Text, Text, Text, Nullable<Text>, Text, Timestamp, Timestamp);
+
+/// A PostgreSQL statement written by hand: `parts` with the bind parameters between them, in
+/// order. It calls nothing "unsafe to cache", so diesel prepares it once per connection and
+/// reuses it (its statement cache is keyed by the SQL text), unlike `sql_query`.
+struct PgStatement<B, Row> {
+    parts: &'static [&'static str],
+    binds: B,
+    row: PhantomData<Row>,
+}
+
+impl<B: PgBinds, Row> PgStatement<B, Row> {
+    fn new(parts: &'static [&'static str], binds: B) -> Self {
+        debug_assert_eq!(parts.len(), B::COUNT + 1, "one more SQL part than bind parameters");
+        Self { parts, binds, row: PhantomData }
+    }
+}
+
+impl<B, Row> QueryId for PgStatement<B, Row> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<B: PgBinds, Row> QueryFragment<Pg> for PgStatement<B, Row> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.binds.walk(self.parts, out)
+    }
+}
+
+impl<B, Row: diesel::sql_types::SqlType> Query for PgStatement<B, Row> {
+    type SqlType = Row;
+}
+
+impl<B, Row> RunQueryDsl<diesel::PgConnection> for PgStatement<B, Row> {}
+
+/// The bind parameters of a [`PgStatement`]: a tuple of bound values (`into_sql`).
+trait PgBinds {
+    const COUNT: usize;
+    fn walk<'b>(&'b self, parts: &'static [&'static str], out: AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+}
+
+macro_rules! pg_binds {
+    ($count:literal: $($t:ident $i:tt),+) => {
+        impl<$($t: QueryFragment<Pg>),+> PgBinds for ($($t,)+) {
+            const COUNT: usize = $count;
+            fn walk<'b>(&'b self, parts: &'static [&'static str], mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+                let mut parts = parts.iter();
+                $(
+                    out.push_sql(parts.next().copied().unwrap_or_default());
+                    self.$i.walk_ast(out.reborrow())?;
+                )+
+                parts.for_each(|rest| out.push_sql(rest));
+                Ok(())
+            }
+        }
+    };
+}
+pg_binds!(2: A 0, B 1);
+pg_binds!(3: A 0, B 1, C 2);
 
 /// Rows per multi-row `INSERT`: below SQLite's 32,766 bound parameters at 14 columns.
 const INSERT_CHUNK: usize = 1_000;

@@ -2,9 +2,10 @@
 
 use super::view::TenantRules;
 use super::LedgerError;
+use crate::db::backend;
 use crate::db::models::state::StateRow;
-use crate::db::models::subject::DataSubject;
 use crate::db::AnyConnection;
+use diesel::QueryResult;
 use crate::domain::{FieldError, Purpose, Reason, RegionCode, Status, SubjectIdentifier, SubjectKey};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -29,18 +30,9 @@ pub struct CheckResult {
     pub reason: Reason,
 }
 
-/// Checks `purpose` for each subject, in request order, from a constant number of queries
-/// per 5,000 subjects (one to resolve identifiers, one for states). Unknown subjects are
-/// `not_asked`. Errors: the malformed subjects, each named by its index (`subjects[3]`), at
-/// most 100.
-pub fn check_subjects(
-    conn: &mut AnyConnection,
-    rules: &TenantRules,
-    subject_key: &SubjectKey,
-    purpose: &Purpose,
-    subjects: &[String],
-    region: Option<&RegionCode>,
-) -> Result<Vec<CheckResult>, LedgerError> {
+/// The stored form of each subject of a check, in request order. Errors: the malformed
+/// subjects, each named by its index (`subjects[3]`), at most 100.
+pub fn stored_subjects(subject_key: &SubjectKey, subjects: &[String]) -> Result<Vec<String>, LedgerError> {
     let mut stored: Vec<String> = Vec::with_capacity(subjects.len());
     let mut errors = Vec::new();
     for (i, raw) in subjects.iter().enumerate() {
@@ -52,35 +44,57 @@ pub fn check_subjects(
             Err(_) => {}
         }
     }
-    if !errors.is_empty() {
-        return Err(LedgerError::Fields(errors));
+    if errors.is_empty() {
+        Ok(stored)
+    } else {
+        Err(LedgerError::Fields(errors))
     }
+}
 
+/// The state of `purpose_key` of each known stored identifier, by identifier: two queries per
+/// 5,000 distinct identifiers (one to resolve them, one for the states).
+pub fn states_by_identifier(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    purpose_key: &str,
+    stored: &[String],
+) -> QueryResult<HashMap<String, StateRow>> {
     let mut unique: Vec<&str> = stored.iter().map(String::as_str).collect();
     unique.sort_unstable();
     unique.dedup();
     let mut subject_of: HashMap<String, String> = HashMap::with_capacity(unique.len());
     for chunk in unique.chunks(CHUNK) {
-        subject_of.extend(DataSubject::resolve_many(conn, &rules.tenant_id, chunk)?);
+        subject_of.extend(backend::resolve_identifiers(conn, tenant_id, chunk)?);
     }
     let mut subject_ids: Vec<&str> = subject_of.values().map(String::as_str).collect();
     subject_ids.sort_unstable();
     subject_ids.dedup();
     let mut state_of: HashMap<String, StateRow> = HashMap::with_capacity(subject_ids.len());
     for chunk in subject_ids.chunks(CHUNK) {
-        for row in StateRow::for_purpose(conn, &rules.tenant_id, purpose.key.as_str(), chunk)? {
+        for row in backend::states_of(conn, tenant_id, Some(purpose_key), chunk)? {
             state_of.insert(row.subject_id.clone(), row);
         }
     }
+    Ok(subject_of.into_iter().filter_map(|(identifier, id)| Some((identifier, state_of.get(&id)?.clone()))).collect())
+}
 
+/// The answer for each subject, in request order, from the states of their stored forms
+/// (`stored[i]` is `subjects[i]`'s). Subjects without a state are `not_asked`.
+pub fn answer(
+    rules: &TenantRules,
+    purpose: &Purpose,
+    region: Option<&RegionCode>,
+    subjects: Vec<String>,
+    stored: &[String],
+    states: &HashMap<String, StateRow>,
+) -> Result<Vec<CheckResult>, LedgerError> {
     subjects
-        .iter()
-        .zip(&stored)
-        .map(|(raw, stored)| {
-            let row = subject_of.get(stored).and_then(|id| state_of.get(id));
-            let choice = row.map(StateRow::to_choice).transpose()?;
+        .into_iter()
+        .zip(stored)
+        .map(|(subject, stored)| {
+            let choice = states.get(stored).map(StateRow::to_choice).transpose()?;
             let state = rules.evaluate(purpose, choice.as_ref(), region);
-            Ok(CheckResult { subject: raw.clone(), allowed: state.allowed, status: state.status, reason: state.reason })
+            Ok(CheckResult { subject, allowed: state.allowed, status: state.status, reason: state.reason })
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! The consent ledger: recording decisions and reading consent state, on top of the domain
 //! rules and the database. No HTTP here: routes parse requests and render responses.
 
-mod check;
+pub mod check;
 mod events;
 mod link;
 pub mod outbox;
@@ -9,13 +9,13 @@ mod record;
 pub mod verify;
 mod view;
 
-pub use check::{check_subjects, CheckResult, MAX_CHECK_SUBJECTS};
+pub use check::{CheckResult, MAX_CHECK_SUBJECTS};
 pub use events::{describe_events, EventResponse, FeedEvent};
 pub use link::{link_identifiers, link_visitor_to_user, Linked};
 pub use record::{
     record_choices, record_one, write_batch, Finish, IdempotencyClaim, Outcome, RecordRequest, Recorded, Submission,
 };
-pub use view::{subject_view, PurposeState, SubjectView, TenantRules};
+pub use view::{index, PurposeState, SubjectView, TenantRules};
 
 use crate::domain::FieldError;
 

@@ -271,7 +271,7 @@ pub fn write_batch(
     }
     for (tenant_id, identifiers) in &by_tenant {
         let known: HashMap<String, String> =
-            DataSubject::resolve_many(conn, tenant_id, identifiers)?.into_iter().collect();
+            backend::resolve_identifiers(conn, tenant_id, identifiers)?.into_iter().collect();
         for identifier in identifiers {
             let key = ((*tenant_id).to_owned(), (*identifier).to_owned());
             if slot_of.contains_key(&key) {
@@ -311,7 +311,7 @@ pub fn write_batch(
                 .filter(|s| slots[**s].tenant_id == tenant_id)
                 .map(|s| slots[*s].subject_id.as_str())
                 .collect();
-            for row in StateRow::for_subjects(conn, tenant_id, &ids)? {
+            for row in backend::states_of(conn, tenant_id, None, &ids)? {
                 states_of
                     .entry((row.tenant_id.clone(), row.subject_id.clone()))
                     .or_default()

@@ -144,16 +144,7 @@ pub struct PurposeState {
     pub reprompt_after: Option<DateTime<Utc>>,
 }
 
-/// The state of the subject behind `stored_identifier` (all `not_asked` when unknown).
-pub fn subject_view(
-    conn: &mut AnyConnection,
-    rules: &TenantRules,
-    stored_identifier: &str,
-    region: Option<&RegionCode>,
-) -> QueryResult<SubjectView> {
-    rules.view(&index(StateRow::for_identifier(conn, &rules.tenant_id, stored_identifier)?), region)
-}
-
-pub(crate) fn index(states: Vec<StateRow>) -> HashMap<String, StateRow> {
+/// States by purpose key.
+pub fn index(states: Vec<StateRow>) -> HashMap<String, StateRow> {
     states.into_iter().map(|s| (s.purpose_key.clone(), s)).collect()
 }

@@ -99,7 +99,7 @@ pub async fn stream_suppressions(
                     let last = subjects.last().cloned();
                     let ids: Vec<&str> = subjects.iter().map(String::as_str).collect();
                     let mut states: BTreeMap<String, StateRow> =
-                        StateRow::for_purpose(conn, &rules.tenant_id, key.as_str(), &ids)?
+                        crate::db::backend::states_of(conn, &rules.tenant_id, Some(key.as_str()), &ids)?
                             .into_iter()
                             .map(|s| (s.subject_id.clone(), s))
                             .collect();

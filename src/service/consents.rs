@@ -1,14 +1,16 @@
 //! Consent use cases: record a submission, read a subject's state, check a purpose for many
-//! subjects. Configuration comes from the directory (no query); each use case then takes one
-//! pooled connection once (reads) or joins a batch (writes).
+//! subjects. Configuration comes from the directory (no query); each use case then joins a
+//! batch (writes, single-subject reads) or takes one pooled connection once (bulk checks).
 
-use crate::db::AnyConnection;
+use super::reader::Lookup;
+use crate::db::models::state::StateRow;
 use crate::domain::{Purpose, RegionCode, SubjectKey};
 use crate::error::ApiError;
 use crate::ledger::{
-    self, CheckResult, Finish, LedgerError, Outcome, RecordRequest, SubjectView, Submission, TenantRules,
+    self, check, CheckResult, Finish, LedgerError, Outcome, RecordRequest, SubjectView, Submission, TenantRules,
 };
 use crate::state::AppState;
+use std::collections::HashMap;
 
 /// Records a submission: validated here (nothing invalid joins a batch), then written together
 /// with concurrent ones (`service::writer`). Resolves once committed.
@@ -26,23 +28,22 @@ pub async fn record(
     state.writer.submit(submission).await
 }
 
-/// The state of the subject behind `stored_identifier` (all `not_asked` when unknown): one query.
+/// The state of the subject behind `stored_identifier` (all `not_asked` when unknown): one
+/// lookup, read together with concurrent ones (`service::reader`).
 pub async fn read_state(
     state: &AppState,
     rules: TenantRules,
     stored_identifier: String,
     region: Option<RegionCode>,
 ) -> Result<SubjectView, ApiError> {
-    state
-        .db(move |conn: &mut AnyConnection| {
-            Ok(ledger::subject_view(conn, &rules, &stored_identifier, region.as_ref())?)
-        })
-        .await
+    let lookup = Lookup { tenant_id: rules.tenant_id.clone(), identifier: stored_identifier, purpose: None };
+    let states = state.reader.states(lookup).await?;
+    Ok(rules.view(&ledger::index(states), region.as_ref())?)
 }
 
-/// Checks `purpose` for each subject, in request order: two queries per 5,000 subjects
-/// (identifiers, then states by primary key; a join of the two let PostgreSQL's planner scan
-/// every state of the purpose when its statistics were stale).
+/// Checks `purpose` for each subject, in request order. One subject (a send-time check) is one
+/// lookup, read together with concurrent ones (`service::reader`); a list is two queries per
+/// 5,000 subjects ([`ledger::check::states_by_identifier`]).
 /// Errors: a purpose the tenant does not define, malformed subjects (400).
 pub async fn check(
     state: &AppState,
@@ -55,7 +56,17 @@ pub async fn check(
     let purpose: Purpose = rules.purpose(purpose).cloned().ok_or_else(|| {
         ApiError::invalid("purpose", format!("no purpose '{}' is defined", crate::domain::truncate(purpose)))
     })?;
-    state
-        .db(move |conn| Ok(ledger::check_subjects(conn, &rules, &subject_key, &purpose, &subjects, region.as_ref())?))
-        .await
+    let stored = check::stored_subjects(&subject_key, &subjects)?;
+    let states: HashMap<String, StateRow> = match stored.as_slice() {
+        [only] => {
+            let lookup =
+                Lookup { tenant_id: rules.tenant_id.clone(), identifier: only.clone(), purpose: Some(purpose.key.to_string()) };
+            state.reader.states(lookup).await?.into_iter().map(|row| (only.clone(), row)).collect()
+        }
+        _ => {
+            let (tenant_id, key, stored) = (rules.tenant_id.clone(), purpose.key.to_string(), stored.clone());
+            state.db(move |conn| Ok(check::states_by_identifier(conn, &tenant_id, &key, &stored)?)).await?
+        }
+    };
+    Ok(check::answer(&rules, &purpose, region.as_ref(), subjects, &stored, &states)?)
 }

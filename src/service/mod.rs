@@ -2,6 +2,8 @@
 //! output. Routes parse requests and render responses; services hold the rules, the
 //! transactions and the caches; the domain holds pure rules; `db` holds the queries.
 
+pub mod batch;
 pub mod consents;
 pub mod directory;
+pub mod reader;
 pub mod writer;

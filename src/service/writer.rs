@@ -9,11 +9,12 @@
 //! Submissions that share an idempotency key never share a batch (the second must see the
 //! first's stored response).
 
+use super::batch::Batcher;
 use crate::db::backend::write_transaction;
 use crate::db::Pool;
 use crate::ledger::{self, LedgerError, Outcome, Submission};
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// The most submissions written in one transaction.
@@ -24,42 +25,22 @@ struct Job {
     reply: oneshot::Sender<Result<Outcome, LedgerError>>,
 }
 
-struct Queue {
-    jobs: VecDeque<Job>,
-    closed: bool,
-}
-
-struct Shared {
-    queue: Mutex<Queue>,
-    ready: Condvar,
-    pool: Pool,
-    /// Woken after a batch that wrote events (the webhook dispatcher looks for deliveries).
-    webhook_wake: Arc<tokio::sync::Notify>,
-}
-
 /// The handle requests submit through. Dropping the last one lets the writer threads finish
 /// what is queued and end.
 pub struct Writer {
-    shared: Arc<Shared>,
+    batcher: Batcher<Job>,
 }
 
 impl Writer {
-    /// Starts `threads` writer threads on `pool`.
+    /// Starts `threads` writer threads on `pool`; each batch that wrote wakes `webhook_wake`
+    /// (the webhook dispatcher looks for deliveries).
     pub fn start(pool: Pool, threads: usize, webhook_wake: Arc<tokio::sync::Notify>) -> Self {
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue { jobs: VecDeque::new(), closed: false }),
-            ready: Condvar::new(),
-            pool,
-            webhook_wake,
+        let batcher = Batcher::start("consentry-writer", threads, take_batch, move |mut batch| {
+            if write(&pool, &mut batch) {
+                webhook_wake.notify_one();
+            }
         });
-        for n in 0..threads.max(1) {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("consentry-writer-{n}"))
-                .spawn(move || run(&shared))
-                .expect("a thread can be spawned at start-up");
-        }
-        Self { shared }
+        Self { batcher }
     }
 
     /// Writes `submission` with whatever else is queued; resolves once its batch committed (or
@@ -67,45 +48,10 @@ impl Writer {
     /// error after retries), or [`LedgerError::Unavailable`] when the writer is stopping.
     pub async fn submit(&self, submission: Submission) -> Result<Outcome, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        {
-            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if queue.closed {
-                return Err(LedgerError::Unavailable("the server is stopping".into()));
-            }
-            queue.jobs.push_back(Job { submission, reply });
+        if self.batcher.push(Job { submission, reply }).is_err() {
+            return Err(LedgerError::Unavailable("the server is stopping".into()));
         }
-        self.shared.ready.notify_one();
         answer.await.unwrap_or_else(|_| Err(LedgerError::Unavailable("the writer stopped".into())))
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
-        self.shared.ready.notify_all();
-    }
-}
-
-fn run(shared: &Shared) {
-    loop {
-        let mut batch = {
-            let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-            while queue.jobs.is_empty() && !queue.closed {
-                queue = shared.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
-            }
-            if queue.jobs.is_empty() {
-                return;
-            }
-            take_batch(&mut queue.jobs)
-        };
-        if !shared.queue.lock().unwrap_or_else(|e| e.into_inner()).jobs.is_empty() {
-            // More is waiting: let another writer thread gather it while this one writes.
-            shared.ready.notify_one();
-        }
-        let wrote = write(shared, &mut batch);
-        if wrote {
-            shared.webhook_wake.notify_one();
-        }
     }
 }
 
@@ -127,8 +73,8 @@ fn take_batch(jobs: &mut VecDeque<Job>) -> Vec<Job> {
 }
 
 /// Writes a batch and answers its jobs; returns whether any event may have been written.
-fn write(shared: &Shared, batch: &mut Vec<Job>) -> bool {
-    let mut conn = match shared.pool.get() {
+fn write(pool: &Pool, batch: &mut Vec<Job>) -> bool {
+    let mut conn = match pool.get() {
         Ok(conn) => conn,
         Err(e) => {
             for job in batch.drain(..) {

@@ -12,6 +12,7 @@ crate::backend_tests!(
     concurrent_writes_of_one_subject_chain_in_order,
     concurrent_writes_of_many_subjects_are_each_committed_once,
     no_acknowledged_write_is_lost_when_the_server_is_killed,
+    concurrent_single_reads_each_get_their_own_answer,
 );
 
 /// Polls `probe` every 50 ms until it holds; returns how long that took (fails after 3 s).
@@ -175,6 +176,74 @@ async fn concurrent_writes_of_many_subjects_are_each_committed_once(app: TestApp
     for n in 0..50 {
         let events = app.events_of(&format!("user:many-{n}")).await;
         assert_eq!(events.len(), 1, "user:many-{n} has exactly one event");
+    }
+}
+
+/// Concurrent single-subject checks and state reads are answered together (one query per batch,
+/// `service::reader`); each still gets its own subject's answer, from its own tenant.
+async fn concurrent_single_reads_each_get_their_own_answer(app: TestApp) {
+    app.seed().await;
+    // user:reader-0..23: analytics granted when even, refused when odd; 24..31 never asked.
+    for n in 0..24 {
+        let body = json!({"subject": format!("user:reader-{n}"), "choices": {"analytics": n % 2 == 0}, "source": "api"});
+        assert_eq!(app.record(body).await.status(), 201);
+    }
+    // Another tenant knows user:reader-0 too, refused there.
+    let other = app.create_tenant("other-readers");
+    let res = app
+        .client
+        .put(app.url("/v1/purposes/analytics"))
+        .bearer_auth(&other)
+        .json(&json!({"title": "Analytics", "description": "Counting visits.", "kind": "cookie_category",
+                      "consent_model": "opt_in", "legal_basis": "consent", "gpc_applies": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let res = app
+        .client
+        .post(app.url("/v1/consents"))
+        .bearer_auth(&other)
+        .json(&json!({"subject": "user:reader-0", "choices": {"analytics": false}, "source": "api"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    let expected = |n: usize| match n {
+        24.. => "not_asked",
+        n if n % 2 == 0 => "granted",
+        _ => "denied",
+    };
+    let reads = (0..120).map(|i| {
+        let (app, other) = (&app, &other);
+        async move {
+            let n = i % 32;
+            let subject = format!("user:reader-{n}");
+            let (token, want) = if i % 10 == 9 { (other.as_str(), if n == 0 { "denied" } else { "not_asked" }) } else { (app.token.as_str(), expected(n)) };
+            let status = if i % 3 == 0 {
+                let res = app.client.get(app.url(&format!("/v1/subjects/{subject}/consents"))).bearer_auth(token).send().await.unwrap();
+                assert_eq!(res.status(), 200);
+                res.json::<Value>().await.unwrap()["purposes"]["analytics"]["status"].as_str().unwrap().to_owned()
+            } else {
+                let res = app
+                    .client
+                    .post(app.url("/v1/consents/check"))
+                    .bearer_auth(token)
+                    .json(&json!({"purpose": "analytics", "subjects": [subject]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(body["results"][0]["subject"], subject.as_str());
+                body["results"][0]["status"].as_str().unwrap().to_owned()
+            };
+            (i, subject, want, status)
+        }
+    });
+    for (i, subject, want, status) in join_all(reads).await {
+        assert_eq!(status, want, "read {i} of {subject}");
     }
 }
 

@@ -44,44 +44,31 @@ impl StateRow {
             .load(conn)
     }
 
-    /// Every purpose's state of the subject behind a stored identifier: one query (the
-    /// identifier joined to the states), empty for an unknown identifier.
-    pub fn for_identifier(conn: &mut AnyConnection, tenant_id: &str, identifier: &str) -> QueryResult<Vec<Self>> {
-        use crate::db::schema::subject_identifiers as si;
-        consent_states::table
-            .inner_join(
-                si::table
-                    .on(si::tenant_id.eq(consent_states::tenant_id).and(si::subject_id.eq(consent_states::subject_id))),
-            )
-            .filter(si::tenant_id.eq(tenant_id))
-            .filter(si::identifier.eq(identifier))
-            .filter(consent_states::tenant_id.eq(tenant_id))
-            .select(Self::as_select())
-            .load(conn)
-    }
-
-    /// Every purpose's state of many subjects of one tenant: one query.
-    pub fn for_subjects(conn: &mut AnyConnection, tenant_id: &str, subject_ids: &[&str]) -> QueryResult<Vec<Self>> {
-        consent_states::table
-            .filter(consent_states::tenant_id.eq(tenant_id))
-            .filter(consent_states::subject_id.eq_any(subject_ids))
-            .select(Self::as_select())
-            .load(conn)
-    }
-
-    /// One purpose's state for many subjects: one query (callers chunk very long lists).
-    pub fn for_purpose(
+    /// The states of the subject behind a stored identifier (every purpose's, or only
+    /// `purpose`'s); empty for an unknown identifier. One query: the identifier is resolved by
+    /// a scalar subquery, so every condition is an equality on an index's leading columns and
+    /// the plan does not depend on statistics (a join of the two tables let PostgreSQL scan
+    /// every state of the tenant while they had none).
+    pub fn for_identifier(
         conn: &mut AnyConnection,
         tenant_id: &str,
-        purpose_key: &str,
-        subject_ids: &[&str],
+        identifier: &str,
+        purpose: Option<&str>,
     ) -> QueryResult<Vec<Self>> {
-        consent_states::table
+        use crate::db::schema::subject_identifiers as si;
+        let subject = si::table
+            .filter(si::tenant_id.eq(tenant_id))
+            .filter(si::identifier.eq(identifier))
+            .select(si::subject_id)
+            .single_value();
+        let query = consent_states::table
             .filter(consent_states::tenant_id.eq(tenant_id))
-            .filter(consent_states::purpose_key.eq(purpose_key))
-            .filter(consent_states::subject_id.eq_any(subject_ids))
-            .select(Self::as_select())
-            .load(conn)
+            .filter(consent_states::subject_id.nullable().eq(subject))
+            .select(Self::as_select());
+        match purpose {
+            Some(purpose) => query.filter(consent_states::purpose_key.eq(purpose)).load(conn),
+            None => query.load(conn),
+        }
     }
 
     /// Removes a merged-away subject's states (they now live under the subject it joined).

@@ -10,20 +10,6 @@ use diesel::prelude::*;
 pub struct DataSubject;
 
 impl DataSubject {
-    /// The subject id of each stored identifier that is known, as (identifier, subject id).
-    /// One query, whatever the number of identifiers (callers chunk very long lists).
-    pub fn resolve_many(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        identifiers: &[&str],
-    ) -> QueryResult<Vec<(String, String)>> {
-        subject_identifiers::table
-            .filter(subject_identifiers::tenant_id.eq(tenant_id))
-            .filter(subject_identifiers::identifier.eq_any(identifiers))
-            .select((subject_identifiers::identifier, subject_identifiers::subject_id))
-            .load(conn)
-    }
-
     pub fn resolve(conn: &mut AnyConnection, tenant_id: &str, identifier: &str) -> QueryResult<Option<String>> {
         subject_identifiers::table
             .find((tenant_id, identifier))

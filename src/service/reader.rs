@@ -1,0 +1,99 @@
+//! Grouped reads: the state lookups of concurrent single-subject checks and state reads (the
+//! send-time check of a marketing system, the SDK's visitor read) are answered together, one
+//! query per batch ([`backend::states_of_identifiers`]).
+//!
+//! A lone request is read at once; under load, each reader thread takes everything queued (up
+//! to [`MAX_BATCH`]) while the other one queries. When a batch query fails, its lookups are read
+//! again one by one, so each request gets its own answer or error.
+
+use super::batch::{take_up_to, Batcher};
+use crate::db::backend::{self, StateLookup};
+use crate::db::models::state::StateRow;
+use crate::db::{AnyConnection, Pool};
+use crate::ledger::LedgerError;
+use tokio::sync::oneshot;
+
+/// The most lookups read in one query.
+pub const MAX_BATCH: usize = 512;
+
+/// The states of the subject behind `identifier` (a stored identifier) in `tenant_id`: of
+/// `purpose`, or of every purpose when `None`.
+pub struct Lookup {
+    pub tenant_id: String,
+    pub identifier: String,
+    pub purpose: Option<String>,
+}
+
+impl Lookup {
+    fn borrowed(&self) -> StateLookup<'_> {
+        StateLookup { tenant_id: &self.tenant_id, identifier: &self.identifier, purpose: self.purpose.as_deref() }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<StateRow>, LedgerError>>;
+
+/// The handle requests read through.
+pub struct Reader {
+    batcher: Batcher<(Lookup, Reply)>,
+}
+
+impl Reader {
+    /// Starts `threads` reader threads on `pool`.
+    pub fn start(pool: Pool, threads: usize) -> Self {
+        Self { batcher: Batcher::start("consentry-reader", threads, take_up_to::<_, MAX_BATCH>, move |batch| read(&pool, batch)) }
+    }
+
+    /// The states `lookup` asks for (empty for an unknown identifier). Errors: a database error,
+    /// or [`LedgerError::Unavailable`] when no connection can be had or the server is stopping.
+    pub async fn states(&self, lookup: Lookup) -> Result<Vec<StateRow>, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        if self.batcher.push((lookup, reply)).is_err() {
+            return Err(LedgerError::Unavailable("the server is stopping".into()));
+        }
+        answer.await.unwrap_or_else(|_| Err(LedgerError::Unavailable("the reader stopped".into())))
+    }
+}
+
+fn read(pool: &Pool, batch: Vec<(Lookup, Reply)>) {
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(LedgerError::Unavailable(format!("no database connection: {e}"))));
+            }
+            return;
+        }
+    };
+    if batch.len() > 1 {
+        let lookups: Vec<StateLookup<'_>> = batch.iter().map(|(l, _)| l.borrowed()).collect();
+        match backend::states_of_identifiers(&mut conn, &lookups) {
+            Ok(rows) => {
+                let mut per_lookup: Vec<Vec<StateRow>> = (0..batch.len()).map(|_| Vec::new()).collect();
+                for (n, row) in rows {
+                    if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| per_lookup.get_mut(i)) {
+                        slot.push(row);
+                    }
+                }
+                for ((_, reply), rows) in batch.into_iter().zip(per_lookup) {
+                    let _ = reply.send(Ok(rows));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, size = batch.len(), "a read batch failed; reading its lookups one by one");
+                crate::db::note_lost_connection(&e);
+            }
+        }
+    }
+    for (lookup, reply) in batch {
+        let _ = reply.send(read_one(&mut conn, &lookup));
+    }
+}
+
+fn read_one(conn: &mut AnyConnection, lookup: &Lookup) -> Result<Vec<StateRow>, LedgerError> {
+    let l = lookup.borrowed();
+    StateRow::for_identifier(conn, l.tenant_id, l.identifier, l.purpose).map_err(|e| {
+        crate::db::note_lost_connection(&e);
+        LedgerError::Db(e)
+    })
+}
