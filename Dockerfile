@@ -21,6 +21,7 @@ USER consentry
 WORKDIR /var/lib/consentry
 ENV CONSENTRY__LISTEN=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["/usr/local/bin/consentry", "--version"]
+# Asks the running service (GET /readyz: the database answers and takes writes).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s CMD ["/usr/local/bin/consentry", "ready"]
 ENTRYPOINT ["/usr/local/bin/consentry"]
 CMD ["serve"]

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`.
+//! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`.
 //! Every command opens the database exactly as `serve` does (settings, `DATABASE_URL`).
 
 use crate::auth::{issue_token, Scope};
@@ -34,9 +34,22 @@ pub enum Command {
         /// log its admin token, for the tour and the demo page at /demo.
         #[arg(long)]
         demo: bool,
+        /// Do not run migrations at start (e.g. on a read-only database, or when a deploy runs
+        /// `consentry migrate` first); refuse to start if the schema lacks any. Same as the
+        /// setting `migrate = false`.
+        #[arg(long)]
+        no_migrate: bool,
     },
-    /// Create or upgrade the database schema, then exit.
+    /// Create or upgrade the database schema (under a lock: safe beside running instances),
+    /// then exit.
     Migrate,
+    /// Ask the running service whether it is ready (GET /readyz); exit 0 when it answers 200.
+    /// For container health checks; does not open the database.
+    Ready {
+        /// The service's address (default: the `listen` setting, 0.0.0.0 asked as 127.0.0.1).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Manage tenants (data controllers).
     Tenants {
         #[command(subcommand)]
@@ -106,14 +119,19 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cli: Cli) -> CliResult {
     let mut settings = Settings::load(cli.config.as_deref())?;
-    match cli.command.unwrap_or(Command::Serve { listen: None, demo: false }) {
-        Command::Serve { listen, demo } => {
+    match cli.command.unwrap_or(Command::Serve { listen: None, demo: false, no_migrate: false }) {
+        Command::Serve { listen, demo, no_migrate } => {
             if let Some(listen) = listen {
                 settings.listen = listen;
             }
+            if no_migrate {
+                settings.migrate = false;
+            }
             serve(settings, demo)
         }
+        Command::Ready { listen } => ready(listen.as_deref().unwrap_or(&settings.listen)),
         Command::Migrate => {
+            settings.migrate = true;
             open_state(&settings)?;
             eprintln!("migrated {}", crate::db::DatabaseUrl::parse(&settings.database_url)?.redacted());
             Ok(())
@@ -200,14 +218,49 @@ pub fn create_tenant(state: &AppState, slug: &str) -> Result<(Tenant, String, St
     Ok(result?)
 }
 
+/// `GET /readyz` on `listen` over plain HTTP/1.0 within 3 seconds; Ok when it answers 200.
+fn ready(listen: &str) -> CliResult {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let target = match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_owned(),
+    };
+    let timeout = std::time::Duration::from_secs(3);
+    let addr = target.to_socket_addrs()?.next().ok_or_else(|| format!("'{target}' names no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(format!("GET /readyz HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes())?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+    if status == "200" {
+        println!("ready");
+        Ok(())
+    } else {
+        Err(format!("not ready: GET http://{target}/readyz answered {status}").into())
+    }
+}
+
+/// Logs to stderr: human-readable on a terminal, one JSON object a line otherwise (files,
+/// journald, container logs), never with ANSI colour codes off a terminal.
+fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter());
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().with_current_span(true).with_span_list(false).init();
+    }
+}
+
 fn serve(settings: Settings, demo: bool) -> CliResult {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&settings.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(&settings.log);
     let demo_state = if demo { Some(open_state(&settings)?) } else { None };
     if let Some(state) = &demo_state {
         match crate::apply::apply_example(state)? {

@@ -25,6 +25,15 @@ pub struct Settings {
     pub holidays: Vec<chrono::NaiveDate>,
     /// `tracing` filter, e.g. `info` or `consentry=debug` (default `info`).
     pub log: String,
+    /// Whether `serve` (and every command but `migrate`, which always does) runs pending
+    /// migrations at start (default true). When false, a database that lacks one is refused:
+    /// run `consentry migrate` first. `serve --no-migrate` sets it to false.
+    #[serde(default = "yes")]
+    pub migrate: bool,
+    /// SQLite only: `full` (default: a commit is on disk before its 2xx, even across a power
+    /// loss) or `normal` (faster; the last commits may be lost on a power loss or OS crash).
+    #[serde(default)]
+    pub sqlite_synchronous: crate::db::Synchronous,
     /// Webhook delivery (`[webhooks]` in the file, `CONSENTRY__WEBHOOKS__RETRY_WINDOW=…`).
     #[serde(default)]
     pub webhooks: WebhookSettings,
@@ -77,6 +86,10 @@ impl Default for WebhookSettings {
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = usize::deserialize(d)?;
     if n == 0 {
@@ -111,12 +124,28 @@ impl Settings {
         };
         builder =
             builder.add_source(config::Environment::with_prefix("CONSENTRY").prefix_separator("__").separator("__"));
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            if !url.is_empty() {
-                builder = builder.set_override("database_url", url)?;
-            }
+        if let Some(url) = std::env::var_os("DATABASE_URL") {
+            let url = url.into_string().map_err(|_| config::ConfigError::Message("DATABASE_URL is not UTF-8".into()))?;
+            builder = builder.set_override("database_url", url)?;
         }
-        builder.build()?.try_deserialize()
+        let settings: Self = builder.build()?.try_deserialize()?;
+        if settings.database_url.trim().is_empty() {
+            return Err(config::ConfigError::Message(
+                "the database URL is set but empty (DATABASE_URL or database_url); unset it for the default \
+                 sqlite://data/consentry.db, or name a database"
+                    .into(),
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// How to open the database with these settings.
+    pub fn db_options(&self) -> crate::db::Options {
+        crate::db::Options {
+            pool_size: self.pool_size,
+            migrate: self.migrate,
+            synchronous: self.sqlite_synchronous,
+        }
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Problem {
     /// For validation problems: each field at fault.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub errors: Vec<FieldProblem>,
+    /// The request's id (its `X-Request-Id`, given or generated), to find it in the logs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_id: Option<String>,
 }
 
 /// One field at fault.
@@ -69,7 +72,7 @@ pub enum ApiError {
     IdempotencyKeyReused(String),
     #[error("{0}")]
     RequestTimeout(String),
-    #[error("the database is busy; retry shortly")]
+    #[error("the database is unavailable or busy; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -80,7 +83,12 @@ impl ApiError {
         Self::Invalid(vec![FieldProblem { field: field.into(), message: message.into() }])
     }
 
+    /// A server-side failure: 503 when the database is only unavailable for now (see
+    /// [`crate::db::transient`]), else 500.
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        if crate::db::transient(&e).is_some() {
+            return Self::Unavailable(Box::new(e));
+        }
         Self::Internal(Box::new(e))
     }
 
@@ -122,6 +130,7 @@ impl ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             errors,
+            request_id: crate::telemetry::request_id(),
         }
     }
 }
@@ -151,6 +160,7 @@ pub fn problem_response(status: StatusCode, slug: &str, title: &str, detail: Str
         status: status.as_u16(),
         detail,
         errors: Vec::new(),
+        request_id: crate::telemetry::request_id(),
     };
     HttpResponse::build(status).content_type("application/problem+json").json(problem)
 }

@@ -17,4 +17,5 @@ pub mod routes;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod workers;

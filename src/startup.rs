@@ -12,7 +12,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -36,9 +36,10 @@ pub const TOKEN_KEY: &str = "management_token_hs256";
 /// The name of the instance key that signs one-click unsubscribe links.
 pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
 
-/// Opens the database (migrating it) and loads the installation's keys.
+/// Opens the database (migrating it unless `settings.migrate` is off) and loads the
+/// installation's keys.
 pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
-    let pool = db::connect(&settings.database_url, settings.pool_size)?;
+    let pool = db::open(&settings.database_url, &settings.db_options())?;
     let secret =
         InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY).map_err(DbError::from)?;
     let keys = TokenKeys::from_secret(&secret).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
@@ -177,7 +178,14 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
                 Either::Right(srv.call(req).map(|r| r.map(|r| r.map_into_left_body())))
             })
             .wrap(actix_web::middleware::Compress::default())
-            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            // Outermost: the request id is set for everything inside, and the access log sees
+            // the final status. It logs the route pattern, never the path (identifiers, tokens).
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let traced = crate::telemetry::Traced::begin(&req);
+                let served = traced.enter(|| srv.call(req));
+                traced.finish(served)
+            })
     });
     let server = match workers {
         Some(n) => server.workers(n.max(1)),
@@ -195,7 +203,10 @@ fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
     let headers = res.headers_mut();
     if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Idempotent-Replayed"));
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Idempotent-Replayed, X-Request-Id"),
+        );
     }
     if public {
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
@@ -228,19 +239,24 @@ impl KnownRoutes {
         )
     }
 
-    fn allowed(&self, path: &str) -> Option<&[&'static str]> {
-        self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_slice())
+    /// The route pattern that `path` matches, e.g. `/v1/subjects/{subject}/events`, and its methods.
+    fn allowed(&self, path: &str) -> Option<(&str, &[&'static str])> {
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(def, m)| (def.pattern().unwrap_or("this resource"), m.as_slice()))
     }
 }
 
 async fn not_found(req: HttpRequest, known: web::Data<KnownRoutes>) -> HttpResponse {
-    if let Some(methods) = known.allowed(req.path()) {
+    if let Some((pattern, methods)) = known.allowed(req.path()) {
         let allow = methods.join(", ");
+        // The pattern, not the path: a path may hold an identifier (an email) or a token.
         let mut res = problem_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
             "The method is not allowed on this resource",
-            format!("{} is not allowed on {}; use {allow}", req.method(), req.path()),
+            format!("{} is not allowed on {pattern}; use {allow}", req.method()),
         );
         if let Ok(value) = HeaderValue::from_str(&allow) {
             res.headers_mut().insert(header::ALLOW, value);

@@ -34,6 +34,8 @@ pub async fn start(database_url: &str) -> Server {
         workers: None,
         holidays: Vec::new(),
         log: "error".into(),
+        migrate: true,
+        sqlite_synchronous: Default::default(),
         webhooks: Default::default(),
     };
     let app = Application::build(settings).await.unwrap();

@@ -20,6 +20,24 @@ pub fn in_transaction(conn: &mut AnyConnection) -> bool {
     !matches!(depth, Ok(None))
 }
 
+/// Whether a write could commit now. PostgreSQL: not a standby (`pg_is_in_recovery()`) and
+/// not read-only by default (`default_transaction_read_only`, e.g. during a failover).
+/// SQLite: not `query_only`.
+pub fn accepts_writes(conn: &mut AnyConnection) -> QueryResult<bool> {
+    use diesel::sql_types::Bool;
+    #[derive(QueryableByName)]
+    struct Writable {
+        #[diesel(sql_type = Bool)]
+        writable: bool,
+    }
+    let pg = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' AS writable";
+    let row: Writable = match conn {
+        AnyConnection::Postgresql(c) => diesel::sql_query(pg).get_result(c)?,
+        AnyConnection::Sqlite(c) => diesel::sql_query("SELECT NOT query_only AS writable FROM pragma_query_only").get_result(c)?,
+    };
+    Ok(row.writable)
+}
+
 /// Runs `f` in a write transaction and commits it; rolls back when `f` fails.
 ///
 /// On SQLite the transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front:

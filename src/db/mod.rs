@@ -11,8 +11,9 @@ pub mod schema;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A connection to either backend.
 #[derive(diesel::MultiConnection)]
@@ -21,8 +22,82 @@ pub enum AnyConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
-pub type Pool = r2d2::Pool<ConnectionManager>;
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+/// A pool of connections that knows when the database is down.
+///
+/// While the last attempt to connect failed (and none succeeded since), [`Pool::get`] answers
+/// at once instead of waiting out the checkout timeout, and a background probe reconnects.
+#[derive(Clone)]
+pub struct Pool {
+    inner: r2d2::Pool<ConnectionManager>,
+    health: Arc<Health>,
+}
+
+impl Pool {
+    /// A connection; fails at once while the database is known to be down, else after at most
+    /// the checkout timeout (5 s).
+    pub fn get(&self) -> Result<PooledConnection, r2d2::Error> {
+        if self.health.is_down() {
+            // r2d2's error cannot be made by hand: a checkout that may not wait gives one, with
+            // the last connection error as its message.
+            return self.inner.get_timeout(Duration::from_millis(1));
+        }
+        self.inner.get()
+    }
+
+    /// Whether the last attempt to connect failed (no success since).
+    pub fn is_down(&self) -> bool {
+        self.health.is_down()
+    }
+}
+
+/// What the pool has seen of the database lately, shared by its manager and the probe.
+#[derive(Debug, Default)]
+struct Health {
+    /// When connecting began to fail, while it still fails.
+    failing_since: Mutex<Option<Instant>>,
+    /// Until when every checkout is tested with a query: set when a connection was found lost,
+    /// for the others that may have died with it.
+    suspect_until: Mutex<Option<Instant>>,
+}
+
+/// How long checkouts are tested after a connection was found lost.
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+/// How often the probe tries to connect while the database is down.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+
+impl Health {
+    fn is_down(&self) -> bool {
+        self.failing_since.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    fn connected(&self, ok: bool) {
+        let mut failing = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        match (ok, failing.is_some()) {
+            (true, true) => {
+                tracing::warn!("the database answers again");
+                *failing = None;
+            }
+            (false, false) => {
+                tracing::error!("cannot connect to the database; answering 503 until it is back");
+                *failing = Some(Instant::now());
+                drop(failing);
+                self.suspect();
+            }
+            _ => {}
+        }
+    }
+
+    fn suspect(&self) {
+        *self.suspect_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + SUSPECT_FOR);
+    }
+
+    fn is_suspect(&self) -> bool {
+        self.suspect_until.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|until| Instant::now() < until)
+    }
+}
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -36,6 +111,19 @@ pub enum DbError {
     EmptySqlitePath(String),
     #[error("cannot create the directory {0} for the SQLite database: {1}")]
     CreateDir(PathBuf, std::io::Error),
+    #[error(
+        "DATABASE_URL '{url}': the directory {dir} does not exist; create it first (mkdir -p {dir}) \
+         or fix the path (sqlite://data/x.db is relative to the working directory, \
+         sqlite:///var/lib/x.db absolute)"
+    )]
+    NoSuchDir { url: String, dir: String },
+    #[error(
+        "the database has migrations this binary does not know: {0}; it was migrated by a newer release. \
+         Run that release (or newer), or revert its migrations before starting this one"
+    )]
+    UnknownMigrations(String),
+    #[error("the database lacks migrations this binary needs: {0}; run `consentry migrate` first")]
+    PendingMigrations(String),
     #[error("cannot connect to {backend} at {url}: {reason}")]
     Connect { backend: &'static str, url: String, reason: String },
     #[error("cannot run migrations: {0}")]
@@ -100,10 +188,43 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// SQLite's `PRAGMA synchronous` in WAL mode (<https://sqlite.org/pragma.html#pragma_synchronous>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit is synced to disk before it is acknowledged: a 2xx survives a power loss.
+    #[default]
+    Full,
+    /// Commits are synced at checkpoints: the last ones may be lost on a power loss or an
+    /// operating-system crash (not when only the process dies).
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connections in the pool (at least 1).
+    pub pool_size: u32,
+    /// Run pending migrations (under a lock); when false, refuse a schema that lacks any.
+    pub migrate: bool,
+    pub synchronous: Synchronous,
+}
+
 /// An r2d2 manager that opens the backend the URL names, and nothing else.
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    synchronous: Synchronous,
+    health: Arc<Health>,
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
@@ -111,30 +232,50 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = ConnectionError;
 
     fn connect(&self) -> Result<AnyConnection, ConnectionError> {
+        let conn = self.open();
+        self.health.connected(conn.is_ok());
+        conn
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
+        // Tested only while connections are suspect (one was found lost lately): then a dead
+        // one is replaced before a transaction begins on it, and otherwise no query is spent.
+        if self.health.is_suspect() {
+            conn.batch_execute("SELECT 1").map_err(ConnectionError::CouldntSetupConfiguration)?;
+        }
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        // A connection left inside a transaction (e.g. after a panic) is not reused, nor one
+        // whose last query on this thread failed for want of a connection.
+        let lost = LOST.with(|lost| lost.replace(false));
+        if lost {
+            self.health.suspect();
+        }
+        lost || backend::in_transaction(conn)
+    }
+}
+
+impl ConnectionManager {
+    fn open(&self) -> Result<AnyConnection, ConnectionError> {
         match &self.url {
             DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url).map(AnyConnection::Postgresql),
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets readers run beside the one writer; writers wait for each other
                 // (busy_timeout, ms) instead of failing; foreign keys are off by default in SQLite.
-                conn.batch_execute(
+                // synchronous = FULL (the default) syncs each commit, so that a 2xx survives a
+                // power loss; NORMAL only at checkpoints.
+                conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
+                     PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                    self.synchronous.pragma()
+                ))
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(AnyConnection::Sqlite(conn))
             }
         }
-    }
-
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
-        conn.batch_execute("SELECT 1").map_err(ConnectionError::CouldntSetupConfiguration)
-    }
-
-    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        // A connection left inside a transaction (e.g. after a panic) is not reused, nor one
-        // whose last query on this thread failed for want of a connection.
-        LOST.with(|lost| lost.replace(false)) || backend::in_transaction(conn)
     }
 }
 
@@ -144,64 +285,195 @@ thread_local! {
     static LOST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Records that `err` (from a query on this thread) means the connection is gone, so that the
-/// pool drops it when it comes back instead of handing it out again. Connections are not tested
-/// with a query on every checkout; this is how a broken one leaves the pool.
-pub fn note_lost_connection(err: &(dyn std::error::Error + 'static)) {
+/// A database condition that passes: the request may succeed if sent again shortly (503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transient {
+    /// The connection died (the server restarted, an administrator ended it, the network).
+    ConnectionLost,
+    /// The database takes no writes now (a replica, a failover under way, a read-only file).
+    ReadOnly,
+    /// The server is starting, stopping or recovering, or SQLite's write lock did not come free.
+    Unavailable,
+}
+
+/// Classifies an error (or any error in its source chain) from a query.
+pub fn transient(err: &(dyn std::error::Error + 'static)) -> Option<Transient> {
+    use diesel::result::DatabaseErrorKind as K;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cause {
         if let Some(diesel::result::Error::DatabaseError(kind, info)) = e.downcast_ref::<diesel::result::Error>() {
             let message = info.message();
-            if matches!(
-                kind,
-                diesel::result::DatabaseErrorKind::ClosedConnection
-                    | diesel::result::DatabaseErrorKind::UnableToSendCommand
-            ) || message.contains("terminating connection")
-                || message.contains("server closed the connection")
-                || message.contains("no connection to the server")
-                || message.contains("could not receive data")
+            let has = |s: &str| message.contains(s);
+            if matches!(kind, K::ClosedConnection | K::UnableToSendCommand)
+                || has("terminating connection")
+                || has("server closed the connection")
+                || has("no connection to the server")
+                || has("could not receive data")
+                || has("could not send data")
+                || has("connection to server")
             {
-                LOST.with(|lost| lost.set(true));
-                return;
+                return Some(Transient::ConnectionLost);
+            }
+            if matches!(kind, K::ReadOnlyTransaction)
+                || has("read-only transaction")
+                || has("attempt to write a readonly database")
+            {
+                return Some(Transient::ReadOnly);
+            }
+            if has("the database system is")
+                || has("cannot connect now")
+                || has("database is locked")
+                || has("too many clients")
+            {
+                return Some(Transient::Unavailable);
             }
         }
         cause = e.source();
     }
+    None
 }
 
-/// Opens a pool for `url` and runs pending migrations. Creates the SQLite file and its
-/// directory on first start. Fails, naming the URL (password redacted), when PostgreSQL is
-/// unreachable within 5 seconds.
+/// Records that `err` (from a query on this thread) means the connection is gone, so that the
+/// pool drops it when it comes back instead of handing it out again, and tests the other
+/// connections on checkout for a while. Connections are not tested with a query on every
+/// checkout otherwise; this is how a broken one leaves the pool.
+pub fn note_lost_connection(err: &(dyn std::error::Error + 'static)) {
+    if transient(err) == Some(Transient::ConnectionLost) {
+        LOST.with(|lost| lost.set(true));
+    }
+}
+
+/// The SQLite file of the README's first command, whose directory is created on first start.
+pub const DEFAULT_SQLITE_PATH: &str = "data/consentry.db";
+
+/// Opens a pool for `url` with `pool_size` connections and runs pending migrations.
 pub fn connect(url: &str, pool_size: u32) -> Result<Pool, DbError> {
+    open(url, &Options { pool_size, migrate: true, synchronous: Synchronous::default() })
+}
+
+/// Opens a pool for `url` and, with `options.migrate`, runs pending migrations under a lock;
+/// then refuses a database that has migrations this binary does not know, or (without
+/// `migrate`) lacks some it needs. Creates the SQLite file on first start, and its directory
+/// only for [`DEFAULT_SQLITE_PATH`]. Fails, naming the URL (password redacted), when
+/// PostgreSQL is unreachable.
+pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
     let url = DatabaseUrl::parse(url)?;
     if let DatabaseUrl::Sqlite(path) = &url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| DbError::CreateDir(dir.to_owned(), e))?;
+            if path == Path::new(DEFAULT_SQLITE_PATH) {
+                std::fs::create_dir_all(dir).map_err(|e| DbError::CreateDir(dir.to_owned(), e))?;
+            } else if !dir.is_dir() {
+                return Err(DbError::NoSuchDir { url: url.redacted(), dir: dir.display().to_string() });
+            }
         }
     }
-    let manager = ConnectionManager { url: url.clone() };
+    let health = Arc::new(Health::default());
+    let manager = ConnectionManager { url: url.clone(), synchronous: options.synchronous, health: health.clone() };
     let failed = |reason: String| DbError::Connect { backend: url.backend(), url: url.redacted(), reason };
     // One direct attempt first: a wrong host or password fails at once, with its own message,
     // instead of after the pool's timeout and a page of retries.
-    r2d2::ManageConnection::connect(&manager).map_err(|e| failed(e.to_string().trim().to_owned()))?;
-    let pool = r2d2::Pool::builder()
-        .max_size(pool_size.max(1))
+    manager.open().map_err(|e| failed(e.to_string().trim().to_owned()))?;
+    let inner = r2d2::Pool::builder()
+        .max_size(options.pool_size.max(1))
         .connection_timeout(Duration::from_secs(5))
-        // No `SELECT 1` before every checkout: a connection that broke shows it by failing its
-        // query, and `has_broken` keeps it out of the pool.
-        .test_on_check_out(false)
-        .build(manager)
+        // `is_valid` runs a query only while connections are suspect (see there).
+        .test_on_check_out(true)
+        .build(manager.clone())
         .map_err(|e| failed(e.to_string()))?;
+    spawn_probe(&manager);
+    let pool = Pool { inner, health };
     let mut conn = pool.get()?;
-    run_migrations(&mut conn)?;
+    if options.migrate {
+        run_migrations(&mut conn)?;
+    } else {
+        check_migrations(&mut conn, false)?;
+    }
     Ok(pool)
 }
 
-/// Runs the embedded migrations of the connection's backend.
+/// While the database is down, tries to connect every [`PROBE_EVERY`], so that the pool knows
+/// it is back without a request waiting for it. Ends with the pool.
+fn spawn_probe(manager: &ConnectionManager) {
+    let (url, synchronous, health) = (manager.url.clone(), manager.synchronous, Arc::downgrade(&manager.health));
+    let spawned = std::thread::Builder::new().name("consentry-db-probe".into()).spawn(move || loop {
+        std::thread::sleep(PROBE_EVERY);
+        let Some(health) = health.upgrade() else { return };
+        if health.is_down() {
+            let probe = ConnectionManager { url: url.clone(), synchronous, health: health.clone() };
+            drop(r2d2::ManageConnection::connect(&probe));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the database probe; recovery waits for the pool's own retries");
+    }
+}
+
+/// A key for `pg_advisory_lock` held while migrating: "consentry" in ASCII, as a number.
+const MIGRATION_LOCK: i64 = 0x636f_6e73_656e_7472;
+
+/// Runs the embedded migrations of the connection's backend, one process at a time (PostgreSQL:
+/// an advisory lock; SQLite: the write lock, `BEGIN IMMEDIATE`), so that instances started
+/// together never race; then checks that the database has no migration this binary lacks.
 pub fn run_migrations(conn: &mut AnyConnection) -> Result<(), DbError> {
-    let result = match conn {
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|_| ()),
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+    let migrate = |conn: &mut AnyConnection| -> Result<(), DbError> {
+        let result = match conn {
+            AnyConnection::Postgresql(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|_| ()),
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        };
+        result.map_err(|e| DbError::Migrate(e.to_string()))?;
+        check_migrations(conn, true)
     };
-    result.map_err(|e| DbError::Migrate(e.to_string()))
+    match conn {
+        AnyConnection::Postgresql(_) => {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let outcome = migrate(conn);
+            let unlocked = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            outcome?;
+            Ok(unlocked?)
+        }
+        AnyConnection::Sqlite(_) => backend::write_transaction(conn, migrate),
+    }
+}
+
+/// Compares the migrations recorded in the database with the embedded ones: an unknown one is
+/// always an error; a missing one too unless `migrated` (just run).
+fn check_migrations(conn: &mut AnyConnection, migrated: bool) -> Result<(), DbError> {
+    #[derive(QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let query = diesel::sql_query("SELECT version FROM __diesel_schema_migrations");
+    let (applied, known): (Vec<Applied>, Vec<(String, String)>) = match conn {
+        AnyConnection::Postgresql(c) => (
+            query.load(c).map_err(|e| DbError::PendingMigrations(format!("all (no schema: {e})")))?,
+            migration_names::<diesel::pg::Pg>(&PG_MIGRATIONS)?,
+        ),
+        AnyConnection::Sqlite(c) => (
+            query.load(c).map_err(|e| DbError::PendingMigrations(format!("all (no schema: {e})")))?,
+            migration_names::<diesel::sqlite::Sqlite>(&SQLITE_MIGRATIONS)?,
+        ),
+    };
+    let applied: Vec<String> = applied.into_iter().map(|a| a.version).collect();
+    let unknown: Vec<&str> =
+        applied.iter().filter(|v| !known.iter().any(|(_, k)| k == *v)).map(String::as_str).collect();
+    if !unknown.is_empty() {
+        return Err(DbError::UnknownMigrations(unknown.join(", ")));
+    }
+    let missing: Vec<&str> =
+        known.iter().filter(|(_, k)| !applied.contains(k)).map(|(name, _)| name.as_str()).collect();
+    if !missing.is_empty() && !migrated {
+        return Err(DbError::PendingMigrations(missing.join(", ")));
+    }
+    Ok(())
+}
+
+/// The embedded migrations: (name, version), e.g. (`2026-11-29-000001_foundation`, `20261129000001`).
+fn migration_names<DB: diesel::backend::Backend>(source: &EmbeddedMigrations) -> Result<Vec<(String, String)>, DbError>
+where
+    EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
+{
+    let migrations =
+        diesel::migration::MigrationSource::<DB>::migrations(source).map_err(|e| DbError::Migrate(e.to_string()))?;
+    Ok(migrations.iter().map(|m| (m.name().to_string(), m.name().version().to_string())).collect())
 }

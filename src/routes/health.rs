@@ -3,7 +3,6 @@
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
-use diesel::connection::SimpleConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -25,16 +24,22 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers a query.
+/// Readiness: the database answers a query and takes writes (not a replica, not read-only).
+/// Answers 503 at once while the database is known to be down.
 #[utoipa::path(
     tag = "health",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer or takes no writes", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.db(|conn| conn.batch_execute("SELECT 1").map_err(|e| ApiError::Unavailable(Box::new(e)))).await?;
+    let writable = state
+        .db(|conn| crate::db::backend::accepts_writes(conn).map_err(|e| ApiError::Unavailable(Box::new(e))))
+        .await?;
+    if !writable {
+        return Err(ApiError::Unavailable("the database is read-only: writes cannot succeed".into()));
+    }
     Ok(HttpResponse::Ok().json(Health { status: "ok" }))
 }

@@ -281,7 +281,7 @@ async fn unsupported_methods_are_405_with_allow(app: TestApp) {
     let res = app.client.delete(app.url("/v1/purposes/analytics")).bearer_auth(&app.token).send().await.unwrap();
     assert_eq!(res.headers()["allow"], "GET, HEAD, PUT");
     let p = assert_problem(res, 405).await;
-    assert_eq!(p["detail"], "DELETE is not allowed on /v1/purposes/analytics; use GET, HEAD, PUT");
+    assert_eq!(p["detail"], "DELETE is not allowed on /v1/purposes/{key}; use GET, HEAD, PUT");
     // HEAD is GET without a body.
     let res = app.client.head(app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);

@@ -104,7 +104,7 @@ macro_rules! backend_tests {
     };
 }
 
-fn drop_database(admin_url: &str, name: &str) {
+pub fn drop_database(admin_url: &str, name: &str) {
     if let Ok(mut conn) = PgConnection::establish(admin_url) {
         let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn);
     }
@@ -145,6 +145,8 @@ impl TestApp {
             workers: Some(1),
             holidays: Vec::new(),
             log: "warn".into(),
+            migrate: true,
+            sqlite_synchronous: Default::default(),
             // Fast retries, so webhook tests see several attempts in a second.
             webhooks: WebhookSettings {
                 retry_base: Duration::from_millis(100),

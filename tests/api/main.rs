@@ -12,6 +12,7 @@ mod isolation;
 mod linking;
 mod lists;
 mod management;
+mod operations;
 mod opt_outs;
 mod public;
 mod service_core;

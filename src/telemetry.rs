@@ -1,0 +1,106 @@
+//! Request ids and the access log.
+//!
+//! Every request gets an id: its `X-Request-Id` when that is a plain token (letters, digits,
+//! `-`, `_`, `.`, `:`, at most 128), else a new UUID. The id is returned in `X-Request-Id`, put
+//! in problem bodies and on every log line written while the request runs. The access log names
+//! the route pattern (`/v1/subjects/{subject}/events`), never the path or the query: paths carry
+//! identifiers (an email) and capabilities (an unsubscribe token).
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use std::future::Future;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// The header that carries the request id, both ways.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served on this task, if any.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The request id to use: the client's when it is a plain token, else a new one.
+fn choose_id(given: Option<&HeaderValue>) -> String {
+    let plain = |v: &&str| {
+        !v.is_empty()
+            && v.len() <= 128
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    given
+        .and_then(|v| v.to_str().ok())
+        .filter(plain)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// One request's id, span and start time. For `App::wrap_fn`, outermost:
+/// `let t = Traced::begin(&req); let fut = t.enter(|| srv.call(req)); t.finish(fut)`.
+pub struct Traced {
+    id: String,
+    method: actix_web::http::Method,
+    start: Instant,
+    span: tracing::Span,
+}
+
+impl Traced {
+    pub fn begin(req: &ServiceRequest) -> Self {
+        let id = choose_id(req.headers().get(&REQUEST_ID_HEADER));
+        let span = tracing::info_span!("request", request_id = %id);
+        Self { id, method: req.method().clone(), start: Instant::now(), span }
+    }
+
+    /// Runs `f` (the call into the inner service) inside the request's scope and span.
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        REQUEST_ID.sync_scope(self.id.clone(), || self.span.in_scope(f))
+    }
+
+    /// Serves `served` inside the request's scope and span, then writes the access log line and
+    /// returns the id in `X-Request-Id`.
+    pub async fn finish<B: MessageBody>(
+        self,
+        served: impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+    ) -> Result<ServiceResponse<B>, actix_web::Error> {
+        let Self { id, method, start, span } = self;
+        let mut res = REQUEST_ID.scope(id.clone(), served).instrument(span.clone()).await?;
+        let route = res.request().match_pattern();
+        let bytes = match res.response().body().size() {
+            BodySize::Sized(n) => Some(n),
+            _ => None,
+        };
+        span.in_scope(|| {
+            tracing::info!(
+                target: "consentry::access",
+                method = %method,
+                route = route.as_deref().unwrap_or("(no route)"),
+                status = res.status().as_u16(),
+                bytes,
+                duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            )
+        });
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            res.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        Ok(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_request_id_is_kept_and_anything_else_replaced() {
+        assert_eq!(choose_id(Some(&HeaderValue::from_static("req-42.a:b_c"))), "req-42.a:b_c");
+        for odd in ["ada@example.com", "", "a b", &"x".repeat(129)] {
+            let id = choose_id(Some(&HeaderValue::from_str(odd).unwrap()));
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{odd:?} gave {id}");
+        }
+        assert!(uuid::Uuid::parse_str(&choose_id(None)).is_ok());
+    }
+}

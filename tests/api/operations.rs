@@ -1,0 +1,469 @@
+//! Operations under faults: instances started together, schemas newer than the binary, start
+//! without migrating, database errors and outages answered with 503 at once, durability
+//! settings, what the logs and error bodies may carry, and the container health check.
+
+use crate::helpers::{assert_problem, drop_database, fresh_postgres_database, Backend, TestApp};
+use consentry::startup::Application;
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+crate::backend_tests!(
+    a_migration_the_binary_does_not_know_stops_start_up_naming_it,
+    logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_request_id,
+    the_health_check_asks_the_running_service,
+);
+
+/// Runs `sql` on the database at `url` (either backend), outside the server.
+fn exec_sql(url: &str, sql: &str) {
+    if url.starts_with("postgres") {
+        diesel::PgConnection::establish(url).unwrap().batch_execute(sql).unwrap();
+    } else {
+        let path = url.trim_start_matches("sqlite://");
+        diesel::SqliteConnection::establish(path).unwrap().batch_execute(sql).unwrap();
+    }
+}
+
+/// A fresh, empty database of `backend`: (URL, what to drop afterwards, temp dir to keep).
+fn fresh(backend: Backend) -> Option<(String, Option<(String, String)>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    match backend {
+        Backend::Sqlite => Some((format!("sqlite://{}/consentry.db", dir.path().display()), None, dir)),
+        Backend::Postgres => {
+            let Some((url, admin, name)) = fresh_postgres_database() else {
+                eprintln!("SKIPPED (PostgreSQL): set CONSENTRY_TEST_POSTGRES_URL to run the PostgreSQL variant");
+                return None;
+            };
+            Some((url, Some((admin, name)), dir))
+        }
+    }
+}
+
+fn settings_for(url: &str) -> consentry::config::Settings {
+    consentry::config::Settings {
+        database_url: url.to_owned(),
+        listen: "127.0.0.1:0".into(),
+        max_body_bytes: 1 << 20,
+        pool_size: 2,
+        workers: Some(1),
+        holidays: Vec::new(),
+        log: "warn".into(),
+        migrate: true,
+        sqlite_synchronous: Default::default(),
+        webhooks: Default::default(),
+    }
+}
+
+/// Issue #10, faults 1: instances started at the same moment on a fresh database all start
+/// (PostgreSQL: migrations under an advisory lock; SQLite: under the write lock). Before, one
+/// died with a duplicate key in `pg_type`.
+fn instances_started_together_on_a_fresh_database_all_start(backend: Backend) {
+    for round in 0..3 {
+        let Some((url, pg, _dir)) = fresh(backend) else { return };
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, barrier) = (url.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    consentry::db::connect(&url, 1).map(drop).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+        if let Some((admin, name)) = pg {
+            drop_database(&admin, &name);
+        }
+        for outcome in outcomes {
+            assert!(outcome.is_ok(), "round {round}: an instance failed to start: {outcome:?}");
+        }
+    }
+}
+
+#[test]
+fn sqlite_instances_started_together_on_a_fresh_database_all_start() {
+    instances_started_together_on_a_fresh_database_all_start(Backend::Sqlite)
+}
+
+#[test]
+fn postgres_instances_started_together_on_a_fresh_database_all_start() {
+    instances_started_together_on_a_fresh_database_all_start(Backend::Postgres)
+}
+
+/// Issue #10, faults 2: a database migrated by a newer release (a migration row this binary does
+/// not know) is refused at start, naming the migration; before, the server served as if nothing
+/// were wrong.
+async fn a_migration_the_binary_does_not_know_stops_start_up_naming_it(app: TestApp) {
+    exec_sql(&app.database_url, "INSERT INTO __diesel_schema_migrations (version) VALUES ('20991231000001')");
+    let out = app.cli(&["migrate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "migrate accepted an unknown migration");
+    assert!(stderr.contains("20991231000001") && stderr.contains("does not know"), "{stderr}");
+    for migrate in [true, false] {
+        let mut settings = app.settings.clone();
+        settings.migrate = migrate;
+        let err = Application::build(settings).await.err().expect("start-up refused").to_string();
+        assert!(err.contains("20991231000001"), "{err}");
+    }
+}
+
+/// Issue #10, faults 3: with `migrate = false` (`serve --no-migrate`) a database without the
+/// schema is refused with the command to run; `consentry migrate` runs them (whatever the
+/// setting), and then the server starts without migrating.
+fn start_without_migrating(backend: Backend) {
+    let Some((url, pg, dir)) = fresh(backend) else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut settings = settings_for(&url);
+    settings.migrate = false;
+    let refused = runtime.block_on(Application::build(settings.clone())).err().expect("refused").to_string();
+    assert!(refused.contains("consentry migrate"), "{refused}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env("CONSENTRY__MIGRATE", "false")
+        .env_remove("CONSENTRY_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "consentry migrate: {}", String::from_utf8_lossy(&out.stderr));
+    let started = runtime.block_on(Application::build(settings));
+    assert!(started.is_ok(), "{:?}", started.err());
+    drop(started);
+    drop(runtime);
+    if let Some((admin, name)) = pg {
+        drop_database(&admin, &name);
+    }
+}
+
+#[test]
+fn sqlite_serve_without_migrating_needs_consentry_migrate_first() {
+    start_without_migrating(Backend::Sqlite)
+}
+
+#[test]
+fn postgres_serve_without_migrating_needs_consentry_migrate_first() {
+    start_without_migrating(Backend::Postgres)
+}
+
+/// The test database's name and the admin URL of its server.
+fn pg_names(app: &TestApp) -> (String, String) {
+    let admin = std::env::var("CONSENTRY_TEST_POSTGRES_URL").unwrap();
+    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
+    (admin, name)
+}
+
+/// Issue #10, faults 3, 4 and 5 (PostgreSQL): on a read-only database (a replica, a failover
+/// under way) the server starts without migrating and serves reads; a write answers 503 with
+/// `Retry-After` (before: 500), and `/readyz` is not ready (before: 200). Migrating at start is
+/// refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_read_only_database_serves_reads_and_answers_writes_with_503() {
+    crate::helpers::run_test(Backend::Postgres, |mut app: TestApp| async move {
+        app.seed().await;
+        let (admin, name) = pg_names(&app);
+        exec_sql(&admin, &format!("ALTER DATABASE \"{name}\" SET default_transaction_read_only = on"));
+        let mut settings = app.settings.clone();
+        settings.migrate = true;
+        assert!(Application::build(settings).await.is_err(), "migrating a read-only database is refused");
+        app.restart(|s| s.migrate = false).await;
+        let res = app.get("/v1/purposes").send().await.unwrap();
+        assert_eq!(res.status(), 200, "reads are served");
+        let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert!(res.headers().contains_key("retry-after"));
+        let problem = assert_problem(res, 503).await;
+        assert!(problem["request_id"].is_string(), "{problem}");
+        let res = app.record(json!({"subject": "user:ro", "choices": {"analytics": true}, "source": "api"})).await;
+        assert!(res.headers().contains_key("retry-after"));
+        assert_problem(res, 503).await;
+        exec_sql(&admin, &format!("ALTER DATABASE \"{name}\" SET default_transaction_read_only = off"));
+    })
+    .await
+}
+
+/// Issue #10, faults 4 (PostgreSQL): every connection of the server ended by an administrator
+/// (`pg_terminate_backend`). No request answers 500 (before: `500 internal error`); each is
+/// served, or answers 503 with `Retry-After`; and within a second all are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_ended_by_an_administrator_never_give_500() {
+    crate::helpers::run_test(Backend::Postgres, |app: TestApp| async move {
+        app.seed().await;
+        for i in 0..4 {
+            let res = app.record(json!({"subject": format!("user:t{i}"), "choices": {"analytics": true}, "source": "api"})).await;
+            assert_eq!(res.status(), 201);
+        }
+        let (admin, name) = pg_names(&app);
+        exec_sql(
+            &admin,
+            &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"),
+        );
+        let mut statuses = Vec::new();
+        for i in 0..12 {
+            let res = if i % 2 == 0 {
+                app.record(json!({"subject": format!("user:t{i}"), "choices": {"analytics": false}, "source": "api"})).await
+            } else {
+                app.get("/v1/subjects/user:t1/events").send().await.unwrap()
+            };
+            let status = res.status().as_u16();
+            if status == 503 {
+                assert!(res.headers().contains_key("retry-after"), "503 without Retry-After");
+                assert_problem(res, 503).await;
+            }
+            statuses.push(status);
+        }
+        assert!(statuses.iter().all(|s| matches!(s, 200 | 201 | 503)), "{statuses:?}");
+        assert!(statuses[6..].iter().all(|s| matches!(s, 200 | 201)), "served again: {statuses:?}");
+    })
+    .await
+}
+
+/// A TCP proxy in front of the test PostgreSQL server that can be cut (every connection closed,
+/// new ones closed at once) and restored.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                conns2.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self { port, up, conns, accept }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Issue #10, faults 5 (PostgreSQL): while the database is down, requests answer 503 at once
+/// (before: each waited the pool's 5 s checkout timeout), `/readyz` included; once it is back,
+/// the server serves again within a few seconds, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_answers_503_at_once_and_recovers() {
+    crate::helpers::run_test(Backend::Postgres, |mut app: TestApp| async move {
+        app.seed().await;
+        let url = url::Url::parse(&app.database_url).unwrap();
+        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        let proxy = Proxy::start(upstream).await;
+        let mut proxied = url.clone();
+        proxied.set_port(Some(proxy.port)).unwrap();
+        app.restart(|s| s.database_url = proxied.to_string()).await;
+        let write = |i: u32| {
+            app.record(json!({"subject": format!("user:o{i}"), "choices": {"analytics": true}, "source": "api"}))
+        };
+        assert_eq!(write(0).await.status(), 201);
+        assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+
+        proxy.cut();
+        let cut = Instant::now();
+        let mut timings = Vec::new();
+        for i in 0..9 {
+            let start = Instant::now();
+            let res = match i % 3 {
+                0 => app.client.get(app.url("/readyz")).send().await.unwrap(),
+                1 => write(i).await,
+                _ => app.get("/v1/subjects/user:o0/events").send().await.unwrap(),
+            };
+            timings.push(start.elapsed());
+            assert!(res.headers().contains_key("retry-after"), "request {i}: {}", res.status());
+            assert_problem(res, 503).await;
+        }
+        eprintln!("outage: answers in {timings:?} (first 503 {:?} after the cut)", timings[0]);
+        assert!(cut.elapsed() < Duration::from_secs(4), "9 answers took {:?}: {timings:?}", cut.elapsed());
+        assert!(timings[3..].iter().all(|t| *t < Duration::from_millis(300)), "not at once: {timings:?}");
+
+        proxy.restore();
+        let back = Instant::now();
+        loop {
+            let ready = app.client.get(app.url("/readyz")).send().await.unwrap().status() == 200;
+            if ready && write(100).await.status() == 201 {
+                break;
+            }
+            assert!(back.elapsed() < Duration::from_secs(5), "not recovered after 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("outage: served again {:?} after the database came back", back.elapsed());
+    })
+    .await
+}
+
+/// Issue #10, faults 6 (SQLite): each commit is synced before it is acknowledged
+/// (`synchronous = FULL`), so that a 2xx survives a power loss; before, NORMAL.
+#[test]
+fn sqlite_commits_are_synced_to_disk_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = consentry::db::connect(&format!("sqlite://{}/c.db", dir.path().display()), 1).unwrap();
+    let mut conn = pool.get().unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Sync {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        synchronous: i32,
+    }
+    let consentry::db::AnyConnection::Sqlite(c) = &mut *conn else { unreachable!() };
+    let row: Sync = diesel::RunQueryDsl::get_result(diesel::sql_query("PRAGMA synchronous"), c).unwrap();
+    assert_eq!(row.synchronous, 2, "FULL");
+}
+
+/// Runs the binary with `DATABASE_URL` (None: unset) in `dir`.
+fn consentry_in(dir: &std::path::Path, database_url: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
+    cmd.args(args).current_dir(dir).env_remove("CONSENTRY_CONFIG").env_remove("CONSENTRY__DATABASE_URL");
+    match database_url {
+        Some(url) => cmd.env("DATABASE_URL", url),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    cmd.output().unwrap()
+}
+
+/// Issue #10, faults 8: a `sqlite://` URL whose directory does not exist is an error with a
+/// hint (before: directories and an empty database were created), an empty `DATABASE_URL` is
+/// an error (before: the default was used); the default `data/` directory is still created.
+#[test]
+fn a_sqlite_url_in_a_missing_directory_or_an_empty_database_url_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = consentry_in(dir.path(), Some("sqlite://nope/deeper/consentry.db"), &["migrate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("nope/deeper") && stderr.contains("does not exist") && stderr.contains("mkdir -p"), "{stderr}");
+    assert!(!dir.path().join("nope").exists(), "no directory is created");
+
+    let out = consentry_in(dir.path(), Some(""), &["migrate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("empty"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "the default was not used");
+
+    let out = consentry_in(dir.path(), None, &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("data/consentry.db").is_file(), "the README's default is created");
+}
+
+/// Starts the real binary on the app's database with `env`; stderr goes to `log`. Returns the
+/// child and its base URL once it is ready.
+async fn start_binary(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &app.database_url)
+        .env_remove("CONSENTRY_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
+}
+
+/// Issue #10, security 1 and operations 2: requests whose paths carry an email and an
+/// unsubscribe token leave neither in the log (before: the access log wrote the request line);
+/// a 405 does not echo the path; off a terminal every log line is JSON; each request has an id,
+/// the client's `X-Request-Id` or a new one, returned in the header, in problem bodies and on
+/// its log lines.
+async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_request_id(app: TestApp) {
+    app.seed().await;
+    let email = "email:ada.lovelace@example.com";
+    let res = app.record(json!({"subject": email, "choices": {"marketing_email": true}, "source": "api"})).await;
+    assert_eq!(res.status(), 201);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let (mut server, base) = start_binary(&app, &log, &[("CONSENTRY__LOG", "info")]).await;
+
+    let res = app
+        .client
+        .get(format!("{base}/v1/subjects/{email}/events"))
+        .bearer_auth(&app.token)
+        .header("X-Request-Id", "trace-4711")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "trace-4711", "the client's id is returned");
+
+    let res = app.client.delete(format!("{base}/v1/subjects/{email}/events")).bearer_auth(&app.token).send().await.unwrap();
+    let header_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&header_id).is_ok(), "an id is generated: {header_id}");
+    let body = assert_problem(res, 405).await;
+    assert!(!body.to_string().contains("ada.lovelace"), "405 echoes the path: {body}");
+    assert_eq!(body["request_id"], header_id.as_str(), "the problem body names the request");
+
+    let token = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LWNhcGFiaWxpdHk.Zm9yZ2VkLXNpZ25hdHVyZQ";
+    let res = app.client.post(format!("{base}/v1/unsubscribe/{token}")).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let res = app.client.get(format!("{base}/v1/subjects/{email}/consents")).header("X-Request-Id", "a@b").send().await.unwrap();
+    let body = assert_problem(res, 401).await;
+    assert_ne!(body["request_id"], "a@b", "an id that is not a plain token is replaced");
+
+    std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    server.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    for forbidden in ["ada.lovelace", "lovelace", token, "c2VjcmV0LWNhcGFiaWxpdHk"] {
+        assert!(!text.contains(forbidden), "the log holds {forbidden:?}:\n{text}");
+    }
+    assert!(!text.contains('\u{1b}'), "no ANSI colour codes off a terminal");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "trace-4711")
+        .unwrap_or_else(|| panic!("no line of request trace-4711:\n{text}"));
+    assert_eq!(access["fields"]["route"], "/v1/subjects/{subject}/events", "{access}");
+    assert_eq!(access["fields"]["status"], 200);
+}
+
+/// Issue #10, operations 4: the container's health check asks the running service
+/// (`consentry ready`: GET /readyz), not `--version`.
+async fn the_health_check_asks_the_running_service(app: TestApp) {
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let check = dockerfile.lines().find(|l| l.starts_with("HEALTHCHECK")).expect("a HEALTHCHECK");
+    assert!(check.contains("\"ready\"") && !check.contains("--version"), "{check}");
+    let listen = app.address.trim_start_matches("http://").to_owned();
+    let out = app.cli(&["ready", "--listen", &listen]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let out = app.cli(&["ready", "--listen", &closed]);
+    assert!(!out.status.success(), "nothing listens on {closed}");
+}
