@@ -401,23 +401,34 @@ pub fn upsert_states(conn: &mut AnyConnection, rows: &[&super::models::state::St
 /// database's transactions count, so a long transaction elsewhere on the cluster does not hold
 /// the feed back. A session's `backend_xid` is visible to its own role (and to
 /// `pg_read_all_stats`): every instance must connect as the same role, as they do.
+///
+/// So that a reader sees every transaction committed before it asked (a client that got a 2xx
+/// for a write, then reads the feed, finds the write), this waits, up to [`FEED_WAIT`], for the
+/// transactions that were running when it was called to end; a transaction still running after
+/// that holds the feed back (its later events are served once it ends, never skipped).
+///
 /// SQLite: one writer at a time commits in `seq` order and every `tx_id` is 0, so nothing is
 /// held back.
 pub fn feed_horizon(conn: &mut AnyConnection) -> QueryResult<i64> {
-    match conn {
-        AnyConnection::Postgresql(c) => {
-            // age(x) counts from the next transaction id read after the snapshot was taken, so
-            // xmax - age(x) is never above x's true 64-bit id: the horizon errs on the safe side.
-            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "(SELECT COALESCE(min(s.xmax - age(a.backend_xid)), min(s.xmax)) \
-                 FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s \
-                 LEFT JOIN pg_stat_activity a ON a.datname = current_database() AND a.backend_xid IS NOT NULL)",
-            ))
-            .get_result(c)
-        }
-        AnyConnection::Sqlite(_) => Ok(i64::MAX),
+    let AnyConnection::Postgresql(c) = conn else { return Ok(i64::MAX) };
+    // age(x) counts from the next transaction id read after the snapshot was taken, so
+    // xmax - age(x) is never above x's true 64-bit id: the horizon errs on the safe side.
+    let query = diesel::select(diesel::dsl::sql::<(diesel::sql_types::BigInt, diesel::sql_types::BigInt)>(
+        "s.xmax, (SELECT COALESCE(min(s.xmax - age(a.backend_xid)), s.xmax) FROM pg_stat_activity a \
+         WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL) \
+         FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s",
+    ));
+    let started = std::time::Instant::now();
+    let (asked_at, mut horizon): (i64, i64) = query.get_result(c)?;
+    while horizon < asked_at && started.elapsed() < FEED_WAIT {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        horizon = query.get_result::<(i64, i64)>(c)?.1;
     }
+    Ok(horizon)
 }
+
+/// How long a feed read waits for the transactions running when it was asked to end.
+pub const FEED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serialises identity links of one tenant until the transaction ends, so that two merges
 /// never work from stale views of who is linked to whom.
