@@ -413,16 +413,19 @@ pub fn feed_horizon(conn: &mut AnyConnection) -> QueryResult<i64> {
     let AnyConnection::Postgresql(c) = conn else { return Ok(i64::MAX) };
     // age(x) counts from the next transaction id read after the snapshot was taken, so
     // xmax - age(x) is never above x's true 64-bit id: the horizon errs on the safe side.
-    let query = diesel::select(diesel::dsl::sql::<(diesel::sql_types::BigInt, diesel::sql_types::BigInt)>(
-        "s.xmax, (SELECT COALESCE(min(s.xmax - age(a.backend_xid)), s.xmax) FROM pg_stat_activity a \
-         WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL) \
-         FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s",
-    ));
+    let mut read = || {
+        diesel::select(diesel::dsl::sql::<(diesel::sql_types::BigInt, diesel::sql_types::BigInt)>(
+            "s.xmax, (SELECT COALESCE(min(s.xmax - age(a.backend_xid)), s.xmax) FROM pg_stat_activity a \
+             WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL) \
+             FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s",
+        ))
+        .get_result::<(i64, i64)>(c)
+    };
     let started = std::time::Instant::now();
-    let (asked_at, mut horizon): (i64, i64) = query.get_result(c)?;
+    let (asked_at, mut horizon) = read()?;
     while horizon < asked_at && started.elapsed() < FEED_WAIT {
         std::thread::sleep(std::time::Duration::from_millis(5));
-        horizon = query.get_result::<(i64, i64)>(c)?.1;
+        horizon = read()?.1;
     }
     Ok(horizon)
 }

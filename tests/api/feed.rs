@@ -139,7 +139,9 @@ mod commit_order {
                 &req,
                 201,
                 Box::new(|_, _| {
-                    std::thread::sleep(Duration::from_millis(1500));
+                    // Longer than a feed read waits for older transactions (1 s), so the
+                    // reader below reads while this one is still open.
+                    std::thread::sleep(Duration::from_millis(2500));
                     Ok("{}".into())
                 }),
             )
