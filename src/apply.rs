@@ -8,10 +8,9 @@ use crate::db::models::purpose::PurposeRow;
 use crate::db::models::revision::RevisionRow;
 use crate::db::models::site::Site;
 use crate::db::models::tenant::Tenant;
-use crate::db::models::{naive, new_id};
-use crate::domain::{PolicyKey, PurposeKey, RevisionDate};
-use crate::routes::purposes::{parse_purpose, PutPurpose};
-use crate::routes::sites::parse_origin;
+use crate::db::models::naive;
+use crate::error::ApiError;
+use crate::service::config::{self, CreateRevision, CreateSite, PutPurpose};
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -146,67 +145,64 @@ pub fn apply_text(
     };
     let now = Utc::now();
 
+    // The same rules as the API's (service::config), each error named by its place in the file.
     let mut purposes = Vec::new();
     for (key, body) in spec.purposes {
-        let key = PurposeKey::parse(&key).map_err(|m| format!("purposes.{key}: {m}"))?;
-        let purpose = parse_purpose(key.clone(), body).map_err(|e| format!("purposes.{key}: {e}"))?;
+        let purpose = config::purpose(&key, body).map_err(|e| format!("purposes.{key}: {e}"))?;
         purposes.push(PurposeRow::from_domain(&tenant.id, &purpose, naive(now)));
     }
     let mut revisions = Vec::new();
-    for r in &spec.revisions {
-        let policy = PolicyKey::parse(&r.policy)?;
-        let date = RevisionDate::parse(&r.revision_date)?;
+    for (i, r) in spec.revisions.into_iter().enumerate() {
         let sha256 = match &r.text_file {
             Some(f) => Some(hex::encode(Sha256::digest(read(f)?))),
             None => None,
         };
-        revisions.push(RevisionRow {
-            id: new_id(),
-            tenant_id: tenant.id.clone(),
-            policy_key: policy.to_string(),
-            revision_date: date.to_string(),
-            effective_at: naive(r.effective_at.unwrap_or_else(|| date.start_of_day_utc())),
-            url: r.url.clone(),
+        let body = CreateRevision {
+            revision_date: r.revision_date,
+            effective_at: r.effective_at,
+            url: r.url,
             sha256,
             requires_reconsent: r.requires_reconsent,
-            purposes: r.purposes.as_ref().map(|p| serde_json::Value::from(p.clone()).to_string()),
-            created_at: naive(now),
-        });
+            purposes: r.purposes,
+        };
+        revisions.push(config::revision(&tenant.id, &r.policy, body, now).map_err(|e| format!("revisions[{i}]: {e}"))?);
     }
     let mut sites = Vec::new();
-    for s in &spec.sites {
-        let origins = s.origins.iter().map(|o| parse_origin(o)).collect::<Result<Vec<_>, _>>()?;
-        sites.push(Site::new(&tenant.id, &s.name, &origins, s.purposes.as_deref(), naive(now)));
+    for (i, s) in spec.sites.into_iter().enumerate() {
+        let body = CreateSite { name: s.name, origins: s.origins, purposes: s.purposes };
+        sites.push(config::site(&tenant.id, body, naive(now)).map_err(|e| format!("sites[{i}]: {e}"))?);
     }
 
     let summary = write_transaction(&mut conn, |conn| {
-        let mut site_keys = BTreeMap::new();
-        let existing = Site::list(conn, &tenant.id)?;
-        for site in &sites {
-            match existing.iter().find(|e| e.name == site.name) {
-                Some(e) => site_keys.insert(e.name.clone(), e.site_key.clone()),
-                None => {
-                    site.insert(conn)?;
-                    site_keys.insert(site.name.clone(), site.site_key.clone())
-                }
-            };
-        }
+        // Purposes first: the sites and revisions below may name them.
         for p in &purposes {
             p.upsert(conn)?;
         }
+        let mut site_keys = BTreeMap::new();
+        let existing = Site::list(conn, &tenant.id)?;
+        for new in &sites {
+            match existing.iter().find(|e| e.name == new.site.name) {
+                Some(e) => site_keys.insert(e.name.clone(), e.site_key.clone()),
+                None => {
+                    config::insert_site(conn, new)?;
+                    site_keys.insert(new.site.name.clone(), new.site.site_key.clone())
+                }
+            };
+        }
         let mut applied = Vec::new();
-        for r in &revisions {
+        for new in &revisions {
+            let r = &new.row;
             let known = RevisionRow::list_for_policy(conn, &tenant.id, &r.policy_key)?;
             let row = match known.into_iter().find(|k| k.revision_date == r.revision_date) {
                 Some(k) => k,
                 None => {
-                    r.insert(conn)?;
+                    config::insert_revision(conn, new)?;
                     r.clone()
                 }
             };
             applied.push(format!("{} {} {}", row.policy_key, row.revision_date, row.sha256.as_deref().unwrap_or("-")));
         }
-        Ok::<_, diesel::result::Error>(ApplySummary {
+        Ok::<_, ApiError>(ApplySummary {
             tenant: tenant.slug.clone(),
             token: token.clone(),
             sites: site_keys,

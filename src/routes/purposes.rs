@@ -1,13 +1,12 @@
 //! `PUT /v1/purposes/{key}`, `GET /v1/purposes`, `GET /v1/purposes/{key}`.
 
 use crate::auth::{Caller, Scope};
-use crate::db::backend::write_transaction_retrying;
 use crate::db::models::purpose::PurposeRow;
-use crate::db::models::{naive, utc};
-use crate::domain::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, RegionCode, RegionalModels};
+use crate::db::models::utc;
+use crate::domain::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind};
+use crate::service::config::{self, PutPurpose};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::routes::now;
 use crate::state::AppState;
 use actix_web::{get, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -18,41 +17,6 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
     cfg.service(put_purpose).service(list_purposes).service(get_purpose);
-}
-
-/// The longest `max_age_days` accepted: 10 years.
-const MAX_AGE_DAYS_LIMIT: u32 = 3_650;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({
-    "title": "Statistics cookies",
-    "description": "Compile statistical data on the use and performance of our website (privacy policy §8).",
-    "kind": "cookie_category", "consent_model": "opt_in", "legal_basis": "consent",
-    "gpc_applies": false, "max_age_days": 395, "regions": {"US": "opt_out"}
-}))]
-pub struct PutPurpose {
-    /// Shown to people, 1–200 characters.
-    #[schema(min_length = 1, max_length = 200)]
-    pub title: String,
-    /// Shown to people, at most 5,000 characters.
-    #[schema(max_length = 5000)]
-    pub description: String,
-    pub kind: PurposeKind,
-    /// The default consent model, where no entry of `regions` applies.
-    pub consent_model: ConsentModel,
-    pub legal_basis: LegalBasis,
-    /// Whether a Global Privacy Control signal opts the person out (11 CCR §7025).
-    pub gpc_applies: bool,
-    /// How long a grant stays valid, in days (1–3650); absent or null: until withdrawn.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 3650)]
-    pub max_age_days: Option<u32>,
-    /// Region code (ISO 3166-1 alpha-2 or ISO 3166-2, e.g. `US-CA`) → consent model there;
-    /// the most specific code wins.
-    #[serde(default, deserialize_with = "crate::extract::unique_keys_opt")]
-    #[schema(value_type = Option<BTreeMap<RegionCode, ConsentModel>>)]
-    pub regions: Option<BTreeMap<String, ConsentModel>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -92,50 +56,6 @@ fn response(p: &Purpose, created_at: DateTime<Utc>, updated_at: DateTime<Utc>) -
     }
 }
 
-fn parse_key(raw: &str) -> Result<PurposeKey, ApiError> {
-    PurposeKey::parse(raw).map_err(|m| ApiError::invalid("key", m))
-}
-
-/// Parses a purpose definition (`key` from the path).
-pub fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiError> {
-    let title = body.title;
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(ApiError::invalid("title", "must be 1 to 200 characters"));
-    }
-    if body.description.chars().count() > 5_000 {
-        return Err(ApiError::invalid("description", "must be at most 5000 characters"));
-    }
-    if let Some(days) = body.max_age_days {
-        if days == 0 || days > MAX_AGE_DAYS_LIMIT {
-            return Err(ApiError::invalid("max_age_days", format!("must be 1 to {MAX_AGE_DAYS_LIMIT} days")));
-        }
-    }
-    let mut regions = BTreeMap::new();
-    for (code, model) in body.regions.unwrap_or_default() {
-        let region = RegionCode::parse(&code).map_err(|m| ApiError::invalid(format!("regions.{code}"), m))?;
-        regions.insert(region, model);
-    }
-    let any_notice_only =
-        body.consent_model == ConsentModel::NoticeOnly || regions.values().any(|m| *m == ConsentModel::NoticeOnly);
-    if body.gpc_applies && any_notice_only {
-        return Err(ApiError::invalid(
-            "gpc_applies",
-            "a GPC opt-out cannot apply to a notice_only (strictly necessary) purpose, which cannot be refused",
-        ));
-    }
-    Ok(Purpose {
-        key,
-        title,
-        description: body.description,
-        kind: body.kind,
-        consent_model: body.consent_model,
-        legal_basis: body.legal_basis,
-        gpc_applies: body.gpc_applies,
-        max_age_days: body.max_age_days,
-        regions: RegionalModels::new(regions),
-    })
-}
-
 /// Creates or replaces a purpose: 201 when created, 200 when replaced. Requires `admin`.
 ///
 /// Changing a purpose never rewrites recorded decisions; a stricter consent model applies to
@@ -161,22 +81,8 @@ pub async fn put_purpose(
     JsonBody(body, _): JsonBody<PutPurpose>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
-    let purpose = parse_purpose(parse_key(&key)?, body)?;
-    let row = PurposeRow::from_domain(&caller.tenant_id, &purpose, naive(now()));
-    let changed_tenant = caller.tenant_id.clone();
-    let (created, created_at, updated_at) = state
-        .db(move |conn| {
-            write_transaction_retrying(conn, |conn| {
-                let created = row.upsert(conn)?;
-                let (_, created_at, updated_at) =
-                    PurposeRow::find(conn, &row.tenant_id, &row.key)?.ok_or(diesel::result::Error::NotFound)?;
-                Ok((created, utc(created_at), utc(updated_at)))
-            })
-            .map_err(ApiError::from)
-        })
-        .await?;
-    // This instance serves the change at once; the others within a poll.
-    state.directory.invalidate(&changed_tenant);
+    let purpose = config::purpose(&key, body)?;
+    let (created, created_at, updated_at) = config::put_purpose(&state, &caller.tenant_id, &purpose).await?;
     let body = response(&purpose, created_at, updated_at);
     Ok(if created { HttpResponse::Created().json(body) } else { HttpResponse::Ok().json(body) })
 }
@@ -218,7 +124,7 @@ pub async fn get_purpose(
     caller: Caller,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = parse_key(&key)?;
+    let key = config::purpose_key(&key)?;
     let k = key.clone();
     let found = state.db(move |conn| Ok(PurposeRow::find(conn, &caller.tenant_id, k.as_str())?)).await?;
     match found {

@@ -3,6 +3,7 @@
 //! transactions and the caches; the domain holds pure rules; `db` holds the queries.
 
 pub mod batch;
+pub mod config;
 pub mod consents;
 pub mod directory;
 pub mod reader;
