@@ -4,11 +4,11 @@
 
 use crate::cli::create_tenant;
 use crate::db::backend::write_transaction;
+use crate::db::models::naive;
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::revision::RevisionRow;
 use crate::db::models::site::Site;
 use crate::db::models::tenant::Tenant;
-use crate::db::models::naive;
 use crate::error::ApiError;
 use crate::service::config::{self, CreateRevision, CreateSite, PutPurpose};
 use crate::state::AppState;

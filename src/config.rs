@@ -125,7 +125,8 @@ impl Settings {
         builder =
             builder.add_source(config::Environment::with_prefix("CONSENTRY").prefix_separator("__").separator("__"));
         if let Some(url) = std::env::var_os("DATABASE_URL") {
-            let url = url.into_string().map_err(|_| config::ConfigError::Message("DATABASE_URL is not UTF-8".into()))?;
+            let url =
+                url.into_string().map_err(|_| config::ConfigError::Message("DATABASE_URL is not UTF-8".into()))?;
             builder = builder.set_override("database_url", url)?;
         }
         let settings: Self = builder.build()?.try_deserialize()?;
@@ -141,11 +142,7 @@ impl Settings {
 
     /// How to open the database with these settings.
     pub fn db_options(&self) -> crate::db::Options {
-        crate::db::Options {
-            pool_size: self.pool_size,
-            migrate: self.migrate,
-            synchronous: self.sqlite_synchronous,
-        }
+        crate::db::Options { pool_size: self.pool_size, migrate: self.migrate, synchronous: self.sqlite_synchronous }
     }
 }
 

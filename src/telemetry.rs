@@ -32,10 +32,7 @@ fn choose_id(given: Option<&HeaderValue>) -> String {
             && v.len() <= 128
             && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
     };
-    given
-        .and_then(|v| v.to_str().ok())
-        .filter(plain)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+    given.and_then(|v| v.to_str().ok()).filter(plain).map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
 /// One request's id, span and start time. For `App::wrap_fn`, outermost:

@@ -33,7 +33,9 @@ pub fn accepts_writes(conn: &mut AnyConnection) -> QueryResult<bool> {
     let pg = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' AS writable";
     let row: Writable = match conn {
         AnyConnection::Postgresql(c) => diesel::sql_query(pg).get_result(c)?,
-        AnyConnection::Sqlite(c) => diesel::sql_query("SELECT NOT query_only AS writable FROM pragma_query_only").get_result(c)?,
+        AnyConnection::Sqlite(c) => {
+            diesel::sql_query("SELECT NOT query_only AS writable FROM pragma_query_only").get_result(c)?
+        }
     };
     Ok(row.writable)
 }
@@ -193,7 +195,10 @@ pub struct StateLookup<'a> {
 /// The states several lookups ask for, each row with the 1-based position of its lookup: one
 /// query on PostgreSQL (an identifier probe and a state probe per lookup, whatever the
 /// statistics), one cached statement per lookup on SQLite (in-process, no round trip).
-pub fn states_of_identifiers(conn: &mut AnyConnection, lookups: &[StateLookup<'_>]) -> QueryResult<Vec<(i64, StateRow)>> {
+pub fn states_of_identifiers(
+    conn: &mut AnyConnection,
+    lookups: &[StateLookup<'_>],
+) -> QueryResult<Vec<(i64, StateRow)>> {
     match conn {
         AnyConnection::Postgresql(c) => {
             let tenants: Vec<&str> = lookups.iter().map(|l| l.tenant_id).collect();
@@ -222,7 +227,9 @@ pub fn states_of_identifiers(conn: &mut AnyConnection, lookups: &[StateLookup<'_
         AnyConnection::Sqlite(_) => {
             let mut rows = Vec::new();
             for (n, l) in (1..).zip(lookups) {
-                rows.extend(StateRow::for_identifier(conn, l.tenant_id, l.identifier, l.purpose)?.into_iter().map(|r| (n, r)));
+                rows.extend(
+                    StateRow::for_identifier(conn, l.tenant_id, l.identifier, l.purpose)?.into_iter().map(|r| (n, r)),
+                );
             }
             Ok(rows)
         }

@@ -16,7 +16,6 @@ pub mod unsubscribe;
 pub mod webhooks;
 
 use crate::error::{ApiError, Problem};
-use chrono::{DateTime, Utc};
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
@@ -188,11 +187,7 @@ impl<T> ForDoc<T> for actix_web::App<T> {
     }
 }
 
-/// The request's clock reading; every rule in one request sees the same instant.
-pub fn now() -> DateTime<Utc> {
-    // Microseconds, as both databases store them: a response shows what a later read shows.
-    crate::domain::ledger::to_micros(Utc::now())
-}
+pub use crate::service::now;
 
 /// Parses an optional `region` query or body value (absent: no region; empty: an error).
 pub fn parse_region(raw: Option<&str>) -> Result<Option<crate::domain::RegionCode>, ApiError> {

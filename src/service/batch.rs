@@ -40,7 +40,10 @@ impl<J: Send + 'static> Batcher<J> {
     where
         R: Fn(Vec<J>) + Send + Sync + 'static,
     {
-        let shared = Arc::new(Shared { queue: Mutex::new(Queue { jobs: VecDeque::new(), closed: false }), ready: Condvar::new() });
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue { jobs: VecDeque::new(), closed: false }),
+            ready: Condvar::new(),
+        });
         let run = Arc::new(run);
         for n in 0..threads.max(1) {
             let (shared, run) = (shared.clone(), run.clone());

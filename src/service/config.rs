@@ -70,7 +70,7 @@ pub fn purpose(key: &str, body: PutPurpose) -> Result<Purpose, ApiError> {
 }
 
 /// Checks a purpose definition under a parsed key.
-pub fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiError> {
+fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiError> {
     let title = body.title;
     if title.is_empty() || title.chars().count() > 200 {
         return Err(ApiError::invalid("title", "must be 1 to 200 characters"));
@@ -116,7 +116,7 @@ pub async fn put_purpose(
     tenant_id: &str,
     purpose: &Purpose,
 ) -> Result<(bool, DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let row = PurposeRow::from_domain(tenant_id, purpose, naive(Utc::now()));
+    let row = PurposeRow::from_domain(tenant_id, purpose, naive(super::now()));
     let changed = state
         .db(move |conn| {
             write_transaction_retrying(conn, |conn| {
@@ -179,8 +179,7 @@ pub struct CreateRevision {
 }
 
 /// An absolute `http(s)://host[:port][path]` URL of visible ASCII, as the schema says.
-pub const HTTP_URL_PATTERN: &str =
-    concat!("^https?://[A-Za-z0-9.-]+(:", crate::PORT_PATTERN!(), ")?([/?#][!-~]*)?$");
+pub const HTTP_URL_PATTERN: &str = concat!("^https?://[A-Za-z0-9.-]+(:", crate::PORT_PATTERN!(), ")?([/?#][!-~]*)?$");
 
 fn parse_http_url(raw: &str) -> Option<url::Url> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
@@ -361,23 +360,6 @@ pub fn parse_origin(raw: &str) -> Result<String, String> {
     }
 }
 
-#[cfg(test)]
-mod origin_tests {
-    use super::parse_origin;
-
-    #[test]
-    fn origins_are_normalised_like_browsers_send_them() {
-        assert_eq!(parse_origin("https://WWW.Example.com").unwrap(), "https://www.example.com");
-        assert_eq!(parse_origin("https://www.example.com:443/").unwrap(), "https://www.example.com");
-        assert_eq!(parse_origin("http://127.0.0.1:8000").unwrap(), "http://127.0.0.1:8000");
-        for bad in
-            ["www.example.com", "ftp://example.com", "https://example.com/path", "https://example.com?q=1", "null"]
-        {
-            assert!(parse_origin(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// The schema of [`ORIGIN_PATTERN`] origins.
 pub struct Origin;
 
@@ -465,4 +447,21 @@ pub async fn create_site(state: &AppState, site: NewSite) -> Result<Site, ApiErr
         .await;
     state.directory.invalidate(&tenant_id);
     created
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_origin;
+
+    #[test]
+    fn origins_are_normalised_like_browsers_send_them() {
+        assert_eq!(parse_origin("https://WWW.Example.com").unwrap(), "https://www.example.com");
+        assert_eq!(parse_origin("https://www.example.com:443/").unwrap(), "https://www.example.com");
+        assert_eq!(parse_origin("http://127.0.0.1:8000").unwrap(), "http://127.0.0.1:8000");
+        for bad in
+            ["www.example.com", "ftp://example.com", "https://example.com/path", "https://example.com?q=1", "null"]
+        {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
 }

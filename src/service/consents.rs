@@ -59,8 +59,11 @@ pub async fn check(
     let stored = check::stored_subjects(&subject_key, &subjects)?;
     let states: HashMap<String, StateRow> = match stored.as_slice() {
         [only] => {
-            let lookup =
-                Lookup { tenant_id: rules.tenant_id.clone(), identifier: only.clone(), purpose: Some(purpose.key.to_string()) };
+            let lookup = Lookup {
+                tenant_id: rules.tenant_id.clone(),
+                identifier: only.clone(),
+                purpose: Some(purpose.key.to_string()),
+            };
             state.reader.states(lookup).await?.into_iter().map(|row| (only.clone(), row)).collect()
         }
         _ => {

@@ -6,5 +6,12 @@ pub mod batch;
 pub mod config;
 pub mod consents;
 pub mod directory;
+pub mod opt_outs;
 pub mod reader;
 pub mod writer;
+
+/// Now, to the microsecond, as both databases store times: a response shows what a later read
+/// shows.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    crate::domain::ledger::to_micros(chrono::Utc::now())
+}

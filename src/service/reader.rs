@@ -40,7 +40,11 @@ pub struct Reader {
 impl Reader {
     /// Starts `threads` reader threads on `pool`.
     pub fn start(pool: Pool, threads: usize) -> Self {
-        Self { batcher: Batcher::start("consentry-reader", threads, take_up_to::<_, MAX_BATCH>, move |batch| read(&pool, batch)) }
+        Self {
+            batcher: Batcher::start("consentry-reader", threads, take_up_to::<_, MAX_BATCH>, move |batch| {
+                read(&pool, batch)
+            }),
+        }
     }
 
     /// The states `lookup` asks for (empty for an unknown identifier). Errors: a database error,

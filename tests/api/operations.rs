@@ -360,7 +360,10 @@ fn a_sqlite_url_in_a_missing_directory_or_an_empty_database_url_is_refused() {
     let out = consentry_in(dir.path(), Some("sqlite://nope/deeper/consentry.db"), &["migrate"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("nope/deeper") && stderr.contains("does not exist") && stderr.contains("mkdir -p"), "{stderr}");
+    assert!(
+        stderr.contains("nope/deeper") && stderr.contains("does not exist") && stderr.contains("mkdir -p"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("nope").exists(), "no directory is created");
 
     let out = consentry_in(dir.path(), Some(""), &["migrate"]);
@@ -421,7 +424,8 @@ async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_reque
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-request-id"], "trace-4711", "the client's id is returned");
 
-    let res = app.client.delete(format!("{base}/v1/subjects/{email}/events")).bearer_auth(&app.token).send().await.unwrap();
+    let res =
+        app.client.delete(format!("{base}/v1/subjects/{email}/events")).bearer_auth(&app.token).send().await.unwrap();
     let header_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&header_id).is_ok(), "an id is generated: {header_id}");
     let body = assert_problem(res, 405).await;
@@ -429,9 +433,21 @@ async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_reque
     assert_eq!(body["request_id"], header_id.as_str(), "the problem body names the request");
 
     let token = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LWNhcGFiaWxpdHk.Zm9yZ2VkLXNpZ25hdHVyZQ";
-    let res = app.client.post(format!("{base}/v1/unsubscribe/{token}")).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    let res = app
+        .client
+        .post(format!("{base}/v1/unsubscribe/{token}"))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
     assert!(res.status().is_client_error(), "{}", res.status());
-    let res = app.client.get(format!("{base}/v1/subjects/{email}/consents")).header("X-Request-Id", "a@b").send().await.unwrap();
+    let res = app
+        .client
+        .get(format!("{base}/v1/subjects/{email}/consents"))
+        .header("X-Request-Id", "a@b")
+        .send()
+        .await
+        .unwrap();
     let body = assert_problem(res, 401).await;
     assert_ne!(body["request_id"], "a@b", "an id that is not a plain token is replaced");
 

@@ -185,7 +185,8 @@ async fn concurrent_single_reads_each_get_their_own_answer(app: TestApp) {
     app.seed().await;
     // user:reader-0..23: analytics granted when even, refused when odd; 24..31 never asked.
     for n in 0..24 {
-        let body = json!({"subject": format!("user:reader-{n}"), "choices": {"analytics": n % 2 == 0}, "source": "api"});
+        let body =
+            json!({"subject": format!("user:reader-{n}"), "choices": {"analytics": n % 2 == 0}, "source": "api"});
         assert_eq!(app.record(body).await.status(), 201);
     }
     // Another tenant knows user:reader-0 too, refused there.
@@ -220,9 +221,19 @@ async fn concurrent_single_reads_each_get_their_own_answer(app: TestApp) {
         async move {
             let n = i % 32;
             let subject = format!("user:reader-{n}");
-            let (token, want) = if i % 10 == 9 { (other.as_str(), if n == 0 { "denied" } else { "not_asked" }) } else { (app.token.as_str(), expected(n)) };
+            let (token, want) = if i % 10 == 9 {
+                (other.as_str(), if n == 0 { "denied" } else { "not_asked" })
+            } else {
+                (app.token.as_str(), expected(n))
+            };
             let status = if i % 3 == 0 {
-                let res = app.client.get(app.url(&format!("/v1/subjects/{subject}/consents"))).bearer_auth(token).send().await.unwrap();
+                let res = app
+                    .client
+                    .get(app.url(&format!("/v1/subjects/{subject}/consents")))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(res.status(), 200);
                 res.json::<Value>().await.unwrap()["purposes"]["analytics"]["status"].as_str().unwrap().to_owned()
             } else {
