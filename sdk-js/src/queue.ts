@@ -6,7 +6,8 @@
  * A write the server refuses (4xx other than 408/429) is dropped at once; one
  * still failing after {@link MAX_TRIES} attempts or {@link MAX_AGE_MS} is
  * given up: neither blocks the writes after it for long. Tabs of one origin
- * share the stored queue: saving merges with what another tab stored.
+ * share the stored queue: saving merges with what another tab stored, and a
+ * tab whose write another tab's save dropped stores it again at once.
  */
 import type { ConsentWrite, ConsentWriteResult, Problem } from './types';
 
@@ -91,16 +92,19 @@ export function createQueue(o: QueueOptions): WriteQueue {
   let attempt = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
 
-  /** This page's writes and, merged by key, those only another tab stored, oldest first. */
-  const all = () =>
+  /**
+   * This page's writes and, merged by key, those only another tab stored,
+   * oldest first; `keep`: also those this page removed (see the storage listener).
+   */
+  const all = (keep?: unknown) =>
     load()
-      .filter((it) => !done[it.key] && !items.some((x) => x.key == it.key))
+      .filter((it) => (keep || !done[it.key]) && !items.some((x) => x.key == it.key))
       .concat(items)
       .sort((a, b) => a.at - b.at);
-  const save = () => {
+  const save = (keep?: unknown) => {
     try {
       if (ls) {
-        const v = all();
+        const v = all(keep);
         v.length ? ls.setItem(o.storageKey, JSON.stringify(v)) : ls.removeItem(o.storageKey);
       }
     } catch {
@@ -157,9 +161,19 @@ export function createQueue(o: QueueOptions): WriteQueue {
     return busy ? busy.then(flush) : (busy = run().finally(() => (busy = null)));
   }
 
+  // Each tab holds its own copy of localStorage, updated asynchronously: a tab may save from a
+  // read that does not have the write another tab stored a moment ago, and so overwrite it. The
+  // tab that lost its write sees that here and puts it back at once, only adding (removing what
+  // this page sent could undo what the other tab just stored, and the two tabs could take turns).
+  addEventListener(
+    'storage',
+    (e) => e.key == o.storageKey && items.some((it) => !(e.newValue || '').includes(it.key)) && save(1),
+    { signal: o.signal },
+  );
+
   return {
     size: () => items.length,
-    items: all,
+    items: () => all(),
     push(it) {
       items.push(it);
       save();
