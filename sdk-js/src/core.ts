@@ -9,13 +9,14 @@ import { backoff, createQueue } from './queue';
 import {
   applyGpc,
   cookieName,
-  cookieValue,
+  cookieValues,
   decodeState,
+  dropCookie,
   encodeState,
   isAllowed,
   LEGACY_COOKIE,
+  newest,
   policyRevision,
-  readCookie,
   reconcile,
   uuid,
   writeCookie,
@@ -83,28 +84,78 @@ export function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
   return new Promise((ok) => ok(start(o, mountUi)));
 }
 
-function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> {
-  if (!o || !o.siteKey || o.endpoint == null) throw new Error('consentry: siteKey and endpoint are required');
+/** A hyphenated uuid, as the API takes visitor ids. */
+const UUID = /^[\da-f]{8}(-[\da-f]{4}){3}-[\da-f]{12}$/i;
+
+function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> {
+  if (!options || !options.siteKey || options.endpoint == null) throw new Error('consentry: siteKey and endpoint are required');
   const d = document;
+  const subs: Listeners = {};
+  const emit = <E extends keyof ConsentryEvents>(ev: E, detail: ConsentryEvents[E]) => {
+    for (const cb of subs[ev] || [])
+      try {
+        cb(detail);
+      } catch (e) {
+        setTimeout(() => {
+          throw e; // report a listener's error without breaking the SDK
+        });
+      }
+    d.dispatchEvent(new CustomEvent('consentry:' + ev, { detail }));
+  };
+  /** Init options the SDK could not use, replayed to later `error` subscribers. */
+  const bad: ConsentryError[] = [];
+  /** Reports init option `k`, which the SDK cannot use: logged, and an `error` event. */
+  const invalid = (k: string, v: unknown) => {
+    // eslint-disable-next-line no-console
+    console.error('consentry: invalid option, using its default:', k, v);
+    const e: ConsentryError = { reason: 'invalid_option', status: 0, problem: null, option: k };
+    bad.push(e);
+    emit('error', e);
+  };
+  const host = location.hostname;
+  /** Tests of the options' values (as strings); an option not listed here is unknown. */
+  const valid: Record<string, { test(v: string): boolean }> = {
+    siteKey: /./,
+    // an absolute http(s) URL (not http from an https page: mixed content is blocked), or a path on this origin
+    endpoint: RegExp('^(https' + (location.protocol == 'https:' ? '' : '?') + '://[^/?#\\s]+)?(/[^?#\\s]*)?$'),
+    // ISO 3166-1 alpha-2 or ISO 3166-2, as the API takes them
+    region: /^[a-z]{2}(-[a-z\d]{1,3})?$/i,
+    locale: /^[a-z]{2,3}(-[a-z\d]{1,8})*$/i,
+    ui: /^(true|false|\[object Object])$/,
+    // a domain this page is under, without scheme, port or path (a leading dot is ignored)
+    cookieDomain: { test: (v) => ('.' + host + '.').endsWith(('.' + v + '.').replace('..', '.').toLowerCase()) },
+    googleConsentMode: /^\[object Object]$/,
+    nonce: /^/,
+    visitorId: UUID,
+  };
+  // the options to use: those the SDK cannot use are left out, so their defaults apply
+  const o = { ...options } as ConsentryOptions & Record<string, unknown>;
+  for (const k in o) if (o[k] != null && !valid[k]?.test(o[k] as string)) invalid(k, o[k]), delete o[k];
+  const region = (o.region || '').toUpperCase();
+  let cookieDomain = o.cookieDomain;
+  const vid = o.visitorId?.toLowerCase();
   const map = o.googleConsentMode;
   // before anything else, so the default precedes every tag
-  const gcm = map && Object.keys(map).length ? setupConsentMode(window, map) : null;
-  const base = o.endpoint.replace(/\/+$/, '') + '/v1/sites/' + encodeURIComponent(o.siteKey);
+  const gcm = map && Object.keys(map).length ? setupConsentMode(window, map, (t, v) => invalid('googleConsentMode.' + t, v)) : null;
+  const base = (o.endpoint || '').replace(/\/+$/, '') + '/v1/sites/' + encodeURIComponent(o.siteKey);
   const nonce = o.nonce || nonceOf(d.currentScript) || nonceOf(d.querySelector('script[nonce]')) || undefined;
   const locale = o.locale || d.documentElement.lang || navigator.language || 'en';
   const gpcSignal = (navigator as { globalPrivacyControl?: boolean }).globalPrivacyControl === true;
   const now = () => Math.floor(Date.now() / 1000);
   const name = cookieName(o.siteKey);
-  const region = o.region || '';
 
-  let stored: StoredState | null = readCookie(d, name);
-  if (!stored || stored.site != o.siteKey) {
-    // a cookie of an older SDK (read once: the next write uses the new name) or of another site:
-    // only its visitor id is kept, its state waits for the server
-    const other = stored || readCookie(d, LEGACY_COOKIE);
-    stored = other && { ...other, site: '', choices: {}, pending: false };
+  // Several cookies may hold a state: one per cookie domain the site has used, and the older
+  // SDK's. The newest decision wins (the others are deleted at the next write), so a changed
+  // configuration never brings an older decision back.
+  let seen = newest(cookieValues(d, name));
+  let stored = decodeState(newest([seen!, ...cookieValues(d, LEGACY_COOKIE)]));
+  if (stored && (stored.site != o.siteKey || (vid && stored.id != vid))) {
+    // a cookie of an older SDK (the next write uses the new name) or of another site: only its
+    // visitor id is kept and its state waits for the server; a cookie of another visitor than
+    // the `visitorId` option is not used at all
+    stored = vid ? null : { ...stored, site: '', choices: {}, pending: false };
   }
-  const visitorId = stored ? stored.id : uuid();
+  const visitorId = vid || (stored ? stored.id : uuid());
   let config: SiteConfig | null = null;
   let models: Record<string, ConsentModel> = {};
   let purposes: Record<string, ConsentStatus> = {};
@@ -116,11 +167,12 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
   let wantPrefs = false;
   let ui: Ui | undefined;
   const said: Record<string, 1> = {};
-  const subs: Listeners = {};
   const stop = new AbortController();
   const signal = stop.signal;
 
   const allowed = (p: string) => isAllowed(models[p] || 'opt_in', purposes[p]);
+  /** One entry of `data-consent`: `purpose` is allowed, `!purpose` refused. */
+  const holds = (e: string) => (e[0] == '!' ? purposes[e.slice(1)] == 'denied' : allowed(e));
   /** The policy revision choices are made under: the config's, else the cookie's. */
   const rev = () => (config ? policyRevision(config) : stored?.rev) || null;
   const snapshot = (): ConsentSnapshot => ({
@@ -133,17 +185,6 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
     gpc,
     confirmed: !q.size() && !stored?.pending,
   });
-  const emit = <E extends keyof ConsentryEvents>(ev: E, detail: ConsentryEvents[E]) => {
-    for (const cb of subs[ev] || [])
-      try {
-        cb(detail);
-      } catch (e) {
-        setTimeout(() => {
-          throw e; // report a listener's error without breaking the SDK
-        });
-      }
-    d.dispatchEvent(new CustomEvent('consentry:' + ev, { detail }));
-  };
   /** A choice that will not be recorded: logged once per reason, `error` every time. */
   const fail = (reason: ConsentryError['reason'], status: number, problem: ConsentryError['problem'], choices?: Record<string, boolean>) => {
     // eslint-disable-next-line no-console
@@ -153,7 +194,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
   };
   /** Activates what is allowed and refreshes the UI; `consentMode`: also Consent Mode, when it changed. */
   const apply = (consentMode?: boolean) => {
-    activate(d, allowed, nonce);
+    activate(d, holds, nonce);
     ui?.update();
     if (consentMode && gcm) gcm.update(allowed, detail(), true);
   };
@@ -171,8 +212,10 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
    * did not change since, or changed earlier, are taken over first.
    */
   const persist = (pending: boolean, touched: boolean) => {
-    const raw = cookieValue(d, name);
-    const cur = decodeState(raw);
+    const all = cookieValues(d, name);
+    const raw = newest(all);
+    // written since this page last read or wrote it
+    const cur = raw != seen && decodeState(raw);
     if (cur && stored && cur.id == visitorId)
       for (const k in cur.choices) {
         const c = cur.choices[k];
@@ -198,7 +241,22 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
     };
     const v = encodeState(stored);
     const life = (config?.cookie_max_age_days || 395) * 86400;
-    if (touched || v != raw) writeCookie(d, name, v, stored.updated + life - t, o.cookieDomain);
+    const put = () => writeCookie(d, name, v, stored!.updated + life - t, cookieDomain);
+    const old = cookieValues(d, LEGACY_COOKIE).length;
+    if (touched || v != raw || all.length > 1 || old) {
+      put();
+      let vs = cookieValues(d, name);
+      // the browser refused the Domain (e.g. a public suffix): the page's host, said out loud
+      if (cookieDomain && !vs.includes(v)) {
+        invalid('cookieDomain', cookieDomain);
+        cookieDomain = undefined;
+        put();
+        vs = cookieValues(d, name);
+      }
+      // another variant (another cookie domain) or the older SDK's cookie is still there
+      if (vs.length > 1 || old) dropCookie(d, name), dropCookie(d, LEGACY_COOKIE), put();
+    }
+    seen = v;
   };
   /** Takes the server's record as the state (GPC denials and writes still queued stay). */
   const adopt = (server: VisitorConsents) => {
@@ -259,7 +317,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
       fail(config ? 'no_policy' : 'offline', 0, null, body);
       return false;
     }
-    const where = o.region || config?.region;
+    const where = region || config?.region;
     return q.push({
       key: uuid(),
       at: Date.now(),
@@ -317,6 +375,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
       const l = (subs[ev] = subs[ev] || []) as (typeof cb)[];
       l.push(cb);
       if (ev == 'ready' && ready) cb(snapshot() as never);
+      if (ev == 'error') bad.forEach(cb as never);
       return () => {
         l.splice(l.indexOf(cb) >>> 0, 1);
       };
@@ -326,21 +385,19 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
   // The cookie applies at once only when it was written for this site key and
   // region, is not waiting for a write this browser no longer holds, and GPC
   // is off or was applied to it; otherwise its state waits for the server.
-  if (
-    stored &&
-    stored.site == o.siteKey &&
-    stored.region == region &&
-    (!gpcSignal || stored.gpc) &&
-    (!stored.pending || Object.keys(overlay()).length)
-  ) {
+  // Writes still queued (by any tab) go on top: a withdrawal waiting to be sent is never undone.
+  const ov = overlay();
+  if (stored && stored.site == o.siteKey && stored.region == region && (!gpcSignal || stored.gpc) && (!stored.pending || Object.keys(ov).length)) {
     purposes = { ...stored.choices };
+    for (const k in ov) purposes[k] = ov[k] ? 'granted' : 'denied';
     models = { ...stored.models };
-    apply(true);
   }
+  // also without a state: fallback content is hidden until a refusal is known
+  apply(true);
   // only what was added is looked at; state changes re-scan the page
   const observer = new MutationObserver((records) => {
     const added = records.flatMap((r) => [...r.addedNodes]).filter((n) => n.nodeType == 1) as Element[];
-    added.forEach((n) => activate(n, allowed, nonce));
+    added.forEach((n) => activate(n, holds, nonce));
     if (ui && added.length) ui.update(added);
   });
   observer.observe(d.documentElement, { childList: true, subtree: true });
@@ -361,7 +418,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
 
   const query = (locale?: string) => {
     const s = new URLSearchParams();
-    if (o.region) s.set('region', o.region);
+    if (region) s.set('region', region);
     if (locale) s.set('locale', locale);
     const t = '' + s;
     return t ? '?' + t : '';
@@ -379,7 +436,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
     return Promise.all([
       get<SiteConfig>('/config' + query(locale)),
       // also with writes still queued: the record may have changed elsewhere; the queued choices go on top
-      stored ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query()) : null,
+      stored || vid ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query()) : null,
     ]).then(([cfg, server]) => {
       if (signal.aborted || config) return;
       if (cfg) {

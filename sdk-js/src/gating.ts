@@ -3,6 +3,10 @@
  *   <script type="text/plain" data-consent="statistics" src="…">  (or inline)
  *   <iframe data-consent="social_media" data-src="…">
  * `data-consent` may name several purposes (space or comma separated); all must be allowed.
+ * A purpose written `!purpose` must be refused instead (denied: by the visitor or GPC), which
+ * gives fallbacks: `<script type="text/plain" data-consent="!statistics">` runs, at most once
+ * per page, when statistics is refused; any other element whose `data-consent` has a `!`
+ * (`<p data-consent="!social_media" hidden>`) is shown while its condition holds, hidden otherwise.
  * An allowed script is replaced by a real one (type from `data-type`, default classic)
  * carrying the nonce; an allowed iframe gets its `src`. Activation is one-way.
  * With a nonce in use, only gated scripts carrying that same nonce are activated:
@@ -30,11 +34,22 @@ export const within = <T extends Element>(root: ParentNode, sel: string): T[] =>
 /** The last external script activated in order that has not loaded yet; later inline scripts wait for it. */
 let tail: HTMLScriptElement | null = null;
 
-/** Activates every gated element in `root` (itself included) whose purposes are all allowed. */
-export function activate(root: ParentNode, allowed: (purpose: string) => boolean, nonce?: string): void {
-  within<HTMLElement>(root, GATED).forEach((el) => {
+/** Elements other than gated ones shown only while their `data-consent` holds (fallback content). */
+const SHOWN = '[data-consent*="!"]:not(script,iframe)';
+
+/**
+ * Activates every gated element in `root` (itself included) whose condition
+ * holds, and shows or hides fallback content. `holds` answers for one entry
+ * of `data-consent`: `purpose` (allowed) or `!purpose` (refused).
+ */
+export function activate(root: ParentNode, holds: (entry: string) => boolean, nonce?: string): void {
+  const ok = (el: Element) => {
     const ps = purposesOf(el.getAttribute('data-consent'));
-    if (!ps.length || !ps.every(allowed)) return;
+    return ps.length > 0 && ps.every(holds);
+  };
+  within<HTMLElement>(root, SHOWN).forEach((el) => (el.hidden = !ok(el)));
+  within<HTMLElement>(root, GATED).forEach((el) => {
+    if (!ok(el)) return;
     const src = el.getAttribute('data-src');
     if (el.tagName == 'IFRAME') {
       el.removeAttribute('data-src');

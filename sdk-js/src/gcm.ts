@@ -21,8 +21,12 @@ export interface ConsentMode {
   update(allowed: (purpose: string) => boolean, detail: object, onlyIfChanged?: boolean): void;
 }
 
-/** Defines dataLayer/gtag if needed and pushes the `default` command at once. */
-export function setupConsentMode(w: Window, map: GoogleConsentModeMapping): ConsentMode {
+/**
+ * Defines dataLayer/gtag if needed and pushes the `default` command at once.
+ * `invalid` is called for each entry that is not a consent type (it is left
+ * out) or is not mapped to a purpose key or a list of them (the type stays denied).
+ */
+export function setupConsentMode(w: Window, map: GoogleConsentModeMapping, invalid: (type: string, value: unknown) => void): ConsentMode {
   const g = w as unknown as GtagWindow;
   const dl = (g.dataLayer = g.dataLayer || []);
   // gtag.js reads Arguments objects from the dataLayer, so push `arguments` itself
@@ -32,7 +36,13 @@ export function setupConsentMode(w: Window, map: GoogleConsentModeMapping): Cons
       // eslint-disable-next-line prefer-rest-params
       dl.push(arguments);
     });
-  const types = Object.keys(map) as (keyof GoogleConsentModeMapping)[];
+  /** The purposes a type needs; an empty list or a value of another kind gives [''], which is never allowed. */
+  const needs = (t: string) => ('' + map[t as 'ad_storage']).split(',');
+  const types = Object.keys(map).filter((t) => {
+    const ok = /^(ad_(storage|user_data|personalization)|(analytics|functionality|personalization|security)_storage)$/.test(t);
+    if (!ok || !needs(t).every((p) => /^\w+$/.test(p))) invalid(t, map[t as 'ad_storage']);
+    return ok;
+  }) as (keyof GoogleConsentModeMapping)[];
   const state = (f: (t: keyof GoogleConsentModeMapping) => boolean) => {
     const o: Record<string, string> = {};
     for (const t of types) o[t] = f(t) ? 'granted' : 'denied';
@@ -43,7 +53,7 @@ export function setupConsentMode(w: Window, map: GoogleConsentModeMapping): Cons
   let last = JSON.stringify(none);
   return {
     update(allowed, detail, onlyIfChanged) {
-      const u = state((t) => ([] as string[]).concat(map[t]!).every(allowed));
+      const u = state((t) => needs(t).every(allowed));
       const s = JSON.stringify(u);
       if (onlyIfChanged && s == last) return;
       last = s;

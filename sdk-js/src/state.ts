@@ -99,15 +99,41 @@ export function decodeState(v: string | null | undefined): StoredState | null {
   };
 }
 
-/** The raw value of cookie `name` of `doc`, or null. */
-export function cookieValue(doc: Document, name: string): string | null {
-  const m = doc.cookie.match(new RegExp('(?:^|;\\s*)' + name + '=([^;]*)'));
-  return m && m[1];
+/** Every value of cookie `name` the page sees: one per variant (host-only, Domain= a parent domain), oldest first. */
+export const cookieValues = (doc: Document, name: string): string[] =>
+  doc.cookie
+    .split(/; */)
+    .filter((c) => c.startsWith(name + '='))
+    .map((c) => c.slice(name.length + 1));
+
+/**
+ * The value among `values` holding the newest decision (`u`), null when none
+ * decodes. A tie goes to the one granting fewer purposes, then to the smaller
+ * value: the same answer in every tab and on every load, and a withdrawal wins a tie.
+ */
+export function newest(values: string[]): string | null {
+  const grants = (s: StoredState) => Object.values(s.choices).filter((c) => c == 'granted').length;
+  let best: string | null = null;
+  let b: StoredState | null = null;
+  for (const v of values) {
+    const s = decodeState(v);
+    if (s && (!b || (s.updated - b.updated || grants(b) - grants(s) || (v < best! ? 1 : -1)) > 0)) (best = v), (b = s);
+  }
+  return best;
 }
 
-/** Reads the state cookie `name` of `doc`. */
+/** Reads the state cookie `name` of `doc` (the newest, when the page sees several). */
 export function readCookie(doc: Document, name: string): StoredState | null {
-  return decodeState(cookieValue(doc, name));
+  return decodeState(newest(cookieValues(doc, name)));
+}
+
+/**
+ * Deletes cookie `name` (Path=/) in every variant a page can see: host-only
+ * and `Domain=` each of the host's domains (`www.example.com`, `example.com`, `com`).
+ */
+export function dropCookie(doc: Document, name: string): void {
+  const h = doc.location.hostname.split('.');
+  for (let i = -1; i < h.length; i++) doc.cookie = name + '=; Path=/; Max-Age=0' + (i < 0 ? '' : '; Domain=' + h.slice(i).join('.'));
 }
 
 /**

@@ -45,10 +45,21 @@ export declare const uuid: () => string;
 export declare function encodeState(s: StoredState, max?: number): string;
 /** Decodes {@link encodeState}'s output (and the older one-key-per-entry form); null when missing, malformed or of another version. */
 export declare function decodeState(v: string | null | undefined): StoredState | null;
-/** The raw value of cookie `name` of `doc`, or null. */
-export declare function cookieValue(doc: Document, name: string): string | null;
-/** Reads the state cookie `name` of `doc`. */
+/** Every value of cookie `name` the page sees: one per variant (host-only, Domain= a parent domain), oldest first. */
+export declare const cookieValues: (doc: Document, name: string) => string[];
+/**
+ * The value among `values` holding the newest decision (`u`), null when none
+ * decodes. A tie goes to the one granting fewer purposes, then to the smaller
+ * value: the same answer in every tab and on every load, and a withdrawal wins a tie.
+ */
+export declare function newest(values: string[]): string | null;
+/** Reads the state cookie `name` of `doc` (the newest, when the page sees several). */
 export declare function readCookie(doc: Document, name: string): StoredState | null;
+/**
+ * Deletes cookie `name` (Path=/) in every variant a page can see: host-only
+ * and `Domain=` each of the host's domains (`www.example.com`, `example.com`, `com`).
+ */
+export declare function dropCookie(doc: Document, name: string): void;
 /**
  * Writes the state cookie `name` (an encoded state): Path=/, SameSite=Lax,
  * Secure on https, the parent `domain` when given, lifetime `seconds`.
