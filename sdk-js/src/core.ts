@@ -19,6 +19,7 @@ import {
   policyRevision,
   reconcile,
   uuid,
+  UUID,
   writeCookie,
   type StoredState,
 } from './state';
@@ -66,8 +67,6 @@ export interface Ui {
 /** Creates a UI; see `ui.ts` for the default one. */
 export type UiFactory = (host: UiHost) => Ui;
 
-type Listeners = { [E in keyof ConsentryEvents]?: ((d: ConsentryEvents[E]) => void)[] };
-
 /**
  * Starts Consentry on this page. Synchronously: pushes the Consent Mode
  * default (when configured), reads the cookie and, when it was written for
@@ -84,48 +83,48 @@ export function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
   return new Promise((ok) => ok(start(o, mountUi)));
 }
 
-/** A hyphenated uuid, as the API takes visitor ids. */
-const UUID = /^[\da-f]{8}(-[\da-f]{4}){3}-[\da-f]{12}$/i;
 
 function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> {
-  if (!options || !options.siteKey || options.endpoint == null) throw new Error('consentry: siteKey and endpoint are required');
+  if (!options || !options.siteKey || options.endpoint == null) throw new Error('consentry: siteKey and endpoint required');
   const d = document;
-  const subs: Listeners = {};
+  // this instance's subscribers (an EventTarget reports a listener's error without breaking the SDK)
+  const subs = new EventTarget();
   const emit = <E extends keyof ConsentryEvents>(ev: E, detail: ConsentryEvents[E]) => {
-    for (const cb of subs[ev] || [])
-      try {
-        cb(detail);
-      } catch (e) {
-        setTimeout(() => {
-          throw e; // report a listener's error without breaking the SDK
-        });
-      }
+    subs.dispatchEvent(new CustomEvent(ev, { detail }));
     d.dispatchEvent(new CustomEvent('consentry:' + ev, { detail }));
   };
   /** Init options the SDK could not use, replayed to later `error` subscribers. */
   const bad: ConsentryError[] = [];
-  /** Reports init option `k`, which the SDK cannot use: logged, and an `error` event. */
-  const invalid = (k: string, v: unknown) => {
+  const said: Record<string, 1> = {};
+  /**
+   * Reports an `error`: a choice that will not be recorded (logged once per
+   * reason), or init option `option` of value `v`, which the SDK cannot use and replaces by its default.
+   */
+  const fail = (reason: ConsentryError['reason'], status: number, problem: ConsentryError['problem'], choices?: Record<string, boolean>, option?: string, v?: unknown) => {
+    const e = { reason, status, problem, choices, option };
     // eslint-disable-next-line no-console
-    console.error('consentry: invalid option, using its default:', k, v);
-    const e: ConsentryError = { reason: 'invalid_option', status: 0, problem: null, option: k };
-    bad.push(e);
+    if (!said[reason + option]) console.error('consentry: ' + reason, option || status, option ? v : problem);
+    said[reason + option] = 1;
+    if (option) bad.push(e);
     emit('error', e);
   };
-  const host = location.hostname;
+  const invalid = (k: string, v: unknown) => fail('invalid_option', 0, null, undefined, k, v);
+  const any = /./;
+  const kind = /^(true|false|\[object Object])$/;
   /** Tests of the options' values (as strings); an option not listed here is unknown. */
   const valid: Record<string, { test(v: string): boolean }> = {
-    siteKey: /./,
-    // an absolute http(s) URL (not http from an https page: mixed content is blocked), or a path on this origin
-    endpoint: RegExp('^(https' + (location.protocol == 'https:' ? '' : '?') + '://[^/?#\\s]+)?(/[^?#\\s]*)?$'),
+    siteKey: any,
+    // an absolute http(s) URL or a path on this origin
+    endpoint: /^(https?:\/\/[^/?#]+)?(\/[^?#]*)?$/,
     // ISO 3166-1 alpha-2 or ISO 3166-2, as the API takes them
     region: /^[a-z]{2}(-[a-z\d]{1,3})?$/i,
-    locale: /^[a-z]{2,3}(-[a-z\d]{1,8})*$/i,
-    ui: /^(true|false|\[object Object])$/,
-    // a domain this page is under, without scheme, port or path (a leading dot is ignored)
-    cookieDomain: { test: (v) => ('.' + host + '.').endsWith(('.' + v + '.').replace('..', '.').toLowerCase()) },
-    googleConsentMode: /^\[object Object]$/,
-    nonce: /^/,
+    locale: /^[a-z]{2,3}(-[a-z\d]+)*$/i,
+    ui: kind,
+    // the page's host or a parent domain (no scheme, port or path); the browser has the last word, see persist
+    cookieDomain: { test: (v) => location.hostname.endsWith(v) },
+    googleConsentMode: kind,
+    // base64
+    nonce: /^[\w+/=-]+$/,
     visitorId: UUID,
   };
   // the options to use: those the SDK cannot use are left out, so their defaults apply
@@ -166,7 +165,6 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
   let ready = false;
   let wantPrefs = false;
   let ui: Ui | undefined;
-  const said: Record<string, 1> = {};
   const stop = new AbortController();
   const signal = stop.signal;
 
@@ -185,20 +183,14 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
     gpc,
     confirmed: !q.size() && !stored?.pending,
   });
-  /** A choice that will not be recorded: logged once per reason, `error` every time. */
-  const fail = (reason: ConsentryError['reason'], status: number, problem: ConsentryError['problem'], choices?: Record<string, boolean>) => {
-    // eslint-disable-next-line no-console
-    if (!said[reason]) console.error('consentry: not recorded:', reason, status, problem);
-    said[reason] = 1;
-    emit('error', { reason, status, problem, choices });
-  };
   /** Activates what is allowed and refreshes the UI; `consentMode`: also Consent Mode, when it changed. */
   const apply = (consentMode?: boolean) => {
     activate(d, holds, nonce);
     ui?.update();
     if (consentMode && gcm) gcm.update(allowed, detail(), true);
   };
-  const detail = (changed?: string[], source?: string) => ({ purposes: { ...purposes }, allowed: snapshot().allowed, changed, source });
+  /** The `change` event's payload (also Consent Mode's dataLayer event's). */
+  const detail = (changed?: string[], source?: ConsentSource) => ({ ...snapshot(), changed, source }) as ConsentChange;
   /** Choices of writes still queued (by any tab) for this visitor, the latest last. */
   const overlay = () => {
     const c: Record<string, boolean> = {};
@@ -245,28 +237,26 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
     const old = cookieValues(d, LEGACY_COOKIE).length;
     if (touched || v != raw || all.length > 1 || old) {
       put();
-      let vs = cookieValues(d, name);
       // the browser refused the Domain (e.g. a public suffix): the page's host, said out loud
-      if (cookieDomain && !vs.includes(v)) {
-        invalid('cookieDomain', cookieDomain);
-        cookieDomain = undefined;
-        put();
-        vs = cookieValues(d, name);
-      }
-      // another variant (another cookie domain) or the older SDK's cookie is still there
-      if (vs.length > 1 || old) dropCookie(d, name), dropCookie(d, LEGACY_COOKIE), put();
+      if (cookieDomain && !cookieValues(d, name).includes(v)) invalid('cookieDomain', cookieDomain), (cookieDomain = undefined), put();
+      // one cookie only: the other variants (another cookie domain) and the older SDK's go
+      if (cookieValues(d, name).length > 1 || old) dropCookie(d, name), dropCookie(d, LEGACY_COOKIE), put();
     }
     seen = v;
   };
-  /** Takes the server's record as the state (GPC denials and writes still queued stay). */
-  const adopt = (server: VisitorConsents) => {
+  /**
+   * Takes the server's record (null: none) as the state; writes still queued
+   * go on top and GPC applies. Returns the purposes GPC denied only now.
+   */
+  const adopt = (server: VisitorConsents | null) => {
     const ov = overlay();
     const r = reconcile(config!, stored, server, ov, now());
-    if (gpc) applyGpc(config!, r.purposes);
     purposes = r.purposes;
     needs = r.needsConsent;
-    persist(Object.keys(ov).length > 0, false);
+    const denied = gpc ? applyGpc(config!, purposes) : [];
+    if (stored) persist(Object.keys(ov).length > 0 || (!server && stored.pending), false);
     apply(true);
+    return denied;
   };
 
   const q = createQueue({
@@ -309,15 +299,15 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
     persist(true, true);
     apply();
     if (user) {
-      if (gcm) gcm.update(allowed, detail(changed, source));
-      emit('change', { ...snapshot(), changed, source } as ConsentChange);
+      const c = detail(changed, source);
+      gcm?.update(allowed, c);
+      emit('change', c);
     }
     // the server refuses a write without a policy revision: the choice stays on this page, unconfirmed
     if (!r) {
       fail(config ? 'no_policy' : 'offline', 0, null, body);
       return false;
     }
-    const where = region || config?.region;
     return q.push({
       key: uuid(),
       at: Date.now(),
@@ -326,7 +316,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
         choices: body,
         policy_revision: r,
         source,
-        region: where || undefined,
+        region: region || config?.region || undefined,
         gpc: gpcSignal || undefined,
         identity_token: token,
         // checked against the server's request schema: a field it renames, or a new required one, fails the build
@@ -372,13 +362,11 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
       observer.disconnect();
     },
     on(ev, cb) {
-      const l = (subs[ev] = subs[ev] || []) as (typeof cb)[];
-      l.push(cb);
+      const f = (e: Event) => cb((e as CustomEvent).detail);
+      subs.addEventListener(ev, f);
       if (ev == 'ready' && ready) cb(snapshot() as never);
       if (ev == 'error') bad.forEach(cb as never);
-      return () => {
-        l.splice(l.indexOf(cb) >>> 0, 1);
-      };
+      return () => subs.removeEventListener(ev, f);
     },
   };
 
@@ -420,8 +408,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
     const s = new URLSearchParams();
     if (region) s.set('region', region);
     if (locale) s.set('locale', locale);
-    const t = '' + s;
-    return t ? '?' + t : '';
+    return ('?' + s).replace(/^\?$/, '');
   };
   const get = <T>(path: string): Promise<T | null> =>
     fetch(base + path, { credentials: 'omit' })
@@ -443,16 +430,11 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
         config = cfg;
         models = {};
         for (const p of cfg.purposes) models[p.key] = p.consent_model;
-        const ov = overlay();
-        const r = reconcile(cfg, stored, server, ov, now());
-        purposes = r.purposes;
-        needs = r.needsConsent;
         gpc = gpcSignal && cfg.gpc_honored && cfg.purposes.some((p) => p.gpc_applies);
-        const denied = gpc ? applyGpc(cfg, purposes) : [];
+        const denied = adopt(server);
         if (mountUi) ui = mountUi({ instance: inst, config: cfg, nonce, locale, options: typeof o.ui == 'object' ? o.ui : {}, signal });
         // GPC denials are written before `ready`; the browser adds Sec-GPC: 1 itself
         if (denied.length) write(all(false, denied), 'banner', false);
-        else if (stored) persist(Object.keys(ov).length > 0 || (!server && stored.pending), false);
       } else timer = setTimeout(() => signal.aborted || load(), backoff(tries++, Math.random()));
       q.flush();
       apply(true);

@@ -60,9 +60,8 @@ export function activate(root: ParentNode, holds: (entry: string) => boolean, no
     if (nonce && nonceOf(el) !== nonce) return;
     const s = el.ownerDocument.createElement('script');
     for (const a of el.attributes)
-      if (!/^(type|data-type|data-src|nonce)$/.test(a.name)) s.setAttribute(a.name, a.value);
-    const type = el.getAttribute('data-type');
-    if (type) s.type = type;
+      if (a.name == 'data-type') s.type = a.value;
+      else if (!/^(type|data-src|nonce)$/.test(a.name)) s.setAttribute(a.name, a.value);
     if (nonce) s.nonce = nonce;
     s.text = (el as HTMLScriptElement).text;
     // no longer gated, even while it waits below

@@ -134,7 +134,7 @@ export function createQueue(o: QueueOptions): WriteQueue {
       } catch {
         // network error (or a refusal without CORS headers): retry below
       }
-      if (res && (res.ok || (res.status < 500 && res.status != 408 && res.status != 429))) {
+      if (res && (res.ok || !/^(5|408|429)/.test('' + res.status))) {
         remove(it);
         attempt = 0;
         const body = await res.json().catch(() => null);

@@ -32,7 +32,8 @@ export interface StoredState {
 export const LEGACY_COOKIE = 'consentry';
 /** Longest cookie value written; entries the server also has are left out to stay below it. */
 export const COOKIE_MAX = 3800;
-const UUID = /^[\da-f-]{36}$/i;
+/** A hyphenated uuid, as the API takes visitor ids. */
+export const UUID = /^[\da-f]{8}(-[\da-f]{4}){3}-[\da-f]{12}$/i;
 /** Cookie keys of the lists: decisions first (what stays longest when the cookie must shrink), then models. */
 const LISTS = [
   ['d', 'choices', 'denied'],
@@ -108,16 +109,14 @@ export const cookieValues = (doc: Document, name: string): string[] =>
 
 /**
  * The value among `values` holding the newest decision (`u`), null when none
- * decodes. A tie goes to the one granting fewer purposes, then to the smaller
- * value: the same answer in every tab and on every load, and a withdrawal wins a tie.
+ * decodes; a tie goes to the greater value: the same answer in every tab and on every load.
  */
 export function newest(values: string[]): string | null {
-  const grants = (s: StoredState) => Object.values(s.choices).filter((c) => c == 'granted').length;
   let best: string | null = null;
   let b: StoredState | null = null;
   for (const v of values) {
     const s = decodeState(v);
-    if (s && (!b || (s.updated - b.updated || grants(b) - grants(s) || (v < best! ? 1 : -1)) > 0)) (best = v), (b = s);
+    if (s && (!b || (s.updated - b.updated || +(v > best!)) > 0)) (best = v), (b = s);
   }
   return best;
 }

@@ -30,6 +30,8 @@ export interface StoredState {
 export declare const LEGACY_COOKIE = "consentry";
 /** Longest cookie value written; entries the server also has are left out to stay below it. */
 export declare const COOKIE_MAX = 3800;
+/** A hyphenated uuid, as the API takes visitor ids. */
+export declare const UUID: RegExp;
 /** Cookie name of a site: `consentry_` and the first 8 characters of the site key after its `pk_` prefix. */
 export declare const cookieName: (siteKey: string) => string;
 /** A random uuid v4 (RFC 9562) from `crypto.getRandomValues`, which, unlike `randomUUID`, also exists on plain http. */
@@ -49,8 +51,7 @@ export declare function decodeState(v: string | null | undefined): StoredState |
 export declare const cookieValues: (doc: Document, name: string) => string[];
 /**
  * The value among `values` holding the newest decision (`u`), null when none
- * decodes. A tie goes to the one granting fewer purposes, then to the smaller
- * value: the same answer in every tab and on every load, and a withdrawal wins a tie.
+ * decodes; a tie goes to the greater value: the same answer in every tab and on every load.
  */
 export declare function newest(values: string[]): string | null;
 /** Reads the state cookie `name` of `doc` (the newest, when the page sees several). */
