@@ -4,6 +4,7 @@
  * as a factory, so the core build does not contain it.
  */
 import { setupConsentMode } from './gcm';
+import type { OptionCheck } from './options';
 import { activate, nonceOf, purposesOf } from './gating';
 import { backoff, createQueue } from './queue';
 import {
@@ -83,8 +84,14 @@ export function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
   return new Promise((ok) => ok(start(o, mountUi)));
 }
 
+/** `init` that first checks the options with `check` (the default builds; see `options.ts`). */
+export const checked =
+  (check: OptionCheck) =>
+  (o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> =>
+    new Promise((ok) => ok(start(o, mountUi, check)));
 
-function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> {
+
+function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionCheck): Promise<ConsentryInstance> {
   if (!options || !options.siteKey || options.endpoint == null) throw new Error('consentry: siteKey and endpoint required');
   const d = document;
   // this instance's subscribers (an EventTarget reports a listener's error without breaking the SDK)
@@ -109,33 +116,14 @@ function start(options: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
     emit('error', e);
   };
   const invalid = (k: string, v: unknown) => fail('invalid_option', 0, null, undefined, k, v);
-  const any = /./;
-  const kind = /^(true|false|\[object Object])$/;
-  /** Tests of the options' values (as strings); an option not listed here is unknown. */
-  const valid: Record<string, { test(v: string): boolean }> = {
-    siteKey: any,
-    // an absolute http(s) URL or a path on this origin
-    endpoint: /^(https?:\/\/[^/?#]+)?(\/[^?#]*)?$/,
-    // ISO 3166-1 alpha-2 or ISO 3166-2, as the API takes them
-    region: /^[a-z]{2}(-[a-z\d]{1,3})?$/i,
-    locale: /^[a-z]{2,3}(-[a-z\d]+)*$/i,
-    ui: kind,
-    // the page's host or a parent domain (no scheme, port or path); the browser has the last word, see persist
-    cookieDomain: { test: (v) => location.hostname.endsWith(v) },
-    googleConsentMode: kind,
-    // base64
-    nonce: /^[\w+/=-]+$/,
-    visitorId: UUID,
-  };
-  // the options to use: those the SDK cannot use are left out, so their defaults apply
-  const o = { ...options } as ConsentryOptions & Record<string, unknown>;
-  for (const k in o) if (o[k] != null && !valid[k]?.test(o[k] as string)) invalid(k, o[k]), delete o[k];
+  const o = check ? check(options, invalid) : options;
   const region = (o.region || '').toUpperCase();
   let cookieDomain = o.cookieDomain;
-  const vid = o.visitorId?.toLowerCase();
+  // sent to the API as is: never a malformed one
+  const vid = UUID.test(o.visitorId!) ? o.visitorId!.toLowerCase() : o.visitorId && invalid('visitorId', o.visitorId);
   const map = o.googleConsentMode;
   // before anything else, so the default precedes every tag
-  const gcm = map && Object.keys(map).length ? setupConsentMode(window, map, (t, v) => invalid('googleConsentMode.' + t, v)) : null;
+  const gcm = map && Object.keys(map).length ? setupConsentMode(window, map) : null;
   const base = (o.endpoint || '').replace(/\/+$/, '') + '/v1/sites/' + encodeURIComponent(o.siteKey);
   const nonce = o.nonce || nonceOf(d.currentScript) || nonceOf(d.querySelector('script[nonce]')) || undefined;
   const locale = o.locale || d.documentElement.lang || navigator.language || 'en';

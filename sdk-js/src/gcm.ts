@@ -21,12 +21,8 @@ export interface ConsentMode {
   update(allowed: (purpose: string) => boolean, detail: object, onlyIfChanged?: boolean): void;
 }
 
-/**
- * Defines dataLayer/gtag if needed and pushes the `default` command at once.
- * `invalid` is called for each entry that is not a consent type (it is left
- * out) or is not mapped to a purpose key or a list of them (the type stays denied).
- */
-export function setupConsentMode(w: Window, map: GoogleConsentModeMapping, invalid: (type: string, value: unknown) => void): ConsentMode {
+/** Defines dataLayer/gtag if needed and pushes the `default` command at once. */
+export function setupConsentMode(w: Window, map: GoogleConsentModeMapping): ConsentMode {
   const g = w as unknown as GtagWindow;
   const dl = (g.dataLayer = g.dataLayer || []);
   // gtag.js reads Arguments objects from the dataLayer, so push `arguments` itself
@@ -36,13 +32,9 @@ export function setupConsentMode(w: Window, map: GoogleConsentModeMapping, inval
       // eslint-disable-next-line prefer-rest-params
       dl.push(arguments);
     });
-  /** The purposes a type needs; an empty list or a value of another kind gives [''], which is never allowed. */
+  /** The purposes a type needs; an empty list (or anything but a key or a list) gives [''], never allowed. */
   const needs = (t: string) => ('' + map[t as 'ad_storage']).split(',');
-  const types = Object.keys(map).filter((t) => {
-    const ok = /^(ad_(storage|user_data|personalization)|(analytics|functionality|personalization|security)_storage)$/.test(t);
-    if (!ok || !needs(t).every((p) => /^\w+$/.test(p))) invalid(t, map[t as 'ad_storage']);
-    return ok;
-  }) as (keyof GoogleConsentModeMapping)[];
+  const types = Object.keys(map) as (keyof GoogleConsentModeMapping)[];
   const state = (f: (t: keyof GoogleConsentModeMapping) => boolean) => {
     const o: Record<string, string> = {};
     for (const t of types) o[t] = f(t) ? 'granted' : 'denied';

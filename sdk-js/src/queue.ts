@@ -85,9 +85,8 @@ export function createQueue(o: QueueOptions): WriteQueue {
     }
   };
   let items = load();
-  /** Keys this page removed (accepted or dropped); another tab's copy must not bring them back. */
-  const done: Record<string, 1> = {};
-  const sent: Record<string, 1> = {};
+  /** Keys this page removed: 1 dropped, 2 accepted; another tab's copy must not bring them back. */
+  const done: Record<string, number> = {};
   let busy: Promise<boolean> | null = null;
   let attempt = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -119,33 +118,20 @@ export function createQueue(o: QueueOptions): WriteQueue {
       credentials: 'omit',
       keepalive,
     });
-  const remove = (it: QueuedWrite) => {
-    items.splice(items.indexOf(it), 1);
-    done[it.key] = 1;
-    save();
-  };
-
   const run = async (): Promise<boolean> => {
-    while (items.length) {
-      const it = items[0];
-      let res: Response | undefined;
-      try {
-        res = await send(it);
-      } catch {
-        // network error (or a refusal without CORS headers): retry below
-      }
-      if (res && (res.ok || !/^(5|408|429)/.test('' + res.status))) {
-        remove(it);
-        attempt = 0;
-        const body = await res.json().catch(() => null);
-        if (res.ok) (sent[it.key] = 1), o.onSent(it, body);
-        else o.onDrop(it, res.status, body);
-        continue;
-      }
-      it.n = (it.n || 0) + 1;
-      if (it.n >= MAX_TRIES || Date.now() - it.at > MAX_AGE_MS) {
-        remove(it);
-        o.onDrop(it, 0, null);
+    for (let it; (it = items[0]); ) {
+      // a network error (or a refusal without CORS headers) is retried
+      const res = await send(it).catch(() => {});
+      // the server's final answer: accepted, or refused for good (4xx other than 408/429)
+      const final = res && (res.ok || !/^(5|408|429)/.test('' + res.status));
+      if (final || (it.n = (it.n || 0) + 1) >= MAX_TRIES || Date.now() - it.at > MAX_AGE_MS) {
+        items.shift();
+        done[it.key] = res && res.ok ? 2 : 1;
+        save();
+        const body = final ? await res.json().catch(() => null) : null;
+        if (final) attempt = 0;
+        if (done[it.key] > 1) o.onSent(it, body);
+        else o.onDrop(it, final ? res.status : 0, body);
         continue;
       }
       save();
@@ -178,7 +164,7 @@ export function createQueue(o: QueueOptions): WriteQueue {
       items.push(it);
       save();
       // a write in flight picks this one up next; during a backoff wait, a new action tries at once
-      return flush().then(() => !!sent[it.key]);
+      return flush().then(() => done[it.key] > 1);
     },
     flush,
     beacon() {

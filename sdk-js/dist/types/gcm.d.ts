@@ -12,9 +12,5 @@ export interface ConsentMode {
     /** Pushes `update` (skipped when `onlyIfChanged` and equal to the last one), then our event. */
     update(allowed: (purpose: string) => boolean, detail: object, onlyIfChanged?: boolean): void;
 }
-/**
- * Defines dataLayer/gtag if needed and pushes the `default` command at once.
- * `invalid` is called for each entry that is not a consent type (it is left
- * out) or is not mapped to a purpose key or a list of them (the type stays denied).
- */
-export declare function setupConsentMode(w: Window, map: GoogleConsentModeMapping, invalid: (type: string, value: unknown) => void): ConsentMode;
+/** Defines dataLayer/gtag if needed and pushes the `default` command at once. */
+export declare function setupConsentMode(w: Window, map: GoogleConsentModeMapping): ConsentMode;

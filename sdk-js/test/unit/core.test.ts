@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { init } from '../../src/core';
+import { checked, init } from '../../src/core';
+import { checkOptions } from '../../src/options';
 import { cookieName, cookieValues, encodeState, readCookie, writeCookie, type StoredState } from '../../src/state';
 import type { ConsentChange, ConsentryError, ConsentryInstance, ConsentSnapshot } from '../../src/types';
 import { ENDPOINT, fakeApi, json, purpose, record, resetPage, SITE, siteConfig, tick, UUID } from './helpers';
@@ -840,7 +841,8 @@ describe('configuration changes never revive a choice', () => {
   });
 });
 
-describe('init options', () => {
+describe('init options (checked in the default builds)', () => {
+  const startChecked = async (extra = {}) => (inst = await checked(checkOptions)({ ...opts, ...extra }));
   const errors: ConsentryError[] = [];
   const onError = (e: Event) => errors.push((e as CustomEvent).detail);
   beforeEach(() => {
@@ -852,7 +854,7 @@ describe('init options', () => {
   it('an option the SDK cannot use: console.error, an error event naming it, the default instead; replayed to later subscribers', async () => {
     const log = vi.spyOn(console, 'error').mockImplementation(() => {});
     const api = fakeApi();
-    const c = await start({
+    const c = await startChecked({
       endpoint: 'api.consentry.test',
       region: 'California',
       locale: 'english please',
@@ -880,15 +882,23 @@ describe('init options', () => {
 
   it('valid options give no error; the region is normalised to upper case', async () => {
     const api = fakeApi();
-    await start({ region: 'us-ca', locale: 'de-CH', cookieDomain: '.example.com', visitorId: ID.toUpperCase(), ui: false, nonce: 'n', googleConsentMode: { analytics_storage: 'statistics' } });
+    await startChecked({ region: 'us-ca', locale: 'de-CH', cookieDomain: '.example.com', visitorId: ID.toUpperCase(), ui: false, nonce: 'n', googleConsentMode: { analytics_storage: 'statistics' } });
     expect(errors).toEqual([]);
     expect(api.calls[0].url).toBe(ENDPOINT + '/v1/sites/sk_test/config?region=US-CA&locale=de-CH');
     expect(inst!.visitorId).toBe(ID);
   });
 
+  it('the headless core checks what it must: a malformed visitorId is reported and replaced', async () => {
+    vi.spyOn(console, 'error').mockImplementation(() => {});
+    fakeApi();
+    const c = await start({ visitorId: 'visitor-1', region: 'Narnia' });
+    expect(errors.map((e) => e.option)).toEqual(['visitorId']);
+    expect(c.visitorId).toMatch(UUID);
+  });
+
   it('Consent Mode: an empty list of purposes keeps its type denied even once everything is accepted', async () => {
     fakeApi();
-    const c = await start({ googleConsentMode: { analytics_storage: [], ad_storage: 'marketing' } });
+    const c = await startChecked({ googleConsentMode: { analytics_storage: [], ad_storage: 'marketing' } });
     await c.acceptAll();
     const w = window as unknown as { dataLayer: unknown[] };
     const updates = w.dataLayer.map((e) => (e && typeof e == 'object' && 'length' in e ? Array.from(e as IArguments) : e)).filter((e) => Array.isArray(e) && e[1] == 'update');
