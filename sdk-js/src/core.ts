@@ -157,6 +157,8 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
   const signal = stop.signal;
 
   const allowed = (p: string) => isAllowed(models[p] || 'opt_in', purposes[p]);
+  /** Every purpose this page knows of. */
+  const known = () => Object.keys({ ...models, ...purposes });
   /** One entry of `data-consent`: `purpose` is allowed, `!purpose` refused. */
   const holds = (e: string) => (e[0] == '!' ? purposes[e.slice(1)] == 'denied' : allowed(e));
   /** The policy revision choices are made under: the config's, else the cookie's. */
@@ -165,7 +167,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     visitorId,
     policyRevision: rev(),
     purposes: { ...purposes },
-    allowed: Object.keys({ ...models, ...purposes }).filter(allowed),
+    allowed: known().filter(allowed),
     // unknown while the config is not loaded
     needsConsent: needs || !config,
     gpc,
@@ -312,7 +314,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     });
   };
   /** Choices giving `v` to `keys`, by default every purpose known. */
-  const all = (v: boolean, keys = config ? config.purposes.map((p) => p.key) : Object.keys({ ...models, ...purposes })) => {
+  const all = (v: boolean, keys = config ? config.purposes.map((p) => p.key) : known()) => {
     const c: Record<string, boolean> = {};
     for (const k of keys) c[k] = v;
     return c;

@@ -168,7 +168,7 @@ export function createQueue(o: QueueOptions): WriteQueue {
     },
     flush,
     beacon() {
-      for (const it of items) send(it, true).catch(() => {});
+      items.map((it) => send(it, true).catch(() => {}));
     },
   };
 }

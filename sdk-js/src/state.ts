@@ -216,6 +216,5 @@ export function applyGpc(config: SiteConfig, purposes: Record<string, ConsentSta
 
 /** `revision_date` of the `privacy` policy, else of the first policy; null when none. */
 export function policyRevision(config: SiteConfig): string | null {
-  const p = config.policies.find((r) => r.policy_key == 'privacy') || config.policies[0];
-  return p ? p.revision_date : null;
+  return (config.policies.find((r) => r.policy_key == 'privacy') || config.policies[0])?.revision_date || null;
 }
