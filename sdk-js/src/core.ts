@@ -90,7 +90,6 @@ export const checked =
   (o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> =>
     new Promise((ok) => ok(start(o, mountUi, check)));
 
-
 function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionCheck): Promise<ConsentryInstance> {
   if (!options || !options.siteKey || options.endpoint == null) throw new Error('consentry: siteKey and endpoint required');
   const d = document;
@@ -179,8 +178,8 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     ui?.update();
     if (consentMode && gcm) gcm.update(allowed, detail(), true);
   };
-  /** The `change` event's payload (also Consent Mode's dataLayer event's). */
-  const detail = (changed?: string[], source?: ConsentSource) => ({ ...snapshot(), changed, source }) as ConsentChange;
+  /** What Consent Mode's dataLayer event carries (never the visitor id). */
+  const detail = (changed?: string[], source?: string) => ({ purposes: { ...purposes }, allowed: snapshot().allowed, changed, source });
   /** Choices of writes still queued (by any tab) for this visitor, the latest last. */
   const overlay = () => {
     const c: Record<string, boolean> = {};
@@ -289,9 +288,8 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     persist(true, true);
     apply();
     if (user) {
-      const c = detail(changed, source);
-      gcm?.update(allowed, c);
-      emit('change', c);
+      gcm?.update(allowed, detail(changed, source));
+      emit('change', { ...snapshot(), changed, source } as ConsentChange);
     }
     // the server refuses a write without a policy revision: the choice stays on this page, unconfirmed
     if (!r) {
