@@ -14,7 +14,6 @@ import {
   decodeState,
   dropCookie,
   encodeState,
-  isAllowed,
   LEGACY_COOKIE,
   newest,
   policyRevision,
@@ -91,7 +90,7 @@ export const checked =
     new Promise((ok) => ok(start(o, mountUi, check)));
 
 function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionCheck): Promise<ConsentryInstance> {
-  if (!options || !options.siteKey || options.endpoint == null) throw new Error('consentry: siteKey and endpoint required');
+  if (!options?.siteKey || options.endpoint == null) throw new Error('consentry: no siteKey or endpoint');
   const d = document;
   // this instance's subscribers (an EventTarget reports a listener's error without breaking the SDK)
   const subs = new EventTarget();
@@ -122,9 +121,9 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
   const vid = UUID.test(o.visitorId!) ? o.visitorId!.toLowerCase() : o.visitorId && invalid('visitorId', o.visitorId);
   const map = o.googleConsentMode;
   // before anything else, so the default precedes every tag
-  const gcm = map && Object.keys(map).length ? setupConsentMode(window, map) : null;
+  const gcm = map && Object.keys(map)[0] ? setupConsentMode(window, map) : null;
   const base = (o.endpoint || '').replace(/\/+$/, '') + '/v1/sites/' + encodeURIComponent(o.siteKey);
-  const nonce = o.nonce || nonceOf(d.currentScript) || nonceOf(d.querySelector('script[nonce]')) || undefined;
+  const nonce = o.nonce || nonceOf(d.currentScript) || nonceOf(d.querySelector('script[nonce]')) || '';
   const locale = o.locale || d.documentElement.lang || navigator.language || 'en';
   const gpcSignal = (navigator as { globalPrivacyControl?: boolean }).globalPrivacyControl === true;
   const now = () => Math.floor(Date.now() / 1000);
@@ -147,15 +146,19 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
   let purposes: Record<string, ConsentStatus> = {};
   /** When this page last changed each purpose (epoch s), for merging with another tab's cookie. */
   const at: Record<string, number> = {};
-  let needs = false;
+  let needs: boolean | undefined = false;
   let gpc = false;
   let ready = false;
   let wantPrefs = false;
   let ui: Ui | undefined;
   const stop = new AbortController();
-  const signal = stop.signal;
+  const { signal } = stop;
 
-  const allowed = (p: string) => isAllowed(models[p] || 'opt_in', purposes[p]);
+  /** Whether purpose `p` may be used: notice_only always, opt_in (also without a model) when granted, opt_out unless denied. */
+  const allowed = (p: string) => {
+    const m = models[p];
+    return m == 'opt_out' ? purposes[p] != 'denied' : m == 'notice_only' || purposes[p] == 'granted';
+  };
   /** Every purpose this page knows of. */
   const known = () => Object.keys({ ...models, ...purposes });
   /** One entry of `data-consent`: `purpose` is allowed, `!purpose` refused. */
@@ -175,11 +178,11 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
   /** Activates what is allowed and refreshes the UI; `consentMode`: also Consent Mode, when it changed. */
   const apply = (consentMode?: boolean) => {
     activate(d, holds, nonce);
-    ui?.update();
-    if (consentMode && gcm) gcm.update(allowed, detail(), true);
+    if (ui) ui.update();
+    if (consentMode) gcm?.(allowed, detail(), true);
   };
   /** What Consent Mode's dataLayer event carries (never the visitor id). */
-  const detail = (changed?: string[], source?: string) => ({ purposes: { ...purposes }, allowed: snapshot().allowed, changed, source });
+  const detail = (changed?: string[], source?: string) => ({ purposes: { ...purposes }, allowed: known().filter(allowed), changed, source });
   /** Choices of writes still queued (by any tab) for this visitor, the latest last. */
   const overlay = () => {
     const c: Record<string, boolean> = {};
@@ -192,7 +195,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
    * written it since this page last did: its decisions on purposes this page
    * did not change since, or changed earlier, are taken over first.
    */
-  const persist = (pending: boolean, touched: boolean) => {
+  const persist = (pending: boolean, touched?: boolean) => {
     const all = cookieValues(d, name);
     const raw = newest(all);
     // written since this page last read or wrote it
@@ -216,20 +219,21 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
       // the cookie keeps opt_out and notice_only (opt_in is the default)
       models: models as StoredState['models'],
       created: stored?.created || t,
-      updated: touched || !stored ? t : stored.updated || t,
+      updated: (!touched && stored?.updated) || t,
       pending,
       gpc: gpc || !!stored?.gpc,
     };
     const v = encodeState(stored);
-    const life = (config?.cookie_max_age_days || 395) * 86400;
-    const put = () => writeCookie(d, name, v, stored!.updated + life - t, cookieDomain);
+    const put = () => writeCookie(d, name, v, stored!.updated + (config?.cookie_max_age_days || 395) * 86400 - t, cookieDomain);
     const old = cookieValues(d, LEGACY_COOKIE).length;
-    if (touched || v != raw || all.length > 1 || old) {
+    // (a value has no comma: one cookie holding v is all.join() == v; a decision made now gives a
+    // new value but in the second this page last wrote it, whose cookie then is the same)
+    if ('' + all != v || old) {
       put();
       // the browser refused the Domain (e.g. a public suffix): the page's host, said out loud
       if (cookieDomain && !cookieValues(d, name).includes(v)) invalid('cookieDomain', cookieDomain), (cookieDomain = undefined), put();
       // one cookie only: the other variants (another cookie domain) and the older SDK's go
-      if (cookieValues(d, name).length > 1 || old) dropCookie(d, name), dropCookie(d, LEGACY_COOKIE), put();
+      if (cookieValues(d, name)[1] || old) dropCookie(d, name), dropCookie(d, LEGACY_COOKIE), put();
     }
     seen = v;
   };
@@ -239,11 +243,9 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
    */
   const adopt = (server: VisitorConsents | null) => {
     const ov = overlay();
-    const r = reconcile(config!, stored, server, ov, now());
-    purposes = r.purposes;
-    needs = r.needsConsent;
+    ({ purposes, needsConsent: needs } = reconcile(config!, stored, server, ov, now()));
     const denied = gpc ? applyGpc(config!, purposes) : [];
-    if (stored) persist(Object.keys(ov).length > 0 || (!server && stored.pending), false);
+    if (stored) persist(!!Object.keys(ov)[0] || (!server && stored.pending));
     apply(true);
     return denied;
   };
@@ -255,7 +257,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     onSent(_, res) {
       if (!q.size())
         if (config && res?.consents) adopt(res.consents);
-        else persist(false, false);
+        else persist(false);
       emit('saved', snapshot());
     },
     onDrop(it, status, problem) {
@@ -267,7 +269,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
    * One write; `user`: a user action, which also emits one `change`;
    * `token`: an identity token, sent with this write only.
    */
-  const write = async (choices: Record<string, boolean>, source: ConsentSource, user: boolean, token?: string): Promise<boolean> => {
+  const write = async (choices: Record<string, boolean>, source: ConsentSource, user?: boolean, token?: string): Promise<boolean> => {
     const body: Record<string, boolean> = {};
     const changed: string[] = [];
     for (const k in choices) {
@@ -275,7 +277,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
       const p = config?.purposes.find((x) => x.key == k);
       // notice_only and unknown purposes are never sent; GPC denials stay (11 CCR §7025(c)(1));
       // without the config: the cookie's models, and no grant at all under GPC
-      if (typeof v != 'boolean' || models[k] == 'notice_only' || (config && !p) || (v && (p ? gpc && p.gpc_applies : gpcSignal))) continue;
+      if (v !== !!v || models[k] == 'notice_only' || (config && !p) || (v && (p ? gpc && p.gpc_applies : gpcSignal))) continue;
       const st = v ? 'granted' : 'denied';
       if (purposes[k] != st) changed.push(k);
       purposes[k] = st;
@@ -283,12 +285,13 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
       body[k] = v;
     }
     if (!Object.keys(body).length) return !token && !q.size();
-    if (config) needs = config.purposes.some((p) => p.consent_model == 'opt_in' && purposes[p.key] == 'undecided');
+    // (without the config, consent is needed anyway: see snapshot)
+    needs = config?.purposes.some((p) => p.consent_model == 'opt_in' && purposes[p.key] == 'undecided');
     const r = rev();
     persist(true, true);
     apply();
     if (user) {
-      gcm?.update(allowed, detail(changed, source));
+      gcm?.(allowed, detail(changed, source));
       emit('change', { ...snapshot(), changed, source } as ConsentChange);
     }
     // the server refuses a write without a policy revision: the choice stays on this page, unconfirmed
@@ -312,7 +315,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     });
   };
   /** Choices giving `v` to `keys`, by default every purpose known. */
-  const all = (v: boolean, keys = config ? config.purposes.map((p) => p.key) : known()) => {
+  const all = (v: boolean, keys = known()) => {
     const c: Record<string, boolean> = {};
     for (const k of keys) c[k] = v;
     return c;
@@ -334,7 +337,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
       if (ui) ui.preferences();
       else if (mountUi) {
         // eslint-disable-next-line no-console
-        console.error('consentry: no config yet, retrying');
+        console.error('consentry: offline, retrying');
         wantPrefs = true;
         if (ready) load();
       }
@@ -353,7 +356,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
       const f = (e: Event) => cb((e as CustomEvent).detail);
       subs.addEventListener(ev, f);
       if (ev == 'ready' && ready) cb(snapshot() as never);
-      if (ev == 'error') bad.forEach(cb as never);
+      if (ev == 'error') bad.map(cb as never);
       return () => subs.removeEventListener(ev, f);
     },
   };
@@ -372,11 +375,11 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
   apply(true);
   // only what was added is looked at; state changes re-scan the page
   const observer = new MutationObserver((records) => {
-    const added = records.flatMap((r) => [...r.addedNodes]).filter((n) => n.nodeType == 1) as Element[];
-    added.forEach((n) => activate(n, holds, nonce));
+    const added = records.flatMap((r) => [...r.addedNodes]).filter((n) => (n as Element).tagName) as Element[];
+    added.map((n) => activate(n, holds, nonce));
     if (ui && added.length) ui.update(added);
   });
-  observer.observe(d.documentElement, { childList: true, subtree: true });
+  observer.observe(d, { childList: true, subtree: true });
   d.addEventListener(
     'click',
     (e) => {
@@ -389,15 +392,13 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     },
     { signal },
   );
-  d.addEventListener('visibilitychange', () => d.visibilityState == 'hidden' && q.beacon(), { signal });
+  d.addEventListener('visibilitychange', () => d.hidden && q.beacon(), { signal });
   addEventListener('online', () => ready && (q.flush(), config || load()), { signal });
 
-  const query = (locale?: string) => {
-    const s = new URLSearchParams();
-    if (region) s.set('region', region);
-    if (locale) s.set('locale', locale);
-    return ('?' + s).replace(/^\?$/, '');
-  };
+  // the query strings: the record's `?region=…` (or none), the config's also with the locale (never empty)
+  const qs = new URLSearchParams(region ? { region } : {});
+  const query = qs + '' && '?' + qs;
+  qs.set('locale', locale);
   const get = <T>(path: string): Promise<T | null> =>
     fetch(base + path, { credentials: 'omit' })
       .then((r) => (r.ok ? r.json() : null))
@@ -409,24 +410,24 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
   const load = (): Promise<unknown> => {
     clearTimeout(timer);
     return Promise.all([
-      get<SiteConfig>('/config' + query(locale)),
+      get<SiteConfig>('/config?' + qs),
       // also with writes still queued: the record may have changed elsewhere; the queued choices go on top
-      stored || vid ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query()) : null,
+      stored || vid ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query) : null,
     ]).then(([cfg, server]) => {
-      if (signal.aborted || config) return;
+      if (config || signal.aborted) return;
       if (cfg) {
         config = cfg;
         models = {};
-        for (const p of cfg.purposes) models[p.key] = p.consent_model;
-        gpc = gpcSignal && cfg.gpc_honored && cfg.purposes.some((p) => p.gpc_applies);
+        // GPC applies when the browser sends it, the site honours it and a purpose is subject to it
+        for (const p of cfg.purposes) (models[p.key] = p.consent_model), p.gpc_applies && (gpc = gpcSignal && cfg.gpc_honored);
         const denied = adopt(server);
-        if (mountUi) ui = mountUi({ instance: inst, config: cfg, nonce, locale, options: typeof o.ui == 'object' ? o.ui : {}, signal });
+        if (mountUi) ui = mountUi({ instance: inst, config: cfg, nonce, locale, options: Object(o.ui), signal });
         // GPC denials are written before `ready`; the browser adds Sec-GPC: 1 itself
-        if (denied.length) write(all(false, denied), 'banner', false);
+        if (denied.length) write(all(false, denied), 'banner');
       } else timer = setTimeout(() => signal.aborted || load(), backoff(tries++, Math.random()));
       q.flush();
       apply(true);
-      if (!ready) emit('ready', ((ready = true), snapshot()));
+      if (!ready) (ready = true), emit('ready', snapshot());
       if (ui) {
         if (wantPrefs) ui.preferences();
         else if (needs) ui.banner(true);

@@ -20,16 +20,14 @@
 export const GATED = 'script[type="text/plain"][data-consent],iframe[data-consent][data-src]';
 
 /** Purposes named by a `data-consent` / `data-consent-grant` value. */
-export const purposesOf = (v: string | null | undefined): string[] => (v || '').split(/[\s,]+/).filter(Boolean);
+export const purposesOf = (v: string | null | undefined): string[] => (v || '').match(/[^\s,]+/g) || [];
 
 /** An element's CSP nonce: browsers hide the attribute's value once parsed, the property keeps it. */
 export const nonceOf = (el: Element | null): string | null | undefined => (el as HTMLElement | null)?.nonce || el?.getAttribute('nonce');
 
 /** `root` itself (when it matches) and its descendants matching `sel`, in document order. */
-export const within = <T extends Element>(root: ParentNode, sel: string): T[] => [
-  ...((root as Element).matches?.(sel) ? [root as T] : []),
-  ...root.querySelectorAll<T>(sel),
-];
+export const within = <T extends Element>(root: ParentNode, sel: string): T[] =>
+  [root as T, ...root.querySelectorAll<T>(sel)].filter((e) => e.matches?.(sel));
 
 /** The last external script activated in order that has not loaded yet; later inline scripts wait for it. */
 let tail: HTMLScriptElement | null = null;
@@ -42,27 +40,25 @@ const SHOWN = '[data-consent*="!"]:not(script,iframe)';
  * holds, and shows or hides fallback content. `holds` answers for one entry
  * of `data-consent`: `purpose` (allowed) or `!purpose` (refused).
  */
-export function activate(root: ParentNode, holds: (entry: string) => boolean, nonce?: string): void {
+export function activate(root: ParentNode, holds: (entry: string) => boolean, nonce: string): void {
   const ok = (el: Element) => {
     const ps = purposesOf(el.getAttribute('data-consent'));
-    return ps.length > 0 && ps.every(holds);
+    return ps.length && ps.every(holds);
   };
   within<HTMLElement>(root, SHOWN).forEach((el) => (el.hidden = !ok(el)));
   within<HTMLElement>(root, GATED).forEach((el) => {
     if (!ok(el)) return;
     const src = el.getAttribute('data-src');
     if (el.tagName == 'IFRAME') {
-      el.removeAttribute('data-src');
-      (el as HTMLIFrameElement).src = src!;
-      return;
+      return el.removeAttribute('data-src'), ((el as HTMLIFrameElement).src = src!);
     }
     // under a nonce CSP, a gated script must carry the nonce itself
-    if (nonce && nonceOf(el) !== nonce) return;
-    const s = el.ownerDocument.createElement('script');
-    for (const a of el.attributes)
-      if (a.name == 'data-type') s.type = a.value;
-      else if (!/^(type|data-src|nonce)$/.test(a.name)) s.setAttribute(a.name, a.value);
-    if (nonce) s.nonce = nonce;
+    if (nonce && nonceOf(el) != nonce) return;
+    const s = document.createElement('script');
+    // all attributes but type and nonce; data-type and data-src become type and src
+    for (const a of el.attributes) if (!/^(type|nonce)$/.test(a.name)) s.setAttribute(a.name.replace(/^data-(?=(type|src)$)/, ''), a.value);
+    // ('' when there is none)
+    s.nonce = nonce;
     s.text = (el as HTMLScriptElement).text;
     // no longer gated, even while it waits below
     el.removeAttribute('data-consent');
@@ -71,7 +67,6 @@ export function activate(root: ParentNode, holds: (entry: string) => boolean, no
       t.addEventListener('load', f);
       t.addEventListener('error', f);
     };
-    if (src) s.src = src;
     if (s.hasAttribute('src')) {
       // dynamically inserted scripts are async by default: keep document order unless async was asked
       if (!el.hasAttribute('async')) {

@@ -65,21 +65,14 @@ export function backoff(attempt: number, r: number): number {
   return Math.min(BACKOFF_MAX_MS, BACKOFF_MS * 2 ** attempt) * (0.5 + r / 2);
 }
 
-function storage(): Storage | null {
-  try {
-    return localStorage;
-  } catch {
-    return null; // blocked storage (e.g. sandboxed iframe): the queue lives in memory only
-  }
-}
-
 /** Creates a queue, loading writes left by an earlier page. */
 export function createQueue(o: QueueOptions): WriteQueue {
-  const ls = storage();
+  // blocked storage (e.g. sandboxed iframe) throws on access: the queue lives in memory only
+  const key = o.storageKey;
   const load = (): QueuedWrite[] => {
     try {
       // writes without a policy revision are refused by the server: never send them
-      return (JSON.parse(ls?.getItem(o.storageKey) || '[]') as QueuedWrite[]).filter((it) => it.body.policy_revision);
+      return (JSON.parse(localStorage.getItem(key) || '[]') as QueuedWrite[]).filter((it) => it.body.policy_revision);
     } catch {
       return []; // a corrupt entry is dropped: the server stays the record
     }
@@ -87,7 +80,7 @@ export function createQueue(o: QueueOptions): WriteQueue {
   let items = load();
   /** Keys this page removed: 1 dropped, 2 accepted; another tab's copy must not bring them back. */
   const done: Record<string, number> = {};
-  let busy: Promise<boolean> | null = null;
+  let busy: Promise<boolean> = Promise.resolve(true);
   let attempt = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -101,13 +94,11 @@ export function createQueue(o: QueueOptions): WriteQueue {
       .concat(items)
       .sort((a, b) => a.at - b.at);
   const save = (keep?: unknown) => {
+    const v = all(keep);
     try {
-      if (ls) {
-        const v = all(keep);
-        v.length ? ls.setItem(o.storageKey, JSON.stringify(v)) : ls.removeItem(o.storageKey);
-      }
+      v.length ? localStorage.setItem(key, JSON.stringify(v)) : localStorage.removeItem(key);
     } catch {
-      // quota exceeded: keep the in-memory copy
+      // blocked, or quota exceeded: keep the in-memory copy
     }
   };
   const send = (it: QueuedWrite, keepalive?: boolean) =>
@@ -123,7 +114,7 @@ export function createQueue(o: QueueOptions): WriteQueue {
       // a network error (or a refusal without CORS headers) is retried
       const res = await send(it).catch(() => {});
       // the server's final answer: accepted, or refused for good (4xx other than 408/429)
-      const final = res && (res.ok || !/^(5|408|429)/.test('' + res.status));
+      const final = res && (res.ok || !/^(5|408|429)/.test(res.status as never));
       if (final || (it.n = (it.n || 0) + 1) >= MAX_TRIES || Date.now() - it.at > MAX_AGE_MS) {
         items.shift();
         done[it.key] = res && res.ok ? 2 : 1;
@@ -142,10 +133,8 @@ export function createQueue(o: QueueOptions): WriteQueue {
     }
     return true;
   };
-  // one run at a time; a call during a run waits for it, then runs again for what came since
-  function flush(): Promise<boolean> {
-    return busy ? busy.then(flush) : (busy = run().finally(() => (busy = null)));
-  }
+  // one run at a time; a call during a run waits for it, then runs again for what came since (also after a failed run)
+  const flush = (): Promise<boolean> => (busy = busy.then(run, run));
 
   // Each tab holds its own copy of localStorage, updated asynchronously: a tab may save from a
   // read that does not have the write another tab stored a moment ago, and so overwrite it. The
@@ -153,7 +142,7 @@ export function createQueue(o: QueueOptions): WriteQueue {
   // this page sent could undo what the other tab just stored, and the two tabs could take turns).
   addEventListener(
     'storage',
-    (e) => e.key == o.storageKey && items.some((it) => !(e.newValue || '').includes(it.key)) && save(1),
+    (e) => e.key == key && items.some((it) => !(e.newValue || '').includes(it.key)) && save(1),
     { signal: o.signal },
   );
 

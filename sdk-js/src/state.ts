@@ -2,7 +2,7 @@
  * The state kept in the first-party cookie, its encoding, and the pure rules
  * that reconcile it with the server's record. No I/O except cookie access.
  */
-import type { ConsentModel, ConsentStatus, SiteConfig, VisitorConsents } from './types';
+import type { ConsentStatus, SiteConfig, VisitorConsents } from './types';
 
 /** What the cookie holds. Times are epoch seconds. */
 export interface StoredState {
@@ -62,16 +62,15 @@ export const uuid = (): string =>
  * model a purpose counts as opt_in, and without a decision as undecided, so
  * what is left out is never allowed early: it waits for the server.
  */
-export function encodeState(s: StoredState, max = COOKIE_MAX): string {
+export function encodeState(s: StoredState): string {
   const lists = LISTS.map(([n, f, v]) => [n, Object.keys(s[f]).filter((k) => (s[f] as Record<string, string>)[k] == v)] as const);
-  const head = { v: '1', id: s.id, k: s.site, z: s.region, r: s.rev || '', c: '' + s.created, u: '' + s.updated };
   for (let i = 3; ; ) {
-    const q = new URLSearchParams(head);
+    const q = new URLSearchParams({ v: '1', id: s.id, k: s.site, z: s.region, r: s.rev || '', c: '' + s.created, u: '' + s.updated });
     for (const [n, keys] of lists) if (keys.length) q.set(n, keys.join(' '));
     if (s.pending) q.set('p', '1');
     if (s.gpc) q.set('x', '1');
     const v = '' + q;
-    if (v.length <= max || i < 0) return v;
+    if (v.length <= COOKIE_MAX || i < 0) return v;
     // model lists go whole, decisions one by one
     if (i > 1) lists[i--][1].length = 0;
     else if (!lists[i][1].pop()) i--;
@@ -80,9 +79,9 @@ export function encodeState(s: StoredState, max = COOKIE_MAX): string {
 
 /** Decodes {@link encodeState}'s output (and the older one-key-per-entry form); null when missing, malformed or of another version. */
 export function decodeState(v: string | null | undefined): StoredState | null {
-  if (!v) return null;
-  const q = new URLSearchParams(v);
-  const id = q.get('id') || '';
+  // (null and undefined parse as no entries, or as `null`)
+  const q = new URLSearchParams(v!);
+  const id = q.get('id')!;
   if (q.get('v') != '1' || !UUID.test(id)) return null;
   const s = { choices: {}, models: {} } as Pick<StoredState, 'choices' | 'models'>;
   // (of a cookie of an older SDK, whose entries repeat a key each, only the visitor id is used)
@@ -102,24 +101,22 @@ export function decodeState(v: string | null | undefined): StoredState | null {
 
 /** Every value of cookie `name` the page sees: one per variant (host-only, Domain= a parent domain), oldest first. */
 export const cookieValues = (doc: Document, name: string): string[] =>
-  doc.cookie
-    .split(/; */)
-    .filter((c) => c.startsWith(name + '='))
-    .map((c) => c.slice(name.length + 1));
+  // (the browser separates cookies with `; `, and a value has no `;`)
+  ('; ' + doc.cookie)
+    .split('; ' + name + '=')
+    .slice(1)
+    .map((c) => c.split(';')[0]);
 
 /**
  * The value among `values` holding the newest decision (`u`), null when none
  * decodes; a tie goes to the greater value: the same answer in every tab and on every load.
  */
-export function newest(values: string[]): string | null {
-  let best: string | null = null;
-  let b: StoredState | null = null;
-  for (const v of values) {
+export const newest = (values: string[]): string | null =>
+  values.reduce<string | null>((best, v) => {
     const s = decodeState(v);
-    if (s && (!b || (s.updated - b.updated || +(v > best!)) > 0)) (best = v), (b = s);
-  }
-  return best;
-}
+    const b = decodeState(best);
+    return s && (!b || (s.updated - b.updated || +(v > best!)) > 0) ? v : best;
+  }, null);
 
 /** Reads the state cookie `name` of `doc` (the newest, when the page sees several). */
 export function readCookie(doc: Document, name: string): StoredState | null {
@@ -144,11 +141,6 @@ export function writeCookie(doc: Document, name: string, value: string, seconds:
     name + '=' + value + '; Path=/; Max-Age=' + (seconds | 0) + '; SameSite=Lax' +
     (domain ? '; Domain=' + domain : '') +
     (doc.location.protocol == 'https:' ? '; Secure' : '');
-}
-
-/** Whether a purpose may be used: notice_only always, opt_in when granted, opt_out unless denied. */
-export function isAllowed(model: ConsentModel, status: ConsentStatus | undefined): boolean {
-  return model == 'notice_only' || (model == 'opt_in' ? status == 'granted' : status != 'denied');
 }
 
 /** Result of {@link reconcile}. */
@@ -183,8 +175,8 @@ export function reconcile(
     if (p.consent_model == 'notice_only') st = 'granted';
     else if (queued != null) st = queued ? 'granted' : 'denied';
     else if (server) {
-      const s = server.purposes[p.key];
-      st = s && (s.status == 'granted' || s.status == 'denied') ? s.status : 'undecided';
+      const s = server.purposes[p.key]?.status;
+      st = s == 'granted' || s == 'denied' ? s : 'undecided';
     } else if (
       !mine ||
       (p.max_age_days != null && local!.updated + p.max_age_days * 86400 < now) ||

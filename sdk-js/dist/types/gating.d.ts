@@ -28,4 +28,4 @@ export declare const within: <T extends Element>(root: ParentNode, sel: string) 
  * holds, and shows or hides fallback content. `holds` answers for one entry
  * of `data-consent`: `purpose` (allowed) or `!purpose` (refused).
  */
-export declare function activate(root: ParentNode, holds: (entry: string) => boolean, nonce?: string): void;
+export declare function activate(root: ParentNode, holds: (entry: string) => boolean, nonce: string): void;

@@ -2,7 +2,7 @@
  * The state kept in the first-party cookie, its encoding, and the pure rules
  * that reconcile it with the server's record. No I/O except cookie access.
  */
-import type { ConsentModel, ConsentStatus, SiteConfig, VisitorConsents } from './types';
+import type { ConsentStatus, SiteConfig, VisitorConsents } from './types';
 /** What the cookie holds. Times are epoch seconds. */
 export interface StoredState {
     /** Visitor id, uuid v4. */
@@ -44,7 +44,7 @@ export declare const uuid: () => string;
  * model a purpose counts as opt_in, and without a decision as undecided, so
  * what is left out is never allowed early: it waits for the server.
  */
-export declare function encodeState(s: StoredState, max?: number): string;
+export declare function encodeState(s: StoredState): string;
 /** Decodes {@link encodeState}'s output (and the older one-key-per-entry form); null when missing, malformed or of another version. */
 export declare function decodeState(v: string | null | undefined): StoredState | null;
 /** Every value of cookie `name` the page sees: one per variant (host-only, Domain= a parent domain), oldest first. */
@@ -53,7 +53,7 @@ export declare const cookieValues: (doc: Document, name: string) => string[];
  * The value among `values` holding the newest decision (`u`), null when none
  * decodes; a tie goes to the greater value: the same answer in every tab and on every load.
  */
-export declare function newest(values: string[]): string | null;
+export declare const newest: (values: string[]) => string | null;
 /** Reads the state cookie `name` of `doc` (the newest, when the page sees several). */
 export declare function readCookie(doc: Document, name: string): StoredState | null;
 /**
@@ -66,8 +66,6 @@ export declare function dropCookie(doc: Document, name: string): void;
  * Secure on https, the parent `domain` when given, lifetime `seconds`.
  */
 export declare function writeCookie(doc: Document, name: string, value: string, seconds: number, domain?: string): void;
-/** Whether a purpose may be used: notice_only always, opt_in when granted, opt_out unless denied. */
-export declare function isAllowed(model: ConsentModel, status: ConsentStatus | undefined): boolean;
 /** Result of {@link reconcile}. */
 export interface Reconciled {
     purposes: Record<string, ConsentStatus>;

@@ -203,7 +203,7 @@ describe('init and reconciliation', () => {
     gated('<a href="#" data-consentry-preferences>Privacy choices</a>');
     up = true;
     document.querySelector<HTMLElement>('[data-consentry-preferences]')!.click();
-    expect(error).toHaveBeenCalledWith(expect.stringMatching(/no config yet/));
+    expect(error).toHaveBeenCalledWith(expect.stringMatching(/offline, retrying/));
     await tick();
     await tick();
     expect(ui.preferences).toHaveBeenCalledTimes(1);
@@ -445,9 +445,9 @@ describe('writes', () => {
     const api = fakeApi({ post: () => 'network-error' });
     const c = await start();
     await c.set({ statistics: true });
-    Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+    Object.defineProperty(document, 'hidden', { value: true, configurable: true });
     document.dispatchEvent(new Event('visibilitychange'));
-    Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
+    Object.defineProperty(document, 'hidden', { value: false, configurable: true });
     expect(api.posts()).toHaveLength(2);
     expect(api.posts()[1].keepalive).toBe(true);
     expect(api.posts()[1].headers['idempotency-key']).toBe(api.posts()[0].headers['idempotency-key']);
@@ -961,5 +961,25 @@ describe('fallbacks: data-consent="!purpose"', () => {
     expect(fallbacks()).toBe(1);
     inst = await p;
     expect(fallbacks()).toBe(1);
+  });
+});
+
+describe('allowed', () => {
+  it('applies the consent model: notice_only always, opt_in when granted, opt_out unless denied', async () => {
+    fakeApi({
+      config: siteConfig({
+        purposes: [purpose('necessary', 'notice_only'), purpose('statistics', 'opt_in'), purpose('marketing', 'opt_in'), purpose('sale_sharing', 'opt_out'), purpose('social_media', 'opt_out')],
+      }),
+    });
+    const c = await start();
+    expect(c.allowed('necessary')).toBe(true);
+    expect(c.allowed('statistics')).toBe(false); // undecided
+    expect(c.allowed('sale_sharing')).toBe(true); // undecided
+    expect(c.allowed('unknown')).toBe(false); // no model: opt_in, no decision
+    await c.set({ statistics: true, marketing: false, sale_sharing: false, social_media: true });
+    expect(c.allowed('statistics')).toBe(true);
+    expect(c.allowed('marketing')).toBe(false);
+    expect(c.allowed('sale_sharing')).toBe(false);
+    expect(c.allowed('social_media')).toBe(true);
   });
 });

@@ -7,7 +7,6 @@ import {
   decodeState,
   dropCookie,
   encodeState,
-  isAllowed,
   newest,
   policyRevision,
   readCookie,
@@ -114,17 +113,6 @@ describe('uuid', () => {
     const ids = new Set(Array.from({ length: 200 }, uuid));
     expect(ids.size).toBe(200);
     for (const id of ids) expect(id).toMatch(UUID);
-  });
-});
-
-describe('isAllowed', () => {
-  it('applies the consent model', () => {
-    expect(isAllowed('notice_only', 'denied')).toBe(true);
-    expect(isAllowed('opt_in', 'granted')).toBe(true);
-    expect(isAllowed('opt_in', 'undecided')).toBe(false);
-    expect(isAllowed('opt_in', undefined)).toBe(false);
-    expect(isAllowed('opt_out', 'undecided')).toBe(true);
-    expect(isAllowed('opt_out', 'denied')).toBe(false);
   });
 });
 
