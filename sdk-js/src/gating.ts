@@ -38,7 +38,8 @@ const SHOWN = '[data-consent*="!"]:not(script,iframe)';
 /**
  * Activates every gated element in `root` (itself included) whose condition
  * holds, and shows or hides fallback content. `holds` answers for one entry
- * of `data-consent`: `purpose` (allowed) or `!purpose` (refused).
+ * of `data-consent`: `purpose` (allowed) or `!purpose` (refused). `nonce`: the
+ * page's CSP nonce, '' when there is none.
  */
 export function activate(root: ParentNode, holds: (entry: string) => boolean, nonce: string): void {
   const ok = (el: Element) => {

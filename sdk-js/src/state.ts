@@ -167,7 +167,7 @@ export function reconcile(
   now: number,
 ): Reconciled {
   const purposes: Record<string, ConsentStatus> = {};
-  let needsConsent = !!server?.needs_consent && !Object.keys(pending).length;
+  let needsConsent = !!server?.needs_consent && !Object.keys(pending)[0];
   for (const p of config.purposes) {
     const mine = local?.choices[p.key];
     const queued = pending[p.key];

@@ -26,6 +26,7 @@ export declare const within: <T extends Element>(root: ParentNode, sel: string) 
 /**
  * Activates every gated element in `root` (itself included) whose condition
  * holds, and shows or hides fallback content. `holds` answers for one entry
- * of `data-consent`: `purpose` (allowed) or `!purpose` (refused).
+ * of `data-consent`: `purpose` (allowed) or `!purpose` (refused). `nonce`: the
+ * page's CSP nonce, '' when there is none.
  */
 export declare function activate(root: ParentNode, holds: (entry: string) => boolean, nonce: string): void;
