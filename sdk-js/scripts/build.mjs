@@ -1,8 +1,11 @@
 // Builds dist/: consentry.js (IIFE + UI), consentry.mjs (ESM + UI),
-// consentry.core.mjs (headless ESM) and the .d.ts files.
+// consentry.core.mjs (headless ESM) and the .d.ts files. esbuild bundles, terser
+// minifies (a few hundred bytes smaller after gzip than esbuild's minifier: the
+// headless core has a 5 KB budget).
 // Usage: node scripts/build.mjs [--outdir DIR]   (default: dist)
 // Output is deterministic: the same sources and tool versions give the same bytes.
 import { build } from 'esbuild';
+import { minify } from 'terser';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -19,18 +22,30 @@ mkdirSync(out, { recursive: true });
 const common = {
   absWorkingDir: root,
   bundle: true,
-  minify: true,
+  // whitespace and identifiers are left to terser
+  minifySyntax: true,
   target: 'es2020',
   platform: 'browser',
   charset: 'utf8',
   legalComments: 'none',
-  banner: { js: `/*! consentry ${version} | Apache-2.0 */` },
   logLevel: 'warning',
+  write: false,
+};
+const bundle = async (entry, format, file) => {
+  const { outputFiles } = await build({ ...common, entryPoints: [entry], format });
+  const { code } = await minify(outputFiles[0].text, {
+    ecma: 2020,
+    module: format == 'esm',
+    compress: { passes: 3, pure_getters: true, unsafe_arrows: true },
+    mangle: true,
+    format: { preamble: `/*! consentry ${version} | Apache-2.0 */`, ascii_only: false },
+  });
+  writeFileSync(join(out, file), code + '\n');
 };
 await Promise.all([
-  build({ ...common, entryPoints: ['src/iife.ts'], format: 'iife', outfile: join(out, 'consentry.js') }),
-  build({ ...common, entryPoints: ['src/index.ts'], format: 'esm', outfile: join(out, 'consentry.mjs') }),
-  build({ ...common, entryPoints: ['src/headless.ts'], format: 'esm', outfile: join(out, 'consentry.core.mjs') }),
+  bundle('src/iife.ts', 'iife', 'consentry.js'),
+  bundle('src/index.ts', 'esm', 'consentry.mjs'),
+  bundle('src/headless.ts', 'esm', 'consentry.core.mjs'),
 ]);
 
 // Declarations (tsc also type-checks the sources here).

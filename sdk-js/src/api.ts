@@ -68,6 +68,6 @@ export type ApiChecks = [
   Assert<Found<VisitorConsents>>,
   Assert<Found<ConsentWrite>>,
   Assert<Found<ConsentWriteResult>>,
-  // isAllowed (state.ts) and the cookie's model lists know exactly these: a new model must be handled there first
+  // `allowed` (core.ts) and the cookie's model lists know exactly these: a new model must be handled there first
   Assert<Same<ConsentModel, 'opt_in' | 'opt_out' | 'notice_only'>>,
 ];

@@ -4,20 +4,22 @@
  * as a factory, so the core build does not contain it.
  */
 import { setupConsentMode } from './gcm';
+import type { OptionCheck } from './options';
 import { activate, nonceOf, purposesOf } from './gating';
 import { backoff, createQueue } from './queue';
 import {
   applyGpc,
   cookieName,
-  cookieValue,
+  cookieValues,
   decodeState,
+  dropCookie,
   encodeState,
-  isAllowed,
   LEGACY_COOKIE,
+  newest,
   policyRevision,
-  readCookie,
   reconcile,
   uuid,
+  UUID,
   writeCookie,
   type StoredState,
 } from './state';
@@ -65,8 +67,6 @@ export interface Ui {
 /** Creates a UI; see `ui.ts` for the default one. */
 export type UiFactory = (host: UiHost) => Ui;
 
-type Listeners = { [E in keyof ConsentryEvents]?: ((d: ConsentryEvents[E]) => void)[] };
-
 /**
  * Starts Consentry on this page. Synchronously: pushes the Consent Mode
  * default (when configured), reads the cookie and, when it was written for
@@ -83,81 +83,106 @@ export function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
   return new Promise((ok) => ok(start(o, mountUi)));
 }
 
-function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> {
-  if (!o || !o.siteKey || o.endpoint == null) throw new Error('consentry: siteKey and endpoint are required');
+/** `init` that first checks the options with `check` (the default builds; see `options.ts`). */
+export const checked =
+  (check: OptionCheck) =>
+  (o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> =>
+    new Promise((ok) => ok(start(o, mountUi, check)));
+
+function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionCheck): Promise<ConsentryInstance> {
+  if (!options?.siteKey || options.endpoint == null) throw new Error('consentry: no siteKey or endpoint');
   const d = document;
+  // this instance's subscribers (an EventTarget reports a listener's error without breaking the SDK)
+  const subs = new EventTarget();
+  const emit = <E extends keyof ConsentryEvents>(ev: E, detail: ConsentryEvents[E]) => {
+    subs.dispatchEvent(new CustomEvent(ev, { detail }));
+    d.dispatchEvent(new CustomEvent('consentry:' + ev, { detail }));
+  };
+  /** Init options the SDK could not use, replayed to later `error` subscribers. */
+  const bad: ConsentryError[] = [];
+  const said: Record<string, 1> = {};
+  /**
+   * Reports an `error`: a choice that will not be recorded (logged once per
+   * reason), or init option `option` of value `v`, which the SDK cannot use and replaces by its default.
+   */
+  const fail = (reason: ConsentryError['reason'], status: number, problem: ConsentryError['problem'], choices?: Record<string, boolean>, option?: string, v?: unknown) => {
+    const e = { reason, status, problem, choices, option };
+    // eslint-disable-next-line no-console
+    if (!said[reason + option]) console.error('consentry: ' + reason, option || status, option ? v : problem);
+    said[reason + option] = 1;
+    if (option) bad.push(e);
+    emit('error', e);
+  };
+  const invalid = (k: string, v: unknown) => fail('invalid_option', 0, null, undefined, k, v);
+  const o = check ? check(options, invalid) : options;
+  const region = (o.region || '').toUpperCase();
+  let cookieDomain = o.cookieDomain;
+  // sent to the API as is: never a malformed one
+  const vid = UUID.test(o.visitorId!) ? o.visitorId!.toLowerCase() : o.visitorId && invalid('visitorId', o.visitorId);
   const map = o.googleConsentMode;
   // before anything else, so the default precedes every tag
-  const gcm = map && Object.keys(map).length ? setupConsentMode(window, map) : null;
-  const base = o.endpoint.replace(/\/+$/, '') + '/v1/sites/' + encodeURIComponent(o.siteKey);
-  const nonce = o.nonce || nonceOf(d.currentScript) || nonceOf(d.querySelector('script[nonce]')) || undefined;
+  const gcm = map && Object.keys(map)[0] ? setupConsentMode(window, map) : null;
+  const base = (o.endpoint || '').replace(/\/+$/, '') + '/v1/sites/' + encodeURIComponent(o.siteKey);
+  const nonce = o.nonce || nonceOf(d.currentScript) || nonceOf(d.querySelector('script[nonce]')) || '';
   const locale = o.locale || d.documentElement.lang || navigator.language || 'en';
   const gpcSignal = (navigator as { globalPrivacyControl?: boolean }).globalPrivacyControl === true;
   const now = () => Math.floor(Date.now() / 1000);
   const name = cookieName(o.siteKey);
-  const region = o.region || '';
 
-  let stored: StoredState | null = readCookie(d, name);
-  if (!stored || stored.site != o.siteKey) {
-    // a cookie of an older SDK (read once: the next write uses the new name) or of another site:
-    // only its visitor id is kept, its state waits for the server
-    const other = stored || readCookie(d, LEGACY_COOKIE);
-    stored = other && { ...other, site: '', choices: {}, pending: false };
+  // Several cookies may hold a state: one per cookie domain the site has used, and the older
+  // SDK's. The newest decision wins (the others are deleted at the next write), so a changed
+  // configuration never brings an older decision back.
+  let seen = newest(cookieValues(d, name));
+  let stored = decodeState(newest([seen!, ...cookieValues(d, LEGACY_COOKIE)]));
+  if (stored && (stored.site != o.siteKey || (vid && stored.id != vid))) {
+    // a cookie of an older SDK (the next write uses the new name) or of another site: only its
+    // visitor id is kept and its state waits for the server; a cookie of another visitor than
+    // the `visitorId` option is not used at all
+    stored = vid ? null : { ...stored, site: '', choices: {}, pending: false };
   }
-  const visitorId = stored ? stored.id : uuid();
+  const visitorId = vid || (stored ? stored.id : uuid());
   let config: SiteConfig | null = null;
   let models: Record<string, ConsentModel> = {};
   let purposes: Record<string, ConsentStatus> = {};
   /** When this page last changed each purpose (epoch s), for merging with another tab's cookie. */
   const at: Record<string, number> = {};
-  let needs = false;
+  let needs: boolean | undefined = false;
   let gpc = false;
   let ready = false;
   let wantPrefs = false;
   let ui: Ui | undefined;
-  const said: Record<string, 1> = {};
-  const subs: Listeners = {};
   const stop = new AbortController();
-  const signal = stop.signal;
+  const { signal } = stop;
 
-  const allowed = (p: string) => isAllowed(models[p] || 'opt_in', purposes[p]);
+  /** Whether purpose `p` may be used: notice_only always, opt_in (also without a model) when granted, opt_out unless denied. */
+  const allowed = (p: string) => {
+    const m = models[p];
+    return m == 'opt_out' ? purposes[p] != 'denied' : m == 'notice_only' || purposes[p] == 'granted';
+  };
+  /** Every purpose this page knows of. */
+  const known = () => Object.keys({ ...models, ...purposes });
+  /** One entry of `data-consent`: `purpose` is allowed, `!purpose` refused. */
+  const holds = (e: string) => (e[0] == '!' ? purposes[e.slice(1)] == 'denied' : allowed(e));
   /** The policy revision choices are made under: the config's, else the cookie's. */
   const rev = () => (config ? policyRevision(config) : stored?.rev) || null;
   const snapshot = (): ConsentSnapshot => ({
     visitorId,
     policyRevision: rev(),
     purposes: { ...purposes },
-    allowed: Object.keys({ ...models, ...purposes }).filter(allowed),
+    allowed: known().filter(allowed),
     // unknown while the config is not loaded
     needsConsent: needs || !config,
     gpc,
     confirmed: !q.size() && !stored?.pending,
   });
-  const emit = <E extends keyof ConsentryEvents>(ev: E, detail: ConsentryEvents[E]) => {
-    for (const cb of subs[ev] || [])
-      try {
-        cb(detail);
-      } catch (e) {
-        setTimeout(() => {
-          throw e; // report a listener's error without breaking the SDK
-        });
-      }
-    d.dispatchEvent(new CustomEvent('consentry:' + ev, { detail }));
-  };
-  /** A choice that will not be recorded: logged once per reason, `error` every time. */
-  const fail = (reason: ConsentryError['reason'], status: number, problem: ConsentryError['problem'], choices?: Record<string, boolean>) => {
-    // eslint-disable-next-line no-console
-    if (!said[reason]) console.error('consentry: not recorded:', reason, status, problem);
-    said[reason] = 1;
-    emit('error', { reason, status, problem, choices });
-  };
   /** Activates what is allowed and refreshes the UI; `consentMode`: also Consent Mode, when it changed. */
   const apply = (consentMode?: boolean) => {
-    activate(d, allowed, nonce);
-    ui?.update();
-    if (consentMode && gcm) gcm.update(allowed, detail(), true);
+    activate(d, holds, nonce);
+    if (ui) ui.update();
+    if (consentMode) gcm?.(allowed, detail(), true);
   };
-  const detail = (changed?: string[], source?: string) => ({ purposes: { ...purposes }, allowed: snapshot().allowed, changed, source });
+  /** What Consent Mode's dataLayer event carries (never the visitor id). */
+  const detail = (changed?: string[], source?: string) => ({ purposes: { ...purposes }, allowed: known().filter(allowed), changed, source });
   /** Choices of writes still queued (by any tab) for this visitor, the latest last. */
   const overlay = () => {
     const c: Record<string, boolean> = {};
@@ -170,9 +195,11 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
    * written it since this page last did: its decisions on purposes this page
    * did not change since, or changed earlier, are taken over first.
    */
-  const persist = (pending: boolean, touched: boolean) => {
-    const raw = cookieValue(d, name);
-    const cur = decodeState(raw);
+  const persist = (pending: boolean, touched?: boolean) => {
+    const all = cookieValues(d, name);
+    const raw = newest(all);
+    // written since this page last read or wrote it
+    const cur = raw != seen && decodeState(raw);
     if (cur && stored && cur.id == visitorId)
       for (const k in cur.choices) {
         const c = cur.choices[k];
@@ -192,23 +219,35 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
       // the cookie keeps opt_out and notice_only (opt_in is the default)
       models: models as StoredState['models'],
       created: stored?.created || t,
-      updated: touched || !stored ? t : stored.updated || t,
+      updated: (!touched && stored?.updated) || t,
       pending,
       gpc: gpc || !!stored?.gpc,
     };
     const v = encodeState(stored);
-    const life = (config?.cookie_max_age_days || 395) * 86400;
-    if (touched || v != raw) writeCookie(d, name, v, stored.updated + life - t, o.cookieDomain);
+    const put = () => writeCookie(d, name, v, stored!.updated + (config?.cookie_max_age_days || 395) * 86400 - t, cookieDomain);
+    const old = cookieValues(d, LEGACY_COOKIE).length;
+    // (a value has no comma: one cookie holding v is all.join() == v; a decision made now gives a
+    // new value but in the second this page last wrote it, whose cookie then is the same)
+    if ('' + all != v || old) {
+      put();
+      // the browser refused the Domain (e.g. a public suffix): the page's host, said out loud
+      if (cookieDomain && !cookieValues(d, name).includes(v)) invalid('cookieDomain', cookieDomain), (cookieDomain = undefined), put();
+      // one cookie only: the other variants (another cookie domain) and the older SDK's go
+      if (cookieValues(d, name)[1] || old) dropCookie(d, name), dropCookie(d, LEGACY_COOKIE), put();
+    }
+    seen = v;
   };
-  /** Takes the server's record as the state (GPC denials and writes still queued stay). */
-  const adopt = (server: VisitorConsents) => {
+  /**
+   * Takes the server's record (null: none) as the state; writes still queued
+   * go on top and GPC applies. Returns the purposes GPC denied only now.
+   */
+  const adopt = (server: VisitorConsents | null) => {
     const ov = overlay();
-    const r = reconcile(config!, stored, server, ov, now());
-    if (gpc) applyGpc(config!, r.purposes);
-    purposes = r.purposes;
-    needs = r.needsConsent;
-    persist(Object.keys(ov).length > 0, false);
+    ({ purposes, needsConsent: needs } = reconcile(config!, stored, server, ov, now()));
+    const denied = gpc ? applyGpc(config!, purposes) : [];
+    if (stored) persist(!!Object.keys(ov)[0] || (!server && stored.pending));
     apply(true);
+    return denied;
   };
 
   const q = createQueue({
@@ -218,7 +257,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
     onSent(_, res) {
       if (!q.size())
         if (config && res?.consents) adopt(res.consents);
-        else persist(false, false);
+        else persist(false);
       emit('saved', snapshot());
     },
     onDrop(it, status, problem) {
@@ -230,7 +269,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
    * One write; `user`: a user action, which also emits one `change`;
    * `token`: an identity token, sent with this write only.
    */
-  const write = async (choices: Record<string, boolean>, source: ConsentSource, user: boolean, token?: string): Promise<boolean> => {
+  const write = async (choices: Record<string, boolean>, source: ConsentSource, user?: boolean, token?: string): Promise<boolean> => {
     const body: Record<string, boolean> = {};
     const changed: string[] = [];
     for (const k in choices) {
@@ -238,7 +277,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
       const p = config?.purposes.find((x) => x.key == k);
       // notice_only and unknown purposes are never sent; GPC denials stay (11 CCR §7025(c)(1));
       // without the config: the cookie's models, and no grant at all under GPC
-      if (typeof v != 'boolean' || models[k] == 'notice_only' || (config && !p) || (v && (p ? gpc && p.gpc_applies : gpcSignal))) continue;
+      if (v !== !!v || models[k] == 'notice_only' || (config && !p) || (v && (p ? gpc && p.gpc_applies : gpcSignal))) continue;
       const st = v ? 'granted' : 'denied';
       if (purposes[k] != st) changed.push(k);
       purposes[k] = st;
@@ -246,12 +285,13 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
       body[k] = v;
     }
     if (!Object.keys(body).length) return !token && !q.size();
-    if (config) needs = config.purposes.some((p) => p.consent_model == 'opt_in' && purposes[p.key] == 'undecided');
+    // (without the config, consent is needed anyway: see snapshot)
+    needs = config?.purposes.some((p) => p.consent_model == 'opt_in' && purposes[p.key] == 'undecided');
     const r = rev();
     persist(true, true);
     apply();
     if (user) {
-      if (gcm) gcm.update(allowed, detail(changed, source));
+      gcm?.(allowed, detail(changed, source));
       emit('change', { ...snapshot(), changed, source } as ConsentChange);
     }
     // the server refuses a write without a policy revision: the choice stays on this page, unconfirmed
@@ -259,7 +299,6 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
       fail(config ? 'no_policy' : 'offline', 0, null, body);
       return false;
     }
-    const where = o.region || config?.region;
     return q.push({
       key: uuid(),
       at: Date.now(),
@@ -268,7 +307,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
         choices: body,
         policy_revision: r,
         source,
-        region: where || undefined,
+        region: region || config?.region || undefined,
         gpc: gpcSignal || undefined,
         identity_token: token,
         // checked against the server's request schema: a field it renames, or a new required one, fails the build
@@ -276,7 +315,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
     });
   };
   /** Choices giving `v` to `keys`, by default every purpose known. */
-  const all = (v: boolean, keys = config ? config.purposes.map((p) => p.key) : Object.keys({ ...models, ...purposes })) => {
+  const all = (v: boolean, keys = known()) => {
     const c: Record<string, boolean> = {};
     for (const k of keys) c[k] = v;
     return c;
@@ -298,7 +337,7 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
       if (ui) ui.preferences();
       else if (mountUi) {
         // eslint-disable-next-line no-console
-        console.error('consentry: no config yet, retrying');
+        console.error('consentry: offline, retrying');
         wantPrefs = true;
         if (ready) load();
       }
@@ -314,36 +353,33 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
       observer.disconnect();
     },
     on(ev, cb) {
-      const l = (subs[ev] = subs[ev] || []) as (typeof cb)[];
-      l.push(cb);
+      const f = (e: Event) => cb((e as CustomEvent).detail);
+      subs.addEventListener(ev, f);
       if (ev == 'ready' && ready) cb(snapshot() as never);
-      return () => {
-        l.splice(l.indexOf(cb) >>> 0, 1);
-      };
+      if (ev == 'error') bad.map(cb as never);
+      return () => subs.removeEventListener(ev, f);
     },
   };
 
   // The cookie applies at once only when it was written for this site key and
   // region, is not waiting for a write this browser no longer holds, and GPC
   // is off or was applied to it; otherwise its state waits for the server.
-  if (
-    stored &&
-    stored.site == o.siteKey &&
-    stored.region == region &&
-    (!gpcSignal || stored.gpc) &&
-    (!stored.pending || Object.keys(overlay()).length)
-  ) {
+  // Writes still queued (by any tab) go on top: a withdrawal waiting to be sent is never undone.
+  const ov = overlay();
+  if (stored && stored.site == o.siteKey && stored.region == region && (!gpcSignal || stored.gpc) && (!stored.pending || Object.keys(ov).length)) {
     purposes = { ...stored.choices };
+    for (const k in ov) purposes[k] = ov[k] ? 'granted' : 'denied';
     models = { ...stored.models };
-    apply(true);
   }
+  // also without a state: fallback content is hidden until a refusal is known
+  apply(true);
   // only what was added is looked at; state changes re-scan the page
   const observer = new MutationObserver((records) => {
-    const added = records.flatMap((r) => [...r.addedNodes]).filter((n) => n.nodeType == 1) as Element[];
-    added.forEach((n) => activate(n, allowed, nonce));
+    const added = records.flatMap((r) => [...r.addedNodes]).filter((n) => (n as Element).tagName) as Element[];
+    added.map((n) => activate(n, holds, nonce));
     if (ui && added.length) ui.update(added);
   });
-  observer.observe(d.documentElement, { childList: true, subtree: true });
+  observer.observe(d, { childList: true, subtree: true });
   d.addEventListener(
     'click',
     (e) => {
@@ -356,16 +392,13 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
     },
     { signal },
   );
-  d.addEventListener('visibilitychange', () => d.visibilityState == 'hidden' && q.beacon(), { signal });
+  d.addEventListener('visibilitychange', () => d.hidden && q.beacon(), { signal });
   addEventListener('online', () => ready && (q.flush(), config || load()), { signal });
 
-  const query = (locale?: string) => {
-    const s = new URLSearchParams();
-    if (o.region) s.set('region', o.region);
-    if (locale) s.set('locale', locale);
-    const t = '' + s;
-    return t ? '?' + t : '';
-  };
+  // the query strings: the record's `?region=…` (or none), the config's also with the locale (never empty)
+  const qs = new URLSearchParams(region ? { region } : {});
+  const query = qs + '' && '?' + qs;
+  qs.set('locale', locale);
   const get = <T>(path: string): Promise<T | null> =>
     fetch(base + path, { credentials: 'omit' })
       .then((r) => (r.ok ? r.json() : null))
@@ -377,29 +410,24 @@ function start(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInsta
   const load = (): Promise<unknown> => {
     clearTimeout(timer);
     return Promise.all([
-      get<SiteConfig>('/config' + query(locale)),
+      get<SiteConfig>('/config?' + qs),
       // also with writes still queued: the record may have changed elsewhere; the queued choices go on top
-      stored ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query()) : null,
+      stored || vid ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query) : null,
     ]).then(([cfg, server]) => {
-      if (signal.aborted || config) return;
+      if (config || signal.aborted) return;
       if (cfg) {
         config = cfg;
         models = {};
-        for (const p of cfg.purposes) models[p.key] = p.consent_model;
-        const ov = overlay();
-        const r = reconcile(cfg, stored, server, ov, now());
-        purposes = r.purposes;
-        needs = r.needsConsent;
-        gpc = gpcSignal && cfg.gpc_honored && cfg.purposes.some((p) => p.gpc_applies);
-        const denied = gpc ? applyGpc(cfg, purposes) : [];
-        if (mountUi) ui = mountUi({ instance: inst, config: cfg, nonce, locale, options: typeof o.ui == 'object' ? o.ui : {}, signal });
+        // GPC applies when the browser sends it, the site honours it and a purpose is subject to it
+        for (const p of cfg.purposes) (models[p.key] = p.consent_model), p.gpc_applies && (gpc = gpcSignal && cfg.gpc_honored);
+        const denied = adopt(server);
+        if (mountUi) ui = mountUi({ instance: inst, config: cfg, nonce, locale, options: Object(o.ui), signal });
         // GPC denials are written before `ready`; the browser adds Sec-GPC: 1 itself
-        if (denied.length) write(all(false, denied), 'banner', false);
-        else if (stored) persist(Object.keys(ov).length > 0 || (!server && stored.pending), false);
+        if (denied.length) write(all(false, denied), 'banner');
       } else timer = setTimeout(() => signal.aborted || load(), backoff(tries++, Math.random()));
       q.flush();
       apply(true);
-      if (!ready) emit('ready', ((ready = true), snapshot()));
+      if (!ready) (ready = true), emit('ready', snapshot());
       if (ui) {
         if (wantPrefs) ui.preferences();
         else if (needs) ui.banner(true);

@@ -15,11 +15,11 @@ interface GtagWindow {
 /** Name of the dataLayer event pushed after each consent update. */
 export const DATA_LAYER_EVENT = 'consentry_consent_changed';
 
-/** Consent Mode for one mapping; `allowed` says whether a purpose may be used. */
-export interface ConsentMode {
-  /** Pushes `update` (skipped when `onlyIfChanged` and equal to the last one), then our event. */
-  update(allowed: (purpose: string) => boolean, detail: object, onlyIfChanged?: boolean): void;
-}
+/**
+ * Consent Mode for one mapping: pushes `update` (skipped when `onlyIfChanged`
+ * and equal to the last one), then our event; `allowed` says whether a purpose may be used.
+ */
+export type ConsentMode = (allowed: (purpose: string) => boolean, detail?: object, onlyIfChanged?: boolean) => void;
 
 /** Defines dataLayer/gtag if needed and pushes the `default` command at once. */
 export function setupConsentMode(w: Window, map: GoogleConsentModeMapping): ConsentMode {
@@ -32,23 +32,18 @@ export function setupConsentMode(w: Window, map: GoogleConsentModeMapping): Cons
       // eslint-disable-next-line prefer-rest-params
       dl.push(arguments);
     });
-  const types = Object.keys(map) as (keyof GoogleConsentModeMapping)[];
-  const state = (f: (t: keyof GoogleConsentModeMapping) => boolean) => {
-    const o: Record<string, string> = {};
-    for (const t of types) o[t] = f(t) ? 'granted' : 'denied';
-    return o;
+  let last = '';
+  const update: ConsentMode = (allowed, detail, onlyIfChanged) => {
+    const u: Record<string, unknown> = {};
+    // the purposes a type needs; an empty list (or anything but a key or a list) gives [''], never allowed
+    for (const t in map) u[t] = ('' + map[t as 'ad_storage']).split(',').every(allowed) ? 'granted' : 'denied';
+    const s = JSON.stringify(u);
+    if (onlyIfChanged && s == last) return;
+    // the first call is the default (everything denied)
+    if (last) gtag('consent', 'update', u), dl.push({ event: DATA_LAYER_EVENT, consentry: detail });
+    else gtag('consent', 'default', { ...u, wait_for_update: 500 });
+    last = s;
   };
-  const none = state(() => false);
-  gtag('consent', 'default', { ...none, wait_for_update: 500 });
-  let last = JSON.stringify(none);
-  return {
-    update(allowed, detail, onlyIfChanged) {
-      const u = state((t) => ([] as string[]).concat(map[t]!).every(allowed));
-      const s = JSON.stringify(u);
-      if (onlyIfChanged && s == last) return;
-      last = s;
-      gtag('consent', 'update', u);
-      dl.push({ event: DATA_LAYER_EVENT, consentry: detail });
-    },
-  };
+  update(() => false);
+  return update;
 }

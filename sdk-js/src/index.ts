@@ -5,7 +5,8 @@
  *   const consent = await init({ siteKey: 'sk_…', endpoint: 'https://consent.example.com' });
  *   consent.on('change', (e) => console.log(e.purposes));
  */
-import { init as initCore } from './core';
+import { checked } from './core';
+import { checkOptions } from './options';
 import type { ConsentryInstance, ConsentryOptions } from './types';
 import { mountUi } from './ui';
 
@@ -19,3 +20,6 @@ export type { Ui, UiFactory, UiHost } from './core';
 export function init(options: ConsentryOptions): Promise<ConsentryInstance> {
   return initCore(options, options && options.ui === false ? undefined : mountUi);
 }
+
+/** The core's `init`, checking the options first. */
+const initCore = checked(checkOptions);

@@ -6,7 +6,8 @@
  * A write the server refuses (4xx other than 408/429) is dropped at once; one
  * still failing after {@link MAX_TRIES} attempts or {@link MAX_AGE_MS} is
  * given up: neither blocks the writes after it for long. Tabs of one origin
- * share the stored queue: saving merges with what another tab stored.
+ * share the stored queue: saving merges with what another tab stored, and a
+ * tab whose write another tab's save dropped stores it again at once.
  */
 import type { ConsentWrite, ConsentWriteResult, Problem } from './types';
 
@@ -64,47 +65,40 @@ export function backoff(attempt: number, r: number): number {
   return Math.min(BACKOFF_MAX_MS, BACKOFF_MS * 2 ** attempt) * (0.5 + r / 2);
 }
 
-function storage(): Storage | null {
-  try {
-    return localStorage;
-  } catch {
-    return null; // blocked storage (e.g. sandboxed iframe): the queue lives in memory only
-  }
-}
-
 /** Creates a queue, loading writes left by an earlier page. */
 export function createQueue(o: QueueOptions): WriteQueue {
-  const ls = storage();
+  // blocked storage (e.g. sandboxed iframe) throws on access: the queue lives in memory only
+  const key = o.storageKey;
   const load = (): QueuedWrite[] => {
     try {
       // writes without a policy revision are refused by the server: never send them
-      return (JSON.parse(ls?.getItem(o.storageKey) || '[]') as QueuedWrite[]).filter((it) => it.body.policy_revision);
+      return (JSON.parse(localStorage.getItem(key) || '[]') as QueuedWrite[]).filter((it) => it.body.policy_revision);
     } catch {
       return []; // a corrupt entry is dropped: the server stays the record
     }
   };
   let items = load();
-  /** Keys this page removed (accepted or dropped); another tab's copy must not bring them back. */
-  const done: Record<string, 1> = {};
-  const sent: Record<string, 1> = {};
-  let busy: Promise<boolean> | null = null;
+  /** Keys this page removed: 1 dropped, 2 accepted; another tab's copy must not bring them back. */
+  const done: Record<string, number> = {};
+  let busy: Promise<boolean> = Promise.resolve(true);
   let attempt = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
 
-  /** This page's writes and, merged by key, those only another tab stored, oldest first. */
-  const all = () =>
+  /**
+   * This page's writes and, merged by key, those only another tab stored,
+   * oldest first; `keep`: also those this page removed (see the storage listener).
+   */
+  const all = (keep?: unknown) =>
     load()
-      .filter((it) => !done[it.key] && !items.some((x) => x.key == it.key))
+      .filter((it) => (keep || !done[it.key]) && !items.some((x) => x.key == it.key))
       .concat(items)
       .sort((a, b) => a.at - b.at);
-  const save = () => {
+  const save = (keep?: unknown) => {
+    const v = all(keep);
     try {
-      if (ls) {
-        const v = all();
-        v.length ? ls.setItem(o.storageKey, JSON.stringify(v)) : ls.removeItem(o.storageKey);
-      }
+      v.length ? localStorage.setItem(key, JSON.stringify(v)) : localStorage.removeItem(key);
     } catch {
-      // quota exceeded: keep the in-memory copy
+      // blocked, or quota exceeded: keep the in-memory copy
     }
   };
   const send = (it: QueuedWrite, keepalive?: boolean) =>
@@ -115,33 +109,20 @@ export function createQueue(o: QueueOptions): WriteQueue {
       credentials: 'omit',
       keepalive,
     });
-  const remove = (it: QueuedWrite) => {
-    items.splice(items.indexOf(it), 1);
-    done[it.key] = 1;
-    save();
-  };
-
   const run = async (): Promise<boolean> => {
-    while (items.length) {
-      const it = items[0];
-      let res: Response | undefined;
-      try {
-        res = await send(it);
-      } catch {
-        // network error (or a refusal without CORS headers): retry below
-      }
-      if (res && (res.ok || (res.status < 500 && res.status != 408 && res.status != 429))) {
-        remove(it);
-        attempt = 0;
-        const body = await res.json().catch(() => null);
-        if (res.ok) (sent[it.key] = 1), o.onSent(it, body);
-        else o.onDrop(it, res.status, body);
-        continue;
-      }
-      it.n = (it.n || 0) + 1;
-      if (it.n >= MAX_TRIES || Date.now() - it.at > MAX_AGE_MS) {
-        remove(it);
-        o.onDrop(it, 0, null);
+    for (let it; (it = items[0]); ) {
+      // a network error (or a refusal without CORS headers) is retried
+      const res = await send(it).catch(() => {});
+      // the server's final answer: accepted, or refused for good (4xx other than 408/429)
+      const final = res && (res.ok || !/^(5|408|429)/.test(res.status as never));
+      if (final || (it.n = (it.n || 0) + 1) >= MAX_TRIES || Date.now() - it.at > MAX_AGE_MS) {
+        items.shift();
+        done[it.key] = res && res.ok ? 2 : 1;
+        save();
+        const body = final ? await res.json().catch(() => null) : null;
+        if (final) attempt = 0;
+        if (done[it.key] > 1) o.onSent(it, body);
+        else o.onDrop(it, final ? res.status : 0, body);
         continue;
       }
       save();
@@ -152,23 +133,31 @@ export function createQueue(o: QueueOptions): WriteQueue {
     }
     return true;
   };
-  // one run at a time; a call during a run waits for it, then runs again for what came since
-  function flush(): Promise<boolean> {
-    return busy ? busy.then(flush) : (busy = run().finally(() => (busy = null)));
-  }
+  // one run at a time; a call during a run waits for it, then runs again for what came since (also after a failed run)
+  const flush = (): Promise<boolean> => (busy = busy.then(run, run));
+
+  // Each tab holds its own copy of localStorage, updated asynchronously: a tab may save from a
+  // read that does not have the write another tab stored a moment ago, and so overwrite it. The
+  // tab that lost its write sees that here and puts it back at once, only adding (removing what
+  // this page sent could undo what the other tab just stored, and the two tabs could take turns).
+  addEventListener(
+    'storage',
+    (e) => e.key == key && items.some((it) => !(e.newValue || '').includes(it.key)) && save(1),
+    { signal: o.signal },
+  );
 
   return {
     size: () => items.length,
-    items: all,
+    items: () => all(),
     push(it) {
       items.push(it);
       save();
       // a write in flight picks this one up next; during a backoff wait, a new action tries at once
-      return flush().then(() => !!sent[it.key]);
+      return flush().then(() => done[it.key] > 1);
     },
     flush,
     beacon() {
-      for (const it of items) send(it, true).catch(() => {});
+      items.map((it) => send(it, true).catch(() => {}));
     },
   };
 }

@@ -2,7 +2,7 @@
  * The state kept in the first-party cookie, its encoding, and the pure rules
  * that reconcile it with the server's record. No I/O except cookie access.
  */
-import type { ConsentModel, ConsentStatus, SiteConfig, VisitorConsents } from './types';
+import type { ConsentStatus, SiteConfig, VisitorConsents } from './types';
 
 /** What the cookie holds. Times are epoch seconds. */
 export interface StoredState {
@@ -32,7 +32,8 @@ export interface StoredState {
 export const LEGACY_COOKIE = 'consentry';
 /** Longest cookie value written; entries the server also has are left out to stay below it. */
 export const COOKIE_MAX = 3800;
-const UUID = /^[\da-f-]{36}$/i;
+/** A hyphenated uuid, as the API takes visitor ids. */
+export const UUID = /^[\da-f]{8}(-[\da-f]{4}){3}-[\da-f]{12}$/i;
 /** Cookie keys of the lists: decisions first (what stays longest when the cookie must shrink), then models. */
 const LISTS = [
   ['d', 'choices', 'denied'],
@@ -61,16 +62,15 @@ export const uuid = (): string =>
  * model a purpose counts as opt_in, and without a decision as undecided, so
  * what is left out is never allowed early: it waits for the server.
  */
-export function encodeState(s: StoredState, max = COOKIE_MAX): string {
+export function encodeState(s: StoredState): string {
   const lists = LISTS.map(([n, f, v]) => [n, Object.keys(s[f]).filter((k) => (s[f] as Record<string, string>)[k] == v)] as const);
-  const head = { v: '1', id: s.id, k: s.site, z: s.region, r: s.rev || '', c: '' + s.created, u: '' + s.updated };
   for (let i = 3; ; ) {
-    const q = new URLSearchParams(head);
+    const q = new URLSearchParams({ v: '1', id: s.id, k: s.site, z: s.region, r: s.rev || '', c: '' + s.created, u: '' + s.updated });
     for (const [n, keys] of lists) if (keys.length) q.set(n, keys.join(' '));
     if (s.pending) q.set('p', '1');
     if (s.gpc) q.set('x', '1');
     const v = '' + q;
-    if (v.length <= max || i < 0) return v;
+    if (v.length <= COOKIE_MAX || i < 0) return v;
     // model lists go whole, decisions one by one
     if (i > 1) lists[i--][1].length = 0;
     else if (!lists[i][1].pop()) i--;
@@ -79,9 +79,9 @@ export function encodeState(s: StoredState, max = COOKIE_MAX): string {
 
 /** Decodes {@link encodeState}'s output (and the older one-key-per-entry form); null when missing, malformed or of another version. */
 export function decodeState(v: string | null | undefined): StoredState | null {
-  if (!v) return null;
-  const q = new URLSearchParams(v);
-  const id = q.get('id') || '';
+  // (null and undefined parse as no entries, or as `null`)
+  const q = new URLSearchParams(v!);
+  const id = q.get('id')!;
   if (q.get('v') != '1' || !UUID.test(id)) return null;
   const s = { choices: {}, models: {} } as Pick<StoredState, 'choices' | 'models'>;
   // (of a cookie of an older SDK, whose entries repeat a key each, only the visitor id is used)
@@ -99,15 +99,37 @@ export function decodeState(v: string | null | undefined): StoredState | null {
   };
 }
 
-/** The raw value of cookie `name` of `doc`, or null. */
-export function cookieValue(doc: Document, name: string): string | null {
-  const m = doc.cookie.match(new RegExp('(?:^|;\\s*)' + name + '=([^;]*)'));
-  return m && m[1];
+/** Every value of cookie `name` the page sees: one per variant (host-only, Domain= a parent domain), oldest first. */
+export const cookieValues = (doc: Document, name: string): string[] =>
+  // (the browser separates cookies with `; `, and a value has no `;`)
+  ('; ' + doc.cookie)
+    .split('; ' + name + '=')
+    .slice(1)
+    .map((c) => c.split(';')[0]);
+
+/**
+ * The value among `values` holding the newest decision (`u`), null when none
+ * decodes; a tie goes to the greater value: the same answer in every tab and on every load.
+ */
+export const newest = (values: string[]): string | null =>
+  values.reduce<string | null>((best, v) => {
+    const s = decodeState(v);
+    const b = decodeState(best);
+    return s && (!b || (s.updated - b.updated || +(v > best!)) > 0) ? v : best;
+  }, null);
+
+/** Reads the state cookie `name` of `doc` (the newest, when the page sees several). */
+export function readCookie(doc: Document, name: string): StoredState | null {
+  return decodeState(newest(cookieValues(doc, name)));
 }
 
-/** Reads the state cookie `name` of `doc`. */
-export function readCookie(doc: Document, name: string): StoredState | null {
-  return decodeState(cookieValue(doc, name));
+/**
+ * Deletes cookie `name` (Path=/) in every variant a page can see: host-only
+ * and `Domain=` each of the host's domains (`www.example.com`, `example.com`, `com`).
+ */
+export function dropCookie(doc: Document, name: string): void {
+  const h = doc.location.hostname.split('.');
+  for (let i = -1; i < h.length; i++) doc.cookie = name + '=; Path=/; Max-Age=0' + (i < 0 ? '' : '; Domain=' + h.slice(i).join('.'));
 }
 
 /**
@@ -119,11 +141,6 @@ export function writeCookie(doc: Document, name: string, value: string, seconds:
     name + '=' + value + '; Path=/; Max-Age=' + (seconds | 0) + '; SameSite=Lax' +
     (domain ? '; Domain=' + domain : '') +
     (doc.location.protocol == 'https:' ? '; Secure' : '');
-}
-
-/** Whether a purpose may be used: notice_only always, opt_in when granted, opt_out unless denied. */
-export function isAllowed(model: ConsentModel, status: ConsentStatus | undefined): boolean {
-  return model == 'notice_only' || (model == 'opt_in' ? status == 'granted' : status != 'denied');
 }
 
 /** Result of {@link reconcile}. */
@@ -150,7 +167,7 @@ export function reconcile(
   now: number,
 ): Reconciled {
   const purposes: Record<string, ConsentStatus> = {};
-  let needsConsent = !!server?.needs_consent && !Object.keys(pending).length;
+  let needsConsent = !!server?.needs_consent && !Object.keys(pending)[0];
   for (const p of config.purposes) {
     const mine = local?.choices[p.key];
     const queued = pending[p.key];
@@ -158,8 +175,8 @@ export function reconcile(
     if (p.consent_model == 'notice_only') st = 'granted';
     else if (queued != null) st = queued ? 'granted' : 'denied';
     else if (server) {
-      const s = server.purposes[p.key];
-      st = s && (s.status == 'granted' || s.status == 'denied') ? s.status : 'undecided';
+      const s = server.purposes[p.key]?.status;
+      st = s == 'granted' || s == 'denied' ? s : 'undecided';
     } else if (
       !mine ||
       (p.max_age_days != null && local!.updated + p.max_age_days * 86400 < now) ||
@@ -191,6 +208,5 @@ export function applyGpc(config: SiteConfig, purposes: Record<string, ConsentSta
 
 /** `revision_date` of the `privacy` policy, else of the first policy; null when none. */
 export function policyRevision(config: SiteConfig): string | null {
-  const p = config.policies.find((r) => r.policy_key == 'privacy') || config.policies[0];
-  return p ? p.revision_date : null;
+  return (config.policies.find((r) => r.policy_key == 'privacy') || config.policies[0])?.revision_date || null;
 }

@@ -83,6 +83,12 @@ export interface ConsentryOptions {
   googleConsentMode?: GoogleConsentModeMapping;
   /** CSP nonce for activated scripts and the UI's <style>; default: the SDK script's nonce. */
   nonce?: string;
+  /**
+   * The visitor id (a hyphenated uuid) the site's backend knows for this browser, e.g. from its
+   * own long-lived cookie, for browsers that drop script-set cookies early (Safari: 7 days).
+   * It wins over the id in the SDK's cookie; a cookie of another id is not used at all.
+   */
+  visitorId?: string;
 }
 
 /** The visitor's consent state at one moment. */
@@ -110,7 +116,10 @@ export interface ConsentChange extends ConsentSnapshot {
   source: ConsentSource;
 }
 
-/** Payload of the `error` event: a choice that was not, and will not be, recorded by the server. */
+/**
+ * Payload of the `error` event: a choice that was not, and will not be, recorded by the server,
+ * or an init option the SDK cannot use.
+ */
 export interface ConsentryError {
   /**
    * `refused`: the server answered 4xx (other than 408/429) and the write was dropped;
@@ -118,14 +127,18 @@ export interface ConsentryError {
    * `no_policy`: no privacy policy is in force for the site, so nothing can be recorded;
    * `offline`: the site's configuration could not be loaded and no policy revision is known.
    * The choice stays on this page as unconfirmed state (`confirmed: false`).
+   * `invalid_option`: the init option `option` cannot be used (see the console); the SDK
+   * goes on with that option's default.
    */
-  reason: 'refused' | 'gave_up' | 'no_policy' | 'offline';
+  reason: 'refused' | 'gave_up' | 'no_policy' | 'offline' | 'invalid_option';
   /** HTTP status of a refusal; 0 when there was none. */
   status: number;
   /** The refusal's body (an RFC 9457 problem), when readable; else null. */
   problem: Problem | null;
   /** The choices of the write concerned, when there was one. */
   choices?: Record<string, boolean>;
+  /** With `invalid_option`: the option's name, e.g. `cookieDomain` or `googleConsentMode.ad_storage`. */
+  option?: string;
 }
 
 /** Events of an instance and their payloads. */
@@ -136,7 +149,10 @@ export interface ConsentryEvents {
   change: ConsentChange;
   /** The server accepted a write; `confirmed` may now be true. */
   saved: ConsentSnapshot;
-  /** A choice could not be recorded (refused, given up, no policy, offline); also `consentry:error` on document. */
+  /**
+   * A choice could not be recorded (refused, given up, no policy, offline), or an init option
+   * is invalid (`invalid_option`: replayed to later subscribers); also `consentry:error` on document.
+   */
   error: ConsentryError;
 }
 

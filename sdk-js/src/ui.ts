@@ -218,7 +218,7 @@ export const mountUi: UiFactory = ({ instance: c, config, nonce, locale, options
       const s = c.snapshot();
       root.querySelectorAll<HTMLElement>('.cy-gpc').forEach((n) => (n.hidden = !s.gpc));
       for (const n of added || [d])
-        within(n, 'iframe[data-consent][data-src]').forEach((f) => {
+        within(n, 'iframe[data-consent][data-src]:not([data-consent*="!"])').forEach((f) => {
           if (placeholders.has(f)) return;
           const ps = purposesOf(f.getAttribute('data-consent'));
           const t = titles(ps);

@@ -1,3 +1,4 @@
+import type { OptionCheck } from './options';
 import type { ConsentryInstance, ConsentryOptions, SiteConfig, UiOptions } from './types';
 /** What a UI gets from the core. */
 export interface UiHost {
@@ -36,3 +37,5 @@ export type UiFactory = (host: UiHost) => Ui;
  * startup error, e.g. when `siteKey` or `endpoint` is missing (`''` means this origin).
  */
 export declare function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance>;
+/** `init` that first checks the options with `check` (the default builds; see `options.ts`). */
+export declare const checked: (check: OptionCheck) => (o: ConsentryOptions, mountUi?: UiFactory) => Promise<ConsentryInstance>;

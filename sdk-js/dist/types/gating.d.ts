@@ -3,6 +3,10 @@
  *   <script type="text/plain" data-consent="statistics" src="…">  (or inline)
  *   <iframe data-consent="social_media" data-src="…">
  * `data-consent` may name several purposes (space or comma separated); all must be allowed.
+ * A purpose written `!purpose` must be refused instead (denied: by the visitor or GPC), which
+ * gives fallbacks: `<script type="text/plain" data-consent="!statistics">` runs, at most once
+ * per page, when statistics is refused; any other element whose `data-consent` has a `!`
+ * (`<p data-consent="!social_media" hidden>`) is shown while its condition holds, hidden otherwise.
  * An allowed script is replaced by a real one (type from `data-type`, default classic)
  * carrying the nonce; an allowed iframe gets its `src`. Activation is one-way.
  * With a nonce in use, only gated scripts carrying that same nonce are activated:
@@ -19,5 +23,10 @@ export declare const purposesOf: (v: string | null | undefined) => string[];
 export declare const nonceOf: (el: Element | null) => string | null | undefined;
 /** `root` itself (when it matches) and its descendants matching `sel`, in document order. */
 export declare const within: <T extends Element>(root: ParentNode, sel: string) => T[];
-/** Activates every gated element in `root` (itself included) whose purposes are all allowed. */
-export declare function activate(root: ParentNode, allowed: (purpose: string) => boolean, nonce?: string): void;
+/**
+ * Activates every gated element in `root` (itself included) whose condition
+ * holds, and shows or hides fallback content. `holds` answers for one entry
+ * of `data-consent`: `purpose` (allowed) or `!purpose` (refused). `nonce`: the
+ * page's CSP nonce, '' when there is none.
+ */
+export declare function activate(root: ParentNode, holds: (entry: string) => boolean, nonce: string): void;

@@ -7,10 +7,10 @@
 import type { GoogleConsentModeMapping } from './types';
 /** Name of the dataLayer event pushed after each consent update. */
 export declare const DATA_LAYER_EVENT = "consentry_consent_changed";
-/** Consent Mode for one mapping; `allowed` says whether a purpose may be used. */
-export interface ConsentMode {
-    /** Pushes `update` (skipped when `onlyIfChanged` and equal to the last one), then our event. */
-    update(allowed: (purpose: string) => boolean, detail: object, onlyIfChanged?: boolean): void;
-}
+/**
+ * Consent Mode for one mapping: pushes `update` (skipped when `onlyIfChanged`
+ * and equal to the last one), then our event; `allowed` says whether a purpose may be used.
+ */
+export type ConsentMode = (allowed: (purpose: string) => boolean, detail?: object, onlyIfChanged?: boolean) => void;
 /** Defines dataLayer/gtag if needed and pushes the `default` command at once. */
 export declare function setupConsentMode(w: Window, map: GoogleConsentModeMapping): ConsentMode;

@@ -4,6 +4,7 @@
  *
  *   <script src="/sdk/consentry.js" data-site-key="sk_…" data-endpoint="https://consent.example.com"
  *     data-region="US-CA" data-locale="en" data-cookie-domain="example.com" data-ui="false"
+ *     data-visitor-id="<uuid the site's backend knows>"
  *     data-google-consent-mode='{"analytics_storage":"statistics"}'></script>
  *
  * The running instance is `Consentry.instance` (a promise); `consentry:ready`,

@@ -6,7 +6,8 @@
  * A write the server refuses (4xx other than 408/429) is dropped at once; one
  * still failing after {@link MAX_TRIES} attempts or {@link MAX_AGE_MS} is
  * given up: neither blocks the writes after it for long. Tabs of one origin
- * share the stored queue: saving merges with what another tab stored.
+ * share the stored queue: saving merges with what another tab stored, and a
+ * tab whose write another tab's save dropped stores it again at once.
  */
 import type { ConsentWrite, ConsentWriteResult, Problem } from './types';
 /** One queued write; `key` is the Idempotency-Key, reused on every retry. */

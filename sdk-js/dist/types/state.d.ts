@@ -2,7 +2,7 @@
  * The state kept in the first-party cookie, its encoding, and the pure rules
  * that reconcile it with the server's record. No I/O except cookie access.
  */
-import type { ConsentModel, ConsentStatus, SiteConfig, VisitorConsents } from './types';
+import type { ConsentStatus, SiteConfig, VisitorConsents } from './types';
 /** What the cookie holds. Times are epoch seconds. */
 export interface StoredState {
     /** Visitor id, uuid v4. */
@@ -30,6 +30,8 @@ export interface StoredState {
 export declare const LEGACY_COOKIE = "consentry";
 /** Longest cookie value written; entries the server also has are left out to stay below it. */
 export declare const COOKIE_MAX = 3800;
+/** A hyphenated uuid, as the API takes visitor ids. */
+export declare const UUID: RegExp;
 /** Cookie name of a site: `consentry_` and the first 8 characters of the site key after its `pk_` prefix. */
 export declare const cookieName: (siteKey: string) => string;
 /** A random uuid v4 (RFC 9562) from `crypto.getRandomValues`, which, unlike `randomUUID`, also exists on plain http. */
@@ -42,20 +44,28 @@ export declare const uuid: () => string;
  * model a purpose counts as opt_in, and without a decision as undecided, so
  * what is left out is never allowed early: it waits for the server.
  */
-export declare function encodeState(s: StoredState, max?: number): string;
+export declare function encodeState(s: StoredState): string;
 /** Decodes {@link encodeState}'s output (and the older one-key-per-entry form); null when missing, malformed or of another version. */
 export declare function decodeState(v: string | null | undefined): StoredState | null;
-/** The raw value of cookie `name` of `doc`, or null. */
-export declare function cookieValue(doc: Document, name: string): string | null;
-/** Reads the state cookie `name` of `doc`. */
+/** Every value of cookie `name` the page sees: one per variant (host-only, Domain= a parent domain), oldest first. */
+export declare const cookieValues: (doc: Document, name: string) => string[];
+/**
+ * The value among `values` holding the newest decision (`u`), null when none
+ * decodes; a tie goes to the greater value: the same answer in every tab and on every load.
+ */
+export declare const newest: (values: string[]) => string | null;
+/** Reads the state cookie `name` of `doc` (the newest, when the page sees several). */
 export declare function readCookie(doc: Document, name: string): StoredState | null;
+/**
+ * Deletes cookie `name` (Path=/) in every variant a page can see: host-only
+ * and `Domain=` each of the host's domains (`www.example.com`, `example.com`, `com`).
+ */
+export declare function dropCookie(doc: Document, name: string): void;
 /**
  * Writes the state cookie `name` (an encoded state): Path=/, SameSite=Lax,
  * Secure on https, the parent `domain` when given, lifetime `seconds`.
  */
 export declare function writeCookie(doc: Document, name: string, value: string, seconds: number, domain?: string): void;
-/** Whether a purpose may be used: notice_only always, opt_in when granted, opt_out unless denied. */
-export declare function isAllowed(model: ConsentModel, status: ConsentStatus | undefined): boolean;
 /** Result of {@link reconcile}. */
 export interface Reconciled {
     purposes: Record<string, ConsentStatus>;

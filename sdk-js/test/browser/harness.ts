@@ -185,13 +185,25 @@ export function orderPage(o: { siteKey: string; endpoint: string }): string {
 </body></html>`;
 }
 
-/** Serves the test page and the built SDK; records every request path. */
-export async function startPageServer(): Promise<{ origin: string; port: number; requests: string[]; site: { siteKey: string; endpoint: string }; close(): Promise<void> }> {
+/** Serves the test page and the built SDK; records every request path. `custom`: more pages, by path. */
+export async function startPageServer(): Promise<{
+  origin: string;
+  port: number;
+  requests: string[];
+  site: { siteKey: string; endpoint: string };
+  custom: Map<string, string>;
+  close(): Promise<void>;
+}> {
   const requests: string[] = [];
   const site = { siteKey: '', endpoint: '' };
+  const custom = new Map<string, string>();
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url!, 'http://x');
     requests.push(url.pathname);
+    if (custom.has(url.pathname)) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      return res.end(custom.get(url.pathname));
+    }
     const csp = url.searchParams.has('csp');
     if (url.pathname == '/') {
       const nonce = csp ? Math.random().toString(36).slice(2) : undefined;
@@ -239,6 +251,7 @@ export async function startPageServer(): Promise<{ origin: string; port: number;
     port,
     requests,
     site,
+    custom,
     close: () => new Promise<void>((ok) => (server.closeAllConnections(), server.close(() => ok()))),
   };
 }
@@ -257,7 +270,8 @@ export function launchChromium(): Promise<Browser> {
       '--disable-component-update',
       '--disable-sync',
       // a plain-http origin that is not localhost (no secure context), still served from this machine
-      `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`,
+      // (and its subdomains, for cookie domain tests)
+      `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1, MAP *.${INSECURE_HOST} 127.0.0.1`,
     ],
   });
 }

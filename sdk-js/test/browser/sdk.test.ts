@@ -50,6 +50,8 @@ declare global {
     __unnoncedRan?: number;
     __injectedRan?: number;
     __order: string[];
+    __fallbackRan?: number;
+    __logged: string[];
   }
 }
 
@@ -90,7 +92,7 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
   }
   /** Only this machine is reachable: requests elsewhere (e.g. the demo's video) are aborted. */
   const offline = (ctx: BrowserContext) =>
-    ctx.route(new RegExp(`^https?://(?!127\\.0\\.0\\.1[:/]|${INSECURE_HOST.replaceAll('.', '\\.')}[:/])`), (route) => route.abort());
+    ctx.route(new RegExp(`^https?://(?!127\\.0\\.0\\.1[:/]|([\\w-]+\\.)*${INSECURE_HOST.replaceAll('.', '\\.')}[:/])`), (route) => route.abort());
   // the test page logs events to window.__events, the demo page to window.consentryLog
   const ready = (page: Page) => page.waitForFunction(() => (window.__events || window.consentryLog).some((e) => e.type == 'ready'));
   const saved = (page: Page, n = 1) => page.waitForFunction((n) => window.__events.filter((e) => e.type == 'saved').length >= n, n);
@@ -454,5 +456,296 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
       pages.site.siteKey = mainKey;
       token = mainToken;
     }
+  });
+
+  // ---- issue 12: state that survives real browsers and site changes ----
+
+  /**
+   * A page of `siteKey` at `path` with extra SDK attributes (`attrs`; `init: false` leaves the
+   * SDK to the test), the gated statistics script, and fallbacks shown or run while statistics is refused.
+   */
+  function robustPage(path: string, siteKey: string, attrs = '') {
+    pages.custom.set(
+      path,
+      `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Robust</title>
+<script>
+  window.__events = [];
+  window.__logged = [];
+  for (const t of ['ready', 'change', 'saved', 'error'])
+    document.addEventListener('consentry:' + t, (e) => window.__events.push({ type: t, detail: e.detail }));
+  const log = console.error;
+  console.error = (...a) => (window.__logged.push(a.map(String).join(' ')), log(...a));
+</script>
+<script src="/sdk/consentry.js" ${attrs == 'init: false' ? '' : `data-site-key="${siteKey}" data-endpoint="${pages.site.endpoint}" data-ui="false" ${attrs}`}></script>
+</head><body>
+<script type="text/plain" data-consent="statistics" src="/gated/analytics.js"></script>
+<script type="text/plain" data-consent="!statistics">window.__fallbackRan = (window.__fallbackRan || 0) + 1;</script>
+<p id="refused" data-consent="!statistics" hidden>Statistics are off.</p>
+</body></html>`,
+    );
+  }
+  /** Holds every request to the API until the returned function is called: meanwhile the page has only its cookie. */
+  async function holdApi(ctx: BrowserContext): Promise<() => Promise<void>> {
+    const held: import('playwright-core').Route[] = [];
+    const h = (r: import('playwright-core').Route) => void held.push(r);
+    await ctx.route(backend!.origin + '/**', h);
+    return async () => {
+      await ctx.unroute(backend!.origin + '/**', h);
+      for (const r of held) await r.fallback();
+    };
+  }
+  /** The state cookies of a context: name, domain, visitor id, denied and granted lists, last decision. */
+  const jar = async (ctx: BrowserContext) =>
+    (await ctx.cookies())
+      .filter((c) => c.name.startsWith('consentry'))
+      .map((c) => {
+        const q = new URLSearchParams(c.value);
+        return { name: c.name, domain: c.domain, id: q.get('id'), d: q.get('d'), g: q.get('g'), u: +q.get('u')! };
+      });
+  const cookieOf = (v: Record<string, string>) => new URLSearchParams({ v: '1', ...v }).toString();
+  const call = <T,>(page: Page, f: string, ...args: unknown[]) =>
+    page.evaluate(([f, args]) => window.Consentry.instance!.then((c) => (c as any)[f as string](...(args as unknown[]))), [f, args] as const) as Promise<T>;
+
+  it('cookie domain added, changed and removed, stale copies and an older SDK cookie: the newest decision wins, duplicates go, a withdrawal never runs', async () => {
+    const host = 'www.' + INSECURE_HOST;
+    const origin = `http://${host}:${pages.port}`;
+    const t = await setupTenant(backend!, origin);
+    const mainToken = token;
+    token = t.token;
+    try {
+      context = await browser.newContext();
+      contexts.push(context);
+      await offline(context);
+      const page = await context.newPage();
+      page.on('pageerror', (e) => console.error('page error:', e));
+      const visit = async (attrs: string) => {
+        robustPage('/r', t.siteKey, attrs);
+        await page.goto(origin + '/r');
+        await ready(page);
+      };
+      const name = 'consentry_' + t.siteKey.replace(/^[a-z]+_/, '').slice(0, 8);
+
+      // 1. no cookie domain: accept all gives a host-only cookie
+      await visit('');
+      expect(await call(page, 'acceptAll')).toBe(true);
+      await page.waitForFunction(() => window.__analyticsRan == 1);
+      const id = (await snapshot(page)).visitorId;
+      expect(await jar(context)).toMatchObject([{ name, domain: host, id, d: null }]);
+
+      // 2. the site adds its parent domain; the visitor withdraws statistics: one cookie, on the parent domain
+      await visit(`data-cookie-domain="${INSECURE_HOST}"`);
+      expect(await call(page, 'set', { statistics: false })).toBe(true);
+      expect(await jar(context)).toMatchObject([{ name, domain: '.' + INSECURE_HOST, id, d: 'statistics' }]);
+      expect(await page.evaluate(() => [window.__fallbackRan, document.getElementById('refused')!.hidden])).toEqual([1, false]);
+
+      // 3. the site changes it to the page's own host name; a decision there moves the cookie again
+      await visit(`data-cookie-domain="${host}"`);
+      expect(await call(page, 'set', { social_media: true })).toBe(true);
+      expect(await jar(context)).toMatchObject([{ name, domain: '.' + host, id, d: 'statistics', g: expect.stringContaining('social_media') }]);
+
+      // 4. the site removes it, and the API is slow: the cookie alone keeps statistics off, on every load
+      const release = await holdApi(context);
+      robustPage('/r', t.siteKey, '');
+      await page.goto(origin + '/r');
+      await page.waitForTimeout(500);
+      expect(await page.evaluate(() => [window.__analyticsRan, window.__fallbackRan, document.getElementById('refused')!.hidden])).toEqual([undefined, 1, false]);
+      await release();
+      await ready(page);
+      expect((await snapshot(page)).purposes.statistics).toBe('denied');
+
+      // 5. a stale copy left in another variant (host-only, older, granting) next to the newest one
+      const [cur] = await jar(context);
+      const stale = cookieOf({ id: id!, k: t.siteKey, z: '', r: '2021-02-01', c: '1', u: String(cur.u - 60), g: 'statistics social_media' });
+      await context.addCookies([{ name, value: stale, url: origin }]);
+      expect((await jar(context)).length).toBe(2);
+      const release2 = await holdApi(context);
+      await page.goto(origin + '/r');
+      await page.waitForTimeout(500);
+      expect(await page.evaluate(() => window.__analyticsRan)).toBeUndefined();
+      await release2();
+      await ready(page);
+      expect(await jar(context)).toMatchObject([{ name, id, d: 'statistics' }]);
+
+      // 6. an older SDK's cookie (`consentry`, no site key) holding a newer withdrawal than the site's cookie,
+      // which grants: the newest decision wins, and is not even the site's own cookie, so nothing runs before the server answered
+      await context.clearCookies();
+      await context.addCookies([
+        { name, value: cookieOf({ id: id!, k: t.siteKey, z: '', r: '2021-02-01', c: '1', u: String(cur.u - 60), g: 'statistics' }), url: origin },
+        { name: 'consentry', value: cookieOf({ id: id!, r: '2021-02-01', c: '1', u: String(cur.u), d: 'statistics' }), url: origin },
+      ]);
+      const release3 = await holdApi(context);
+      pages.requests.length = 0;
+      await page.goto(origin + '/r');
+      await page.waitForTimeout(500);
+      expect(await page.evaluate(() => window.__analyticsRan)).toBeUndefined();
+      await release3();
+      await ready(page);
+      expect((await snapshot(page)).purposes.statistics).toBe('denied');
+      expect(await page.evaluate(() => window.__analyticsRan)).toBeUndefined();
+      expect(pages.requests.filter((p) => p.startsWith('/gated/'))).toEqual([]);
+      // the older SDK's cookie is gone, one cookie is left
+      expect(await jar(context)).toMatchObject([{ name, domain: host, id, d: 'statistics' }]);
+      expect((await serverEvents(id!)).filter((e) => e.purpose == 'statistics').map((e) => e.decision)).toEqual(['granted', 'denied']);
+    } finally {
+      token = mainToken;
+    }
+  });
+
+  it('invalid init options: console.error and an error event naming each, the SDK goes on with the defaults and still stores the choice', async () => {
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const page = await context.newPage();
+    // from the script tag: a cookie domain with a scheme, a region that is no ISO 3166 code
+    robustPage('/bad-attrs', pages.site.siteKey, 'data-cookie-domain="https://example.com" data-region="Narnia"');
+    await page.goto(pages.origin + '/bad-attrs');
+    await ready(page);
+    const errors = () => page.evaluate(() => window.__events.filter((e) => e.type == 'error').map((e) => e.detail as unknown as { reason: string; option: string }));
+    expect(await errors()).toEqual([
+      { reason: 'invalid_option', status: 0, problem: null, option: 'region' },
+      { reason: 'invalid_option', status: 0, problem: null, option: 'cookieDomain' },
+    ]);
+    expect(await page.evaluate(() => window.__logged.filter((l) => l.includes('invalid_option')))).toEqual([
+      'consentry: invalid_option region Narnia',
+      'consentry: invalid_option cookieDomain https://example.com',
+    ]);
+    // the defaults: the server decides the region, the cookie is the page's host's
+    expect(await call(page, 'acceptAll')).toBe(true);
+    const s = await snapshot(page);
+    expect(await jar(context)).toMatchObject([{ domain: '127.0.0.1', id: s.visitorId }]);
+    expect((await serverEvents(s.visitorId)).find((e) => e.purpose == 'statistics')).toMatchObject({ decision: 'granted' });
+
+    // from init(): a malformed endpoint (no scheme), a typo, Consent Mode entries Google does not know or that name no purpose
+    const page2 = await context.newPage();
+    robustPage('/manual', '', 'init: false');
+    await page2.goto(pages.origin + '/manual');
+    const out = await page2.evaluate(
+      ([siteKey]) =>
+        window.Consentry.init({
+          siteKey,
+          endpoint: 'consent.example.com',
+          visitorID: 'x',
+          visitorId: 'not-a-uuid',
+          ui: false,
+          googleConsentMode: { analytics_storage: [], ads_storage: 'marketing', ad_storage: 'sale_sharing' },
+        } as never).then((c) => {
+          const late: string[] = [];
+          c.on('error', (e) => late.push(e.option!));
+          return { late, config: c.config, visitorId: c.visitorId, consent: Array.from((window as unknown as { dataLayer: IArguments[] }).dataLayer[0]) };
+        }),
+      [pages.site.siteKey],
+    );
+    // replayed to a subscriber that came after init resolved
+    expect(out.late).toEqual(['endpoint', 'visitorID', 'visitorId', 'googleConsentMode.analytics_storage', 'googleConsentMode.ads_storage']);
+    // the endpoint fell back to the page's origin (which serves no API here): offline, with its own error, not a crash
+    expect(out.config).toBeNull();
+    expect(out.visitorId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4/);
+    // an empty list allows nothing: analytics_storage stays denied; the unknown type is left out
+    expect(out.consent).toEqual(['consent', 'default', { analytics_storage: 'denied', ad_storage: 'denied', wait_for_update: 500 }]);
+  });
+
+  it('the cookie domain the browser refuses: said out loud, and the cookie is stored on the host instead', async () => {
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const page = await context.newPage();
+    // the page is under 0.0.1 by name, but a cookie Domain cannot be part of an IP address
+    robustPage('/ip-domain', pages.site.siteKey, 'data-cookie-domain="0.0.1"');
+    await page.goto(pages.origin + '/ip-domain');
+    await ready(page);
+    expect(await call(page, 'rejectAll')).toBe(true);
+    expect(await page.evaluate(() => window.__events.filter((e) => e.type == 'error').map((e) => (e.detail as unknown as { option: string }).option))).toEqual(['cookieDomain']);
+    expect(await jar(context)).toMatchObject([{ domain: '127.0.0.1', d: expect.stringContaining('statistics') }]);
+  });
+
+  it('visitorId option: the id the site passes is the visitor, across a dropped cookie (Safari 7 days) and over a cookie of another id', async () => {
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const page = await context.newPage();
+    const id = '6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+    robustPage('/known', pages.site.siteKey, `data-visitor-id="${id.toUpperCase()}"`);
+    await page.goto(pages.origin + '/known');
+    await ready(page);
+    expect((await snapshot(page)).visitorId).toBe(id);
+    expect(await call(page, 'set', { statistics: true, social_media: false })).toBe(true);
+    await page.waitForFunction(() => window.__analyticsRan == 1);
+    expect((await serverEvents(id)).map((e) => [e.purpose, e.decision]).sort()).toEqual([
+      ['social_media', 'denied'],
+      ['statistics', 'granted'],
+    ]);
+    // Safari dropped the script-set cookie: the same visitor, the server's record, no new id, no banner
+    await context.clearCookies();
+    await page.reload();
+    await ready(page);
+    const s = await snapshot(page);
+    expect(s).toMatchObject({ visitorId: id, needsConsent: false, purposes: { statistics: 'granted', social_media: 'denied' } });
+    await page.waitForFunction(() => window.__analyticsRan == 1);
+    // a cookie of another visitor id that granted statistics: not used at all, the known visitor's record is
+    expect(await call(page, 'set', { statistics: false })).toBe(true);
+    const other = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+    await context.clearCookies();
+    const name = 'consentry_' + pages.site.siteKey.replace(/^[a-z]+_/, '').slice(0, 8);
+    await context.addCookies([
+      { name, value: cookieOf({ id: other, k: pages.site.siteKey, z: '', r: '2021-02-01', c: '1', u: String(Math.floor(Date.now() / 1000)), g: 'statistics' }), url: pages.origin },
+    ]);
+    pages.requests.length = 0;
+    await page.reload();
+    await ready(page);
+    expect(await snapshot(page)).toMatchObject({ visitorId: id, purposes: { statistics: 'denied' } });
+    expect(pages.requests.filter((p) => p.startsWith('/gated/'))).toEqual([]);
+    expect(await serverEvents(other)).toEqual([]);
+  });
+
+  it('fallbacks: data-consent="!statistics" shows and runs only while statistics is refused, on every load, never twice per page', async () => {
+    const page = await open();
+    robustPage('/fallback', pages.site.siteKey);
+    await page.goto(pages.origin + '/fallback');
+    await ready(page);
+    const seen = () => page.evaluate(() => [window.__fallbackRan, document.getElementById('refused')!.hidden, window.__analyticsRan]);
+    // undecided: neither the gated script nor the fallback
+    expect(await seen()).toEqual([undefined, true, undefined]);
+    expect(await call(page, 'rejectAll')).toBe(true);
+    expect(await seen()).toEqual([1, false, undefined]);
+    // granted: the fallback content hides (the fallback script has run and stays run)
+    expect(await call(page, 'set', { statistics: true })).toBe(true);
+    await page.waitForFunction(() => window.__analyticsRan == 1);
+    expect(await seen()).toEqual([1, true, 1]);
+    // refused again on the same page: shown again, but the script does not run twice
+    expect(await call(page, 'set', { statistics: false })).toBe(true);
+    expect(await seen()).toEqual([1, false, 1]);
+    // every load: runs again (from the cookie, before the server answered), once
+    await page.reload();
+    await page.waitForFunction(() => window.__fallbackRan == 1);
+    await ready(page);
+    await page.waitForTimeout(300);
+    expect(await seen()).toEqual([1, false, undefined]);
+    // added later to the page: handled too
+    await page.evaluate(() => document.body.insertAdjacentHTML('beforeend', '<p id="late" data-consent="!statistics" hidden>late</p>'));
+    await expect.poll(() => page.evaluate(() => document.getElementById('late')!.hidden)).toBe(false);
+  });
+
+  it('two tabs: a queued write another tab\'s save dropped (a stale copy of the queue) is stored again at once', async () => {
+    const a = await open();
+    await a.getByRole('button', { name: 'Reject all' }).click();
+    await saved(a);
+    const failing = (route: import('playwright-core').Route) => (route.request().method() == 'POST' ? route.abort('connectionreset') : route.fallback());
+    await context.route(backend!.origin + '/v1/sites/**', failing);
+    expect(await call(a, 'set', { statistics: true })).toBe(false);
+    const b = await context.newPage();
+    await b.goto(pages.origin + '/');
+    await ready(b);
+    const queued = (p: Page) =>
+      p.evaluate(() => JSON.parse(localStorage.getItem('consentry:' + (window as unknown as { __key: string }).__key) || '[]').map((w: { body: { choices: object } }) => w.body.choices));
+    await b.evaluate((k) => ((window as unknown as { __key: string }).__key = k), pages.site.siteKey);
+    expect(await queued(b)).toEqual([{ statistics: true }]);
+    // b saves from a copy of the queue that does not have a's write yet
+    await b.evaluate((k) => localStorage.setItem('consentry:' + k, '[]'), pages.site.siteKey);
+    await expect.poll(() => queued(b), { timeout: 2000 }).toEqual([{ statistics: true }]);
+    await b.evaluate((k) => localStorage.removeItem('consentry:' + k), pages.site.siteKey);
+    await expect.poll(() => queued(b), { timeout: 2000 }).toEqual([{ statistics: true }]);
+    await context.unroute(backend!.origin + '/v1/sites/**', failing);
+    await expect.poll(async () => (await serverEvents((await snapshot(a)).visitorId)).filter((e) => e.purpose == 'statistics').map((e) => e.decision), { timeout: 15_000 }).toEqual(['denied', 'granted']);
   });
 });

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { init } from '../../src/core';
-import { cookieName, encodeState, readCookie, writeCookie, type StoredState } from '../../src/state';
+import { checked, init } from '../../src/core';
+import { checkOptions } from '../../src/options';
+import { cookieName, cookieValues, encodeState, readCookie, writeCookie, type StoredState } from '../../src/state';
 import type { ConsentChange, ConsentryError, ConsentryInstance, ConsentSnapshot } from '../../src/types';
 import { ENDPOINT, fakeApi, json, purpose, record, resetPage, SITE, siteConfig, tick, UUID } from './helpers';
 
@@ -188,7 +189,7 @@ describe('init and reconciliation', () => {
     c.on('error', (e) => errors.push(e));
     expect(await c.set({ statistics: true })).toBe(false);
     expect(errors).toMatchObject([{ reason: 'offline', status: 0, choices: { statistics: true } }]);
-    expect(error.mock.calls[0]).toEqual(['consentry: not recorded:', 'offline', 0, null]);
+    expect(error.mock.calls[0]).toEqual(['consentry: offline', 0, null]);
     expect(api.posts()).toHaveLength(0);
     expect(c.snapshot()).toMatchObject({ needsConsent: true, confirmed: false });
   });
@@ -202,7 +203,7 @@ describe('init and reconciliation', () => {
     gated('<a href="#" data-consentry-preferences>Privacy choices</a>');
     up = true;
     document.querySelector<HTMLElement>('[data-consentry-preferences]')!.click();
-    expect(error).toHaveBeenCalledWith(expect.stringMatching(/no config yet/));
+    expect(error).toHaveBeenCalledWith(expect.stringMatching(/offline, retrying/));
     await tick();
     await tick();
     expect(ui.preferences).toHaveBeenCalledTimes(1);
@@ -444,9 +445,9 @@ describe('writes', () => {
     const api = fakeApi({ post: () => 'network-error' });
     const c = await start();
     await c.set({ statistics: true });
-    Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+    Object.defineProperty(document, 'hidden', { value: true, configurable: true });
     document.dispatchEvent(new Event('visibilitychange'));
-    Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
+    Object.defineProperty(document, 'hidden', { value: false, configurable: true });
     expect(api.posts()).toHaveLength(2);
     expect(api.posts()[1].keepalive).toBe(true);
     expect(api.posts()[1].headers['idempotency-key']).toBe(api.posts()[0].headers['idempotency-key']);
@@ -791,4 +792,194 @@ it('the cookie value stays the documented format', () => {
     }),
   ).toBe(`v=1&id=${ID}&k=pk_AbCdEfGh1234&z=US-CA&r=2021-02-01&c=1&u=2&d=marketing&g=statistics+social_media&o=sale_sharing&n=necessary&p=1&x=1`);
   expect(cookieName('pk_AbCdEfGh1234')).toBe('consentry_AbCdEfGh');
+});
+
+describe('configuration changes never revive a choice', () => {
+  const now = () => Math.floor(Date.now() / 1000);
+  const typeOf = () => document.querySelector('script[src="/a.js"]')!.getAttribute('type');
+
+  it('two copies of the cookie (another cookie domain): the newest decision applies at once, the other is deleted at the next write', async () => {
+    gated('<script type="text/plain" data-consent="statistics" src="/a.js"></script>');
+    // an older host-only copy that granted, the newest (on the parent domain) withdrew
+    document.cookie = `${NAME}=${encodeState(cookieState({ statistics: 'granted' }, { updated: now() - 600 }))}; Path=/`;
+    document.cookie = `${NAME}=${encodeState(cookieState({ statistics: 'denied' }, { updated: now() - 60 }))}; Path=/; Domain=example.com`;
+    fakeApi({ consents: null, config: null });
+    const p = init({ ...opts, cookieDomain: 'example.com' });
+    expect(typeOf()).toBe('text/plain');
+    const c = (inst = await p);
+    expect(c.get('statistics')).toBe('denied');
+    expect(typeOf()).toBe('text/plain');
+  });
+
+  it('a withdrawal still queued goes on top of the cookie before anything is activated', async () => {
+    gated('<script type="text/plain" data-consent="statistics" src="/a.js"></script>');
+    cookie({ statistics: 'granted' }, { pending: true });
+    localStorage.setItem(
+      'consentry:' + SITE,
+      JSON.stringify([{ key: 'k1', at: Date.now(), body: { visitor_id: ID, choices: { statistics: false }, policy_revision: '2021-02-01', source: 'banner' } }]),
+    );
+    fakeApi({ config: null });
+    const p = init(opts);
+    expect(typeOf()).toBe('text/plain');
+    inst = await p;
+    expect(inst.get('statistics')).toBe('denied');
+  });
+
+  it("a newer cookie of the older SDK wins over this site's cookie: nothing applies before the server answered, then it is deleted", async () => {
+    gated('<script type="text/plain" data-consent="statistics" src="/a.js"></script>');
+    cookie({ statistics: 'granted' }, { updated: now() - 600 });
+    document.cookie = `consentry=v=1&id=${ID}&r=2021-02-01&c=1&u=${now() - 60}&d=statistics; Path=/`;
+    fakeApi({ consents: record({ statistics: 'denied' }) });
+    const p = init(opts);
+    expect(typeOf()).toBe('text/plain');
+    const c = (inst = await p);
+    expect(c.get('statistics')).toBe('denied');
+    expect(typeOf()).toBe('text/plain');
+    // (happy-dom keeps a deleted cookie's name with an empty value)
+    expect(cookieValues(document, 'consentry').filter(Boolean)).toEqual([]);
+    expect(stored()).toMatchObject({ id: ID, choices: { statistics: 'denied' } });
+  });
+});
+
+describe('init options (checked in the default builds)', () => {
+  const startChecked = async (extra = {}) => (inst = await checked(checkOptions)({ ...opts, ...extra }));
+  const errors: ConsentryError[] = [];
+  const onError = (e: Event) => errors.push((e as CustomEvent).detail);
+  beforeEach(() => {
+    errors.length = 0;
+    document.addEventListener('consentry:error', onError);
+  });
+  afterEach(() => document.removeEventListener('consentry:error', onError));
+
+  it('an option the SDK cannot use: console.error, an error event naming it, the default instead; replayed to later subscribers', async () => {
+    const log = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const api = fakeApi();
+    const c = await startChecked({
+      endpoint: 'api.consentry.test',
+      region: 'California',
+      locale: 'english please',
+      cookieDomain: 'https://shop.example.com',
+      visitorId: 'abc',
+      ui: 'no',
+      nonce: 'not base64',
+      cookie_domain: 'example.com',
+      googleConsentMode: { analytics_storage: [], ads_storage: 'marketing', ad_storage: 'marketing' },
+    });
+    const bad = ['endpoint', 'region', 'locale', 'cookieDomain', 'visitorId', 'ui', 'nonce', 'cookie_domain', 'googleConsentMode.analytics_storage', 'googleConsentMode.ads_storage'];
+    expect(errors.map((e) => e.option)).toEqual(bad);
+    expect(errors.every((e) => e.reason == 'invalid_option' && e.status == 0 && e.problem == null)).toBe(true);
+    expect(log.mock.calls.map((a) => a[1])).toEqual(bad);
+    expect(log.mock.calls[1]).toEqual(['consentry: invalid_option', 'region', 'California']);
+    const late: string[] = [];
+    c.on('error', (e) => late.push(e.option!));
+    expect(late).toEqual(bad);
+    // the defaults: this origin's API, the server decides the region, the page's locale, a new visitor id, the host's cookie
+    expect(api.calls[0].url).toBe('/v1/sites/sk_test/config?locale=' + navigator.language);
+    expect(c.visitorId).toMatch(UUID);
+    await c.set({ statistics: true });
+    expect(stored()!.choices).toEqual({ statistics: 'granted' });
+  });
+
+  it('valid options give no error; the region is normalised to upper case', async () => {
+    const api = fakeApi();
+    await startChecked({ region: 'us-ca', locale: 'de-CH', cookieDomain: '.example.com', visitorId: ID.toUpperCase(), ui: false, nonce: 'n', googleConsentMode: { analytics_storage: 'statistics' } });
+    expect(errors).toEqual([]);
+    expect(api.calls[0].url).toBe(ENDPOINT + '/v1/sites/sk_test/config?region=US-CA&locale=de-CH');
+    expect(inst!.visitorId).toBe(ID);
+  });
+
+  it('the headless core checks what it must: a malformed visitorId is reported and replaced', async () => {
+    vi.spyOn(console, 'error').mockImplementation(() => {});
+    fakeApi();
+    const c = await start({ visitorId: 'visitor-1', region: 'Narnia' });
+    expect(errors.map((e) => e.option)).toEqual(['visitorId']);
+    expect(c.visitorId).toMatch(UUID);
+  });
+
+  it('Consent Mode: an empty list of purposes keeps its type denied even once everything is accepted', async () => {
+    fakeApi();
+    const c = await startChecked({ googleConsentMode: { analytics_storage: [], ad_storage: 'marketing' } });
+    await c.acceptAll();
+    const w = window as unknown as { dataLayer: unknown[] };
+    const updates = w.dataLayer.map((e) => (e && typeof e == 'object' && 'length' in e ? Array.from(e as IArguments) : e)).filter((e) => Array.isArray(e) && e[1] == 'update');
+    expect(updates[updates.length - 1]).toEqual(['consent', 'update', { analytics_storage: 'denied', ad_storage: 'granted' }]);
+  });
+});
+
+describe('visitorId option', () => {
+  it('wins over the cookie: a cookie of another visitor is not applied, the known visitor\'s record is fetched', async () => {
+    gated('<script type="text/plain" data-consent="statistics" src="/a.js"></script>');
+    cookie({ statistics: 'granted' });
+    const known = '7d1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+    const api = fakeApi({ consents: record({ statistics: 'denied' }) });
+    const p = init({ ...opts, visitorId: known });
+    expect(document.querySelector('script[src="/a.js"]')!.getAttribute('type')).toBe('text/plain');
+    const c = (inst = await p);
+    expect(c.visitorId).toBe(known);
+    expect(api.calls[1].url).toContain('/visitors/' + known + '/consents');
+    expect(c.get('statistics')).toBe('denied');
+    await c.set({ marketing: false });
+    expect(api.posts()[0].body!.visitor_id).toBe(known);
+    expect(stored()!.id).toBe(known);
+  });
+
+  it('without any cookie (dropped after 7 days): the record of the known visitor is the state, no banner needed', async () => {
+    const known = '7d1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+    fakeApi({ consents: record({ statistics: 'granted', marketing: 'denied', social_media: 'denied', sale_sharing: 'denied' }) });
+    const c = await start({ visitorId: known });
+    expect(c.snapshot()).toMatchObject({ visitorId: known, needsConsent: false, purposes: { statistics: 'granted' } });
+  });
+});
+
+describe('fallbacks: data-consent="!purpose"', () => {
+  it('run once while the purpose is refused, are shown only then, on every load; never while undecided', async () => {
+    gated(
+      '<script type="text/plain" data-consent="!statistics" src="/fallback.js"></script>' +
+        '<p id="fb" data-consent="!statistics" hidden>no stats</p><p id="both" data-consent="statistics !marketing" hidden>stats, no ads</p>' +
+        '<iframe data-consent="!social_media" data-src="/static-map.html"></iframe>',
+    );
+    const fallbacks = () => document.querySelectorAll('script[src="/fallback.js"]:not([type="text/plain"])').length;
+    const shown = (id: string) => !document.getElementById(id)!.hidden;
+    fakeApi();
+    const c = await start({ ui: false });
+    expect([fallbacks(), shown('fb'), shown('both')]).toEqual([0, false, false]);
+    await c.set({ statistics: false, social_media: false });
+    expect([fallbacks(), shown('fb'), shown('both')]).toEqual([1, true, false]);
+    expect(document.querySelector('iframe')!.getAttribute('src')).toBe('/static-map.html');
+    await c.set({ statistics: true, marketing: false });
+    expect([fallbacks(), shown('fb'), shown('both')]).toEqual([1, false, true]);
+    await c.set({ statistics: false });
+    // never twice per page
+    expect([fallbacks(), shown('fb')]).toEqual([1, true]);
+    c.destroy();
+    // the next load: from the cookie, at once
+    resetPage();
+    cookie({ statistics: 'denied' });
+    gated('<script type="text/plain" data-consent="!statistics" src="/fallback.js"></script>');
+    fakeApi({ consents: record({ statistics: 'denied' }) });
+    const p = init(opts);
+    expect(fallbacks()).toBe(1);
+    inst = await p;
+    expect(fallbacks()).toBe(1);
+  });
+});
+
+describe('allowed', () => {
+  it('applies the consent model: notice_only always, opt_in when granted, opt_out unless denied', async () => {
+    fakeApi({
+      config: siteConfig({
+        purposes: [purpose('necessary', 'notice_only'), purpose('statistics', 'opt_in'), purpose('marketing', 'opt_in'), purpose('sale_sharing', 'opt_out'), purpose('social_media', 'opt_out')],
+      }),
+    });
+    const c = await start();
+    expect(c.allowed('necessary')).toBe(true);
+    expect(c.allowed('statistics')).toBe(false); // undecided
+    expect(c.allowed('sale_sharing')).toBe(true); // undecided
+    expect(c.allowed('unknown')).toBe(false); // no model: opt_in, no decision
+    await c.set({ statistics: true, marketing: false, sale_sharing: false, social_media: true });
+    expect(c.allowed('statistics')).toBe(true);
+    expect(c.allowed('marketing')).toBe(false);
+    expect(c.allowed('sale_sharing')).toBe(false);
+    expect(c.allowed('social_media')).toBe(true);
+  });
 });

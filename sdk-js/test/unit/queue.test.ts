@@ -171,6 +171,30 @@ describe('write queue', () => {
     expect(localStorage.getItem(KEY)).toBeNull();
   });
 
+  it("two tabs: a tab whose write another tab's save dropped (from a stale copy) stores it again at once, only adding", async () => {
+    mockFetch(['fail', 'fail']);
+    // its own key: queues of earlier tests still listen on theirs
+    const KEY = 'consentry:sk_tabs';
+    const a = createQueue({ url: URL_, storageKey: KEY, onSent: vi.fn(), onDrop: vi.fn() });
+    await a.push(item('from-a', false));
+    const stored = () => JSON.parse(localStorage.getItem(KEY) || '[]').map((i: QueuedWrite) => i.key);
+    // another tab saved a queue without a's write (the storage event reaches only the other tabs)
+    const other = JSON.stringify([item('from-b', true, Date.now() + 1)]);
+    localStorage.setItem(KEY, other);
+    dispatchEvent(new StorageEvent('storage', { key: KEY, newValue: other }));
+    expect(stored()).toEqual(['from-a', 'from-b']);
+    // a save that has it: nothing to do
+    const both = localStorage.getItem(KEY);
+    const set = vi.spyOn(Storage.prototype, 'setItem');
+    dispatchEvent(new StorageEvent('storage', { key: KEY, newValue: both }));
+    // another key, or the queue removed altogether
+    dispatchEvent(new StorageEvent('storage', { key: 'other', newValue: null }));
+    expect(set).not.toHaveBeenCalled();
+    localStorage.removeItem(KEY);
+    dispatchEvent(new StorageEvent('storage', { key: KEY, newValue: null }));
+    expect(stored()).toEqual(['from-a']);
+  });
+
   it('a later page picks up the stored queue and resends with the same key', async () => {
     localStorage.setItem(KEY, JSON.stringify([item('left-over')]));
     const calls = mockFetch([]);

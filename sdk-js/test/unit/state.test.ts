@@ -3,9 +3,11 @@ import {
   applyGpc,
   COOKIE_MAX,
   cookieName,
+  cookieValues,
   decodeState,
+  dropCookie,
   encodeState,
-  isAllowed,
+  newest,
   policyRevision,
   readCookie,
   reconcile,
@@ -114,17 +116,6 @@ describe('uuid', () => {
   });
 });
 
-describe('isAllowed', () => {
-  it('applies the consent model', () => {
-    expect(isAllowed('notice_only', 'denied')).toBe(true);
-    expect(isAllowed('opt_in', 'granted')).toBe(true);
-    expect(isAllowed('opt_in', 'undecided')).toBe(false);
-    expect(isAllowed('opt_in', undefined)).toBe(false);
-    expect(isAllowed('opt_out', 'undecided')).toBe(true);
-    expect(isAllowed('opt_out', 'denied')).toBe(false);
-  });
-});
-
 describe('reconcile (re-prompt decisions)', () => {
   const now = 1700000100 + DAY;
 
@@ -217,5 +208,40 @@ describe('policyRevision', () => {
     expect(policyRevision({ ...cfg, policies: [cookies, cfg.policies[0]] })).toBe('2021-02-01');
     expect(policyRevision({ ...cfg, policies: [cookies] })).toBe('2022-01-01');
     expect(policyRevision({ ...cfg, policies: [] })).toBeNull();
+  });
+});
+
+describe('several cookies of one name (cookie domain changed, stale copies)', () => {
+  const v = (u: number, choices: StoredState['choices'] = {}) => encodeState(state({ updated: u, choices }));
+
+  it('newest: the latest decision wins, whatever the order; a tie goes to the same value every time; undecodable ones never win', () => {
+    const old = v(100, { statistics: 'granted' });
+    const now = v(200, { statistics: 'denied' });
+    expect(newest([old, now])).toBe(now);
+    expect(newest([now, old])).toBe(now);
+    const a = v(200, { statistics: 'granted' });
+    expect(newest([a, now])).toBe(newest([now, a]));
+    expect(newest(['garbage', old])).toBe(old);
+    expect(newest(['garbage'])).toBeNull();
+    expect(newest([])).toBeNull();
+  });
+
+  it('cookieValues lists every variant the page sees, and no cookie whose name only starts the same', () => {
+    const doc = { cookie: 'consentry_abc=1; consentry=2; consentry_abc=3; consentry_abcd=4' } as Document;
+    expect(cookieValues(doc, 'consentry_abc')).toEqual(['1', '3']);
+    expect(cookieValues(doc, 'consentry')).toEqual(['2']);
+  });
+
+  it('dropCookie deletes the host-only variant and one per domain of the host', () => {
+    const written: string[] = [];
+    const doc = { location: { hostname: 'www.shop.example.com' }, set cookie(c: string) { written.push(c); } } as unknown as Document;
+    dropCookie(doc, 'consentry_abc');
+    expect(written).toEqual([
+      'consentry_abc=; Path=/; Max-Age=0',
+      'consentry_abc=; Path=/; Max-Age=0; Domain=www.shop.example.com',
+      'consentry_abc=; Path=/; Max-Age=0; Domain=shop.example.com',
+      'consentry_abc=; Path=/; Max-Age=0; Domain=example.com',
+      'consentry_abc=; Path=/; Max-Age=0; Domain=com',
+    ]);
   });
 });
