@@ -93,7 +93,11 @@ fn work<J>(shared: &Shared<J>, take: fn(&mut VecDeque<J>) -> Vec<J>, run: &dyn F
             // More is waiting: let another thread gather it while this one runs.
             shared.ready.notify_one();
         }
-        run(batch);
+        // A panic (a bug) must not end the thread: its jobs' replies are dropped with the
+        // batch, so their requests fail (503) instead of waiting forever, and the thread goes on.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(batch))).is_err() {
+            tracing::error!("a batch panicked; its requests were answered 503");
+        }
     }
 }
 
@@ -127,6 +131,25 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_that_panics_drops_its_jobs_and_the_thread_goes_on() {
+        let (tx, rx) = mpsc::channel::<u32>();
+        let tx = Mutex::new(tx);
+        let batcher = Batcher::start("test-panic", 1, take_up_to::<(u32, mpsc::Sender<()>), 1>, move |batch| {
+            for (n, _done) in batch {
+                assert_ne!(n, 1, "job 1 panics");
+                tx.lock().unwrap().send(n).unwrap();
+            }
+        });
+        let (first_done, first) = mpsc::channel();
+        batcher.push((1, first_done)).unwrap();
+        // The panicking batch dropped its job (and with it the job's reply channel).
+        assert!(first.recv_timeout(std::time::Duration::from_secs(10)).is_err());
+        let (done, _) = mpsc::channel();
+        batcher.push((2, done)).unwrap();
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(2), "the thread still runs");
     }
 
     #[test]
