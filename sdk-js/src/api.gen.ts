@@ -158,6 +158,8 @@ export interface components {
             detail: string;
             /** @description For validation problems: each field at fault. */
             errors?: components["schemas"]["FieldProblem"][];
+            /** @description The request's id (its `X-Request-Id`, given or generated), to find it in the logs. */
+            request_id?: string | null;
             /**
              * Format: int32
              * @description The HTTP status code.
