@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 /// A JSON body, deserialised with the path of the offending field in every error
-/// (`choices.analytics: invalid type: string "yes", expected a boolean`).
+/// (`choices.analytics: invalid type: a string, expected a boolean`; quoted values are left out).
 ///
 /// Errors: 415 when `Content-Type` is not JSON, 413 above the configured size, 400 for
 /// malformed JSON or a wrong shape.
@@ -93,7 +93,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                         inner.classify(),
                         serde_json::error::Category::Syntax | serde_json::error::Category::Eof
                     );
-                    let message = inner.to_string();
+                    let message = without_values(&inner.to_string());
                     if syntax {
                         return Err(ApiError::MalformedBody(format!("body: {message}")));
                     }
@@ -122,6 +122,15 @@ fn has_nul_escape(body: &[u8]) -> bool {
     body.windows(6)
         .enumerate()
         .any(|(i, w)| w == br"\u0000" && body[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0)
+}
+
+/// A serde message without the string values it quotes (`invalid type: string "email:ada@…",
+/// expected a sequence` becomes `invalid type: a string, expected a sequence`): a value in the
+/// wrong place may be an email address or a phone number, and problem bodies never repeat one.
+fn without_values(message: &str) -> String {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r#"string "(?:[^"\\]|\\.)*""#).expect("a valid pattern"));
+    re.replace_all(message, "a string").into_owned()
 }
 
 /// How long a request body may take to arrive.
@@ -198,6 +207,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_messages_lose_the_values_they_quote() {
+        assert_eq!(
+            without_values(r#"invalid type: string "email:ada@example.com", expected a sequence"#),
+            "invalid type: a string, expected a sequence"
+        );
+        assert_eq!(
+            without_values(r#"invalid value: string "+1 \"415\" 555", expected x"#),
+            "invalid value: a string, expected x"
+        );
+        assert_eq!(
+            without_values("invalid type: integer `7`, expected a string"),
+            "invalid type: integer `7`, expected a string"
+        );
+    }
 
     #[test]
     fn nul_escapes_are_found_and_escaped_backslashes_are_not() {

@@ -267,12 +267,26 @@ impl ConnectionManager {
                 // (busy_timeout, ms) instead of failing; foreign keys are off by default in SQLite.
                 // synchronous = FULL (the default) syncs each commit, so that a 2xx survives a
                 // power loss; NORMAL only at checkpoints.
-                conn.batch_execute(&format!(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
-                    self.synchronous.pragma()
-                ))
-                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                conn.batch_execute("PRAGMA busy_timeout = 10000;")
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                // Switching a new file to WAL needs an exclusive lock, and SQLite answers
+                // SQLITE_BUSY at once, without its busy handler, when another connection is
+                // switching it at the same moment (instances started together): try again.
+                let started = std::time::Instant::now();
+                loop {
+                    match conn.batch_execute(&format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                        self.synchronous.pragma()
+                    )) {
+                        Ok(()) => break,
+                        Err(diesel::result::Error::DatabaseError(_, info))
+                            if info.message().contains("locked") && started.elapsed() < Duration::from_secs(10) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(e) => return Err(ConnectionError::CouldntSetupConfiguration(e)),
+                    }
+                }
                 Ok(AnyConnection::Sqlite(conn))
             }
         }

@@ -64,14 +64,15 @@ super::string_schema!(SubjectIdentifier, pattern: SUBJECT_PATTERN, min: 6, max: 
 
 impl SubjectIdentifier {
     /// Parses `kind:value`, exactly the language of [`SUBJECT_PATTERN`] up to
-    /// [`MAX_SUBJECT_CHARS`]. Errors say what is wrong, quoting at most 80 characters.
+    /// [`MAX_SUBJECT_CHARS`]. Errors say what is wrong; they never repeat an email address, a
+    /// phone number or anything that may be one (they go back in problem bodies, and into
+    /// whatever logs those), only a visitor id or a kind, at most 80 characters of it.
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
         let err = |m: String| Err(IdentifierError(m));
         let Some((kind, value)) = raw.split_once(':') else {
-            return err(format!(
-                "'{}' is not a subject: use visitor:<uuid>, user:<id>, email:<address> or phone:<E.164>",
-                truncate(raw)
-            ));
+            return err(
+                "is not a subject (kind:value): use visitor:<uuid>, user:<id>, email:<address> or phone:<E.164>".into(),
+            );
         };
         if raw.chars().count() > MAX_SUBJECT_CHARS {
             return err(format!("a subject is at most {MAX_SUBJECT_CHARS} characters"));
@@ -153,17 +154,20 @@ pub fn parse_hyphenated_uuid(raw: &str) -> Option<Uuid> {
 /// the local part is a deliberate normalisation: providers treat it case-insensitively, and
 /// one person must not become two subjects.
 fn normalise_email(raw: &str) -> Result<String, String> {
-    let bad = || format!("'{}' is not an email address", truncate(raw));
-    let (local, domain) = raw.split_once('@').ok_or_else(bad)?;
+    let (local, domain) = raw.split_once('@').ok_or("is not an email address: it has no @")?;
     let local_ok = (1..=64).contains(&local.chars().count()) && local.chars().all(|c| c != '@' && is_visible(c));
+    if !local_ok {
+        return Err("is not an email address: the part before @ must be 1 to 64 visible characters".into());
+    }
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if local_ok && domain_ok {
-        Ok(raw.to_lowercase())
-    } else {
-        Err(bad())
+    if !domain_ok {
+        return Err("is not an email address: the domain must be two or more labels of ASCII letters, digits \
+                    and hyphens (an internationalised domain in its xn-- form)"
+            .into());
     }
+    Ok(raw.to_lowercase())
 }
 
 /// E.164 (ITU-T E.164 §6): `+`, a first digit 1–9, and 8 to 15 digits in all, nothing else.
@@ -173,7 +177,7 @@ fn normalise_phone(raw: &str) -> Result<String, String> {
     if ok {
         Ok(raw.to_owned())
     } else {
-        Err(format!("'{}' is not an E.164 phone number (+ and country code, 8 to 15 digits, no spaces)", truncate(raw)))
+        Err("is not an E.164 phone number (+ and country code, 8 to 15 digits, no spaces)".into())
     }
 }
 

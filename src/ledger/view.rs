@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 /// A tenant's purposes and the policy revisions in force at `now`: what the status rules need.
 /// Built from the cached [`TenantConfig`] (no query).
+#[derive(Clone)]
 pub struct TenantRules {
     pub tenant_id: String,
     pub purposes: Arc<Vec<Purpose>>,

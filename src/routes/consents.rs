@@ -103,6 +103,7 @@ pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Resul
 /// `Idempotent-Replayed: true`).
 /// `presented`: the purposes the response shows (a site's list; `None`: all); `with_state`:
 /// whether it shows the state at all.
+/// `user`: the user a verified identity token names, to link the visitor to (public writes).
 pub async fn record_and_respond(
     state: &AppState,
     config: Arc<TenantConfig>,
@@ -110,13 +111,21 @@ pub async fn record_and_respond(
     with_state: bool,
     subject: SubjectIdentifier,
     owned: RecordRequestOwned,
+    user: Option<SubjectIdentifier>,
 ) -> Result<HttpResponse, ApiError> {
     let rules = AppState::rules(&config, presented)?;
     let stored = subject.stored_form(&config.subject_key);
     let req = owned.borrow(&stored);
     let finish: Finish =
         Box::new(move |_, r| Ok(serde_json::to_string(&record_response(&subject, r, with_state)).unwrap_or_default()));
-    let (status, body, replayed) = match service::consents::record(state, rules, &req, 201, finish).await? {
+    let outcome = match user {
+        Some(user) => {
+            let user = user.stored_form(&config.subject_key);
+            service::consents::record_identified(state, rules, &req, user, 201, finish).await?
+        }
+        None => service::consents::record(state, rules, &req, 201, finish).await?,
+    };
+    let (status, body, replayed) = match outcome {
         Outcome::Fresh { body, .. } => (201, body, false),
         Outcome::Replay { status, body } => (status, body, true),
     };
@@ -213,8 +222,14 @@ pub async fn record_consents(
     caller.require(Scope::ConsentsWrite)?;
     let subject = SubjectIdentifier::parse(&body.subject).map_err(|e| ApiError::invalid("subject", e.to_string()))?;
     let region = parse_region(body.region.as_deref())?;
-    let idempotency = idempotency_claim(&req, "api".into(), &raw)?;
     let with_state = caller.require(Scope::ConsentsRead).is_ok();
+    // The stored response shows the state only to a token that may read it, so a retry must
+    // come from a token that may see as much: a write-only token that replays a reader's key
+    // gets 422, not the reader's response.
+    let idempotency = idempotency_claim(&req, "api".into(), &raw)?.map(|claim| IdempotencyClaim {
+        request_hash: format!("{}{}", claim.request_hash, if with_state { "" } else { ":no-state" }),
+        ..claim
+    });
     record_and_respond(
         &state,
         caller.config.clone(),
@@ -231,6 +246,7 @@ pub async fn record_consents(
             gpc: false,
             idempotency,
         },
+        None,
     )
     .await
 }

@@ -368,17 +368,9 @@ pub async fn record_visitor_consents(
 ) -> Result<HttpResponse, ApiError> {
     let JsonBody(body, raw) = body?;
     let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
-    if let Some(token) = &body.identity_token {
-        let user = verify_identity(&site.entry.site, token)?;
-        let rules = AppState::rules(&site.config, None)?;
-        let (key, v) = (site.config.subject_key.clone(), visitor.clone());
-        state
-            .db(move |conn| {
-                crate::ledger::link_visitor_to_user(conn, &rules, &user.stored_form(&key), &v.stored_form(&key))?;
-                Ok(())
-            })
-            .await?;
-    }
+    // Verified now (a bad token is 401 before anything happens); linked once the choices are
+    // known to be valid (see `service::consents::record_identified`).
+    let user = body.identity_token.as_deref().map(|token| verify_identity(&site.entry.site, token)).transpose()?;
     let presented = site.entry.purposes.clone();
     if let Some(keys) = &presented {
         if let Some(other) = body.choices.keys().find(|k| !keys.contains(k)) {
@@ -408,6 +400,7 @@ pub async fn record_visitor_consents(
             gpc,
             idempotency,
         },
+        user,
     )
     .await
 }

@@ -28,6 +28,23 @@ pub async fn record(
     state.writer.submit(submission).await
 }
 
+/// [`record`] for a visitor whom the site's backend identified as a user (a verified identity
+/// token): the submission is checked first, then the visitor linked to the user, then written.
+/// So a submission refused with 400 links nobody (a 4xx changes nothing).
+pub async fn record_identified(
+    state: &AppState,
+    rules: TenantRules,
+    req: &RecordRequest<'_>,
+    user: String,
+    status: u16,
+    finish: Finish,
+) -> Result<Outcome, ApiError> {
+    let submission = Submission::new(rules.clone(), req, status, finish)?;
+    let visitor = req.subject.to_owned();
+    state.db(move |conn| Ok(ledger::link_visitor_to_user(conn, &rules, &user, &visitor)?)).await?;
+    Ok(state.writer.submit(submission).await?)
+}
+
 /// The state of the subject behind `stored_identifier` (all `not_asked` when unknown): one
 /// lookup, read together with concurrent ones (`service::reader`).
 pub async fn read_state(

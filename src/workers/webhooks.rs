@@ -246,7 +246,7 @@ impl Dispatcher {
             Ok(res) => {
                 (Some(i32::from(res.status().as_u16())), Some(format!("the receiver answered {}", res.status())))
             }
-            Err(e) => (None, Some(describe(&e))),
+            Err(e) => (None, Some(describe(&e, &c.url))),
         };
         let now = to_micros(Utc::now());
         let (status, next_attempt_at) = match &error {
@@ -291,7 +291,7 @@ impl Dispatcher {
 }
 
 /// A transport error with its causes (e.g. "connection refused"), cut to [`MAX_ERROR_LEN`].
-fn describe(e: &reqwest::Error) -> String {
+fn describe(e: &reqwest::Error, url: &str) -> String {
     let mut text = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
@@ -299,5 +299,14 @@ fn describe(e: &reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
+    // The receiver's origin only: a path or query may hold a secret (`?api_key=…`), and this
+    // text is logged.
+    let text = match url::Url::parse(url) {
+        Ok(parsed) => {
+            let origin = parsed.origin().ascii_serialization();
+            text.replace(parsed.as_str(), &origin).replace(url, &origin)
+        }
+        Err(_) => text.replace(url, "the receiver"),
+    };
     text.chars().take(MAX_ERROR_LEN).collect()
 }

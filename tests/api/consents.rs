@@ -301,4 +301,20 @@ async fn writing_does_not_grant_reading(app: TestApp) {
     let res = app.record(json!({"subject": "user:1", "choices": {"analytics": false}, "source": "api"})).await;
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["consents"]["purposes"]["analytics"]["status"], "denied", "an admin token sees the state");
+
+    // Nor by replaying a reader's Idempotency-Key: the stored response shows the state.
+    let request = json!({"subject": "email:grace@example.com", "choices": {"marketing_email": true}, "source": "api"});
+    let res = app.post("/v1/consents", &request).header("Idempotency-Key", "k-1").send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let res = app
+        .client
+        .post(app.url("/v1/consents"))
+        .bearer_auth(&write_only)
+        .header("Idempotency-Key", "k-1")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 422).await;
+    assert!(!problem.to_string().contains("granted"), "{problem}");
 }

@@ -81,10 +81,19 @@ async fn bad_or_expired_identity_tokens_are_refused_and_link_nothing(app: TestAp
         assert_problem(res, 401).await["detail"],
         "identity_token: the token is not signed with this site's identity secret"
     );
+    // A valid token with choices the site refuses: 400, and the visitor is linked to nobody
+    // (the visitor's earlier decision stays theirs alone).
+    let res = app.visitor_post(&site, &visit(json!({"analytics": false}), None)).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let valid = identity_token(&secret, "41", 300);
+    let res = app.visitor_post(&site, &visit(json!({"no_such_purpose": true}), Some(&valid))).send().await.unwrap();
+    assert_problem(res, 400).await;
+    assert!(app.events_of("user:41").await.is_empty(), "a refused write links nobody");
+    assert_eq!(app.consents_of("user:41").await["purposes"]["analytics"]["status"], "not_asked");
     let expired = identity_token(&secret, "42", -3600);
     let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&expired))).send().await.unwrap();
     assert_eq!(assert_problem(res, 401).await["detail"], "identity_token: the token has expired");
-    assert!(app.events_of(&format!("visitor:{VISITOR}")).await.is_empty(), "nothing recorded");
+    assert_eq!(app.events_of(&format!("visitor:{VISITOR}")).await.len(), 1, "nothing more recorded");
     assert!(app.events_of("user:42").await.is_empty(), "and no link");
     // Rotation: the old secret stops working at once.
     let res = app.post(&format!("/v1/sites/{site_id}/identity-secret"), &json!({})).send().await.unwrap();

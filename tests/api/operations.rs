@@ -404,14 +404,59 @@ async fn start_binary(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]
 /// a 405 does not echo the path; off a terminal every log line is JSON; each request has an id,
 /// the client's `X-Request-Id` or a new one, returned in the header, in problem bodies and on
 /// its log lines.
-async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_request_id(app: TestApp) {
+async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_request_id(mut app: TestApp) {
     app.seed().await;
+    // Only the binary below delivers webhooks, so its log shows the failed attempt.
+    app.restart(|s| s.webhooks.dispatch = false).await;
     let email = "email:ada.lovelace@example.com";
     let res = app.record(json!({"subject": email, "choices": {"marketing_email": true}, "source": "api"})).await;
     assert_eq!(res.status(), 201);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
+    // A webhook whose URL holds a secret in its query, at a port where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let res = app
+        .post(
+            "/v1/webhooks",
+            &json!({"url": format!("http://127.0.0.1:{closed}/hook?api_key=SECRET-4711"),
+                                      "events": ["consent.changed"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let hook = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let (mut server, base) = start_binary(&app, &log, &[("CONSENTRY__LOG", "info")]).await;
+    let res = app
+        .client
+        .post(format!("{base}/v1/consents"))
+        .bearer_auth(&app.token)
+        .json(&json!({"subject": "user:hooked", "choices": {"analytics": true}, "source": "api"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let started = std::time::Instant::now();
+    loop {
+        let res = app.get(&format!("/v1/webhooks/{hook}/deliveries")).send().await.unwrap();
+        let body: Value = res.json().await.unwrap();
+        if body["deliveries"].as_array().unwrap().iter().any(|d| !d["last_error"].is_null()) {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no failed attempt: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A malformed phone number is not repeated in the problem body.
+    let res = app
+        .client
+        .post(format!("{base}/v1/consents"))
+        .bearer_auth(&app.token)
+        .json(&json!({"subject": "phone:+1 415 555 0100", "choices": {"analytics": true}, "source": "api"}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(res, 400).await;
+    assert!(!body.to_string().contains("415"), "the problem repeats the number: {body}");
 
     let res = app
         .client
@@ -454,7 +499,7 @@ async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_reque
     std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
     server.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
-    for forbidden in ["ada.lovelace", "lovelace", token, "c2VjcmV0LWNhcGFiaWxpdHk"] {
+    for forbidden in ["ada.lovelace", "lovelace", token, "c2VjcmV0LWNhcGFiaWxpdHk", "SECRET-4711", "415 555"] {
         assert!(!text.contains(forbidden), "the log holds {forbidden:?}:\n{text}");
     }
     assert!(!text.contains('\u{1b}'), "no ANSI colour codes off a terminal");
