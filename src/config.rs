@@ -69,6 +69,11 @@ pub struct WebhookSettings {
     /// one hanging receiver can take half the slots or more.
     #[serde(deserialize_with = "at_least_one")]
     pub concurrency: usize,
+    /// Whether receivers may be at loopback, private, link-local or other internal addresses
+    /// (`localhost`, 127.0.0.1, 10.0.0.0/8, 169.254.169.254, fc00::/7, …). Absent: allowed with
+    /// SQLite (the embedded default, one machine), refused with PostgreSQL (a shared
+    /// deployment, where a tenant's admin must not reach the network behind the server).
+    pub private_receivers: Option<bool>,
 }
 
 impl Default for WebhookSettings {
@@ -82,6 +87,7 @@ impl Default for WebhookSettings {
             timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             concurrency: 16,
+            private_receivers: None,
         }
     }
 }

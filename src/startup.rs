@@ -63,6 +63,10 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
         webhook_wake,
+        private_receivers: settings
+            .webhooks
+            .private_receivers
+            .unwrap_or(matches!(db::DatabaseUrl::parse(&settings.database_url)?, db::DatabaseUrl::Sqlite(_))),
     })
 }
 
@@ -84,10 +88,10 @@ impl Application {
             TcpListener::bind(&settings.listen).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
         let port = listener.local_addr()?.port();
         state.directory.spawn_poller();
-        let (pool, wake) = (state.pool.clone(), state.webhook_wake.clone());
+        let (pool, wake, private_receivers) = (state.pool.clone(), state.webhook_wake.clone(), state.private_receivers);
         let server = run(listener, state, settings.workers)?;
         let dispatcher = if settings.webhooks.dispatch {
-            let running = webhooks::spawn(pool, &settings.webhooks, wake)
+            let running = webhooks::spawn(pool, &settings.webhooks, private_receivers, wake)
                 .map_err(|e| StartupError::Io(std::io::Error::other(format!("cannot start webhook delivery: {e}"))))?;
             Some(running)
         } else {

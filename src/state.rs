@@ -29,6 +29,9 @@ pub struct AppState {
     pub writer: Arc<Writer>,
     /// Reads single subjects' states in batches (see [`crate::service::reader`]).
     pub reader: Arc<Reader>,
+    /// Whether webhook receivers may be at internal addresses (`webhooks.private_receivers`,
+    /// resolved for the database in use).
+    pub private_receivers: bool,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).

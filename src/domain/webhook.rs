@@ -69,6 +69,50 @@ pub const MAX_URL_LEN: usize = 2000;
 /// The URL is taken as written: whitespace, control characters and backslashes (which URL
 /// parsers drop or rewrite silently), `http:///x` (an empty authority) and port 0 are refused,
 /// and the limit applies to the normalised form that is stored and called.
+/// Whether a webhook must not be sent to `ip` unless private receivers are allowed: loopback,
+/// private (RFC 1918, RFC 4193), link-local (RFC 3927, RFC 4291; 169.254.169.254 is the cloud
+/// metadata service), shared (RFC 6598), unspecified, broadcast and multicast addresses, also
+/// when written as IPv4-mapped IPv6.
+pub fn is_internal(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || v6.is_unique_local()
+                    || v6.is_unicast_link_local()
+            }
+        },
+    }
+}
+
+/// Why a receiver URL's host is internal, when it is written as one (`localhost`, or an address
+/// for which [`is_internal`] holds); `None` for names, which are checked once resolved.
+pub fn internal_host(url: &url::Url) -> Option<String> {
+    match url.host()? {
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            (name == "localhost" || name.ends_with(".localhost")).then(|| format!("{name} is this machine"))
+        }
+        url::Host::Ipv4(ip) => is_internal(ip.into()).then(|| format!("{ip} is an internal address")),
+        url::Host::Ipv6(ip) => is_internal(ip.into()).then(|| format!("{ip} is an internal address")),
+    }
+}
+
 pub fn parse_receiver_url(raw: &str) -> Result<url::Url, String> {
     if raw.len() > MAX_URL_LEN {
         return Err(format!("is longer than {MAX_URL_LEN} bytes"));
@@ -296,5 +340,31 @@ mod tests {
         assert!(err.contains("5 is not an event type; use one of consent.changed"), "{err}");
         let err = serde_json::from_str::<WebhookEventType>("\"Consent.Changed\"").unwrap_err().to_string();
         assert!(err.contains("unknown event type 'Consent.Changed'"), "{err}");
+    }
+
+    #[test]
+    fn internal_receivers_are_recognised_however_written() {
+        for internal in [
+            "http://localhost/h",
+            "http://api.localhost./h",
+            "http://127.0.0.1:5432/",
+            "http://10.0.0.1/h",
+            "http://172.16.5.4/h",
+            "http://192.168.1.1/h",
+            "https://169.254.169.254/latest",
+            "http://100.64.0.1/h",
+            "http://0.0.0.0/h",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://[fe80::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "http://2130706433/h",
+        ] {
+            let url = url::Url::parse(internal).unwrap();
+            assert!(internal_host(&url).is_some(), "{internal}");
+        }
+        for public in ["https://crm.example.com/h", "https://93.184.215.14/h", "https://[2606:4700::1111]/h"] {
+            assert_eq!(internal_host(&url::Url::parse(public).unwrap()), None, "{public}");
+        }
     }
 }

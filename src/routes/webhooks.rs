@@ -5,7 +5,7 @@ use crate::auth::{Caller, Scope};
 use crate::db::backend::{lock_tenant_webhooks, write_transaction};
 use crate::db::models::webhook::{Delivery, Webhook};
 use crate::db::models::{naive, new_id, utc};
-use crate::domain::webhook::{parse_receiver_url, DeliveryStatus, WebhookEventType};
+use crate::domain::webhook::{internal_host, parse_receiver_url, DeliveryStatus, WebhookEventType};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::routes::now;
@@ -162,6 +162,12 @@ pub async fn create_webhook(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let url = parse_receiver_url(&body.url).map_err(|m| ApiError::invalid("url", m))?;
+    if let Some(why) = internal_host(&url).filter(|_| !state.private_receivers) {
+        return Err(ApiError::invalid(
+            "url",
+            format!("{why}: receivers at loopback, private or link-local addresses are refused here (setting webhooks.private_receivers)"),
+        ));
+    }
     if body.events.is_empty() {
         return Err(ApiError::invalid("events", "must name at least one event type, e.g. \"consent.changed\""));
     }

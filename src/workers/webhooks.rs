@@ -51,13 +51,24 @@ impl Running {
 
 /// Starts the dispatcher on the current Tokio runtime. `wake` lets this instance's writes
 /// have their deliveries sent at once instead of at the next poll.
-pub fn spawn(pool: Pool, settings: &WebhookSettings, wake: Arc<Notify>) -> Result<Running, reqwest::Error> {
-    let client = reqwest::Client::builder()
+/// `private_receivers`: whether receivers at internal addresses are called (see
+/// `WebhookSettings::private_receivers`); when not, names are resolved by [`PublicOnly`] and
+/// a URL written with an internal address is not called at all.
+pub fn spawn(
+    pool: Pool,
+    settings: &WebhookSettings,
+    private_receivers: bool,
+    wake: Arc<Notify>,
+) -> Result<Running, reqwest::Error> {
+    let mut client = reqwest::Client::builder()
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Consentry-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+        .user_agent(concat!("Consentry-Webhooks/", env!("CARGO_PKG_VERSION")));
+    if !private_receivers {
+        client = client.dns_resolver(Arc::new(PublicOnly));
+    }
+    let client = client.build()?;
     let policy = RetryPolicy {
         base: chrono::Duration::from_std(settings.retry_base).unwrap_or(chrono::Duration::seconds(30)),
         max_delay: chrono::Duration::from_std(settings.retry_max_delay).unwrap_or(chrono::Duration::hours(1)),
@@ -66,6 +77,7 @@ pub fn spawn(pool: Pool, settings: &WebhookSettings, wake: Arc<Notify>) -> Resul
     let dispatcher = Arc::new(Dispatcher {
         pool,
         client,
+        private_receivers,
         policy,
         // A claim outlives the slowest attempt by a margin, so it is never taken over while
         // its holder may still be sending.
@@ -88,6 +100,7 @@ pub fn spawn(pool: Pool, settings: &WebhookSettings, wake: Arc<Notify>) -> Resul
 struct Dispatcher {
     pool: Pool,
     client: reqwest::Client,
+    private_receivers: bool,
     policy: RetryPolicy,
     lease: Duration,
     poll_interval: Duration,
@@ -229,24 +242,34 @@ impl Dispatcher {
         let attempt = c.delivery.attempts.saturating_add(1);
         let timestamp = Utc::now().timestamp();
         let body = std::mem::take(&mut c.delivery.payload).into_bytes();
-        let sent = self
-            .client
-            .post(&c.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Consentry-Signature", signature_header(&c.secret, timestamp, &body))
-            .header("Consentry-Event-Id", &c.delivery.event_id)
-            .header("Consentry-Event-Type", &c.delivery.event_type)
-            .header("Consentry-Delivery-Id", &c.delivery.id)
-            .header("Consentry-Delivery-Attempt", attempt.to_string())
-            .body(body)
-            .send()
-            .await;
-        let (response_status, error) = match sent {
-            Ok(res) if res.status().is_success() => (Some(i32::from(res.status().as_u16())), None),
-            Ok(res) => {
-                (Some(i32::from(res.status().as_u16())), Some(format!("the receiver answered {}", res.status())))
+        // Checked at every attempt, not only when the webhook was created: settings change.
+        let internal = if self.private_receivers {
+            None
+        } else {
+            url::Url::parse(&c.url).ok().as_ref().and_then(crate::domain::webhook::internal_host)
+        };
+        let (response_status, error) = if let Some(why) = internal {
+            (None, Some(format!("not sent: {why}, and internal receivers are refused")))
+        } else {
+            let sent = self
+                .client
+                .post(&c.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header("Consentry-Signature", signature_header(&c.secret, timestamp, &body))
+                .header("Consentry-Event-Id", &c.delivery.event_id)
+                .header("Consentry-Event-Type", &c.delivery.event_type)
+                .header("Consentry-Delivery-Id", &c.delivery.id)
+                .header("Consentry-Delivery-Attempt", attempt.to_string())
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(res) if res.status().is_success() => (Some(i32::from(res.status().as_u16())), None),
+                Ok(res) => {
+                    (Some(i32::from(res.status().as_u16())), Some(format!("the receiver answered {}", res.status())))
+                }
+                Err(e) => (None, Some(describe(&e, &c.url))),
             }
-            Err(e) => (None, Some(describe(&e, &c.url))),
         };
         let now = to_micros(Utc::now());
         let (status, next_attempt_at) = match &error {
@@ -309,4 +332,40 @@ fn describe(e: &reqwest::Error, url: &str) -> String {
         Err(_) => text.replace(url, "the receiver"),
     };
     text.chars().take(MAX_ERROR_LEN).collect()
+}
+
+/// Resolves receiver names, keeping only addresses that are not internal
+/// ([`crate::domain::webhook::is_internal`]): checked when each connection is made, so a name
+/// that is changed to point inside after the webhook was created is refused too.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> =
+                found.iter().copied().filter(|a| !crate::domain::webhook::is_internal(a.ip())).collect();
+            if public.is_empty() && !found.is_empty() {
+                return Err(
+                    format!("{host} resolves to internal addresses only, and internal receivers are refused").into()
+                );
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use reqwest::dns::Resolve;
+    use std::str::FromStr;
+
+    #[tokio::test]
+    async fn names_that_resolve_inside_only_are_refused() {
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let err = super::PublicOnly.resolve(name).await.err().expect("localhost resolves to loopback only");
+        assert!(err.to_string().contains("internal addresses only"), "{err}");
+    }
 }

@@ -153,6 +153,8 @@ impl TestApp {
                 retry_max_delay: Duration::from_millis(400),
                 timeout: Duration::from_secs(5),
                 poll_interval: Duration::from_millis(100),
+                // The tests' receivers listen on 127.0.0.1.
+                private_receivers: Some(true),
                 ..WebhookSettings::default()
             },
         };

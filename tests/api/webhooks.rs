@@ -21,6 +21,7 @@ crate::backend_tests!(
     retries_by_hand_at_the_same_moment_never_send_a_delivery_twice_at_once,
     the_outbox_holds_exactly_the_committed_events,
     two_instances_never_send_the_same_delivery_twice,
+    receivers_at_internal_addresses_are_refused_unless_allowed,
 );
 
 /// What the receiver got: one entry per HTTP request.
@@ -675,4 +676,42 @@ async fn two_instances_never_send_the_same_delivery_twice(app: TestApp) {
     }
     assert_eq!(per_delivery.len(), 24);
     assert!(per_delivery.values().all(|n| *n == 1), "a delivery was sent twice: {per_delivery:?}");
+}
+
+/// Issue 10, Security 5: with `webhooks.private_receivers` off (the default on PostgreSQL), a
+/// tenant's admin cannot point deliveries at the network behind the server: such URLs are
+/// refused when created, and a webhook created while they were allowed is not called.
+async fn receivers_at_internal_addresses_are_refused_unless_allowed(mut app: TestApp) {
+    app.seed().await;
+    let receiver = Receiver::start(0).await;
+    let (hook, _) = create_webhook(&app, &receiver.url("/hook"), &["consent.changed"]).await;
+    app.restart(|s| s.webhooks.private_receivers = Some(false)).await;
+    for url in [
+        "http://127.0.0.1:5432/",
+        "https://169.254.169.254/latest/meta-data",
+        "http://localhost:22/h",
+        "https://[::1]/h",
+        "http://10.0.0.1/h",
+        "http://[::ffff:192.168.0.1]/h",
+    ] {
+        let res = app.post("/v1/webhooks", &json!({"url": url, "events": ["consent.changed"]})).send().await.unwrap();
+        let problem = assert_problem(res, 400).await;
+        assert!(problem["detail"].as_str().unwrap().contains("private_receivers"), "{url}: {problem}");
+    }
+    let res = app
+        .post("/v1/webhooks", &json!({"url": "https://crm.example.com/hooks", "events": ["consent.changed"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "a name is checked once resolved, when delivering");
+
+    record_one(&app, "user:1", json!({"analytics": true})).await;
+    wait_until("the attempt at the internal receiver is refused", || async {
+        deliveries(&app, &hook, "")
+            .await
+            .iter()
+            .any(|d| d["last_error"].as_str().is_some_and(|e| e.contains("internal receivers are refused")))
+    })
+    .await;
+    assert!(receiver.received().is_empty(), "nothing reached the receiver");
 }
