@@ -37,6 +37,12 @@ pub struct Settings {
     /// Webhook delivery (`[webhooks]` in the file, `CONSENTRY__WEBHOOKS__RETRY_WINDOW=…`).
     #[serde(default)]
     pub webhooks: WebhookSettings,
+    /// The address people reach this service at, `https://consent.example.com` (no path): the
+    /// base of the links it hands out (one-click unsubscribe). Absent: taken from each request
+    /// (its `Host` and scheme), which a client can set to anything, and which is `http` behind a
+    /// proxy that ends TLS; set it in production.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 /// How webhook deliveries are sent. Durations are written like `30s`, `1h`, `3days`.

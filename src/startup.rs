@@ -63,11 +63,25 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
         webhook_wake,
+        public_url: settings.public_url.as_deref().map(parse_public_url).transpose()?,
         private_receivers: settings
             .webhooks
             .private_receivers
             .unwrap_or(matches!(db::DatabaseUrl::parse(&settings.database_url)?, db::DatabaseUrl::Sqlite(_))),
     })
+}
+
+/// Checks `public_url`: an absolute http(s) URL with a host and no path, query or fragment.
+fn parse_public_url(raw: &str) -> Result<String, StartupError> {
+    let bad = |why: &str| StartupError::Io(std::io::Error::other(format!("public_url '{raw}' {why}")));
+    let url = url::Url::parse(raw).map_err(|e| bad(&format!("is not an absolute URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("must be http(s)://host[:port]"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must have no path, query or fragment: the service's paths are added to it"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// A bound, not yet running server, with its webhook dispatcher (unless disabled).
@@ -299,4 +313,20 @@ fn into_problem<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_web:
     let title = status.canonical_reason().unwrap_or("Error");
     let res = ServiceResponse::new(req, problem_response(status, slug, title, detail));
     Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}
+
+#[cfg(test)]
+mod public_url_tests {
+    use super::parse_public_url;
+
+    #[test]
+    fn the_public_url_is_an_origin_without_a_path() {
+        assert_eq!(parse_public_url("https://consent.example.com/").unwrap(), "https://consent.example.com");
+        assert_eq!(parse_public_url("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        for bad in
+            ["consent.example.com", "ftp://example.com", "https://example.com/consent", "https://example.com/?a=1"]
+        {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub struct AppState {
     /// Whether webhook receivers may be at internal addresses (`webhooks.private_receivers`,
     /// resolved for the database in use).
     pub private_receivers: bool,
+    /// `public_url` without a trailing `/`, checked at start-up.
+    pub public_url: Option<String>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).

@@ -30,6 +30,7 @@ pub async fn start(database_url: &str) -> Server {
         database_url: database_url.to_owned(),
         listen: "127.0.0.1:0".into(),
         max_body_bytes: 4 << 20,
+        public_url: None,
         pool_size: 8,
         workers: None,
         holidays: Vec::new(),

@@ -43,7 +43,18 @@ impl Pool {
             // the last connection error as its message.
             return self.inner.get_timeout(Duration::from_millis(1));
         }
-        self.inner.get()
+        // r2d2 waits out its whole timeout even when every attempt to connect fails at once;
+        // wait in short steps instead, and stop as soon as a failed connect is recorded (the
+        // database went down while this checkout waited).
+        let deadline = Instant::now() + CHECKOUT_TIMEOUT;
+        loop {
+            let step = deadline.saturating_duration_since(Instant::now()).min(CHECKOUT_STEP);
+            match self.inner.get_timeout(step) {
+                Ok(conn) => return Ok(conn),
+                Err(e) if self.health.is_down() || Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+        }
     }
 
     /// Whether the last attempt to connect failed (no success since).
@@ -61,6 +72,12 @@ struct Health {
     /// for the others that may have died with it.
     suspect_until: Mutex<Option<Instant>>,
 }
+
+/// How long a checkout waits for a connection while the database is not known to be down.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a waiting checkout looks whether the database went down meanwhile.
+const CHECKOUT_STEP: Duration = Duration::from_millis(50);
 
 /// How long checkouts are tested after a connection was found lost.
 const SUSPECT_FOR: Duration = Duration::from_secs(10);
@@ -233,7 +250,13 @@ impl r2d2::ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<AnyConnection, ConnectionError> {
         let conn = self.open();
-        self.health.connected(conn.is_ok());
+        // A server that answers "too many clients" is up, only full: checkouts wait for a
+        // connection as usual instead of failing at once.
+        let full = conn.as_ref().err().is_some_and(|e| {
+            let text = e.to_string();
+            text.contains("too many clients") || text.contains("remaining connection slots")
+        });
+        self.health.connected(conn.is_ok() || full);
         conn
     }
 
@@ -389,7 +412,7 @@ pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
     manager.open().map_err(|e| failed(e.to_string().trim().to_owned()))?;
     let inner = r2d2::Pool::builder()
         .max_size(options.pool_size.max(1))
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(CHECKOUT_TIMEOUT)
         // `is_valid` runs a query only while connections are suspect (see there).
         .test_on_check_out(true)
         .build(manager.clone())

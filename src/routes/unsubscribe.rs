@@ -92,8 +92,11 @@ pub async fn create_unsubscribe_link(
     };
     let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &state.unsubscribe_keys.encoding)
         .map_err(ApiError::internal)?;
-    let info = req.connection_info();
-    let url = format!("{}://{}/v1/unsubscribe/{token}", info.scheme(), info.host());
+    let base = state.public_url.clone().unwrap_or_else(|| {
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    });
+    let url = format!("{base}/v1/unsubscribe/{token}");
     Ok(HttpResponse::Created().json(UnsubscribeLink { url, purpose: body.purpose }))
 }
 

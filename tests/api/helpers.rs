@@ -141,6 +141,7 @@ impl TestApp {
             database_url: database_url.clone(),
             listen: "127.0.0.1:0".into(),
             max_body_bytes: 4 * 1024 * 1024,
+            public_url: None,
             pool_size: 4,
             workers: Some(1),
             holidays: Vec::new(),

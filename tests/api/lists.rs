@@ -8,6 +8,7 @@ crate::backend_tests!(
     suppression_lists_stream_every_subject_not_allowed_across_pages,
     one_click_unsubscribe_records_a_refusal_rfc_8058,
     unsubscribe_links_cannot_be_forged_or_triggered_by_a_get_rfc_8058,
+    unsubscribe_links_use_the_public_url_not_the_request_host,
 );
 
 async fn suppression_lists_stream_every_subject_not_allowed_across_pages(app: TestApp) {
@@ -108,4 +109,20 @@ async fn unsubscribe_links_cannot_be_forged_or_triggered_by_a_get_rfc_8058(app: 
     let res =
         app.post("/v1/unsubscribe-links", &json!({"subject": "user:9", "purpose": "necessary"})).send().await.unwrap();
     assert_eq!(assert_problem(res, 400).await["errors"][0]["field"], "purpose");
+}
+
+/// With `public_url` set, the links handed out start with it, whatever `Host` the request
+/// names (a client could otherwise make the service sign links to another site).
+async fn unsubscribe_links_use_the_public_url_not_the_request_host(mut app: TestApp) {
+    app.seed().await;
+    let body = json!({"subject": "user:1", "purpose": "marketing_email"});
+    let res = app.post("/v1/unsubscribe-links", &body).header("Host", "evil.example").send().await.unwrap();
+    let url = res.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("http://evil.example/v1/unsubscribe/"), "without public_url, the request's host: {url}");
+
+    app.restart(|s| s.public_url = Some("https://consent.example.com/".into())).await;
+    let res = app.post("/v1/unsubscribe-links", &body).header("Host", "evil.example").send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let url = res.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("https://consent.example.com/v1/unsubscribe/"), "{url}");
 }

@@ -47,6 +47,7 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         database_url: url.to_owned(),
         listen: "127.0.0.1:0".into(),
         max_body_bytes: 1 << 20,
+        public_url: None,
         pool_size: 2,
         workers: Some(1),
         holidays: Vec::new(),
