@@ -71,17 +71,11 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     })
 }
 
-/// Checks `public_url`: an absolute http(s) URL with a host and no path, query or fragment.
+/// Checks `public_url`: an origin, `http(s)://host[:port]` (a final `/` is allowed), as sites'
+/// origins are checked; returned normalised, without the `/`.
 fn parse_public_url(raw: &str) -> Result<String, StartupError> {
-    let bad = |why: &str| StartupError::Io(std::io::Error::other(format!("public_url '{raw}' {why}")));
-    let url = url::Url::parse(raw).map_err(|e| bad(&format!("is not an absolute URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("must be http(s)://host[:port]"));
-    }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("must have no path, query or fragment: the service's paths are added to it"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    crate::service::config::parse_origin(raw)
+        .map_err(|why| StartupError::Io(std::io::Error::other(format!("public_url: {why}"))))
 }
 
 /// A bound, not yet running server, with its webhook dispatcher (unless disabled).

@@ -74,19 +74,22 @@ pub async fn check(
         ApiError::invalid("purpose", format!("no purpose '{}' is defined", crate::domain::truncate(purpose)))
     })?;
     let stored = check::stored_subjects(&subject_key, &subjects)?;
-    let states: HashMap<String, StateRow> = match stored.as_slice() {
-        [only] => {
-            let lookup = Lookup {
-                tenant_id: rules.tenant_id.clone(),
-                identifier: only.clone(),
-                purpose: Some(purpose.key.to_string()),
-            };
-            state.reader.states(lookup).await?.into_iter().map(|row| (only.clone(), row)).collect()
-        }
-        _ => {
-            let (tenant_id, key, stored) = (rules.tenant_id.clone(), purpose.key.to_string(), stored.clone());
-            state.db(move |conn| Ok(check::states_by_identifier(conn, &tenant_id, &key, &stored)?)).await?
-        }
+    let (stored, states): (Vec<String>, HashMap<String, StateRow>) = if let [only] = stored.as_slice() {
+        let lookup = Lookup {
+            tenant_id: rules.tenant_id.clone(),
+            identifier: only.clone(),
+            purpose: Some(purpose.key.to_string()),
+        };
+        let states = state.reader.states(lookup).await?.into_iter().map(|row| (only.clone(), row)).collect();
+        (stored, states)
+    } else {
+        let (tenant_id, key) = (rules.tenant_id.clone(), purpose.key.to_string());
+        state
+            .db(move |conn| {
+                let states = check::states_by_identifier(conn, &tenant_id, &key, &stored)?;
+                Ok((stored, states))
+            })
+            .await?
     };
     Ok(check::answer(&rules, &purpose, region.as_ref(), subjects, &stored, &states)?)
 }
