@@ -283,6 +283,7 @@ fn serve(settings: Settings, demo: bool) -> CliResult {
             tracing::info!("demo: open http://127.0.0.1:{}/demo", app.port());
         }
         tracing::info!("consentry listening on http://{}", listen.replace(":0", &format!(":{}", app.port())));
+        app.stop_on_signals()?;
         app.run_until_stopped().await?;
         Ok(())
     })

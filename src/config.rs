@@ -43,6 +43,13 @@ pub struct Settings {
     /// proxy that ends TLS; set it in production.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// After SIGTERM or SIGINT, how long `serve` goes on serving before it stops accepting
+    /// connections (default `1s`): `/readyz` answers 503 and responses carry
+    /// `Connection: close` meanwhile, so a load balancer stops sending new requests before the
+    /// listener closes, and no request already sent is reset. Then the requests in flight
+    /// finish (up to 30 s).
+    #[serde(deserialize_with = "duration", default = "default_shutdown_grace")]
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// How webhook deliveries are sent. Durations are written like `30s`, `1h`, `3days`.
@@ -96,6 +103,10 @@ impl Default for WebhookSettings {
             private_receivers: None,
         }
     }
+}
+
+fn default_shutdown_grace() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
 }
 
 fn yes() -> bool {

@@ -15,6 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
 use std::net::TcpListener;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
@@ -68,6 +69,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
             .webhooks
             .private_receivers
             .unwrap_or(matches!(db::DatabaseUrl::parse(&settings.database_url)?, db::DatabaseUrl::Sqlite(_))),
+        draining: Arc::default(),
     })
 }
 
@@ -83,6 +85,8 @@ pub struct Application {
     port: u16,
     server: Server,
     dispatcher: Option<webhooks::Running>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Application {
@@ -97,6 +101,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         state.directory.spawn_poller();
         let (pool, wake, private_receivers) = (state.pool.clone(), state.webhook_wake.clone(), state.private_receivers);
+        let draining = state.draining.clone();
         let server = run(listener, state, settings.workers)?;
         let dispatcher = if settings.webhooks.dispatch {
             let running = webhooks::spawn(pool, &settings.webhooks, private_receivers, wake)
@@ -105,7 +110,7 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { port, server, dispatcher })
+        Ok(Self { port, server, dispatcher, draining, shutdown_grace: settings.shutdown_grace })
     }
 
     pub fn port(&self) -> u16 {
@@ -117,8 +122,30 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (by [`Application::handle`] or a signal), then stops the webhook
-    /// dispatcher after the attempts in flight.
+    /// Stops the server on SIGTERM or SIGINT (`serve` calls it; tests stop servers by their
+    /// handle): draining for `shutdown_grace` (still serving; `/readyz` 503, `Connection:
+    /// close`), then the listener closes and the requests in flight finish. A second signal
+    /// stops at once.
+    pub fn stop_on_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+        let (handle, draining, grace) = (self.server.handle(), self.draining.clone(), self.shutdown_grace);
+        actix_web::rt::spawn(async move {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            draining.store(true, Ordering::SeqCst);
+            tracing::info!(grace_ms = grace.as_millis() as u64, "stop signal: draining, then stopping");
+            tokio::select! {
+                () = tokio::time::sleep(grace) => handle.stop(true).await,
+                _ = term.recv() => handle.stop(false).await,
+                _ = int.recv() => handle.stop(false).await,
+            }
+        });
+        Ok(())
+    }
+
+    /// Serves until stopped (by [`Application::handle`] or, after
+    /// [`Application::stop_on_signals`], a signal), then stops the webhook dispatcher after the
+    /// attempts in flight.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         if let Some(dispatcher) = self.dispatcher {
@@ -164,6 +191,15 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
                 async move {
                     let mut res = fut.await?;
                     add_cors_headers(&mut res);
+                    // Draining: the client's next request opens a new connection (served here
+                    // while the grace lasts, elsewhere after).
+                    let draining = res
+                        .request()
+                        .app_data::<web::Data<AppState>>()
+                        .is_some_and(|s| s.draining.load(Ordering::Relaxed));
+                    if draining {
+                        res.response_mut().head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+                    }
                     Ok(res)
                 }
             })
@@ -203,7 +239,8 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
         Some(n) => server.workers(n.max(1)),
         None => server,
     };
-    let server = server.listen(listener)?.run();
+    // Signals are handled by `Application::run_until_stopped` (drain first, then stop).
+    let server = server.disable_signals().listen(listener)?.run();
     Ok(server)
 }
 

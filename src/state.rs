@@ -34,6 +34,8 @@ pub struct AppState {
     pub private_receivers: bool,
     /// `public_url` without a trailing `/`, checked at start-up.
     pub public_url: Option<String>,
+    /// Set when a stop signal arrived: the instance is draining (`/readyz` answers 503).
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).

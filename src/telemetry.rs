@@ -64,22 +64,27 @@ impl Traced {
     ) -> Result<ServiceResponse<B>, actix_web::Error> {
         let Self { id, method, start, span } = self;
         let mut res = REQUEST_ID.scope(id.clone(), served).instrument(span.clone()).await?;
-        let route = res.request().match_pattern();
-        let bytes = match res.response().body().size() {
-            BodySize::Sized(n) => Some(n),
-            _ => None,
-        };
-        span.in_scope(|| {
-            tracing::info!(
-                target: "consentry::access",
-                method = %method,
-                route = route.as_deref().unwrap_or("(no route)"),
-                status = res.status().as_u16(),
-                bytes,
-                duration_ms = start.elapsed().as_secs_f64() * 1000.0,
-                "request"
-            )
-        });
+        // The route pattern is found by matching the path against every route again (regular
+        // expressions): only when the access log is written (a profile of public writes with the
+        // log off spent 6% of the HTTP threads here).
+        if tracing::enabled!(target: "consentry::access", tracing::Level::INFO) {
+            let route = res.request().match_pattern();
+            let bytes = match res.response().body().size() {
+                BodySize::Sized(n) => Some(n),
+                _ => None,
+            };
+            span.in_scope(|| {
+                tracing::info!(
+                    target: "consentry::access",
+                    method = %method,
+                    route = route.as_deref().unwrap_or("(no route)"),
+                    status = res.status().as_u16(),
+                    bytes,
+                    duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                )
+            });
+        }
         if let Ok(value) = HeaderValue::from_str(&id) {
             res.headers_mut().insert(REQUEST_ID_HEADER, value);
         }

@@ -1,4 +1,5 @@
--- write: the public write POST /v1/sites/{site_key}/consents, a new visitor every request.
+-- write: the public write POST /v1/sites/{site_key}/consents, a new visitor every request, with an
+-- Idempotency-Key as the SDK sends it (one per write).
 -- wrk ... -s write.lua URL -- <site_key> <revision_date> <run_nonce: 8 hex digits>
 dofile(debug.getinfo(1, "S").source:sub(2):match("(.*/)") .. "common.lua")
 workload = "write"
@@ -24,5 +25,6 @@ function request()
     '{"visitor_id":"%s","choices":{"statistics":%s,"marketing":%s,"social_media":%s},' ..
     '"policy_revision":"%s","source":"banner"}',
     visitor, tostring(b % 2 == 1), tostring(b % 4 >= 2), tostring(b >= 4), revision)
+  headers["Idempotency-Key"] = visitor
   return wrk.format("POST", path, headers, body)
 end

@@ -37,6 +37,7 @@ pub async fn start(database_url: &str) -> Server {
         log: "error".into(),
         migrate: true,
         sqlite_synchronous: Default::default(),
+        shutdown_grace: std::time::Duration::from_secs(1),
         webhooks: Default::default(),
     };
     let app = Application::build(settings).await.unwrap();

@@ -1,7 +1,8 @@
 //! The few places where PostgreSQL and SQLite need different statements, each one `match`.
 
+use super::models::idempotency::StoredResponse;
 use super::models::state::StateRow;
-use super::schema::{consent_states, data_subjects, subject_identifiers};
+use super::schema::{consent_states, data_subjects, idempotency_keys, subject_identifiers};
 use super::AnyConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::pg::Pg;
@@ -250,7 +251,7 @@ struct PgStatement<B, Row> {
 
 impl<B: PgBinds, Row> PgStatement<B, Row> {
     fn new(parts: &'static [&'static str], binds: B) -> Self {
-        debug_assert_eq!(parts.len(), B::COUNT + 1, "one more SQL part than bind parameters");
+        debug_assert_eq!(parts.len(), binds.count() + 1, "one more SQL part than bind parameters");
         Self { parts, binds, row: PhantomData }
     }
 }
@@ -274,14 +275,16 @@ impl<B, Row> RunQueryDsl<diesel::PgConnection> for PgStatement<B, Row> {}
 
 /// The bind parameters of a [`PgStatement`]: a tuple of bound values (`into_sql`).
 trait PgBinds {
-    const COUNT: usize;
+    fn count(&self) -> usize;
     fn walk<'b>(&'b self, parts: &'static [&'static str], out: AstPass<'_, 'b, Pg>) -> QueryResult<()>;
 }
 
 macro_rules! pg_binds {
     ($count:literal: $($t:ident $i:tt),+) => {
         impl<$($t: QueryFragment<Pg>),+> PgBinds for ($($t,)+) {
-            const COUNT: usize = $count;
+            fn count(&self) -> usize {
+                $count
+            }
             fn walk<'b>(&'b self, parts: &'static [&'static str], mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
                 let mut parts = parts.iter();
                 $(
@@ -297,6 +300,25 @@ macro_rules! pg_binds {
 pg_binds!(2: A 0, B 1);
 pg_binds!(3: A 0, B 1, C 2);
 
+/// One bind parameter of a [`PgStatement`] with many (`into_sql` values, boxed).
+type PgBind<'a> = Box<dyn QueryFragment<Pg> + Send + 'a>;
+
+impl PgBinds for Vec<PgBind<'_>> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn walk<'b>(&'b self, parts: &'static [&'static str], mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let mut parts = parts.iter();
+        for bind in self {
+            out.push_sql(parts.next().copied().unwrap_or_default());
+            bind.walk_ast(out.reborrow())?;
+        }
+        parts.for_each(|rest| out.push_sql(rest));
+        Ok(())
+    }
+}
+
 /// Rows per multi-row `INSERT`: below SQLite's 32,766 bound parameters at 14 columns.
 const INSERT_CHUNK: usize = 1_000;
 
@@ -309,6 +331,223 @@ macro_rules! execute_on_either {
             AnyConnection::Sqlite(c) => $query.execute(c),
         }
     };
+}
+
+/// Everything a write batch stores once its submissions are planned.
+pub struct BatchRows<'a> {
+    /// New data subjects: (id, tenant id, chain head).
+    pub subjects: Vec<(&'a str, &'a str, &'a str)>,
+    /// Their identifiers: (tenant id, identifier, subject id).
+    pub identifiers: Vec<(&'a str, &'a str, &'a str)>,
+    pub created_at: chrono::NaiveDateTime,
+    /// New chain heads of known subjects: (id, head).
+    pub heads: Vec<(&'a str, &'a str)>,
+    /// Events, in the order they are written (`seq` follows it).
+    pub events: &'a [super::models::event::NewEvent],
+    /// States to insert or replace; each (tenant, subject, purpose) once.
+    pub states: Vec<&'a StateRow>,
+}
+
+/// Writes a batch's rows in the caller's transaction.
+///
+/// PostgreSQL: one statement, prepared once per connection (each column is an array bound as
+/// one parameter and `unnest`ed), so a batch costs one round trip and no parse or plan,
+/// whatever its size. A multi-row `INSERT … VALUES` has a different text for every batch size,
+/// so it was parsed and planned for every batch, and took four round trips.
+/// SQLite: in-process statements ([`insert_new_subjects`], [`insert_events`],
+/// [`upsert_states`], then each head).
+///
+/// A concurrent writer that created the same identifier makes this a unique violation
+/// (retryable).
+pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> QueryResult<()> {
+    let AnyConnection::Postgresql(c) = conn else {
+        if !rows.subjects.is_empty() {
+            insert_new_subjects(conn, &rows.subjects, &rows.identifiers, rows.created_at)?;
+        }
+        insert_events(conn, rows.events)?;
+        upsert_states(conn, &rows.states)?;
+        for (id, head) in &rows.heads {
+            diesel::update(data_subjects::table.find(id)).set(data_subjects::last_event_hash.eq(head)).execute(conn)?;
+        }
+        return Ok(());
+    };
+    fn texts<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> PgBind<'a> {
+        Box::new(rows.iter().map(f).collect::<Vec<&str>>().into_sql::<Array<Text>>())
+    }
+    fn optional<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> PgBind<'a> {
+        Box::new(rows.iter().map(f).collect::<Vec<Option<&str>>>().into_sql::<Array<Nullable<Text>>>())
+    }
+    fn times<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> chrono::NaiveDateTime) -> PgBind<'a> {
+        Box::new(rows.iter().map(f).collect::<Vec<_>>().into_sql::<Array<Timestamp>>())
+    }
+    let (events, states) = (rows.events, rows.states.as_slice());
+    let binds: Vec<PgBind<'_>> = vec![
+        texts(&rows.subjects, |s| s.0),
+        texts(&rows.subjects, |s| s.1),
+        texts(&rows.subjects, |s| s.2),
+        Box::new(rows.created_at.into_sql::<Timestamp>()),
+        texts(&rows.identifiers, |i| i.0),
+        texts(&rows.identifiers, |i| i.1),
+        texts(&rows.identifiers, |i| i.2),
+        Box::new(rows.created_at.into_sql::<Timestamp>()),
+        texts(&rows.heads, |h| h.0),
+        texts(&rows.heads, |h| h.1),
+        texts(events, |e| &e.id),
+        texts(events, |e| &e.tenant_id),
+        texts(events, |e| &e.subject_id),
+        texts(events, |e| &e.purpose_key),
+        texts(events, |e| &e.decision),
+        optional(events, |e| e.policy_revision.as_deref()),
+        texts(events, |e| &e.source),
+        optional(events, |e| e.region.as_deref()),
+        optional(events, |e| e.site_id.as_deref()),
+        times(events, |e| e.occurred_at),
+        times(events, |e| e.recorded_at),
+        texts(events, |e| &e.prev_hash),
+        texts(events, |e| &e.hash),
+        texts(states, |s| &s.tenant_id),
+        texts(states, |s| &s.subject_id),
+        texts(states, |s| &s.purpose_key),
+        texts(states, |s| &s.decision),
+        texts(states, |s| &s.event_id),
+        optional(states, |s| s.policy_revision.as_deref()),
+        texts(states, |s| &s.source),
+        times(states, |s| s.occurred_at),
+        times(states, |s| s.recorded_at),
+    ];
+    PgStatement::<_, ()>::new(BATCH_ROWS_SQL, binds).execute(c).map(drop)
+}
+
+/// [`write_batch_rows`] on PostgreSQL: the SQL between its 32 bind parameters.
+const BATCH_ROWS_SQL: &[&str] = &[
+    "WITH subjects AS (INSERT INTO data_subjects (id, tenant_id, last_event_hash, created_at) \
+     SELECT r.id, r.tenant_id, r.head, c.at FROM unnest(",
+    ", ",
+    ", ",
+    ") AS r(id, tenant_id, head) CROSS JOIN (SELECT ",
+    "::timestamp AS at) c), \
+     identifiers AS (INSERT INTO subject_identifiers (tenant_id, identifier, subject_id, created_at) \
+     SELECT r.tenant_id, r.identifier, r.subject_id, c.at FROM unnest(",
+    ", ",
+    ", ",
+    ") AS r(tenant_id, identifier, subject_id) CROSS JOIN (SELECT ",
+    "::timestamp AS at) c), \
+     heads AS (UPDATE data_subjects d SET last_event_hash = r.head FROM unnest(",
+    ", ",
+    ") AS r(id, head) WHERE d.id = r.id), \
+     events AS (INSERT INTO consent_events (id, tenant_id, subject_id, purpose_key, decision, \
+     policy_revision, source, region, site_id, occurred_at, recorded_at, prev_hash, hash) \
+     SELECT r.id, r.tenant_id, r.subject_id, r.purpose_key, r.decision, r.policy_revision, r.source, \
+     r.region, r.site_id, r.occurred_at, r.recorded_at, r.prev_hash, r.hash FROM unnest(",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ") WITH ORDINALITY AS r(id, tenant_id, subject_id, purpose_key, decision, policy_revision, source, \
+     region, site_id, occurred_at, recorded_at, prev_hash, hash, n) ORDER BY r.n), \
+     states AS (INSERT INTO consent_states (tenant_id, subject_id, purpose_key, decision, event_id, \
+     policy_revision, source, occurred_at, recorded_at) SELECT * FROM unnest(",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ") ON CONFLICT (tenant_id, subject_id, purpose_key) DO UPDATE SET decision = EXCLUDED.decision, \
+     event_id = EXCLUDED.event_id, policy_revision = EXCLUDED.policy_revision, source = EXCLUDED.source, \
+     occurred_at = EXCLUDED.occurred_at, recorded_at = EXCLUDED.recorded_at) \
+     SELECT 1",
+];
+
+/// The stored responses of idempotency keys, (tenant id, scope, key) each, in the order asked:
+/// one query on PostgreSQL (a primary-key probe per key), a cached statement per key on SQLite.
+pub fn stored_responses(
+    conn: &mut AnyConnection,
+    keys: &[(&str, &str, &str)],
+) -> QueryResult<Vec<Option<StoredResponse>>> {
+    let AnyConnection::Postgresql(c) = conn else {
+        return keys.iter().map(|(tenant, scope, key)| StoredResponse::find(conn, tenant, scope, key)).collect();
+    };
+    let mut found: Vec<Option<StoredResponse>> = keys.iter().map(|_| None).collect();
+    if keys.is_empty() {
+        return Ok(found);
+    }
+    let rows: Vec<(i64, StoredResponse)> = PgStatement::<_, (diesel::sql_types::BigInt, StoredColumns)>::new(
+        &[
+            "SELECT q.n, k.* FROM unnest(",
+            ", ",
+            ", ",
+            ") WITH ORDINALITY AS q(tenant_id, scope, key, n) CROSS JOIN LATERAL (SELECT tenant_id, scope, \
+                 key, request_hash, status, response, created_at FROM idempotency_keys WHERE tenant_id = q.tenant_id \
+                 AND scope = q.scope AND key = q.key OFFSET 0) k",
+        ],
+        (
+            keys.iter().map(|k| k.0).collect::<Vec<_>>().into_sql::<Array<Text>>(),
+            keys.iter().map(|k| k.1).collect::<Vec<_>>().into_sql::<Array<Text>>(),
+            keys.iter().map(|k| k.2).collect::<Vec<_>>().into_sql::<Array<Text>>(),
+        ),
+    )
+    .load(c)?;
+    for (n, stored) in rows {
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| found.get_mut(i)) {
+            *slot = Some(stored);
+        }
+    }
+    Ok(found)
+}
+
+/// The SQL types of a [`StoredResponse`], in its field order.
+type StoredColumns = (Text, Text, Text, Text, diesel::sql_types::Integer, Text, Timestamp);
+
+/// Stores first responses of idempotency keys: one statement (prepared once on PostgreSQL).
+pub fn insert_stored_responses(conn: &mut AnyConnection, rows: &[StoredResponse]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let AnyConnection::Postgresql(c) = conn else {
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            execute_on_either!(conn, diesel::insert_into(idempotency_keys::table).values(chunk))?;
+        }
+        return Ok(());
+    };
+    fn texts(rows: &[StoredResponse], f: impl Fn(&StoredResponse) -> &str) -> PgBind<'_> {
+        Box::new(rows.iter().map(f).collect::<Vec<&str>>().into_sql::<Array<Text>>())
+    }
+    let binds: Vec<PgBind<'_>> = vec![
+        texts(rows, |r| &r.tenant_id),
+        texts(rows, |r| &r.scope),
+        texts(rows, |r| &r.key),
+        texts(rows, |r| &r.request_hash),
+        Box::new(rows.iter().map(|r| r.status).collect::<Vec<i32>>().into_sql::<Array<diesel::sql_types::Integer>>()),
+        texts(rows, |r| &r.response),
+        Box::new(rows.iter().map(|r| r.created_at).collect::<Vec<_>>().into_sql::<Array<Timestamp>>()),
+    ];
+    PgStatement::<_, ()>::new(
+        &[
+            "INSERT INTO idempotency_keys (tenant_id, scope, key, request_hash, status, response, created_at) \
+             SELECT * FROM unnest(",
+            ", ",
+            ", ",
+            ", ",
+            ", ",
+            ", ",
+            ", ",
+            ")",
+        ],
+        binds,
+    )
+    .execute(c)
+    .map(drop)
 }
 
 /// Inserts new data subjects, (id, tenant id, chain head), and their identifiers, (tenant id,

@@ -15,7 +15,6 @@ use crate::db::backend::{self, is_retryable, write_transaction};
 use crate::db::models::event::NewEvent;
 use crate::db::models::idempotency::StoredResponse;
 use crate::db::models::state::StateRow;
-use crate::db::models::subject::DataSubject;
 use crate::db::models::webhook::Webhook;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
@@ -180,8 +179,10 @@ pub fn record_choices(
     record_one(conn, &mut Submission::new(rules, req, status, finish)?)
 }
 
-fn replay(conn: &mut AnyConnection, tenant_id: &str, claim: &IdempotencyClaim) -> Result<Option<Outcome>, LedgerError> {
-    match StoredResponse::find(conn, tenant_id, &claim.scope, &claim.key)? {
+/// The stored first response for `claim`, when there is one: replayed if the request is the
+/// same, refused if the key was used for another request.
+fn replay(claim: &IdempotencyClaim, stored: Option<StoredResponse>) -> Result<Option<Outcome>, LedgerError> {
+    match stored {
         None => Ok(None),
         Some(stored) if stored.request_hash == claim.request_hash => {
             Ok(Some(Outcome::Replay { status: u16::try_from(stored.status).unwrap_or(201), body: stored.response }))
@@ -248,14 +249,13 @@ pub fn write_batch(
     jobs: &mut [Submission],
 ) -> Result<Vec<Result<Outcome, LedgerError>>, LedgerError> {
     let mut outcomes: Vec<Option<Result<Outcome, LedgerError>>> = (0..jobs.len()).map(|_| None).collect();
-    for (job, outcome) in jobs.iter().zip(outcomes.iter_mut()) {
-        if let Some(claim) = &job.idempotency {
-            match replay(conn, &job.rules.tenant_id, claim) {
-                Ok(None) => {}
-                Ok(Some(replayed)) => *outcome = Some(Ok(replayed)),
-                Err(LedgerError::Db(e)) => return Err(e.into()),
-                Err(e) => *outcome = Some(Err(e)),
-            }
+    let claimed: Vec<usize> = (0..jobs.len()).filter(|i| jobs[*i].idempotency.is_some()).collect();
+    if !claimed.is_empty() {
+        let slots: Vec<(&str, &str, &str)> = claimed.iter().filter_map(|i| jobs[*i].idempotency_slot()).collect();
+        let stored = backend::stored_responses(conn, &slots)?;
+        for (i, stored) in claimed.iter().zip(stored) {
+            let Some(claim) = &jobs[*i].idempotency else { continue };
+            outcomes[*i] = replay(claim, stored).transpose();
         }
     }
     let active: Vec<usize> = (0..jobs.len()).filter(|i| outcomes[*i].is_none()).collect();
@@ -370,33 +370,38 @@ pub fn write_batch(
 
     // Write it all: new subjects (with their final chain head) and their identifiers, events,
     // states, the heads of known subjects.
-    let created_at = naive(Utc::now());
-    let subjects: Vec<(&str, &str, &str)> = slots
+    let mut identifiers: Vec<(&str, &str, &str)> = slot_of
         .iter()
-        .filter(|s| s.is_new)
-        .map(|s| (s.subject_id.as_str(), s.tenant_id.as_str(), s.head.as_str()))
+        .filter(|(_, slot)| slots[**slot].is_new)
+        .map(|((tenant_id, identifier), slot)| {
+            (tenant_id.as_str(), identifier.as_str(), slots[*slot].subject_id.as_str())
+        })
         .collect();
-    if !subjects.is_empty() {
-        let mut identifiers: Vec<(&str, &str, &str)> = slot_of
-            .iter()
-            .filter(|(_, slot)| slots[**slot].is_new)
-            .map(|((tenant_id, identifier), slot)| {
-                (tenant_id.as_str(), identifier.as_str(), slots[*slot].subject_id.as_str())
-            })
-            .collect();
-        identifiers.sort_unstable();
-        backend::insert_new_subjects(conn, &subjects, &identifiers, created_at)?;
-    }
-    backend::insert_events(conn, &events)?;
+    identifiers.sort_unstable();
     let written_ids: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
     let mut states: Vec<&StateRow> = Vec::new();
     for slot in slots.iter().filter(|s| s.changed) {
         states.extend(slot.states.values().filter(|r| written_ids.contains(r.event_id.as_str())));
     }
-    backend::upsert_states(conn, &states)?;
-    for slot in slots.iter().filter(|s| s.changed && !s.is_new) {
-        DataSubject::set_chain_head(conn, &slot.subject_id, &slot.head)?;
-    }
+    backend::write_batch_rows(
+        conn,
+        &backend::BatchRows {
+            subjects: slots
+                .iter()
+                .filter(|s| s.is_new)
+                .map(|s| (s.subject_id.as_str(), s.tenant_id.as_str(), s.head.as_str()))
+                .collect(),
+            identifiers,
+            created_at: naive(Utc::now()),
+            heads: slots
+                .iter()
+                .filter(|s| s.changed && !s.is_new)
+                .map(|s| (s.subject_id.as_str(), s.head.as_str()))
+                .collect(),
+            events: &events,
+            states,
+        },
+    )?;
 
     // Per job: webhook deliveries, what the caller writes with it, the stored response.
     for (i, written, states) in changes {
@@ -407,11 +412,12 @@ pub fn write_batch(
             described.into_iter().zip(states).map(|(event, state)| ConsentChange { event, state }).collect();
         outbox::enqueue_to(conn, hooks, &job.rules.tenant_id, WebhookEventType::ConsentChanged, Utc::now(), data)?;
     }
+    let mut responses: Vec<StoredResponse> = Vec::new();
     for (i, recorded) in recorded {
         let job = &mut jobs[i];
         let body = (job.finish)(conn, &recorded)?;
         if let Some(claim) = &job.idempotency {
-            StoredResponse {
+            responses.push(StoredResponse {
                 tenant_id: job.rules.tenant_id.clone(),
                 scope: claim.scope.clone(),
                 key: claim.key.clone(),
@@ -419,11 +425,11 @@ pub fn write_batch(
                 status: i32::from(job.status),
                 response: body.clone(),
                 created_at: naive(job.rules.now),
-            }
-            .insert(conn)?;
+            });
         }
         outcomes[i] = Some(Ok(Outcome::Fresh { recorded, body }));
     }
+    backend::insert_stored_responses(conn, &responses)?;
     Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(diesel::result::Error::NotFound.into()))).collect())
 }
 

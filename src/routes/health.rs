@@ -25,7 +25,8 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Readiness: the database answers a query and takes writes (not a replica, not read-only).
-/// Answers 503 at once while the database is known to be down.
+/// Answers 503 at once while the database is known to be down, and while the server drains
+/// after a stop signal (`shutdown_grace`).
 #[utoipa::path(
     tag = "health",
     responses(
@@ -35,6 +36,14 @@ pub async fn healthz() -> HttpResponse {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(crate::error::problem_response(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The service is temporarily unavailable",
+            "the server is stopping".to_owned(),
+        ));
+    }
     let writable = state
         .db(|conn| crate::db::backend::accepts_writes(conn).map_err(|e| ApiError::Unavailable(Box::new(e))))
         .await?;

@@ -24,15 +24,17 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Registers every documented route.
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    // actix tries routes in this order, each a regular expression: the hot paths first (the SDK's
+    // public calls, then checks), so a page view or a send matches after a few tries.
+    public::configure(cfg);
+    consents::configure(cfg);
     health::configure(cfg);
     sites::configure(cfg);
     purposes::configure(cfg);
     policies::configure(cfg);
-    consents::configure(cfg);
     events::configure(cfg);
     links::configure(cfg);
     opt_outs::configure(cfg);
-    public::configure(cfg);
     sdk::configure(cfg);
     unsubscribe::configure(cfg);
     suppressions::configure(cfg);

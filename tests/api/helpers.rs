@@ -148,6 +148,7 @@ impl TestApp {
             log: "warn".into(),
             migrate: true,
             sqlite_synchronous: Default::default(),
+            shutdown_grace: Duration::from_millis(300),
             // Fast retries, so webhook tests see several attempts in a second.
             webhooks: WebhookSettings {
                 retry_base: Duration::from_millis(100),

@@ -15,6 +15,7 @@ crate::backend_tests!(
     a_migration_the_binary_does_not_know_stops_start_up_naming_it,
     logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_request_id,
     the_health_check_asks_the_running_service,
+    a_stop_signal_drains_before_the_listener_closes,
 );
 
 /// Runs `sql` on the database at `url` (either backend), outside the server.
@@ -54,6 +55,7 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         log: "warn".into(),
         migrate: true,
         sqlite_synchronous: Default::default(),
+        shutdown_grace: std::time::Duration::from_secs(1),
         webhooks: Default::default(),
     }
 }
@@ -528,4 +530,61 @@ async fn the_health_check_asks_the_running_service(app: TestApp) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let out = app.cli(&["ready", "--listen", &closed]);
     assert!(!out.status.success(), "nothing listens on {closed}");
+}
+
+/// Issue #10, faults 7: on SIGTERM `serve` first drains for `shutdown_grace` (it still serves,
+/// `/readyz` answers 503 so a load balancer stops sending, responses close their connection),
+/// and only then closes the listener and finishes what is in flight. Before, the listener
+/// closed at the signal: requests already on their way were reset.
+async fn a_stop_signal_drains_before_the_listener_closes(app: TestApp) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &app.database_url)
+        .env("CONSENTRY__SHUTDOWN_GRACE", "2s")
+        .env("CONSENTRY__LOG", "warn")
+        .env("CONSENTRY__WEBHOOKS__DISPATCH", "false")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the server did not become ready");
+
+    let status = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Draining: not ready, but a request sent now is still served, on a connection it closes.
+    let readyz = client.get(format!("{base}/readyz")).send().await.expect("still listening while draining");
+    assert_eq!(readyz.status(), 503);
+    let body: Value = readyz.json().await.unwrap();
+    assert_eq!(body["detail"], "the server is stopping", "{body}");
+    let served = client.get(format!("{base}/healthz")).send().await.expect("served while draining");
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"));
+    assert!(signalled.elapsed() < Duration::from_secs(2), "the checks above ran within the grace");
+
+    // Then it stops, cleanly, and nothing listens any more.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = server.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    assert!(signalled.elapsed() >= Duration::from_secs(2), "it stopped before the grace ended");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
