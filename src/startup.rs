@@ -63,6 +63,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
         webhook_wake,
+        audit_limiter: Arc::default(),
         public_url: settings.public_url.as_deref().map(parse_public_url).transpose()?,
         private_receivers: settings
             .webhooks

@@ -3,6 +3,7 @@
 //! present, must be one of the site's origins; CORS answers only those.
 
 use crate::auth::PublicSite;
+use crate::domain::audit::{CookiePattern, HostPattern};
 use crate::domain::{
     ConsentModel, ConsentSource, LegalBasis, PurposeKind, RegionCode, RevisionDate, SubjectIdentifier,
 };
@@ -54,6 +55,9 @@ pub struct SiteConfig {
     pub gpc_honored: bool,
     /// How long the SDK keeps choices in its cookie, in days.
     pub cookie_max_age_days: u32,
+    /// The share of page views (0 to 1) on which the SDK runs the tracker audit; 0: never.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub audit_sample_rate: f64,
     /// The revisions in force, latest per policy.
     pub policies: Vec<PolicyInForce>,
     /// Every purpose, with its consent model for `region`.
@@ -87,6 +91,13 @@ pub struct PublicPurpose {
     pub legal_basis: LegalBasis,
     pub gpc_applies: bool,
     pub max_age_days: Option<u32>,
+    /// Cookie names and `prefix*` patterns its vendors set: the SDK deletes those it sees
+    /// when the purpose is refused or withdrawn.
+    #[schema(value_type = Vec<CookiePattern>)]
+    pub cookies: Vec<String>,
+    /// Hosts and `*.domain` patterns its vendors load from (for the tracker audit).
+    #[schema(value_type = Vec<HostPattern>)]
+    pub hosts: Vec<String>,
 }
 
 /// The site's purposes (consent model resolved for `region`) and the policy revisions in force.
@@ -127,6 +138,8 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
             legal_basis: p.legal_basis,
             gpc_applies: p.gpc_applies,
             max_age_days: p.max_age_days,
+            cookies: p.cookies.iter().map(ToString::to_string).collect(),
+            hosts: p.hosts.iter().map(ToString::to_string).collect(),
         })
         .collect();
     let cookie_max_age_days = purposes
@@ -152,6 +165,7 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
         locale: query.locale.clone(),
         gpc_honored: purposes.iter().any(|p| p.gpc_applies),
         cookie_max_age_days,
+        audit_sample_rate: site.entry.site.audit_sample_rate,
         policies,
         purposes,
     };
