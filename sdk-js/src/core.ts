@@ -150,7 +150,9 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     // the `visitorId` option is not used at all
     stored = vid ? null : { ...stored, site: '', choices: {}, pending: false };
   }
-  const visitorId = vid || (stored ? stored.id : uuid());
+  // the visitor cookie the API sets when it is on the page's site (not capped like ours), for when ours is gone
+  const kept = cookieValues(d, name + '_id').find((v) => UUID.test(v));
+  const visitorId = vid || (stored ? stored.id : kept || uuid());
   let config: SiteConfig | null = null;
   let models: Record<string, ConsentModel> = {};
   let purposes: Record<string, ConsentStatus> = {};
@@ -427,7 +429,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     return Promise.all([
       get<SiteConfig>('/config?' + qs),
       // also with writes still queued: the record may have changed elsewhere; the queued choices go on top
-      stored || vid ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query) : null,
+      stored || vid || kept ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query) : null,
     ]).then(([cfg, server]) => {
       if (config || signal.aborted) return;
       if (cfg) {

@@ -78,9 +78,8 @@ pub async fn get_inventory(
     query: web::Query<SinceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let since = audit::since(query.since.as_deref())?;
-    let site = audit::tenant_site(&caller.config, &site_id)?;
-    let body = audit::inventory(&state, site, since).await?;
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    let body = audit::inventory(&state, audit::tenant_site(&caller.config, &site_id)?, since).await?;
+    Ok(no_store(body))
 }
 
 /// The items seen on a site while the purpose that declares them was not allowed: counts,
@@ -102,7 +101,11 @@ pub async fn list_violations(
     query: web::Query<SinceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let since = audit::since(query.since.as_deref())?;
-    let site = audit::tenant_site(&caller.config, &site_id)?;
-    let body = audit::violations(&state, site, since).await?;
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    let body = audit::violations(&state, audit::tenant_site(&caller.config, &site_id)?, since).await?;
+    Ok(no_store(body))
+}
+
+/// 200 with `body`, not to be cached (it changes with every report).
+fn no_store(body: impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
 }

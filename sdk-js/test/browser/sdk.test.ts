@@ -890,4 +890,39 @@ ${gated ? `<script type="text/plain" data-consent="statistics" src="${tag}"></sc
     await p.waitForTimeout(300);
     expect(urls.filter((u) => u.includes('audit') || u.endsWith('/observations'))).toEqual([]);
   });
+  it.skipIf(fake)('the API on the page\'s site keeps the visitor in a cookie it sets itself: the SDK\'s cookie dropped (Safari 7 days), same visitor, no banner', async () => {
+    const origin = `http://www.${INSECURE_HOST}:${pages.port}`;
+    const api = `http://api.${INSECURE_HOST}:${new URL(backend!.origin).port}`;
+    const t = await setupTenant(backend!, origin);
+    pages.custom.set(
+      '/keep',
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Keep</title>
+<script>window.__events = []; for (const t of ['ready', 'change', 'saved', 'error']) document.addEventListener('consentry:' + t, (e) => window.__events.push({ type: t, detail: e.detail }));</script>
+<script src="/sdk/consentry.js" data-site-key="${t.siteKey}" data-endpoint="${api}" data-ui="false"></script></head><body></body></html>`,
+    );
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const page = await context.newPage();
+    await page.goto(origin + '/keep');
+    await ready(page);
+    expect(await call(page, 'set', { statistics: true, social_media: false })).toBe(true);
+    const id = (await snapshot(page)).visitorId;
+    const name = 'consentry_' + t.siteKey.replace(/^[a-z]+_/, '').slice(0, 8);
+    const kept = (await context.cookies()).find((c) => c.name == name + '_id');
+    // set by the API's answer, for the domain page and API share, HTTP-set (so not capped), readable by the SDK
+    expect(kept).toMatchObject({ value: id, domain: '.' + INSECURE_HOST, httpOnly: false, sameSite: 'Lax' });
+    expect(kept!.expires - Date.now() / 1000).toBeGreaterThan(394 * 86400);
+    // the browser drops the SDK's own cookie (Safari: 7 days after it was set from JavaScript)
+    await context.clearCookies({ name });
+    await page.reload();
+    await ready(page);
+    const s = await snapshot(page);
+    expect([s.visitorId, s.needsConsent, s.purposes.statistics, s.purposes.social_media]).toEqual([id, false, 'granted', 'denied']);
+    // without it, a new visitor
+    await context.clearCookies();
+    await page.reload();
+    await ready(page);
+    expect((await snapshot(page)).visitorId).not.toBe(id);
+  });
 });
