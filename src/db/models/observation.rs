@@ -90,7 +90,8 @@ impl ObservationRow {
         .get_result(conn)
     }
 
-    /// A site's rows from `since` (`YYYY-MM-DD`, inclusive; `None`: all), by item then day;
+    /// A site's rows from `since` (`YYYY-MM-DD`, inclusive; `None`: all), by item, day, then
+    /// with consent before without;
     /// `only_violations`: those seen without consent only.
     pub fn list(
         conn: &mut AnyConnection,
@@ -106,7 +107,7 @@ impl ObservationRow {
         if only_violations {
             q = q.filter(t::without_consent.eq(true));
         }
-        q.order((t::item_kind.asc(), t::item.asc(), t::purpose_key.asc(), t::day.asc()))
+        q.order((t::item_kind.asc(), t::item.asc(), t::purpose_key.asc(), t::day.asc(), t::without_consent.asc()))
             .limit(MAX_ROWS_LISTED)
             .select(Self::as_select())
             .load(conn)
