@@ -173,8 +173,12 @@ pub fn apply_text(
     }
     let mut sites = Vec::new();
     for (i, s) in spec.sites.into_iter().enumerate() {
-        let body =
-            CreateSite { name: s.name, origins: s.origins, purposes: s.purposes, audit_sample_rate: s.audit_sample_rate };
+        let body = CreateSite {
+            name: s.name,
+            origins: s.origins,
+            purposes: s.purposes,
+            audit_sample_rate: s.audit_sample_rate,
+        };
         sites.push(config::site(&tenant.id, body, naive(now)).map_err(|e| format!("sites[{i}]: {e}"))?);
     }
 

@@ -48,7 +48,8 @@ impl<T: DeserializeOwned + 'static, const TEXT: bool> FromRequest for JsonBody<T
             });
             // `TEXT`: text/plain too, which is what `navigator.sendBeacon` sends for a string body
             // (a JSON content type would need a CORS preflight, which beacons cannot make)
-            let is_json = essence == "application/json" || essence.ends_with("+json") || (TEXT && essence == "text/plain");
+            let is_json =
+                essence == "application/json" || essence.ends_with("+json") || (TEXT && essence == "text/plain");
             if !is_json || !charset_ok {
                 return Err(ApiError::UnsupportedMediaType(format!(
                     "Content-Type must be application/json{} (UTF-8, RFC 8259 §8.1), not {}",

@@ -87,7 +87,8 @@ impl fmt::Display for CookiePattern {
 pub struct HostPattern(String);
 
 /// The pattern of [`HostPattern`] (ECMA-262 syntax), before lower-casing.
-pub const HOST_PATTERN: &str = r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$";
+pub const HOST_PATTERN: &str =
+    r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$";
 
 /// Whether `raw` is a host name as the audit takes them (lower case): DNS labels of letters,
 /// digits and inner hyphens (RFC 1123 §2.1), dot-separated, at most 253 characters.

@@ -449,8 +449,7 @@ pub fn shared_domain(page_host: &str, api_host: &str) -> Option<String> {
     if page.parse::<std::net::IpAddr>().is_ok() || api.parse::<std::net::IpAddr>().is_ok() {
         return None;
     }
-    let common: Vec<&str> =
-        page.rsplit('.').zip(api.rsplit('.')).take_while(|(a, b)| a == b).map(|(a, _)| a).collect();
+    let common: Vec<&str> = page.rsplit('.').zip(api.rsplit('.')).take_while(|(a, b)| a == b).map(|(a, _)| a).collect();
     (common.len() >= 2).then(|| common.into_iter().rev().collect::<Vec<_>>().join("."))
 }
 
@@ -471,10 +470,8 @@ fn visitor_cookie(state: &AppState, req: &HttpRequest, site_key: &str, visitor_i
     };
     let domain = shared_domain(origin.host_str()?, &api_host)?;
     let id = crate::domain::identifiers::parse_hyphenated_uuid(visitor_id)?;
-    let mut cookie = format!(
-        "{}={id}; Path=/; Max-Age={VISITOR_COOKIE_MAX_AGE}; SameSite=Lax",
-        visitor_cookie_name(site_key)
-    );
+    let mut cookie =
+        format!("{}={id}; Path=/; Max-Age={VISITOR_COOKIE_MAX_AGE}; SameSite=Lax", visitor_cookie_name(site_key));
     if !domain.is_empty() {
         cookie.push_str(&format!("; Domain={domain}"));
     }

@@ -308,7 +308,8 @@ fn merge(rows: Vec<ObservationRow>) -> Result<Vec<InventoryItem>, ApiError> {
         let kind = ItemKind::parse(&row.item_kind)
             .ok_or_else(|| crate::db::models::corrupt("observation kind", &row.item_kind))?;
         let paths = row.paths()?;
-        let same = out.last().is_some_and(|l| l.item_kind == kind && l.item == row.item && l.purpose == row.purpose_key);
+        let same =
+            out.last().is_some_and(|l| l.item_kind == kind && l.item == row.item && l.purpose == row.purpose_key);
         if !same {
             out.push(InventoryItem {
                 item_kind: kind,
@@ -399,8 +400,11 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 pub struct RateLimiter {
     limit: u32,
     window: Duration,
-    state: Mutex<(Instant, HashMap<(String, IpAddr), u32>)>,
+    /// When the window began, and the requests counted in it per (site id, client).
+    state: Mutex<(Instant, Counts)>,
 }
+
+type Counts = HashMap<(String, IpAddr), u32>;
 
 impl Default for RateLimiter {
     fn default() -> Self {

@@ -372,7 +372,9 @@ pub fn audit_sample_rate(raw: Option<f64>) -> Result<f64, ApiError> {
     match raw {
         None => Ok(0.0),
         Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        Some(_) => Err(ApiError::invalid("audit_sample_rate", "must be a number from 0 (never) to 1 (every page view)")),
+        Some(_) => {
+            Err(ApiError::invalid("audit_sample_rate", "must be a number from 0 (never) to 1 (every page view)"))
+        }
     }
 }
 

@@ -119,8 +119,11 @@ async fn declared_cookies_and_hosts_are_checked(app: TestApp) {
 
 async fn sites_take_an_audit_sample_rate_from_0_to_1(app: TestApp) {
     for bad in [json!(-0.1), json!(1.5), json!("half")] {
-        let res =
-            app.post("/v1/sites", &json!({"name": "s", "origins": [ORIGIN], "audit_sample_rate": bad})).send().await.unwrap();
+        let res = app
+            .post("/v1/sites", &json!({"name": "s", "origins": [ORIGIN], "audit_sample_rate": bad}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(assert_problem(res, 400).await["errors"][0]["field"], "audit_sample_rate");
     }
     let res = app.post("/v1/sites", &json!({"name": "s", "origins": [ORIGIN]})).send().await.unwrap();
@@ -178,10 +181,18 @@ async fn observations_are_counted_per_item_and_purpose_and_violations_listed(app
         .unwrap()
         .iter()
         .map(|x| {
-            (x["item_kind"].as_str().unwrap(), x["item"].as_str().unwrap(), x["purpose"].as_str().unwrap(), x["gpc"].as_bool().unwrap())
+            (
+                x["item_kind"].as_str().unwrap(),
+                x["item"].as_str().unwrap(),
+                x["purpose"].as_str().unwrap(),
+                x["gpc"].as_bool().unwrap(),
+            )
         })
         .collect();
-    assert_eq!(listed, vec![("cookie", "_ga", STATISTICS, true), ("host", "www.google-analytics.com", STATISTICS, true)]);
+    assert_eq!(
+        listed,
+        vec![("cookie", "_ga", STATISTICS, true), ("host", "www.google-analytics.com", STATISTICS, true)]
+    );
     assert_eq!(v["violations"][0]["seen"], 1);
     assert_eq!(v["violations"][0]["example_paths"], json!(["/checkout"]));
     // nothing stored holds the query string or the address
@@ -218,7 +229,13 @@ async fn a_new_violation_fires_one_site_violation_webhook(app: TestApp) {
     assert_eq!(deliveries[0]["event_type"], "site.violation");
     let data = &deliveries[0]["payload"]["data"];
     assert_eq!(
-        (data["site_id"].as_str(), data["item_kind"].as_str(), data["item"].as_str(), data["purpose"].as_str(), data["page"].as_str()),
+        (
+            data["site_id"].as_str(),
+            data["item_kind"].as_str(),
+            data["item"].as_str(),
+            data["purpose"].as_str(),
+            data["page"].as_str()
+        ),
         (Some(site_id.as_str()), Some("cookie"), Some("_ga"), Some(STATISTICS), Some("/a"))
     );
     // another item is another violation
@@ -245,10 +262,11 @@ async fn observations_are_public_but_origin_checked_small_and_rate_limited(app: 
         .unwrap();
     assert_problem(res, 403).await;
     // no cookie values
-    let res = observe(&app, &site_key, &json!({"page": "/", "reports": [{"allowed": [], "cookies": ["_ga=GA1.1.42"]}]}))
-        .send()
-        .await
-        .unwrap();
+    let res =
+        observe(&app, &site_key, &json!({"page": "/", "reports": [{"allowed": [], "cookies": ["_ga=GA1.1.42"]}]}))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(assert_problem(res, 400).await["errors"][0]["field"], "reports[0].cookies[0]");
     let big = json!({"page": "/", "reports": [{"allowed": [], "cookies": vec!["c".repeat(100); 200]}]});
     assert_problem(observe(&app, &site_key, &big).send().await.unwrap(), 413).await;
@@ -273,7 +291,8 @@ async fn inventory_and_violations_are_tenant_scoped(app: TestApp) {
     let (site_id, _) = setup(&app).await;
     let other = app.create_tenant("other");
     for path in ["inventory", "violations"] {
-        let res = app.client.get(app.url(&format!("/v1/sites/{site_id}/{path}"))).bearer_auth(&other).send().await.unwrap();
+        let res =
+            app.client.get(app.url(&format!("/v1/sites/{site_id}/{path}"))).bearer_auth(&other).send().await.unwrap();
         assert_problem(res, 404).await;
         let res = app.client.get(app.url(&format!("/v1/sites/{site_id}/{path}"))).send().await.unwrap();
         assert_problem(res, 401).await;
@@ -312,7 +331,10 @@ hosts = ["www.google-analytics.com"]
         async move { app.client.get(app.url(path)).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() }
     };
     let p = read("/v1/purposes/statistics").await;
-    assert_eq!((p["cookies"].clone(), p["hosts"].clone()), (json!(["_ga", "_ga_*"]), json!(["www.google-analytics.com"])));
+    assert_eq!(
+        (p["cookies"].clone(), p["hosts"].clone()),
+        (json!(["_ga", "_ga_*"]), json!(["www.google-analytics.com"]))
+    );
     assert_eq!(read("/v1/sites").await["sites"][0]["audit_sample_rate"], 0.25);
     // applied again: the purpose is replaced, the existing site takes the new rate
     std::fs::write(&file, toml("1", "_gid")).unwrap();

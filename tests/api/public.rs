@@ -25,10 +25,7 @@ async fn an_api_on_the_pages_site_sets_a_long_lived_visitor_cookie_on_writes(app
     assert_eq!(res.headers().get("access-control-allow-credentials").unwrap(), "true");
     let cookie = res.headers().get("set-cookie").expect("a visitor cookie").to_str().unwrap().to_owned();
     let name = format!("consentry_{}_id", &site[3..11]);
-    assert_eq!(
-        cookie,
-        format!("{name}={VISITOR}; Path=/; Max-Age=34128000; SameSite=Lax; Domain=example.com; Secure")
-    );
+    assert_eq!(cookie, format!("{name}={VISITOR}; Path=/; Max-Age=34128000; SameSite=Lax; Domain=example.com; Secure"));
     // an API on another site sets none (a third-party cookie is of no use, and not ours to set)
     let res = post("consent.saas.example").await.unwrap();
     assert_eq!(res.status(), 201);
