@@ -363,7 +363,8 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     await b.evaluate(() => window.Consentry.instance!.then((c) => c.set({ social_media: false })));
     const state = (p: Page) =>
       p.evaluate(() => {
-        const raw = document.cookie.split('; ').find((c) => c.startsWith('consentry'))!;
+        // (the state cookie, not the visitor cookie `consentry_…_id=` the API on this site sets)
+        const raw = document.cookie.split('; ').find((c) => c.startsWith('consentry') && !/^[^=]*_id=/.test(c))!;
         const q = new URLSearchParams(raw.slice(raw.indexOf('=') + 1));
         const queue = JSON.parse(localStorage.getItem(Object.keys(localStorage).find((k) => k.startsWith('consentry:'))!) || '[]');
         return { denied: q.getAll('d').join(' ').split(' ').sort(), queued: queue.map((w: { body: { choices: object } }) => w.body.choices) };
@@ -401,7 +402,7 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
       await page.setViewportSize({ width: 360, height: 640 });
       await page.getByRole('button', { name: 'Accept all' }).click();
       await saved(page);
-      const cookie = await page.evaluate(() => document.cookie.split('; ').find((c) => c.startsWith('consentry')));
+      const cookie = await page.evaluate(() => document.cookie.split('; ').find((c) => c.startsWith('consentry') && !/^[^=]*_id=/.test(c)));
       expect(cookie).toBeTruthy();
       expect(cookie!.length).toBeLessThan(4000);
       const before = await snapshot(page);
@@ -497,10 +498,13 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
       for (const r of held) await r.fallback();
     };
   }
-  /** The state cookies of a context: name, domain, visitor id, denied and granted lists, last decision. */
+  /**
+   * The state cookies of a context: name, domain, visitor id, denied and granted lists, last decision.
+   * (Not the visitor cookie `consentry_…_id` the API sets when it is on the page's site.)
+   */
   const jar = async (ctx: BrowserContext) =>
     (await ctx.cookies())
-      .filter((c) => c.name.startsWith('consentry'))
+      .filter((c) => c.name.startsWith('consentry') && !c.name.endsWith('_id'))
       .map((c) => {
         const q = new URLSearchParams(c.value);
         return { name: c.name, domain: c.domain, id: q.get('id'), d: q.get('d'), g: q.get('g'), u: +q.get('u')! };
