@@ -25,7 +25,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     tag = "audit",
     security(("origin" = [])),
     params(("site_key" = String, Path, description = "The site's public key")),
-    request_body(content = ObservationBatch, content_type = "text/plain", description = "JSON, sent as text/plain by sendBeacon (application/json is taken too)"),
+    request_body(content = ObservationBatch, description = "JSON; `text/plain` is taken as JSON too (what `navigator.sendBeacon` sends for a string)"),
     responses(
         (status = 204, description = "Counted (committed)"),
         (status = 400, description = "A malformed item, page or report", body = Problem, content_type = "application/problem+json"),

@@ -41,7 +41,7 @@ pub const MAX_PATH_CHARS: usize = 200;
 pub struct ObservationBatch {
     /// The page's path (`location.pathname`); a query or fragment is dropped, and it is cut to
     /// 200 characters.
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = "^/")]
     pub page: String,
     /// 1 to 10 reports, one per consent state the page had while it observed.
     #[schema(min_items = 1, max_items = 10)]
@@ -59,13 +59,27 @@ pub struct ObservationReport {
     pub gpc: bool,
     /// Cookie names the page could read (never values); at most 100.
     #[serde(default)]
-    #[schema(max_items = 100)]
+    #[schema(max_items = 100, value_type = Vec<CookieName>)]
     pub cookies: Vec<String>,
     /// Hosts (lower case) of resources, scripts and iframes the page loaded; at most 100.
     #[serde(default)]
-    #[schema(max_items = 100)]
+    #[schema(max_items = 100, value_type = Vec<HostName>)]
     pub hosts: Vec<String>,
 }
+
+/// A cookie name as reports carry it (the schema of [`is_cookie_name`]).
+pub struct CookieName;
+crate::domain::string_schema!(CookieName, pattern: COOKIE_NAME_PATTERN, min: 1, max: 128,
+    "A cookie name (RFC 6265 token), no value.", example: "_ga");
+/// The pattern of [`is_cookie_name`].
+pub const COOKIE_NAME_PATTERN: &str = r"^[!#$%&'+\-.0-9A-Z^_`a-z|~]{1,128}$";
+
+/// A host as reports carry it (the schema of [`is_host`]).
+pub struct HostName;
+crate::domain::string_schema!(HostName, pattern: HOST_NAME_PATTERN, min: 1, max: 253,
+    "A host name in lower case, no scheme, port or path.", example: "www.google-analytics.com");
+/// The pattern of [`is_host`].
+pub const HOST_NAME_PATTERN: &str = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
 
 /// The path of `page` without query or fragment, cut to [`MAX_PATH_CHARS`].
 fn page_path(page: &str) -> String {
@@ -509,6 +523,30 @@ mod tests {
             assert_eq!(f[0].field, field);
         }
         assert_eq!(page_path("/a/b?email=x@y#z"), "/a/b");
+    }
+
+    #[test]
+    fn the_schema_patterns_say_what_the_checks_take() {
+        let cookie = regex::Regex::new(COOKIE_NAME_PATTERN).unwrap();
+        let host = regex::Regex::new(HOST_NAME_PATTERN).unwrap();
+        for c in ["_ga", "_ga_X1", "__Secure-x", "a.b", "", "a=b", "a b", "é", "_ga*", &"a".repeat(129)] {
+            assert_eq!(cookie.is_match(c), is_cookie_name(c), "{c}");
+        }
+        let long_label = format!("{}.com", "a".repeat(64));
+        for h in [
+            "www.google-analytics.com",
+            "127.0.0.1",
+            "localhost",
+            "",
+            "A.com",
+            "-a.com",
+            "a-.com",
+            "a..b",
+            "x.com:443",
+            &long_label,
+        ] {
+            assert_eq!(host.is_match(h), is_host(h), "{h}");
+        }
     }
 
     #[test]
