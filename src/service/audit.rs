@@ -104,6 +104,13 @@ fn count(purposes: &[Purpose], batch: &ObservationBatch) -> Result<BTreeMap<Key,
         if r.allowed.len() > 200 {
             return Err(ApiError::invalid(format!("reports[{i}].allowed"), "list at most 200 purposes"));
         }
+        if let Some((j, bad)) = r.allowed.iter().enumerate().find(|(_, k)| crate::domain::PurposeKey::parse(k).is_err())
+        {
+            return Err(ApiError::invalid(
+                format!("reports[{i}].allowed[{j}]"),
+                format!("'{}' is not a purpose key", crate::domain::truncate(bad)),
+            ));
+        }
         let allowed: BTreeSet<&str> = r.allowed.iter().map(String::as_str).collect();
         let mut items: BTreeSet<(ItemKind, &str)> = BTreeSet::new();
         for (field, kind, list) in [("cookies", ItemKind::Cookie, &r.cookies), ("hosts", ItemKind::Host, &r.hosts)] {
@@ -518,6 +525,7 @@ mod tests {
         for (b, field) in [
             (batch(&[], &["_ga=GA1.1.123"], &[]), "reports[0].cookies[0]"),
             (batch(&[], &[], &["https://x.com"]), "reports[0].hosts[0]"),
+            (batch(&["Statistics"], &[], &[]), "reports[0].allowed[0]"),
         ] {
             let ApiError::Invalid(f) = count(&ps, &b).unwrap_err() else { panic!() };
             assert_eq!(f[0].field, field);
