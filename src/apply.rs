@@ -39,6 +39,10 @@ pub struct SiteSpec {
     /// The purposes the site presents (default: all).
     #[serde(default)]
     pub purposes: Option<Vec<String>>,
+    /// The share of page views (0 to 1) the tracker audit samples (default 0); also applied to
+    /// a site that exists.
+    #[serde(default)]
+    pub audit_sample_rate: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,7 +173,12 @@ pub fn apply_text(
     }
     let mut sites = Vec::new();
     for (i, s) in spec.sites.into_iter().enumerate() {
-        let body = CreateSite { name: s.name, origins: s.origins, purposes: s.purposes };
+        let body = CreateSite {
+            name: s.name,
+            origins: s.origins,
+            purposes: s.purposes,
+            audit_sample_rate: s.audit_sample_rate,
+        };
         sites.push(config::site(&tenant.id, body, naive(now)).map_err(|e| format!("sites[{i}]: {e}"))?);
     }
 
@@ -182,7 +191,12 @@ pub fn apply_text(
         let existing = Site::list(conn, &tenant.id)?;
         for new in &sites {
             match existing.iter().find(|e| e.name == new.site.name) {
-                Some(e) => site_keys.insert(e.name.clone(), e.site_key.clone()),
+                Some(e) => {
+                    if e.audit_sample_rate != new.site.audit_sample_rate {
+                        Site::set_audit_sample_rate(conn, &e.id, new.site.audit_sample_rate)?;
+                    }
+                    site_keys.insert(e.name.clone(), e.site_key.clone())
+                }
                 None => {
                     config::insert_site(conn, new)?;
                     site_keys.insert(new.site.name.clone(), new.site.site_key.clone())

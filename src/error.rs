@@ -72,6 +72,9 @@ pub enum ApiError {
     IdempotencyKeyReused(String),
     #[error("{0}")]
     RequestTimeout(String),
+    /// Too many requests from one client; retry after the `u64` seconds (`Retry-After`).
+    #[error("{0}")]
+    TooManyRequests(String, u64),
     #[error("the database is unavailable or busy; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -113,6 +116,7 @@ impl ApiError {
             Self::IdempotencyKeyReused(_) => {
                 (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "The Idempotency-Key was used for another request")
             }
+            Self::TooManyRequests(..) => (S::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests"),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable"),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
         }
@@ -184,6 +188,9 @@ impl ResponseError for ApiError {
         }
         if matches!(self, Self::Unavailable(_)) {
             res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let Self::TooManyRequests(_, after) = self {
+            res.insert_header((header::RETRY_AFTER, after.to_string()));
         }
         res.json(self.problem())
     }

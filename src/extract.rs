@@ -9,19 +9,26 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+/// The largest beacon body accepted (`JsonBody<T, true>`), in bytes.
+pub const BEACON_MAX_BYTES: usize = 16 * 1024;
+
 /// A JSON body, deserialised with the path of the offending field in every error
 /// (`choices.analytics: invalid type: a string, expected a boolean`; quoted values are left out).
 ///
 /// Errors: 415 when `Content-Type` is not JSON, 413 above the configured size, 400 for
 /// malformed JSON or a wrong shape.
-pub struct JsonBody<T>(pub T, pub web::Bytes);
+///
+/// `JsonBody<T, true>` is a beacon's body (`navigator.sendBeacon`): `text/plain` is taken as
+/// JSON too, and the limit is [`BEACON_MAX_BYTES`].
+pub struct JsonBody<T, const TEXT: bool = false>(pub T, pub web::Bytes);
 
-impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+impl<T: DeserializeOwned + 'static, const TEXT: bool> FromRequest for JsonBody<T, TEXT> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req.app_data::<web::Data<AppState>>().map_or(1 << 20, |s| s.max_body_bytes);
+        let limit = if TEXT { limit.min(BEACON_MAX_BYTES) } else { limit };
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let encoding = req.headers().get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").to_owned());
         let declared = req
@@ -39,10 +46,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 }
                 _ => true,
             });
-            let is_json = essence == "application/json" || essence.ends_with("+json");
+            // `TEXT`: text/plain too, which is what `navigator.sendBeacon` sends for a string body
+            // (a JSON content type would need a CORS preflight, which beacons cannot make)
+            let is_json =
+                essence == "application/json" || essence.ends_with("+json") || (TEXT && essence == "text/plain");
             if !is_json || !charset_ok {
                 return Err(ApiError::UnsupportedMediaType(format!(
-                    "Content-Type must be application/json (UTF-8, RFC 8259 §8.1), not {}",
+                    "Content-Type must be application/json{} (UTF-8, RFC 8259 §8.1), not {}",
+                    if TEXT { " or text/plain" } else { "" },
                     content_type.as_deref().unwrap_or("absent")
                 )));
             }

@@ -64,6 +64,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
         webhook_wake,
+        audit_limiter: Arc::default(),
         public_url: settings.public_url.as_deref().map(parse_public_url).transpose()?,
         private_receivers: settings
             .webhooks
@@ -252,6 +253,9 @@ fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
     let headers = res.headers_mut();
     if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        // the SDK writes with credentials, so that the visitor cookie the API sets on the
+        // page's site (see routes::public::visitor_cookie) is stored
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("Idempotent-Replayed, X-Request-Id"),

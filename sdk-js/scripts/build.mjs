@@ -46,6 +46,8 @@ await Promise.all([
   bundle('src/iife.ts', 'iife', 'consentry.js'),
   bundle('src/index.ts', 'esm', 'consentry.mjs'),
   bundle('src/headless.ts', 'esm', 'consentry.core.mjs'),
+  bundle('src/headless-gcm.ts', 'esm', 'consentry.core-gcm.mjs'),
+  bundle('src/audit.ts', 'esm', 'consentry.audit.mjs'),
 ]);
 
 // Declarations (tsc also type-checks the sources here).
@@ -57,6 +59,7 @@ execFileSync(
 );
 writeFileSync(join(out, 'consentry.d.ts'), "export * from './types/index';\n");
 writeFileSync(join(out, 'consentry.core.d.ts'), "export * from './types/headless';\n");
+writeFileSync(join(out, 'consentry.core-gcm.d.ts'), "export * from './types/headless-gcm';\n");
 writeFileSync(
   join(out, 'consentry.global.d.ts'),
   "// Types of window.Consentry for pages using the script-tag build consentry.js.\nimport './types/iife';\nexport type * from './types/index';\n",

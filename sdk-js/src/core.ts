@@ -1,9 +1,11 @@
 /**
  * The headless core: state, reconciliation with the server, writes, gating,
- * GPC and Google Consent Mode. The default UI is a separate module passed in
- * as a factory, so the core build does not contain it.
+ * cleanup of refused purposes' cookies, GPC, and the loader of the tracker audit.
+ * The default UI is a separate module passed in as a factory, and Google Consent
+ * Mode (`gcm.ts`) is passed in by the builds that have it (the default builds
+ * and `consentry.core-gcm.mjs`), so the core build contains neither.
  */
-import { setupConsentMode } from './gcm';
+import type { setupConsentMode } from './gcm';
 import type { OptionCheck } from './options';
 import { activate, nonceOf, purposesOf } from './gating';
 import { backoff, createQueue } from './queue';
@@ -83,13 +85,20 @@ export function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<Consentr
   return new Promise((ok) => ok(start(o, mountUi)));
 }
 
-/** `init` that first checks the options with `check` (the default builds; see `options.ts`). */
-export const checked =
-  (check: OptionCheck) =>
-  (o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> =>
-    new Promise((ok) => ok(start(o, mountUi, check)));
+/** Sets up Google Consent Mode for a mapping (`gcm.ts`). */
+export type ConsentModeSetup = typeof setupConsentMode;
 
-function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionCheck): Promise<ConsentryInstance> {
+/**
+ * `init` that first checks the options with `check` (the default builds; see `options.ts`)
+ * and supports the `googleConsentMode` option with `gcmSetup` (without it that option is
+ * reported as `invalid_option` and Consent Mode stays off).
+ */
+export const checked =
+  (check?: OptionCheck, gcmSetup?: ConsentModeSetup) =>
+  (o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance> =>
+    new Promise((ok) => ok(start(o, mountUi, check, gcmSetup)));
+
+function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionCheck, gcmSetup?: ConsentModeSetup): Promise<ConsentryInstance> {
   if (!options?.siteKey || options.endpoint == null) throw new Error('consentry: no siteKey or endpoint');
   const d = document;
   // this instance's subscribers (an EventTarget reports a listener's error without breaking the SDK)
@@ -121,8 +130,9 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
   const vid = UUID.test(o.visitorId!) ? o.visitorId!.toLowerCase() : o.visitorId && invalid('visitorId', o.visitorId);
   const map = o.googleConsentMode;
   // before anything else, so the default precedes every tag
-  const gcm = map && Object.keys(map)[0] ? setupConsentMode(window, map) : null;
-  const base = (o.endpoint || '').replace(/\/+$/, '') + '/v1/sites/' + encodeURIComponent(o.siteKey);
+  const gcm = map && Object.keys(map)[0] ? (gcmSetup ? gcmSetup(window, map) : invalid('googleConsentMode', map)) : null;
+  const api = (o.endpoint || '').replace(/\/+$/, '');
+  const base = api + '/v1/sites/' + encodeURIComponent(o.siteKey);
   const nonce = o.nonce || nonceOf(d.currentScript) || nonceOf(d.querySelector('script[nonce]')) || '';
   const locale = o.locale || d.documentElement.lang || navigator.language || 'en';
   const gpcSignal = (navigator as { globalPrivacyControl?: boolean }).globalPrivacyControl === true;
@@ -140,7 +150,9 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     // the `visitorId` option is not used at all
     stored = vid ? null : { ...stored, site: '', choices: {}, pending: false };
   }
-  const visitorId = vid || (stored ? stored.id : uuid());
+  // the visitor cookie the API sets when it is on the page's site (not capped like ours), for when ours is gone
+  const kept = cookieValues(d, name + '_id').find((v) => UUID.test(v));
+  const visitorId = vid || (stored ? stored.id : kept || uuid());
   let config: SiteConfig | null = null;
   let models: Record<string, ConsentModel> = {};
   let purposes: Record<string, ConsentStatus> = {};
@@ -178,6 +190,11 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
   /** Activates what is allowed and refreshes the UI; `consentMode`: also Consent Mode, when it changed. */
   const apply = (consentMode?: boolean) => {
     activate(d, holds, nonce);
+    // the cookies a refused purpose declares go, on this host and every parent domain (the cookie domain too)
+    for (const p of config?.purposes || [])
+      if (purposes[p.key] == 'denied')
+        // (`c` is `name=value`: `_ga` matches what starts with `_ga=`, `_ga_*` what starts with `_ga_`)
+        for (const c of d.cookie.split('; ')) if (p.cookies.some((x) => !c.indexOf((x + '=').replace('*=', '')))) dropCookie(d, c.split('=')[0]);
     if (ui) ui.update();
     if (consentMode) gcm?.(allowed, detail(), true);
   };
@@ -412,7 +429,7 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
     return Promise.all([
       get<SiteConfig>('/config?' + qs),
       // also with writes still queued: the record may have changed elsewhere; the queued choices go on top
-      stored || vid ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query) : null,
+      stored || vid || kept ? get<VisitorConsents>('/visitors/' + visitorId + '/consents' + query) : null,
     ]).then(([cfg, server]) => {
       if (config || signal.aborted) return;
       if (cfg) {
@@ -422,6 +439,8 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
         for (const p of cfg.purposes) (models[p.key] = p.consent_model), p.gpc_applies && (gpc = gpcSignal && cfg.gpc_honored);
         const denied = adopt(server);
         if (mountUi) ui = mountUi({ instance: inst, config: cfg, nonce, locale, options: Object(o.ui), signal });
+        // the tracker audit, on the sampled share of page views only (a module of its own)
+        if (Math.random() < cfg.audit_sample_rate) import(api + '/sdk/consentry.audit.mjs').then((m) => m.default(inst, base), () => {});
         // GPC denials are written before `ready`; the browser adds Sec-GPC: 1 itself
         if (denied.length) write(all(false, denied), 'banner');
       } else timer = setTimeout(() => signal.aborted || load(), backoff(tries++, Math.random()));

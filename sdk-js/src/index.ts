@@ -6,6 +6,7 @@
  *   consent.on('change', (e) => console.log(e.purposes));
  */
 import { checked } from './core';
+import { setupConsentMode } from './gcm';
 import { checkOptions } from './options';
 import type { ConsentryInstance, ConsentryOptions } from './types';
 import { mountUi } from './ui';
@@ -21,5 +22,5 @@ export function init(options: ConsentryOptions): Promise<ConsentryInstance> {
   return initCore(options, options && options.ui === false ? undefined : mountUi);
 }
 
-/** The core's `init`, checking the options first. */
-const initCore = checked(checkOptions);
+/** The core's `init`, checking the options first, with Google Consent Mode. */
+const initCore = checked(checkOptions, setupConsentMode);

@@ -106,7 +106,8 @@ export function createQueue(o: QueueOptions): WriteQueue {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', 'Idempotency-Key': it.key },
       body: JSON.stringify(it.body),
-      credentials: 'omit',
+      // with credentials: an API on the page's site sets the visitor cookie in its answer
+      credentials: 'include',
       keepalive,
     });
   const run = async (): Promise<boolean> => {

@@ -45,6 +45,7 @@ diesel::table! {
         purposes -> Nullable<Text>,
         created_at -> Timestamp,
         identity_secret -> Nullable<Text>,
+        audit_sample_rate -> Double,
     }
 }
 
@@ -62,6 +63,8 @@ diesel::table! {
         regions -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        cookies -> Text,
+        hosts -> Text,
     }
 }
 
@@ -201,5 +204,22 @@ diesel::table! {
         last_error -> Nullable<Text>,
         delivered_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tracker_observations (site_id, day, item_kind, item, purpose_key, without_consent) {
+        tenant_id -> Text,
+        site_id -> Text,
+        day -> Text,
+        item_kind -> Text,
+        item -> Text,
+        purpose_key -> Text,
+        without_consent -> Bool,
+        seen -> BigInt,
+        seen_with_gpc -> BigInt,
+        example_paths -> Text,
+        first_seen_at -> Timestamp,
+        last_seen_at -> Timestamp,
     }
 }

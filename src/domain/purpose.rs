@@ -164,6 +164,11 @@ pub struct Purpose {
     /// How long a grant stays valid, in days; `None`: until withdrawn.
     pub max_age_days: Option<u32>,
     pub regions: RegionalModels,
+    /// Cookies its vendors set (names or `prefix*` patterns): deleted by the SDK when the
+    /// purpose is refused, and attributed to it by the tracker audit.
+    pub cookies: Vec<super::audit::CookiePattern>,
+    /// Hosts its vendors load from (`host` or `*.domain`), attributed to it by the tracker audit.
+    pub hosts: Vec<super::audit::HostPattern>,
 }
 
 impl Purpose {

@@ -22,16 +22,21 @@ pub enum WebhookEventType {
     /// An opt-out request was marked completed.
     #[serde(rename = "opt_out.completed")]
     OptOutCompleted,
+    /// The tracker audit saw a cookie or host on a site, while the purpose that declares it was
+    /// not allowed, for the first time (one delivery per site, item and purpose).
+    #[serde(rename = "site.violation")]
+    SiteViolation,
 }
 
 impl WebhookEventType {
-    pub const ALL: [Self; 3] = [Self::ConsentChanged, Self::OptOutCreated, Self::OptOutCompleted];
+    pub const ALL: [Self; 4] = [Self::ConsentChanged, Self::OptOutCreated, Self::OptOutCompleted, Self::SiteViolation];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ConsentChanged => "consent.changed",
             Self::OptOutCreated => "opt_out.created",
             Self::OptOutCompleted => "opt_out.completed",
+            Self::SiteViolation => "site.violation",
         }
     }
 

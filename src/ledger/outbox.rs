@@ -31,7 +31,7 @@ pub struct WebhookPayload {
     pub created_at: DateTime<Utc>,
     pub tenant_id: String,
     /// `consent.changed`: a `ConsentChange`; `opt_out.created` / `opt_out.completed`: an
-    /// `OptOutResponse`.
+    /// `OptOutResponse`; `site.violation`: a `SiteViolation`.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }

@@ -1,6 +1,7 @@
 //! HTTP routes, one file per resource. Handlers parse input into domain types, call the
 //! ledger or the models, and render responses; they hold no rules of their own.
 
+pub mod audit;
 pub mod consents;
 pub mod events;
 pub mod health;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     events::configure(cfg);
     links::configure(cfg);
     opt_outs::configure(cfg);
+    audit::configure(cfg);
     sdk::configure(cfg);
     unsubscribe::configure(cfg);
     suppressions::configure(cfg);
@@ -62,7 +64,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         crate::domain::SubjectIdentifier,
         suppressions::SuppressionFormat,
         crate::ledger::outbox::WebhookPayload,
-        crate::ledger::outbox::ConsentChange
+        crate::ledger::outbox::ConsentChange,
+        crate::service::audit::SiteViolation
     )),
     modifiers(&SecuritySchemes),
     tags(
@@ -72,6 +75,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         (name = "consents", description = "Recording, reading and checking consent (server-to-server)"),
         (name = "opt-outs", description = "CCPA requests to opt out of sale/sharing, with their deadlines"),
         (name = "public", description = "Browser endpoints of a site, called by the SDK"),
+        (name = "audit", description = "The tracker audit: what sampled page views saw, and what they saw without consent"),
         (name = "unsubscribe", description = "One-click unsubscribe links (RFC 8058)"),
         (name = "webhooks", description = "Signed deliveries of consent changes and opt-out requests, with retries"),
         (name = "sdk", description = "The browser SDK and its demo page"),

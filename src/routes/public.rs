@@ -3,6 +3,7 @@
 //! present, must be one of the site's origins; CORS answers only those.
 
 use crate::auth::PublicSite;
+use crate::domain::audit::{CookiePattern, HostPattern};
 use crate::domain::{
     ConsentModel, ConsentSource, LegalBasis, PurposeKind, RegionCode, RevisionDate, SubjectIdentifier,
 };
@@ -13,7 +14,7 @@ use crate::routes::consents::{
 };
 use crate::routes::parse_region;
 use crate::state::AppState;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,9 @@ pub struct SiteConfig {
     pub gpc_honored: bool,
     /// How long the SDK keeps choices in its cookie, in days.
     pub cookie_max_age_days: u32,
+    /// The share of page views (0 to 1) on which the SDK runs the tracker audit; 0: never.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub audit_sample_rate: f64,
     /// The revisions in force, latest per policy.
     pub policies: Vec<PolicyInForce>,
     /// Every purpose, with its consent model for `region`.
@@ -87,6 +91,13 @@ pub struct PublicPurpose {
     pub legal_basis: LegalBasis,
     pub gpc_applies: bool,
     pub max_age_days: Option<u32>,
+    /// Cookie names and `prefix*` patterns its vendors set: the SDK deletes those it sees
+    /// when the purpose is refused or withdrawn.
+    #[schema(value_type = Vec<CookiePattern>)]
+    pub cookies: Vec<String>,
+    /// Hosts and `*.domain` patterns its vendors load from (for the tracker audit).
+    #[schema(value_type = Vec<HostPattern>)]
+    pub hosts: Vec<String>,
 }
 
 /// The site's purposes (consent model resolved for `region`) and the policy revisions in force.
@@ -127,6 +138,8 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
             legal_basis: p.legal_basis,
             gpc_applies: p.gpc_applies,
             max_age_days: p.max_age_days,
+            cookies: p.cookies.iter().map(ToString::to_string).collect(),
+            hosts: p.hosts.iter().map(ToString::to_string).collect(),
         })
         .collect();
     let cookie_max_age_days = purposes
@@ -152,6 +165,7 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
         locale: query.locale.clone(),
         gpc_honored: purposes.iter().any(|p| p.gpc_applies),
         cookie_max_age_days,
+        audit_sample_rate: site.entry.site.audit_sample_rate,
         policies,
         purposes,
     };
@@ -349,7 +363,7 @@ fn verify_identity(site: &crate::db::models::site::Site, token: &str) -> Result<
     ),
     request_body = RecordVisitorConsents,
     responses(
-        (status = 201, description = "Recorded (committed)", body = RecordResponse),
+        (status = 201, description = "Recorded (committed). When the API is served on the page's site (`consent.example.com` for `www.example.com`), also `Set-Cookie: consentry_<8 characters of the site key>_id=<visitor id>` for their shared domain, 395 days, so that browsers capping script-set cookies keep the visitor", body = RecordResponse),
         (status = 400, description = "Invalid visitor id, purpose, revision or source", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "The identity token is not valid or has expired", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Origin missing or not allowed", body = Problem, content_type = "application/problem+json"),
@@ -384,7 +398,8 @@ pub async fn record_visitor_consents(
     let gpc = has_gpc(&req) || body.gpc == Some(true);
     let idempotency = idempotency_claim(&req, format!("site:{}", site.entry.site.id), &raw)?;
     let site_id = site.entry.site.id.clone();
-    record_and_respond(
+    let cookie = visitor_cookie(&state, &req, &site.entry.site.site_key, &body.visitor_id);
+    let mut res = record_and_respond(
         &state,
         site.config.clone(),
         presented,
@@ -402,7 +417,68 @@ pub async fn record_visitor_consents(
         },
         user,
     )
-    .await
+    .await?;
+    if let Some(cookie) = cookie {
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(res)
+}
+
+/// How long the visitor cookie the API sets lives: 395 days, the SDK's cookie lifetime (13
+/// months, CNIL Délibération n° 2020-091, §50).
+pub const VISITOR_COOKIE_MAX_AGE: u32 = DEFAULT_COOKIE_MAX_AGE_DAYS * 86_400;
+
+/// The name of the visitor cookie of `site_key`: the SDK's cookie name (`consentry_` and the
+/// first 8 letters and digits of the key after its `pk_` prefix) and `_id`.
+pub fn visitor_cookie_name(site_key: &str) -> String {
+    let key = site_key.split_once('_').map_or(site_key, |(_, rest)| rest);
+    let short: String = key.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    format!("consentry_{short}_id")
+}
+
+/// The domain the page (`page_host`) and the API (`api_host`) share, when they are on the same
+/// site: the hosts themselves when equal (a host-only cookie: `Some("")`), else their longest
+/// common parent of at least two labels (`www.example.com` and `consent.example.com`:
+/// `example.com`). A public suffix such as `co.uk` may come out; browsers refuse a cookie for
+/// it (RFC 6265 §5.3 step 5), so none is stored then. IP addresses share only themselves.
+pub fn shared_domain(page_host: &str, api_host: &str) -> Option<String> {
+    let (page, api) = (page_host.to_ascii_lowercase(), api_host.to_ascii_lowercase());
+    if page == api {
+        return Some(String::new());
+    }
+    if page.parse::<std::net::IpAddr>().is_ok() || api.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    let common: Vec<&str> = page.rsplit('.').zip(api.rsplit('.')).take_while(|(a, b)| a == b).map(|(a, _)| a).collect();
+    (common.len() >= 2).then(|| common.into_iter().rev().collect::<Vec<_>>().join("."))
+}
+
+/// The `Set-Cookie` value that keeps the visitor's id in a cookie set by the API itself, when the
+/// API is served on the page's site (`consent.example.com` for `www.example.com`): browsers that
+/// cap cookies set from JavaScript (Safari: 7 days) keep a cookie set in an HTTP response by the
+/// site's own server. The SDK reads it when its own cookie is gone. Not `HttpOnly` (the SDK reads
+/// it), `SameSite=Lax`, `Secure` on https pages. The API's host is `public_url`'s, else the
+/// request's `Host`.
+fn visitor_cookie(state: &AppState, req: &HttpRequest, site_key: &str, visitor_id: &str) -> Option<HeaderValue> {
+    let origin = url::Url::parse(req.headers().get(header::ORIGIN)?.to_str().ok()?).ok()?;
+    let api_host = match &state.public_url {
+        Some(u) => url::Url::parse(u).ok()?.host_str()?.to_owned(),
+        None => {
+            let host = req.connection_info().host().to_owned();
+            url::Url::parse(&format!("http://{host}")).ok()?.host_str()?.to_owned()
+        }
+    };
+    let domain = shared_domain(origin.host_str()?, &api_host)?;
+    let id = crate::domain::identifiers::parse_hyphenated_uuid(visitor_id)?;
+    let mut cookie =
+        format!("{}={id}; Path=/; Max-Age={VISITOR_COOKIE_MAX_AGE}; SameSite=Lax", visitor_cookie_name(site_key));
+    if !domain.is_empty() {
+        cookie.push_str(&format!("; Domain={domain}"));
+    }
+    if origin.scheme() == "https" {
+        cookie.push_str("; Secure");
+    }
+    HeaderValue::from_str(&cookie).ok()
 }
 
 /// CORS preflight for the public endpoints: answered only for the site's origins.
@@ -413,4 +489,20 @@ pub async fn preflight(_site: PublicSite) -> HttpResponse {
         .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Idempotency-Key"))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{shared_domain, visitor_cookie_name};
+
+    #[test]
+    fn the_visitor_cookie_is_shared_only_on_the_same_site() {
+        assert_eq!(shared_domain("www.example.com", "consent.example.com").as_deref(), Some("example.com"));
+        assert_eq!(shared_domain("shop.example.co.uk", "api.example.co.uk").as_deref(), Some("example.co.uk"));
+        assert_eq!(shared_domain("127.0.0.1", "127.0.0.1").as_deref(), Some(""), "the same host: host-only");
+        assert_eq!(shared_domain("www.example.com", "consent.other.com"), None);
+        assert_eq!(shared_domain("127.0.0.1", "127.0.0.2"), None);
+        assert_eq!(shared_domain("example.com", "example.org"), None);
+        assert_eq!(visitor_cookie_name("pk_9vbSSQgVL6BOYBt26mJVkBT8"), "consentry_9vbSSQgV_id");
+    }
 }

@@ -3,6 +3,7 @@
 use crate::auth::{Caller, Scope};
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::utc;
+use crate::domain::audit::{CookiePattern, HostPattern};
 use crate::domain::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
@@ -31,6 +32,12 @@ pub struct PurposeResponse {
     pub max_age_days: Option<u32>,
     #[schema(value_type = BTreeMap<String, ConsentModel>)]
     pub regions: BTreeMap<String, ConsentModel>,
+    /// Cookie names and `prefix*` patterns its vendors set (deleted by the SDK on refusal).
+    #[schema(value_type = Vec<CookiePattern>)]
+    pub cookies: Vec<String>,
+    /// Hosts and `*.domain` patterns its vendors load from.
+    #[schema(value_type = Vec<HostPattern>)]
+    pub hosts: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -51,6 +58,8 @@ fn response(p: &Purpose, created_at: DateTime<Utc>, updated_at: DateTime<Utc>) -
         gpc_applies: p.gpc_applies,
         max_age_days: p.max_age_days,
         regions: p.regions.as_map().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        cookies: p.cookies.iter().map(ToString::to_string).collect(),
+        hosts: p.hosts.iter().map(ToString::to_string).collect(),
         created_at,
         updated_at,
     }

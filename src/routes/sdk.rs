@@ -1,4 +1,4 @@
-//! The browser SDK (`/sdk/consentry.js`, `.mjs`, `.core.mjs`) and the demo page (`/demo`),
+//! The browser SDK (`/sdk/consentry.js`, `.mjs`, `.core.mjs`, `.core-gcm.mjs`, `.audit.mjs`) and the demo page (`/demo`),
 //! embedded in the binary from `sdk-js/dist` and `sdk-js/demo` (built and committed there).
 
 use crate::db::models::site::Site;
@@ -25,7 +25,7 @@ struct Asset {
     body: &'static [u8],
 }
 
-const ASSETS: [Asset; 3] = [
+const ASSETS: [Asset; 5] = [
     Asset {
         name: "consentry.js",
         content_type: "text/javascript; charset=utf-8",
@@ -41,6 +41,16 @@ const ASSETS: [Asset; 3] = [
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../sdk-js/dist/consentry.core.mjs"),
     },
+    Asset {
+        name: "consentry.core-gcm.mjs",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../sdk-js/dist/consentry.core-gcm.mjs"),
+    },
+    Asset {
+        name: "consentry.audit.mjs",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../sdk-js/dist/consentry.audit.mjs"),
+    },
 ];
 
 const DEMO_PAGE: &str = include_str!("../../sdk-js/demo/index.html");
@@ -53,11 +63,13 @@ fn etag(i: usize) -> &'static str {
 }
 
 /// The SDK build: `consentry.js` (IIFE with UI, `window.Consentry`), `consentry.mjs` (ES module
-/// with UI), `consentry.core.mjs` (headless). Cached for an hour, then revalidated by ETag;
+/// with UI), `consentry.core.mjs` (headless), `consentry.core-gcm.mjs` (headless with Google
+/// Consent Mode), `consentry.audit.mjs` (the tracker audit, imported by the others on sampled
+/// page views). Cached for an hour, then revalidated by ETag;
 /// served to any origin (it is a public script).
 #[utoipa::path(
     tag = "sdk",
-    params(("file" = String, Path, description = "`consentry.js`, `consentry.mjs` or `consentry.core.mjs`")),
+    params(("file" = String, Path, description = "`consentry.js`, `consentry.mjs`, `consentry.core.mjs`, `consentry.core-gcm.mjs` or `consentry.audit.mjs`")),
     responses(
         (status = 200, description = "The script", content_type = "text/javascript"),
         (status = 304, description = "Not modified (If-None-Match)"),
@@ -68,7 +80,7 @@ fn etag(i: usize) -> &'static str {
 pub async fn get_sdk_file(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let Some(i) = ASSETS.iter().position(|a| a.name == file.as_str()) else {
         return Err(ApiError::NotFound(format!(
-            "no SDK file '{}'; use consentry.js, consentry.mjs or consentry.core.mjs",
+            "no SDK file '{}'; use consentry.js, consentry.mjs, consentry.core.mjs, consentry.core-gcm.mjs or consentry.audit.mjs",
             crate::domain::truncate(&file)
         )));
     };

@@ -28,6 +28,8 @@ pub struct SiteResponse {
     pub origins: Vec<String>,
     /// The purposes the site presents; null: all.
     pub purposes: Option<Vec<String>>,
+    /// The share of page views (0 to 1) on which the SDK runs the tracker audit.
+    pub audit_sample_rate: f64,
     pub created_at: DateTime<Utc>,
     /// The secret with which the site's backend signs identity tokens for the public endpoints:
     /// HS256 JWTs with `sub` = user id and `exp`, keyed with this string as given (its 64
@@ -50,6 +52,7 @@ impl From<&Site> for SiteResponse {
             name: s.name.clone(),
             origins: s.origins(),
             purposes: s.purposes(),
+            audit_sample_rate: s.audit_sample_rate,
             created_at: utc(s.created_at),
             identity_secret: None,
         }

@@ -11,6 +11,7 @@ use crate::db::models::revision::RevisionRow;
 use crate::db::models::site::Site;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
+use crate::domain::audit::{CookiePattern, HostPattern, MAX_DECLARED};
 use crate::domain::{
     ConsentModel, LegalBasis, PolicyKey, Purpose, PurposeKey, PurposeKind, RegionCode, RegionalModels, RevisionDate,
 };
@@ -33,7 +34,8 @@ pub const MAX_AGE_DAYS_LIMIT: u32 = 3_650;
     "title": "Statistics cookies",
     "description": "Compile statistical data on the use and performance of our website (privacy policy §8).",
     "kind": "cookie_category", "consent_model": "opt_in", "legal_basis": "consent",
-    "gpc_applies": false, "max_age_days": 395, "regions": {"US": "opt_out"}
+    "gpc_applies": false, "max_age_days": 395, "regions": {"US": "opt_out"},
+    "cookies": ["_ga", "_ga_*"], "hosts": ["www.google-analytics.com", "*.doubleclick.net"]
 }))]
 pub struct PutPurpose {
     /// Shown to people, 1–200 characters.
@@ -57,6 +59,38 @@ pub struct PutPurpose {
     #[serde(default, deserialize_with = "crate::extract::unique_keys_opt")]
     #[schema(value_type = Option<BTreeMap<RegionCode, ConsentModel>>)]
     pub regions: Option<BTreeMap<String, ConsentModel>>,
+    /// The cookies this purpose's vendors set: names, or prefixes ending in `*` (`_ga_*`); at
+    /// most 100. The SDK deletes those it can see (on the page's host and the cookie domain)
+    /// when the purpose is refused or withdrawn; the tracker audit attributes them to it.
+    #[serde(default)]
+    #[schema(max_items = 100, value_type = Option<Vec<CookiePattern>>)]
+    pub cookies: Option<Vec<String>>,
+    /// The hosts this purpose's vendors load from: host names, or `*.domain` for every
+    /// subdomain; at most 100. The tracker audit attributes resources from them to it.
+    #[serde(default)]
+    #[schema(max_items = 100, value_type = Option<Vec<HostPattern>>)]
+    pub hosts: Option<Vec<String>>,
+}
+
+/// Parses a declared list (`cookies` or `hosts`): at most [`MAX_DECLARED`] entries,
+/// duplicates dropped. Errors: 400 naming `field[i]`.
+fn declared<T: PartialEq>(
+    field: &str,
+    raw: Option<Vec<String>>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ApiError> {
+    let raw = raw.unwrap_or_default();
+    if raw.len() > MAX_DECLARED {
+        return Err(ApiError::invalid(field, format!("list at most {MAX_DECLARED} entries")));
+    }
+    let mut out: Vec<T> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let v = parse(r).map_err(|m| ApiError::invalid(format!("{field}[{i}]"), m))?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
 }
 
 /// A purpose key from a path or file. Errors: 400 naming `key`.
@@ -96,6 +130,8 @@ fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiError>
             "a GPC opt-out cannot apply to a notice_only (strictly necessary) purpose, which cannot be refused",
         ));
     }
+    let cookies = declared("cookies", body.cookies, CookiePattern::parse)?;
+    let hosts = declared("hosts", body.hosts, HostPattern::parse)?;
     Ok(Purpose {
         key,
         title,
@@ -106,6 +142,8 @@ fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiError>
         gpc_applies: body.gpc_applies,
         max_age_days: body.max_age_days,
         regions: RegionalModels::new(regions),
+        cookies,
+        hosts,
     })
 }
 
@@ -322,6 +360,22 @@ pub struct CreateSite {
     #[serde(default)]
     #[schema(min_items = 1, value_type = Option<Vec<PurposeKey>>)]
     pub purposes: Option<Vec<String>>,
+    /// The share of page views (0 to 1) on which the SDK runs the tracker audit (observes the
+    /// cookies and hosts the page uses and reports them); absent: 0, never.
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub audit_sample_rate: Option<f64>,
+}
+
+/// Checks a tracker audit sample rate: a number from 0 to 1. Errors: 400 naming `audit_sample_rate`.
+pub fn audit_sample_rate(raw: Option<f64>) -> Result<f64, ApiError> {
+    match raw {
+        None => Ok(0.0),
+        Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        Some(_) => {
+            Err(ApiError::invalid("audit_sample_rate", "must be a number from 0 (never) to 1 (every page view)"))
+        }
+    }
 }
 
 /// An origin as `POST /v1/sites` takes it: `http(s)://host[:port]`, an optional final `/`.
@@ -424,7 +478,8 @@ pub fn site(tenant_id: &str, body: CreateSite, now: NaiveDateTime) -> Result<New
                 }),
         ),
     };
-    let site = Site::new(tenant_id, &name, &origins, purposes.as_deref(), now);
+    let mut site = Site::new(tenant_id, &name, &origins, purposes.as_deref(), now);
+    site.audit_sample_rate = audit_sample_rate(body.audit_sample_rate)?;
     Ok(NewSite { site, purposes })
 }
 

@@ -10,7 +10,32 @@ crate::backend_tests!(
     unknown_site_keys_are_404,
     browsers_may_not_claim_server_sources,
     a_site_presents_only_its_purposes,
+    an_api_on_the_pages_site_sets_a_long_lived_visitor_cookie_on_writes,
 );
+
+/// Issue 12, item 3: Safari caps cookies set from JavaScript at 7 days; one set by the site's own
+/// server in an HTTP response is kept, so the API served on the page's site sets the visitor's.
+async fn an_api_on_the_pages_site_sets_a_long_lived_visitor_cookie_on_writes(app: TestApp) {
+    let site = app.seed().await;
+    let body = json!({"visitor_id": VISITOR, "choices": {"analytics": true}, "policy_revision": "2021-02-01", "source": "banner"});
+    let post = |host: &'static str| app.visitor_post(&site, &body).header("Host", host).send();
+    // consent.example.com serves www.example.com (ORIGIN): a cookie for example.com
+    let res = post("consent.example.com").await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers().get("access-control-allow-credentials").unwrap(), "true");
+    let cookie = res.headers().get("set-cookie").expect("a visitor cookie").to_str().unwrap().to_owned();
+    let name = format!("consentry_{}_id", &site[3..11]);
+    assert_eq!(cookie, format!("{name}={VISITOR}; Path=/; Max-Age=34128000; SameSite=Lax; Domain=example.com; Secure"));
+    // an API on another site sets none (a third-party cookie is of no use, and not ours to set)
+    let res = post("consent.saas.example").await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().get("set-cookie").is_none());
+    // a refused write sets none
+    let bad = json!({"visitor_id": VISITOR, "choices": {"necessary": false}, "policy_revision": "2021-02-01", "source": "banner"});
+    let res = app.visitor_post(&site, &bad).header("Host", "consent.example.com").send().await.unwrap();
+    assert!(res.headers().get("set-cookie").is_none());
+    assert_problem(res, 400).await;
+}
 
 async fn config_lists_purposes_for_the_region_and_revisions_in_force(app: TestApp) {
     let site = app.seed().await;

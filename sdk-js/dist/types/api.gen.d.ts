@@ -112,6 +112,11 @@ export interface components {
             subject: string;
         };
         /**
+         * @description A cookie name, or a prefix followed by `*` (`_ga_*` matches `_ga_ABC123`).
+         * @example _ga_*
+         */
+        CookiePattern: string;
+        /**
          * @description A person's explicit decision for one purpose.
          * @enum {string}
          */
@@ -122,6 +127,11 @@ export interface components {
             field: string;
             message: string;
         };
+        /**
+         * @description A host name, or `*.` and a domain for its subdomains; no scheme, port or path.
+         * @example *.doubleclick.net
+         */
+        HostPattern: string;
         /**
          * @description The GDPR Art. 6(1) basis a purpose relies on.
          * @enum {string}
@@ -171,8 +181,15 @@ export interface components {
         PublicPurpose: {
             /** @description The consent model in force for the requested region. */
             consent_model: components["schemas"]["ConsentModel"];
+            /**
+             * @description Cookie names and `prefix*` patterns its vendors set: the SDK deletes those it sees
+             *     when the purpose is refused or withdrawn.
+             */
+            cookies: components["schemas"]["CookiePattern"][];
             description: string;
             gpc_applies: boolean;
+            /** @description Hosts and `*.domain` patterns its vendors load from (for the tracker audit). */
+            hosts: components["schemas"]["HostPattern"][];
             key: string;
             kind: components["schemas"]["PurposeKind"];
             legal_basis: components["schemas"]["LegalBasis"];
@@ -284,6 +301,11 @@ export interface components {
          */
         RevisionDate: string;
         SiteConfig: {
+            /**
+             * Format: double
+             * @description The share of page views (0 to 1) on which the SDK runs the tracker audit; 0: never.
+             */
+            audit_sample_rate: number;
             /**
              * Format: int32
              * @description How long the SDK keeps choices in its cookie, in days.
@@ -471,7 +493,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Recorded (committed) */
+            /** @description Recorded (committed). When the API is served on the page's site (`consent.example.com` for `www.example.com`), also `Set-Cookie: consentry_<8 characters of the site key>_id=<visitor id>` for their shared domain, 395 days, so that browsers capping script-set cookies keep the visitor */
             201: {
                 headers: {
                     [name: string]: unknown;

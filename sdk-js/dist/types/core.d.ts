@@ -1,3 +1,11 @@
+/**
+ * The headless core: state, reconciliation with the server, writes, gating,
+ * cleanup of refused purposes' cookies, GPC, and the loader of the tracker audit.
+ * The default UI is a separate module passed in as a factory, and Google Consent
+ * Mode (`gcm.ts`) is passed in by the builds that have it (the default builds
+ * and `consentry.core-gcm.mjs`), so the core build contains neither.
+ */
+import type { setupConsentMode } from './gcm';
 import type { OptionCheck } from './options';
 import type { ConsentryInstance, ConsentryOptions, SiteConfig, UiOptions } from './types';
 /** What a UI gets from the core. */
@@ -37,5 +45,11 @@ export type UiFactory = (host: UiHost) => Ui;
  * startup error, e.g. when `siteKey` or `endpoint` is missing (`''` means this origin).
  */
 export declare function init(o: ConsentryOptions, mountUi?: UiFactory): Promise<ConsentryInstance>;
-/** `init` that first checks the options with `check` (the default builds; see `options.ts`). */
-export declare const checked: (check: OptionCheck) => (o: ConsentryOptions, mountUi?: UiFactory) => Promise<ConsentryInstance>;
+/** Sets up Google Consent Mode for a mapping (`gcm.ts`). */
+export type ConsentModeSetup = typeof setupConsentMode;
+/**
+ * `init` that first checks the options with `check` (the default builds; see `options.ts`)
+ * and supports the `googleConsentMode` option with `gcmSetup` (without it that option is
+ * reported as `invalid_option` and Consent Mode stays off).
+ */
+export declare const checked: (check?: OptionCheck, gcmSetup?: ConsentModeSetup) => (o: ConsentryOptions, mountUi?: UiFactory) => Promise<ConsentryInstance>;

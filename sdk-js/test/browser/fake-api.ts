@@ -98,7 +98,7 @@ export async function startFakeApi(): Promise<FakeApi> {
       const origin = String(req.headers.origin || '');
       if (!site) return send(res, 404, 'unknown site');
       if (!site.origins.includes(origin)) return send(res, 403, 'origin not allowed');
-      const cors = { 'access-control-allow-origin': origin, vary: 'Origin' };
+      const cors = { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true', vary: 'Origin' };
       if (req.method == 'OPTIONS')
         return send(res, 204, undefined, { ...cors, 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'content-type, idempotency-key', 'access-control-max-age': '600' });
       const t = site.tenant;

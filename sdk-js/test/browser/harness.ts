@@ -122,7 +122,7 @@ export const PURPOSES = {
   sale_sharing: { title: 'Sale or sharing of personal information', description: 'Cross-context behavioural advertising.', consent_model: 'opt_out', gpc_applies: true },
 } as const;
 
-type PurposeDef = { title: string; description: string; consent_model: string; gpc_applies: boolean };
+type PurposeDef = { title: string; description: string; consent_model: string; gpc_applies: boolean; cookies?: string[]; hosts?: string[] };
 
 /**
  * A tenant with the four purposes above (or `purposes`), the privacy policy 2021-02-01, and one
@@ -131,14 +131,19 @@ type PurposeDef = { title: string; description: string; consent_model: string; g
 export async function setupTenant(
   backend: Backend,
   pageOrigin: string,
-  o: { purposes?: Record<string, PurposeDef>; moreOrigins?: string[] } = {},
-): Promise<{ token: string; siteKey: string }> {
+  o: { purposes?: Record<string, PurposeDef>; moreOrigins?: string[]; auditSampleRate?: number } = {},
+): Promise<{ token: string; siteKey: string; siteId: string }> {
   const token = await backend.createTenant('sdk-e2e-' + Math.random().toString(36).slice(2, 8));
-  const site = await manage(backend, token, 'POST', '/v1/sites', { name: 'SDK e2e shop', origins: [pageOrigin, ...(o.moreOrigins || [])] });
+  // purposes first: a site's config shows them at once
   for (const [key, p] of Object.entries(o.purposes || PURPOSES))
     await manage(backend, token, 'PUT', '/v1/purposes/' + key, { ...p, kind: 'cookie_category', legal_basis: 'consent', max_age_days: 395 });
+  const site = await manage(backend, token, 'POST', '/v1/sites', {
+    name: 'SDK e2e shop',
+    origins: [pageOrigin, ...(o.moreOrigins || [])],
+    ...(o.auditSampleRate == null ? {} : { audit_sample_rate: o.auditSampleRate }),
+  });
   await manage(backend, token, 'POST', '/v1/policies/privacy/revisions', { revision_date: '2021-02-01', url: 'https://example.com/privacy', requires_reconsent: false });
-  return { token, siteKey: site.site_key };
+  return { token, siteKey: site.site_key, siteId: site.id };
 }
 
 /**
@@ -233,6 +238,11 @@ export async function startPageServer(): Promise<{
     if (url.pathname == '/sdk/consentry.js') {
       res.writeHead(200, { 'content-type': 'text/javascript' });
       return res.end(readFileSync(join(SDK, 'dist/consentry.js')));
+    }
+    if (url.pathname == '/tracker/ga.js') {
+      // a tag that sets Google Analytics' cookies from wherever it is loaded
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      return res.end("document.cookie = '_ga=GA1.1.42.1; Path=/'; document.cookie = '_ga_X1Y2=GS1.1.1; Path=/'; window.__trackerRan = (window.__trackerRan || 0) + 1;");
     }
     if (url.pathname == '/gated/analytics.js') {
       res.writeHead(200, { 'content-type': 'text/javascript' });

@@ -16,6 +16,7 @@ import {
   INSECURE_HOST,
   launchChromium,
   manage,
+  PURPOSES,
   SDK,
   setupTenant,
   shout,
@@ -52,6 +53,7 @@ declare global {
     __order: string[];
     __fallbackRan?: number;
     __logged: string[];
+    __trackerRan?: number;
   }
 }
 
@@ -361,7 +363,8 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     await b.evaluate(() => window.Consentry.instance!.then((c) => c.set({ social_media: false })));
     const state = (p: Page) =>
       p.evaluate(() => {
-        const raw = document.cookie.split('; ').find((c) => c.startsWith('consentry'))!;
+        // (the state cookie, not the visitor cookie `consentry_…_id=` the API on this site sets)
+        const raw = document.cookie.split('; ').find((c) => c.startsWith('consentry') && !/^[^=]*_id=/.test(c))!;
         const q = new URLSearchParams(raw.slice(raw.indexOf('=') + 1));
         const queue = JSON.parse(localStorage.getItem(Object.keys(localStorage).find((k) => k.startsWith('consentry:'))!) || '[]');
         return { denied: q.getAll('d').join(' ').split(' ').sort(), queued: queue.map((w: { body: { choices: object } }) => w.body.choices) };
@@ -399,7 +402,7 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
       await page.setViewportSize({ width: 360, height: 640 });
       await page.getByRole('button', { name: 'Accept all' }).click();
       await saved(page);
-      const cookie = await page.evaluate(() => document.cookie.split('; ').find((c) => c.startsWith('consentry')));
+      const cookie = await page.evaluate(() => document.cookie.split('; ').find((c) => c.startsWith('consentry') && !/^[^=]*_id=/.test(c)));
       expect(cookie).toBeTruthy();
       expect(cookie!.length).toBeLessThan(4000);
       const before = await snapshot(page);
@@ -495,10 +498,13 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
       for (const r of held) await r.fallback();
     };
   }
-  /** The state cookies of a context: name, domain, visitor id, denied and granted lists, last decision. */
+  /**
+   * The state cookies of a context: name, domain, visitor id, denied and granted lists, last decision.
+   * (Not the visitor cookie `consentry_…_id` the API sets when it is on the page's site.)
+   */
   const jar = async (ctx: BrowserContext) =>
     (await ctx.cookies())
-      .filter((c) => c.name.startsWith('consentry'))
+      .filter((c) => c.name.startsWith('consentry') && !c.name.endsWith('_id'))
       .map((c) => {
         const q = new URLSearchParams(c.value);
         return { name: c.name, domain: c.domain, id: q.get('id'), d: q.get('d'), g: q.get('g'), u: +q.get('u')! };
@@ -747,5 +753,180 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     await expect.poll(() => queued(b), { timeout: 2000 }).toEqual([{ statistics: true }]);
     await context.unroute(backend!.origin + '/v1/sites/**', failing);
     await expect.poll(async () => (await serverEvents((await snapshot(a)).visitorId)).filter((e) => e.purpose == 'statistics').map((e) => e.decision), { timeout: 15_000 }).toEqual(['denied', 'granted']);
+  });
+  // ---- issue 12: cleanup on withdrawal, and the tracker audit ----
+
+  /** Google Analytics' cookies, declared by statistics. */
+  const STATS = { ...PURPOSES.statistics, cookies: ['_ga', '_ga_*'], hosts: ['stats.' + INSECURE_HOST] };
+
+  it('withdrawal cleans up: the cookies statistics declares go on the host and the parent domain, others stay, nothing runs again', async () => {
+    const host = 'www.' + INSECURE_HOST;
+    const origin = `http://${host}:${pages.port}`;
+    const t = await setupTenant(backend!, origin, { purposes: { ...PURPOSES, statistics: STATS } });
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error:', e));
+    robustPage('/cleanup', t.siteKey, `data-cookie-domain="${INSECURE_HOST}"`);
+    await page.goto(origin + '/cleanup');
+    await ready(page);
+    expect(await call(page, 'acceptAll')).toBe(true);
+    await page.waitForFunction(() => window.__analyticsRan == 1);
+    // what the statistics tag left, on the host and on the parent domain, and what is not its own
+    const plant = () =>
+      context.addCookies([
+        { name: '_ga', value: 'GA1.1.1', domain: host, path: '/' },
+        { name: '_ga', value: 'GA1.1.2', domain: '.' + INSECURE_HOST, path: '/' },
+        { name: '_ga_X1Y2', value: 'GS1.1.1', domain: host, path: '/' },
+        { name: '_gid', value: 'GA1.1.3', domain: host, path: '/' },
+        { name: 'cart', value: '3', domain: '.' + INSECURE_HOST, path: '/' },
+      ]);
+    const names = async () => (await context.cookies()).filter((c) => !c.name.startsWith('consentry')).map((c) => c.name + '@' + c.domain).sort();
+    await plant();
+    // granted: nothing is removed
+    expect(await call(page, 'set', { social_media: false })).toBe(true);
+    expect((await names()).length).toBe(5);
+    // withdrawn: _ga (both) and _ga_X1Y2 go; _gid (not declared) and cart stay; the script does not run again
+    expect(await call(page, 'set', { statistics: false })).toBe(true);
+    expect(await names()).toEqual(['_gid@' + host, 'cart@.' + INSECURE_HOST]);
+    expect(await page.evaluate(() => window.__analyticsRan)).toBe(1);
+    // refused at load: whatever came back is removed once the config is known, and nothing runs
+    await plant();
+    await page.reload();
+    await ready(page);
+    expect(await names()).toEqual(['_gid@' + host, 'cart@.' + INSECURE_HOST]);
+    expect(await page.evaluate(() => window.__analyticsRan)).toBeUndefined();
+  });
+
+  /** A page of `siteKey` whose statistics tag (at a host statistics declares) sets _ga; `gated`: only with consent. */
+  function tagPage(path: string, siteKey: string, gated: boolean) {
+    const tag = `http://stats.${INSECURE_HOST}:${pages.port}/tracker/ga.js`;
+    pages.custom.set(
+      path,
+      `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Tag</title>
+<script>
+  window.__events = [];
+  for (const t of ['ready', 'change', 'saved', 'error'])
+    document.addEventListener('consentry:' + t, (e) => window.__events.push({ type: t, detail: e.detail }));
+</script>
+<script src="/sdk/consentry.js" data-site-key="${siteKey}" data-endpoint="${pages.site.endpoint}" data-ui="false"></script>
+</head><body>
+<script>document.cookie = 'cart=1; Path=/';</script>
+${gated ? `<script type="text/plain" data-consent="statistics" src="${tag}"></script>` : `<script src="${tag}"></script>`}
+</body></html>`,
+    );
+  }
+  const audited = async (siteId: string, t: string) => ({
+    inventory: await manage(backend!, t, 'GET', `/v1/sites/${siteId}/inventory`),
+    violations: await manage(backend!, t, 'GET', `/v1/sites/${siteId}/violations`),
+  });
+
+  it.skipIf(fake)('tracker audit: a tag that sets _ga and loads from a declared host without gating is a violation within one report', async () => {
+    const t = await setupTenant(backend!, pages.origin, { purposes: { ...PURPOSES, statistics: STATS }, auditSampleRate: 1 });
+    tagPage('/misbehaving', t.siteKey, false);
+    const beacons: string[] = [];
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const p = await context.newPage();
+    p.on('request', (r) => r.url().endsWith('/observations') && beacons.push(r.postData() || ''));
+    await p.goto(pages.origin + '/misbehaving');
+    await ready(p);
+    await p.waitForFunction(() => window.__trackerRan == 1);
+    await expect.poll(async () => (await audited(t.siteId, t.token)).violations.violations.length, { timeout: 20_000 }).toBe(3);
+    const { inventory, violations } = await audited(t.siteId, t.token);
+    console.log('misbehaving page: inventory ' + JSON.stringify(inventory, null, 1));
+    console.log('misbehaving page: violations ' + JSON.stringify(violations, null, 1));
+    expect(beacons).toHaveLength(1);
+    // what the beacon carried: names and hosts only
+    const sent = JSON.parse(beacons[0]);
+    expect(sent.page).toBe('/misbehaving');
+    expect(beacons[0]).not.toContain('GA1.1.42');
+    expect(beacons[0]).not.toContain((await snapshot(p)).visitorId);
+    const v = violations.violations.map((x: { item_kind: string; item: string; purpose: string; gpc: boolean; example_paths: string[] }) => [x.item_kind, x.item, x.purpose, x.gpc, x.example_paths]);
+    expect(v).toEqual([
+      ['cookie', '_ga', 'statistics', false, ['/misbehaving']],
+      ['cookie', '_ga_X1Y2', 'statistics', false, ['/misbehaving']],
+      ['host', 'stats.' + INSECURE_HOST, 'statistics', false, ['/misbehaving']],
+    ]);
+    expect(inventory.items.find((i: { item: string }) => i.item == '_ga')).toMatchObject({ purpose: 'statistics', classified: true, seen: 1, seen_without_consent: 1 });
+  });
+
+  it.skipIf(fake)('tracker audit: a well-behaved page (the tag gated) shows no violation, before and after consent', async () => {
+    const t = await setupTenant(backend!, pages.origin, { purposes: { ...PURPOSES, statistics: STATS }, auditSampleRate: 1 });
+    tagPage('/wellbehaved', t.siteKey, true);
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const p = await context.newPage();
+    const beacons: string[] = [];
+    p.on('request', (r) => r.url().endsWith('/observations') && beacons.push(r.postData() || ''));
+    await p.goto(pages.origin + '/wellbehaved');
+    await ready(p);
+    // the first window's report, then a grant: the tag runs with consent, and the next window reports it
+    await expect.poll(() => beacons.length, { timeout: 10_000 }).toBe(1);
+    expect(await call(p, 'set', { statistics: true })).toBe(true);
+    await p.waitForFunction(() => window.__trackerRan == 1);
+    await expect.poll(() => beacons.length, { timeout: 10_000 }).toBe(2);
+    await expect.poll(async () => (await audited(t.siteId, t.token)).inventory.items.some((i: { item: string }) => i.item == '_ga'), { timeout: 10_000 }).toBe(true);
+    const { inventory, violations } = await audited(t.siteId, t.token);
+    expect(violations.violations).toEqual([]);
+    expect(inventory.items.filter((i: { purpose: string }) => i.purpose == 'statistics').map((i: { item: string; seen_without_consent: number }) => [i.item, i.seen_without_consent])).toEqual([
+      ['_ga', 0],
+      ['_ga_X1Y2', 0],
+      ['stats.' + INSECURE_HOST, 0],
+    ]);
+  });
+
+  it.skipIf(fake)('tracker audit: not sampled (audit_sample_rate 0), the module is never loaded and nothing is sent', async () => {
+    const t = await setupTenant(backend!, pages.origin, { purposes: { ...PURPOSES, statistics: STATS } });
+    tagPage('/unsampled', t.siteKey, false);
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const p = await context.newPage();
+    const urls: string[] = [];
+    p.on('request', (r) => urls.push(r.url()));
+    await p.goto(pages.origin + '/unsampled');
+    await ready(p);
+    await p.waitForTimeout(300);
+    expect(urls.filter((u) => u.includes('audit') || u.endsWith('/observations'))).toEqual([]);
+  });
+  it.skipIf(fake)('the API on the page\'s site keeps the visitor in a cookie it sets itself: the SDK\'s cookie dropped (Safari 7 days), same visitor, no banner', async () => {
+    const origin = `http://www.${INSECURE_HOST}:${pages.port}`;
+    const api = `http://api.${INSECURE_HOST}:${new URL(backend!.origin).port}`;
+    const t = await setupTenant(backend!, origin);
+    pages.custom.set(
+      '/keep',
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Keep</title>
+<script>window.__events = []; for (const t of ['ready', 'change', 'saved', 'error']) document.addEventListener('consentry:' + t, (e) => window.__events.push({ type: t, detail: e.detail }));</script>
+<script src="/sdk/consentry.js" data-site-key="${t.siteKey}" data-endpoint="${api}" data-ui="false"></script></head><body></body></html>`,
+    );
+    context = await browser.newContext();
+    contexts.push(context);
+    await offline(context);
+    const page = await context.newPage();
+    await page.goto(origin + '/keep');
+    await ready(page);
+    expect(await call(page, 'set', { statistics: true, social_media: false })).toBe(true);
+    const id = (await snapshot(page)).visitorId;
+    const name = 'consentry_' + t.siteKey.replace(/^[a-z]+_/, '').slice(0, 8);
+    const kept = (await context.cookies()).find((c) => c.name == name + '_id');
+    // set by the API's answer, for the domain page and API share, HTTP-set (so not capped), readable by the SDK
+    expect(kept).toMatchObject({ value: id, domain: '.' + INSECURE_HOST, httpOnly: false, sameSite: 'Lax' });
+    expect(kept!.expires - Date.now() / 1000).toBeGreaterThan(394 * 86400);
+    // the browser drops the SDK's own cookie (Safari: 7 days after it was set from JavaScript)
+    await context.clearCookies({ name });
+    await page.reload();
+    await ready(page);
+    const s = await snapshot(page);
+    expect([s.visitorId, s.needsConsent, s.purposes.statistics, s.purposes.social_media]).toEqual([id, false, 'granted', 'denied']);
+    // without it, a new visitor
+    await context.clearCookies();
+    await page.reload();
+    await ready(page);
+    expect((await snapshot(page)).visitorId).not.toBe(id);
   });
 });

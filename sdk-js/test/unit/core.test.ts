@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { checked, init } from '../../src/core';
+import { setupConsentMode } from '../../src/gcm';
 import { checkOptions } from '../../src/options';
 import { cookieName, cookieValues, encodeState, readCookie, writeCookie, type StoredState } from '../../src/state';
 import type { ConsentChange, ConsentryError, ConsentryInstance, ConsentSnapshot } from '../../src/types';
@@ -528,6 +529,9 @@ describe('GPC', () => {
 });
 
 describe('Google Consent Mode v2', () => {
+  // the builds with Consent Mode (the default ones, consentry.core-gcm.mjs)
+  const init = checked(undefined, setupConsentMode);
+  const start = async (extra = {}) => (inst = await init({ ...opts, ...extra }));
   const w = window as unknown as { dataLayer?: unknown[]; gtag?: unknown };
   const mapping = { analytics_storage: 'statistics', ad_storage: ['marketing', 'sale_sharing'], security_storage: 'necessary' };
   const entries = () => w.dataLayer!.map((e) => (e && typeof e == 'object' && 'length' in e ? Array.from(e as IArguments) : e));
@@ -842,7 +846,7 @@ describe('configuration changes never revive a choice', () => {
 });
 
 describe('init options (checked in the default builds)', () => {
-  const startChecked = async (extra = {}) => (inst = await checked(checkOptions)({ ...opts, ...extra }));
+  const startChecked = async (extra = {}) => (inst = await checked(checkOptions, setupConsentMode)({ ...opts, ...extra }));
   const errors: ConsentryError[] = [];
   const onError = (e: Event) => errors.push((e as CustomEvent).detail);
   beforeEach(() => {
@@ -961,6 +965,63 @@ describe('fallbacks: data-consent="!purpose"', () => {
     expect(fallbacks()).toBe(1);
     inst = await p;
     expect(fallbacks()).toBe(1);
+  });
+});
+
+describe('withdrawal cleans up (issue 12)', () => {
+  const config = () =>
+    siteConfig({
+      purposes: [
+        purpose('necessary', 'notice_only', { cookies: ['session'] }),
+        purpose('statistics', 'opt_in', { cookies: ['_ga', '_ga_*'] }),
+        purpose('marketing', 'opt_in', { cookies: ['_fbp'] }),
+      ],
+    });
+  // (happy-dom keeps a deleted Domain= variant as an empty value: a value is what counts)
+  const names = () =>
+    document.cookie
+      .split('; ')
+      .filter((c) => c.split('=')[1])
+      .map((c) => c.split('=')[0])
+      .filter((n) => !n.startsWith('consentry'))
+      .sort();
+  const plant = () => {
+    for (const c of ['_ga=1', '_ga_X1=2', '_gax=3', '_fbp=4', 'session=5']) document.cookie = c + '; Path=/';
+  };
+
+  it("a refused or withdrawn purpose's declared cookies go (names and prefix patterns), others stay; nothing runs again", async () => {
+    gated('<script type="text/plain" data-consent="statistics" src="/stats.js"></script>');
+    fakeApi({ config });
+    const c = await start({ ui: false });
+    plant();
+    await c.set({ statistics: true, marketing: true });
+    expect(names()).toEqual(['_fbp', '_ga', '_ga_X1', '_gax', 'session']);
+    expect(document.querySelectorAll('script[src="/stats.js"]:not([type])').length).toBe(1);
+    // `_ga` is a name (not `_gax`), `_ga_*` a prefix
+    await c.set({ statistics: false });
+    expect(names()).toEqual(['_fbp', '_gax', 'session']);
+    expect(document.querySelectorAll('script[src="/stats.js"]').length).toBe(1);
+    await c.rejectAll();
+    expect(names()).toEqual(['_gax', 'session']);
+  });
+
+  it('at load, from the server record, once the config is known', async () => {
+    plant();
+    fakeApi({ config, consents: record({ statistics: 'denied', marketing: 'granted' }) });
+    cookie({ statistics: 'denied', marketing: 'granted' });
+    await start({ ui: false });
+    expect(names()).toEqual(['_fbp', '_gax', 'session']);
+  });
+});
+
+describe('the headless core without Consent Mode', () => {
+  it('reports googleConsentMode as an option it cannot use, and pushes nothing', async () => {
+    const errors: unknown[] = [];
+    document.addEventListener('consentry:error', (e) => errors.push((e as CustomEvent).detail), { once: true });
+    fakeApi();
+    await start({ googleConsentMode: { analytics_storage: 'statistics' } });
+    expect(errors).toMatchObject([{ reason: 'invalid_option', option: 'googleConsentMode' }]);
+    expect((window as unknown as { dataLayer?: unknown }).dataLayer).toBeUndefined();
   });
 });
 

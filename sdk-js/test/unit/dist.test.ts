@@ -25,6 +25,8 @@ describe('size budget (minified + gzipped)', () => {
   // 1 KB = 1000 bytes, the stricter reading
   const budgets: [string, number][] = [
     ['consentry.core.mjs', 5_000], // headless core
+    ['consentry.core-gcm.mjs', 5_400], // headless core with Google Consent Mode
+    ['consentry.audit.mjs', 2_000], // tracker audit module, loaded on sampled page views only
     ['consentry.mjs', 12_000], // core + default UI + CSS
     ['consentry.js', 12_000], // same, IIFE with auto-init
   ];
@@ -37,8 +39,10 @@ describe('size budget (minified + gzipped)', () => {
   it('the core build contains no UI and nothing uses eval or new Function', () => {
     const core = readFileSync(join(dist, 'consentry.core.mjs'), 'utf8');
     expect(core).not.toContain('cy-banner');
+    expect(core).not.toContain('dataLayer');
+    expect(readFileSync(join(dist, 'consentry.core-gcm.mjs'), 'utf8')).toContain('dataLayer');
     expect(readFileSync(join(dist, 'consentry.mjs'), 'utf8')).toContain('cy-banner');
-    for (const f of ['consentry.core.mjs', 'consentry.mjs', 'consentry.js'])
+    for (const f of ['consentry.core.mjs', 'consentry.core-gcm.mjs', 'consentry.audit.mjs', 'consentry.mjs', 'consentry.js'])
       expect(readFileSync(join(dist, f), 'utf8')).not.toMatch(/\beval\(|new Function|Function\(/);
   });
 });

@@ -14,6 +14,8 @@ export function purpose(key: string, model: Purpose['consent_model'], extra: Par
     legal_basis: 'consent',
     gpc_applies: false,
     max_age_days: 395,
+    cookies: [],
+    hosts: [],
     ...extra,
   };
 }
@@ -24,6 +26,7 @@ export function siteConfig(extra: Partial<SiteConfig> = {}): SiteConfig {
     region: null,
     gpc_honored: true,
     cookie_max_age_days: 395,
+    audit_sample_rate: 0,
     policies: [
       {
         policy_key: 'privacy',

@@ -4,6 +4,7 @@
 pub mod event;
 pub mod idempotency;
 pub mod instance_key;
+pub mod observation;
 pub mod opt_out;
 pub mod purpose;
 pub mod revision;

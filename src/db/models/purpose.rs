@@ -21,6 +21,10 @@ pub struct PurposeRow {
     pub regions: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// JSON array of cookie patterns.
+    pub cookies: String,
+    /// JSON array of host patterns.
+    pub hosts: String,
 }
 
 impl PurposeRow {
@@ -38,6 +42,8 @@ impl PurposeRow {
             regions: serde_json::to_string(&p.regions).unwrap_or_else(|_| "{}".into()),
             created_at: now,
             updated_at: now,
+            cookies: serde_json::to_string(&p.cookies).unwrap_or_else(|_| "[]".into()),
+            hosts: serde_json::to_string(&p.hosts).unwrap_or_else(|_| "[]".into()),
         }
     }
 
@@ -55,6 +61,8 @@ impl PurposeRow {
             max_age_days: self.max_age_days.and_then(|d| u32::try_from(d).ok()),
             regions: serde_json::from_str::<RegionalModels>(&self.regions)
                 .map_err(|_| corrupt("purpose regions", &self.regions))?,
+            cookies: serde_json::from_str(&self.cookies).map_err(|_| corrupt("purpose cookies", &self.cookies))?,
+            hosts: serde_json::from_str(&self.hosts).map_err(|_| corrupt("purpose hosts", &self.hosts))?,
         })
     }
 }
@@ -101,6 +109,8 @@ impl PurposeRow {
                 purposes::gpc_applies.eq(self.gpc_applies),
                 purposes::max_age_days.eq(self.max_age_days),
                 purposes::regions.eq(&self.regions),
+                purposes::cookies.eq(&self.cookies),
+                purposes::hosts.eq(&self.hosts),
                 purposes::updated_at.eq(self.updated_at),
             ))
             .execute(conn)?;

@@ -21,6 +21,8 @@ pub struct Site {
     pub created_at: NaiveDateTime,
     /// The HS256 secret (hex) that signs identity tokens for this site's public endpoints.
     pub identity_secret: Option<String>,
+    /// The share of page views (0 to 1) on which the SDK runs the tracker audit.
+    pub audit_sample_rate: f64,
 }
 
 impl Site {
@@ -40,6 +42,7 @@ impl Site {
             purposes: purposes.map(|p| serde_json::to_string(p).unwrap_or_else(|_| "[]".into())),
             created_at: now,
             identity_secret: Some(Self::new_identity_secret()),
+            audit_sample_rate: 0.0,
         }
     }
 
@@ -79,6 +82,10 @@ impl Site {
     pub fn set_origins(conn: &mut AnyConnection, id: &str, origins: &[String]) -> QueryResult<()> {
         let json = serde_json::to_string(origins).unwrap_or_else(|_| "[]".into());
         diesel::update(sites::table.find(id)).set(sites::origins.eq(json)).execute(conn).map(drop)
+    }
+
+    pub fn set_audit_sample_rate(conn: &mut AnyConnection, id: &str, rate: f64) -> QueryResult<()> {
+        diesel::update(sites::table.find(id)).set(sites::audit_sample_rate.eq(rate)).execute(conn).map(drop)
     }
 
     pub fn list(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<Vec<Self>> {
