@@ -34,6 +34,8 @@ pub struct AppState {
     pub private_receivers: bool,
     /// `public_url` without a trailing `/`, checked at start-up.
     pub public_url: Option<String>,
+    /// The keys that sign consent receipts (see [`crate::receipts`]).
+    pub receipts: Arc<crate::receipts::ReceiptKeys>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).

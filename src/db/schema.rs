@@ -203,3 +203,15 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    consent_receipts (id) {
+        id -> Text,
+        tenant_id -> Text,
+        subject_id -> Text,
+        idempotency -> Nullable<Text>,
+        event_ids -> Text,
+        jws -> Text,
+        issued_at -> Timestamp,
+    }
+}

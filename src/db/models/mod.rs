@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod instance_key;
 pub mod opt_out;
 pub mod purpose;
+pub mod receipt;
 pub mod revision;
 pub mod site;
 pub mod state;
