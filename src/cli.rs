@@ -1,5 +1,6 @@
-//! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`.
-//! Every command opens the database exactly as `serve` does (settings, `DATABASE_URL`).
+//! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`,
+//! `import`, `proof verify`, `receipts rotate-key`. Every command that uses the database opens it
+//! exactly as `serve` does (settings, `DATABASE_URL`); `proof verify` opens none.
 
 use crate::auth::{issue_token, Scope};
 use crate::config::Settings;

@@ -215,3 +215,11 @@ diesel::table! {
         issued_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    import_keys (tenant_id, key) {
+        tenant_id -> Text,
+        key -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -48,8 +48,8 @@ pub struct ConsentState {
     /// With `?as_of=`: the instant the state is shown for (RFC 3339, UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<DateTime<Utc>>,
-    /// With `?as_of=`: the policy revisions that were published and in force then (the
-    /// latest per policy).
+    /// With `?as_of=`: the policy revisions in force then (effective by then; the latest per
+    /// policy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policies_in_force: Option<Vec<crate::routes::public::PolicyInForce>>,
 }
@@ -350,7 +350,7 @@ pub struct SubjectStateQuery {
     #[param(value_type = Option<RegionCode>)]
     pub region: Option<String>,
     /// An instant (RFC 3339, e.g. `2026-03-01T12:00:00Z`, not in the future): the state as it
-    /// was then, from the events recorded by then, with the revisions in force then.
+    /// was then, from the events decided by then, with the revisions in force then.
     #[param(value_type = Option<DateTime<Utc>>)]
     pub as_of: Option<String>,
 }
@@ -358,9 +358,9 @@ pub struct SubjectStateQuery {
 /// The consent state of any data subject, now or `as_of` a past instant. Requires
 /// `consents:read`. Unknown subjects are `not_asked` for every purpose.
 ///
-/// `as_of` (issue 11): the state at that instant is rebuilt from the events recorded and decided
-/// by then, evaluated (status, expiry, staleness) at that instant against the policy revisions
-/// published and in force then, which the answer lists in `policies_in_force`. Purposes are
+/// `as_of` (issue 11): the state at that instant is rebuilt from the events decided by then
+/// (`occurred_at`), evaluated (status, expiry, staleness) at that instant against the policy
+/// revisions in force then, which the answer lists in `policies_in_force`. Purposes are
 /// evaluated with their current configuration (consent model, max age): it has no history.
 #[utoipa::path(
     tag = "consents",

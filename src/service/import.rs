@@ -1,16 +1,19 @@
 //! `consentry import`: historical consents from another platform, with their original times,
 //! source `import`. Rows are validated like any write (a bad row is reported as `line N: <reason>`
 //! and the good rows are kept) and written through the ledger in batches of [`BATCH`] rows per
-//! transaction. Each row is written exactly once: its idempotency key is the SHA-256 of the row
-//! as normalised (subject, purpose, decision, time, revision, region), so importing the same file
-//! twice adds nothing.
+//! transaction. Each row is written exactly once: its key, the SHA-256 of the row as normalised
+//! (subject, purpose, decision, time, revision, region), is kept in `import_keys` with it, so
+//! importing the same file twice adds nothing.
 
 use crate::db::backend::{is_retryable, write_transaction};
+use crate::db::models::naive;
+use crate::db::schema::import_keys;
 use crate::db::AnyConnection;
 use crate::domain::{ConsentSource, SubjectIdentifier};
-use crate::ledger::{write_batch, IdempotencyClaim, LedgerError, Outcome, RecordRequest, Submission, TenantRules};
+use crate::ledger::{write_batch, LedgerError, Outcome, RecordRequest, Submission, TenantRules};
 use crate::service::directory::TenantConfig;
 use chrono::{DateTime, Utc};
+use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -123,7 +126,7 @@ pub fn import(
     let started = std::time::Instant::now();
     let rules = TenantRules::from_config(config, Utc::now())?;
     let mut summary = Summary::default();
-    let mut pending: Vec<(u64, Submission)> = Vec::with_capacity(BATCH);
+    let mut pending = Pending::default();
     let mut keys: HashSet<String> = HashSet::new();
     let mut bytes = 0u64;
     let is_csv = format == Format::Csv;
@@ -135,8 +138,10 @@ pub fn import(
             Ok(r) if keys.contains(&r.key) => summary.already_imported += 1,
             Ok(r) => match submission(&rules, &r) {
                 Ok(job) => {
-                    keys.insert(r.key);
-                    pending.push((line, job));
+                    keys.insert(r.key.clone());
+                    pending.lines.push(line);
+                    pending.keys.push(r.key);
+                    pending.jobs.push(job);
                 }
                 Err(e) => {
                     summary.failed += 1;
@@ -148,13 +153,13 @@ pub fn import(
                 report(format!("line {line}: {why}"));
             }
         }
-        if pending.len() >= BATCH {
-            flush(conn, &mut pending, &mut summary, &mut report)?;
+        if pending.jobs.len() >= BATCH {
+            flush(conn, &rules.tenant_id, &mut pending, &mut summary, &mut report)?;
             keys.clear();
             progress(bytes);
         }
     }
-    flush(conn, &mut pending, &mut summary, &mut report)?;
+    flush(conn, &rules.tenant_id, &mut pending, &mut summary, &mut report)?;
     progress(bytes);
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -224,31 +229,68 @@ fn submission(rules: &TenantRules, r: &Ready) -> Result<Submission, LedgerError>
         occurred_at: Some(r.occurred_at),
         site_id: None,
         gpc: false,
-        idempotency: Some(IdempotencyClaim { scope: "import".into(), key: r.key.clone(), request_hash: r.key.clone() }),
+        idempotency: None,
     };
     Submission::new(rules.clone(), &req, 201, Box::new(|_, _| Ok(String::new())))
 }
 
-/// Writes the pending rows in one transaction (again after a retryable conflict).
+/// Rows ready to be written: their lines, keys and submissions, in step.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u64>,
+    keys: Vec<String>,
+    jobs: Vec<Submission>,
+}
+
+/// Writes the pending rows: those whose key is already in `import_keys` are skipped; the others
+/// go through the ledger ([`write_batch`]) with their keys, in one transaction and a constant
+/// number of statements for the batch. A conflict with another import of the same rows (a key
+/// inserted meanwhile) rolls back and runs again.
 fn flush(
     conn: &mut AnyConnection,
-    pending: &mut Vec<(u64, Submission)>,
+    tenant_id: &str,
+    pending: &mut Pending,
     summary: &mut Summary,
     report: &mut impl FnMut(String),
 ) -> Result<(), LedgerError> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let (lines, mut jobs): (Vec<u64>, Vec<Submission>) = pending.drain(..).unzip();
     let mut attempt = 0;
     let outcomes = loop {
         attempt += 1;
-        match write_transaction(conn, |conn| write_batch(conn, &mut jobs)) {
+        if pending.jobs.is_empty() {
+            return Ok(());
+        }
+        let known: HashSet<String> = import_keys::table
+            .filter(import_keys::tenant_id.eq(tenant_id))
+            .filter(import_keys::key.eq_any(&pending.keys))
+            .select(import_keys::key)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        if !known.is_empty() {
+            let rows = std::mem::take(pending);
+            for ((line, key), job) in rows.lines.into_iter().zip(rows.keys).zip(rows.jobs) {
+                if known.contains(&key) {
+                    summary.already_imported += 1;
+                } else {
+                    pending.lines.push(line);
+                    pending.keys.push(key);
+                    pending.jobs.push(job);
+                }
+            }
+            continue;
+        }
+        let now = naive(Utc::now());
+        let result = write_transaction(conn, |conn| {
+            crate::db::backend::insert_import_keys(conn, tenant_id, &pending.keys, now)?;
+            write_batch(conn, &mut pending.jobs)
+        });
+        match result {
             Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,
             other => break other?,
         }
     };
-    for (outcome, line) in outcomes.into_iter().zip(lines) {
+    let rows = std::mem::take(pending);
+    for (outcome, line) in outcomes.into_iter().zip(rows.lines) {
         match outcome {
             Ok(Outcome::Fresh { recorded, .. }) => {
                 summary.imported += 1;

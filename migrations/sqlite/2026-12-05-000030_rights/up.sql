@@ -13,3 +13,12 @@ CREATE TABLE consent_receipts (
 );
 CREATE INDEX consent_receipts_subject ON consent_receipts (tenant_id, subject_id, issued_at);
 CREATE INDEX consent_receipts_idempotency ON consent_receipts (tenant_id, idempotency);
+
+-- Rows already imported by `consentry import` (issue 11): the SHA-256 of each row as normalised,
+-- so importing a file twice adds nothing.
+CREATE TABLE import_keys (
+    tenant_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
