@@ -1,5 +1,6 @@
-//! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`.
-//! Every command opens the database exactly as `serve` does (settings, `DATABASE_URL`).
+//! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`,
+//! `import`, `proof verify`, `receipts rotate-key`. Every command that uses the database opens it
+//! exactly as `serve` does (settings, `DATABASE_URL`); `proof verify` opens none.
 
 use crate::auth::{issue_token, Scope};
 use crate::config::Settings;
@@ -71,6 +72,52 @@ pub enum Command {
     Ledger {
         #[command(subcommand)]
         command: LedgerCommand,
+    },
+    /// Load historical consents from another platform (CSV with a header, or NDJSON): columns
+    /// subject, purpose, decision (granted/denied), occurred_at (RFC 3339), optional
+    /// policy_revision and region. Source `import`; importing a file twice adds nothing. Bad rows
+    /// are reported on stderr as `line N: <reason>` and the good ones kept; a JSON summary goes to
+    /// stdout; exit 1 when any row was refused.
+    Import {
+        #[arg(long, value_enum)]
+        format: crate::service::import::Format,
+        /// The tenant's slug (optional when there is one tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Check a proof bundle (GET /v1/subjects/{subject}/proof) offline, with no database.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
+    /// Manage the keys that sign consent receipts.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProofCommand {
+    /// Verify the bundle's attestation, every event's hash and chain link, and every receipt;
+    /// print a JSON report and exit 1 when anything is broken, naming it.
+    Verify {
+        /// The bundle file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptsCommand {
+    /// Retire the signing key of the key file and add a new one; prints the new key id. The
+    /// retired public key stays in /.well-known/jwks.json (and its receipts verify) until
+    /// `--publish-until`, or for ever. Restart the instances to sign with the new key.
+    RotateKey {
+        /// The last day (UTC, YYYY-MM-DD) the retired key is published.
+        #[arg(long)]
+        publish_until: Option<chrono::NaiveDate>,
     },
 }
 
@@ -188,6 +235,23 @@ fn run(cli: Cli) -> CliResult {
             println!("{}", crate::routes::openapi().to_pretty_json()?);
             Ok(())
         }
+        Command::Import { format, tenant, file } => import(&settings, format, tenant.as_deref(), &file),
+        Command::Proof { command: ProofCommand::Verify { file } } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let report = crate::service::proof::verify(&text);
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.valid {
+                Ok(())
+            } else {
+                Err("the proof bundle does not verify".into())
+            }
+        }
+        Command::Receipts { command: ReceiptsCommand::RotateKey { publish_until } } => {
+            let path = crate::receipts::key_file_path(&settings);
+            let kid = crate::receipts::rotate(&path, publish_until)?;
+            println!("{kid}");
+            Ok(())
+        }
         Command::Ledger { command: LedgerCommand::Verify } => {
             let state = open_state(&settings)?;
             let report = crate::ledger::verify::verify(&mut *state.pool.get()?)?;
@@ -199,6 +263,62 @@ fn run(cli: Cli) -> CliResult {
             }
         }
     }
+}
+
+/// `consentry import`: the tenant named (or the only one), a progress bar on a terminal.
+fn import(
+    settings: &Settings,
+    format: crate::service::import::Format,
+    tenant: Option<&str>,
+    file: &std::path::Path,
+) -> CliResult {
+    use std::io::IsTerminal;
+    let state = open_state(settings)?;
+    let mut conn = state.pool.get()?;
+    let tenant = match tenant {
+        Some(slug) => Tenant::find_by_slug(&mut conn, slug)?.ok_or_else(|| format!("no tenant '{slug}'"))?,
+        None => {
+            let all = Tenant::list(&mut conn)?;
+            match <[Tenant; 1]>::try_from(all) {
+                Ok([only]) => only,
+                Err(all) => {
+                    return Err(format!("{} tenants: name one with --tenant <slug>", all.len()).into());
+                }
+            }
+        }
+    };
+    let config = crate::service::directory::TenantConfig::load(&mut conn, &tenant.id)?
+        .ok_or_else(|| format!("no tenant '{}'", tenant.slug))?;
+    let input = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .map_err(|e| e.to_string())?,
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let summary = crate::service::import::import(
+        &mut conn,
+        &config,
+        format,
+        std::io::BufReader::with_capacity(1 << 20, input),
+        |line| bar.suspend(|| eprintln!("{line}")),
+        |bytes| bar.set_position(bytes),
+    )?;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if summary.failed > 0 {
+        return Err(format!(
+            "{} of {} rows were refused (listed above); the others are kept",
+            summary.failed, summary.rows
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Creates a tenant and its first admin token: (tenant, token id, JWT).

@@ -50,6 +50,43 @@ pub struct Settings {
     /// finish (up to 30 s).
     #[serde(deserialize_with = "duration", default = "default_shutdown_grace")]
     pub shutdown_grace: std::time::Duration,
+    /// Signed consent receipts (`[receipts]` in the file, `CONSENTRY__RECEIPTS__KEY_FILE=…`).
+    #[serde(default)]
+    pub receipts: ReceiptSettings,
+}
+
+/// The keys that sign consent receipts (see [`crate::receipts`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptSettings {
+    /// The key file (JSON, created with mode 0600 on first start). Default:
+    /// `receipt-keys.json` beside the SQLite database; `data/receipt-keys.json` with PostgreSQL.
+    /// Instances that share a database must share the keys (this file, or `signing_key`).
+    pub key_file: Option<std::path::PathBuf>,
+    /// Sign with this Ed25519 key instead of the file's: its 32-byte seed, base64url. Never
+    /// written anywhere; retired keys of the file stay published.
+    pub signing_key: Option<Secret>,
+}
+
+/// A secret setting: never printed by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// How webhook deliveries are sent. Durations are written like `30s`, `1h`, `3days`.

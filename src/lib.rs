@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod ledger;
+pub mod receipts;
 pub mod routes;
 pub mod service;
 pub mod startup;

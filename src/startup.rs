@@ -29,6 +29,8 @@ pub enum StartupError {
     Bind(String, std::io::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::receipts::KeyError),
 }
 
 /// The name of the instance key that signs management tokens.
@@ -54,7 +56,9 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         db::DatabaseUrl::Postgres(_) => 2,
         db::DatabaseUrl::Sqlite(_) => 1,
     };
+    let receipts = Arc::new(crate::receipts::ReceiptKeys::load(settings)?);
     Ok(AppState {
+        receipts,
         directory: crate::service::directory::Directory::new(pool.clone()),
         writer: Arc::new(crate::service::writer::Writer::start(pool.clone(), writers, webhook_wake.clone())),
         reader: Arc::new(crate::service::reader::Reader::start(pool.clone(), 2)),

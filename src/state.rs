@@ -38,6 +38,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Set when a stop signal arrived: the instance is draining (`/readyz` answers 503).
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The keys that sign consent receipts (see [`crate::receipts`]).
+    pub receipts: Arc<crate::receipts::ReceiptKeys>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).

@@ -31,6 +31,7 @@ pub async fn start(database_url: &str) -> Server {
         listen: "127.0.0.1:0".into(),
         max_body_bytes: 4 << 20,
         public_url: None,
+        receipts: Default::default(),
         pool_size: 8,
         workers: None,
         holidays: Vec::new(),

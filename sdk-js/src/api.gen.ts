@@ -101,12 +101,22 @@ export interface components {
          */
         ConsentState: {
             /**
+             * Format: date-time
+             * @description With `?as_of=`: the instant the state is shown for (RFC 3339, UTC).
+             */
+            as_of?: string | null;
+            /**
              * @description On the public endpoint: whether the request carried the GPC signal (`Sec-GPC: 1`) and it
              *     was honoured, so the page can show "Opt-Out Request Honored" (11 CCR §7025(c)(6)).
              */
             gpc_honored?: boolean | null;
             /** @description True when any `opt_in` purpose is `not_asked`, `stale` or `expired`. */
             needs_consent: boolean;
+            /**
+             * @description With `?as_of=`: the policy revisions in force then (effective by then; the latest per
+             *     policy).
+             */
+            policies_in_force?: components["schemas"]["PolicyInForce"][] | null;
             purposes: {
                 [key: string]: components["schemas"]["PurposeState"];
             };
@@ -256,6 +266,14 @@ export interface components {
              *     "Opt-Out Request Honored" (11 CCR §7025(c)(6)).
              */
             gpc_honored: boolean;
+            /**
+             * @description The signed consent receipt of this submission: a compact JWS (`EdDSA`, header `kid`)
+             *     whose claims name the events written, the policies in force and each purpose's decision
+             *     and consent model (ISO/IEC TS 27560). Check it with `GET /.well-known/jwks.json` or
+             *     `POST /v1/receipts/verify`. Added once the submission is committed.
+             * @example eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJqdGkiOiIuLi4ifQ.c2ln
+             */
+            receipt?: string | null;
         };
         /**
          * @example {

@@ -601,6 +601,23 @@ pub fn insert_events(conn: &mut AnyConnection, rows: &[super::models::event::New
     Ok(())
 }
 
+/// Inserts the keys of imported rows (`consentry import`), one statement per 1,000. A key
+/// another import inserted meanwhile makes this a unique violation (retryable).
+pub fn insert_import_keys(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    keys: &[String],
+    now: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    use super::schema::import_keys as ik;
+    for chunk in keys.chunks(INSERT_CHUNK) {
+        let rows: Vec<_> =
+            chunk.iter().map(|k| (ik::tenant_id.eq(tenant_id), ik::key.eq(k), ik::created_at.eq(now))).collect();
+        execute_on_either!(conn, diesel::insert_into(ik::table).values(&rows))?;
+    }
+    Ok(())
+}
+
 /// Inserts or replaces consent states (`ON CONFLICT … DO UPDATE`): one statement per 1,000 on
 /// PostgreSQL, one per row on SQLite. Each (tenant, purpose, subject) must appear once.
 pub fn upsert_states(conn: &mut AnyConnection, rows: &[&super::models::state::StateRow]) -> QueryResult<()> {

@@ -223,3 +223,23 @@ diesel::table! {
         last_seen_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    consent_receipts (id) {
+        id -> Text,
+        tenant_id -> Text,
+        subject_id -> Text,
+        idempotency -> Nullable<Text>,
+        event_ids -> Text,
+        jws -> Text,
+        issued_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    import_keys (tenant_id, key) {
+        tenant_id -> Text,
+        key -> Text,
+        created_at -> Timestamp,
+    }
+}

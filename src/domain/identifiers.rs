@@ -48,10 +48,10 @@ impl fmt::Debug for SubjectKey {
 /// The pattern of subject identifiers (JSON Schema / ECMA-262 syntax), exactly what
 /// [`SubjectIdentifier::parse`] accepts; the whole identifier is at most 260 characters.
 pub const SUBJECT_PATTERN: &str = concat!(
-    "^(visitor:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
-    "|user:[^\\s\\x00-\\x1f\\x7f-\\x9f\\uFFFD]{1,128}",
-    "|email:[^@\\s\\x00-\\x1f\\x7f-\\x9f\\uFFFD]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+",
-    "|phone:\\+[1-9][0-9]{7,14})$"
+    "^\\s*(visitor:\\s*[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
+    "|user:\\s*[^\\s\\x00-\\x1f\\x7f-\\x9f\\uFFFD]{1,128}",
+    "|email:\\s*[^@\\s\\x00-\\x1f\\x7f-\\x9f\\uFFFD]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+",
+    "|phone:\\s*\\+[1-9][0-9]{7,14})\\s*$"
 );
 
 /// The longest identifier accepted, in characters (`email:` and a 254-octet address,
@@ -67,8 +67,12 @@ impl SubjectIdentifier {
     /// [`MAX_SUBJECT_CHARS`]. Errors say what is wrong; they never repeat an email address, a
     /// phone number or anything that may be one (they go back in problem bodies, and into
     /// whatever logs those), only a visitor id or a kind, at most 80 characters of it.
+    ///
+    /// Whitespace around the identifier and around its value (`email: ada@example.com `) is
+    /// trimmed, as exports from CRMs carry it (issue 11, item 9); whitespace inside stays an error.
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
         let err = |m: String| Err(IdentifierError(m));
+        let raw = raw.trim();
         let Some((kind, value)) = raw.split_once(':') else {
             return err(
                 "is not a subject (kind:value): use visitor:<uuid>, user:<id>, email:<address> or phone:<E.164>".into(),
@@ -77,6 +81,7 @@ impl SubjectIdentifier {
         if raw.chars().count() > MAX_SUBJECT_CHARS {
             return err(format!("a subject is at most {MAX_SUBJECT_CHARS} characters"));
         }
+        let value = value.trim();
         match kind {
             "visitor" => parse_hyphenated_uuid(value).map(Self::Visitor).ok_or_else(|| {
                 IdentifierError(format!("'{}' is not a UUID (visitor ids are hyphenated UUIDs)", truncate(value)))
@@ -208,6 +213,17 @@ mod tests {
         assert_ne!(id.stored_form(&key()), id.stored_form(&other));
     }
 
+    /// Issue 11, item 9: identifiers as people write them (CRM exports carry spaces).
+    #[test]
+    fn surrounding_whitespace_is_trimmed_inner_whitespace_is_not() {
+        let a = SubjectIdentifier::parse("  email: Ada@Example.com\t").unwrap();
+        assert_eq!(a, SubjectIdentifier::parse("email:ada@example.com").unwrap());
+        assert_eq!(SubjectIdentifier::parse(" user:42 ").unwrap().to_string(), "user:42");
+        assert_eq!(SubjectIdentifier::parse("phone: +4930123456 ").unwrap().to_string(), "phone:+4930123456");
+        assert!(SubjectIdentifier::parse("user:4 2").is_err());
+        assert!(SubjectIdentifier::parse("email:a da@example.com").is_err());
+    }
+
     #[test]
     fn visitor_and_user_ids_are_kept_as_given() {
         let v = SubjectIdentifier::parse("visitor:6F9619FF-8B86-D011-B42D-00C04FC964FF").unwrap();
@@ -251,6 +267,12 @@ mod tests {
             "",
             "visitor",
             "email:a@b.c\n",
+            " email: Ada@Example.com \t",
+            "\tvisitor: 6f9619ff-8b86-d011-b42d-00c04fc964ff ",
+            "user: 42 ",
+            "phone: +4930123456\r\n",
+            "phone:+49 30123456",
+            "email :a@b.c",
         ];
         for raw in samples {
             let by_pattern = pattern.is_match(raw) && raw.chars().count() <= MAX_SUBJECT_CHARS;
@@ -267,7 +289,6 @@ mod tests {
             ("email:a b@example.com", "not an email address"),
             ("phone:0301234567", "E.164"),
             ("phone:+49 30 1234567", "no spaces"),
-            ("email: ada@example.com", "not an email address"),
             ("email:ada@example..com", "not an email address"),
             ("visitor:6f9619ff8b86d011b42d00c04fc964ff", "hyphenated"),
             ("phone:+1234", "E.164"),

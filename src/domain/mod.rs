@@ -31,6 +31,7 @@ pub mod identifiers;
 pub mod ledger;
 pub mod policy;
 pub mod purpose;
+pub mod receipt;
 pub mod region;
 pub mod status;
 pub mod webhook;

@@ -59,6 +59,14 @@ impl ConsentSource {
     pub fn is_opt_out_signal(self) -> bool {
         matches!(self, Self::Gpc | Self::OptOutRequest | Self::OneClickUnsubscribe)
     }
+
+    /// Sources of a person's explicit choice, recorded even when it repeats the choice in force:
+    /// a re-confirmation is evidence (GDPR Art. 7(1)) and restarts the purpose's max age.
+    /// Signals and requests that only ever deny (recorded once while the denial stands) and
+    /// imports (history, recorded once) do not re-confirm.
+    pub fn reconfirms(self) -> bool {
+        matches!(self, Self::Banner | Self::PreferenceCentre | Self::Placeholder | Self::Api)
+    }
 }
 
 /// The status of a purpose for a data subject.

@@ -477,8 +477,11 @@ fn plan(
         }
         let after_gpc = pending.iter().any(|p| &p.purpose == key);
         // Unchanged: the same decision under the same revision, still valid. A stale or
-        // expired grant given again is a renewal and is recorded.
+        // expired grant given again is a renewal and is recorded. A person's explicit choice
+        // (banner, preference centre, placeholder, API) is evidence even when unchanged: it
+        // is recorded and restarts the purpose's max age (issue 11, item 10).
         let unchanged = !after_gpc
+            && !job.source.reconfirms()
             && states.get(key.as_str()).is_some_and(|s| {
                 s.to_choice().is_ok_and(|c| {
                     let lapsed =

@@ -1,6 +1,6 @@
 //! `consentry ledger verify`: recomputes every event's hash and each subject's chain.
 
-use crate::db::models::event::Event;
+use crate::db::models::event::{Event, NewEvent};
 use crate::db::schema::data_subjects;
 use crate::db::AnyConnection;
 use crate::domain::ledger::GENESIS_HASH;
@@ -19,6 +19,18 @@ pub struct VerifyReport {
 
 const PAGE: i64 = 10_000;
 
+/// Checks one event against its subject's chain so far (`heads`: subject id → hash of its last
+/// event, absent for none) and moves the head to it. True when its `prev_hash` is that head
+/// (or [`GENESIS_HASH`] for a subject's first event) and its `hash` is the SHA-256 of its
+/// canonical content. Events must come in recorded order. Used by `consentry ledger verify` and
+/// by the offline check of a proof bundle (`consentry proof verify`).
+pub fn link(heads: &mut HashMap<String, String>, row: &NewEvent) -> bool {
+    let expected_prev = heads.get(&row.subject_id).map_or(GENESIS_HASH, String::as_str);
+    let holds = row.prev_hash == expected_prev && row.content().hash() == row.hash;
+    heads.insert(row.subject_id.clone(), row.hash.clone());
+    holds
+}
+
 /// Walks all events in recorded order, 10,000 at a time.
 pub fn verify(conn: &mut AnyConnection) -> QueryResult<VerifyReport> {
     let mut heads: HashMap<String, String> = HashMap::new();
@@ -31,12 +43,9 @@ pub fn verify(conn: &mut AnyConnection) -> QueryResult<VerifyReport> {
         after = last.seq;
         for event in &page {
             events += 1;
-            let row = &event.row;
-            let expected_prev = heads.get(&row.subject_id).map_or(GENESIS_HASH, String::as_str);
-            if row.prev_hash != expected_prev || row.content().hash() != row.hash {
-                broken.push(row.id.clone());
+            if !link(&mut heads, &event.row) {
+                broken.push(event.row.id.clone());
             }
-            heads.insert(row.subject_id.clone(), row.hash.clone());
         }
     }
     let stored: Vec<(String, String)> =

@@ -45,6 +45,13 @@ pub struct ConsentState {
     /// was honoured, so the page can show "Opt-Out Request Honored" (11 CCR §7025(c)(6)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpc_honored: Option<bool>,
+    /// With `?as_of=`: the instant the state is shown for (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
+    /// With `?as_of=`: the policy revisions in force then (effective by then; the latest per
+    /// policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies_in_force: Option<Vec<crate::routes::public::PolicyInForce>>,
 }
 
 /// The result of recording choices.
@@ -63,6 +70,13 @@ pub struct RecordResponse {
     /// force (11 CCR §7025(c)(3)).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpc_conflicts: Vec<String>,
+    /// The signed consent receipt of this submission: a compact JWS (`EdDSA`, header `kid`)
+    /// whose claims name the events written, the policies in force and each purpose's decision
+    /// and consent model (ISO/IEC TS 27560). Check it with `GET /.well-known/jwks.json` or
+    /// `POST /v1/receipts/verify`. Added once the submission is committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJqdGkiOiIuLi4ifQ.c2ln")]
+    pub receipt: Option<String>,
 }
 
 pub fn consent_state(subject: &SubjectIdentifier, view: &ledger::SubjectView) -> ConsentState {
@@ -71,6 +85,8 @@ pub fn consent_state(subject: &SubjectIdentifier, view: &ledger::SubjectView) ->
         needs_consent: view.needs_consent,
         purposes: view.purposes.clone(),
         gpc_honored: None,
+        as_of: None,
+        policies_in_force: None,
     }
 }
 
@@ -80,6 +96,7 @@ pub fn record_response(subject: &SubjectIdentifier, r: &Recorded, with_state: bo
         consents: with_state.then(|| consent_state(subject, &r.view)),
         gpc_honored: r.gpc_honored,
         gpc_conflicts: r.gpc_conflicts.clone(),
+        receipt: None,
     }
 }
 
@@ -123,7 +140,7 @@ pub async fn record_and_respond(
             let user = user.stored_form(&config.subject_key);
             service::consents::record_identified(state, rules, &req, user, 201, finish).await?
         }
-        None => service::consents::record(state, rules, &req, 201, finish).await?,
+        None => service::consents::record_with_receipt(state, rules, &req, 201, finish).await?,
     };
     let (status, body, replayed) = match outcome {
         Outcome::Fresh { body, .. } => (201, body, false),
@@ -326,12 +343,29 @@ fn parse_subject(raw: &str) -> Result<SubjectIdentifier, ApiError> {
     SubjectIdentifier::parse(raw).map_err(|e| ApiError::invalid("subject", e.to_string()))
 }
 
-/// The consent state of any data subject. Requires `consents:read`. Unknown subjects are
-/// `not_asked` for every purpose.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubjectStateQuery {
+    /// ISO 3166-1 alpha-2 or ISO 3166-2 code (`US-CA`) for regional consent models.
+    #[param(value_type = Option<RegionCode>)]
+    pub region: Option<String>,
+    /// An instant (RFC 3339, e.g. `2026-03-01T12:00:00Z`, not in the future): the state as it
+    /// was then, from the events decided by then, with the revisions in force then.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub as_of: Option<String>,
+}
+
+/// The consent state of any data subject, now or `as_of` a past instant. Requires
+/// `consents:read`. Unknown subjects are `not_asked` for every purpose.
+///
+/// `as_of` (issue 11): the state at that instant is rebuilt from the events decided by then
+/// (`occurred_at`), evaluated (status, expiry, staleness) at that instant against the policy
+/// revisions in force then, which the answer lists in `policies_in_force`. Purposes are
+/// evaluated with their current configuration (consent model, max age): it has no history.
 #[utoipa::path(
     tag = "consents",
     security(("bearer" = [])),
-    params(("subject" = SubjectIdentifier, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com"), RegionQuery),
+    params(("subject" = SubjectIdentifier, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com"), SubjectStateQuery),
     responses(
         (status = 200, description = "Per-purpose state", body = ConsentState),
         (status = 400, description = "Malformed subject or region", body = Problem, content_type = "application/problem+json"),
@@ -344,12 +378,26 @@ pub async fn get_subject_consents(
     state: web::Data<AppState>,
     caller: Caller,
     subject: web::Path<String>,
-    query: web::Query<RegionQuery>,
+    query: web::Query<SubjectStateQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
     let subject = parse_subject(&subject)?;
     let region = parse_region(query.region.as_deref())?;
-    let body = read_state(&state, &caller.config, None, subject, region).await?;
+    let Some(raw) = query.as_of.as_deref() else {
+        let body = read_state(&state, &caller.config, None, subject, region).await?;
+        return Ok(HttpResponse::Ok().json(body));
+    };
+    let as_of = DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| crate::domain::ledger::to_micros(t.with_timezone(&Utc)))
+        .map_err(|_| ApiError::invalid("as_of", "is not an RFC 3339 instant, e.g. 2026-03-01T12:00:00Z"))?;
+    if as_of > service::now() {
+        return Err(ApiError::invalid("as_of", "is in the future: the state of a past instant is asked"));
+    }
+    let stored = subject.stored_form(&caller.config.subject_key);
+    let (view, revisions) = service::subjects::state_as_of(&state, &caller.config, stored, region, as_of).await?;
+    let mut body = consent_state(&subject, &view);
+    body.as_of = Some(as_of);
+    body.policies_in_force = Some(revisions.iter().map(crate::routes::public::PolicyInForce::from_row).collect());
     Ok(HttpResponse::Ok().json(body))
 }
 

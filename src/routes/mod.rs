@@ -10,8 +10,10 @@ pub mod opt_outs;
 pub mod policies;
 pub mod public;
 pub mod purposes;
+pub mod receipts;
 pub mod sdk;
 pub mod sites;
+pub mod subjects;
 pub mod suppressions;
 pub mod unsubscribe;
 pub mod webhooks;
@@ -41,6 +43,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     unsubscribe::configure(cfg);
     suppressions::configure(cfg);
     webhooks::configure(cfg);
+    receipts::configure(cfg);
+    subjects::configure(cfg);
 }
 
 /// The parts of the OpenAPI document that are not collected from handlers.
@@ -77,6 +81,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         (name = "public", description = "Browser endpoints of a site, called by the SDK"),
         (name = "audit", description = "The tracker audit: what sampled page views saw, and what they saw without consent"),
         (name = "unsubscribe", description = "One-click unsubscribe links (RFC 8058)"),
+        (name = "subjects", description = "The data subject's rights: export (GDPR Art. 15, 20; CCPA right to know), erasure (GDPR Art. 17), proof"),
+        (name = "receipts", description = "Signed consent receipts: the public keys and a check anyone may ask for"),
         (name = "webhooks", description = "Signed deliveries of consent changes and opt-out requests, with retries"),
         (name = "sdk", description = "The browser SDK and its demo page"),
         (name = "health", description = "Liveness and readiness"),

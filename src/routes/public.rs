@@ -80,6 +80,19 @@ pub struct PolicyInForce {
     pub requires_reconsent: bool,
 }
 
+impl PolicyInForce {
+    pub fn from_row(r: &crate::db::models::revision::RevisionRow) -> Self {
+        Self {
+            policy_key: r.policy_key.clone(),
+            revision_date: r.revision_date.clone(),
+            effective_at: r.effective_at_utc(),
+            url: r.url.clone(),
+            sha256: r.sha256.clone(),
+            requires_reconsent: r.requires_reconsent,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PublicPurpose {
     pub key: String,
@@ -150,14 +163,7 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
         .min(DEFAULT_COOKIE_MAX_AGE_DAYS);
     let policies = crate::db::models::revision::RevisionRow::current(&rules.revision_rows)
         .into_iter()
-        .map(|r| PolicyInForce {
-            policy_key: r.policy_key.clone(),
-            revision_date: r.revision_date.clone(),
-            effective_at: r.effective_at_utc(),
-            url: r.url.clone(),
-            sha256: r.sha256.clone(),
-            requires_reconsent: r.requires_reconsent,
-        })
+        .map(PolicyInForce::from_row)
         .collect();
     let config = SiteConfig {
         site: PublicSiteInfo { site_key: site.entry.site.site_key.clone(), name: site.entry.site.name.clone() },
@@ -173,7 +179,8 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
 }
 
 fn parse_visitor(raw: &str, field: &str) -> Result<SubjectIdentifier, ApiError> {
-    crate::domain::identifiers::parse_hyphenated_uuid(raw)
+    // Surrounding whitespace is trimmed, as in every identifier (issue 11, item 9).
+    crate::domain::identifiers::parse_hyphenated_uuid(raw.trim())
         .map(SubjectIdentifier::Visitor)
         .ok_or_else(|| ApiError::invalid(field, format!("'{}' is not a hyphenated UUID", crate::domain::truncate(raw))))
 }

@@ -3,6 +3,7 @@
 //! batch (writes, single-subject reads) or takes one pooled connection once (bulk checks).
 
 use super::reader::Lookup;
+use super::receipts::{self, ReceiptContext};
 use crate::db::models::state::StateRow;
 use crate::domain::{Purpose, RegionCode, SubjectKey};
 use crate::error::ApiError;
@@ -28,6 +29,21 @@ pub async fn record(
     state.writer.submit(submission).await
 }
 
+/// [`record`] for a submission that gets a signed receipt (a person's or a caller's choices,
+/// an opt-out request): once committed, the receipt is issued and added to the response body
+/// as `receipt` ([`receipts::attach`]).
+pub async fn record_with_receipt(
+    state: &AppState,
+    rules: TenantRules,
+    req: &RecordRequest<'_>,
+    status: u16,
+    finish: Finish,
+) -> Result<Outcome, ApiError> {
+    let receipt = ReceiptContext::new(&rules, req);
+    let outcome = record(state, rules, req, status, finish).await?;
+    receipts::attach(state, receipt, outcome).await
+}
+
 /// [`record`] for a visitor whom the site's backend identified as a user (a verified identity
 /// token): the submission is checked first, then the visitor linked to the user, then written.
 /// So a submission refused with 400 links nobody (a 4xx changes nothing).
@@ -39,10 +55,12 @@ pub async fn record_identified(
     status: u16,
     finish: Finish,
 ) -> Result<Outcome, ApiError> {
+    let receipt = ReceiptContext::new(&rules, req);
     let submission = Submission::new(rules.clone(), req, status, finish)?;
     let visitor = req.subject.to_owned();
     state.db(move |conn| Ok(ledger::link_visitor_to_user(conn, &rules, &user, &visitor)?)).await?;
-    Ok(state.writer.submit(submission).await?)
+    let outcome = state.writer.submit(submission).await?;
+    receipts::attach(state, receipt, outcome).await
 }
 
 /// The state of the subject behind `stored_identifier` (all `not_asked` when unknown): one

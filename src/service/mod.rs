@@ -7,8 +7,12 @@ pub mod batch;
 pub mod config;
 pub mod consents;
 pub mod directory;
+pub mod import;
 pub mod opt_outs;
+pub mod proof;
 pub mod reader;
+pub mod receipts;
+pub mod subjects;
 pub mod writer;
 
 /// Now, to the microsecond, as both databases store times: a response shows what a later read

@@ -76,6 +76,10 @@ pub struct OptOutResponse {
     /// that was not already denied. Only in the response that created it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_ids: Option<Vec<String>>,
+    /// The signed consent receipt of the denials (see `RecordResponse.receipt`). Only in the
+    /// response that created it; added once committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,7 +88,8 @@ pub struct OptOutList {
     pub opt_outs: Vec<OptOutResponse>,
 }
 
-fn response(
+/// How a stored request is shown; `event_ids` only in the response that created it.
+pub fn response(
     r: &OptOutRequest,
     now: DateTime<Utc>,
     event_ids: Option<Vec<String>>,
@@ -109,6 +114,7 @@ fn response(
         completed_at: r.completed_at.map(utc),
         status,
         event_ids,
+        receipt: None,
     })
 }
 
@@ -188,7 +194,7 @@ pub async fn request(
         outbox::enqueue(conn, &tenant.id, WebhookEventType::OptOutCreated, now, |_| Ok(vec![body]))?;
         Ok(text)
     });
-    Ok(match super::consents::record(state, rules, &record, 201, finish).await? {
+    Ok(match super::consents::record_with_receipt(state, rules, &record, 201, finish).await? {
         Outcome::Fresh { body, .. } => (body, false),
         Outcome::Replay { body, .. } => (body, true),
     })

@@ -29,7 +29,8 @@ async fn sec_gpc_1_denies_gpc_purposes_with_source_gpc_11_ccr_7025(app: TestApp)
     let events = app.events_of(&format!("visitor:{VISITOR}")).await;
     assert_eq!(events[0]["source"], "gpc", "the GPC denial is recorded before the rest of the request");
     assert_eq!(events[0]["purpose"], "sale_sharing");
-    // Once per state change: the signal again writes nothing new.
+    // Once per state change: the signal again writes no new denial (the choice given with it
+    // is a re-confirmation, recorded: issue 11, item 10).
     let again: Value = app
         .visitor_post(&site, &body(json!({"analytics": true})))
         .header("Sec-GPC", "1")
@@ -39,7 +40,10 @@ async fn sec_gpc_1_denies_gpc_purposes_with_source_gpc_11_ccr_7025(app: TestApp)
         .json()
         .await
         .unwrap();
-    assert_eq!(again["event_ids"], json!([]));
+    assert_eq!(again["event_ids"].as_array().unwrap().len(), 1);
+    let events = app.events_of(&format!("visitor:{VISITOR}")).await;
+    assert_eq!(events.iter().filter(|e| e["source"] == "gpc").count(), 1, "one GPC denial");
+    assert_eq!(events.last().unwrap()["purpose"], "analytics");
     // A later request without the header does not undo it.
     let later = app.record_visitor(&site, VISITOR, json!({"analytics": false})).await;
     assert_eq!(later["consents"]["purposes"]["sale_sharing"]["status"], "denied");

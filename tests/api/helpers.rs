@@ -142,6 +142,11 @@ impl TestApp {
             listen: "127.0.0.1:0".into(),
             max_body_bytes: 4 * 1024 * 1024,
             public_url: None,
+            // Beside the test's database (PostgreSQL's default would be ./data).
+            receipts: consentry::config::ReceiptSettings {
+                key_file: Some(dir.path().join("receipt-keys.json")),
+                ..Default::default()
+            },
             pool_size: 4,
             workers: Some(1),
             holidays: Vec::new(),
@@ -201,8 +206,14 @@ impl TestApp {
 
     /// Runs the real `consentry` binary against this app's database.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    /// [`TestApp::cli`] with more environment variables (settings as `CONSENTRY__…`).
+    pub fn cli_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
             .args(args)
+            .envs(envs.iter().copied())
             .env("DATABASE_URL", &self.database_url)
             .env_remove("CONSENTRY_CONFIG")
             .current_dir(self._dir.path())

@@ -16,6 +16,8 @@ mod management;
 mod operations;
 mod opt_outs;
 mod public;
+mod receipts;
+mod rights;
 mod service_core;
 mod status_rules;
 mod webhooks;

@@ -49,6 +49,7 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         listen: "127.0.0.1:0".into(),
         max_body_bytes: 1 << 20,
         public_url: None,
+        receipts: Default::default(),
         pool_size: 2,
         workers: Some(1),
         holidays: Vec::new(),

@@ -613,7 +613,7 @@ async fn the_outbox_holds_exactly_the_committed_events(app: TestApp) {
         let res = app.post("/v1/consents", &body).header("Idempotency-Key", "k-1").send().await.unwrap();
         assert_eq!(res.status(), 201);
     }
-    // Unchanged choices write no event; refused input writes nothing at all.
+    // A re-confirmation is an event (issue 11, item 10); refused input writes nothing at all.
     record_one(&app, "user:7", json!({"analytics": true})).await;
     let res = app
         .record(json!({"subject": "user:7", "choices": {"analytics": false, "no_such_purpose": true}, "source": "api"}))
@@ -629,12 +629,12 @@ async fn the_outbox_holds_exactly_the_committed_events(app: TestApp) {
     assert_eq!(res.status(), 201);
 
     let events = feed_ids(&app).await;
-    assert_eq!(events.len(), 4);
-    wait_until("every event arrived", || async { receiver.delivered_ids("/hook").len() == 4 }).await;
+    assert_eq!(events.len(), 5);
+    wait_until("every event arrived", || async { receiver.delivered_ids("/hook").len() == 5 }).await;
     let listed = deliveries(&app, &hook, "").await;
     let reported: BTreeSet<String> =
         listed.iter().map(|d| d["payload"]["data"]["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(listed.len(), 4, "one delivery per committed event, no more");
+    assert_eq!(listed.len(), 5, "one delivery per committed event, no more");
     assert_eq!(reported, events);
     let gpc = listed.iter().find(|d| d["payload"]["data"]["source"] == "gpc").expect("the GPC denial");
     assert_eq!(gpc["payload"]["data"]["purpose"], "sale_sharing");
@@ -644,7 +644,7 @@ async fn the_outbox_holds_exactly_the_committed_events(app: TestApp) {
     assert_eq!(res.status(), 204);
     record_one(&app, "user:8", json!({"analytics": true})).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(receiver.received().len(), 4);
+    assert_eq!(receiver.received().len(), 5);
 }
 
 async fn two_instances_never_send_the_same_delivery_twice(app: TestApp) {

@@ -43,6 +43,20 @@ impl OptOutRequest {
             .optional()
     }
 
+    /// The requests of subjects (a person and those merged into it), oldest first.
+    pub fn list_for_subjects(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        subject_ids: &[String],
+    ) -> QueryResult<Vec<Self>> {
+        opt_out_requests::table
+            .filter(opt_out_requests::tenant_id.eq(tenant_id))
+            .filter(opt_out_requests::subject_id.eq_any(subject_ids))
+            .order(opt_out_requests::received_at.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+
     /// A tenant's requests, oldest first; `now` decides what is overdue.
     pub fn list(
         conn: &mut AnyConnection,

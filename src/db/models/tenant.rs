@@ -51,6 +51,11 @@ impl Tenant {
         tenants::table.filter(tenants::slug.eq(slug)).select(Self::as_select()).first(conn).optional()
     }
 
+    /// Every tenant, by slug.
+    pub fn list(conn: &mut AnyConnection) -> QueryResult<Vec<Self>> {
+        tenants::table.order(tenants::slug.asc()).select(Self::as_select()).load(conn)
+    }
+
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
         diesel::insert_into(tenants::table).values(self).execute(conn).map(drop)
     }

@@ -1,0 +1,2 @@
+DROP TABLE import_keys;
+DROP TABLE consent_receipts;

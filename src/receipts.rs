@@ -1,0 +1,342 @@
+//! The keys that sign consent receipts (Ed25519, JWS `EdDSA`, RFC 8037), their JSON Web Key Set
+//! (RFC 7517) and the check of a receipt against it.
+//!
+//! Keys live outside the database, never in clear next to the data: in a JSON file created with
+//! mode 0600 on first start (`receipts.key_file`; default `receipt-keys.json` beside the SQLite
+//! database, `data/receipt-keys.json` with PostgreSQL), or given by the setting
+//! `receipts.signing_key`. Each key's `kid` is its RFC 7638 thumbprint. `consentry receipts
+//! rotate-key` retires the signing key and adds a new one; a retired key's public half stays in
+//! the JWKS (and receipts it signed stay valid) until its `publish_until` date, or for ever
+//! without one.
+
+use crate::domain::receipt::ReceiptClaims;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, Utc};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use utoipa::ToSchema;
+
+/// Why the keys could not be loaded or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("receipt keys at {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("receipt keys at {0}: not a key file ({1})")]
+    Corrupt(PathBuf, String),
+    #[error("receipts.signing_key: {0}")]
+    BadSetting(String),
+}
+
+/// One key as the key file stores it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredKey {
+    kid: String,
+    alg: String,
+    /// The 32-byte Ed25519 seed, base64url without padding.
+    seed: String,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    retired_at: Option<DateTime<Utc>>,
+    /// A retired key leaves the JWKS after this day (UTC); absent: never.
+    #[serde(default)]
+    publish_until: Option<NaiveDate>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KeyFile {
+    keys: Vec<StoredKey>,
+}
+
+/// A public key of the set: an Ed25519 JWK (RFC 8037 §2).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Jwk {
+    /// `OKP`.
+    pub kty: String,
+    /// `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    /// RFC 7638 thumbprint of the key.
+    pub kid: String,
+    /// `EdDSA`.
+    pub alg: String,
+    /// `sig`.
+    #[serde(rename = "use")]
+    pub use_: String,
+}
+
+/// `GET /.well-known/jwks.json`: the keys whose receipts verify.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+struct PublicKey {
+    jwk: Jwk,
+    publish_until: Option<NaiveDate>,
+    decoding: jsonwebtoken::DecodingKey,
+}
+
+/// The signing key and every published public key of this installation.
+pub struct ReceiptKeys {
+    kid: String,
+    encoding: jsonwebtoken::EncodingKey,
+    public: Vec<PublicKey>,
+    /// `iss` of the receipts signed here.
+    pub issuer: String,
+}
+
+/// The result of checking a receipt: its claims, or why it does not verify.
+#[derive(Debug)]
+pub enum Verification {
+    Valid { kid: String, claims: Box<ReceiptClaims> },
+    Invalid { kid: Option<String>, reason: String },
+}
+
+fn thumbprint(x: &str) -> String {
+    // RFC 7638 §3.2: the required members in lexicographic order, no whitespace.
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    B64.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn seed_of(raw: &str) -> Result<[u8; 32], String> {
+    let bytes = B64.decode(raw.trim().trim_end_matches('=')).map_err(|_| "not base64url".to_owned())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("{} bytes; an Ed25519 seed is 32", bytes.len()))
+}
+
+fn new_stored_key(now: DateTime<Utc>) -> StoredKey {
+    let mut seed = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut seed);
+    let x = B64.encode(SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+    StoredKey {
+        kid: thumbprint(&x),
+        alg: "EdDSA".into(),
+        seed: B64.encode(seed),
+        created_at: now,
+        retired_at: None,
+        publish_until: None,
+    }
+}
+
+fn public_key(seed: &[u8; 32], publish_until: Option<NaiveDate>) -> PublicKey {
+    let public = SigningKey::from_bytes(seed).verifying_key().to_bytes();
+    let x = B64.encode(public);
+    PublicKey {
+        jwk: Jwk {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            kid: thumbprint(&x),
+            x,
+            alg: "EdDSA".into(),
+            use_: "sig".into(),
+        },
+        publish_until,
+        decoding: jsonwebtoken::DecodingKey::from_ed_der(&public),
+    }
+}
+
+/// The key file's path: the setting, else beside the SQLite database, else `data/`.
+pub fn key_file_path(settings: &crate::config::Settings) -> PathBuf {
+    if let Some(path) = &settings.receipts.key_file {
+        return path.clone();
+    }
+    match crate::db::DatabaseUrl::parse(&settings.database_url) {
+        Ok(crate::db::DatabaseUrl::Sqlite(db)) => {
+            db.parent().map(Path::to_path_buf).unwrap_or_default().join("receipt-keys.json")
+        }
+        _ => PathBuf::from("data").join("receipt-keys.json"),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Option<KeyFile>, KeyError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| KeyError::Corrupt(path.into(), e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(KeyError::Io(path.into(), e)),
+    }
+}
+
+/// Writes the key file readable by its owner only (0600), through a temporary file and a
+/// rename, so a crash leaves the old file or the new one.
+fn write_file(path: &Path, file: &KeyFile) -> Result<(), KeyError> {
+    use std::io::Write;
+    let io = |e| KeyError::Io(path.into(), e);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&tmp).map_err(io)?;
+    let json = serde_json::to_vec_pretty(file).map_err(|e| KeyError::Corrupt(path.into(), e.to_string()))?;
+    out.write_all(&json).map_err(io)?;
+    out.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+impl ReceiptKeys {
+    /// Loads the keys: the setting's key if given (retired keys of the file stay published),
+    /// else the file's current key, creating the file with a new key on first start.
+    pub fn load(settings: &crate::config::Settings) -> Result<Self, KeyError> {
+        let path = key_file_path(settings);
+        let given = settings.receipts.signing_key.as_ref().map(|s| seed_of(s.expose())).transpose();
+        let given = given.map_err(KeyError::BadSetting)?;
+        let file = match (read_file(&path)?, given) {
+            (Some(file), _) => file,
+            (None, Some(_)) => KeyFile::default(),
+            (None, None) => {
+                let file = KeyFile { keys: vec![new_stored_key(Utc::now())] };
+                write_file(&path, &file)?;
+                file
+            }
+        };
+        let mut public = Vec::new();
+        let mut current: Option<[u8; 32]> = given;
+        for key in &file.keys {
+            let seed =
+                seed_of(&key.seed).map_err(|e| KeyError::Corrupt(path.clone(), format!("key {}: {e}", key.kid)))?;
+            if key.retired_at.is_none() && given.is_none() {
+                current = Some(seed);
+            }
+            public.push(public_key(&seed, key.publish_until.filter(|_| key.retired_at.is_some())));
+        }
+        let seed = current.ok_or_else(|| KeyError::Corrupt(path.clone(), "no key is current".into()))?;
+        if given.is_some() {
+            public.push(public_key(&seed, None));
+        }
+        let der =
+            SigningKey::from_bytes(&seed).to_pkcs8_der().map_err(|e| KeyError::Corrupt(path.clone(), e.to_string()))?;
+        let signing = public_key(&seed, None);
+        let kid = signing.jwk.kid.clone();
+        public.dedup_by(|a, b| a.jwk.kid == b.jwk.kid);
+        let issuer =
+            settings.public_url.clone().map_or_else(|| "consentry".to_owned(), |u| u.trim_end_matches('/').to_owned());
+        Ok(Self { kid, encoding: jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()), public, issuer })
+    }
+
+    /// The `kid` of the signing key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs `claims` as a compact JWS (`{"alg":"EdDSA","typ":"JWT","kid":…}`).
+    pub fn sign(&self, claims: &ReceiptClaims) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+    }
+
+    /// The public keys published on `today` (UTC).
+    pub fn jwks(&self, today: NaiveDate) -> Jwks {
+        Jwks { keys: self.published(today).map(|k| k.jwk.clone()).collect() }
+    }
+
+    fn published(&self, today: NaiveDate) -> impl Iterator<Item = &PublicKey> {
+        self.public.iter().filter(move |k| k.publish_until.is_none_or(|until| today <= until))
+    }
+
+    /// Checks a compact JWS against the keys published on `today`: its `kid` must name one,
+    /// its `alg` be `EdDSA`, its signature hold and its claims be a receipt's.
+    pub fn verify(&self, jws: &str, today: NaiveDate) -> Verification {
+        verify_jws(jws, |kid| self.published(today).find(|k| k.jwk.kid == kid).map(|k| k.decoding.clone()))
+    }
+
+    /// Signs any claims with the receipt key (the attestation of a proof bundle).
+    pub fn sign_claims<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+    }
+}
+
+/// Checks a compact EdDSA JWS against a key set alone (offline: a proof bundle carries its
+/// JWKS) and decodes its claims as `T`.
+pub fn verify_with_jwks<T: serde::de::DeserializeOwned>(jws: &str, jwks: &Jwks) -> Result<(String, T), String> {
+    verify_as::<T>(jws, |kid| {
+        jwks.keys
+            .iter()
+            .find(|k| k.kid == kid && k.kty == "OKP" && k.crv == "Ed25519")
+            .and_then(|k| jsonwebtoken::DecodingKey::from_ed_components(&k.x).ok())
+    })
+    .map_err(|(_, reason)| reason)
+}
+
+fn verify_jws(jws: &str, key: impl Fn(&str) -> Option<jsonwebtoken::DecodingKey>) -> Verification {
+    match verify_as::<ReceiptClaims>(jws, key) {
+        Ok((kid, claims)) => Verification::Valid { kid, claims: Box::new(claims) },
+        Err((kid, reason)) => Verification::Invalid { kid, reason },
+    }
+}
+
+fn verify_as<T: serde::de::DeserializeOwned>(
+    jws: &str,
+    key: impl Fn(&str) -> Option<jsonwebtoken::DecodingKey>,
+) -> Result<(String, T), (Option<String>, String)> {
+    let header = jsonwebtoken::decode_header(jws.trim()).map_err(|_| (None, "not a compact JWS".to_owned()))?;
+    let kid = header.kid.clone();
+    let invalid = |reason: String| (kid.clone(), reason);
+    if header.alg != jsonwebtoken::Algorithm::EdDSA {
+        return Err(invalid(format!("alg {:?} is not EdDSA", header.alg)));
+    }
+    let Some((name, decoding)) = kid.as_deref().and_then(|k| key(k).map(|d| (k.to_owned(), d))) else {
+        return Err(invalid("the header's kid names no published key".into()));
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    match jsonwebtoken::decode::<T>(jws.trim(), &decoding, &validation) {
+        Ok(data) => Ok((name, data.claims)),
+        Err(e) => Err(invalid(match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => "the signature does not match the content".into(),
+            jsonwebtoken::errors::ErrorKind::Json(_) => "the claims are not of the expected shape".into(),
+            _ => "malformed JWS".into(),
+        })),
+    }
+}
+
+/// `consentry receipts rotate-key`: retires the current key of the file (kept in the JWKS until
+/// `publish_until`, or for ever) and adds a new signing key. Returns the new `kid`. Running
+/// instances sign with the new key after a restart.
+pub fn rotate(path: &Path, publish_until: Option<NaiveDate>) -> Result<String, KeyError> {
+    let mut file = read_file(path)?.unwrap_or_default();
+    let now = Utc::now();
+    for key in file.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
+        key.retired_at = Some(now);
+        key.publish_until = publish_until;
+    }
+    let key = new_stored_key(now);
+    let kid = key.kid.clone();
+    file.keys.push(key);
+    write_file(path, &file)?;
+    Ok(kid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_8037_thumbprint_example() {
+        // RFC 8037 Appendix A.3: the thumbprint of the example Ed25519 key.
+        assert_eq!(
+            thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn a_seed_is_32_bytes_of_base64url() {
+        assert!(seed_of(&B64.encode([7u8; 32])).is_ok());
+        assert!(seed_of("AAAA").unwrap_err().contains("3 bytes"));
+        assert!(seed_of("not base64!").is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! `consentry import`: historical consents from another platform, with their original times,
+//! source `import`. Rows are validated like any write (a bad row is reported as `line N: <reason>`
+//! and the good rows are kept) and written through the ledger in batches of [`BATCH`] rows per
+//! transaction. Each row is written exactly once: its key, the SHA-256 of the row as normalised
+//! (subject, purpose, decision, time, revision, region), is kept in `import_keys` with it, so
+//! importing the same file twice adds nothing.
+
+use crate::db::backend::{is_retryable, write_transaction};
+use crate::db::models::naive;
+use crate::db::schema::import_keys;
+use crate::db::AnyConnection;
+use crate::domain::{ConsentSource, SubjectIdentifier};
+use crate::ledger::{write_batch, LedgerError, Outcome, RecordRequest, Submission, TenantRules};
+use crate::service::directory::TenantConfig;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::io::BufRead;
+
+/// Rows per transaction.
+pub const BATCH: usize = 1000;
+
+/// The file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A header line naming the columns, then one row per decision.
+    Csv,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// One row as the file gives it: the names the events endpoint uses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Row {
+    pub subject: String,
+    pub purpose: String,
+    /// `granted` or `denied`.
+    pub decision: String,
+    /// RFC 3339.
+    pub occurred_at: String,
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub policy_revision: Option<String>,
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub region: Option<String>,
+}
+
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<String> = Option::deserialize(d)?;
+    Ok(v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    /// Rows read (the header not counted).
+    pub rows: u64,
+    /// Rows written now.
+    pub imported: u64,
+    /// Events those rows wrote (a row that repeats the decision in force writes none).
+    pub events: u64,
+    /// Rows written by an earlier import of the same rows (or repeated in this file).
+    pub already_imported: u64,
+    /// Rows refused, each reported as `line N: <reason>`.
+    pub failed: u64,
+    pub seconds: f64,
+}
+
+/// A row ready to be written.
+struct Ready {
+    stored: String,
+    choices: BTreeMap<String, bool>,
+    occurred_at: DateTime<Utc>,
+    revision: Option<String>,
+    region: Option<crate::domain::RegionCode>,
+    key: String,
+}
+
+fn prepare(config: &TenantConfig, row: Row) -> Result<Ready, String> {
+    let subject = SubjectIdentifier::parse(&row.subject).map_err(|e| format!("subject: {e}"))?;
+    let decision = match row.decision.trim() {
+        "granted" => true,
+        "denied" => false,
+        other => return Err(format!("decision: '{}' is neither granted nor denied", crate::domain::truncate(other))),
+    };
+    let occurred_at = DateTime::parse_from_rfc3339(row.occurred_at.trim())
+        .map(|t| crate::domain::ledger::to_micros(t.with_timezone(&Utc)))
+        .map_err(|_| format!("occurred_at: '{}' is not an RFC 3339 time", crate::domain::truncate(&row.occurred_at)))?;
+    let region = crate::routes::parse_region(row.region.as_deref()).map_err(|e| format!("region: {e}"))?;
+    let purpose = row.purpose.trim().to_owned();
+    let stored = subject.stored_form(&config.subject_key);
+    let mut h = Sha256::new();
+    for part in [
+        stored.as_str(),
+        purpose.as_str(),
+        if decision { "granted" } else { "denied" },
+        &occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        row.policy_revision.as_deref().unwrap_or(""),
+        row.region.as_deref().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    Ok(Ready {
+        stored,
+        choices: BTreeMap::from([(purpose, decision)]),
+        occurred_at,
+        revision: row.policy_revision,
+        region,
+        key: hex::encode(h.finalize()),
+    })
+}
+
+/// Imports `input` into the tenant of `config`, reporting each refused row to `report` as
+/// `line N: <reason>` and progress (bytes read) to `progress`.
+pub fn import(
+    conn: &mut AnyConnection,
+    config: &TenantConfig,
+    format: Format,
+    input: impl BufRead,
+    mut report: impl FnMut(String),
+    mut progress: impl FnMut(u64),
+) -> Result<Summary, LedgerError> {
+    let started = std::time::Instant::now();
+    let rules = TenantRules::from_config(config, Utc::now())?;
+    let mut summary = Summary::default();
+    let mut pending = Pending::default();
+    let mut keys: HashSet<String> = HashSet::new();
+    let mut bytes = 0u64;
+    let is_csv = format == Format::Csv;
+    for (line, row, read) in rows(format, input) {
+        summary.rows += 1;
+        bytes = if is_csv { read.max(bytes) } else { bytes + read };
+        let ready = row.and_then(|row| prepare(config, row));
+        match ready {
+            Ok(r) if keys.contains(&r.key) => summary.already_imported += 1,
+            Ok(r) => match submission(&rules, &r) {
+                Ok(job) => {
+                    keys.insert(r.key.clone());
+                    pending.lines.push(line);
+                    pending.keys.push(r.key);
+                    pending.jobs.push(job);
+                }
+                Err(e) => {
+                    summary.failed += 1;
+                    report(format!("line {line}: {}", reason(&e)));
+                }
+            },
+            Err(why) => {
+                summary.failed += 1;
+                report(format!("line {line}: {why}"));
+            }
+        }
+        if pending.jobs.len() >= BATCH {
+            flush(conn, &rules.tenant_id, &mut pending, &mut summary, &mut report)?;
+            keys.clear();
+            progress(bytes);
+        }
+    }
+    flush(conn, &rules.tenant_id, &mut pending, &mut summary, &mut report)?;
+    progress(bytes);
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Reads rows from `input` one at a time: `(line, row or why not, bytes read so far)`.
+pub fn rows<'a>(
+    format: Format,
+    input: impl BufRead + 'a,
+) -> Box<dyn Iterator<Item = (u64, Result<Row, String>, u64)> + 'a> {
+    match format {
+        Format::Ndjson => Box::new(input.lines().enumerate().filter_map(|(i, line)| {
+            let n = i as u64 + 1;
+            match line {
+                Ok(text) if text.trim().is_empty() => None,
+                Ok(text) => {
+                    let len = text.len() as u64 + 1;
+                    Some((n, serde_json::from_str::<Row>(&text).map_err(|e| e.to_string()), len))
+                }
+                Err(e) => Some((n, Err(format!("cannot read: {e}")), 0)),
+            }
+        })),
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::Headers).from_reader(input);
+            let headers = match reader.headers() {
+                Ok(h) => h.clone(),
+                Err(e) => return Box::new(std::iter::once((1, Err(format!("the header: {e}")), 0))),
+            };
+            let mut record = csv::StringRecord::new();
+            Box::new(std::iter::from_fn(move || {
+                let line = reader.position().line();
+                match reader.read_record(&mut record) {
+                    Ok(false) => None,
+                    Ok(true) => {
+                        let line = record.position().map_or(line, |p| p.line());
+                        let bytes = reader.position().byte();
+                        let row = record.deserialize::<Row>(Some(&headers)).map_err(|e| match e.kind() {
+                            csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+                            _ => e.to_string(),
+                        });
+                        Some((line, row, bytes))
+                    }
+                    Err(e) => {
+                        let line = e.position().map_or(line, |p| p.line());
+                        let why = match e.kind() {
+                            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                                format!("{len} fields where the header has {expected_len}")
+                            }
+                            _ => e.to_string(),
+                        };
+                        Some((line, Err(why), reader.position().byte()))
+                    }
+                }
+            }))
+        }
+    }
+}
+
+/// The submission of one row: validated against the tenant's rules like any write.
+fn submission(rules: &TenantRules, r: &Ready) -> Result<Submission, LedgerError> {
+    let req = RecordRequest {
+        subject: &r.stored,
+        choices: &r.choices,
+        policy_revision: r.revision.as_deref(),
+        source: ConsentSource::Import,
+        region: r.region.as_ref(),
+        occurred_at: Some(r.occurred_at),
+        site_id: None,
+        gpc: false,
+        idempotency: None,
+    };
+    Submission::new(rules.clone(), &req, 201, Box::new(|_, _| Ok(String::new())))
+}
+
+/// Rows ready to be written: their lines, keys and submissions, in step.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u64>,
+    keys: Vec<String>,
+    jobs: Vec<Submission>,
+}
+
+/// Writes the pending rows: those whose key is already in `import_keys` are skipped; the others
+/// go through the ledger ([`write_batch`]) with their keys, in one transaction and a constant
+/// number of statements for the batch. A conflict with another import of the same rows (a key
+/// inserted meanwhile) rolls back and runs again.
+fn flush(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    pending: &mut Pending,
+    summary: &mut Summary,
+    report: &mut impl FnMut(String),
+) -> Result<(), LedgerError> {
+    let mut attempt = 0;
+    let outcomes = loop {
+        attempt += 1;
+        if pending.jobs.is_empty() {
+            return Ok(());
+        }
+        let known: HashSet<String> = import_keys::table
+            .filter(import_keys::tenant_id.eq(tenant_id))
+            .filter(import_keys::key.eq_any(&pending.keys))
+            .select(import_keys::key)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        if !known.is_empty() {
+            let rows = std::mem::take(pending);
+            for ((line, key), job) in rows.lines.into_iter().zip(rows.keys).zip(rows.jobs) {
+                if known.contains(&key) {
+                    summary.already_imported += 1;
+                } else {
+                    pending.lines.push(line);
+                    pending.keys.push(key);
+                    pending.jobs.push(job);
+                }
+            }
+            continue;
+        }
+        let now = naive(Utc::now());
+        let result = write_transaction(conn, |conn| {
+            crate::db::backend::insert_import_keys(conn, tenant_id, &pending.keys, now)?;
+            write_batch(conn, &mut pending.jobs)
+        });
+        match result {
+            Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,
+            other => break other?,
+        }
+    };
+    let rows = std::mem::take(pending);
+    for (outcome, line) in outcomes.into_iter().zip(rows.lines) {
+        match outcome {
+            Ok(Outcome::Fresh { recorded, .. }) => {
+                summary.imported += 1;
+                summary.events += recorded.event_ids.len() as u64;
+            }
+            Ok(Outcome::Replay { .. }) => summary.already_imported += 1,
+            Err(e) => {
+                summary.failed += 1;
+                report(format!("line {line}: {}", reason(&e)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reason(e: &LedgerError) -> String {
+    match e {
+        LedgerError::Field(f) => format!("{}: {}", f.field, f.message),
+        LedgerError::Fields(fs) => {
+            fs.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+        }
+        other => other.to_string(),
+    }
+}

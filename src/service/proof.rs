@@ -1,0 +1,324 @@
+//! Proof bundles: a self-contained file that shows what a person decided, checkable offline
+//! with no database and no Consentry code (GDPR Art. 7(1): the controller must be able to
+//! demonstrate consent). `GET /v1/subjects/{subject}/proof` builds one; `consentry proof verify
+//! <file>` ([`verify`]) checks one and says what is broken.
+//!
+//! What it holds: every event of the person's subjects, whole hash chains from their first
+//! event; the receipts issued for them; the policy revisions of the tenant (url, sha256); the
+//! JWKS whose keys signed the receipts; and an `attestation`, a JWS by the same key over the
+//! SHA-256 of the rest of the file (sorted-key compact JSON) and each chain's head, so a changed
+//! byte, a removed event or a removed receipt is caught.
+
+use crate::db::models::event::NewEvent;
+use crate::db::models::revision::RevisionRow;
+use crate::db::models::{naive, utc};
+use crate::domain::receipt::ReceiptClaims;
+use crate::error::ApiError;
+use crate::ledger::verify::link;
+use crate::receipts::{verify_with_jwks, Jwks};
+use crate::state::AppState;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use utoipa::ToSchema;
+
+/// `format` of bundles of this shape.
+pub const PROOF_FORMAT: &str = "consentry-proof/1";
+
+/// One event as the bundle holds it: every field its hash covers, timestamps exactly as hashed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProofEvent {
+    pub id: String,
+    pub tenant_id: String,
+    pub subject_id: String,
+    pub purpose: String,
+    pub decision: String,
+    pub policy_revision: Option<String>,
+    pub source: String,
+    pub region: Option<String>,
+    /// Not covered by the hash.
+    pub site_id: Option<String>,
+    /// RFC 3339, UTC, microseconds, as hashed.
+    pub occurred_at: String,
+    pub recorded_at: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn micros(t: NaiveDateTime) -> String {
+    utc(t).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl ProofEvent {
+    fn from_row(e: &NewEvent) -> Self {
+        Self {
+            id: e.id.clone(),
+            tenant_id: e.tenant_id.clone(),
+            subject_id: e.subject_id.clone(),
+            purpose: e.purpose_key.clone(),
+            decision: e.decision.clone(),
+            policy_revision: e.policy_revision.clone(),
+            source: e.source.clone(),
+            region: e.region.clone(),
+            site_id: e.site_id.clone(),
+            occurred_at: micros(e.occurred_at),
+            recorded_at: micros(e.recorded_at),
+            prev_hash: e.prev_hash.clone(),
+            hash: e.hash.clone(),
+        }
+    }
+
+    fn to_row(&self) -> Result<NewEvent, String> {
+        let time = |raw: &str| {
+            DateTime::parse_from_rfc3339(raw)
+                .map(|t| naive(t.with_timezone(&Utc)))
+                .map_err(|_| format!("event {}: '{raw}' is not an RFC 3339 time", self.id))
+        };
+        Ok(NewEvent {
+            id: self.id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            subject_id: self.subject_id.clone(),
+            purpose_key: self.purpose.clone(),
+            decision: self.decision.clone(),
+            policy_revision: self.policy_revision.clone(),
+            source: self.source.clone(),
+            region: self.region.clone(),
+            site_id: self.site_id.clone(),
+            occurred_at: time(&self.occurred_at)?,
+            recorded_at: time(&self.recorded_at)?,
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        })
+    }
+}
+
+/// A policy revision as the bundle holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProofPolicy {
+    pub policy_key: String,
+    pub revision_date: String,
+    pub effective_at: DateTime<Utc>,
+    pub url: String,
+    pub sha256: Option<String>,
+}
+
+/// The proof bundle (documented in the README).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProofBundle {
+    /// [`PROOF_FORMAT`].
+    pub format: String,
+    pub issuer: String,
+    pub generated_at: DateTime<Utc>,
+    pub tenant: String,
+    /// The person's pseudonymous subject ids (no email or phone is in the bundle).
+    pub subject_ids: Vec<String>,
+    /// Every event of those subjects in recorded order: whole chains from their first event.
+    pub events: Vec<ProofEvent>,
+    /// The receipts issued for them (compact JWS).
+    pub receipts: Vec<String>,
+    /// The tenant's policy revisions (what receipts and events name).
+    pub policies: Vec<ProofPolicy>,
+    /// What the person was shown (presentation hashes); empty until presentations are recorded.
+    pub presentations: Vec<serde_json::Value>,
+    /// The keys that signed the receipts and the attestation.
+    pub jwks: Jwks,
+    /// A JWS (same keys) over [`Attestation`].
+    pub attestation: String,
+}
+
+/// The claims of a bundle's attestation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attestation {
+    pub iss: String,
+    pub iat: i64,
+    pub format: String,
+    pub tenant: String,
+    /// Subject id → hash of its last event (the chain head when the bundle was made).
+    pub heads: BTreeMap<String, String>,
+    pub events: usize,
+    pub receipts: usize,
+    /// Lower-case hex SHA-256 of the bundle without `attestation`, as compact JSON with keys
+    /// sorted (see [`digest`]).
+    pub bundle_sha256: String,
+}
+
+/// SHA-256 (hex) of a bundle's JSON without its `attestation`, serialised with sorted keys and
+/// no whitespace: `json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
+pub fn digest(doc: &serde_json::Value) -> String {
+    let mut doc = doc.clone();
+    if let Some(map) = doc.as_object_mut() {
+        map.remove("attestation");
+    }
+    let canonical = serde_json::to_string(&sort(doc)).unwrap_or_default();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn sort(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<String, serde_json::Value> = map.into_iter().map(|(k, v)| (k, sort(v))).collect();
+            serde_json::Value::Object(sorted.into_iter().collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sort).collect()),
+        other => other,
+    }
+}
+
+/// Builds the bundle of the person behind `stored`. `None` when nobody is.
+pub async fn build(state: &AppState, tenant_id: &str, stored: String) -> Result<Option<ProofBundle>, ApiError> {
+    let held = super::subjects::holdings(state, tenant_id, stored).await?;
+    let Some(person) = held.person else { return Ok(None) };
+    let config = state.tenant_config(tenant_id).await?.ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
+    let policies = config.revisions.iter().map(|r: &RevisionRow| ProofPolicy {
+        policy_key: r.policy_key.clone(),
+        revision_date: r.revision_date.clone(),
+        effective_at: r.effective_at_utc(),
+        url: r.url.clone(),
+        sha256: r.sha256.clone(),
+    });
+    let mut heads = BTreeMap::new();
+    for e in &held.events {
+        heads.insert(e.subject_id.clone(), e.hash.clone());
+    }
+    let mut bundle = ProofBundle {
+        format: PROOF_FORMAT.into(),
+        issuer: state.receipts.issuer.clone(),
+        generated_at: super::now(),
+        tenant: tenant_id.to_owned(),
+        subject_ids: person.subject_ids.clone(),
+        events: held.events.iter().map(ProofEvent::from_row).collect(),
+        receipts: held.receipts.into_iter().map(|r| r.jws).collect(),
+        policies: policies.collect(),
+        presentations: Vec::new(),
+        jwks: state.receipts.jwks(Utc::now().date_naive()),
+        attestation: String::new(),
+    };
+    let doc = serde_json::to_value(&bundle).map_err(ApiError::internal)?;
+    let attestation = Attestation {
+        iss: bundle.issuer.clone(),
+        iat: Utc::now().timestamp(),
+        format: PROOF_FORMAT.into(),
+        tenant: bundle.tenant.clone(),
+        heads,
+        events: bundle.events.len(),
+        receipts: bundle.receipts.len(),
+        bundle_sha256: digest(&doc),
+    };
+    bundle.attestation = state.receipts.sign_claims(&attestation).map_err(ApiError::internal)?;
+    Ok(Some(bundle))
+}
+
+/// What `consentry proof verify` found.
+#[derive(Debug, Serialize)]
+pub struct ProofReport {
+    pub valid: bool,
+    pub events: usize,
+    pub subjects: usize,
+    pub receipts: usize,
+    /// What is broken, one sentence each (empty when valid).
+    pub problems: Vec<String>,
+}
+
+/// Checks a bundle offline: the attestation's signature (with the bundle's JWKS) and its digest
+/// of the rest of the file; every event's hash and link, with the ledger's own check
+/// ([`link`]); each chain's head against the attested one; each receipt's signature, that its
+/// events are in the chains with the same hashes, and that its policies are the bundle's.
+pub fn verify(text: &str) -> ProofReport {
+    let mut problems = Vec::new();
+    let doc: serde_json::Value = match serde_json::from_str(text) {
+        Ok(doc) => doc,
+        Err(e) => return report(0, 0, 0, vec![format!("the file is not JSON: {e}")]),
+    };
+    let bundle: ProofBundle = match serde_json::from_value(doc.clone()) {
+        Ok(b) => b,
+        Err(e) => return report(0, 0, 0, vec![format!("the file is not a proof bundle: {e}")]),
+    };
+    if bundle.format != PROOF_FORMAT {
+        problems.push(format!("format '{}' is not {PROOF_FORMAT}", bundle.format));
+    }
+    let attested = match verify_with_jwks::<Attestation>(&bundle.attestation, &bundle.jwks) {
+        Ok((_, a)) => Some(a),
+        Err(why) => {
+            problems.push(format!("attestation: {why}"));
+            None
+        }
+    };
+    if let Some(a) = &attested {
+        if a.bundle_sha256 != digest(&doc) {
+            problems.push(
+                "attestation: the file's content differs from what was attested (changed after it was issued)".into(),
+            );
+        }
+        if a.events != bundle.events.len() || a.receipts != bundle.receipts.len() {
+            problems.push(format!(
+                "attestation: {} events and {} receipts were attested, the file has {} and {}",
+                a.events,
+                a.receipts,
+                bundle.events.len(),
+                bundle.receipts.len()
+            ));
+        }
+    }
+
+    let mut heads: HashMap<String, String> = HashMap::new();
+    let mut hashes: HashMap<&str, &str> = HashMap::new();
+    for event in &bundle.events {
+        match event.to_row() {
+            Ok(row) => {
+                if !link(&mut heads, &row) {
+                    problems.push(format!(
+                        "event {}: its hash or its link to the previous event of subject {} does not hold",
+                        event.id, event.subject_id
+                    ));
+                }
+            }
+            Err(why) => problems.push(why),
+        }
+        hashes.insert(event.id.as_str(), event.hash.as_str());
+    }
+    if let Some(a) = &attested {
+        for (subject, head) in &a.heads {
+            if heads.get(subject) != Some(head) {
+                problems.push(format!(
+                    "chain of subject {subject}: its last event is not the attested one (events removed or added)"
+                ));
+            }
+        }
+    }
+
+    let policies: HashMap<(&str, &str), &ProofPolicy> =
+        bundle.policies.iter().map(|p| ((p.policy_key.as_str(), p.revision_date.as_str()), p)).collect();
+    for (i, jws) in bundle.receipts.iter().enumerate() {
+        let claims: ReceiptClaims = match verify_with_jwks(jws, &bundle.jwks) {
+            Ok((_, c)) => c,
+            Err(why) => {
+                problems.push(format!("receipt {}: {why}", i + 1));
+                continue;
+            }
+        };
+        for e in &claims.events {
+            match hashes.get(e.id.as_str()) {
+                Some(h) if *h == e.hash => {}
+                Some(_) => {
+                    problems.push(format!("receipt {}: event {} has another hash in the chain", claims.jti, e.id))
+                }
+                None => problems.push(format!("receipt {}: event {} is not in the bundle", claims.jti, e.id)),
+            }
+        }
+        for p in &claims.policies {
+            match policies.get(&(p.key.as_str(), p.revision_date.as_str())) {
+                Some(b) if b.url == p.url && b.sha256 == p.sha256 => {}
+                _ => problems.push(format!(
+                    "receipt {}: policy {} {} is not the bundle's (url or sha256 differ, or missing)",
+                    claims.jti, p.key, p.revision_date
+                )),
+            }
+        }
+    }
+    report(bundle.events.len(), heads.len(), bundle.receipts.len(), problems)
+}
+
+fn report(events: usize, subjects: usize, receipts: usize, problems: Vec<String>) -> ProofReport {
+    ProofReport { valid: problems.is_empty(), events, subjects, receipts, problems }
+}
