@@ -83,6 +83,7 @@ pub struct Application {
     port: u16,
     server: Server,
     dispatcher: Option<webhooks::Running>,
+    analytics: crate::workers::analytics::Running,
 }
 
 impl Application {
@@ -97,6 +98,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         state.directory.spawn_poller();
         let (pool, wake, private_receivers) = (state.pool.clone(), state.webhook_wake.clone(), state.private_receivers);
+        let state_pool = state.pool.clone();
         let server = run(listener, state, settings.workers)?;
         let dispatcher = if settings.webhooks.dispatch {
             let running = webhooks::spawn(pool, &settings.webhooks, private_receivers, wake)
@@ -105,7 +107,9 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { port, server, dispatcher })
+        let analytics = crate::workers::analytics::spawn(state_pool)
+            .map_err(|e| StartupError::Io(std::io::Error::other(format!("cannot start analytics: {e}"))))?;
+        Ok(Self { port, server, dispatcher, analytics })
     }
 
     pub fn port(&self) -> u16 {
@@ -124,6 +128,8 @@ impl Application {
         if let Some(dispatcher) = self.dispatcher {
             dispatcher.stop().await;
         }
+        let analytics = self.analytics;
+        let _ = actix_web::rt::task::spawn_blocking(move || analytics.stop()).await;
         served
     }
 }

@@ -32,6 +32,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+        label -> Nullable<Text>,
     }
 }
 
@@ -169,6 +170,7 @@ diesel::table! {
         due_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        completion_note -> Nullable<Text>,
     }
 }
 
@@ -201,5 +203,49 @@ diesel::table! {
         last_error -> Nullable<Text>,
         delivered_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    analytics_cursors (tenant_id) {
+        tenant_id -> Text,
+        tx_id -> BigInt,
+        seq -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    analytics_decisions (tenant_id, day, site_id, region, purpose_key, source, decision) {
+        tenant_id -> Text,
+        day -> Text,
+        site_id -> Text,
+        region -> Text,
+        purpose_key -> Text,
+        source -> Text,
+        decision -> Text,
+        count -> BigInt,
+    }
+}
+
+diesel::table! {
+    analytics_submissions (tenant_id, day, site_id, region, source, outcome, gpc) {
+        tenant_id -> Text,
+        day -> Text,
+        site_id -> Text,
+        region -> Text,
+        source -> Text,
+        outcome -> Text,
+        gpc -> Bool,
+        count -> BigInt,
+    }
+}
+
+diesel::table! {
+    console_sign_in_codes (code_sha256) {
+        code_sha256 -> Text,
+        tenant_id -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
     }
 }

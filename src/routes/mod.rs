@@ -1,7 +1,9 @@
 //! HTTP routes, one file per resource. Handlers parse input into domain types, call the
 //! ledger or the models, and render responses; they hold no rules of their own.
 
+pub mod analytics;
 pub mod consents;
+pub mod console;
 pub mod events;
 pub mod health;
 pub mod links;
@@ -12,6 +14,7 @@ pub mod purposes;
 pub mod sdk;
 pub mod sites;
 pub mod suppressions;
+pub mod tokens;
 pub mod unsubscribe;
 pub mod webhooks;
 
@@ -37,6 +40,9 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     unsubscribe::configure(cfg);
     suppressions::configure(cfg);
     webhooks::configure(cfg);
+    analytics::configure(cfg);
+    tokens::configure(cfg);
+    console::configure(cfg);
 }
 
 /// The parts of the OpenAPI document that are not collected from handlers.
@@ -59,6 +65,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         crate::domain::RevisionDate,
         crate::domain::SubjectIdentifier,
         suppressions::SuppressionFormat,
+        analytics::ReportFormat,
+        crate::domain::analytics::Interval,
         crate::ledger::outbox::WebhookPayload,
         crate::ledger::outbox::ConsentChange
     )),
@@ -71,7 +79,10 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         (name = "opt-outs", description = "CCPA requests to opt out of sale/sharing, with their deadlines"),
         (name = "public", description = "Browser endpoints of a site, called by the SDK"),
         (name = "unsubscribe", description = "One-click unsubscribe links (RFC 8058)"),
+        (name = "analytics", description = "Consent and opt-out figures over time, from incrementally kept rollups"),
+        (name = "tokens", description = "Management tokens: issue, list, revoke; the console's sign-in"),
         (name = "webhooks", description = "Signed deliveries of consent changes and opt-out requests, with retries"),
+        (name = "console", description = "The privacy team's console, a web UI that calls this API"),
         (name = "sdk", description = "The browser SDK and its demo page"),
         (name = "health", description = "Liveness and readiness"),
     )

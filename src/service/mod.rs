@@ -2,12 +2,14 @@
 //! output. Routes parse requests and render responses; services hold the rules, the
 //! transactions and the caches; the domain holds pure rules; `db` holds the queries.
 
+pub mod analytics;
 pub mod batch;
 pub mod config;
 pub mod consents;
 pub mod directory;
 pub mod opt_outs;
 pub mod reader;
+pub mod tokens;
 pub mod writer;
 
 /// Now, to the microsecond, as both databases store times: a response shows what a later read

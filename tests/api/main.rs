@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod analytics;
 mod cli;
 mod consents;
 mod errors;
@@ -17,4 +18,5 @@ mod opt_outs;
 mod public;
 mod service_core;
 mod status_rules;
+mod tokens;
 mod webhooks;

@@ -51,6 +51,11 @@ impl Tenant {
         tenants::table.filter(tenants::slug.eq(slug)).select(Self::as_select()).first(conn).optional()
     }
 
+    /// Every tenant's id.
+    pub fn all_ids(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
+        tenants::table.select(tenants::id).order(tenants::id.asc()).load(conn)
+    }
+
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
         diesel::insert_into(tenants::table).values(self).execute(conn).map(drop)
     }
