@@ -3,7 +3,8 @@
 // console address with a one-time code; the test writes data over the API, then walks every page
 // at 375 px wide with the keyboard and mouse: sign in, see the charts with the data it wrote,
 // complete an opt-out, find a person and ask for their export, publish a revision, retry a dead
-// letter, revoke a token. axe-core checks each page (no serious or critical issue), and any
+// letter, revoke a token. axe-core checks each page (no serious or critical issue; a screenshot of
+// each goes to target/console-<page>-<backend>.png), and any
 // Content-Security-Policy violation or request to another origin fails the run.
 // Usage: node test/console.browser.mjs   (CONSENTRY_BIN: the server binary)
 import { createRequire } from 'node:module';
@@ -140,6 +141,8 @@ async function run(backend, databaseUrl) {
       const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
       const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
       check(!bad.length, `${name}: axe found ${bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target).join(' ')}`).join('; ')}`);
+      const slug = name.toLowerCase().replace(/[^a-z]+/g, '-');
+      await page.screenshot({ path: join(root, 'target', `console-${slug}-${backend}.png`), fullPage: true });
       const width = await page.evaluate(() => document.documentElement.scrollWidth);
       check(width <= 375, `${name}: the page is ${width} px wide at 375 px`);
     };
@@ -166,7 +169,6 @@ async function run(backend, databaseUrl) {
     check((await page.locator('.chart canvas').count()) >= 2, 'overview: two charts');
     check((await page.locator('[data-count="statistics/granted/banner"]').innerText()) === '2', 'overview: 2 statistics grants from the banner');
     check((await page.locator('[data-figure="gpc_share"]').innerText()) === '25.0 %', 'overview: GPC share 1 of 4 banner submissions');
-    await page.screenshot({ path: join(root, 'target', `console-overview-${backend}.png`), fullPage: true });
     await axe('Overview');
 
     // Opt-out requests: the overdue one is highlighted; complete it with a note (keyboard).
@@ -206,6 +208,8 @@ async function run(backend, databaseUrl) {
     await page.getByLabel('Revision date').fill('2026-11-30');
     await page.getByLabel('Address of the published text').fill('https://www.example.com/privacy-2026');
     await page.getByLabel('Requires reconsent').check();
+    // Visitors 1 and 2 granted statistics and social_media, Ada granted marketing: 3 people.
+    await page.locator('[data-reconsent-preview]').filter({ hasText: 'asks 3 people again (5 grants' }).waitFor();
     await page.getByRole('button', { name: 'Publish revision' }).click();
     await page.locator('tr[data-revision="2026-11-30"]').waitFor();
     check((await api('GET', '/v1/policies/privacy/revisions')).body.revisions.some((r) => r.revision_date === '2026-11-30' && r.requires_reconsent), 'the revision is published');

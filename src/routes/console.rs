@@ -7,7 +7,6 @@
 use crate::error::ApiError;
 use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -42,17 +41,15 @@ const INDEX: &[u8] = include_bytes!("../../console/dist/index.html");
 
 fn etag(i: usize) -> &'static str {
     static TAGS: OnceLock<Vec<String>> = OnceLock::new();
-    &TAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", &hex::encode(Sha256::digest(a.body))[..32])).collect())
-        [i]
+    &TAGS.get_or_init(|| super::sdk::etags(&ASSETS.iter().map(|a| a.body).collect::<Vec<_>>()))[i]
 }
 
-fn secured(mut res: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
-    res.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"));
-    res
-}
+const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, CSP),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
 
 /// The console's page (sign in with an admin token; `#code=<code>` signs in once with a code
 /// from `serve --demo`, exchanged by `POST /v1/console/sign-in`).
@@ -62,10 +59,11 @@ fn secured(mut res: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBu
 )]
 #[get("/console")]
 pub async fn get_console() -> HttpResponse {
-    secured(HttpResponse::Ok())
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(INDEX)
+    let mut res = HttpResponse::Ok();
+    for header in SECURITY_HEADERS {
+        res.insert_header(header);
+    }
+    res.content_type("text/html; charset=utf-8").insert_header((header::CACHE_CONTROL, "no-cache")).body(INDEX)
 }
 
 /// The console's script and stylesheet. Cached for an hour, then revalidated by ETag.
@@ -89,19 +87,9 @@ pub async fn get_console_asset(req: HttpRequest, file: web::Path<String>) -> Res
             crate::domain::truncate(&file)
         )));
     };
-    let tag = etag(i);
-    let cache = (header::CACHE_CONTROL, "public, max-age=3600, must-revalidate");
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
-    if fresh {
-        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, tag)).insert_header(cache).finish());
+    let mut res = super::sdk::cached_asset(&req, etag(i), ASSETS[i].content_type, ASSETS[i].body);
+    for (name, value) in SECURITY_HEADERS {
+        res.headers_mut().insert(name, header::HeaderValue::from_static(value));
     }
-    Ok(secured(HttpResponse::Ok())
-        .content_type(ASSETS[i].content_type)
-        .insert_header((header::ETAG, tag))
-        .insert_header(cache)
-        .body(ASSETS[i].body))
+    Ok(res)
 }

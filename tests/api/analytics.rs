@@ -13,6 +13,7 @@ crate::backend_tests!(
     buckets_filters_and_csv_agree_with_the_totals,
     opt_out_analytics_count_requests_by_channel_with_business_days_11_ccr_7102,
     analytics_refuse_malformed_parameters_and_narrow_tokens,
+    a_reconsent_preview_counts_the_people_a_revision_would_ask_again,
 );
 
 /// Every event of the tenant, from the change feed.
@@ -394,4 +395,22 @@ async fn analytics_refuse_malformed_parameters_and_narrow_tokens(app: TestApp) {
         let res = app.client.get(app.url(path)).bearer_auth(&check_only).send().await.unwrap();
         assert_problem(res, 403).await;
     }
+}
+
+async fn a_reconsent_preview_counts_the_people_a_revision_would_ask_again(app: TestApp) {
+    let site = app.seed().await;
+    write_mix(&app, &site).await;
+    let preview = |q: &'static str| {
+        let app = &app;
+        async move { app.get(&format!("/v1/policies/privacy/reconsent-preview{q}")).send().await.unwrap() }
+    };
+    // In force now: analytics granted by visitors 2, 4 and 5 (visitor 1 withdrew it in the
+    // preference centre), sale_sharing by visitors 1 and 2, marketing_email by Ada and user:42.
+    let all: Value = preview("").await.json().await.unwrap();
+    assert_eq!((all["grants"].as_i64(), all["people"].as_i64()), (Some(7), Some(6)));
+    let analytics: Value = preview("?purposes=analytics").await.json().await.unwrap();
+    assert_eq!((analytics["grants"].as_i64(), analytics["people"].as_i64()), (Some(3), Some(3)));
+    let two: Value = preview("?purposes=analytics,sale_sharing").await.json().await.unwrap();
+    assert_eq!((two["grants"].as_i64(), two["people"].as_i64()), (Some(5), Some(4)));
+    assert_problem(preview("?purposes=nothing").await, 400).await;
 }

@@ -11,6 +11,10 @@ export function Policies() {
   const [reconsent, setReconsent] = useState(false);
   const [chosen, setChosen] = useState<string[]>([]);
   const [error, setError] = useState<unknown>(null);
+  const preview = useLoad(
+    () => (reconsent ? get<{ people: number; grants: number }>(`/v1/policies/${enc(policy)}/reconsent-preview${chosen.length ? `?purposes=${enc(chosen.join(','))}` : ''}`) : Promise.resolve(undefined)),
+    [reconsent, policy, chosen.join()],
+  );
   const [notice, setNotice] = useState('');
 
   async function publish(e: Event) {
@@ -69,7 +73,14 @@ export function Policies() {
               onChange={(e) => setChosen(e.currentTarget.checked ? [...chosen, p.key] : chosen.filter((k) => k !== p.key))} /> {p.title} ({p.key})</label>
           ))}
         </fieldset>
-        {reconsent && <p class="hint">Everyone whose grant of {chosen.length ? chosen.join(', ') : 'any purpose'} predates this revision will be asked again.</p>}
+        {reconsent && (
+          <p class="hint" role="status" data-reconsent-preview>
+            {preview.data
+              ? `Publishing it now asks ${preview.data.people} ${preview.data.people === 1 ? 'person' : 'people'} again (${preview.data.grants} grants of ${chosen.length ? chosen.join(', ') : 'any purpose'} become stale).`
+              : 'Counting the people it will ask again…'}
+          </p>
+        )}
+        <Problem error={preview.error} what="Counting whom it asks again" />
         <button type="submit">Publish revision</button>
       </form>
       <Problem error={error} what="Publishing" />
