@@ -28,7 +28,7 @@ export function Chart(props: { label: string; x: string[]; series: Series[]; yFo
       ],
       series: [
         {},
-        ...props.series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash, paths, fill: props.bars ? s.color : undefined })),
+        ...props.series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash, paths, fill: props.bars ? s.color : undefined, points: { show: true, size: 6 } })),
       ],
     };
     const plot = new uPlot(opts, [xs, ...props.series.map((s) => s.values)] as uPlot.AlignedData, el);
