@@ -47,5 +47,7 @@ fi
 
 if [ -f console/package.json ]; then
   echo "== console in the browser"
+  # The PostgreSQL walk creates its database with psql.
+  [ -z "${CONSENTRY_TEST_POSTGRES_URL:-}" ] || command -v psql >/dev/null || apt_install postgresql-client
   (cd console && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm run --silent test:browser)
 fi

@@ -41,7 +41,7 @@ function databases() {
   const list = [['sqlite', `sqlite://${join(mkdtempSync(join(tmpdir(), 'consentry-console-')), 'c.db')}`]];
   const admin = process.env.CONSENTRY_TEST_POSTGRES_URL;
   if (admin) {
-    const name = `consentry_console_${process.pid}_${Date.now()}`;
+    const name = `consentry_test_console_${process.pid}_${Date.now()}`; // .ci/run drops leftovers by this prefix
     execFileSync('psql', [admin, '-qc', `CREATE DATABASE "${name}"`]);
     list.push(['postgres', admin.replace(/\/[^/]*$/, `/${name}`), () => execFileSync('psql', [admin, '-qc', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`])]);
   } else {
