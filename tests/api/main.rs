@@ -6,6 +6,7 @@ mod helpers;
 mod analytics;
 mod cli;
 mod consents;
+mod console;
 mod errors;
 mod feed;
 mod gpc;
