@@ -38,10 +38,10 @@ pub struct ConsentAnalyticsQuery {
     #[param(value_type = Option<crate::domain::RegionCode>)]
     pub region: Option<String>,
     /// First day, `YYYY-MM-DD` (UTC; default: 29 days before `to`).
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[param(pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub from: Option<String>,
     /// Last day, included, `YYYY-MM-DD` (UTC; default: today). At most 3,660 days after `from`.
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[param(pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub to: Option<String>,
     /// Bucket width: `day` (default), `week` (ISO, from Monday) or `month`.
     pub interval: Option<Interval>,
@@ -53,10 +53,10 @@ pub struct ConsentAnalyticsQuery {
 #[into_params(parameter_in = Query)]
 pub struct OptOutAnalyticsQuery {
     /// First day of receipt, `YYYY-MM-DD` (UTC; default: 29 days before `to`).
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[param(pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub from: Option<String>,
     /// Last day of receipt, included (UTC; default: today).
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[param(pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub to: Option<String>,
     /// `json` (default) or `csv`; `Accept: text/csv` also selects CSV.
     pub format: Option<ReportFormat>,

@@ -117,7 +117,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .configure(configure)
         .split_for_parts();
     add_common_problems(&mut doc);
+    optional_bodies(&mut doc);
     doc
+}
+
+/// Operations whose JSON body may be left out (utoipa marks a body required unless its type is
+/// an `Option`, which would also make `null` a valid body).
+const OPTIONAL_BODIES: [(&str, &str); 1] = [("/v1/opt-outs/{id}/complete", "POST")];
+
+fn optional_bodies(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, method) in OPTIONAL_BODIES {
+        let Some(item) = doc.paths.paths.get_mut(path) else { continue };
+        for (m, op) in operations_mut(item) {
+            if m == method {
+                if let Some(RefOr::T(body)) = op.request_body.as_mut() {
+                    body.required = Some(utoipa::openapi::Required::False);
+                }
+            }
+        }
+    }
 }
 
 /// Each operation with its method, in a fixed order.

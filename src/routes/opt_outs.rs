@@ -90,7 +90,7 @@ pub async fn list_opt_outs(
     tag = "opt-outs",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The request id")),
-    request_body(content = Option<CompleteOptOut>, description = "Optional: a note on what was done"),
+    request_body(content = CompleteOptOut, description = "Optional: a note on what was done"),
     responses(
         (status = 200, description = "Completed", body = OptOutResponse),
         (status = 404, description = "No such request", body = Problem, content_type = "application/problem+json"),

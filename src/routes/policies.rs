@@ -120,6 +120,9 @@ pub async fn preview_reconsent(
         None => Vec::new(),
         Some(list) => list.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
     };
+    if query.purposes.is_some() && purposes.is_empty() {
+        return Err(ApiError::invalid("purposes", "name at least one purpose key, or leave purposes out for all"));
+    }
     let preview = crate::service::analytics::reconsent_preview(&state, &caller.config, policy_key, purposes).await?;
     Ok(HttpResponse::Ok().json(preview))
 }

@@ -68,7 +68,7 @@ pub struct IssueToken {
     /// Lifetime like the CLI's `--ttl`: `30d`, `12h`, `90days` (1 s to 10 years); absent: does
     /// not expire (revoke it instead).
     #[serde(default)]
-    #[schema(max_length = 40)]
+    #[schema(max_length = 40, pattern = "^[0-9]{1,10} ?[a-z]{1,7}( [0-9]{1,10} ?[a-z]{1,7})*$")]
     pub ttl: Option<String>,
 }
 
