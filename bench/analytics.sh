@@ -5,16 +5,18 @@
 # (day, week and month buckets, and with site, region and purpose filters) and of
 # GET /v1/analytics/opt-outs, 20 requests each, over HTTP with curl.
 #
-#   bench/analytics.sh [--bin PATH] [--scale N]     (defaults: target/release/consentry, 1000000)
+#   bench/analytics.sh [--bin PATH] [--scale N] [--reuse]   (defaults: target/release/consentry, 1000000)
+# --reuse keeps the database of the last run (its events) and only empties the rollups.
 #
 # BENCH_PG: the server (postgres://postgres@127.0.0.1:5432); drops and creates consentry_analytics_bench.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN="$REPO/target/release/consentry"; SCALE=1000000
+BIN="$REPO/target/release/consentry"; SCALE=1000000; REUSE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
+    --reuse) REUSE=1; shift ;;
     *) echo "usage: bench/analytics.sh [--bin PATH] [--scale N]" >&2; exit 64 ;;
   esac
 done
@@ -26,14 +28,20 @@ PORT=${BENCH_PORT:-18431}
 BASE="http://127.0.0.1:$PORT"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
-psql -q -X "$PG_BASE/postgres" -c 'DROP DATABASE IF EXISTS consentry_analytics_bench WITH (FORCE)' -c 'CREATE DATABASE consentry_analytics_bench'
 export DATABASE_URL=$DB_URL CONSENTRY__LOG=error
+serve() { "$BIN" serve --listen "127.0.0.1:$PORT" & SERVER=$!; until curl -sf "$BASE/healthz" >/dev/null; do sleep 0.2; done; }
+api() { curl -sf -X "$1" "$BASE$2" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
+if (( REUSE )); then
+  psql -q -X "$DB_URL" -c 'DELETE FROM analytics_cursors' -c 'DELETE FROM analytics_decisions' -c 'DELETE FROM analytics_submissions'
+  TOKEN=$("$BIN" tokens issue --tenant bench --scope admin 2>/dev/null)
+  SITE_ID=$(psql -X -At "$DB_URL" -c "SELECT id FROM sites LIMIT 1")
+  SCALE=$(psql -X -At "$DB_URL" -c "SELECT count(*) FROM data_subjects")
+else
+psql -q -X "$PG_BASE/postgres" -c 'DROP DATABASE IF EXISTS consentry_analytics_bench WITH (FORCE)' -c 'CREATE DATABASE consentry_analytics_bench'
 "$BIN" migrate 2>/dev/null
 TOKEN=$("$BIN" tenants create bench | sed 's/.*"token":"\([^"]*\)".*/\1/')
 TENANT_ID=$(psql -X -At "$DB_URL" -c "SELECT id FROM tenants WHERE slug = 'bench'")
 
-serve() { "$BIN" serve --listen "127.0.0.1:$PORT" & SERVER=$!; until curl -sf "$BASE/healthz" >/dev/null; do sleep 0.2; done; }
-api() { curl -sf -X "$1" "$BASE$2" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
 serve
 SITE_ID=$(api POST /v1/sites '{"name":"bench.example","origins":["https://bench.example"]}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
 for p in statistics marketing social_media; do
@@ -51,6 +59,7 @@ for (( from = 1; from <= SCALE; from += 100000 )); do
 done
 psql -q -X "$DB_URL" -c 'VACUUM ANALYZE' >/dev/null
 log "loaded in $(echo "$(date +%s.%N) - $start" | bc) s"
+fi
 
 FROM=$(date -u -d '364 days ago' +%F); TO=$(date -u +%F)
 start=$(date +%s.%N)
