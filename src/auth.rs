@@ -84,6 +84,7 @@ pub fn issue_token(
     tenant: &Tenant,
     scopes: &[Scope],
     expires_at: Option<DateTime<Utc>>,
+    label: Option<&str>,
 ) -> Result<(String, String), ApiError> {
     let now = Utc::now();
     let claims = Claims {
@@ -103,6 +104,7 @@ pub fn issue_token(
         created_at: naive(now),
         expires_at: expires_at.map(naive),
         revoked_at: None,
+        label: label.map(str::to_owned),
     }
     .insert(conn)?;
     Ok((claims.jti, jwt))

@@ -210,7 +210,7 @@ fn run(cli: Cli) -> CliResult {
             let mut conn = state.pool.get()?;
             let tenant = Tenant::find_by_slug(&mut conn, &tenant)?.ok_or_else(|| format!("no tenant '{tenant}'"))?;
             let (id, jwt) =
-                issue_token(&mut conn, &state.keys, &tenant, &scopes, expires_at).map_err(|e| e.to_string())?;
+                issue_token(&mut conn, &state.keys, &tenant, &scopes, expires_at, None).map_err(|e| e.to_string())?;
             eprintln!("token id: {id}");
             println!("{jwt}");
             Ok(())
@@ -331,11 +331,19 @@ pub fn create_tenant(state: &AppState, slug: &str) -> Result<(Tenant, String, St
         }
         let tenant = Tenant::new(slug, Utc::now().naive_utc());
         tenant.insert(conn)?;
-        let (id, jwt) = issue_token(conn, &state.keys, &tenant, &[Scope::Admin], None)?;
+        let (id, jwt) = issue_token(conn, &state.keys, &tenant, &[Scope::Admin], None, None)?;
         Ok::<_, crate::error::ApiError>(Ok((tenant, id, jwt)))
     })
     .map_err(|e| e.to_string())?;
     Ok(result?)
+}
+
+/// A one-time console sign-in code for the example tenant (see `service::tokens`).
+fn demo_sign_in_code(state: &AppState) -> Result<String, Box<dyn std::error::Error>> {
+    let mut conn = state.pool.get()?;
+    let tenant =
+        Tenant::find_by_slug(&mut conn, crate::routes::sdk::DEMO_TENANT)?.ok_or("the example tenant is missing")?;
+    Ok(crate::service::tokens::create_sign_in_code(&mut conn, &tenant.id)?)
 }
 
 /// `GET /readyz` on `listen` over plain HTTP/1.0 within 3 seconds; Ok when it answers 200.
@@ -401,6 +409,8 @@ fn serve(settings: Settings, demo: bool) -> CliResult {
         if let Some(state) = &demo_state {
             crate::apply::allow_demo_origins(state, app.port())?;
             tracing::info!("demo: open http://127.0.0.1:{}/demo", app.port());
+            // On stdout, not in the log: the code signs in once, within 10 minutes.
+            println!("console: http://127.0.0.1:{}/console#code={}", app.port(), demo_sign_in_code(state)?);
         }
         tracing::info!("consentry listening on http://{}", listen.replace(":0", &format!(":{}", app.port())));
         app.stop_on_signals()?;

@@ -215,6 +215,27 @@ where
     <Option<Wrap<V>> as serde::Deserialize>::deserialize(d).map(|w| w.map(|w| w.0))
 }
 
+/// An optional JSON body: `None` when the request has no `Content-Type` and no body (absent or
+/// zero `Content-Length`), else a [`JsonBody`] with its errors.
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let no_type = req.headers().get(header::CONTENT_TYPE).is_none();
+        let no_length =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == "0");
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        if no_type && no_length && !chunked {
+            return Box::pin(std::future::ready(Ok(Self(None))));
+        }
+        let body = JsonBody::<T>::from_request(req, payload);
+        Box::pin(async move { Ok(Self(Some(body.await?.0))) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

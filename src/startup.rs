@@ -92,6 +92,7 @@ pub struct Application {
     dispatcher: Option<webhooks::Running>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     shutdown_grace: std::time::Duration,
+    analytics: crate::workers::analytics::Running,
 }
 
 impl Application {
@@ -107,6 +108,7 @@ impl Application {
         state.directory.spawn_poller();
         let (pool, wake, private_receivers) = (state.pool.clone(), state.webhook_wake.clone(), state.private_receivers);
         let draining = state.draining.clone();
+        let state_pool = state.pool.clone();
         let server = run(listener, state, settings.workers)?;
         let dispatcher = if settings.webhooks.dispatch {
             let running = webhooks::spawn(pool, &settings.webhooks, private_receivers, wake)
@@ -115,7 +117,9 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { port, server, dispatcher, draining, shutdown_grace: settings.shutdown_grace })
+        let analytics = crate::workers::analytics::spawn(state_pool)
+            .map_err(|e| StartupError::Io(std::io::Error::other(format!("cannot start analytics: {e}"))))?;
+        Ok(Self { port, server, dispatcher, analytics, draining, shutdown_grace: settings.shutdown_grace })
     }
 
     pub fn port(&self) -> u16 {
@@ -156,6 +160,8 @@ impl Application {
         if let Some(dispatcher) = self.dispatcher {
             dispatcher.stop().await;
         }
+        let analytics = self.analytics;
+        let _ = actix_web::rt::task::spawn_blocking(move || analytics.stop()).await;
         served
     }
 }

@@ -7,6 +7,7 @@
 #   2. Contract fuzzing of the OpenAPI document with schemathesis (tests/contract/run.sh).
 #   3. The browser SDK's tests (sdk-js: vitest unit tests, size budgets, real-browser tests), and
 #      the browsable API reference (/docs) in the same real browser.
+#   4. The console (console/): type check, then one real-browser walk of every page per database.
 # It installs what the tests need when it can (Debian packages as root, npm packages from the lockfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +43,11 @@ if [ -f sdk-js/package.json ]; then
   (cd sdk-js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent test:all)
   echo "== /docs in the browser"
   node tests/contract/docs-browser.mjs
+fi
+
+if [ -f console/package.json ]; then
+  echo "== console in the browser"
+  # The PostgreSQL walk creates its database with psql.
+  [ -z "${CONSENTRY_TEST_POSTGRES_URL:-}" ] || command -v psql >/dev/null || apt_install postgresql-client
+  (cd console && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm run --silent test:browser)
 fi

@@ -32,6 +32,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+        label -> Nullable<Text>,
     }
 }
 
@@ -172,6 +173,7 @@ diesel::table! {
         due_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        completion_note -> Nullable<Text>,
     }
 }
 
@@ -225,6 +227,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    analytics_cursors (tenant_id) {
+        tenant_id -> Text,
+        tx_id -> BigInt,
+        seq -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    analytics_decisions (tenant_id, day, site_id, region, purpose_key, source, decision) {
+        tenant_id -> Text,
+        day -> Text,
+        site_id -> Text,
+        region -> Text,
+        purpose_key -> Text,
+        source -> Text,
+        decision -> Text,
+        count -> BigInt,
+    }
+}
+
+diesel::table! {
     consent_receipts (id) {
         id -> Text,
         tenant_id -> Text,
@@ -237,9 +261,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    analytics_submissions (tenant_id, day, site_id, region, source, outcome, gpc) {
+        tenant_id -> Text,
+        day -> Text,
+        site_id -> Text,
+        region -> Text,
+        source -> Text,
+        outcome -> Text,
+        gpc -> Bool,
+        count -> BigInt,
+    }
+}
+
+diesel::table! {
     import_keys (tenant_id, key) {
         tenant_id -> Text,
         key -> Text,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    console_sign_in_codes (code_sha256) {
+        code_sha256 -> Text,
+        tenant_id -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
     }
 }

@@ -36,6 +36,25 @@ impl BusinessCalendar {
         }
         day.and_time(received.time()).and_utc()
     }
+
+    /// Business days from `received` to `completed` (UTC), counted like
+    /// [`BusinessCalendar::add_business_days`]: the day of receipt does not count, each
+    /// following business day up to and including the day of completion does (0 when completed
+    /// on the day of receipt or before the next business day).
+    pub fn business_days_between(&self, received: DateTime<Utc>, completed: DateTime<Utc>) -> i64 {
+        let (mut day, last) = (received.date_naive(), completed.date_naive());
+        let mut n = 0;
+        while day < last {
+            day = match day.checked_add_days(Days::new(1)) {
+                Some(d) => d,
+                None => break,
+            };
+            if self.is_business_day(day) {
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 #[cfg(test)]
@@ -55,6 +74,17 @@ mod tests {
         assert_eq!(cal.add_business_days(at(2026, 11, 2), OPT_OUT_BUSINESS_DAYS), at(2026, 11, 23));
         // Received on a Saturday: the count starts on Monday; 15th business day is Friday 2026-11-27.
         assert_eq!(cal.add_business_days(at(2026, 11, 7), OPT_OUT_BUSINESS_DAYS), at(2026, 11, 27));
+    }
+
+    #[test]
+    fn business_days_between_counts_like_the_deadline_11_ccr_7026_f() {
+        let cal = BusinessCalendar::default();
+        // Monday to the Monday three weeks later: 15 business days, the deadline itself.
+        assert_eq!(cal.business_days_between(at(2026, 11, 2), at(2026, 11, 23)), 15);
+        // Friday to Monday: 1; the same day: 0; Saturday to Sunday: 0.
+        assert_eq!(cal.business_days_between(at(2026, 11, 6), at(2026, 11, 9)), 1);
+        assert_eq!(cal.business_days_between(at(2026, 11, 6), at(2026, 11, 6)), 0);
+        assert_eq!(cal.business_days_between(at(2026, 11, 7), at(2026, 11, 8)), 0);
     }
 
     #[test]

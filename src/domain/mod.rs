@@ -25,6 +25,7 @@ macro_rules! string_schema {
 pub(crate) use string_schema;
 
 pub mod audit;
+pub mod analytics;
 pub mod choices;
 pub mod deadline;
 pub mod identifiers;

@@ -2,7 +2,9 @@
 //! ledger or the models, and render responses; they hold no rules of their own.
 
 pub mod audit;
+pub mod analytics;
 pub mod consents;
+pub mod console;
 pub mod events;
 pub mod health;
 pub mod links;
@@ -15,6 +17,7 @@ pub mod sdk;
 pub mod sites;
 pub mod subjects;
 pub mod suppressions;
+pub mod tokens;
 pub mod unsubscribe;
 pub mod webhooks;
 
@@ -45,6 +48,9 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     webhooks::configure(cfg);
     receipts::configure(cfg);
     subjects::configure(cfg);
+    analytics::configure(cfg);
+    tokens::configure(cfg);
+    console::configure(cfg);
 }
 
 /// The parts of the OpenAPI document that are not collected from handlers.
@@ -67,6 +73,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         crate::domain::RevisionDate,
         crate::domain::SubjectIdentifier,
         suppressions::SuppressionFormat,
+        analytics::ReportFormat,
+        crate::domain::analytics::Interval,
         crate::ledger::outbox::WebhookPayload,
         crate::ledger::outbox::ConsentChange,
         crate::service::audit::SiteViolation
@@ -83,7 +91,10 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         (name = "unsubscribe", description = "One-click unsubscribe links (RFC 8058)"),
         (name = "subjects", description = "The data subject's rights: export (GDPR Art. 15, 20; CCPA right to know), erasure (GDPR Art. 17), proof"),
         (name = "receipts", description = "Signed consent receipts: the public keys and a check anyone may ask for"),
+        (name = "analytics", description = "Consent and opt-out figures over time, from incrementally kept rollups"),
+        (name = "tokens", description = "Management tokens: issue, list, revoke; the console's sign-in"),
         (name = "webhooks", description = "Signed deliveries of consent changes and opt-out requests, with retries"),
+        (name = "console", description = "The privacy team's console, a web UI that calls this API"),
         (name = "sdk", description = "The browser SDK and its demo page"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -118,7 +129,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .configure(configure)
         .split_for_parts();
     add_common_problems(&mut doc);
+    optional_bodies(&mut doc);
     doc
+}
+
+/// Operations whose JSON body may be left out (utoipa marks a body required unless its type is
+/// an `Option`, which would also make `null` a valid body).
+const OPTIONAL_BODIES: [(&str, &str); 1] = [("/v1/opt-outs/{id}/complete", "POST")];
+
+fn optional_bodies(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, method) in OPTIONAL_BODIES {
+        let Some(item) = doc.paths.paths.get_mut(path) else { continue };
+        for (m, op) in operations_mut(item) {
+            if m == method {
+                if let Some(RefOr::T(body)) = op.request_body.as_mut() {
+                    body.required = Some(utoipa::openapi::Required::False);
+                }
+            }
+        }
+    }
 }
 
 /// Each operation with its method, in a fixed order.

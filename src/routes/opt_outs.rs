@@ -4,9 +4,9 @@
 use crate::auth::{Caller, Scope};
 use crate::db::models::opt_out::OptOutFilter;
 use crate::error::{ApiError, Problem};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::routes::consents::idempotency_claim;
-use crate::service::opt_outs::{self, CreateOptOut, OptOutList, OptOutResponse, OptOutStatus};
+use crate::service::opt_outs::{self, CompleteOptOut, CreateOptOut, OptOutList, OptOutResponse, OptOutStatus};
 use crate::state::AppState;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -84,11 +84,13 @@ pub async fn list_opt_outs(
 }
 
 /// Marks a request completed (the business has honoured it everywhere, e.g. notified the
-/// third parties it sold or shared with, 11 CCR §7026(f)(2)). Requires `consents:write`.
+/// third parties it sold or shared with, 11 CCR §7026(f)(2)). Requires `consents:write`. The
+/// body is optional: `{"note": "…"}` keeps what was done with the request.
 #[utoipa::path(
     tag = "opt-outs",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The request id")),
+    request_body(content = CompleteOptOut, description = "Optional: a note on what was done"),
     responses(
         (status = 200, description = "Completed", body = OptOutResponse),
         (status = 404, description = "No such request", body = Problem, content_type = "application/problem+json"),
@@ -100,8 +102,9 @@ pub async fn complete_opt_out(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<CompleteOptOut>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsWrite)?;
-    let body = opt_outs::complete(&state, &caller.tenant_id, &id).await?;
+    let body = opt_outs::complete(&state, &caller.tenant_id, &id, body.unwrap_or_default()).await?;
     Ok(HttpResponse::Ok().json(body))
 }

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(create_revision).service(list_revisions);
+    cfg.service(create_revision).service(list_revisions).service(preview_reconsent);
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -86,6 +86,45 @@ pub async fn create_revision(
     let revision = config::revision(&caller.tenant_id, &policy_key, body, now)?;
     let row = config::publish_revision(&state, revision).await?;
     Ok(HttpResponse::Created().json(RevisionResponse::from_row(&row, now)))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReconsentQuery {
+    /// Comma-separated purpose keys the revision would name; absent: all purposes.
+    #[param(pattern = "^[a-z0-9_,-]{1,2000}$")]
+    pub purposes: Option<String>,
+}
+
+/// How many people a revision of this policy that requires reconsent would ask again if
+/// published now: the grants in force of its purposes, and their data subjects. Requires
+/// `admin`. Reads `consent_states` (one row per subject and purpose), never the events.
+#[utoipa::path(
+    tag = "policies",
+    security(("bearer" = [])),
+    params(("policy_key" = PolicyKey, Path, description = "Policy key", example = "privacy"), ReconsentQuery),
+    responses(
+        (status = 200, description = "The counts", body = crate::service::analytics::ReconsentPreview),
+    )
+)]
+#[get("/v1/policies/{policy_key}/reconsent-preview")]
+pub async fn preview_reconsent(
+    state: web::Data<AppState>,
+    caller: Caller,
+    policy_key: web::Path<String>,
+    query: web::Query<ReconsentQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let policy_key = config::policy_key(&policy_key)?.to_string();
+    let purposes: Vec<String> = match query.purposes.as_deref() {
+        None => Vec::new(),
+        Some(list) => list.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+    };
+    if query.purposes.is_some() && purposes.is_empty() {
+        return Err(ApiError::invalid("purposes", "name at least one purpose key, or leave purposes out for all"));
+    }
+    let preview = crate::service::analytics::reconsent_preview(&state, &caller.config, policy_key, purposes).await?;
+    Ok(HttpResponse::Ok().json(preview))
 }
 
 /// Lists a policy's revisions, oldest first, with whether each is in force. Any valid token.

@@ -58,8 +58,7 @@ const DEMO_PAGE: &str = include_str!("../../sdk-js/demo/index.html");
 /// Strong ETags of the assets, computed once.
 fn etag(i: usize) -> &'static str {
     static TAGS: OnceLock<Vec<String>> = OnceLock::new();
-    &TAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", &hex::encode(Sha256::digest(a.body))[..32])).collect())
-        [i]
+    &TAGS.get_or_init(|| etags(&ASSETS.iter().map(|a| a.body).collect::<Vec<_>>()))[i]
 }
 
 /// The SDK build: `consentry.js` (IIFE with UI, `window.Consentry`), `consentry.mjs` (ES module
@@ -84,7 +83,20 @@ pub async fn get_sdk_file(req: HttpRequest, file: web::Path<String>) -> Result<H
             crate::domain::truncate(&file)
         )));
     };
-    let tag = etag(i);
+    let mut res = cached_asset(&req, etag(i), ASSETS[i].content_type, ASSETS[i].body);
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+    Ok(res)
+}
+
+/// The answer to a GET of a file embedded in the binary: `304 Not Modified` when
+/// `If-None-Match` names `tag`, else the body with its `ETag`; cached for an hour, then
+/// revalidated; `nosniff`.
+pub fn cached_asset(
+    req: &HttpRequest,
+    tag: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+) -> HttpResponse {
     let cache = (header::CACHE_CONTROL, "public, max-age=3600, must-revalidate");
     let fresh = req
         .headers()
@@ -92,15 +104,19 @@ pub async fn get_sdk_file(req: HttpRequest, file: web::Path<String>) -> Result<H
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
     if fresh {
-        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, tag)).insert_header(cache).finish());
+        return HttpResponse::NotModified().insert_header((header::ETAG, tag)).insert_header(cache).finish();
     }
-    Ok(HttpResponse::Ok()
-        .content_type(ASSETS[i].content_type)
+    HttpResponse::Ok()
+        .content_type(content_type)
         .insert_header((header::ETAG, tag))
         .insert_header(cache)
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(ASSETS[i].body))
+        .body(body)
+}
+
+/// Strong ETags of embedded files: the first 128 bits of each one's SHA-256, quoted.
+pub fn etags(bodies: &[&[u8]]) -> Vec<String> {
+    bodies.iter().map(|b| format!("\"{}\"", &hex::encode(Sha256::digest(b))[..32])).collect()
 }
 
 /// A demo shop page wired to the example tenant's site: open it, click the banner, and see

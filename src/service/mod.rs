@@ -3,6 +3,7 @@
 //! transactions and the caches; the domain holds pure rules; `db` holds the queries.
 
 pub mod audit;
+pub mod analytics;
 pub mod batch;
 pub mod config;
 pub mod consents;
@@ -13,6 +14,7 @@ pub mod proof;
 pub mod reader;
 pub mod receipts;
 pub mod subjects;
+pub mod tokens;
 pub mod writer;
 
 /// Now, to the microsecond, as both databases store times: a response shows what a later read

@@ -71,6 +71,9 @@ pub struct OptOutResponse {
     /// `received_at` + 15 business days (11 CCR §7026(f)), weekends and configured holidays skipped.
     pub due_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// What the privacy team wrote when it completed the request (`POST …/complete` with
+    /// `{"note": "…"}`), if anything.
+    pub completion_note: Option<String>,
     pub status: OptOutStatus,
     /// The denials this request recorded (source `opt_out_request`), one per sale/sharing purpose
     /// that was not already denied. Only in the response that created it.
@@ -112,6 +115,7 @@ pub fn response(
         received_at: utc(r.received_at),
         due_at: utc(r.due_at),
         completed_at: r.completed_at.map(utc),
+        completion_note: r.completion_note.clone(),
         status,
         event_ids,
         receipt: None,
@@ -187,6 +191,7 @@ pub async fn request(
             due_at: naive(calendar.add_business_days(received_at, OPT_OUT_BUSINESS_DAYS)),
             completed_at: None,
             created_at: naive(now),
+            completion_note: None,
         };
         request.insert(conn)?;
         let body = response(&request, now, Some(recorded.event_ids.clone()))?;
@@ -208,9 +213,36 @@ pub async fn list(state: &AppState, tenant_id: &str, filter: OptOutFilter) -> Re
     Ok(rows.iter().map(|r| response(r, now, None)).collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Marks a request completed (the business has honoured it everywhere, 11 CCR §7026(f)(2)).
-/// Errors: no such request (404), already completed (409).
-pub async fn complete(state: &AppState, tenant_id: &str, id: &str) -> Result<OptOutResponse, ApiError> {
+/// The body of `POST /v1/opt-outs/{id}/complete` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"note": "Suppressed in the CRM and the ad platforms; partners notified"}))]
+pub struct CompleteOptOut {
+    /// What was done, for the record (at most 2,000 characters).
+    #[serde(default)]
+    #[schema(max_length = 2000)]
+    pub note: Option<String>,
+}
+
+/// Most characters of a completion note.
+pub const MAX_NOTE_CHARS: usize = 2000;
+
+/// Marks a request completed (the business has honoured it everywhere, 11 CCR §7026(f)(2)),
+/// with an optional note. Errors: a note too long or holding NUL (400), no such request (404),
+/// already completed (409).
+pub async fn complete(
+    state: &AppState,
+    tenant_id: &str,
+    id: &str,
+    body: CompleteOptOut,
+) -> Result<OptOutResponse, ApiError> {
+    let note = body.note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
+        return Err(ApiError::invalid("note", format!("is longer than {MAX_NOTE_CHARS} characters")));
+    }
+    if note.as_ref().is_some_and(|n| n.contains('\0')) {
+        return Err(ApiError::invalid("note", crate::error::NUL_MESSAGE));
+    }
     let now = super::now();
     let (tenant, id) = (tenant_id.to_owned(), id.to_owned());
     let body = state
@@ -219,7 +251,7 @@ pub async fn complete(state: &AppState, tenant_id: &str, id: &str) -> Result<Opt
                 let Some(_) = OptOutRequest::find(conn, &tenant, &id)? else {
                     return Err(ApiError::NotFound(format!("no opt-out request '{}'", crate::domain::truncate(&id))));
                 };
-                if !OptOutRequest::complete(conn, &tenant, &id, naive(now))? {
+                if !OptOutRequest::complete(conn, &tenant, &id, naive(now), note.as_deref())? {
                     return Err(ApiError::Conflict("the request is already completed".into()));
                 }
                 let row = OptOutRequest::find(conn, &tenant, &id)?

@@ -285,6 +285,12 @@ fn serve_demo_creates_the_example_tenant_once() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     second.kill().unwrap();
     let out = second.wait_with_output().unwrap();
-    assert!(out.stdout.is_empty(), "no second token: {}", String::from_utf8_lossy(&out.stdout));
+    // No second token: only the console's address with a fresh one-time sign-in code.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("eyJ"), "no second token: {stdout}");
+    assert!(
+        stdout.lines().all(|l| l.starts_with("console: http://127.0.0.1:") && l.contains("/console#code=")),
+        "{stdout}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("the example tenant exists already"));
 }

@@ -4,8 +4,10 @@
 mod helpers;
 
 mod audit;
+mod analytics;
 mod cli;
 mod consents;
+mod console;
 mod errors;
 mod feed;
 mod gpc;
@@ -20,4 +22,5 @@ mod receipts;
 mod rights;
 mod service_core;
 mod status_rules;
+mod tokens;
 mod webhooks;

@@ -106,7 +106,17 @@ impl Event {
         let (tx, seq) = after;
         consent_events::table
             .filter(consent_events::tenant_id.eq(tenant_id))
-            .filter(consent_events::tx_id.gt(tx).or(consent_events::tx_id.eq(tx).and(consent_events::seq.gt(seq))))
+            // A row comparison, not `tx_id > tx OR (tx_id = tx AND seq > seq)`: both databases
+            // start the index range `(tenant_id, tx_id, seq)` at the cursor with it, where the
+            // OR form made PostgreSQL read the tenant's index from its start on every page
+            // (263 ms a page a million events in, growing with the feed).
+            .filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("(consent_events.tx_id, consent_events.seq) > (")
+                    .bind::<diesel::sql_types::BigInt, _>(tx)
+                    .sql(", ")
+                    .bind::<diesel::sql_types::BigInt, _>(seq)
+                    .sql(")"),
+            )
             .filter(consent_events::tx_id.lt(horizon))
             .order((consent_events::tx_id.asc(), consent_events::seq.asc()))
             .limit(limit)

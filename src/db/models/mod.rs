@@ -1,6 +1,7 @@
 //! One file per entity: a struct, pure helpers, then its queries (each taking
 //! `&mut AnyConnection` and returning `QueryResult`).
 
+pub mod analytics;
 pub mod event;
 pub mod idempotency;
 pub mod instance_key;

@@ -18,6 +18,8 @@ pub struct OptOutRequest {
     pub due_at: NaiveDateTime,
     pub completed_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
+    /// What the privacy team wrote when it completed the request.
+    pub completion_note: Option<String>,
 }
 
 /// Which requests to list.
@@ -77,15 +79,36 @@ impl OptOutRequest {
         query.order(opt_out_requests::received_at.asc()).limit(limit).select(Self::as_select()).load(conn)
     }
 
-    /// Marks the request completed; returns whether it was open.
-    pub fn complete(conn: &mut AnyConnection, tenant_id: &str, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    /// A tenant's requests received in `start..end` (an index range on `(tenant_id, received_at)`).
+    pub fn received_between(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+    ) -> QueryResult<Vec<Self>> {
+        opt_out_requests::table
+            .filter(opt_out_requests::tenant_id.eq(tenant_id))
+            .filter(opt_out_requests::received_at.ge(start))
+            .filter(opt_out_requests::received_at.lt(end))
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// Marks the request completed, with the team's note; returns whether it was open.
+    pub fn complete(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        id: &str,
+        now: NaiveDateTime,
+        note: Option<&str>,
+    ) -> QueryResult<bool> {
         diesel::update(
             opt_out_requests::table
                 .filter(opt_out_requests::tenant_id.eq(tenant_id))
                 .filter(opt_out_requests::id.eq(id))
                 .filter(opt_out_requests::completed_at.is_null()),
         )
-        .set(opt_out_requests::completed_at.eq(Some(now)))
+        .set((opt_out_requests::completed_at.eq(Some(now)), opt_out_requests::completion_note.eq(note)))
         .execute(conn)
         .map(|n| n == 1)
     }

@@ -101,3 +101,25 @@ impl StateRow {
         }
     }
 }
+
+/// How many grants of `purposes` (all purposes when empty) given before `before` are in force
+/// for a tenant, and for how many data subjects: (grants, subjects). An index range per
+/// purpose on `consent_states`.
+pub fn grants_before(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    purposes: &[String],
+    before: NaiveDateTime,
+) -> QueryResult<(i64, i64)> {
+    let mut query = consent_states::table
+        .filter(consent_states::tenant_id.eq(tenant_id))
+        .filter(consent_states::decision.eq("granted"))
+        .filter(consent_states::occurred_at.lt(before))
+        .into_boxed();
+    if !purposes.is_empty() {
+        query = query.filter(consent_states::purpose_key.eq_any(purposes));
+    }
+    query
+        .select((diesel::dsl::count_star(), diesel::dsl::count(consent_states::subject_id).aggregate_distinct()))
+        .first(conn)
+}

@@ -56,6 +56,11 @@ impl Tenant {
         tenants::table.order(tenants::slug.asc()).select(Self::as_select()).load(conn)
     }
 
+    /// Every tenant's id.
+    pub fn all_ids(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
+        tenants::table.select(tenants::id).order(tenants::id.asc()).load(conn)
+    }
+
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
         diesel::insert_into(tenants::table).values(self).execute(conn).map(drop)
     }
