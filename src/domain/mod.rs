@@ -24,8 +24,8 @@ macro_rules! string_schema {
 }
 pub(crate) use string_schema;
 
-pub mod audit;
 pub mod analytics;
+pub mod audit;
 pub mod choices;
 pub mod deadline;
 pub mod identifiers;

@@ -61,6 +61,8 @@ pub struct Recorded {
     pub subject_id: String,
     /// Ids of the events written, in the order written (empty when nothing changed).
     pub event_ids: Vec<String>,
+    /// The events written, in the order written (what a receipt covers).
+    pub events: Vec<NewEvent>,
     pub view: SubjectView,
     /// A GPC signal was present and honoured.
     pub gpc_honored: bool,
@@ -361,10 +363,18 @@ pub fn write_batch(
         }
         let view = job.rules.view(&slot.states, job.region.as_ref())?;
         let event_ids = written.iter().map(|e| e.id.clone()).collect();
+        let recorded_events = written.clone();
         events.extend(written);
         recorded.push((
             i,
-            Recorded { subject_id: slot.subject_id.clone(), event_ids, view, gpc_honored: job.gpc, gpc_conflicts },
+            Recorded {
+                subject_id: slot.subject_id.clone(),
+                event_ids,
+                events: recorded_events,
+                view,
+                gpc_honored: job.gpc,
+                gpc_conflicts,
+            },
         ));
     }
 

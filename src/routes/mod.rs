@@ -1,8 +1,8 @@
 //! HTTP routes, one file per resource. Handlers parse input into domain types, call the
 //! ledger or the models, and render responses; they hold no rules of their own.
 
-pub mod audit;
 pub mod analytics;
+pub mod audit;
 pub mod consents;
 pub mod console;
 pub mod events;

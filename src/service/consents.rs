@@ -30,8 +30,8 @@ pub async fn record(
 }
 
 /// [`record`] for a submission that gets a signed receipt (a person's or a caller's choices,
-/// an opt-out request): once committed, the receipt is issued and added to the response body
-/// as `receipt` ([`receipts::attach`]).
+/// an opt-out request): issued in the transaction that records it and added to the response
+/// body as `receipt` ([`receipts::issuing`]).
 pub async fn record_with_receipt(
     state: &AppState,
     rules: TenantRules,
@@ -39,9 +39,8 @@ pub async fn record_with_receipt(
     status: u16,
     finish: Finish,
 ) -> Result<Outcome, ApiError> {
-    let receipt = ReceiptContext::new(&rules, req);
-    let outcome = record(state, rules, req, status, finish).await?;
-    receipts::attach(state, receipt, outcome).await
+    let finish = receipts::issuing(state, ReceiptContext::new(&rules, req), finish);
+    Ok(record(state, rules, req, status, finish).await?)
 }
 
 /// [`record`] for a visitor whom the site's backend identified as a user (a verified identity
@@ -55,12 +54,11 @@ pub async fn record_identified(
     status: u16,
     finish: Finish,
 ) -> Result<Outcome, ApiError> {
-    let receipt = ReceiptContext::new(&rules, req);
+    let finish = receipts::issuing(state, ReceiptContext::new(&rules, req), finish);
     let submission = Submission::new(rules.clone(), req, status, finish)?;
     let visitor = req.subject.to_owned();
     state.db(move |conn| Ok(ledger::link_visitor_to_user(conn, &rules, &user, &visitor)?)).await?;
-    let outcome = state.writer.submit(submission).await?;
-    receipts::attach(state, receipt, outcome).await
+    Ok(state.writer.submit(submission).await?)
 }
 
 /// The state of the subject behind `stored_identifier` (all `not_asked` when unknown): one

@@ -2,8 +2,8 @@
 //! output. Routes parse requests and render responses; services hold the rules, the
 //! transactions and the caches; the domain holds pure rules; `db` holds the queries.
 
-pub mod audit;
 pub mod analytics;
+pub mod audit;
 pub mod batch;
 pub mod config;
 pub mod consents;

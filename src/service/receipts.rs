@@ -1,14 +1,13 @@
-//! Signed consent receipts: issued for each accepted submission once the writer has committed it
-//! (a receipt is never handed out for something that is not on record), stored with the
+//! Signed consent receipts: issued for each accepted submission in the transaction that records
+//! it (a receipt is never handed out for something that is not on record), stored with the
 //! pseudonymous subject id, and replayed with the response of a retried `Idempotency-Key`.
 
-use crate::db::models::event::{Event, NewEvent};
+use crate::db::models::event::NewEvent;
 use crate::db::models::receipt::ReceiptRow;
 use crate::db::models::{naive, new_id, utc};
 use crate::domain::receipt::{ReceiptClaims, ReceiptEvent, ReceiptPolicy, ReceiptPurpose, RECEIPT_SCHEMA};
 use crate::domain::ConsentSource;
-use crate::error::ApiError;
-use crate::ledger::{Outcome, RecordRequest, TenantRules};
+use crate::ledger::{Finish, LedgerError, RecordRequest, TenantRules};
 use crate::receipts::Verification;
 use crate::state::AppState;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -99,50 +98,36 @@ fn with_receipt(body: String, jws: &str) -> String {
     }
 }
 
-/// Issues the receipt of a committed submission and adds it to the response body; for a
-/// replay, adds the receipt issued the first time (none when the first response was committed
-/// but its receipt was not, e.g. a crash in between).
+/// Wraps a submission's `finish` so that its response carries a signed receipt.
 ///
-/// Errors: the database (503) or a signing failure (500); the submission stays committed, and a
-/// retry under the same `Idempotency-Key` writes nothing again.
-pub async fn attach(state: &AppState, ctx: ReceiptContext, outcome: Outcome) -> Result<Outcome, ApiError> {
-    match outcome {
-        Outcome::Fresh { recorded, body } => {
-            let keys = state.receipts.clone();
-            let subject_id = recorded.subject_id.clone();
-            let ids = recorded.event_ids.clone();
-            let jws = state
-                .db(move |conn| {
-                    let mut events = Event::by_ids(conn, &ctx.tenant_id, &subject_id, &ids)?;
-                    events.sort_by_key(|e| ids.iter().position(|id| *id == e.id));
-                    let claims = ctx.claims(&keys.issuer, &subject_id, &events);
-                    let jws = keys.sign(&claims).map_err(ApiError::internal)?;
-                    ReceiptRow {
-                        id: claims.jti.clone(),
-                        tenant_id: ctx.tenant_id.clone(),
-                        subject_id,
-                        idempotency: ctx.idempotency.clone(),
-                        event_ids: serde_json::to_string(&ids).map_err(ApiError::internal)?,
-                        jws: jws.clone(),
-                        issued_at: naive(Utc::now()),
-                    }
-                    .insert(conn)?;
-                    Ok(jws)
-                })
-                .await?;
-            Ok(Outcome::Fresh { body: with_receipt(body, &jws), recorded })
+/// The receipt is signed inside the submission's transaction, over the events the batch is
+/// writing (their ids and chain hashes, known before the insert), stored with them
+/// (`consent_receipts`) and added to the response body as its last member, `receipt`. So a
+/// receipt exists exactly when its events are committed, and the body stored for an
+/// `Idempotency-Key` carries it: a retry gets the same receipt back. A batch that fails is
+/// rolled back whole and its submissions written again one by one, each signing anew.
+///
+/// Errors: the database (the batch fails, 503 after retries), or a signing failure (500).
+pub fn issuing(state: &AppState, ctx: ReceiptContext, mut finish: Finish) -> Finish {
+    let keys = state.receipts.clone();
+    Box::new(move |conn, recorded| {
+        let body = finish(conn, recorded)?;
+        let claims = ctx.claims(&keys.issuer, &recorded.subject_id, &recorded.events);
+        let jws = keys
+            .sign(&claims)
+            .map_err(|e| LedgerError::Unavailable(format!("the receipt could not be signed: {e}")))?;
+        ReceiptRow {
+            id: claims.jti.clone(),
+            tenant_id: ctx.tenant_id.clone(),
+            subject_id: recorded.subject_id.clone(),
+            idempotency: ctx.idempotency.clone(),
+            event_ids: serde_json::to_string(&recorded.event_ids).unwrap_or_default(),
+            jws: jws.clone(),
+            issued_at: naive(Utc::now()),
         }
-        Outcome::Replay { status, body } => {
-            let Some(slot) = ctx.idempotency.clone() else { return Ok(Outcome::Replay { status, body }) };
-            let tenant_id = ctx.tenant_id.clone();
-            let stored = state.db(move |conn| Ok(ReceiptRow::find_by_idempotency(conn, &tenant_id, &slot)?)).await?;
-            let body = match stored {
-                Some(row) => with_receipt(body, &row.jws),
-                None => body,
-            };
-            Ok(Outcome::Replay { status, body })
-        }
-    }
+        .insert(conn)?;
+        Ok(with_receipt(body, &jws))
+    })
 }
 
 /// `POST /v1/receipts/verify`: checks a receipt against the keys published today.

@@ -3,8 +3,8 @@
 
 mod helpers;
 
-mod audit;
 mod analytics;
+mod audit;
 mod cli;
 mod consents;
 mod console;

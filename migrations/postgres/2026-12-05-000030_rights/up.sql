@@ -4,7 +4,8 @@ CREATE TABLE consent_receipts (
     id TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL,
     subject_id TEXT NOT NULL,
-    -- `<scope>:<key>` of the request's Idempotency-Key: a replay returns the same receipt.
+    -- `<scope>:<key>` of the request's Idempotency-Key (a replay returns the stored response,
+    -- which carries the receipt).
     idempotency TEXT,
     -- JSON array of the event ids the receipt covers.
     event_ids TEXT NOT NULL,
@@ -12,7 +13,6 @@ CREATE TABLE consent_receipts (
     issued_at TIMESTAMP NOT NULL
 );
 CREATE INDEX consent_receipts_subject ON consent_receipts (tenant_id, subject_id, issued_at);
-CREATE INDEX consent_receipts_idempotency ON consent_receipts (tenant_id, idempotency);
 
 -- Rows already imported by `consentry import` (issue 11): the SHA-256 of each row as normalised,
 -- so importing a file twice adds nothing.

@@ -74,24 +74,6 @@ impl Event {
             .load(conn)
     }
 
-    /// The events of one subject with these ids (a submission's), in any order.
-    pub fn by_ids(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        subject_id: &str,
-        ids: &[String],
-    ) -> QueryResult<Vec<NewEvent>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        consent_events::table
-            .filter(consent_events::tenant_id.eq(tenant_id))
-            .filter(consent_events::subject_id.eq(subject_id))
-            .filter(consent_events::id.eq_any(ids))
-            .select(NewEvent::as_select())
-            .load(conn)
-    }
-
     /// A tenant's events after the position `after` (a `(tx_id, seq)` from [`Event::position`];
     /// `(0, 0)`: the start), in `(tx_id, seq)` order, only of transactions older than
     /// `horizon` (see `backend::feed_horizon`): every event that may still appear before the

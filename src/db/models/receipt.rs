@@ -25,20 +25,6 @@ impl ReceiptRow {
         diesel::insert_into(consent_receipts::table).values(self).execute(conn).map(drop)
     }
 
-    /// The receipt of the request with this idempotency slot, if one was issued.
-    pub fn find_by_idempotency(
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-        idempotency: &str,
-    ) -> QueryResult<Option<Self>> {
-        consent_receipts::table
-            .filter(consent_receipts::tenant_id.eq(tenant_id))
-            .filter(consent_receipts::idempotency.eq(idempotency))
-            .select(Self::as_select())
-            .first(conn)
-            .optional()
-    }
-
     /// The receipts of subjects (a person and those merged into it), oldest first.
     pub fn list_for_subjects(
         conn: &mut AnyConnection,
