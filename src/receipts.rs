@@ -27,7 +27,7 @@ pub enum KeyError {
     Io(PathBuf, std::io::Error),
     #[error("receipt keys at {0}: not a key file ({1})")]
     Corrupt(PathBuf, String),
-    #[error("receipts.signing_key: {0}")]
+    #[error("receipts: {0}")]
     BadSetting(String),
 }
 
@@ -307,8 +307,15 @@ fn verify_as<T: serde::de::DeserializeOwned>(
 /// `publish_until`, or for ever) and adds a new signing key. Returns the new `kid`. Running
 /// instances sign with the new key after a restart.
 pub fn rotate(path: &Path, publish_until: Option<NaiveDate>) -> Result<String, KeyError> {
-    let mut file = read_file(path)?.unwrap_or_default();
     let now = Utc::now();
+    // Receipts signed with the retiring key must keep verifying for a while: a date that has
+    // passed (or is today) would unpublish it at once.
+    if let Some(until) = publish_until.filter(|d| *d <= now.date_naive()) {
+        return Err(KeyError::BadSetting(format!(
+            "--publish-until {until} is not after today: receipts signed with the retired key would stop verifying at once"
+        )));
+    }
+    let mut file = read_file(path)?.unwrap_or_default();
     for key in file.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
         key.retired_at = Some(now);
         key.publish_until = publish_until;

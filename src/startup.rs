@@ -330,7 +330,8 @@ async fn not_found(req: HttpRequest, known: web::Data<KnownRoutes>) -> HttpRespo
         StatusCode::NOT_FOUND,
         "not-found",
         "The resource does not exist",
-        format!("no route for {} {}; see /openapi.json", req.method(), req.path()),
+        // Not the path: it may carry an identifier (an email) or a capability (a token).
+        format!("no route for {} on this path; see /openapi.json", req.method()),
     )
 }
 

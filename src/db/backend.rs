@@ -371,15 +371,6 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
         }
         return Ok(());
     };
-    fn texts<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> PgBind<'a> {
-        Box::new(rows.iter().map(f).collect::<Vec<&str>>().into_sql::<Array<Text>>())
-    }
-    fn optional<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> PgBind<'a> {
-        Box::new(rows.iter().map(f).collect::<Vec<Option<&str>>>().into_sql::<Array<Nullable<Text>>>())
-    }
-    fn times<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> chrono::NaiveDateTime) -> PgBind<'a> {
-        Box::new(rows.iter().map(f).collect::<Vec<_>>().into_sql::<Array<Timestamp>>())
-    }
     let (events, states) = (rows.events, rows.states.as_slice());
     let binds: Vec<PgBind<'_>> = vec![
         texts(&rows.subjects, |s| s.0),
@@ -416,6 +407,21 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
         times(states, |s| s.recorded_at),
     ];
     PgStatement::<_, ()>::new(BATCH_ROWS_SQL, binds).execute(c).map(drop)
+}
+
+/// One column of `rows` as a bound text array (for `unnest`).
+fn texts<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> PgBind<'a> {
+    Box::new(rows.iter().map(f).collect::<Vec<&str>>().into_sql::<Array<Text>>())
+}
+
+/// One nullable column of `rows` as a bound text array.
+fn optional<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> PgBind<'a> {
+    Box::new(rows.iter().map(f).collect::<Vec<Option<&str>>>().into_sql::<Array<Nullable<Text>>>())
+}
+
+/// One timestamp column of `rows` as a bound array.
+fn times<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> chrono::NaiveDateTime) -> PgBind<'a> {
+    Box::new(rows.iter().map(f).collect::<Vec<_>>().into_sql::<Array<Timestamp>>())
 }
 
 /// [`write_batch_rows`] on PostgreSQL: the SQL between its 32 bind parameters.
@@ -520,9 +526,6 @@ pub fn insert_stored_responses(conn: &mut AnyConnection, rows: &[StoredResponse]
         }
         return Ok(());
     };
-    fn texts(rows: &[StoredResponse], f: impl Fn(&StoredResponse) -> &str) -> PgBind<'_> {
-        Box::new(rows.iter().map(f).collect::<Vec<&str>>().into_sql::<Array<Text>>())
-    }
     let binds: Vec<PgBind<'_>> = vec![
         texts(rows, |r| &r.tenant_id),
         texts(rows, |r| &r.scope),
@@ -530,7 +533,7 @@ pub fn insert_stored_responses(conn: &mut AnyConnection, rows: &[StoredResponse]
         texts(rows, |r| &r.request_hash),
         Box::new(rows.iter().map(|r| r.status).collect::<Vec<i32>>().into_sql::<Array<diesel::sql_types::Integer>>()),
         texts(rows, |r| &r.response),
-        Box::new(rows.iter().map(|r| r.created_at).collect::<Vec<_>>().into_sql::<Array<Timestamp>>()),
+        times(rows, |r| r.created_at),
     ];
     PgStatement::<_, ()>::new(
         &[

@@ -39,6 +39,10 @@ pub struct VerifyReceipt {
     pub receipt: String,
 }
 
+/// The longest receipt `verify` reads, in characters (the schema's `maxLength`); a receipt is a
+/// few kilobytes.
+const MAX_RECEIPT_CHARS: usize = 65_536;
+
 /// Whether a receipt verifies.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptVerification {
@@ -71,6 +75,12 @@ pub async fn verify_receipt(
     state: web::Data<AppState>,
     JsonBody(body, _): JsonBody<VerifyReceipt>,
 ) -> Result<HttpResponse, ApiError> {
+    if body.receipt.chars().count() > MAX_RECEIPT_CHARS {
+        return Err(ApiError::invalid(
+            "receipt",
+            format!("is longer than {MAX_RECEIPT_CHARS} characters: not a receipt"),
+        ));
+    }
     let verdict = match crate::service::receipts::verify(&state, &body.receipt) {
         Verification::Valid { kid, claims } => {
             ReceiptVerification { valid: true, kid: Some(kid), claims: Some(*claims), reason: None }

@@ -195,13 +195,22 @@ pub fn erase(
         )
         .set(data_subjects::merged_into.eq(None::<String>))
         .execute(conn)?;
-        // A replayed response may show the identifier in clear ("subject": "email:…").
-        let shown = serde_json::to_string(&subject.to_string()).map_err(ApiError::internal)?;
-        let stored_responses =
-            diesel::delete(idempotency_keys::table.filter(idempotency_keys::tenant_id.eq(&tenant_id)).filter(
-                idempotency_keys::response.like(format!("%\"subject\":{}%", like_escape(&shown))).escape('\\'),
-            ))
-            .execute(conn)?;
+        // A replayed response may show an identifier in clear ("subject": "email:…"): the one
+        // erased by, and every other of the person's that is stored in clear (a visitor or user
+        // id linked to it; emails and phones are stored as keyed hashes, shown only as given).
+        let mut shown_forms = vec![subject.to_string()];
+        shown_forms.extend(identifiers.iter().filter(|i| !i.contains(":h:")).cloned());
+        shown_forms.sort();
+        shown_forms.dedup();
+        let mut stored_responses = 0;
+        for form in &shown_forms {
+            let shown = serde_json::to_string(form).map_err(ApiError::internal)?;
+            stored_responses +=
+                diesel::delete(idempotency_keys::table.filter(idempotency_keys::tenant_id.eq(&tenant_id)).filter(
+                    idempotency_keys::response.like(format!("%\"subject\":{}%", like_escape(&shown))).escape('\\'),
+                ))
+                .execute(conn)?;
+        }
 
         let mut suppressed = Vec::new();
         if !suppress.is_empty() {

@@ -209,10 +209,25 @@ async fn a_retired_key_stays_published_until_its_date(mut app: TestApp) {
     let fresh = app.record_visitor(&site, VISITOR, json!({"analytics": false})).await;
     assert_eq!(header_of(fresh["receipt"].as_str().unwrap())["kid"], new_kid);
 
-    // Once its date has passed, a retired key leaves the set: the second key, retired now with
-    // a date in the past, is gone; the first (kept until 2999) stays.
+    // A date that has passed is refused: it would unpublish the retiring key at once.
+    let out = app.cli_env(
+        &["receipts", "rotate-key", "--publish-until", "2000-01-01"],
+        &[("CONSENTRY__RECEIPTS__KEY_FILE", &key_file_env)],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not after today"), "{out:?}");
+
+    // Once its date has passed, a retired key leaves the set: the second key's date is moved
+    // into the past in the file (time passing), so it is gone; the first (kept until 2999) stays.
     let fresh = fresh["receipt"].as_str().unwrap().to_owned();
-    let third = rotate(&app, "2000-01-01");
+    let third = rotate(&app, "2999-12-31");
+    let mut file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    for key in file["keys"].as_array_mut().unwrap() {
+        if key["kid"] == new_kid.as_str() {
+            key["publish_until"] = json!("2000-01-01");
+        }
+    }
+    std::fs::write(&key_file, serde_json::to_string(&file).unwrap()).unwrap();
     app.restart(|_| {}).await;
     let keys = jwks(&app).await;
     let kids: Vec<&str> = keys["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
@@ -231,4 +246,14 @@ async fn verify_answers_invalid_for_anything_that_is_not_a_receipt(app: TestApp)
     }
     let res = app.client.post(app.url("/v1/receipts/verify")).json(&json!({"jws": "x"})).send().await.unwrap();
     crate::helpers::assert_problem(res, 400).await;
+    // Longer than the schema's maxLength (65,536): refused as the document says, not read.
+    let res = app
+        .client
+        .post(app.url("/v1/receipts/verify"))
+        .json(&json!({"receipt": "a".repeat(65_537)}))
+        .send()
+        .await
+        .unwrap();
+    let problem = crate::helpers::assert_problem(res, 400).await;
+    assert_eq!(problem["errors"][0]["field"], "receipt", "{problem}");
 }

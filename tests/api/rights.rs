@@ -217,6 +217,10 @@ async fn an_export_holds_everything_about_the_person_and_their_links(app: TestAp
 async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app: TestApp) {
     let site = app.seed().await;
     let visit = app.record_visitor(&site, VISITOR, json!({"analytics": true})).await;
+    // A retry-safe write of the visitor: its stored response shows "subject": "visitor:…".
+    let keyed = json!({"visitor_id": VISITOR, "choices": {"analytics": false}, "policy_revision": "2021-02-01", "source": "banner"});
+    let res = app.visitor_post(&site, &keyed).header("Idempotency-Key", "erase-me-1").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
     let res = app
         .record(json!({"subject": "email:ada@example.com", "choices": {"marketing_email": true}, "source": "api"}))
         .await;
@@ -244,6 +248,9 @@ async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app:
     assert!(removed.contains(&"user:ada") && removed.contains(&format!("visitor:{VISITOR}").as_str()));
     let email_hash = *removed.iter().find(|i| i.starts_with("email:h:")).unwrap();
     assert_eq!(erased["removed"]["links"], 1);
+    // Erased by the email, the linked visitor's stored response goes too (GDPR Art. 17): a
+    // replay of its key no longer returns the old body with the visitor's state.
+    assert_eq!(erased["removed"]["stored_responses"], 1, "{erased}");
     assert_eq!(erased["kept"]["events"], events_before);
     assert_eq!(erased["kept"]["suppressions"], json!([{"identifier": email_hash, "purposes": ["sale_sharing"]}]));
 
@@ -276,6 +283,9 @@ async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app:
         .await
         .unwrap();
     assert_problem(res, 404).await;
+    let res = app.visitor_post(&site, &keyed).header("Idempotency-Key", "erase-me-1").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert!(res.headers().get("Idempotent-Replayed").is_none(), "recorded afresh, not replayed");
     let (writer, _) = app.issue_token("acme", &["consents:write", "consents:read"], None);
     let res = app.client.delete(app.url("/v1/subjects/user:x")).bearer_auth(writer).send().await.unwrap();
     assert_problem(res, 403).await;
