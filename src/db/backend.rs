@@ -515,6 +515,15 @@ pub fn stored_responses(
 /// The SQL types of a [`StoredResponse`], in its field order.
 type StoredColumns = (Text, Text, Text, Text, diesel::sql_types::Integer, Text, Timestamp);
 
+/// Stores signed receipts: one statement per 1,000.
+pub fn insert_receipts(conn: &mut AnyConnection, rows: &[super::models::receipt::ReceiptRow]) -> QueryResult<()> {
+    use super::schema::consent_receipts;
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        execute_on_either!(conn, diesel::insert_into(consent_receipts::table).values(chunk))?;
+    }
+    Ok(())
+}
+
 /// Stores first responses of idempotency keys: one statement (prepared once on PostgreSQL).
 pub fn insert_stored_responses(conn: &mut AnyConnection, rows: &[StoredResponse]) -> QueryResult<()> {
     if rows.is_empty() {

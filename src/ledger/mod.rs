@@ -13,7 +13,8 @@ pub use check::{CheckResult, MAX_CHECK_SUBJECTS};
 pub use events::{describe_events, EventResponse, FeedEvent};
 pub use link::{link_identifiers, link_visitor_to_user, Linked};
 pub use record::{
-    record_choices, record_one, write_batch, Finish, IdempotencyClaim, Outcome, RecordRequest, Recorded, Submission,
+    record_choices, record_one, write_batch, Finish, IdempotencyClaim, Outcome, RecordRequest, Recorded, Seal,
+    Submission,
 };
 pub use view::{index, PurposeState, SubjectView, TenantRules};
 

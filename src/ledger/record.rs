@@ -84,6 +84,13 @@ pub enum Outcome {
 /// for idempotent replays. It may run more than once (a batch that failed is retried one by one).
 pub type Finish = Box<dyn FnMut(&mut AnyConnection, &Recorded) -> Result<String, LedgerError> + Send>;
 
+/// Seals what a submission recorded with a signed receipt, in its transaction: given what was
+/// recorded and the response body `finish` rendered, returns the body with the receipt in it
+/// and the receipt's row, which the batch stores with the others in one statement. It may run
+/// more than once (a batch that failed is retried one by one).
+pub type Seal =
+    Box<dyn Fn(&Recorded, String) -> Result<(String, crate::db::models::receipt::ReceiptRow), LedgerError> + Send>;
+
 /// A validated submission, ready to be written.
 pub struct Submission {
     pub rules: TenantRules,
@@ -100,6 +107,7 @@ pub struct Submission {
     /// The HTTP status stored with an idempotent response.
     status: u16,
     finish: Finish,
+    seal: Option<Seal>,
 }
 
 impl Submission {
@@ -145,7 +153,14 @@ impl Submission {
             idempotency: req.idempotency.clone(),
             status,
             finish,
+            seal: None,
         })
+    }
+
+    /// The submission with a signed receipt: see [`Seal`].
+    pub fn sealed_by(mut self, seal: Seal) -> Self {
+        self.seal = Some(seal);
+        self
     }
 
     /// The key under which this submission's response is stored, if it has one.
@@ -423,9 +438,15 @@ pub fn write_batch(
         outbox::enqueue_to(conn, hooks, &job.rules.tenant_id, WebhookEventType::ConsentChanged, Utc::now(), data)?;
     }
     let mut responses: Vec<StoredResponse> = Vec::new();
+    let mut receipts = Vec::new();
     for (i, recorded) in recorded {
         let job = &mut jobs[i];
-        let body = (job.finish)(conn, &recorded)?;
+        let mut body = (job.finish)(conn, &recorded)?;
+        if let Some(seal) = &job.seal {
+            let (sealed, receipt) = seal(&recorded, body)?;
+            body = sealed;
+            receipts.push(receipt);
+        }
         if let Some(claim) = &job.idempotency {
             responses.push(StoredResponse {
                 tenant_id: job.rules.tenant_id.clone(),
@@ -440,6 +461,7 @@ pub fn write_batch(
         outcomes[i] = Some(Ok(Outcome::Fresh { recorded, body }));
     }
     backend::insert_stored_responses(conn, &responses)?;
+    backend::insert_receipts(conn, &receipts)?;
     Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(diesel::result::Error::NotFound.into()))).collect())
 }
 

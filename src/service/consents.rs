@@ -31,7 +31,7 @@ pub async fn record(
 
 /// [`record`] for a submission that gets a signed receipt (a person's or a caller's choices,
 /// an opt-out request): issued in the transaction that records it and added to the response
-/// body as `receipt` ([`receipts::issuing`]).
+/// body as `receipt` ([`receipts::sealer`]).
 pub async fn record_with_receipt(
     state: &AppState,
     rules: TenantRules,
@@ -39,8 +39,9 @@ pub async fn record_with_receipt(
     status: u16,
     finish: Finish,
 ) -> Result<Outcome, ApiError> {
-    let finish = receipts::issuing(state, ReceiptContext::new(&rules, req), finish);
-    Ok(record(state, rules, req, status, finish).await?)
+    let seal = receipts::sealer(state, ReceiptContext::new(&rules, req));
+    let submission = Submission::new(rules, req, status, finish)?.sealed_by(seal);
+    Ok(state.writer.submit(submission).await?)
 }
 
 /// [`record`] for a visitor whom the site's backend identified as a user (a verified identity
@@ -54,8 +55,8 @@ pub async fn record_identified(
     status: u16,
     finish: Finish,
 ) -> Result<Outcome, ApiError> {
-    let finish = receipts::issuing(state, ReceiptContext::new(&rules, req), finish);
-    let submission = Submission::new(rules.clone(), req, status, finish)?;
+    let seal = receipts::sealer(state, ReceiptContext::new(&rules, req));
+    let submission = Submission::new(rules.clone(), req, status, finish)?.sealed_by(seal);
     let visitor = req.subject.to_owned();
     state.db(move |conn| Ok(ledger::link_visitor_to_user(conn, &rules, &user, &visitor)?)).await?;
     Ok(state.writer.submit(submission).await?)

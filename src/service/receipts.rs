@@ -7,7 +7,7 @@ use crate::db::models::receipt::ReceiptRow;
 use crate::db::models::{naive, new_id, utc};
 use crate::domain::receipt::{ReceiptClaims, ReceiptEvent, ReceiptPolicy, ReceiptPurpose, RECEIPT_SCHEMA};
 use crate::domain::ConsentSource;
-use crate::ledger::{Finish, LedgerError, RecordRequest, TenantRules};
+use crate::ledger::{LedgerError, RecordRequest, Seal, TenantRules};
 use crate::receipts::Verification;
 use crate::state::AppState;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -98,25 +98,25 @@ fn with_receipt(body: String, jws: &str) -> String {
     }
 }
 
-/// Wraps a submission's `finish` so that its response carries a signed receipt.
+/// The [`Seal`] of a submission: its response carries a signed receipt.
 ///
 /// The receipt is signed inside the submission's transaction, over the events the batch is
 /// writing (their ids and chain hashes, known before the insert), stored with them
-/// (`consent_receipts`) and added to the response body as its last member, `receipt`. So a
-/// receipt exists exactly when its events are committed, and the body stored for an
-/// `Idempotency-Key` carries it: a retry gets the same receipt back. A batch that fails is
-/// rolled back whole and its submissions written again one by one, each signing anew.
+/// (`consent_receipts`, one statement for the batch) and added to the response body as its
+/// last member, `receipt`. So a receipt exists exactly when its events are committed, and the
+/// body stored for an `Idempotency-Key` carries it: a retry gets the same receipt back. A batch
+/// that fails is rolled back whole and its submissions written again one by one, each signing
+/// anew.
 ///
-/// Errors: the database (the batch fails, 503 after retries), or a signing failure (500).
-pub fn issuing(state: &AppState, ctx: ReceiptContext, mut finish: Finish) -> Finish {
+/// Errors: a signing failure (the submission fails, 503).
+pub fn sealer(state: &AppState, ctx: ReceiptContext) -> Seal {
     let keys = state.receipts.clone();
-    Box::new(move |conn, recorded| {
-        let body = finish(conn, recorded)?;
+    Box::new(move |recorded, body| {
         let claims = ctx.claims(&keys.issuer, &recorded.subject_id, &recorded.events);
         let jws = keys
             .sign(&claims)
             .map_err(|e| LedgerError::Unavailable(format!("the receipt could not be signed: {e}")))?;
-        ReceiptRow {
+        let row = ReceiptRow {
             id: claims.jti.clone(),
             tenant_id: ctx.tenant_id.clone(),
             subject_id: recorded.subject_id.clone(),
@@ -124,9 +124,8 @@ pub fn issuing(state: &AppState, ctx: ReceiptContext, mut finish: Finish) -> Fin
             event_ids: serde_json::to_string(&recorded.event_ids).unwrap_or_default(),
             jws: jws.clone(),
             issued_at: naive(Utc::now()),
-        }
-        .insert(conn)?;
-        Ok(with_receipt(body, &jws))
+        };
+        Ok((with_receipt(body, &jws), row))
     })
 }
 
