@@ -92,7 +92,7 @@ pub fn roll_up_page(conn: &mut AnyConnection, tenant_id: &str, horizon: i64) -> 
 /// Rolls up every tenant's feed until each is up to date (or `max_pages` pages were written in
 /// all). Returns the events added.
 pub fn roll_up_all(conn: &mut AnyConnection, max_pages: usize) -> QueryResult<usize> {
-    let horizon = crate::db::backend::feed_horizon(conn)?;
+    let horizon = crate::db::backend::feed_horizon_now(conn)?;
     let tenants = crate::db::models::tenant::Tenant::all_ids(conn)?;
     let (mut added, mut pages) = (0, 0);
     for tenant in tenants {
