@@ -146,6 +146,7 @@ diesel::table! {
         status -> Integer,
         response -> Text,
         created_at -> Timestamp,
+        receipt_id -> Nullable<Text>,
     }
 }
 
