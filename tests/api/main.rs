@@ -16,6 +16,7 @@ mod linking;
 mod lists;
 mod management;
 mod operations;
+mod presentation;
 mod opt_outs;
 mod public;
 mod receipts;
