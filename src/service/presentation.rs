@@ -11,11 +11,11 @@
 //! fetch). The content is stored once per tenant and hash (`presentations`), the first time
 //! this process issues it, so a proof bundle carries the text behind every hash.
 
+use crate::db::models::naive;
 use crate::db::models::presentation::PresentationRow;
 use crate::db::models::revision::RevisionRow;
-use crate::db::models::naive;
 use crate::domain::presentation::{
-    issue_time, PresentationClaims, PresentationContent, ShownPolicy, ShownPurpose, Shown, PRESENTATION_SCHEMA,
+    issue_time, PresentationClaims, PresentationContent, Shown, ShownPolicy, ShownPurpose, PRESENTATION_SCHEMA,
 };
 use crate::domain::RegionCode;
 use crate::error::ApiError;
@@ -182,7 +182,10 @@ pub async fn accept(
         .verify_claims(raw, now.date_naive())
         .map_err(|why| refused(format!("is not a presentation token of this service: {why}")))?;
     if claims.schema != PRESENTATION_SCHEMA {
-        return Err(refused(format!("is not a presentation token (schema '{}')", crate::domain::truncate(&claims.schema))));
+        return Err(refused(format!(
+            "is not a presentation token (schema '{}')",
+            crate::domain::truncate(&claims.schema)
+        )));
     }
     if claims.tenant != rules.tenant_id || claims.site != site_id {
         return Err(refused("was issued for another site".into()));

@@ -140,8 +140,15 @@ async fn the_config_carries_a_verifiable_presentation_that_the_write_records(app
     assert_eq!(events[0]["presentation_sha256"], sha);
 
     // An older SDK sends none: accepted, nothing recorded for it.
-    let res = app.visitor_post(&site, &json!({"visitor_id": VISITOR, "choices": {"analytics": false},
-        "policy_revision": "2021-02-01", "source": "banner", "region": "US-CA"})).send().await.unwrap();
+    let res = app
+        .visitor_post(
+            &site,
+            &json!({"visitor_id": VISITOR, "choices": {"analytics": false},
+        "policy_revision": "2021-02-01", "source": "banner", "region": "US-CA"}),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Value = res.json().await.unwrap();
     assert!(claims_of(body["receipt"].as_str().unwrap()).get("presentation").is_none());
@@ -154,7 +161,8 @@ async fn the_config_carries_a_verifiable_presentation_that_the_write_records(app
     let shown = bundle["presentations"].as_array().unwrap();
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0]["sha256"], sha);
-    let analytics = shown[0]["content"]["purposes"].as_array().unwrap().iter().find(|x| x["key"] == "analytics").cloned();
+    let analytics =
+        shown[0]["content"]["purposes"].as_array().unwrap().iter().find(|x| x["key"] == "analytics").cloned();
     assert_eq!(analytics.unwrap()["description"], "The analytics purpose");
     assert_eq!(bundle["events"][0]["presentation_sha256"], sha);
     let (ok, report) = proof_verify(&text);
@@ -164,7 +172,10 @@ async fn the_config_carries_a_verifiable_presentation_that_the_write_records(app
     assert_ne!(changed, text);
     let (ok, report) = proof_verify(&changed);
     assert!(!ok);
-    assert!(report["problems"].to_string().contains(&format!("presentation {sha}: its content does not hash")), "{report}");
+    assert!(
+        report["problems"].to_string().contains(&format!("presentation {sha}: its content does not hash")),
+        "{report}"
+    );
     // The presentation removed while an event names it: caught.
     let mut cut = bundle.clone();
     cut["presentations"] = json!([]);
