@@ -4,7 +4,8 @@
 //! <file>` ([`verify`]) checks one and says what is broken.
 //!
 //! What it holds: every event of the person's subjects, whole hash chains from their first
-//! event; the receipts issued for them; the policy revisions of the tenant (url, sha256); the
+//! event; the receipts issued for them; the policy revisions of the tenant (url, sha256); what
+//! the person was shown (each presentation the events name: its content and a token); the
 //! JWKS whose keys signed the receipts; and an `attestation`, a JWS by the same key over the
 //! SHA-256 of the rest of the file (sorted-key compact JSON) and each chain's head, so a changed
 //! byte, a removed event or a removed receipt is caught.
