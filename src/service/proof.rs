@@ -260,7 +260,8 @@ pub struct ProofReport {
 /// Checks a bundle offline: the attestation's signature (with the bundle's JWKS) and its digest
 /// of the rest of the file; every event's hash and link, with the ledger's own check
 /// ([`link`]); each chain's head against the attested one; each receipt's signature, that its
-/// events are in the chains with the same hashes, and that its policies are the bundle's.
+/// events are in the chains with the same hashes, and that its policies and presentation are the
+/// bundle's; each presentation's content against its hash and its token; each event's presentation.
 pub fn verify(text: &str) -> ProofReport {
     let mut problems = Vec::new();
     let doc: serde_json::Value = match serde_json::from_str(text) {
