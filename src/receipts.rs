@@ -249,7 +249,15 @@ impl ReceiptKeys {
         verify_jws(jws, |kid| self.published(today).find(|k| k.jwk.kid == kid).map(|k| k.decoding.clone()))
     }
 
-    /// Signs any claims with the receipt key (receipts; the attestation of a proof bundle): a
+    /// Checks any compact JWS signed with a key published on `today` (a presentation token)
+    /// and decodes its claims as `T`. Errors: why it does not verify, one sentence.
+    pub fn verify_claims<T: serde::de::DeserializeOwned>(&self, jws: &str, today: NaiveDate) -> Result<T, String> {
+        verify_as::<T>(jws, |kid| self.published(today).find(|k| k.jwk.kid == kid).map(|k| k.decoding.clone()))
+            .map(|(_, claims)| claims)
+            .map_err(|(_, reason)| reason)
+    }
+
+    /// Signs any claims with the receipt key (receipts; the attestation of a proof bundle; presentation tokens): a
     /// compact JWS (RFC 7515 §7.1), `header.payload.signature` in base64url without padding, the
     /// signature Ed25519 over `header.payload` (RFC 8037 §3.1).
     ///

@@ -397,6 +397,7 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
         times(events, |e| e.recorded_at),
         texts(events, |e| &e.prev_hash),
         texts(events, |e| &e.hash),
+        optional(events, |e| e.presentation_sha256.as_deref()),
         texts(states, |s| &s.tenant_id),
         texts(states, |s| &s.subject_id),
         texts(states, |s| &s.purpose_key),
@@ -425,7 +426,7 @@ fn times<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> chrono::NaiveDateTime) -> Pg
     Box::new(rows.iter().map(f).collect::<Vec<_>>().into_sql::<Array<Timestamp>>())
 }
 
-/// [`write_batch_rows`] on PostgreSQL: the SQL between its 32 bind parameters.
+/// [`write_batch_rows`] on PostgreSQL: the SQL between its 33 bind parameters.
 const BATCH_ROWS_SQL: &[&str] = &[
     "WITH subjects AS (INSERT INTO data_subjects (id, tenant_id, last_event_hash, created_at) \
      SELECT r.id, r.tenant_id, r.head, c.at FROM unnest(",
@@ -443,9 +444,10 @@ const BATCH_ROWS_SQL: &[&str] = &[
     ", ",
     ") AS r(id, head) WHERE d.id = r.id), \
      events AS (INSERT INTO consent_events (id, tenant_id, subject_id, purpose_key, decision, \
-     policy_revision, source, region, site_id, occurred_at, recorded_at, prev_hash, hash) \
+     policy_revision, source, region, site_id, occurred_at, recorded_at, prev_hash, hash, presentation_sha256) \
      SELECT r.id, r.tenant_id, r.subject_id, r.purpose_key, r.decision, r.policy_revision, r.source, \
-     r.region, r.site_id, r.occurred_at, r.recorded_at, r.prev_hash, r.hash FROM unnest(",
+     r.region, r.site_id, r.occurred_at, r.recorded_at, r.prev_hash, r.hash, r.presentation_sha256 FROM unnest(",
+    ", ",
     ", ",
     ", ",
     ", ",
@@ -459,7 +461,7 @@ const BATCH_ROWS_SQL: &[&str] = &[
     ", ",
     ", ",
     ") WITH ORDINALITY AS r(id, tenant_id, subject_id, purpose_key, decision, policy_revision, source, \
-     region, site_id, occurred_at, recorded_at, prev_hash, hash, n) ORDER BY r.n), \
+     region, site_id, occurred_at, recorded_at, prev_hash, hash, presentation_sha256, n) ORDER BY r.n), \
      states AS (INSERT INTO consent_states (tenant_id, subject_id, purpose_key, decision, event_id, \
      policy_revision, source, occurred_at, recorded_at) SELECT * FROM unnest(",
     ", ",

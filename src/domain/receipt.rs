@@ -68,6 +68,11 @@ pub struct ReceiptClaims {
     pub gpc: Option<bool>,
     /// The consent events the submission wrote, with their chain hashes.
     pub events: Vec<ReceiptEvent>,
+    /// What the person was shown (TS 27560 notice as presented): the SHA-256 of the banner's
+    /// purposes and policy revisions (see [`crate::domain::presentation`]) and when its token
+    /// was issued. Absent when the write carried none (server-side writes, older SDKs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentation: Option<crate::domain::presentation::Shown>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -44,6 +44,8 @@ pub struct RecordRequest<'a> {
     /// The request carried `Sec-GPC: 1`: an opt-out of sale/sharing (11 CCR §7025).
     pub gpc: bool,
     pub idempotency: Option<IdempotencyClaim>,
+    /// What the person was shown (a verified presentation token), stored with the events.
+    pub presentation: Option<&'a crate::domain::presentation::Shown>,
 }
 
 /// An `Idempotency-Key` and what it was sent with.
@@ -104,6 +106,7 @@ pub struct Submission {
     site_id: Option<String>,
     gpc: bool,
     pub idempotency: Option<IdempotencyClaim>,
+    presentation_sha256: Option<String>,
     /// The HTTP status stored with an idempotent response.
     status: u16,
     finish: Finish,
@@ -151,6 +154,7 @@ impl Submission {
             site_id: req.site_id.map(str::to_owned),
             gpc: req.gpc,
             idempotency: req.idempotency.clone(),
+            presentation_sha256: req.presentation.map(|p| p.sha256.clone()),
             status,
             finish,
             seal: None,
@@ -560,6 +564,7 @@ fn plan(
             recorded_at: naive(now),
             prev_hash: slot.head.clone(),
             hash: String::new(),
+            presentation_sha256: job.presentation_sha256.clone(),
         };
         event.hash = event.content().hash();
         slot.head = event.hash.clone();

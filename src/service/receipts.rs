@@ -27,6 +27,7 @@ pub struct ReceiptContext {
     policies: Vec<ReceiptPolicy>,
     /// Purpose key → consent model in the request's region.
     models: HashMap<String, &'static str>,
+    presentation: Option<crate::domain::presentation::Shown>,
     now: DateTime<Utc>,
 }
 
@@ -51,6 +52,7 @@ impl ReceiptContext {
             idempotency: req.idempotency.as_ref().map(|c| format!("{}:{}", c.scope, c.key)),
             policies,
             models: rules.purposes.iter().map(|p| (p.key.to_string(), p.model_in(req.region).as_str())).collect(),
+            presentation: req.presentation.cloned(),
             now: rules.now,
         }
     }
@@ -82,6 +84,7 @@ impl ReceiptContext {
                 .collect(),
             gpc: self.gpc.then_some(true),
             events: events.iter().map(|e| ReceiptEvent { id: e.id.clone(), hash: e.hash.clone() }).collect(),
+            presentation: self.presentation.clone(),
         }
     }
 }
