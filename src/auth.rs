@@ -1,13 +1,13 @@
 //! Authentication: management tokens (JWT bearer) and public site requests (site key + Origin).
 
+use crate::db::models::instance_key::InstanceKey;
 use crate::db::models::tenant::Tenant;
 use crate::db::models::token::ApiToken;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
 use crate::error::ApiError;
-use crate::service::directory::{SiteEntry, TenantConfig};
-use crate::db::models::instance_key::InstanceKey;
 use crate::secrets::{SecretBox, SecretsError};
+use crate::service::directory::{SiteEntry, TenantConfig};
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -179,7 +179,9 @@ fn bad_key(e: jsonwebtoken::errors::Error) -> SecretsError {
 }
 
 fn decoding_keys(keys: Vec<(String, String)>) -> Result<HashMap<String, DecodingKey>, SecretsError> {
-    keys.into_iter().map(|(kid, secret)| Ok((kid, DecodingKey::from_secret(secret.as_bytes()).map_err(bad_key)?))).collect()
+    keys.into_iter()
+        .map(|(kid, secret)| Ok((kid, DecodingKey::from_secret(secret.as_bytes()).map_err(bad_key)?)))
+        .collect()
 }
 
 /// Issues a token for `tenant` and records it (so that it can be revoked).
@@ -315,7 +317,9 @@ impl FromRequest for Caller {
                     let scopes = t
                         .scopes
                         .split_whitespace()
-                        .map(|s| Scope::parse(s).map_err(|_| ApiError::internal(crate::db::models::corrupt("scope", s))))
+                        .map(|s| {
+                            Scope::parse(s).map_err(|_| ApiError::internal(crate::db::models::corrupt("scope", s)))
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     Ok(Caller { tenant_id: t.tenant_id.clone(), token_id: t.id.clone(), scopes, config })
                 }

@@ -399,7 +399,11 @@ pub async fn record_visitor_consents(
     let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
     // Verified now (a bad token is 401 before anything happens); linked once the choices are
     // known to be valid (see `service::consents::record_identified`).
-    let user = body.identity_token.as_deref().map(|token| verify_identity(&state.secrets, &site.entry.site, token)).transpose()?;
+    let user = body
+        .identity_token
+        .as_deref()
+        .map(|token| verify_identity(&state.secrets, &site.entry.site, token))
+        .transpose()?;
     let presented = site.entry.purposes.clone();
     if let Some(keys) = &presented {
         if let Some(other) = body.choices.keys().find(|k| !keys.contains(k)) {

@@ -130,7 +130,10 @@ fn start_without_migrating(backend: Backend) {
         .env("DATABASE_URL", &url)
         .env("CONSENTRY__MIGRATE", "false")
         // The key that seals secrets: the one the in-process server will use.
-        .env("CONSENTRY__SECRETS__KEY_FILE", std::env::current_dir().unwrap().join(consentry::secrets::key_file_path(&settings)))
+        .env(
+            "CONSENTRY__SECRETS__KEY_FILE",
+            std::env::current_dir().unwrap().join(consentry::secrets::key_file_path(&settings)),
+        )
         .env_remove("CONSENTRY_CONFIG")
         .current_dir(dir.path())
         .output()

@@ -24,14 +24,11 @@ crate::backend_tests!(
 fn signing_key(app: &TestApp) -> (String, String) {
     let mut conn = raw_connection(app);
     let secrets = consentry::secrets::SecretBox::load(&app.settings, &mut conn).expect("the key opens the database");
-    let (name, secret, _) = consentry::db::models::instance_key::InstanceKey::family(
-        &mut conn,
-        consentry::auth::TOKEN_KEY,
-        &secrets,
-    )
-    .unwrap()
-    .pop()
-    .expect("a token key");
+    let (name, secret, _) =
+        consentry::db::models::instance_key::InstanceKey::family(&mut conn, consentry::auth::TOKEN_KEY, &secrets)
+            .unwrap()
+            .pop()
+            .expect("a token key");
     let kid = name.split_once(':').map_or(consentry::auth::FIRST_KID.to_owned(), |(_, k)| k.to_owned());
     (kid, secret)
 }
@@ -147,8 +144,13 @@ async fn tokens_issued_before_a_key_rotation_stay_valid_until_revoked(mut app: T
     assert_eq!(get_with(&app, "/v1/sites", &old_reader).await.status(), 200);
 
     // Revoking an old-key token ends it.
-    let res =
-        app.client.delete(app.url(&format!("/v1/tokens/{old_reader_id}"))).bearer_auth(&old_admin).send().await.unwrap();
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/tokens/{old_reader_id}")))
+        .bearer_auth(&old_admin)
+        .send()
+        .await
+        .unwrap();
     assert!(res.status().is_success(), "{}", res.status());
     let body = assert_problem(get_with(&app, "/v1/sites", &old_reader).await, 401).await;
     assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
@@ -278,7 +280,11 @@ async fn start_up_with_a_wrong_or_missing_key_fails_with_a_message(app: TestApp)
     // The key given in the environment instead: the same check.
     let out = app.cli_env(&["migrate"], &[("CONSENTRY__SECRETS__KEY", &B64.encode([9u8; 32]))]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("from secrets.key"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from secrets.key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // No key file at all while the database holds sealed secrets: no new key is made up.
     let missing = key_file.with_file_name("missing.key");
