@@ -198,7 +198,7 @@ pub fn apply_text(
                     site_keys.insert(e.name.clone(), e.site_key.clone())
                 }
                 None => {
-                    config::insert_site(conn, new)?;
+                    config::insert_site(conn, &state.secrets, new)?;
                     site_keys.insert(new.site.name.clone(), new.site.site_key.clone())
                 }
             };

@@ -1,21 +1,25 @@
 //! Authentication: management tokens (JWT bearer) and public site requests (site key + Origin).
 
+use crate::db::models::instance_key::InstanceKey;
 use crate::db::models::tenant::Tenant;
 use crate::db::models::token::ApiToken;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
 use crate::error::ApiError;
+use crate::secrets::{SecretBox, SecretsError};
 use crate::service::directory::{SiteEntry, TenantConfig};
-use crate::state::{AppState, TokenKeys};
+use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// What a management token may do. `admin` implies every other scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -72,15 +76,119 @@ pub struct Claims {
     /// Expiry, seconds since the Unix epoch; absent: does not expire (revoke it instead).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
+    /// Not before, seconds since the Unix epoch: the token is refused until then (RFC 7519
+    /// §4.1.5; no leeway, as for `exp`). Tokens issued here carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// The token id, used to revoke it.
     pub jti: String,
+}
+
+/// The name of the first HS256 key of management tokens in `instance_keys`; keys added by
+/// `consentry tokens rotate-key` are named `management_token_hs256:<kid>`.
+pub const TOKEN_KEY: &str = "management_token_hs256";
+
+/// The `kid` of the first key ([`TOKEN_KEY`]); tokens without a `kid` (issued before key
+/// rotation existed) are checked with it.
+pub const FIRST_KID: &str = "initial";
+
+/// How often an instance re-reads the keys when a token names a `kid` it does not know (a key
+/// added by `rotate-key` since it started): at most once per this.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The HS256 keys of management tokens, from `instance_keys` (shared by all instances): the
+/// newest signs (its `kid` in the JWT header), every one verifies the tokens that name it, so
+/// tokens issued before a rotation stay valid until they expire or are revoked.
+pub struct ManagementKeys {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: RwLock<HashMap<String, DecodingKey>>,
+    last_reload: Mutex<Option<Instant>>,
+}
+
+fn kid_of(name: &str) -> &str {
+    name.strip_prefix(TOKEN_KEY).and_then(|rest| rest.strip_prefix(':')).unwrap_or(FIRST_KID)
+}
+
+fn read_keys(conn: &mut AnyConnection, secrets: &SecretBox) -> Result<Vec<(String, String)>, SecretsError> {
+    InstanceKey::get_or_create(conn, TOKEN_KEY, secrets)?;
+    let keys = InstanceKey::family(conn, TOKEN_KEY, secrets)?;
+    Ok(keys.into_iter().map(|(name, secret, _)| (kid_of(&name).to_owned(), secret)).collect())
+}
+
+impl ManagementKeys {
+    /// Loads every key (creating the first on first start); the newest signs.
+    pub fn load(conn: &mut AnyConnection, secrets: &SecretBox) -> Result<Self, SecretsError> {
+        let keys = read_keys(conn, secrets)?;
+        let (kid, secret) = keys.last().cloned().ok_or(diesel::result::Error::NotFound)?;
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()).map_err(bad_key)?,
+            kid,
+            decoding: RwLock::new(decoding_keys(keys)?),
+            last_reload: Mutex::new(None),
+        })
+    }
+
+    /// The `kid` of the signing key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs `claims` with the newest key, naming it in the header's `kid`.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+    }
+
+    /// The key that verifies tokens naming `kid` (`None` in the header: the first key).
+    pub fn decoding(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        self.decoding.read().unwrap_or_else(|e| e.into_inner()).get(kid.unwrap_or(FIRST_KID)).cloned()
+    }
+
+    /// Whether an unknown `kid` may be looked up in the database now (at most once per
+    /// [`KEY_RELOAD_INTERVAL`], so forged `kid`s cannot make every request read it).
+    fn may_reload(&self) -> bool {
+        let mut last = self.last_reload.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < KEY_RELOAD_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Reads the keys again (a key added by `rotate-key` elsewhere); blocking.
+    fn reload(&self, conn: &mut AnyConnection, secrets: &SecretBox) -> Result<(), SecretsError> {
+        let keys = decoding_keys(read_keys(conn, secrets)?)?;
+        *self.decoding.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        Ok(())
+    }
+
+    /// `consentry tokens rotate-key`: adds a new signing key; returns its `kid`. The others
+    /// keep verifying the tokens they signed. Running instances verify tokens of the new key at
+    /// once, and sign with it after a restart.
+    pub fn rotate(conn: &mut AnyConnection, secrets: &SecretBox) -> Result<String, SecretsError> {
+        let kid = new_id();
+        InstanceKey::insert_new(conn, &format!("{TOKEN_KEY}:{kid}"), secrets)?;
+        Ok(kid)
+    }
+}
+
+fn bad_key(e: jsonwebtoken::errors::Error) -> SecretsError {
+    SecretsError::BadKey(format!("a management token key: {e}"))
+}
+
+fn decoding_keys(keys: Vec<(String, String)>) -> Result<HashMap<String, DecodingKey>, SecretsError> {
+    keys.into_iter()
+        .map(|(kid, secret)| Ok((kid, DecodingKey::from_secret(secret.as_bytes()).map_err(bad_key)?)))
+        .collect()
 }
 
 /// Issues a token for `tenant` and records it (so that it can be revoked).
 /// Returns `(token id, JWT)`.
 pub fn issue_token(
     conn: &mut AnyConnection,
-    keys: &TokenKeys,
+    keys: &ManagementKeys,
     tenant: &Tenant,
     scopes: &[Scope],
     expires_at: Option<DateTime<Utc>>,
@@ -93,10 +201,10 @@ pub fn issue_token(
         scopes: scopes.to_vec(),
         iat: now.timestamp(),
         exp: expires_at.map(|t| t.timestamp()),
+        nbf: None,
         jti: new_id(),
     };
-    let jwt =
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).map_err(ApiError::internal)?;
+    let jwt = keys.sign(&claims).map_err(ApiError::internal)?;
     ApiToken {
         id: claims.jti.clone(),
         tenant_id: tenant.id.clone(),
@@ -111,7 +219,8 @@ pub fn issue_token(
 }
 
 /// An authenticated management caller: `Authorization: Bearer <JWT>`, signed by this
-/// installation, not expired, not revoked.
+/// installation (with the key its header's `kid` names), not before its `nbf`, not expired,
+/// not revoked. Its scopes are those of the stored token record, whatever the claims say.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant_id: String,
@@ -153,15 +262,38 @@ impl FromRequest for Caller {
                     }
                 },
             };
+            let invalid = || ApiError::Unauthorized("the token is not valid for this installation".into());
+            let kid = jsonwebtoken::decode_header(&token).map_err(|_| invalid())?.kid;
+            let key = match state.keys.decoding(kid.as_deref()) {
+                Some(key) => key,
+                // A key added since this instance loaded them (`tokens rotate-key`)?
+                None if state.keys.may_reload() => {
+                    let (keys, pool, secrets) = (state.keys.clone(), state.pool.clone(), state.secrets.clone());
+                    web::block(move || -> Result<(), ApiError> {
+                        let mut conn = pool.get()?;
+                        keys.reload(&mut conn, &secrets).map_err(|e| match e {
+                            SecretsError::Db(e) => ApiError::from(e),
+                            other => ApiError::internal(other),
+                        })
+                    })
+                    .await??;
+                    state.keys.decoding(kid.as_deref()).ok_or_else(invalid)?
+                }
+                None => return Err(invalid()),
+            };
             let mut validation = Validation::new(Algorithm::HS256);
             validation.required_spec_claims.clear();
             validation.leeway = 0;
-            let claims = jsonwebtoken::decode::<Claims>(&token, &state.keys.decoding, &validation)
+            validation.validate_nbf = true;
+            let claims = jsonwebtoken::decode::<Claims>(&token, &key, &validation)
                 .map_err(|e| match e.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                         ApiError::Unauthorized("the token has expired".into())
                     }
-                    _ => ApiError::Unauthorized("the token is not valid for this installation".into()),
+                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                        ApiError::Unauthorized("the token is not valid yet (nbf, RFC 7519 §4.1.5)".into())
+                    }
+                    _ => invalid(),
                 })?
                 .claims;
             let mut config = state.tenant_config(&claims.tenant).await?;
@@ -180,7 +312,16 @@ impl FromRequest for Caller {
                     Err(ApiError::Unauthorized("the token has expired".into()))
                 }
                 (Some(t), Some(config)) if t.tenant_id == claims.tenant => {
-                    Ok(Caller { tenant_id: t.tenant_id.clone(), token_id: t.id.clone(), scopes: claims.scopes, config })
+                    // The stored scopes: the claims' are what was signed, and a holder of the key
+                    // could sign wider ones.
+                    let scopes = t
+                        .scopes
+                        .split_whitespace()
+                        .map(|s| {
+                            Scope::parse(s).map_err(|_| ApiError::internal(crate::db::models::corrupt("scope", s)))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Caller { tenant_id: t.tenant_id.clone(), token_id: t.id.clone(), scopes, config })
                 }
                 _ => Err(ApiError::Unauthorized("the token is not valid for this installation".into())),
             }

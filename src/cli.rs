@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`,
-//! `import`, `proof verify`, `receipts rotate-key`. Every command that uses the database opens it
+//! `import`, `proof verify`, `receipts rotate-key`, `tokens rotate-key`. Every command that uses the database opens it
 //! exactly as `serve` does (settings, `DATABASE_URL`); `proof verify` opens none.
 
 use crate::auth::{issue_token, Scope};
@@ -142,6 +142,11 @@ pub enum TokenCommand {
     },
     /// Revoke a token by its id (the JWT's jti).
     Revoke { token_id: String },
+    /// Add a new HS256 key that signs management tokens from now on; prints its id (the JWT
+    /// header's `kid`). Tokens signed with earlier keys stay valid until they expire or are
+    /// revoked. Running instances accept tokens of the new key at once and sign with it after a
+    /// restart; this command and instances started later sign with it at once.
+    RotateKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +229,12 @@ fn run(cli: Cli) -> CliResult {
             } else {
                 Err(format!("no live token has the id '{token_id}'").into())
             }
+        }
+        Command::Tokens { command: TokenCommand::RotateKey } => {
+            let state = open_state(&settings)?;
+            let kid = crate::auth::ManagementKeys::rotate(&mut *state.pool.get()?, &state.secrets)?;
+            println!("{kid}");
+            Ok(())
         }
         Command::Apply { file } => {
             let state = open_state(&settings)?;

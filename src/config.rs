@@ -53,6 +53,25 @@ pub struct Settings {
     /// Signed consent receipts (`[receipts]` in the file, `CONSENTRY__RECEIPTS__KEY_FILE=…`).
     #[serde(default)]
     pub receipts: ReceiptSettings,
+    /// The key that seals secrets at rest (`[secrets]` in the file,
+    /// `CONSENTRY__SECRETS__KEY=…`; see [`crate::secrets`]).
+    #[serde(default)]
+    pub secrets: SecretSettings,
+}
+
+/// The key that seals instance keys, identity secrets and webhook secrets in the database
+/// (AES-256-GCM, see [`crate::secrets`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretSettings {
+    /// The key file (32 random bytes, base64url; created with mode 0600 on first start when the
+    /// database holds no sealed secret yet). Default: `secrets.key` beside the SQLite database;
+    /// `data/secrets.key` with PostgreSQL. Instances that share a database must share the key
+    /// (this file, or `key`).
+    pub key_file: Option<std::path::PathBuf>,
+    /// The key itself (32 bytes, base64url), e.g. from a secret store through
+    /// `CONSENTRY__SECRETS__KEY`; wins over `key_file`. Never written anywhere.
+    pub key: Option<Secret>,
 }
 
 /// The keys that sign consent receipts (see [`crate::receipts`]).

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod ledger;
 pub mod receipts;
 pub mod routes;
+pub mod secrets;
 pub mod service;
 pub mod startup;
 pub mod state;

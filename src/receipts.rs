@@ -165,24 +165,51 @@ fn read_file(path: &Path) -> Result<Option<KeyFile>, KeyError> {
     }
 }
 
-/// Writes the key file readable by its owner only (0600), through a temporary file and a
-/// rename, so a crash leaves the old file or the new one.
+/// Writes the key file readable by its owner only (see [`write_private_file`]).
 fn write_file(path: &Path, file: &KeyFile) -> Result<(), KeyError> {
-    use std::io::Write;
-    let io = |e| KeyError::Io(path.into(), e);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    let json = serde_json::to_vec_pretty(file).map_err(|e| KeyError::Corrupt(path.into(), e.to_string()))?;
+    write_private_file(path, &json).map_err(|e| KeyError::Io(path.into(), e))
+}
+
+/// Writes `bytes` to `path` readable by its owner only (mode 0600), through a temporary file
+/// and a rename, so a crash leaves the old file or the new one. Creates the directory. Shared
+/// by the receipt key file and the secrets key file ([`crate::secrets`]).
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = write_private_tmp(path, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Like [`write_private_file`], but only if `path` does not exist yet: returns false (and
+/// leaves it as it is) when it does, e.g. written meanwhile by another process starting at the
+/// same moment. The file appears complete or not at all (a hard link of a finished file).
+pub(crate) fn create_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let tmp = write_private_tmp(path, bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
     }
-    let tmp = path.with_extension("json.tmp");
+}
+
+/// Writes `bytes` to a new temporary file beside `path` (mode 0600, synced); returns its path.
+fn write_private_tmp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
+    let tmp = PathBuf::from(tmp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut out = options.open(&tmp).map_err(io)?;
-    let json = serde_json::to_vec_pretty(file).map_err(|e| KeyError::Corrupt(path.into(), e.to_string()))?;
-    out.write_all(&json).map_err(io)?;
-    out.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let mut out = options.open(&tmp)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    Ok(tmp)
 }
 
 impl ReceiptKeys {

@@ -31,10 +31,12 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Keys(#[from] crate::receipts::KeyError),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
 }
 
 /// The name of the instance key that signs management tokens.
-pub const TOKEN_KEY: &str = "management_token_hs256";
+pub use crate::auth::TOKEN_KEY;
 
 /// The name of the instance key that signs one-click unsubscribe links.
 pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
@@ -43,11 +45,19 @@ pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
 /// installation's keys.
 pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let pool = db::open(&settings.database_url, &settings.db_options())?;
-    let secret =
-        InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, TOKEN_KEY).map_err(DbError::from)?;
-    let keys = TokenKeys::from_secret(&secret).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
-    let unsubscribe =
-        InstanceKey::get_or_create(&mut *pool.get().map_err(DbError::from)?, UNSUBSCRIBE_KEY).map_err(DbError::from)?;
+    let mut conn = pool.get().map_err(DbError::from)?;
+    // A missing or wrong key stops start-up here, before anything is served.
+    let secrets = crate::secrets::SecretBox::load(settings, &mut conn)?;
+    if settings.migrate {
+        // Secrets stored in clear by earlier releases are sealed with the migrations.
+        let sealed = crate::secrets::seal_plaintext_rows(&mut conn, &secrets).map_err(DbError::from)?;
+        if sealed > 0 {
+            tracing::info!(sealed, "sealed secrets stored in clear by an earlier release");
+        }
+    }
+    let keys = crate::auth::ManagementKeys::load(&mut conn, &secrets)?;
+    let unsubscribe = InstanceKey::get_or_create(&mut conn, UNSUBSCRIBE_KEY, &secrets)?;
+    drop(conn);
     let unsubscribe_keys =
         TokenKeys::from_secret(&unsubscribe).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
@@ -67,6 +77,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         reader: Arc::new(crate::service::reader::Reader::start(pool.clone(), 2)),
         pool,
         keys: Arc::new(keys),
+        secrets: Arc::new(secrets),
         unsubscribe_keys: Arc::new(unsubscribe_keys),
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
@@ -110,11 +121,12 @@ impl Application {
         let port = listener.local_addr()?.port();
         state.directory.spawn_poller();
         let (pool, wake, private_receivers) = (state.pool.clone(), state.webhook_wake.clone(), state.private_receivers);
+        let secrets = state.secrets.clone();
         let draining = state.draining.clone();
         let state_pool = state.pool.clone();
         let server = run(listener, state, settings.workers)?;
         let dispatcher = if settings.webhooks.dispatch {
-            let running = webhooks::spawn(pool, &settings.webhooks, private_receivers, wake)
+            let running = webhooks::spawn(pool, &settings.webhooks, private_receivers, wake, secrets)
                 .map_err(|e| StartupError::Io(std::io::Error::other(format!("cannot start webhook delivery: {e}"))))?;
             Some(running)
         } else {

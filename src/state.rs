@@ -14,7 +14,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
-    pub keys: Arc<TokenKeys>,
+    /// The HS256 keys of management tokens (see [`crate::auth::ManagementKeys`]).
+    pub keys: Arc<crate::auth::ManagementKeys>,
+    /// Seals and opens the secrets stored in the database (see [`crate::secrets`]).
+    pub secrets: Arc<crate::secrets::SecretBox>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The HS256 key of one-click unsubscribe links.
@@ -45,7 +48,7 @@ pub struct AppState {
     pub presentations: Arc<crate::service::presentation::Presentations>,
 }
 
-/// The HS256 key of management tokens, from `instance_keys` (shared by all instances).
+/// An HS256 key from `instance_keys` (shared by all instances), e.g. of unsubscribe links.
 pub struct TokenKeys {
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,

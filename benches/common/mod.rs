@@ -32,6 +32,7 @@ pub async fn start(database_url: &str) -> Server {
         max_body_bytes: 4 << 20,
         public_url: None,
         receipts: Default::default(),
+        secrets: Default::default(),
         pool_size: 8,
         workers: None,
         holidays: Vec::new(),

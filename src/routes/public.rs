@@ -361,10 +361,18 @@ struct IdentityClaims {
     sub: String,
 }
 
-/// Verifies an identity token with the site's secret; returns the user's identifier.
-fn verify_identity(site: &crate::db::models::site::Site, token: &str) -> Result<SubjectIdentifier, ApiError> {
+/// Verifies an identity token with the site's secret (stored sealed, opened with `secrets`);
+/// returns the user's identifier.
+fn verify_identity(
+    secrets: &crate::secrets::SecretBox,
+    site: &crate::db::models::site::Site,
+    token: &str,
+) -> Result<SubjectIdentifier, ApiError> {
     let refused = |why: &str| ApiError::Unauthorized(format!("identity_token: {why}"));
-    let secret = site.identity_secret.as_deref().ok_or_else(|| refused("this site has no identity secret"))?;
+    let stored = site.identity_secret.as_deref().ok_or_else(|| refused("this site has no identity secret"))?;
+    let secret = secrets
+        .open(&crate::secrets::identity_secret_context(&site.id), stored)
+        .map_err(|why| ApiError::internal(std::io::Error::other(format!("the site's identity secret: {why}"))))?;
     let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).map_err(ApiError::internal)?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
@@ -418,7 +426,11 @@ pub async fn record_visitor_consents(
     let visitor = parse_visitor(&body.visitor_id, "visitor_id")?;
     // Verified now (a bad token is 401 before anything happens); linked once the choices are
     // known to be valid (see `service::consents::record_identified`).
-    let user = body.identity_token.as_deref().map(|token| verify_identity(&site.entry.site, token)).transpose()?;
+    let user = body
+        .identity_token
+        .as_deref()
+        .map(|token| verify_identity(&state.secrets, &site.entry.site, token))
+        .transpose()?;
     let presented = site.entry.purposes.clone();
     if let Some(keys) = &presented {
         if let Some(other) = body.choices.keys().find(|k| !keys.contains(k)) {

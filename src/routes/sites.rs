@@ -133,8 +133,8 @@ pub async fn rotate_identity_secret(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let secret = Site::new_identity_secret();
-    let s = secret.clone();
     let id = site_id.into_inner();
+    let s = state.secrets.seal(&crate::secrets::identity_secret_context(&id), &secret);
     let changed_tenant = caller.tenant_id.clone();
     let found = state
         .db(move |conn| {

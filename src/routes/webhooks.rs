@@ -184,7 +184,8 @@ pub async fn create_webhook(
         secret: format!("whsec_{}", hex::encode(secret)),
         created_at: naive(now()),
     };
-    let row = webhook.clone();
+    let mut row = webhook.clone();
+    row.secret = state.secrets.seal(&crate::secrets::webhook_secret_context(&row.id), &row.secret);
     state
         .db(move |conn| {
             write_transaction(conn, |conn| {

@@ -483,20 +483,29 @@ pub fn site(tenant_id: &str, body: CreateSite, now: NaiveDateTime) -> Result<New
     Ok(NewSite { site, purposes })
 }
 
-/// Creates `site` in `conn`'s transaction. Errors: a purpose it names that is not defined (400).
-pub fn insert_site(conn: &mut AnyConnection, site: &NewSite) -> Result<(), ApiError> {
+/// Creates `site` in `conn`'s transaction, its identity secret sealed with `secrets`. Errors: a
+/// purpose it names that is not defined (400).
+pub fn insert_site(
+    conn: &mut AnyConnection,
+    secrets: &crate::secrets::SecretBox,
+    site: &NewSite,
+) -> Result<(), ApiError> {
     if let Some(keys) = &site.purposes {
         require_defined(conn, &site.site.tenant_id, keys)?;
     }
-    Ok(site.site.insert(conn)?)
+    let mut row = site.site.clone();
+    row.identity_secret =
+        row.identity_secret.map(|s| secrets.seal(&crate::secrets::identity_secret_context(&row.id), &s));
+    Ok(row.insert(conn)?)
 }
 
 /// Creates `site` (see [`insert_site`]).
 pub async fn create_site(state: &AppState, site: NewSite) -> Result<Site, ApiError> {
     let tenant_id = site.site.tenant_id.clone();
+    let secrets = state.secrets.clone();
     let created = state
         .db(move |conn| {
-            write_transaction(conn, |conn| insert_site(conn, &site))?;
+            write_transaction(conn, |conn| insert_site(conn, &secrets, &site))?;
             Ok(site.site)
         })
         .await;

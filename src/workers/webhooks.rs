@@ -59,6 +59,7 @@ pub fn spawn(
     settings: &WebhookSettings,
     private_receivers: bool,
     wake: Arc<Notify>,
+    secrets: Arc<crate::secrets::SecretBox>,
 ) -> Result<Running, reqwest::Error> {
     let mut client = reqwest::Client::builder()
         .timeout(settings.timeout)
@@ -76,6 +77,7 @@ pub fn spawn(
     };
     let dispatcher = Arc::new(Dispatcher {
         pool,
+        secrets,
         client,
         private_receivers,
         policy,
@@ -99,6 +101,8 @@ pub fn spawn(
 
 struct Dispatcher {
     pool: Pool,
+    /// Opens the webhooks' signing secrets (stored sealed, see [`crate::secrets`]).
+    secrets: Arc<crate::secrets::SecretBox>,
     client: reqwest::Client,
     private_receivers: bool,
     policy: RetryPolicy,
@@ -229,8 +233,17 @@ impl Dispatcher {
             let claimed = rows
                 .into_iter()
                 .filter_map(|delivery| {
-                    let (_, url, secret) = hooks.iter().find(|(id, _, _)| *id == delivery.webhook_id)?;
-                    Some(Claimed { url: url.clone(), secret: secret.clone(), lease: lease.clone(), delivery })
+                    let (id, url, stored) = hooks.iter().find(|(id, _, _)| *id == delivery.webhook_id)?;
+                    let context = crate::secrets::webhook_secret_context(id);
+                    let secret = match self.secrets.open(&context, stored) {
+                        Ok(secret) => secret,
+                        Err(why) => {
+                            // Left leased: retried when the lease ends, not sent unsigned.
+                            tracing::error!(webhook = %id, %why, "cannot open the webhook's signing secret");
+                            return None;
+                        }
+                    };
+                    Some(Claimed { url: url.clone(), secret, lease: lease.clone(), delivery })
                 })
                 .collect();
             Ok((claimed, more))

@@ -147,6 +147,11 @@ impl TestApp {
                 key_file: Some(dir.path().join("receipt-keys.json")),
                 ..Default::default()
             },
+            // Beside the test's database too; the CLI is given the same (see `cli_env`).
+            secrets: consentry::config::SecretSettings {
+                key_file: Some(dir.path().join("secrets.key")),
+                ..Default::default()
+            },
             pool_size: 4,
             workers: Some(1),
             holidays: Vec::new(),
@@ -211,8 +216,10 @@ impl TestApp {
 
     /// [`TestApp::cli`] with more environment variables (settings as `CONSENTRY__…`).
     pub fn cli_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let key_file = self.settings.secrets.key_file.clone().expect("tests set secrets.key_file");
         std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
             .args(args)
+            .env("CONSENTRY__SECRETS__KEY_FILE", key_file)
             .envs(envs.iter().copied())
             .env("DATABASE_URL", &self.database_url)
             .env_remove("CONSENTRY_CONFIG")

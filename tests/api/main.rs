@@ -23,5 +23,6 @@ mod receipts;
 mod rights;
 mod service_core;
 mod status_rules;
+mod token_checks;
 mod tokens;
 mod webhooks;

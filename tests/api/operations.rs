@@ -50,6 +50,7 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         max_body_bytes: 1 << 20,
         public_url: None,
         receipts: Default::default(),
+        secrets: Default::default(),
         pool_size: 2,
         workers: Some(1),
         holidays: Vec::new(),
@@ -128,6 +129,11 @@ fn start_without_migrating(backend: Backend) {
         .arg("migrate")
         .env("DATABASE_URL", &url)
         .env("CONSENTRY__MIGRATE", "false")
+        // The key that seals secrets: the one the in-process server will use.
+        .env(
+            "CONSENTRY__SECRETS__KEY_FILE",
+            std::env::current_dir().unwrap().join(consentry::secrets::key_file_path(&settings)),
+        )
         .env_remove("CONSENTRY_CONFIG")
         .current_dir(dir.path())
         .output()
@@ -387,6 +393,7 @@ async fn start_binary(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &app.database_url)
+        .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
         .env_remove("CONSENTRY_CONFIG")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
@@ -543,6 +550,7 @@ async fn a_stop_signal_drains_before_the_listener_closes(app: TestApp) {
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &app.database_url)
+        .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
         .env("CONSENTRY__SHUTDOWN_GRACE", "2s")
         .env("CONSENTRY__LOG", "warn")
         .env("CONSENTRY__WEBHOOKS__DISPATCH", "false")

@@ -266,6 +266,7 @@ async fn no_acknowledged_write_is_lost_when_the_server_is_killed(app: TestApp) {
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &app.database_url)
+        .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
         .env("CONSENTRY__LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
