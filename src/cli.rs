@@ -12,7 +12,6 @@ use crate::state::AppState;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(name = "consentry", version, about = "Consent and cookie preference-centre backend")]
@@ -155,16 +154,20 @@ pub enum LedgerCommand {
     Verify,
 }
 
-/// Runs the command line; errors go to stderr with exit code 1.
-pub fn main() -> ExitCode {
+/// Runs the command line and returns the process's exit status (0, or 1 after an error written
+/// to stderr), with stdout and stderr flushed.
+pub fn run_to_status() -> i32 {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let status = match run(cli) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = std::io::Write::flush(&mut std::io::stderr());
+    status
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
