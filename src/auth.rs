@@ -111,7 +111,8 @@ pub fn issue_token(
 }
 
 /// An authenticated management caller: `Authorization: Bearer <JWT>`, signed by this
-/// installation, not expired, not revoked.
+/// installation, not expired, not revoked, and within its rate limit
+/// (`limits.token_per_minute`; 429 otherwise).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant_id: String,
@@ -180,6 +181,7 @@ impl FromRequest for Caller {
                     Err(ApiError::Unauthorized("the token has expired".into()))
                 }
                 (Some(t), Some(config)) if t.tenant_id == claims.tenant => {
+                    state.limits.token(&t.id)?;
                     Ok(Caller { tenant_id: t.tenant_id.clone(), token_id: t.id.clone(), scopes: claims.scopes, config })
                 }
                 _ => Err(ApiError::Unauthorized("the token is not valid for this installation".into())),
@@ -197,7 +199,8 @@ pub struct CorsOrigin(pub String);
 ///
 /// The `Origin` header, when present, must be one of the site's origins (403 otherwise);
 /// write requests must carry it. Browsers always send it on cross-origin requests and on
-/// POST (Fetch standard, "append a request `Origin` header").
+/// POST (Fetch standard, "append a request `Origin` header"). Counted against
+/// `limits.public_per_minute` per site and client address (429 otherwise).
 #[derive(Debug, Clone)]
 pub struct PublicSite {
     /// The site as cached, with its origins and purposes parsed.
@@ -238,6 +241,8 @@ impl FromRequest for PublicSite {
                 }
                 None => {}
             }
+            // After the origin is known, so that a refusal carries CORS headers.
+            state.limits.public(&req, Some(&public.entry.site.id))?;
             Ok(public)
         })
     }

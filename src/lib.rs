@@ -13,6 +13,8 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod ledger;
+pub mod limits;
+pub mod metrics;
 pub mod receipts;
 pub mod routes;
 pub mod service;

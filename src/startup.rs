@@ -68,7 +68,8 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
         webhook_wake,
-        audit_limiter: Arc::default(),
+        limits: Arc::new(crate::limits::Limits::new(&settings.limits)),
+        metrics_token: settings.metrics.token.clone(),
         public_url: settings.public_url.as_deref().map(parse_public_url).transpose()?,
         private_receivers: settings
             .webhooks
@@ -168,6 +169,17 @@ impl Application {
 
 /// Starts serving on `listener`.
 pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Result<Server, StartupError> {
+    crate::metrics::init();
+    let limits = state.limits.clone();
+    // Rate-limit keys back to a full quota are forgotten every minute; the task ends with the
+    // runtime.
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            limits.prune();
+        }
+    });
     let data = web::Data::new(state);
     let openapi = routes::openapi();
     let known = web::Data::new(KnownRoutes::from_openapi(&openapi));
@@ -190,6 +202,7 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
                     HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/docs/")).finish()
                 }),
             )
+            .route("/metrics", web::get().to(routes::health::metrics))
             .route(
                 "/v1/sites/{site_key}/{tail:.*}",
                 web::method(actix_web::http::Method::OPTIONS).to(routes::public::preflight),
@@ -268,7 +281,7 @@ fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Idempotent-Replayed, X-Request-Id"),
+            HeaderValue::from_static("Idempotent-Replayed, X-Request-Id, Retry-After, RateLimit, RateLimit-Policy"),
         );
     }
     if public {
