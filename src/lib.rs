@@ -21,4 +21,5 @@ pub mod service;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod wire;
 pub mod workers;

@@ -13,7 +13,7 @@ use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse};
 use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -183,7 +183,7 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
     let data = web::Data::new(state);
     let openapi = routes::openapi();
     let known = web::Data::new(KnownRoutes::from_openapi(&openapi));
-    let server = HttpServer::new(move || {
+    let make_app = move || {
         let (app, _) = App::new()
             .into_utoipa_app()
             .openapi(<routes::ApiDoc as utoipa::OpenApi>::openapi())
@@ -258,13 +258,41 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
                 let served = traced.enter(|| srv.call(req));
                 traced.finish(served)
             })
-    });
-    let server = match workers {
-        Some(n) => server.workers(n.max(1)),
-        None => server,
     };
-    // Signals are handled by `Application::run_until_stopped` (drain first, then stop).
-    let server = server.disable_signals().listen(listener)?.run();
+    // What `HttpServer` does, with each connection wrapped in `wire::ProblemIo`, so that the
+    // errors actix-http answers by itself (431, 400 for a malformed head, 408) get problem
+    // bodies; its defaults: 5 s keep-alive, 5 s for a request head, 1 s to close.
+    let mut builder = actix_server::Server::build().shutdown_timeout(30);
+    if let Some(n) = workers {
+        builder = builder.workers(n.max(1));
+    }
+    let shutdown = builder.graceful_shutdown_signal();
+    let local = listener.local_addr()?;
+    let server = builder
+        .listen("consentry", listener, move || {
+            use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+            let shutdown = shutdown.clone();
+            let app = make_app().into_factory().map_err(|err| err.error_response());
+            let http = actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = shutdown.clone();
+                    async move { signal.notified().await }
+                })
+                .keep_alive(actix_http::KeepAlive::default())
+                .client_request_timeout(std::time::Duration::from_secs(5))
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .local_addr(local)
+                .h1(map_config(app, |_| actix_web::dev::AppConfig::default()));
+            fn_service(|io: actix_rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((crate::wire::ProblemIo::new(io), peer))
+            })
+            .and_then(http)
+        })?
+        // Signals are handled by `Application::run_until_stopped` (drain first, then stop).
+        .disable_signals()
+        .run();
     Ok(server)
 }
 
