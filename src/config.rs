@@ -106,7 +106,7 @@ pub struct MetricsSettings {
 }
 
 /// The keys that sign consent receipts (see [`crate::receipts`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReceiptSettings {
     /// The key file (JSON, created with mode 0600 on first start). Default:
@@ -116,6 +116,17 @@ pub struct ReceiptSettings {
     /// Sign with this Ed25519 key instead of the file's: its 32-byte seed, base64url. Never
     /// written anywhere; retired keys of the file stay published.
     pub signing_key: Option<Secret>,
+    /// A presentation token (`presentation` of `GET /v1/sites/{key}/config`, sent back with the
+    /// write) issued longer ago than this is stale: the write is accepted with the current
+    /// presentation recorded and `presentation_stale: true` (default `24h`; `30s`, `2h`, `3days`).
+    #[serde(deserialize_with = "duration")]
+    pub presentation_max_age: std::time::Duration,
+}
+
+impl Default for ReceiptSettings {
+    fn default() -> Self {
+        Self { key_file: None, signing_key: None, presentation_max_age: std::time::Duration::from_secs(24 * 3600) }
+    }
 }
 
 /// A secret setting: never printed by `Debug`.

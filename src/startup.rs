@@ -59,6 +59,9 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let receipts = Arc::new(crate::receipts::ReceiptKeys::load(settings)?);
     Ok(AppState {
         receipts,
+        presentations: Arc::new(crate::service::presentation::Presentations::new(
+            settings.receipts.presentation_max_age,
+        )),
         directory: crate::service::directory::Directory::new(pool.clone()),
         writer: Arc::new(crate::service::writer::Writer::start(pool.clone(), writers, webhook_wake.clone())),
         reader: Arc::new(crate::service::reader::Reader::start(pool.clone(), 2)),

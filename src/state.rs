@@ -42,6 +42,9 @@ pub struct AppState {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// The keys that sign consent receipts (see [`crate::receipts`]).
     pub receipts: Arc<crate::receipts::ReceiptKeys>,
+    /// Presentation tokens' settings and the presentations known stored (see
+    /// [`crate::service::presentation`]).
+    pub presentations: Arc<crate::service::presentation::Presentations>,
 }
 
 /// The HS256 key of management tokens, from `instance_keys` (shared by all instances).

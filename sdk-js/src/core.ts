@@ -327,6 +327,8 @@ function start(options: ConsentryOptions, mountUi?: UiFactory, check?: OptionChe
         region: region || config?.region || undefined,
         gpc: gpcSignal || undefined,
         identity_token: token,
+        // what the banner showed (signed by the server): the receipt names it
+        presentation: config?.presentation?.token,
         // checked against the server's request schema: a field it renames, or a new required one, fails the build
       } satisfies ConsentWrite,
     });

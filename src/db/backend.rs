@@ -1,6 +1,7 @@
 //! The few places where PostgreSQL and SQLite need different statements, each one `match`.
 
 use super::models::idempotency::StoredResponse;
+use super::models::receipt::ReceiptRow;
 use super::models::state::StateRow;
 use super::schema::{consent_states, data_subjects, idempotency_keys, subject_identifiers};
 use super::AnyConnection;
@@ -396,6 +397,7 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
         times(events, |e| e.recorded_at),
         texts(events, |e| &e.prev_hash),
         texts(events, |e| &e.hash),
+        optional(events, |e| e.presentation_sha256.as_deref()),
         texts(states, |s| &s.tenant_id),
         texts(states, |s| &s.subject_id),
         texts(states, |s| &s.purpose_key),
@@ -424,7 +426,7 @@ fn times<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> chrono::NaiveDateTime) -> Pg
     Box::new(rows.iter().map(f).collect::<Vec<_>>().into_sql::<Array<Timestamp>>())
 }
 
-/// [`write_batch_rows`] on PostgreSQL: the SQL between its 32 bind parameters.
+/// [`write_batch_rows`] on PostgreSQL: the SQL between its 33 bind parameters.
 const BATCH_ROWS_SQL: &[&str] = &[
     "WITH subjects AS (INSERT INTO data_subjects (id, tenant_id, last_event_hash, created_at) \
      SELECT r.id, r.tenant_id, r.head, c.at FROM unnest(",
@@ -442,9 +444,10 @@ const BATCH_ROWS_SQL: &[&str] = &[
     ", ",
     ") AS r(id, head) WHERE d.id = r.id), \
      events AS (INSERT INTO consent_events (id, tenant_id, subject_id, purpose_key, decision, \
-     policy_revision, source, region, site_id, occurred_at, recorded_at, prev_hash, hash) \
+     policy_revision, source, region, site_id, occurred_at, recorded_at, prev_hash, hash, presentation_sha256) \
      SELECT r.id, r.tenant_id, r.subject_id, r.purpose_key, r.decision, r.policy_revision, r.source, \
-     r.region, r.site_id, r.occurred_at, r.recorded_at, r.prev_hash, r.hash FROM unnest(",
+     r.region, r.site_id, r.occurred_at, r.recorded_at, r.prev_hash, r.hash, r.presentation_sha256 FROM unnest(",
+    ", ",
     ", ",
     ", ",
     ", ",
@@ -458,7 +461,7 @@ const BATCH_ROWS_SQL: &[&str] = &[
     ", ",
     ", ",
     ") WITH ORDINALITY AS r(id, tenant_id, subject_id, purpose_key, decision, policy_revision, source, \
-     region, site_id, occurred_at, recorded_at, prev_hash, hash, n) ORDER BY r.n), \
+     region, site_id, occurred_at, recorded_at, prev_hash, hash, presentation_sha256, n) ORDER BY r.n), \
      states AS (INSERT INTO consent_states (tenant_id, subject_id, purpose_key, decision, event_id, \
      policy_revision, source, occurred_at, recorded_at) SELECT * FROM unnest(",
     ", ",
@@ -475,92 +478,128 @@ const BATCH_ROWS_SQL: &[&str] = &[
      SELECT 1",
 ];
 
-/// The stored responses of idempotency keys, (tenant id, scope, key) each, in the order asked:
-/// one query on PostgreSQL (a primary-key probe per key), a cached statement per key on SQLite.
-pub fn stored_responses(
-    conn: &mut AnyConnection,
-    keys: &[(&str, &str, &str)],
-) -> QueryResult<Vec<Option<StoredResponse>>> {
+/// A stored first response and the JWS of the receipt it carried, if any (stored apart).
+pub struct Stored {
+    pub response: StoredResponse,
+    pub receipt: Option<String>,
+}
+
+/// The stored responses of idempotency keys, (tenant id, scope, key) each, in the order asked,
+/// with their receipts: one query on PostgreSQL (a primary-key probe per key), cached
+/// statements per key on SQLite.
+pub fn stored_responses(conn: &mut AnyConnection, keys: &[(&str, &str, &str)]) -> QueryResult<Vec<Option<Stored>>> {
     let AnyConnection::Postgresql(c) = conn else {
-        return keys.iter().map(|(tenant, scope, key)| StoredResponse::find(conn, tenant, scope, key)).collect();
+        let mut found = Vec::with_capacity(keys.len());
+        for (tenant, scope, key) in keys {
+            let Some(response) = StoredResponse::find(conn, tenant, scope, key)? else {
+                found.push(None);
+                continue;
+            };
+            let receipt = match &response.receipt_id {
+                Some(id) => ReceiptRow::jws_of(conn, id)?,
+                None => None,
+            };
+            found.push(Some(Stored { response, receipt }));
+        }
+        return Ok(found);
     };
-    let mut found: Vec<Option<StoredResponse>> = keys.iter().map(|_| None).collect();
+    let mut found: Vec<Option<Stored>> = keys.iter().map(|_| None).collect();
     if keys.is_empty() {
         return Ok(found);
     }
-    let rows: Vec<(i64, StoredResponse)> = PgStatement::<_, (diesel::sql_types::BigInt, StoredColumns)>::new(
-        &[
-            "SELECT q.n, k.* FROM unnest(",
-            ", ",
-            ", ",
-            ") WITH ORDINALITY AS q(tenant_id, scope, key, n) CROSS JOIN LATERAL (SELECT tenant_id, scope, \
-                 key, request_hash, status, response, created_at FROM idempotency_keys WHERE tenant_id = q.tenant_id \
-                 AND scope = q.scope AND key = q.key OFFSET 0) k",
-        ],
-        (
-            keys.iter().map(|k| k.0).collect::<Vec<_>>().into_sql::<Array<Text>>(),
-            keys.iter().map(|k| k.1).collect::<Vec<_>>().into_sql::<Array<Text>>(),
-            keys.iter().map(|k| k.2).collect::<Vec<_>>().into_sql::<Array<Text>>(),
-        ),
-    )
-    .load(c)?;
-    for (n, stored) in rows {
+    let rows: Vec<(i64, StoredResponse, Option<String>)> =
+        PgStatement::<_, (diesel::sql_types::BigInt, StoredColumns, Nullable<Text>)>::new(
+            &[
+                "SELECT q.n, k.*, r.jws FROM unnest(",
+                ", ",
+                ", ",
+                ") WITH ORDINALITY AS q(tenant_id, scope, key, n) CROSS JOIN LATERAL (SELECT tenant_id, scope, \
+                 key, request_hash, status, response, created_at, receipt_id FROM idempotency_keys \
+                 WHERE tenant_id = q.tenant_id AND scope = q.scope AND key = q.key OFFSET 0) k \
+                 LEFT JOIN consent_receipts r ON r.id = k.receipt_id",
+            ],
+            (
+                keys.iter().map(|k| k.0).collect::<Vec<_>>().into_sql::<Array<Text>>(),
+                keys.iter().map(|k| k.1).collect::<Vec<_>>().into_sql::<Array<Text>>(),
+                keys.iter().map(|k| k.2).collect::<Vec<_>>().into_sql::<Array<Text>>(),
+            ),
+        )
+        .load(c)?;
+    for (n, response, receipt) in rows {
         if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| found.get_mut(i)) {
-            *slot = Some(stored);
+            *slot = Some(Stored { response, receipt });
         }
     }
     Ok(found)
 }
 
 /// The SQL types of a [`StoredResponse`], in its field order.
-type StoredColumns = (Text, Text, Text, Text, diesel::sql_types::Integer, Text, Timestamp);
+type StoredColumns = (Text, Text, Text, Text, diesel::sql_types::Integer, Text, Timestamp, Nullable<Text>);
 
-/// Stores signed receipts: one statement per 1,000.
-pub fn insert_receipts(conn: &mut AnyConnection, rows: &[super::models::receipt::ReceiptRow]) -> QueryResult<()> {
+/// Stores what a write batch answered: the first responses of idempotency keys and the signed
+/// receipts. One statement on PostgreSQL (prepared once per connection; every column bound as
+/// an array); multi-row inserts of up to 1,000 rows on SQLite.
+pub fn insert_responses(
+    conn: &mut AnyConnection,
+    responses: &[StoredResponse],
+    receipts: &[ReceiptRow],
+) -> QueryResult<()> {
     use super::schema::consent_receipts;
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        execute_on_either!(conn, diesel::insert_into(consent_receipts::table).values(chunk))?;
-    }
-    Ok(())
-}
-
-/// Stores first responses of idempotency keys: one statement (prepared once on PostgreSQL).
-pub fn insert_stored_responses(conn: &mut AnyConnection, rows: &[StoredResponse]) -> QueryResult<()> {
-    if rows.is_empty() {
+    if responses.is_empty() && receipts.is_empty() {
         return Ok(());
     }
     let AnyConnection::Postgresql(c) = conn else {
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        for chunk in responses.chunks(INSERT_CHUNK) {
             execute_on_either!(conn, diesel::insert_into(idempotency_keys::table).values(chunk))?;
+        }
+        for chunk in receipts.chunks(INSERT_CHUNK) {
+            execute_on_either!(conn, diesel::insert_into(consent_receipts::table).values(chunk))?;
         }
         return Ok(());
     };
     let binds: Vec<PgBind<'_>> = vec![
-        texts(rows, |r| &r.tenant_id),
-        texts(rows, |r| &r.scope),
-        texts(rows, |r| &r.key),
-        texts(rows, |r| &r.request_hash),
-        Box::new(rows.iter().map(|r| r.status).collect::<Vec<i32>>().into_sql::<Array<diesel::sql_types::Integer>>()),
-        texts(rows, |r| &r.response),
-        times(rows, |r| r.created_at),
+        texts(responses, |r| &r.tenant_id),
+        texts(responses, |r| &r.scope),
+        texts(responses, |r| &r.key),
+        texts(responses, |r| &r.request_hash),
+        Box::new(
+            responses.iter().map(|r| r.status).collect::<Vec<i32>>().into_sql::<Array<diesel::sql_types::Integer>>(),
+        ),
+        texts(responses, |r| &r.response),
+        times(responses, |r| r.created_at),
+        optional(responses, |r| r.receipt_id.as_deref()),
+        texts(receipts, |r| &r.id),
+        texts(receipts, |r| &r.tenant_id),
+        texts(receipts, |r| &r.subject_id),
+        optional(receipts, |r| r.idempotency.as_deref()),
+        texts(receipts, |r| &r.event_ids),
+        texts(receipts, |r| &r.jws),
+        times(receipts, |r| r.issued_at),
     ];
-    PgStatement::<_, ()>::new(
-        &[
-            "INSERT INTO idempotency_keys (tenant_id, scope, key, request_hash, status, response, created_at) \
-             SELECT * FROM unnest(",
-            ", ",
-            ", ",
-            ", ",
-            ", ",
-            ", ",
-            ", ",
-            ")",
-        ],
-        binds,
-    )
-    .execute(c)
-    .map(drop)
+    PgStatement::<_, ()>::new(RESPONSES_SQL, binds).execute(c).map(drop)
 }
+
+/// [`insert_responses`] on PostgreSQL: the SQL between its 15 bind parameters.
+const RESPONSES_SQL: &[&str] = &[
+    "WITH responses AS (INSERT INTO idempotency_keys (tenant_id, scope, key, request_hash, status, response, \
+     created_at, receipt_id) SELECT * FROM unnest(",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ")), receipts AS (INSERT INTO consent_receipts (id, tenant_id, subject_id, idempotency, event_ids, jws, \
+     issued_at) SELECT * FROM unnest(",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ", ",
+    ")) SELECT 1",
+];
 
 /// Inserts new data subjects, (id, tenant id, chain head), and their identifiers, (tenant id,
 /// identifier, subject id), in one statement per 1,000 rows each. A concurrent writer that

@@ -129,6 +129,7 @@ impl Health {
     }
 }
 
+// Migrations up to 2026-12-05-000040_presentation.
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 

@@ -120,6 +120,7 @@ diesel::table! {
         prev_hash -> Text,
         hash -> Text,
         tx_id -> BigInt,
+        presentation_sha256 -> Nullable<Text>,
     }
 }
 
@@ -146,6 +147,7 @@ diesel::table! {
         status -> Integer,
         response -> Text,
         created_at -> Timestamp,
+        receipt_id -> Nullable<Text>,
     }
 }
 
@@ -287,5 +289,15 @@ diesel::table! {
         tenant_id -> Text,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    presentations (tenant_id, sha256) {
+        tenant_id -> Text,
+        sha256 -> Text,
+        content -> Text,
+        token -> Text,
+        created_at -> Timestamp,
     }
 }

@@ -31,6 +31,10 @@ pub struct EventContent<'a> {
     #[serde(serialize_with = "micros")]
     pub recorded_at: DateTime<Utc>,
     pub prev_hash: &'a str,
+    /// SHA-256 of what the person was shown (`domain::presentation`). Hashed only when present
+    /// (as the last member), so the events written before it existed keep their hashes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presentation: Option<&'a str>,
 }
 
 fn micros<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -72,6 +76,7 @@ mod tests {
             occurred_at: t,
             recorded_at: t,
             prev_hash: prev,
+            presentation: None,
         }
     }
 
@@ -85,6 +90,21 @@ mod tests {
         assert_ne!(base.hash(), changed.hash());
         let relinked = content("ab");
         assert_ne!(base.hash(), relinked.hash());
+    }
+
+    #[test]
+    fn a_presentation_is_hashed_only_when_present() {
+        // An event without one hashes as before the column existed (the value is what the
+        // v1 form gave before `presentation` was added, computed independently with Python's
+        // hashlib), so old chains still verify.
+        let base = content(GENESIS_HASH);
+        assert_eq!(base.hash(), "968a4de17622bb88e156f223f3e0b95546ac83d4208ed33f96e2e16aaa0a75ed");
+        let mut shown = content(GENESIS_HASH);
+        shown.presentation = Some("ab");
+        assert_ne!(base.hash(), shown.hash());
+        let mut other = content(GENESIS_HASH);
+        other.presentation = Some("cd");
+        assert_ne!(shown.hash(), other.hash());
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod deadline;
 pub mod identifiers;
 pub mod ledger;
 pub mod policy;
+pub mod presentation;
 pub mod purpose;
 pub mod receipt;
 pub mod region;

@@ -6,6 +6,27 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// `body` (a JSON object) with `"receipt": "<jws>"` added as its last member; any other body
+/// as it is. Responses carry their receipt this way; the response stored for an
+/// `Idempotency-Key` is kept without it (the receipt is stored once, in its own row) and gets it
+/// back here when replayed.
+pub fn with_receipt(body: &str, jws: &str) -> String {
+    let trimmed = body.trim_end();
+    match trimmed.strip_suffix('}') {
+        Some(head) if trimmed.starts_with('{') => {
+            let sep = if head.trim_end().ends_with('{') { "" } else { "," };
+            let mut out = String::with_capacity(head.len() + jws.len() + 16);
+            out.push_str(head);
+            out.push_str(sep);
+            out.push_str("\"receipt\":\"");
+            out.push_str(jws);
+            out.push_str("\"}");
+            out
+        }
+        _ => body.to_owned(),
+    }
+}
+
 /// `schema` of receipts of this shape.
 pub const RECEIPT_SCHEMA: &str = "consentry-receipt/1 (ISO/IEC TS 27560)";
 
@@ -47,6 +68,11 @@ pub struct ReceiptClaims {
     pub gpc: Option<bool>,
     /// The consent events the submission wrote, with their chain hashes.
     pub events: Vec<ReceiptEvent>,
+    /// What the person was shown (TS 27560 notice as presented): the SHA-256 of the banner's
+    /// purposes and policy revisions (see [`crate::domain::presentation`]) and when its token
+    /// was issued. Absent when the write carried none (server-side writes, older SDKs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentation: Option<crate::domain::presentation::Shown>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -74,4 +100,16 @@ pub struct ReceiptEvent {
     pub id: String,
     /// The event's hash in the subject's chain (see [`crate::domain::ledger`]).
     pub hash: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_receipt;
+
+    #[test]
+    fn the_receipt_is_the_last_member() {
+        assert_eq!(with_receipt(r#"{"a":1}"#, "x.y.z"), r#"{"a":1,"receipt":"x.y.z"}"#);
+        assert_eq!(with_receipt("{}", "x.y.z"), r#"{"receipt":"x.y.z"}"#);
+        assert_eq!(with_receipt("not json", "x.y.z"), "not json");
+    }
 }

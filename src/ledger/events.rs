@@ -30,6 +30,10 @@ pub struct EventResponse {
     pub prev_hash: String,
     /// SHA-256 over this event's canonical form, including `prev_hash`.
     pub hash: String,
+    /// SHA-256 of what the person was shown (the write's `presentation`), when it carried one;
+    /// covered by `hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentation_sha256: Option<String>,
 }
 
 impl EventResponse {
@@ -46,6 +50,7 @@ impl EventResponse {
             recorded_at: utc(r.recorded_at),
             prev_hash: r.prev_hash,
             hash: r.hash,
+            presentation_sha256: r.presentation_sha256,
         })
     }
 }

@@ -19,6 +19,7 @@ use crate::db::models::webhook::Webhook;
 use crate::db::models::{naive, new_id, utc};
 use crate::db::AnyConnection;
 use crate::domain::ledger::{to_micros, GENESIS_HASH};
+use crate::domain::receipt::with_receipt;
 use crate::domain::webhook::WebhookEventType;
 use crate::domain::{Choices, ConsentSource, Decision, FieldError, PurposeKey, RegionCode, RevisionDate, Status};
 use chrono::{DateTime, Duration, Utc};
@@ -43,6 +44,8 @@ pub struct RecordRequest<'a> {
     /// The request carried `Sec-GPC: 1`: an opt-out of sale/sharing (11 CCR §7025).
     pub gpc: bool,
     pub idempotency: Option<IdempotencyClaim>,
+    /// What the person was shown (a verified presentation token), stored with the events.
+    pub presentation: Option<&'a crate::domain::presentation::Shown>,
 }
 
 /// An `Idempotency-Key` and what it was sent with.
@@ -85,11 +88,10 @@ pub enum Outcome {
 pub type Finish = Box<dyn FnMut(&mut AnyConnection, &Recorded) -> Result<String, LedgerError> + Send>;
 
 /// Seals what a submission recorded with a signed receipt, in its transaction: given what was
-/// recorded and the response body `finish` rendered, returns the body with the receipt in it
-/// and the receipt's row, which the batch stores with the others in one statement. It may run
-/// more than once (a batch that failed is retried one by one).
-pub type Seal =
-    Box<dyn Fn(&Recorded, String) -> Result<(String, crate::db::models::receipt::ReceiptRow), LedgerError> + Send>;
+/// recorded, returns the receipt's row, which the batch stores with the others in one statement
+/// and whose JWS the response carries as its last member, `receipt`. It may run more than once (a
+/// batch that failed is retried one by one).
+pub type Seal = Box<dyn Fn(&Recorded) -> Result<crate::db::models::receipt::ReceiptRow, LedgerError> + Send>;
 
 /// A validated submission, ready to be written.
 pub struct Submission {
@@ -104,6 +106,7 @@ pub struct Submission {
     site_id: Option<String>,
     gpc: bool,
     pub idempotency: Option<IdempotencyClaim>,
+    presentation_sha256: Option<String>,
     /// The HTTP status stored with an idempotent response.
     status: u16,
     finish: Finish,
@@ -151,6 +154,7 @@ impl Submission {
             site_id: req.site_id.map(str::to_owned),
             gpc: req.gpc,
             idempotency: req.idempotency.clone(),
+            presentation_sha256: req.presentation.map(|p| p.sha256.clone()),
             status,
             finish,
             seal: None,
@@ -196,13 +200,18 @@ pub fn record_choices(
     record_one(conn, &mut Submission::new(rules, req, status, finish)?)
 }
 
-/// The stored first response for `claim`, when there is one: replayed if the request is the
-/// same, refused if the key was used for another request.
-fn replay(claim: &IdempotencyClaim, stored: Option<StoredResponse>) -> Result<Option<Outcome>, LedgerError> {
+/// The stored first response for `claim`, when there is one: replayed (with its receipt, stored
+/// apart) if the request is the same, refused if the key was used for another request.
+fn replay(claim: &IdempotencyClaim, stored: Option<backend::Stored>) -> Result<Option<Outcome>, LedgerError> {
     match stored {
         None => Ok(None),
-        Some(stored) if stored.request_hash == claim.request_hash => {
-            Ok(Some(Outcome::Replay { status: u16::try_from(stored.status).unwrap_or(201), body: stored.response }))
+        Some(stored) if stored.response.request_hash == claim.request_hash => {
+            let status = u16::try_from(stored.response.status).unwrap_or(201);
+            let body = match stored.receipt {
+                Some(jws) => with_receipt(&stored.response.response, &jws),
+                None => stored.response.response,
+            };
+            Ok(Some(Outcome::Replay { status, body }))
         }
         Some(_) => Err(LedgerError::IdempotencyKeyReused(claim.key.clone())),
     }
@@ -441,27 +450,34 @@ pub fn write_batch(
     let mut receipts = Vec::new();
     for (i, recorded) in recorded {
         let job = &mut jobs[i];
-        let mut body = (job.finish)(conn, &recorded)?;
-        if let Some(seal) = &job.seal {
-            let (sealed, receipt) = seal(&recorded, body)?;
-            body = sealed;
-            receipts.push(receipt);
-        }
+        let rendered = (job.finish)(conn, &recorded)?;
+        let (body, receipt_id) = match &job.seal {
+            Some(seal) => {
+                let receipt = seal(&recorded)?;
+                let sealed = with_receipt(&rendered, &receipt.jws);
+                let id = receipt.id.clone();
+                receipts.push(receipt);
+                (sealed, Some(id))
+            }
+            None => (rendered.clone(), None),
+        };
         if let Some(claim) = &job.idempotency {
+            // Stored without the receipt, which is stored once, in its own row (a body with
+            // it is over PostgreSQL's 2 kB in-line limit: compressed on every write).
             responses.push(StoredResponse {
                 tenant_id: job.rules.tenant_id.clone(),
                 scope: claim.scope.clone(),
                 key: claim.key.clone(),
                 request_hash: claim.request_hash.clone(),
                 status: i32::from(job.status),
-                response: body.clone(),
+                response: rendered,
                 created_at: naive(job.rules.now),
+                receipt_id,
             });
         }
         outcomes[i] = Some(Ok(Outcome::Fresh { recorded, body }));
     }
-    backend::insert_stored_responses(conn, &responses)?;
-    backend::insert_receipts(conn, &receipts)?;
+    backend::insert_responses(conn, &responses, &receipts)?;
     Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(diesel::result::Error::NotFound.into()))).collect())
 }
 
@@ -548,6 +564,7 @@ fn plan(
             recorded_at: naive(now),
             prev_hash: slot.head.clone(),
             hash: String::new(),
+            presentation_sha256: job.presentation_sha256.clone(),
         };
         event.hash = event.content().hash();
         slot.head = event.hash.clone();

@@ -77,6 +77,11 @@ pub struct RecordResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJqdGkiOiIuLi4ifQ.c2ln")]
     pub receipt: Option<String>,
+    /// Present and true when the write's `presentation` token was issued longer ago than the
+    /// server's `receipts.presentation_max_age` (default 24 h): the choices were recorded with
+    /// the site's current presentation instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub presentation_stale: bool,
 }
 
 pub fn consent_state(subject: &SubjectIdentifier, view: &ledger::SubjectView) -> ConsentState {
@@ -97,6 +102,7 @@ pub fn record_response(subject: &SubjectIdentifier, r: &Recorded, with_state: bo
         gpc_honored: r.gpc_honored,
         gpc_conflicts: r.gpc_conflicts.clone(),
         receipt: None,
+        presentation_stale: false,
     }
 }
 
@@ -133,8 +139,11 @@ pub async fn record_and_respond(
     let rules = AppState::rules(&config, presented)?;
     let stored = subject.stored_form(&config.subject_key);
     let req = owned.borrow(&stored);
-    let finish: Finish =
-        Box::new(move |_, r| Ok(serde_json::to_string(&record_response(&subject, r, with_state)).unwrap_or_default()));
+    let stale = owned.presentation_stale;
+    let finish: Finish = Box::new(move |_, r| {
+        let body = RecordResponse { presentation_stale: stale, ..record_response(&subject, r, with_state) };
+        Ok(serde_json::to_string(&body).unwrap_or_default())
+    });
     let outcome = match user {
         Some(user) => {
             let user = user.stored_form(&config.subject_key);
@@ -163,6 +172,10 @@ pub struct RecordRequestOwned {
     pub site_id: Option<String>,
     pub gpc: bool,
     pub idempotency: Option<IdempotencyClaim>,
+    /// What the person was shown (a verified presentation token of a public write).
+    pub presentation: Option<crate::domain::presentation::Shown>,
+    /// The token was stale: `presentation` is the current one (`presentation_stale` answered).
+    pub presentation_stale: bool,
 }
 
 impl RecordRequestOwned {
@@ -177,6 +190,7 @@ impl RecordRequestOwned {
             site_id: self.site_id.as_deref(),
             gpc: self.gpc,
             idempotency: self.idempotency.clone(),
+            presentation: self.presentation.as_ref(),
         }
     }
 }
@@ -262,6 +276,8 @@ pub async fn record_consents(
             site_id: None,
             gpc: false,
             idempotency,
+            presentation: None,
+            presentation_stale: false,
         },
         None,
     )

@@ -62,6 +62,10 @@ pub struct SiteConfig {
     pub policies: Vec<PolicyInForce>,
     /// Every purpose, with its consent model for `region`.
     pub purposes: Vec<PublicPurpose>,
+    /// What this banner shows (the purposes' titles, descriptions and consent models; the
+    /// policies' revisions and sha256), hashed and signed: send `presentation.token` back as
+    /// `presentation` with the write, and the receipt names what the person was shown.
+    pub presentation: crate::service::presentation::PresentationToken,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,7 +130,11 @@ pub struct PublicPurpose {
     )
 )]
 #[get("/v1/sites/{site_key}/config")]
-pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn get_site_config(
+    state: web::Data<AppState>,
+    site: PublicSite,
+    query: web::Query<ConfigQuery>,
+) -> Result<HttpResponse, ApiError> {
     let region = parse_region(query.region.as_deref())?;
     if let Some(locale) = &query.locale {
         let ok = locale.len() <= 71
@@ -165,6 +173,14 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
         .into_iter()
         .map(PolicyInForce::from_row)
         .collect();
+    let presentation = crate::service::presentation::issue(
+        &state,
+        &site.entry.site.id,
+        &rules,
+        region.as_ref(),
+        query.locale.as_deref(),
+    )
+    .await?;
     let config = SiteConfig {
         site: PublicSiteInfo { site_key: site.entry.site.site_key.clone(), name: site.entry.site.name.clone() },
         region: region.map(|r| r.to_string()),
@@ -174,6 +190,7 @@ pub async fn get_site_config(site: PublicSite, query: web::Query<ConfigQuery>) -
         audit_sample_rate: site.entry.site.audit_sample_rate,
         policies,
         purposes,
+        presentation,
     };
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-cache")).json(config))
 }
@@ -250,6 +267,7 @@ pub async fn get_visitor_consents(
             site_id: Some(&site.entry.site.id),
             gpc: true,
             idempotency: None,
+            presentation: None,
         };
         match crate::service::consents::record(&state, rules, &record, 200, Box::new(|_, _| Ok(String::new()))).await? {
             crate::ledger::Outcome::Fresh { recorded, .. } => {
@@ -327,6 +345,15 @@ pub struct RecordVisitorConsents {
     /// expired token is a 401; nothing is recorded.
     #[serde(default)]
     pub identity_token: Option<String>,
+    /// `presentation.token` of `GET /v1/sites/{site_key}/config` (for this site and `region`):
+    /// what the visitor was shown. Its hash is stored with the events and named in the receipt.
+    /// A token that does not verify, or was issued for another site or region, is a 400 naming
+    /// `presentation`; one older than the server's `receipts.presentation_max_age` (default
+    /// 24 h) is replaced by the current presentation, and the response says
+    /// `presentation_stale: true`. Absent (older SDKs): nothing is recorded for it.
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub presentation: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -371,7 +398,7 @@ fn verify_identity(site: &crate::db::models::site::Site, token: &str) -> Result<
     request_body = RecordVisitorConsents,
     responses(
         (status = 201, description = "Recorded (committed). When the API is served on the page's site (`consent.example.com` for `www.example.com`), also `Set-Cookie: consentry_<8 characters of the site key>_id=<visitor id>` for their shared domain, 395 days, so that browsers capping script-set cookies keep the visitor", body = RecordResponse),
-        (status = 400, description = "Invalid visitor id, purpose, revision or source", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid visitor id, purpose, revision, source or presentation", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "The identity token is not valid or has expired", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Origin missing or not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown site key", body = Problem, content_type = "application/problem+json"),
@@ -402,6 +429,16 @@ pub async fn record_visitor_consents(
         }
     }
     let region = parse_region(body.region.as_deref())?;
+    let (presentation, presentation_stale) = match body.presentation.as_deref() {
+        Some(token) => {
+            let rules = AppState::rules(&site.config, presented.clone())?;
+            let (shown, stale) =
+                crate::service::presentation::accept(&state, &site.entry.site.id, &rules, region.as_ref(), token)
+                    .await?;
+            (Some(shown), stale)
+        }
+        None => (None, false),
+    };
     let gpc = has_gpc(&req) || body.gpc == Some(true);
     let idempotency = idempotency_claim(&req, format!("site:{}", site.entry.site.id), &raw)?;
     let site_id = site.entry.site.id.clone();
@@ -421,6 +458,8 @@ pub async fn record_visitor_consents(
             site_id: Some(site_id),
             gpc,
             idempotency,
+            presentation,
+            presentation_stale,
         },
         user,
     )

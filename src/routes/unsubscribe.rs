@@ -199,6 +199,7 @@ pub async fn one_click_unsubscribe(
         site_id: None,
         gpc: false,
         idempotency: None,
+        presentation: None,
     };
     crate::service::consents::record(&state, rules, &record, 200, Box::new(|_, _| Ok(String::new()))).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("You are unsubscribed.\n"))

@@ -230,6 +230,7 @@ fn submission(rules: &TenantRules, r: &Ready) -> Result<Submission, LedgerError>
         site_id: None,
         gpc: false,
         idempotency: None,
+        presentation: None,
     };
     Submission::new(rules.clone(), &req, 201, Box::new(|_, _| Ok(String::new())))
 }

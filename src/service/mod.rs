@@ -10,6 +10,7 @@ pub mod consents;
 pub mod directory;
 pub mod import;
 pub mod opt_outs;
+pub mod presentation;
 pub mod proof;
 pub mod reader;
 pub mod receipts;

@@ -177,6 +177,7 @@ pub async fn request(
         site_id: None,
         gpc: false,
         idempotency,
+        presentation: None,
     };
     let (channel, scope) = (text(&body.channel), text(&body.scope));
     // Written in the transaction of the opt-out events: the request and its webhook deliveries.

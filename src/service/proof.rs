@@ -4,7 +4,8 @@
 //! <file>` ([`verify`]) checks one and says what is broken.
 //!
 //! What it holds: every event of the person's subjects, whole hash chains from their first
-//! event; the receipts issued for them; the policy revisions of the tenant (url, sha256); the
+//! event; the receipts issued for them; the policy revisions of the tenant (url, sha256); what
+//! the person was shown (each presentation the events name: its content and a token); the
 //! JWKS whose keys signed the receipts; and an `attestation`, a JWS by the same key over the
 //! SHA-256 of the rest of the file (sorted-key compact JSON) and each chain's head, so a changed
 //! byte, a removed event or a removed receipt is caught.
@@ -12,6 +13,7 @@
 use crate::db::models::event::NewEvent;
 use crate::db::models::revision::RevisionRow;
 use crate::db::models::{naive, utc};
+use crate::domain::presentation::{PresentationClaims, PresentationContent, PRESENTATION_SCHEMA};
 use crate::domain::receipt::ReceiptClaims;
 use crate::error::ApiError;
 use crate::ledger::verify::link;
@@ -44,6 +46,10 @@ pub struct ProofEvent {
     pub recorded_at: String,
     pub prev_hash: String,
     pub hash: String,
+    /// SHA-256 of what the person was shown (one of `presentations`); hashed only when
+    /// present, as the last member of the hashed form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentation_sha256: Option<String>,
 }
 
 fn micros(t: NaiveDateTime) -> String {
@@ -66,6 +72,7 @@ impl ProofEvent {
             recorded_at: micros(e.recorded_at),
             prev_hash: e.prev_hash.clone(),
             hash: e.hash.clone(),
+            presentation_sha256: e.presentation_sha256.clone(),
         }
     }
 
@@ -89,8 +96,20 @@ impl ProofEvent {
             recorded_at: time(&self.recorded_at)?,
             prev_hash: self.prev_hash.clone(),
             hash: self.hash.clone(),
+            presentation_sha256: self.presentation_sha256.clone(),
         })
     }
+}
+
+/// What a person was shown, as the bundle holds it: the content whose hash events and receipts
+/// name, and the first token the service issued for it (signed by a key of `jwks`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProofPresentation {
+    /// `sha256("consentry-presentation-v1\n" + content as sorted-key compact JSON)`.
+    pub sha256: String,
+    pub content: PresentationContent,
+    /// A presentation token (compact JWS) whose `sha256` claim is this one.
+    pub token: String,
 }
 
 /// A policy revision as the bundle holds it.
@@ -119,8 +138,8 @@ pub struct ProofBundle {
     pub receipts: Vec<String>,
     /// The tenant's policy revisions (what receipts and events name).
     pub policies: Vec<ProofPolicy>,
-    /// What the person was shown (presentation hashes); empty until presentations are recorded.
-    pub presentations: Vec<serde_json::Value>,
+    /// What the person was shown: each presentation the events name, with its content.
+    pub presentations: Vec<ProofPresentation>,
     /// The keys that signed the receipts and the attestation.
     pub jwks: Jwks,
     /// A JWS (same keys) over [`Attestation`].
@@ -181,6 +200,24 @@ pub async fn build(state: &AppState, tenant_id: &str, stored: String) -> Result<
     for e in &held.events {
         heads.insert(e.subject_id.clone(), e.hash.clone());
     }
+    let mut shown: Vec<String> = held.events.iter().filter_map(|e| e.presentation_sha256.clone()).collect();
+    shown.sort_unstable();
+    shown.dedup();
+    let presentations = if shown.is_empty() {
+        Vec::new()
+    } else {
+        let tenant = tenant_id.to_owned();
+        let rows = state
+            .db(move |conn| Ok(crate::db::models::presentation::PresentationRow::find_many(conn, &tenant, &shown)?))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let content = serde_json::from_str(&r.content)
+                    .map_err(|_| ApiError::internal(crate::db::models::corrupt("presentation", &r.sha256)))?;
+                Ok(ProofPresentation { sha256: r.sha256, content, token: r.token })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?
+    };
     let mut bundle = ProofBundle {
         format: PROOF_FORMAT.into(),
         issuer: state.receipts.issuer.clone(),
@@ -190,7 +227,7 @@ pub async fn build(state: &AppState, tenant_id: &str, stored: String) -> Result<
         events: held.events.iter().map(ProofEvent::from_row).collect(),
         receipts: held.receipts.into_iter().map(|r| r.jws).collect(),
         policies: policies.collect(),
-        presentations: Vec::new(),
+        presentations,
         jwks: state.receipts.jwks(Utc::now().date_naive()),
         attestation: String::new(),
     };
@@ -223,7 +260,8 @@ pub struct ProofReport {
 /// Checks a bundle offline: the attestation's signature (with the bundle's JWKS) and its digest
 /// of the rest of the file; every event's hash and link, with the ledger's own check
 /// ([`link`]); each chain's head against the attested one; each receipt's signature, that its
-/// events are in the chains with the same hashes, and that its policies are the bundle's.
+/// events are in the chains with the same hashes, and that its policies and presentation are the
+/// bundle's; each presentation's content against its hash and its token; each event's presentation.
 pub fn verify(text: &str) -> ProofReport {
     let mut problems = Vec::new();
     let doc: serde_json::Value = match serde_json::from_str(text) {
@@ -287,6 +325,25 @@ pub fn verify(text: &str) -> ProofReport {
         }
     }
 
+    let mut shown: HashMap<&str, &ProofPresentation> = HashMap::new();
+    for p in &bundle.presentations {
+        if p.content.sha256() != p.sha256 {
+            problems.push(format!("presentation {}: its content does not hash to it (the text was changed)", p.sha256));
+        }
+        match verify_with_jwks::<PresentationClaims>(&p.token, &bundle.jwks) {
+            Ok((_, c)) if c.schema == PRESENTATION_SCHEMA && c.sha256 == p.sha256 && c.tenant == bundle.tenant => {}
+            Ok(_) => problems.push(format!("presentation {}: its token is for another presentation", p.sha256)),
+            Err(why) => problems.push(format!("presentation {}: token: {why}", p.sha256)),
+        }
+        shown.insert(p.sha256.as_str(), p);
+    }
+    for event in &bundle.events {
+        if let Some(h) = &event.presentation_sha256 {
+            if !shown.contains_key(h.as_str()) {
+                problems.push(format!("event {}: presentation {h} is not in the bundle", event.id));
+            }
+        }
+    }
     let policies: HashMap<(&str, &str), &ProofPolicy> =
         bundle.policies.iter().map(|p| ((p.policy_key.as_str(), p.revision_date.as_str()), p)).collect();
     for (i, jws) in bundle.receipts.iter().enumerate() {
@@ -304,6 +361,11 @@ pub fn verify(text: &str) -> ProofReport {
                     problems.push(format!("receipt {}: event {} has another hash in the chain", claims.jti, e.id))
                 }
                 None => problems.push(format!("receipt {}: event {} is not in the bundle", claims.jti, e.id)),
+            }
+        }
+        if let Some(p) = &claims.presentation {
+            if !shown.contains_key(p.sha256.as_str()) {
+                problems.push(format!("receipt {}: presentation {} is not in the bundle", claims.jti, p.sha256));
             }
         }
         for p in &claims.policies {

@@ -27,6 +27,7 @@ pub struct ReceiptContext {
     policies: Vec<ReceiptPolicy>,
     /// Purpose key → consent model in the request's region.
     models: HashMap<String, &'static str>,
+    presentation: Option<crate::domain::presentation::Shown>,
     now: DateTime<Utc>,
 }
 
@@ -51,6 +52,7 @@ impl ReceiptContext {
             idempotency: req.idempotency.as_ref().map(|c| format!("{}:{}", c.scope, c.key)),
             policies,
             models: rules.purposes.iter().map(|p| (p.key.to_string(), p.model_in(req.region).as_str())).collect(),
+            presentation: req.presentation.cloned(),
             now: rules.now,
         }
     }
@@ -82,19 +84,8 @@ impl ReceiptContext {
                 .collect(),
             gpc: self.gpc.then_some(true),
             events: events.iter().map(|e| ReceiptEvent { id: e.id.clone(), hash: e.hash.clone() }).collect(),
+            presentation: self.presentation.clone(),
         }
-    }
-}
-
-/// Adds `"receipt": "<jws>"` as the last member of a JSON object body.
-fn with_receipt(body: String, jws: &str) -> String {
-    let trimmed = body.trim_end();
-    match trimmed.strip_suffix('}') {
-        Some(head) if trimmed.starts_with('{') => {
-            let sep = if head.trim_end().ends_with('{') { "" } else { "," };
-            format!("{head}{sep}\"receipt\":\"{jws}\"}}")
-        }
-        _ => body,
     }
 }
 
@@ -103,45 +94,32 @@ fn with_receipt(body: String, jws: &str) -> String {
 /// The receipt is signed inside the submission's transaction, over the events the batch is
 /// writing (their ids and chain hashes, known before the insert), stored with them
 /// (`consent_receipts`, one statement for the batch) and added to the response body as its
-/// last member, `receipt`. So a receipt exists exactly when its events are committed, and the
-/// body stored for an `Idempotency-Key` carries it: a retry gets the same receipt back. A batch
-/// that fails is rolled back whole and its submissions written again one by one, each signing
-/// anew.
+/// last member, `receipt`. So a receipt exists exactly when its events are committed. The body
+/// stored for an `Idempotency-Key` names the receipt (it is stored once), and a retry gets the
+/// same receipt back. A batch that fails is rolled back whole and its submissions written again
+/// one by one, each signing anew.
 ///
 /// Errors: a signing failure (the submission fails, 503).
 pub fn sealer(state: &AppState, ctx: ReceiptContext) -> Seal {
     let keys = state.receipts.clone();
-    Box::new(move |recorded, body| {
+    Box::new(move |recorded| {
         let claims = ctx.claims(&keys.issuer, &recorded.subject_id, &recorded.events);
         let jws = keys
             .sign(&claims)
             .map_err(|e| LedgerError::Unavailable(format!("the receipt could not be signed: {e}")))?;
-        let row = ReceiptRow {
-            id: claims.jti.clone(),
+        Ok(ReceiptRow {
+            id: claims.jti,
             tenant_id: ctx.tenant_id.clone(),
             subject_id: recorded.subject_id.clone(),
             idempotency: ctx.idempotency.clone(),
             event_ids: serde_json::to_string(&recorded.event_ids).unwrap_or_default(),
-            jws: jws.clone(),
+            jws,
             issued_at: naive(Utc::now()),
-        };
-        Ok((with_receipt(body, &jws), row))
+        })
     })
 }
 
 /// `POST /v1/receipts/verify`: checks a receipt against the keys published today.
 pub fn verify(state: &AppState, jws: &str) -> Verification {
     state.receipts.verify(jws, Utc::now().date_naive())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_receipt;
-
-    #[test]
-    fn the_receipt_is_the_last_member() {
-        assert_eq!(with_receipt(r#"{"a":1}"#.into(), "x.y.z"), r#"{"a":1,"receipt":"x.y.z"}"#);
-        assert_eq!(with_receipt("{}".into(), "x.y.z"), r#"{"receipt":"x.y.z"}"#);
-        assert_eq!(with_receipt("not json".into(), "x.y.z"), "not json");
-    }
 }

@@ -226,6 +226,7 @@ pub fn erase(
                     site_id: None,
                     gpc: false,
                     idempotency: None,
+                    presentation: None,
                 };
                 let mut job = Submission::new(rules.clone(), &req, 200, Box::new(|_, _| Ok(String::new())))?;
                 match ledger::write_batch(conn, std::slice::from_mut(&mut job))?.pop() {

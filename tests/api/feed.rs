@@ -132,6 +132,7 @@ mod commit_order {
                     key: "slow".into(),
                     request_hash: "x".into(),
                 }),
+                presentation: None,
             };
             record_choices(
                 &mut conn,

@@ -18,6 +18,7 @@ mod lists;
 mod management;
 mod operations;
 mod opt_outs;
+mod presentation;
 mod public;
 mod receipts;
 mod rights;

@@ -156,6 +156,28 @@ export interface components {
             sha256?: string | null;
             url: string;
         };
+        /** @description `presentation` of `GET /v1/sites/{key}/config`: send `token` back with the write. */
+        PresentationToken: {
+            /**
+             * Format: date-time
+             * @description When the token was issued: the start of the current UTC hour (the same token all hour).
+             */
+            issued_at: string;
+            /**
+             * @description SHA-256 (hex) of what the banner shows: `sha256("consentry-presentation-v1\n" + JSON)`,
+             *     the JSON being `{"policies": [{"key", "revision_date", "sha256", "url"}], "purposes":
+             *     [{"consent_model", "description", "key", "title"}]}` with sorted keys and no whitespace,
+             *     in the order of this config's `policies` and `purposes`.
+             */
+            sha256: string;
+            /**
+             * @description A compact JWS (`EdDSA`, header `kid`; the keys of `GET /.well-known/jwks.json`) whose
+             *     claims are `iss`, `iat`, `schema` (`consentry-presentation/1`), `tenant`, `site` (id),
+             *     `region`, `locale` and `sha256`.
+             * @example eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJzaGEyNTYiOiIuLi4ifQ.c2ln
+             */
+            token: string;
+        };
         /**
          * @description An RFC 9457 problem details object.
          * @example {
@@ -265,6 +287,12 @@ export interface components {
              */
             gpc_honored: boolean;
             /**
+             * @description Present and true when the write's `presentation` token was issued longer ago than the
+             *     server's `receipts.presentation_max_age` (default 24 h): the choices were recorded with
+             *     the site's current presentation instead.
+             */
+            presentation_stale?: boolean;
+            /**
              * @description The signed consent receipt of this submission: a compact JWS (`EdDSA`, header `kid`)
              *     whose claims name the events written, the policies in force and each purpose's decision
              *     and consent model (ISO/IEC TS 27560). Check it with `GET /.well-known/jwks.json` or
@@ -299,6 +327,15 @@ export interface components {
             identity_token?: string | null;
             /** @description The revision date (`YYYY-MM-DD`) of the policy shown; must be in force. */
             policy_revision: components["schemas"]["RevisionDate"];
+            /**
+             * @description `presentation.token` of `GET /v1/sites/{site_key}/config` (for this site and `region`):
+             *     what the visitor was shown. Its hash is stored with the events and named in the receipt.
+             *     A token that does not verify, or was issued for another site or region, is a 400 naming
+             *     `presentation`; one older than the server's `receipts.presentation_max_age` (default
+             *     24 h) is replaced by the current presentation, and the response says
+             *     `presentation_stale: true`. Absent (older SDKs): nothing is recorded for it.
+             */
+            presentation?: string | null;
             region?: components["schemas"]["RegionCode"] | null;
             /** @description `banner`, `preference_centre` or `placeholder`. */
             source: components["schemas"]["VisitorSource"];
@@ -334,6 +371,12 @@ export interface components {
             locale?: string | null;
             /** @description The revisions in force, latest per policy. */
             policies: components["schemas"]["PolicyInForce"][];
+            /**
+             * @description What this banner shows (the purposes' titles, descriptions and consent models; the
+             *     policies' revisions and sha256), hashed and signed: send `presentation.token` back as
+             *     `presentation` with the write, and the receipt names what the person was shown.
+             */
+            presentation: components["schemas"]["PresentationToken"];
             /** @description Every purpose, with its consent model for `region`. */
             purposes: components["schemas"]["PublicPurpose"][];
             /** @description The region the consent models were resolved for. */
@@ -538,7 +581,7 @@ export interface operations {
                     "application/json": components["schemas"]["RecordResponse"];
                 };
             };
-            /** @description Invalid visitor id, purpose, revision or source */
+            /** @description Invalid visitor id, purpose, revision, source or presentation */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -101,7 +101,14 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
   const snapshot = (page: Page) => page.evaluate(() => window.Consentry.instance!.then((c) => c.snapshot()));
   const banner = (page: Page) => page.locator('.cy-banner');
   const serverEvents = async (visitorId: string) =>
-    (await manage<{ events: { purpose: string; decision: string; source: string; policy_revision: string }[] }>(backend!, token, 'GET', `/v1/subjects/visitor:${visitorId}/events`)).events;
+    (
+      await manage<{ events: { purpose: string; decision: string; source: string; policy_revision: string; presentation_sha256?: string }[] }>(
+        backend!,
+        token,
+        'GET',
+        `/v1/subjects/visitor:${visitorId}/events`,
+      )
+    ).events;
   const gatedFetched = () => pages.requests.filter((p) => p.startsWith('/gated/'));
 
   it('first visit: the banner shows and no gated script has run or been fetched', async () => {
@@ -134,6 +141,12 @@ describe.skipIf(!!skip)(`browser SDK against the ${fake ? 'FAKE' : 'real'} serve
     for (const p of ['statistics', 'social_media', 'sale_sharing'])
       expect(events.find((e) => e.purpose == p), p).toMatchObject({ decision: 'denied', source: 'banner', policy_revision: '2021-02-01' });
     expect(events.some((e) => e.purpose == 'necessary')).toBe(false);
+    if (!fake) {
+      // the write carried the config's presentation token: the server stored what the banner showed
+      const shown = await page.evaluate(() => window.Consentry.instance!.then((c) => c.config!.presentation.sha256));
+      expect(shown).toMatch(/^[0-9a-f]{64}$/);
+      for (const e of events) expect(e.presentation_sha256, e.purpose).toBe(shown);
+    }
   });
 
   it('accepting statistics runs its script; a reload shows no banner and keeps the state', async () => {

@@ -3,8 +3,8 @@ import { checked, init } from '../../src/core';
 import { setupConsentMode } from '../../src/gcm';
 import { checkOptions } from '../../src/options';
 import { cookieName, cookieValues, encodeState, readCookie, writeCookie, type StoredState } from '../../src/state';
-import type { ConsentChange, ConsentryError, ConsentryInstance, ConsentSnapshot } from '../../src/types';
-import { ENDPOINT, fakeApi, json, purpose, record, resetPage, SITE, siteConfig, tick, UUID } from './helpers';
+import type { ConsentChange, ConsentryError, ConsentryInstance, ConsentSnapshot, SiteConfig } from '../../src/types';
+import { ENDPOINT, fakeApi, json, PRESENTATION, purpose, record, resetPage, SITE, siteConfig, tick, UUID } from './helpers';
 
 const ID = '0b7c8f5e-3c1a-4d2b-9e8f-1a2b3c4d5e6f';
 const NAME = cookieName(SITE);
@@ -249,6 +249,7 @@ describe('writes', () => {
       policy_revision: '2021-02-01',
       source: 'banner',
       region: 'US-CA',
+      presentation: PRESENTATION.token,
     });
     expect(saved).toHaveLength(1);
     expect(c.snapshot().confirmed).toBe(true);
@@ -260,6 +261,21 @@ describe('writes', () => {
     expect(api.posts()[1].headers['idempotency-key']).not.toBe(post.headers['idempotency-key']);
     expect(api.posts()[1].body!.source).toBe('preference_centre');
     expect(changes).toHaveLength(2);
+  });
+
+  it("sends the config's presentation token back with the write (what the banner showed)", async () => {
+    const api = fakeApi();
+    const c = await start();
+    await c.rejectAll();
+    expect(api.posts()[0].body!.presentation).toBe(PRESENTATION.token);
+  });
+
+  it('an older server gives no presentation: the write carries none', async () => {
+    const { presentation: _, ...older } = siteConfig();
+    const api = fakeApi({ config: older as SiteConfig });
+    const c = await start();
+    await c.rejectAll();
+    expect(api.posts()[0].body).not.toHaveProperty('presentation');
   });
 
   it('reject all stores explicit denials, never undecided', async () => {

@@ -20,6 +20,9 @@ export function purpose(key: string, model: Purpose['consent_model'], extra: Par
   };
 }
 
+/** The config's signed presentation token (opaque to the SDK: sent back with each write). */
+export const PRESENTATION = { token: 'eyJhbGciOiJFZERTQSJ9.eyJzaGEyNTYiOiJhYmMifQ.c2ln', sha256: 'a'.repeat(64), issued_at: '2026-12-05T02:00:00Z' };
+
 export function siteConfig(extra: Partial<SiteConfig> = {}): SiteConfig {
   return {
     site: { site_key: SITE, name: 'Shop' },
@@ -44,6 +47,7 @@ export function siteConfig(extra: Partial<SiteConfig> = {}): SiteConfig {
       purpose('social_media', 'opt_in'),
       purpose('sale_sharing', 'opt_out', { gpc_applies: true }),
     ],
+    presentation: PRESENTATION,
     ...extra,
   };
 }

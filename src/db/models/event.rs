@@ -23,6 +23,8 @@ pub struct NewEvent {
     pub recorded_at: NaiveDateTime,
     pub prev_hash: String,
     pub hash: String,
+    /// SHA-256 of what the person was shown (`domain::presentation`), when the write carried it.
+    pub presentation_sha256: Option<String>,
 }
 
 /// A stored event with its position in the tenant's log.
@@ -49,6 +51,7 @@ impl NewEvent {
             occurred_at: utc(self.occurred_at),
             recorded_at: utc(self.recorded_at),
             prev_hash: &self.prev_hash,
+            presentation: self.presentation_sha256.as_deref(),
         }
     }
 

@@ -16,6 +16,9 @@ pub struct StoredResponse {
     pub status: i32,
     pub response: String,
     pub created_at: NaiveDateTime,
+    /// The receipt the response carried (`consent_receipts.id`), stored apart and added back
+    /// when the response is replayed.
+    pub receipt_id: Option<String>,
 }
 
 impl StoredResponse {

@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod instance_key;
 pub mod observation;
 pub mod opt_out;
+pub mod presentation;
 pub mod purpose;
 pub mod receipt;
 pub mod revision;

@@ -25,6 +25,11 @@ impl ReceiptRow {
         diesel::insert_into(consent_receipts::table).values(self).execute(conn).map(drop)
     }
 
+    /// The JWS of receipt `id`, if it is stored.
+    pub fn jws_of(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<String>> {
+        consent_receipts::table.find(id).select(consent_receipts::jws).first(conn).optional()
+    }
+
     /// The receipts of subjects (a person and those merged into it), oldest first.
     pub fn list_for_subjects(
         conn: &mut AnyConnection,
