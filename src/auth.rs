@@ -220,7 +220,8 @@ pub fn issue_token(
 
 /// An authenticated management caller: `Authorization: Bearer <JWT>`, signed by this
 /// installation (with the key its header's `kid` names), not before its `nbf`, not expired,
-/// not revoked. Its scopes are those of the stored token record, whatever the claims say.
+/// not revoked, and within its rate limit (`limits.token_per_minute`; 429 otherwise). Its
+/// scopes are those of the stored token record, whatever the claims say.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant_id: String,
@@ -321,6 +322,7 @@ impl FromRequest for Caller {
                             Scope::parse(s).map_err(|_| ApiError::internal(crate::db::models::corrupt("scope", s)))
                         })
                         .collect::<Result<Vec<_>, _>>()?;
+                    state.limits.token(&t.id)?;
                     Ok(Caller { tenant_id: t.tenant_id.clone(), token_id: t.id.clone(), scopes, config })
                 }
                 _ => Err(ApiError::Unauthorized("the token is not valid for this installation".into())),
@@ -338,7 +340,8 @@ pub struct CorsOrigin(pub String);
 ///
 /// The `Origin` header, when present, must be one of the site's origins (403 otherwise);
 /// write requests must carry it. Browsers always send it on cross-origin requests and on
-/// POST (Fetch standard, "append a request `Origin` header").
+/// POST (Fetch standard, "append a request `Origin` header"). Counted against
+/// `limits.public_per_minute` per site and client address (429 otherwise).
 #[derive(Debug, Clone)]
 pub struct PublicSite {
     /// The site as cached, with its origins and purposes parsed.
@@ -379,6 +382,8 @@ impl FromRequest for PublicSite {
                 }
                 None => {}
             }
+            // After the origin is known, so that a refusal carries CORS headers.
+            state.limits.public(&req, Some(&public.entry.site.id))?;
             Ok(public)
         })
     }

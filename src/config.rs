@@ -57,6 +57,12 @@ pub struct Settings {
     /// `CONSENTRY__SECRETS__KEY=…`; see [`crate::secrets`]).
     #[serde(default)]
     pub secrets: SecretSettings,
+    /// Abuse limits (`[limits]` in the file, `CONSENTRY__LIMITS__PUBLIC_PER_MINUTE=…`).
+    #[serde(default)]
+    pub limits: LimitSettings,
+    /// The Prometheus endpoint `/metrics` (`[metrics]`, `CONSENTRY__METRICS__TOKEN=…`).
+    #[serde(default)]
+    pub metrics: MetricsSettings,
 }
 
 /// The key that seals instance keys, identity secrets and webhook secrets in the database
@@ -72,6 +78,50 @@ pub struct SecretSettings {
     /// The key itself (32 bytes, base64url), e.g. from a secret store through
     /// `CONSENTRY__SECRETS__KEY`; wins over `key_file`. Never written anywhere.
     pub key: Option<Secret>,
+}
+
+/// Rate limits (see [`crate::limits`]): requests a minute, with bursts of up to a minute's
+/// quota at once. A quota of 0 lifts that limit; `enabled = false` lifts them all (benchmarks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Whether any limit applies (default true).
+    pub enabled: bool,
+    /// Public requests (`/v1/sites/{site_key}/…`) per site and client address (default 1200;
+    /// a page view makes two or three). Requests naming no site (one-click unsubscribe, the
+    /// receipt check) are counted per client address alone.
+    pub public_per_minute: u32,
+    /// Tracker-audit reports (`POST /v1/sites/{site_key}/observations`) per site and client
+    /// address, on top of `public_per_minute` (default 60).
+    pub observations_per_minute: u32,
+    /// Management requests per token (default 60,000: a backend checking consent on each of
+    /// its page renders).
+    pub token_per_minute: u32,
+    /// Proxies in front of the service that append to `X-Forwarded-For` (default 0: the
+    /// header is ignored and the client is the connection's peer). With `n`, the client address
+    /// is the `n`-th entry from the right: what the outermost trusted proxy saw.
+    pub trusted_proxy_hops: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            public_per_minute: 1200,
+            observations_per_minute: 60,
+            token_per_minute: 60_000,
+            trusted_proxy_hops: 0,
+        }
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// The bearer token Prometheus sends (`authorization: { credentials: … }` in its scrape
+    /// configuration). Absent: `/metrics` answers 404.
+    pub token: Option<Secret>,
 }
 
 /// The keys that sign consent receipts (see [`crate::receipts`]).

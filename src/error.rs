@@ -72,9 +72,10 @@ pub enum ApiError {
     IdempotencyKeyReused(String),
     #[error("{0}")]
     RequestTimeout(String),
-    /// Too many requests from one client; retry after the `u64` seconds (`Retry-After`).
+    /// A rate limit was reached (see [`crate::limits`]): 429 with `Retry-After`, `RateLimit`
+    /// and `RateLimit-Policy`.
     #[error("{0}")]
-    TooManyRequests(String, u64),
+    TooManyRequests(Box<crate::limits::Throttled>),
     #[error("the database is unavailable or busy; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -189,8 +190,10 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unavailable(_)) {
             res.insert_header((header::RETRY_AFTER, "1"));
         }
-        if let Self::TooManyRequests(_, after) = self {
-            res.insert_header((header::RETRY_AFTER, after.to_string()));
+        if let Self::TooManyRequests(t) = self {
+            res.insert_header((header::RETRY_AFTER, t.retry_after_secs.to_string()));
+            res.insert_header(("RateLimit-Policy", t.policy_field()));
+            res.insert_header(("RateLimit", t.limit_field()));
         }
         res.json(self.problem())
     }

@@ -13,7 +13,7 @@ use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse};
 use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -82,7 +82,8 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         max_body_bytes: settings.max_body_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
         webhook_wake,
-        audit_limiter: Arc::default(),
+        limits: Arc::new(crate::limits::Limits::new(&settings.limits)),
+        metrics_token: settings.metrics.token.clone(),
         public_url: settings.public_url.as_deref().map(parse_public_url).transpose()?,
         private_receivers: settings
             .webhooks
@@ -183,10 +184,21 @@ impl Application {
 
 /// Starts serving on `listener`.
 pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Result<Server, StartupError> {
+    crate::metrics::init();
+    let limits = state.limits.clone();
+    // Rate-limit keys back to a full quota are forgotten every minute; the task ends with the
+    // runtime.
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            limits.prune();
+        }
+    });
     let data = web::Data::new(state);
     let openapi = routes::openapi();
     let known = web::Data::new(KnownRoutes::from_openapi(&openapi));
-    let server = HttpServer::new(move || {
+    let make_app = move || {
         let (app, _) = App::new()
             .into_utoipa_app()
             .openapi(<routes::ApiDoc as utoipa::OpenApi>::openapi())
@@ -205,6 +217,7 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
                     HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/docs/")).finish()
                 }),
             )
+            .route("/metrics", web::get().to(routes::health::metrics))
             .route(
                 "/v1/sites/{site_key}/{tail:.*}",
                 web::method(actix_web::http::Method::OPTIONS).to(routes::public::preflight),
@@ -260,13 +273,41 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
                 let served = traced.enter(|| srv.call(req));
                 traced.finish(served)
             })
-    });
-    let server = match workers {
-        Some(n) => server.workers(n.max(1)),
-        None => server,
     };
-    // Signals are handled by `Application::run_until_stopped` (drain first, then stop).
-    let server = server.disable_signals().listen(listener)?.run();
+    // What `HttpServer` does, with each connection wrapped in `wire::ProblemIo`, so that the
+    // errors actix-http answers by itself (431, 400 for a malformed head, 408) get problem
+    // bodies; its defaults: 5 s keep-alive, 5 s for a request head, 1 s to close.
+    let mut builder = actix_server::Server::build().shutdown_timeout(30);
+    if let Some(n) = workers {
+        builder = builder.workers(n.max(1));
+    }
+    let shutdown = builder.graceful_shutdown_signal();
+    let local = listener.local_addr()?;
+    let server = builder
+        .listen("consentry", listener, move || {
+            use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+            let shutdown = shutdown.clone();
+            let app = make_app().into_factory().map_err(|err| err.error_response());
+            let http = actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = shutdown.clone();
+                    async move { signal.notified().await }
+                })
+                .keep_alive(actix_http::KeepAlive::default())
+                .client_request_timeout(std::time::Duration::from_secs(5))
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .local_addr(local)
+                .h1(map_config(app, |_| actix_web::dev::AppConfig::default()));
+            fn_service(|io: actix_rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((crate::wire::ProblemIo::new(io), peer))
+            })
+            .and_then(http)
+        })?
+        // Signals are handled by `Application::run_until_stopped` (drain first, then stop).
+        .disable_signals()
+        .run();
     Ok(server)
 }
 
@@ -283,7 +324,7 @@ fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Idempotent-Replayed, X-Request-Id"),
+            HeaderValue::from_static("Idempotent-Replayed, X-Request-Id, Retry-After, RateLimit, RateLimit-Policy"),
         );
     }
     if public {

@@ -35,8 +35,10 @@ pub struct AppState {
     /// Whether webhook receivers may be at internal addresses (`webhooks.private_receivers`,
     /// resolved for the database in use).
     pub private_receivers: bool,
-    /// Counts the tracker audit's reports per site and client (see [`crate::service::audit`]).
-    pub audit_limiter: Arc<crate::service::audit::RateLimiter>,
+    /// Rate limits per site and client address, and per token (see [`crate::limits`]).
+    pub limits: Arc<crate::limits::Limits>,
+    /// The bearer token that may read `/metrics` (none: `/metrics` is off).
+    pub metrics_token: Option<crate::config::Secret>,
     /// `public_url` without a trailing `/`, checked at start-up.
     pub public_url: Option<String>,
     /// Set when a stop signal arrived: the instance is draining (`/readyz` answers 503).

@@ -64,11 +64,12 @@ impl Traced {
     ) -> Result<ServiceResponse<B>, actix_web::Error> {
         let Self { id, method, start, span } = self;
         let mut res = REQUEST_ID.scope(id.clone(), served).instrument(span.clone()).await?;
-        // The route pattern is found by matching the path against every route again (regular
-        // expressions): only when the access log is written (a profile of public writes with the
-        // log off spent 6% of the HTTP threads here).
+        // The route pattern from a tree of segments (crate::metrics::route_pattern), not actix's
+        // `match_pattern`, which matches the path against every route's regular expression again
+        // (6% of the HTTP threads on public writes).
+        let route = crate::metrics::route_pattern(res.request().path());
+        crate::metrics::observe_request(&method, route, res.status().as_u16(), start.elapsed());
         if tracing::enabled!(target: "consentry::access", tracing::Level::INFO) {
-            let route = res.request().match_pattern();
             let bytes = match res.response().body().size() {
                 BodySize::Sized(n) => Some(n),
                 _ => None,
@@ -77,7 +78,7 @@ impl Traced {
                 tracing::info!(
                     target: "consentry::access",
                     method = %method,
-                    route = route.as_deref().unwrap_or("(no route)"),
+                    route = route.unwrap_or("(no route)"),
                     status = res.status().as_u16(),
                     bytes,
                     duration_ms = start.elapsed().as_secs_f64() * 1000.0,

@@ -41,6 +41,9 @@ pub async fn start(database_url: &str) -> Server {
         sqlite_synchronous: Default::default(),
         shutdown_grace: std::time::Duration::from_secs(1),
         webhooks: Default::default(),
+        // measure the service, not the limiter
+        limits: consentry::config::LimitSettings { enabled: false, ..Default::default() },
+        metrics: Default::default(),
     };
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -38,6 +38,19 @@ impl Pool {
     /// A connection; fails at once while the database is known to be down, else after at most
     /// the checkout timeout (5 s).
     pub fn get(&self) -> Result<PooledConnection, r2d2::Error> {
+        let start = Instant::now();
+        let got = self.checkout();
+        crate::metrics::pool_wait(start.elapsed());
+        got
+    }
+
+    /// `(idle, in use)` connections now.
+    pub fn usage(&self) -> (u32, u32) {
+        let state = self.inner.state();
+        (state.idle_connections, state.connections - state.idle_connections)
+    }
+
+    fn checkout(&self) -> Result<PooledConnection, r2d2::Error> {
         if self.health.is_down() {
             // r2d2's error cannot be made by hand: a checkout that may not wait gives one, with
             // the last connection error as its message.

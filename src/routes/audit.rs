@@ -19,7 +19,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
 /// Records what a sampled page view saw: cookie names and hosts, each with the purposes
 /// allowed at that moment. Sent by the SDK's audit module with `navigator.sendBeacon`, so
 /// `text/plain` is taken as JSON too; at most 16 KiB. The `Origin` must be one of the site's
-/// origins; at most 60 reports a minute per client address (429 with `Retry-After`). Nothing
+/// origins; at most 60 reports a minute per site and client address by default
+/// (`limits.observations_per_minute`; 429 with `Retry-After`). Nothing
 /// identifying is stored: no visitor id, no address, no cookie value, no query string.
 #[utoipa::path(
     tag = "audit",
@@ -42,8 +43,7 @@ pub async fn record_observations(
     // After the site and origin are known, so that a refusal carries CORS headers.
     body: Result<JsonBody<ObservationBatch, true>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    state.audit_limiter.check(&site.entry.site.id, client)?;
+    state.limits.observations(&req, &site.entry.site.id)?;
     let JsonBody(batch, _) = body?;
     audit::record_observations(&state, &site.config, &site.entry, batch).await?;
     Ok(HttpResponse::NoContent().finish())

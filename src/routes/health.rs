@@ -24,6 +24,32 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
+/// Prometheus metrics (see [`crate::metrics`]), for `Authorization: Bearer <metrics.token>`:
+/// 404 while `metrics.token` is unset, 401 for another token. Not in the OpenAPI document: an
+/// operator's endpoint, not the API.
+pub async fn metrics(state: web::Data<AppState>, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    use sha2::{Digest, Sha256};
+    let Some(token) = &state.metrics_token else {
+        return Err(ApiError::NotFound("/metrics is off: set metrics.token (CONSENTRY__METRICS__TOKEN)".into()));
+    };
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    // compared as digests: the time taken says nothing of how much of the token matched
+    if given.map(|g| Sha256::digest(g.as_bytes())) != Some(Sha256::digest(token.expose().as_bytes())) {
+        return Err(ApiError::Unauthorized("send Authorization: Bearer <metrics.token>".into()));
+    }
+    let snapshot = crate::metrics::snapshot(&state).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(crate::metrics::render(&snapshot)))
+}
+
 /// Readiness: the database answers a query and takes writes (not a replica, not read-only).
 /// Answers 503 at once while the database is known to be down, and while the server drains
 /// after a stop signal (`shutdown_grace`).

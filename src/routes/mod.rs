@@ -167,7 +167,8 @@ pub fn operations_mut(item: &mut PathItem) -> Vec<(&'static str, &mut Operation)
 
 /// Documents the problem responses every operation can give, in one place: 400 for malformed
 /// parameters, 413/415 for bodies, 401/403 for tokens, 403/404 for public site requests,
-/// 404 for a path that names nothing, 503 when the database does not answer.
+/// 404 for a path that names nothing, 429 for rate limits, 503 when the database does not
+/// answer.
 fn add_common_problems(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::ParameterIn;
     let problem = |description: &str| {
@@ -210,6 +211,9 @@ fn add_common_problems(doc: &mut utoipa::openapi::OpenApi) {
             }
             if has_path {
                 add("404", "The path names nothing");
+            }
+            if public || bearer {
+                add("429", "A rate limit was reached (per site and client address, or per token); retry after `Retry-After` seconds (`RateLimit`, `RateLimit-Policy`)");
             }
             if path.starts_with("/v1/") || path == "/readyz" {
                 add("503", "The database does not answer; retry after `Retry-After` seconds");

@@ -68,13 +68,16 @@ pub struct ReceiptVerification {
     responses(
         (status = 200, description = "The verdict", body = ReceiptVerification),
         (status = 400, description = "The body is not `{\"receipt\": \"<jws>\"}`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this client address; retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/receipts/verify")]
 pub async fn verify_receipt(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     JsonBody(body, _): JsonBody<VerifyReceipt>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.public(&req, None)?;
     if body.receipt.chars().count() > MAX_RECEIPT_CHARS {
         return Err(ApiError::invalid(
             "receipt",

@@ -124,7 +124,12 @@ fn verify(state: &AppState, token: &str) -> Result<LinkClaims, ApiError> {
     )
 )]
 #[get("/v1/unsubscribe/{token}")]
-pub async fn show_unsubscribe(state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn show_unsubscribe(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    token: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.limits.public(&req, None)?;
     let claims = verify(&state, &token)?;
     let title = state
         .tenant_config(&claims.tid)
@@ -163,9 +168,11 @@ pub async fn show_unsubscribe(state: web::Data<AppState>, token: web::Path<Strin
 #[post("/v1/unsubscribe/{token}")]
 pub async fn one_click_unsubscribe(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     token: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.public(&req, None)?;
     let claims = verify(&state, &token)?;
     let text = String::from_utf8_lossy(&body);
     let one_click = text.contains("List-Unsubscribe=One-Click")

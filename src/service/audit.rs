@@ -19,10 +19,7 @@ use crate::service::directory::{SiteEntry, TenantConfig};
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
 use utoipa::ToSchema;
 
 /// The most reports one request carries.
@@ -408,59 +405,6 @@ pub async fn violations(state: &AppState, site: &SiteEntry, since: Option<String
     Ok(Violations { site_id: site.site.id.clone(), since, violations })
 }
 
-// ---- Rate limit
-
-/// Observation reports accepted per site and client address per [`RATE_WINDOW`].
-pub const RATE_LIMIT: u32 = 60;
-/// The window of [`RATE_LIMIT`].
-pub const RATE_WINDOW: Duration = Duration::from_secs(60);
-
-/// A fixed-window counter per (site, client address), held in memory only and forgotten when
-/// its window ends.
-#[derive(Debug)]
-pub struct RateLimiter {
-    limit: u32,
-    window: Duration,
-    /// When the window began, and the requests counted in it per (site id, client).
-    state: Mutex<(Instant, Counts)>,
-}
-
-type Counts = HashMap<(String, IpAddr), u32>;
-
-impl Default for RateLimiter {
-    fn default() -> Self {
-        Self::new(RATE_LIMIT, RATE_WINDOW)
-    }
-}
-
-impl RateLimiter {
-    pub fn new(limit: u32, window: Duration) -> Self {
-        Self { limit, window, state: Mutex::new((Instant::now(), HashMap::new())) }
-    }
-
-    /// Counts one request of `site_id` from `client`. Errors: 429 with the seconds until the
-    /// window ends.
-    pub fn check(&self, site_id: &str, client: IpAddr) -> Result<(), ApiError> {
-        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (start, counts) = &mut *guard;
-        let elapsed = start.elapsed();
-        if elapsed >= self.window {
-            *start = Instant::now();
-            counts.clear();
-        }
-        let n = counts.entry((site_id.to_owned(), client)).or_insert(0);
-        if *n >= self.limit {
-            let after = self.window.saturating_sub(start.elapsed()).as_secs().max(1);
-            return Err(ApiError::TooManyRequests(
-                format!("at most {} observation reports per {} s from one client", self.limit, self.window.as_secs()),
-                after,
-            ));
-        }
-        *n += 1;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,15 +499,5 @@ mod tests {
         ] {
             assert_eq!(host.is_match(h), is_host(h), "{h}");
         }
-    }
-
-    #[test]
-    fn the_rate_limit_counts_per_site_and_client() {
-        let l = RateLimiter::new(2, Duration::from_secs(60));
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        assert!(l.check("s", a).is_ok() && l.check("s", a).is_ok());
-        assert!(matches!(l.check("s", a), Err(ApiError::TooManyRequests(_, after)) if after >= 1));
-        assert!(l.check("s", b).is_ok() && l.check("t", a).is_ok());
     }
 }

@@ -26,7 +26,15 @@ pub async fn record(
     finish: Finish,
 ) -> Result<Outcome, LedgerError> {
     let submission = Submission::new(rules, req, status, finish)?;
-    state.writer.submit(submission).await
+    counted(req, state.writer.submit(submission).await)
+}
+
+/// Counts the events of a committed submission (`consentry_events_recorded_total`).
+fn counted<E>(req: &RecordRequest<'_>, outcome: Result<Outcome, E>) -> Result<Outcome, E> {
+    if let Ok(Outcome::Fresh { recorded, .. }) = &outcome {
+        crate::metrics::events_recorded(req.source, recorded.event_ids.len());
+    }
+    outcome
 }
 
 /// [`record`] for a submission that gets a signed receipt (a person's or a caller's choices,
@@ -41,7 +49,7 @@ pub async fn record_with_receipt(
 ) -> Result<Outcome, ApiError> {
     let seal = receipts::sealer(state, ReceiptContext::new(&rules, req));
     let submission = Submission::new(rules, req, status, finish)?.sealed_by(seal);
-    Ok(state.writer.submit(submission).await?)
+    Ok(counted(req, state.writer.submit(submission).await)?)
 }
 
 /// [`record`] for a visitor whom the site's backend identified as a user (a verified identity
@@ -59,7 +67,7 @@ pub async fn record_identified(
     let submission = Submission::new(rules.clone(), req, status, finish)?.sealed_by(seal);
     let visitor = req.subject.to_owned();
     state.db(move |conn| Ok(ledger::link_visitor_to_user(conn, &rules, &user, &visitor)?)).await?;
-    Ok(state.writer.submit(submission).await?)
+    Ok(counted(req, state.writer.submit(submission).await)?)
 }
 
 /// The state of the subject behind `stored_identifier` (all `not_asked` when unknown): one
@@ -91,6 +99,7 @@ pub async fn check(
         ApiError::invalid("purpose", format!("no purpose '{}' is defined", crate::domain::truncate(purpose)))
     })?;
     let stored = check::stored_subjects(&subject_key, &subjects)?;
+    crate::metrics::checked(stored.len());
     let (stored, states): (Vec<String>, HashMap<String, StateRow>) = if let [only] = stored.as_slice() {
         let lookup = Lookup {
             tenant_id: rules.tenant_id.clone(),

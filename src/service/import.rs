@@ -296,6 +296,7 @@ fn flush(
             Ok(Outcome::Fresh { recorded, .. }) => {
                 summary.imported += 1;
                 summary.events += recorded.event_ids.len() as u64;
+                crate::metrics::events_recorded(crate::domain::ConsentSource::Import, recorded.event_ids.len());
             }
             Ok(Outcome::Replay { .. }) => summary.already_imported += 1,
             Err(e) => {

@@ -74,6 +74,7 @@ fn take_batch(jobs: &mut VecDeque<Job>) -> Vec<Job> {
 
 /// Writes a batch and answers its jobs; returns whether any event may have been written.
 fn write(pool: &Pool, batch: &mut Vec<Job>) -> bool {
+    crate::metrics::write_batch(batch.len());
     let mut conn = match pool.get() {
         Ok(conn) => conn,
         Err(e) => {

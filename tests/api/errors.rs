@@ -18,7 +18,56 @@ crate::backend_tests!(
     unsupported_methods_are_405_with_allow,
     the_api_document_and_its_browsable_docs_are_served,
     nul_characters_and_trailing_data_are_refused_alike_on_both_databases,
+    requests_the_http_layer_cannot_read_get_problem_bodies,
 );
+
+/// Sends `request` as raw bytes on a new connection; returns what came back until the server
+/// closed it.
+fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Issue 10, security 4: what actix-http refuses before the application sees it (RFC 9110
+/// §15.5.1 400; RFC 6585 §5 431) came back with an empty body. Every 4xx is a problem body
+/// (RFC 9457).
+async fn requests_the_http_layer_cannot_read_get_problem_bodies(app: TestApp) {
+    let many_headers: Vec<u8> = (0..100).flat_map(|i| format!("X-H{i}: 1\r\n").into_bytes()).collect();
+    let query: Vec<u8> = (0..10_000).map(|i| format!("p{i}=1")).collect::<Vec<_>>().join("&").into_bytes();
+    let cases: [(&str, Vec<u8>, u16); 4] = [
+        ("100 header fields", [b"GET /healthz HTTP/1.1\r\nHost: x\r\n", &many_headers[..], b"\r\n"].concat(), 431),
+        ("a malformed request line", b"GET /he\x01lthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        ("10,000 query parameters", [b"GET /v1/sites?", &query[..], b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat(), 400),
+        (
+            "a 100 KB path segment",
+            [b"GET /v1/subjects/", &vec![b'a'; 100_000][..], b"/events HTTP/1.1\r\nHost: x\r\n\r\n"].concat(),
+            400,
+        ),
+    ];
+    for (what, request, status) in cases {
+        let answer = raw_exchange(&app, &request);
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{what}: {answer:?}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {head}");
+        assert!(head.contains("\r\ncontent-type: application/problem+json\r\n"), "{what}: {head}");
+        assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())), "{what}: {head}");
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+        assert_eq!(problem["status"], status, "{what}");
+        assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}");
+    }
+    // answers to requests before a malformed one on the same connection are left as they are
+    let answer = raw_exchange(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /he\x01 HTTP/1.1\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.contains("{\"status\":\"ok\"}HTTP/1.1 400 "),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\"status\":400,\"detail\":\"the request line or a header field is malformed, or the URL is longer than 65,534 bytes\"}"), "{answer}");
+}
 
 /// PostgreSQL text cannot hold U+0000 and SQLite can: both refuse it up front, with a 400 and
 /// nothing stored. Data after the JSON object is not JSON (RFC 8259 §2).

@@ -159,6 +159,8 @@ impl TestApp {
             migrate: true,
             sqlite_synchronous: Default::default(),
             shutdown_grace: Duration::from_millis(300),
+            limits: Default::default(),
+            metrics: Default::default(),
             // Fast retries, so webhook tests see several attempts in a second.
             webhooks: WebhookSettings {
                 retry_base: Duration::from_millis(100),

@@ -12,6 +12,7 @@ mod errors;
 mod feed;
 mod gpc;
 mod isolation;
+mod limits;
 mod linking;
 mod lists;
 mod management;

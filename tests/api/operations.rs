@@ -59,6 +59,8 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         sqlite_synchronous: Default::default(),
         shutdown_grace: std::time::Duration::from_secs(1),
         webhooks: Default::default(),
+        limits: Default::default(),
+        metrics: Default::default(),
     }
 }
 

@@ -455,6 +455,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A rate limit was reached (per site and client address, or per token); retry after `Retry-After` seconds (`RateLimit`, `RateLimit-Policy`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The database does not answer; retry after `Retry-After` seconds */
             503: {
                 headers: {
@@ -515,6 +524,15 @@ export interface operations {
             };
             /** @description Unknown site key */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit was reached (per site and client address, or per token); retry after `Retry-After` seconds (`RateLimit`, `RateLimit-Policy`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -619,6 +637,15 @@ export interface operations {
             };
             /** @description The Idempotency-Key was used for another request */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit was reached (per site and client address, or per token); retry after `Retry-After` seconds (`RateLimit`, `RateLimit-Policy`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
