@@ -40,6 +40,8 @@ pub async fn start(database_url: &str) -> Server {
         sqlite_synchronous: Default::default(),
         shutdown_grace: std::time::Duration::from_secs(1),
         webhooks: Default::default(),
+        retention: Default::default(),
+        max_import_bytes: 256 << 20,
     };
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

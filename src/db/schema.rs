@@ -66,6 +66,7 @@ diesel::table! {
         updated_at -> Timestamp,
         cookies -> Text,
         hosts -> Text,
+        retention_days -> Nullable<Integer>,
     }
 }
 
@@ -287,5 +288,19 @@ diesel::table! {
         tenant_id -> Text,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    ledger_checkpoints (tenant_id, subject_id) {
+        tenant_id -> Text,
+        subject_id -> Text,
+        events -> BigInt,
+        first_occurred_at -> Timestamp,
+        last_occurred_at -> Timestamp,
+        last_hash -> Text,
+        through_seq -> BigInt,
+        jws -> Text,
+        created_at -> Timestamp,
     }
 }

@@ -34,6 +34,7 @@ pub mod policy;
 pub mod purpose;
 pub mod receipt;
 pub mod region;
+pub mod retention;
 pub mod status;
 pub mod webhook;
 

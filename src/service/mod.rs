@@ -13,6 +13,7 @@ pub mod opt_outs;
 pub mod proof;
 pub mod reader;
 pub mod receipts;
+pub mod retention;
 pub mod subjects;
 pub mod tokens;
 pub mod writer;

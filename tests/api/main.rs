@@ -19,6 +19,7 @@ mod operations;
 mod opt_outs;
 mod public;
 mod receipts;
+mod retention;
 mod rights;
 mod service_core;
 mod status_rules;

@@ -58,6 +58,8 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         sqlite_synchronous: Default::default(),
         shutdown_grace: std::time::Duration::from_secs(1),
         webhooks: Default::default(),
+        retention: Default::default(),
+        max_import_bytes: 1 << 20,
     }
 }
 
