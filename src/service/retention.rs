@@ -41,8 +41,8 @@ pub struct RetentionSummary {
     pub events_pruned: u64,
     /// Subjects whose checkpoint was written or extended.
     pub checkpoints: u64,
-    /// Events past their retention kept because a current state rests on them or they are
-    /// their subject's last event.
+    /// Events past their retention kept, among the subjects pruned, because a current state
+    /// rests on them or they are their subject's last event.
     pub kept_in_force: u64,
     /// Tenant slug → purpose → events deleted.
     pub by_purpose: BTreeMap<String, BTreeMap<String, u64>>,
@@ -114,6 +114,15 @@ fn prune_tenant(
                 .filter(consent_events::purpose_key.eq(purpose))
                 .filter(consent_events::occurred_at.lt(*cutoff))
                 .filter(consent_events::seq.gt(after))
+                // Not the event a state rests on (probed by the states' primary key): subjects
+                // whose only expired events are in force are not visited on every run.
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    consent_states::table
+                        .filter(consent_states::tenant_id.eq(consent_events::tenant_id))
+                        .filter(consent_states::subject_id.eq(consent_events::subject_id))
+                        .filter(consent_states::purpose_key.eq(consent_events::purpose_key))
+                        .filter(consent_states::event_id.eq(consent_events::id)),
+                )))
                 .order(consent_events::seq.asc())
                 .limit(SCAN_PAGE)
                 .select((consent_events::seq, consent_events::subject_id))

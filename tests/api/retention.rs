@@ -23,7 +23,10 @@ fn exec_sql(app: &TestApp, sql: &str) {
         diesel::PgConnection::establish(url).unwrap().batch_execute(sql).unwrap();
     } else {
         let path = url.trim_start_matches("sqlite://");
-        diesel::SqliteConnection::establish(path).unwrap().batch_execute(sql).unwrap();
+        let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+        // The server may hold the write lock a moment.
+        conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+        conn.batch_execute(sql).unwrap();
     }
 }
 
@@ -185,8 +188,10 @@ async fn an_altered_checkpoint_is_caught_by_ledger_verify_and_proof_verify(app: 
     let refused = if url.starts_with("postgres") {
         diesel::sql_query("DELETE FROM consent_events").execute(&mut diesel::PgConnection::establish(&url).unwrap())
     } else {
-        let path = url.trim_start_matches("sqlite://");
-        diesel::sql_query("DELETE FROM consent_events").execute(&mut diesel::SqliteConnection::establish(path).unwrap())
+        use diesel::connection::SimpleConnection;
+        let mut conn = diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap();
+        conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+        diesel::sql_query("DELETE FROM consent_events").execute(&mut conn)
     };
     assert!(refused.unwrap_err().to_string().contains("append-only"));
 
