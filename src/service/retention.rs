@@ -157,9 +157,27 @@ fn prune_subjects(
     ids.sort_unstable();
     let heads: HashMap<String, String> = lock_subjects(conn, &ids)?.into_iter().collect();
     let jwks = retention.keys.jwks(now.date_naive());
+    // Everything of the group in a few statements: their events, checkpoints and states.
+    let mut chains_of: HashMap<String, Vec<Event>> = HashMap::new();
+    for e in Event::list_for_subject(conn, &tenant.id, subjects, i64::MAX)? {
+        chains_of.entry(e.row.subject_id.clone()).or_default().push(e);
+    }
+    let mut checkpoints: HashMap<String, CheckpointRow> = CheckpointRow::list_for_subjects(conn, &tenant.id, subjects)?
+        .into_iter()
+        .map(|c| (c.subject_id.clone(), c))
+        .collect();
+    let in_force: HashSet<String> = consent_states::table
+        .filter(consent_states::tenant_id.eq(&tenant.id))
+        .filter(consent_states::subject_id.eq_any(subjects))
+        .select(consent_states::event_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    let mut rows: Vec<CheckpointRow> = Vec::new();
+    let mut doomed: Vec<String> = Vec::new();
     for subject in subjects {
-        let events = Event::list_for_subject(conn, &tenant.id, std::slice::from_ref(subject), i64::MAX)?;
-        let old = CheckpointRow::find(conn, &tenant.id, subject)?;
+        let events = chains_of.remove(subject).unwrap_or_default();
+        let old = checkpoints.remove(subject);
         // The chain must verify before anything of it goes: pruning never launders a break.
         let mut chains = Chains::default();
         let old_claims = match old.as_ref().map(|row| row.verified(&jwks)).transpose() {
@@ -179,13 +197,6 @@ fn prune_subjects(
             summary.broken_chains.push(subject.clone());
             continue;
         }
-        let in_force: HashSet<String> = consent_states::table
-            .filter(consent_states::tenant_id.eq(&tenant.id))
-            .filter(consent_states::subject_id.eq(subject))
-            .select(consent_states::event_id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
         let last_id = events.last().map(|e| e.row.id.clone());
         let mut pruned: Vec<&Event> = Vec::new();
         for e in &events {
@@ -245,18 +256,30 @@ fn prune_subjects(
             jws,
             created_at: naive(now),
         };
-        diesel::delete(ledger_checkpoints::table.find((&tenant.id, subject))).execute(conn)?;
-        diesel::insert_into(ledger_checkpoints::table).values(&row).execute(conn)?;
-        let doomed: Vec<&str> = gone.iter().copied().collect();
-        for chunk in doomed.chunks(500) {
-            diesel::delete(consent_events::table.filter(consent_events::id.eq_any(chunk))).execute(conn)?;
-        }
+        rows.push(row);
+        doomed.extend(gone.iter().map(|id| (*id).to_owned()));
         summary.events_pruned += pruned.len() as u64;
         summary.checkpoints += 1;
         let per = summary.by_purpose.entry(tenant.slug.clone()).or_default();
         for e in &pruned {
             *per.entry(e.row.purpose_key.clone()).or_default() += 1;
         }
+    }
+    // The new checkpoints first: the database deletes only events a checkpoint covers.
+    let replaced: Vec<&str> = rows.iter().map(|r| r.subject_id.as_str()).collect();
+    for chunk in replaced.chunks(500) {
+        diesel::delete(
+            ledger_checkpoints::table
+                .filter(ledger_checkpoints::tenant_id.eq(&tenant.id))
+                .filter(ledger_checkpoints::subject_id.eq_any(chunk)),
+        )
+        .execute(conn)?;
+    }
+    for row in &rows {
+        diesel::insert_into(ledger_checkpoints::table).values(row).execute(conn)?;
+    }
+    for chunk in doomed.chunks(500) {
+        diesel::delete(consent_events::table.filter(consent_events::id.eq_any(chunk))).execute(conn)?;
     }
     Ok(())
 }
