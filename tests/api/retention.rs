@@ -150,6 +150,15 @@ async fn pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_stat
     let res =
         app.client.post(app.url("/v1/receipts/verify")).json(&json!({"receipt": old_receipt})).send().await.unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["valid"], true, "receipts are kept and still verify");
+
+    // A kept event removed behind the pruning's back (the database lets it go, a checkpoint
+    // covers its position) is caught: its bridge goes unused, the next event's bridge does not
+    // start where the chain is.
+    exec_sql(&app, "DELETE FROM consent_events WHERE purpose_key = 'marketing_email'");
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok);
+    let broken = report["broken"].to_string();
+    assert!(broken.contains("checkpoint:") && report["broken"].as_array().unwrap().len() == 2, "{report}");
 }
 
 /// A checkpoint is signed: changing what it says, or removing it, breaks verification.
