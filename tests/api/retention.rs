@@ -278,6 +278,25 @@ async fn opt_out_records_are_kept_at_least_24_months_11_ccr_7101(app: TestApp) {
     exec_sql(&app, "UPDATE opt_out_requests SET completed_at = received_at");
     let (_, summary, _) = cli_json(&app, &["retention", "run"], &[]);
     assert_eq!(summary["opt_out_requests_pruned"], 0);
+
+    // `consentry apply` sets retention_days under the same rule.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.toml");
+    let purpose = |key: &str, model: &str, days: u32| {
+        format!(
+            "[purposes.{key}]\ntitle = \"{key}\"\ndescription = \"d\"\nkind = \"processing\"\n\
+             consent_model = \"{model}\"\nlegal_basis = \"consent\"\ngpc_applies = false\nretention_days = {days}\n"
+        )
+    };
+    std::fs::write(&file, format!("tenant = \"acme\"\n{}", purpose("sale_sharing", "opt_out", 365))).unwrap();
+    let out = app.cli(&["apply", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("11 CCR §7101"), "{stderr}");
+    std::fs::write(&file, format!("tenant = \"acme\"\n{}", purpose("statistics", "opt_in", 45))).unwrap();
+    let out = app.cli(&["apply", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats = app.get("/v1/purposes/statistics").send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(stats["retention_days"], 45);
 }
 
 /// `retention.worker` prunes every `retention.interval` without a command.
