@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`,
-//! `import`, `proof verify`, `receipts rotate-key`, `tokens rotate-key`. Every command that uses the database opens it
+//! `import`, `proof verify`, `receipts rotate-key`, `tokens rotate-key`, `retention run`. Every command that uses the database opens it
 //! exactly as `serve` does (settings, `DATABASE_URL`); `proof verify` opens none.
 
 use crate::auth::{issue_token, Scope};
@@ -96,6 +96,21 @@ pub enum Command {
         #[command(subcommand)]
         command: ReceiptsCommand,
     },
+    /// Prune what is kept no longer (each purpose's `retention_days`; completed opt-out requests
+    /// after `retention.opt_out_requests_days`).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Prune now, as the retention worker of `serve` does every `retention.interval`; prints a
+    /// JSON summary of what was pruned. Each pruned subject gets a signed checkpoint, so
+    /// `consentry ledger verify` still verifies its chain; exit 1 when a subject's chain did
+    /// not verify (it is left alone and named in `broken_chains`).
+    Run,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +165,8 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// Recompute every event's hash and each subject's chain; exit 1 on any break.
+    /// Recompute every event's hash and each subject's chain (from its signed checkpoint when
+    /// events of it were pruned, checked with the receipt keys); exit 1 on any break.
     Verify,
 }
 
@@ -266,9 +282,28 @@ fn run(cli: Cli) -> CliResult {
             println!("{kid}");
             Ok(())
         }
+        Command::Retention { command: RetentionCommand::Run } => {
+            let state = open_state(&settings)?;
+            let retention = crate::service::retention::Retention {
+                keys: &state.receipts,
+                opt_out_requests_days: settings.retention.opt_out_requests_days,
+            };
+            let summary = crate::service::retention::run(&mut *state.pool.get()?, &retention, crate::service::now())?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            if summary.broken_chains.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} subjects' chains do not verify and were left alone (run consentry ledger verify)",
+                    summary.broken_chains.len()
+                )
+                .into())
+            }
+        }
         Command::Ledger { command: LedgerCommand::Verify } => {
             let state = open_state(&settings)?;
-            let report = crate::ledger::verify::verify(&mut *state.pool.get()?)?;
+            let jwks = state.receipts.jwks(Utc::now().date_naive());
+            let report = crate::ledger::verify::verify(&mut *state.pool.get()?, &jwks)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.broken.is_empty() {
                 Ok(())

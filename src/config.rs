@@ -63,6 +63,53 @@ pub struct Settings {
     /// The Prometheus endpoint `/metrics` (`[metrics]`, `CONSENTRY__METRICS__TOKEN=…`).
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// Retention of events and opt-out requests (`[retention]` in the file,
+    /// `CONSENTRY__RETENTION__INTERVAL=…`).
+    #[serde(default)]
+    pub retention: RetentionSettings,
+    /// Largest body of `POST /v1/imports`, in bytes (default 256 MiB, about 2.5 million CSV rows).
+    #[serde(default = "default_max_import_bytes")]
+    pub max_import_bytes: usize,
+}
+
+fn default_max_import_bytes() -> usize {
+    256 * 1024 * 1024
+}
+
+/// Retention (see `service::retention`): the periodic pruning and how long completed opt-out
+/// requests are kept. How long events are kept is each purpose's `retention_days`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Whether `serve` runs the retention worker (default true). Several instances may run it:
+    /// each group of subjects is pruned in one transaction, under their locks.
+    pub worker: bool,
+    /// How often the worker prunes (default `1h`; the first run is one interval after start).
+    #[serde(deserialize_with = "duration")]
+    pub interval: std::time::Duration,
+    /// Days a completed opt-out request is kept after its completion; absent: for ever. At
+    /// least 731 (24 months): a shorter setting is refused at start, 11 CCR §7101(a) asks for
+    /// the records of consumer requests and their responses to be kept at least 24 months.
+    #[serde(deserialize_with = "opt_out_request_days")]
+    pub opt_out_requests_days: Option<u32>,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { worker: true, interval: std::time::Duration::from_secs(3600), opt_out_requests_days: None }
+    }
+}
+
+fn opt_out_request_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let days = Option::<u32>::deserialize(d)?;
+    let least = crate::domain::retention::CCPA_RECORD_DAYS;
+    match days {
+        Some(n) if n < least => Err(serde::de::Error::custom(format!(
+            "opt_out_requests_days = {n} is refused: opt-out requests are kept at least {least} days (24 months, \
+             11 CCR §7101(a)); set {least} or more, or leave it out to keep them for ever"
+        ))),
+        other => Ok(other),
+    }
 }
 
 /// The key that seals instance keys, identity secrets and webhook secrets in the database
@@ -297,6 +344,17 @@ mod tests {
         assert!(d.retry_window >= crate::workers::webhooks::MIN_PROMISED_WINDOW);
         assert!(d.retry_base < d.retry_max_delay && d.retry_max_delay < d.retry_window);
         assert!(d.timeout * 2 < d.retry_window, "a lease never outlives the window");
+    }
+
+    /// 11 CCR §7101(a): records of consumer requests are kept at least 24 months, so a shorter
+    /// `retention.opt_out_requests_days` is refused, not clamped.
+    #[test]
+    fn opt_out_requests_are_kept_at_least_24_months_11_ccr_7101() {
+        let err = toml::from_str::<RetentionSettings>("opt_out_requests_days = 730").unwrap_err().to_string();
+        assert!(err.contains("11 CCR §7101") && err.contains("731"), "{err}");
+        let s: RetentionSettings = toml::from_str("opt_out_requests_days = 731").expect("24 months is enough");
+        assert_eq!(s.opt_out_requests_days, Some(731));
+        assert_eq!(RetentionSettings::default().opt_out_requests_days, None, "kept for ever by default");
     }
 
     #[test]

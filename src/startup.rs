@@ -80,6 +80,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         secrets: Arc::new(secrets),
         unsubscribe_keys: Arc::new(unsubscribe_keys),
         max_body_bytes: settings.max_body_bytes,
+        max_import_bytes: settings.max_import_bytes,
         calendar: Arc::new(crate::domain::deadline::BusinessCalendar::new(settings.holidays.iter().copied())),
         webhook_wake,
         limits: Arc::new(crate::limits::Limits::new(&settings.limits)),
@@ -108,6 +109,7 @@ pub struct Application {
     draining: Arc<std::sync::atomic::AtomicBool>,
     shutdown_grace: std::time::Duration,
     analytics: crate::workers::analytics::Running,
+    retention: Option<crate::workers::retention::Running>,
 }
 
 impl Application {
@@ -125,6 +127,7 @@ impl Application {
         let secrets = state.secrets.clone();
         let draining = state.draining.clone();
         let state_pool = state.pool.clone();
+        let (retention_pool, receipt_keys) = (state.pool.clone(), state.receipts.clone());
         let server = run(listener, state, settings.workers)?;
         let dispatcher = if settings.webhooks.dispatch {
             let running = webhooks::spawn(pool, &settings.webhooks, private_receivers, wake, secrets)
@@ -135,7 +138,16 @@ impl Application {
         };
         let analytics = crate::workers::analytics::spawn(state_pool)
             .map_err(|e| StartupError::Io(std::io::Error::other(format!("cannot start analytics: {e}"))))?;
-        Ok(Self { port, server, dispatcher, analytics, draining, shutdown_grace: settings.shutdown_grace })
+        let retention = if settings.retention.worker {
+            let r = &settings.retention;
+            let running =
+                crate::workers::retention::spawn(retention_pool, receipt_keys, r.interval, r.opt_out_requests_days)
+                    .map_err(|e| StartupError::Io(std::io::Error::other(format!("cannot start retention: {e}"))))?;
+            Some(running)
+        } else {
+            None
+        };
+        Ok(Self { port, server, dispatcher, analytics, retention, draining, shutdown_grace: settings.shutdown_grace })
     }
 
     pub fn port(&self) -> u16 {
@@ -178,6 +190,9 @@ impl Application {
         }
         let analytics = self.analytics;
         let _ = actix_web::rt::task::spawn_blocking(move || analytics.stop()).await;
+        if let Some(retention) = self.retention {
+            let _ = actix_web::rt::task::spawn_blocking(move || retention.stop()).await;
+        }
         served
     }
 }

@@ -20,6 +20,8 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::SecretBox>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The largest body of `POST /v1/imports`, in bytes.
+    pub max_import_bytes: usize,
     /// The HS256 key of one-click unsubscribe links.
     pub unsubscribe_keys: Arc<TokenKeys>,
     /// Business days for request deadlines.

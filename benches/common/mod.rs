@@ -44,6 +44,8 @@ pub async fn start(database_url: &str) -> Server {
         // measure the service, not the limiter
         limits: consentry::config::LimitSettings { enabled: false, ..Default::default() },
         metrics: Default::default(),
+        retention: Default::default(),
+        max_import_bytes: 256 << 20,
     };
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -66,6 +66,7 @@ diesel::table! {
         updated_at -> Timestamp,
         cookies -> Text,
         hosts -> Text,
+        retention_days -> Nullable<Integer>,
     }
 }
 
@@ -298,6 +299,20 @@ diesel::table! {
         sha256 -> Text,
         content -> Text,
         token -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger_checkpoints (tenant_id, subject_id) {
+        tenant_id -> Text,
+        subject_id -> Text,
+        events -> BigInt,
+        first_occurred_at -> Timestamp,
+        last_occurred_at -> Timestamp,
+        last_hash -> Text,
+        through_seq -> BigInt,
+        jws -> Text,
         created_at -> Timestamp,
     }
 }

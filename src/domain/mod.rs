@@ -35,6 +35,7 @@ pub mod presentation;
 pub mod purpose;
 pub mod receipt;
 pub mod region;
+pub mod retention;
 pub mod status;
 pub mod webhook;
 

@@ -169,12 +169,23 @@ pub struct Purpose {
     pub cookies: Vec<super::audit::CookiePattern>,
     /// Hosts its vendors load from (`host` or `*.domain`), attributed to it by the tracker audit.
     pub hosts: Vec<super::audit::HostPattern>,
+    /// How long its events are kept, in days after they occurred; `None`: for ever. Pruning
+    /// (`consentry retention run`) never removes the event a current state rests on.
+    pub retention_days: Option<u32>,
 }
 
 impl Purpose {
     /// The consent model in force in `region` (most specific code wins).
     pub fn model_in(&self, region: Option<&RegionCode>) -> ConsentModel {
         self.regions.effective(self.consent_model, region)
+    }
+
+    /// Whether a denial of this purpose is an opt-out of sale or sharing (CCPA): its consent
+    /// model is `opt_out` somewhere, or a GPC signal opts people out of it.
+    pub fn records_opt_outs(&self) -> bool {
+        self.gpc_applies
+            || self.consent_model == ConsentModel::OptOut
+            || self.regions.as_map().values().any(|m| *m == ConsentModel::OptOut)
     }
 
     pub fn rule(&self, region: Option<&RegionCode>) -> PurposeRule {

@@ -7,6 +7,7 @@ pub mod consents;
 pub mod console;
 pub mod events;
 pub mod health;
+pub mod imports;
 pub mod links;
 pub mod opt_outs;
 pub mod policies;
@@ -48,6 +49,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     webhooks::configure(cfg);
     receipts::configure(cfg);
     subjects::configure(cfg);
+    imports::configure(cfg);
     analytics::configure(cfg);
     tokens::configure(cfg);
     console::configure(cfg);

@@ -30,6 +30,8 @@ pub struct PurposeResponse {
     pub legal_basis: LegalBasis,
     pub gpc_applies: bool,
     pub max_age_days: Option<u32>,
+    /// Days its events are kept after they occurred; null: for ever.
+    pub retention_days: Option<u32>,
     #[schema(value_type = BTreeMap<String, ConsentModel>)]
     pub regions: BTreeMap<String, ConsentModel>,
     /// Cookie names and `prefix*` patterns its vendors set (deleted by the SDK on refusal).
@@ -57,6 +59,7 @@ fn response(p: &Purpose, created_at: DateTime<Utc>, updated_at: DateTime<Utc>) -
         legal_basis: p.legal_basis,
         gpc_applies: p.gpc_applies,
         max_age_days: p.max_age_days,
+        retention_days: p.retention_days,
         regions: p.regions.as_map().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         cookies: p.cookies.iter().map(ToString::to_string).collect(),
         hosts: p.hosts.iter().map(ToString::to_string).collect(),

@@ -421,6 +421,7 @@ mod tests {
             legal_basis: LegalBasis::Consent,
             gpc_applies: false,
             max_age_days: None,
+            retention_days: None,
             regions: RegionalModels::default(),
             cookies: cookies.iter().map(|c| CookiePattern::parse(c).unwrap()).collect(),
             hosts: hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect(),

@@ -54,6 +54,14 @@ pub struct PutPurpose {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 3650)]
     pub max_age_days: Option<u32>,
+    /// How long this purpose's events are kept, in days after they occurred (1–36500); absent
+    /// or null: for ever. `consentry retention run` and the retention worker prune older events,
+    /// never the one a current state rests on, leaving a signed checkpoint in the chain. A
+    /// purpose whose denials are opt-outs of sale/sharing (`opt_out` model anywhere, or
+    /// `gpc_applies`) keeps them at least 731 days, 24 months (11 CCR §7101): less is refused.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 36500)]
+    pub retention_days: Option<u32>,
     /// Region code (ISO 3166-1 alpha-2 or ISO 3166-2, e.g. `US-CA`) → consent model there;
     /// the most specific code wins.
     #[serde(default, deserialize_with = "crate::extract::unique_keys_opt")]
@@ -132,7 +140,7 @@ fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiError>
     }
     let cookies = declared("cookies", body.cookies, CookiePattern::parse)?;
     let hosts = declared("hosts", body.hosts, HostPattern::parse)?;
-    Ok(Purpose {
+    let purpose = Purpose {
         key,
         title,
         description: body.description,
@@ -144,7 +152,13 @@ fn parse_purpose(key: PurposeKey, body: PutPurpose) -> Result<Purpose, ApiError>
         regions: RegionalModels::new(regions),
         cookies,
         hosts,
-    })
+        retention_days: body.retention_days,
+    };
+    if let Some(days) = purpose.retention_days {
+        crate::domain::retention::check_retention_days(&purpose, days)
+            .map_err(|m| ApiError::invalid("retention_days", m))?;
+    }
+    Ok(purpose)
 }
 
 /// Creates or replaces `purpose` of `tenant_id`; returns (created, created_at, updated_at).

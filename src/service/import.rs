@@ -4,6 +4,8 @@
 //! transaction. Each row is written exactly once: its key, the SHA-256 of the row as normalised
 //! (subject, purpose, decision, time, revision, region), is kept in `import_keys` with it, so
 //! importing the same file twice adds nothing.
+//!
+//! The same code serves `consentry import` and `POST /v1/imports` ([`import_body`]).
 
 use crate::db::backend::{is_retryable, write_transaction};
 use crate::db::models::naive;
@@ -21,6 +23,9 @@ use std::io::BufRead;
 
 /// Rows per transaction.
 pub const BATCH: usize = 1000;
+
+/// The most `line N: <reason>` errors `POST /v1/imports` lists (all are counted in `failed`).
+pub const MAX_LISTED_ERRORS: usize = 1000;
 
 /// The file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -163,6 +168,36 @@ pub fn import(
     progress(bytes);
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// `POST /v1/imports`: imports a request body into the caller's tenant on a pooled connection,
+/// as [`import`] does a file. Returns the summary and the first [`MAX_LISTED_ERRORS`] refused
+/// rows as `line N: <reason>`. Each batch of [`BATCH`] rows commits on its own: after an error,
+/// the rows before it are kept and sending the same body again adds only the others.
+pub async fn import_body(
+    state: &crate::state::AppState,
+    config: std::sync::Arc<TenantConfig>,
+    format: Format,
+    body: actix_web::web::Bytes,
+) -> Result<(Summary, Vec<String>), crate::error::ApiError> {
+    state
+        .db(move |conn| {
+            let mut errors = Vec::new();
+            let summary = import(
+                conn,
+                &config,
+                format,
+                std::io::Cursor::new(body),
+                |line| {
+                    if errors.len() < MAX_LISTED_ERRORS {
+                        errors.push(line);
+                    }
+                },
+                |_| {},
+            )?;
+            Ok((summary, errors))
+        })
+        .await
 }
 
 /// Reads rows from `input` one at a time: `(line, row or why not, bytes read so far)`.

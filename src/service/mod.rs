@@ -14,6 +14,7 @@ pub mod presentation;
 pub mod proof;
 pub mod reader;
 pub mod receipts;
+pub mod retention;
 pub mod subjects;
 pub mod tokens;
 pub mod writer;

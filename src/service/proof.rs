@@ -16,7 +16,7 @@ use crate::db::models::{naive, utc};
 use crate::domain::presentation::{PresentationClaims, PresentationContent, PRESENTATION_SCHEMA};
 use crate::domain::receipt::ReceiptClaims;
 use crate::error::ApiError;
-use crate::ledger::verify::link;
+use crate::ledger::verify::{verify_checkpoint, Chains, CheckpointRow};
 use crate::receipts::{verify_with_jwks, Jwks};
 use crate::state::AppState;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
@@ -132,8 +132,13 @@ pub struct ProofBundle {
     pub tenant: String,
     /// The person's pseudonymous subject ids (no email or phone is in the bundle).
     pub subject_ids: Vec<String>,
-    /// Every event of those subjects in recorded order: whole chains from their first event.
+    /// Every event of those subjects in recorded order: whole chains from their first event,
+    /// or from a checkpoint where events were pruned.
     pub events: Vec<ProofEvent>,
+    /// The signed checkpoints (compact JWS, claims `consentry-checkpoint/1`) that stand in for
+    /// the subjects' pruned events; absent when none was pruned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<String>,
     /// The receipts issued for them (compact JWS).
     pub receipts: Vec<String>,
     /// The tenant's policy revisions (what receipts and events name).
@@ -188,6 +193,13 @@ fn sort(v: serde_json::Value) -> serde_json::Value {
 pub async fn build(state: &AppState, tenant_id: &str, stored: String) -> Result<Option<ProofBundle>, ApiError> {
     let held = super::subjects::holdings(state, tenant_id, stored).await?;
     let Some(person) = held.person else { return Ok(None) };
+    let (tenant, ids) = (tenant_id.to_owned(), person.subject_ids.clone());
+    let checkpoints = state
+        .db(move |conn| Ok(CheckpointRow::list_for_subjects(conn, &tenant, &ids)?))
+        .await?
+        .into_iter()
+        .map(|c| c.jws)
+        .collect();
     let config = state.tenant_config(tenant_id).await?.ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
     let policies = config.revisions.iter().map(|r: &RevisionRow| ProofPolicy {
         policy_key: r.policy_key.clone(),
@@ -225,6 +237,7 @@ pub async fn build(state: &AppState, tenant_id: &str, stored: String) -> Result<
         tenant: tenant_id.to_owned(),
         subject_ids: person.subject_ids.clone(),
         events: held.events.iter().map(ProofEvent::from_row).collect(),
+        checkpoints,
         receipts: held.receipts.into_iter().map(|r| r.jws).collect(),
         policies: policies.collect(),
         presentations,
@@ -253,8 +266,15 @@ pub struct ProofReport {
     pub events: usize,
     pub subjects: usize,
     pub receipts: usize,
+    /// Checkpoints that stand in for pruned events, each verified (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub checkpoints: usize,
     /// What is broken, one sentence each (empty when valid).
     pub problems: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Checks a bundle offline: the attestation's signature (with the bundle's JWKS) and its digest
@@ -299,12 +319,24 @@ pub fn verify(text: &str) -> ProofReport {
         }
     }
 
-    let mut heads: HashMap<String, String> = HashMap::new();
+    let mut chains = Chains::default();
+    // Subject id → the time range of its pruned events (a receipt may name some of them).
+    let mut pruned: HashMap<String, (String, String)> = HashMap::new();
+    for (i, jws) in bundle.checkpoints.iter().enumerate() {
+        match verify_checkpoint(jws, &bundle.jwks) {
+            Ok(c) if c.tenant == bundle.tenant => {
+                chains.start_from(&c);
+                pruned.insert(c.sub.clone(), (c.first_occurred_at.clone(), c.last_occurred_at.clone()));
+            }
+            Ok(c) => problems.push(format!("checkpoint {}: of tenant {}, not the bundle's", i + 1, c.tenant)),
+            Err(why) => problems.push(format!("checkpoint {}: {why}", i + 1)),
+        }
+    }
     let mut hashes: HashMap<&str, &str> = HashMap::new();
     for event in &bundle.events {
         match event.to_row() {
             Ok(row) => {
-                if !link(&mut heads, &row) {
+                if !chains.link(&row) {
                     problems.push(format!(
                         "event {}: its hash or its link to the previous event of subject {} does not hold",
                         event.id, event.subject_id
@@ -315,6 +347,10 @@ pub fn verify(text: &str) -> ProofReport {
         }
         hashes.insert(event.id.as_str(), event.hash.as_str());
     }
+    for (subject, id) in chains.unused_bridges() {
+        problems.push(format!("chain of subject {subject}: event {id}, which its checkpoint says is kept, is missing"));
+    }
+    let heads = chains.heads;
     if let Some(a) = &attested {
         for (subject, head) in &a.heads {
             if heads.get(subject) != Some(head) {
@@ -360,6 +396,9 @@ pub fn verify(text: &str) -> ProofReport {
                 Some(_) => {
                     problems.push(format!("receipt {}: event {} has another hash in the chain", claims.jti, e.id))
                 }
+                // Pruned under retention: the subject's checkpoint accounts for it, if the
+                // receipt's time falls in the range of the pruned events.
+                None if pruned.get(&claims.sub).is_some_and(|(first, last)| within(&claims.time, first, last)) => {}
                 None => problems.push(format!("receipt {}: event {} is not in the bundle", claims.jti, e.id)),
             }
         }
@@ -378,9 +417,20 @@ pub fn verify(text: &str) -> ProofReport {
             }
         }
     }
-    report(bundle.events.len(), heads.len(), bundle.receipts.len(), problems)
+    let mut out = report(bundle.events.len(), heads.len(), bundle.receipts.len(), problems);
+    out.checkpoints = bundle.checkpoints.len();
+    out
+}
+
+/// Whether the RFC 3339 time `t` lies in `[first, last]` (all three as hashed: UTC, micros).
+fn within(t: &str, first: &str, last: &str) -> bool {
+    let parse = |s: &str| DateTime::parse_from_rfc3339(s).ok();
+    match (parse(t), parse(first), parse(last)) {
+        (Some(t), Some(first), Some(last)) => first <= t && t <= last,
+        _ => false,
+    }
 }
 
 fn report(events: usize, subjects: usize, receipts: usize, problems: Vec<String>) -> ProofReport {
-    ProofReport { valid: problems.is_empty(), events, subjects, receipts, problems }
+    ProofReport { valid: problems.is_empty(), events, subjects, receipts, checkpoints: 0, problems }
 }

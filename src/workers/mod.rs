@@ -1,5 +1,6 @@
-//! Background work of `serve`, beside the HTTP workers: the webhook dispatcher and the
-//! analytics rollups.
+//! Background work of `serve`, beside the HTTP workers: the webhook dispatcher, the
+//! analytics rollups and the retention pruning.
 
 pub mod analytics;
+pub mod retention;
 pub mod webhooks;

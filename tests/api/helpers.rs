@@ -152,6 +152,9 @@ impl TestApp {
                 key_file: Some(dir.path().join("secrets.key")),
                 ..Default::default()
             },
+            // The retention worker is started by the tests that want it.
+            retention: consentry::config::RetentionSettings { worker: false, ..Default::default() },
+            max_import_bytes: 64 * 1024,
             pool_size: 4,
             workers: Some(1),
             holidays: Vec::new(),
@@ -224,6 +227,8 @@ impl TestApp {
             .env("CONSENTRY__SECRETS__KEY_FILE", key_file)
             .envs(envs.iter().copied())
             .env("DATABASE_URL", &self.database_url)
+            // The server's receipt keys (on PostgreSQL the default would be ./data).
+            .env("CONSENTRY__RECEIPTS__KEY_FILE", self.settings.receipts.key_file.as_ref().expect("set in spawn"))
             .env_remove("CONSENTRY_CONFIG")
             .current_dir(self._dir.path())
             .output()

@@ -61,6 +61,8 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         webhooks: Default::default(),
         limits: Default::default(),
         metrics: Default::default(),
+        retention: Default::default(),
+        max_import_bytes: 1 << 20,
     }
 }
 

@@ -318,7 +318,7 @@ async fn an_erasure_may_drop_the_opt_out_when_asked(app: TestApp) {
 }
 
 /// `consentry proof verify <file>` with no database to reach: prints its report.
-fn proof_verify(bundle: &str) -> (bool, Value) {
+pub fn proof_verify(bundle: &str) -> (bool, Value) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proof.json");
     std::fs::write(&path, bundle).unwrap();

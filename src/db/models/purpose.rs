@@ -25,6 +25,8 @@ pub struct PurposeRow {
     pub cookies: String,
     /// JSON array of host patterns.
     pub hosts: String,
+    /// Days its events are kept; `None`: for ever.
+    pub retention_days: Option<i32>,
 }
 
 impl PurposeRow {
@@ -44,6 +46,7 @@ impl PurposeRow {
             updated_at: now,
             cookies: serde_json::to_string(&p.cookies).unwrap_or_else(|_| "[]".into()),
             hosts: serde_json::to_string(&p.hosts).unwrap_or_else(|_| "[]".into()),
+            retention_days: p.retention_days.map(|d| i32::try_from(d).unwrap_or(i32::MAX)),
         }
     }
 
@@ -63,6 +66,7 @@ impl PurposeRow {
                 .map_err(|_| corrupt("purpose regions", &self.regions))?,
             cookies: serde_json::from_str(&self.cookies).map_err(|_| corrupt("purpose cookies", &self.cookies))?,
             hosts: serde_json::from_str(&self.hosts).map_err(|_| corrupt("purpose hosts", &self.hosts))?,
+            retention_days: self.retention_days.and_then(|d| u32::try_from(d).ok()),
         })
     }
 }
@@ -111,6 +115,7 @@ impl PurposeRow {
                 purposes::regions.eq(&self.regions),
                 purposes::cookies.eq(&self.cookies),
                 purposes::hosts.eq(&self.hosts),
+                purposes::retention_days.eq(self.retention_days),
                 purposes::updated_at.eq(self.updated_at),
             ))
             .execute(conn)?;

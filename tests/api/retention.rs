@@ -1,0 +1,414 @@
+//! Issue 11, item 7 (retention: pruning with signed checkpoints, 24 months for opt-out
+//! records) and the bulk import endpoint of item 8 (`POST /v1/imports`).
+
+use crate::helpers::{assert_problem, TestApp};
+use diesel::{Connection, RunQueryDsl};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+crate::backend_tests!(
+    pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_states_and_chains,
+    an_altered_checkpoint_is_caught_by_ledger_verify_and_proof_verify,
+    opt_out_records_are_kept_at_least_24_months_11_ccr_7101,
+    the_retention_worker_prunes_every_interval,
+    the_import_endpoint_shares_the_cli_rules_and_is_idempotent,
+    the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson,
+);
+
+/// Runs `sql` on the app's database (either backend), outside the server.
+fn exec_sql(app: &TestApp, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    let url = &app.database_url;
+    if url.starts_with("postgres") {
+        diesel::PgConnection::establish(url).unwrap().batch_execute(sql).unwrap();
+    } else {
+        let path = url.trim_start_matches("sqlite://");
+        let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+        // The server may hold the write lock a moment.
+        conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+        conn.batch_execute(sql).unwrap();
+    }
+}
+
+/// `consentry <args>` expecting a JSON object on stdout: (success, JSON, stderr).
+fn cli_json(app: &TestApp, args: &[&str], envs: &[(&str, &str)]) -> (bool, Value, String) {
+    let out = app.cli_env(args, envs);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| json!({"no JSON": stderr.clone()}));
+    (out.status.success(), json, stderr)
+}
+
+/// `analytics` kept 30 days; `marketing_email` for ever.
+async fn seed_with_retention(app: &TestApp) -> String {
+    let site = app.seed().await;
+    let res = app
+        .put_purpose(
+            "analytics",
+            json!({"title": "analytics", "description": "The analytics purpose", "kind": "cookie_category",
+                   "consent_model": "opt_in", "legal_basis": "consent", "gpc_applies": false,
+                   "max_age_days": 395, "retention_days": 30}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["retention_days"], 30);
+    site
+}
+
+/// user:7's chain: analytics (2023-01-01), marketing_email (2023-01-15), analytics denied
+/// (2023-02-01), analytics granted (2023-03-01, the state in force).
+async fn import_history(app: &TestApp) {
+    let csv = "subject,purpose,decision,occurred_at\n\
+               user:7,analytics,granted,2023-01-01T00:00:00Z\n\
+               user:7,marketing_email,granted,2023-01-15T00:00:00Z\n\
+               user:7,analytics,denied,2023-02-01T00:00:00Z\n\
+               user:7,analytics,granted,2023-03-01T00:00:00Z\n";
+    let res = app
+        .client
+        .post(app.url("/v1/imports"))
+        .bearer_auth(&app.token)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["imported"], 4);
+}
+
+fn verify_ledger(app: &TestApp) -> (bool, Value) {
+    let (ok, report, stderr) = cli_json(app, &["ledger", "verify"], &[]);
+    assert!(report.get("events").is_some(), "{stderr}");
+    (ok, report)
+}
+
+/// Issue 11, item 7: expired events go, a signed checkpoint stands in for them; the decision in
+/// force (GDPR Art. 7(1): the controller must still demonstrate consent) and the chain stay.
+async fn pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_states_and_chains(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    // A server-side write decided long ago: its receipt names an event that will be pruned.
+    let res = app
+        .record(json!({"subject": "user:9", "choices": {"analytics": true}, "source": "api",
+                       "occurred_at": "2023-01-10T00:00:00Z"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let old_receipt = res.json::<Value>().await.unwrap()["receipt"].clone();
+    let res = app
+        .record(json!({"subject": "user:9", "choices": {"analytics": false}, "source": "api",
+                       "occurred_at": "2023-02-10T00:00:00Z"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let recent = app.record(json!({"subject": "user:10", "choices": {"analytics": true}, "source": "api"})).await;
+    assert_eq!(recent.status(), StatusCode::CREATED);
+
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok, "{stderr}");
+    // user:7 loses two analytics events (not the one in force); user:9 the first of its two.
+    assert_eq!(summary["events_pruned"], 3, "{summary}");
+    assert_eq!(summary["checkpoints"], 2);
+    assert_eq!(summary["kept_in_force"], 2, "the states of user:7 and user:9 rest on expired events");
+    assert_eq!(summary["by_purpose"], json!({"acme": {"analytics": 3}}));
+    assert_eq!(summary["broken_chains"], json!([]));
+
+    let events = app.events_of("user:7").await;
+    let kept: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["purpose"].as_str().unwrap(), e["occurred_at"].as_str().unwrap())).collect();
+    assert_eq!(kept, [("marketing_email", "2023-01-15T00:00:00Z"), ("analytics", "2023-03-01T00:00:00Z")]);
+    let analytics = &app.consents_of("user:7").await["purposes"]["analytics"];
+    assert_eq!(
+        (analytics["decision"].as_str(), analytics["updated_at"].as_str()),
+        (Some("granted"), Some("2023-03-01T00:00:00Z"))
+    );
+    assert_eq!(app.events_of("user:10").await.len(), 1, "recent events stay");
+
+    let (ok, report) = verify_ledger(&app);
+    assert!(ok, "{report}");
+    assert_eq!((report["checkpoints"].as_u64(), report["broken"].clone()), (Some(2), json!([])));
+
+    // Nothing more to prune; then a new decision moves the state off the old event, which goes.
+    let (_, again, _) = cli_json(&app, &["retention", "run"], &[]);
+    assert_eq!(again["events_pruned"], 0);
+    let res = app.record(json!({"subject": "user:7", "choices": {"analytics": false}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (_, third, _) = cli_json(&app, &["retention", "run"], &[]);
+    assert_eq!(third["events_pruned"], 1, "{third}");
+    let kept: Vec<String> = app.events_of("user:7").await.iter().map(|e| e["purpose"].to_string()).collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let (ok, report) = verify_ledger(&app);
+    assert!(ok, "{report}");
+
+    // The proof bundles carry the checkpoints and verify offline; user:9's old receipt names a
+    // pruned event, which its checkpoint accounts for.
+    for subject in ["user:7", "user:9"] {
+        let text = app.get(&format!("/v1/subjects/{subject}/proof")).send().await.unwrap().text().await.unwrap();
+        let bundle: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(bundle["checkpoints"].as_array().map(Vec::len), Some(1), "{subject}");
+        let (ok, report) = crate::rights::proof_verify(&text);
+        assert!(ok, "{subject}: {report}");
+        assert_eq!(report["checkpoints"], 1);
+    }
+    let res =
+        app.client.post(app.url("/v1/receipts/verify")).json(&json!({"receipt": old_receipt})).send().await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["valid"], true, "receipts are kept and still verify");
+
+    // A kept event removed behind the pruning's back (the database lets it go, a checkpoint
+    // covers its position) is caught: its bridge goes unused, the next event's bridge does not
+    // start where the chain is.
+    exec_sql(&app, "DELETE FROM consent_events WHERE purpose_key = 'marketing_email'");
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok);
+    let broken = report["broken"].to_string();
+    assert!(broken.contains("checkpoint:") && report["broken"].as_array().unwrap().len() == 2, "{report}");
+}
+
+/// A checkpoint is signed: changing what it says, or removing it, breaks verification.
+async fn an_altered_checkpoint_is_caught_by_ledger_verify_and_proof_verify(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 2, "{summary} {stderr}");
+    let text = app.get("/v1/subjects/user:7/proof").send().await.unwrap().text().await.unwrap();
+    let bundle: Value = serde_json::from_str(&text).unwrap();
+    let subject = bundle["subject_ids"][0].as_str().unwrap().to_owned();
+
+    // The count of pruned events changed in the row: its columns no longer match what is signed.
+    exec_sql(&app, "UPDATE ledger_checkpoints SET events = 1");
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok);
+    // The checkpoint, then the two kept events it bridged, which no longer link.
+    assert_eq!(report["broken"][0], format!("checkpoint:{subject}"), "{report}");
+    assert_eq!(report["broken"].as_array().unwrap().len(), 3, "{report}");
+    exec_sql(&app, "UPDATE ledger_checkpoints SET events = 2");
+    assert!(verify_ledger(&app).0);
+
+    // Its signature altered.
+    exec_sql(&app, "UPDATE ledger_checkpoints SET jws = jws || 'A'");
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok && report["broken"].to_string().contains("checkpoint:"), "{report}");
+
+    // Removed: the kept events after the gaps no longer link.
+    exec_sql(&app, "DELETE FROM ledger_checkpoints");
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok);
+    assert_eq!(report["broken"].as_array().unwrap().len(), 2, "both bridged events: {report}");
+
+    // And no event can be deleted without a checkpoint covering it (the database refuses).
+    let url = app.database_url.clone();
+    let refused = if url.starts_with("postgres") {
+        diesel::sql_query("DELETE FROM consent_events").execute(&mut diesel::PgConnection::establish(&url).unwrap())
+    } else {
+        use diesel::connection::SimpleConnection;
+        let mut conn = diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap();
+        conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+        diesel::sql_query("DELETE FROM consent_events").execute(&mut conn)
+    };
+    assert!(refused.unwrap_err().to_string().contains("append-only"));
+
+    // In a proof bundle: a changed checkpoint fails its signature.
+    let mut forged = bundle.clone();
+    let jws = forged["checkpoints"][0].as_str().unwrap().to_owned();
+    forged["checkpoints"][0] =
+        json!(format!("{}{}", &jws[..jws.len() - 2], if jws.ends_with('A') { "BB" } else { "AA" }));
+    let (ok, report) = crate::rights::proof_verify(&forged.to_string());
+    assert!(!ok);
+    assert!(report["problems"].to_string().contains("checkpoint 1:"), "{report}");
+    // Without it, the kept events after the gaps do not link.
+    let mut cut = bundle.clone();
+    cut.as_object_mut().unwrap().remove("checkpoints");
+    let (ok, report) = crate::rights::proof_verify(&cut.to_string());
+    assert!(!ok, "{report}");
+    assert!(report["problems"].to_string().contains("does not hold"), "{report}");
+}
+
+/// 11 CCR §7101(a): records of consumer requests (opt-outs of sale/sharing among them) are kept
+/// at least 24 months. A purpose recording opt-outs refuses a shorter `retention_days`; the
+/// setting for opt-out requests refuses one too (refused, not clamped: the operator sees it).
+async fn opt_out_records_are_kept_at_least_24_months_11_ccr_7101(app: TestApp) {
+    app.seed().await;
+    let sale = |days: u32| {
+        json!({"title": "Sale", "description": "Sale or sharing", "kind": "processing", "consent_model": "opt_out",
+               "legal_basis": "consent", "gpc_applies": true, "retention_days": days})
+    };
+    let problem = assert_problem(app.put_purpose("sale_sharing", sale(730)).await, 400).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("retention_days") && detail.contains("11 CCR §7101"), "{problem}");
+    assert_eq!(app.put_purpose("sale_sharing", sale(731)).await.status(), StatusCode::OK);
+    // An opt-in purpose with an opt-out region records opt-outs there too.
+    let regional = json!({"title": "Ads", "description": "Ads", "kind": "processing", "consent_model": "opt_in",
+                          "legal_basis": "consent", "gpc_applies": false, "regions": {"US-CA": "opt_out"},
+                          "retention_days": 90});
+    assert_problem(app.put_purpose("ads", regional).await, 400).await;
+    assert_problem(app.put_purpose("sale_sharing", sale(0)).await, 400).await;
+
+    // The setting: shorter than 24 months stops the command.
+    let (ok, _, stderr) =
+        cli_json(&app, &["retention", "run"], &[("CONSENTRY__RETENTION__OPT_OUT_REQUESTS_DAYS", "700")]);
+    assert!(!ok && stderr.contains("11 CCR §7101"), "{stderr}");
+
+    // With 731 days: a request completed three years ago goes, one completed now and an open
+    // one stay.
+    for subject in ["user:1", "user:2", "user:3"] {
+        let res = app
+            .post("/v1/opt-outs", &json!({"subject": subject, "channel": "web_form", "scope": "sale_sharing"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    exec_sql(
+        &app,
+        "UPDATE opt_out_requests SET completed_at = received_at WHERE id IN \
+         (SELECT id FROM opt_out_requests ORDER BY received_at LIMIT 2)",
+    );
+    let old = if app.database_url.starts_with("postgres") {
+        "UPDATE opt_out_requests SET completed_at = completed_at - INTERVAL '1096 days' WHERE id = \
+         (SELECT id FROM opt_out_requests WHERE completed_at IS NOT NULL ORDER BY received_at LIMIT 1)"
+    } else {
+        "UPDATE opt_out_requests SET completed_at = datetime(completed_at, '-1096 days') WHERE id = \
+         (SELECT id FROM opt_out_requests WHERE completed_at IS NOT NULL ORDER BY received_at LIMIT 1)"
+    };
+    exec_sql(&app, old);
+    let (ok, summary, stderr) =
+        cli_json(&app, &["retention", "run"], &[("CONSENTRY__RETENTION__OPT_OUT_REQUESTS_DAYS", "731")]);
+    assert!(ok, "{stderr}");
+    assert_eq!(summary["opt_out_requests_pruned"], 1, "{summary}");
+    let list = app.get("/v1/opt-outs").send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(list["opt_outs"].as_array().unwrap().len(), 2);
+    // Unset: kept for ever.
+    exec_sql(&app, "UPDATE opt_out_requests SET completed_at = received_at");
+    let (_, summary, _) = cli_json(&app, &["retention", "run"], &[]);
+    assert_eq!(summary["opt_out_requests_pruned"], 0);
+
+    // `consentry apply` sets retention_days under the same rule.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.toml");
+    let purpose = |key: &str, model: &str, days: u32| {
+        format!(
+            "[purposes.{key}]\ntitle = \"{key}\"\ndescription = \"d\"\nkind = \"processing\"\n\
+             consent_model = \"{model}\"\nlegal_basis = \"consent\"\ngpc_applies = false\nretention_days = {days}\n"
+        )
+    };
+    std::fs::write(&file, format!("tenant = \"acme\"\n{}", purpose("sale_sharing", "opt_out", 365))).unwrap();
+    let out = app.cli(&["apply", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("11 CCR §7101"), "{stderr}");
+    std::fs::write(&file, format!("tenant = \"acme\"\n{}", purpose("statistics", "opt_in", 45))).unwrap();
+    let out = app.cli(&["apply", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats = app.get("/v1/purposes/statistics").send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(stats["retention_days"], 45);
+}
+
+/// `retention.worker` prunes every `retention.interval` without a command.
+async fn the_retention_worker_prunes_every_interval(mut app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    assert_eq!(app.events_of("user:7").await.len(), 4);
+    app.restart(|s| {
+        s.retention.worker = true;
+        s.retention.interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let mut left = 4;
+    for _ in 0..50 {
+        left = app.events_of("user:7").await.len();
+        if left == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 2);
+    assert!(verify_ledger(&app).0);
+}
+
+const CSV: &str = "subject,purpose,decision,occurred_at,policy_revision,region\n\
+                   \" email: Ada@Example.com \",marketing_email,granted,2023-04-01T10:00:00Z,2021-02-01,FR\n\
+                   user:7,analytics,maybe,2023-01-01T00:00:00Z,,\n\
+                   user:7,no_such,granted,2023-01-01T00:00:00Z,,\n\
+                   phone:+49 30 1234567,analytics,granted,2023-01-01T00:00:00Z,,\n\
+                   user:7,analytics,granted,2022-06-01T00:00:00Z,,US-CA\n";
+
+async fn post_import(app: &TestApp, content_type: &str, body: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/imports"))
+        .bearer_auth(&app.token)
+        .header("Content-Type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Issue 11, item 8: the bulk endpoint, the rules and `line N: <reason>` of `consentry import`,
+/// idempotent with it.
+async fn the_import_endpoint_shares_the_cli_rules_and_is_idempotent(app: TestApp) {
+    app.seed().await;
+    let res = post_import(&app, "text/csv; charset=utf-8", CSV).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let summary: Value = res.json().await.unwrap();
+    assert_eq!(
+        (summary["rows"].as_u64(), summary["imported"].as_u64(), summary["failed"].as_u64()),
+        (Some(5), Some(2), Some(3)),
+        "{summary}"
+    );
+    let errors: Vec<&str> = summary["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(errors.len(), 3);
+    assert!(errors[0].starts_with("line 3: decision:"), "{errors:?}");
+    assert!(errors[1].starts_with("line 4:") && errors[1].contains("no_such"), "{errors:?}");
+    assert!(errors[2].starts_with("line 5: subject:"), "{errors:?}");
+    assert!(!summary.to_string().contains("+49 30"), "no phone number in the answer");
+    let events = app.events_of("email:ada@example.com").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0]["source"].as_str(), events[0]["occurred_at"].as_str()),
+        (Some("import"), Some("2023-04-01T10:00:00Z"))
+    );
+
+    // Again: nothing added.
+    let again: Value = post_import(&app, "text/csv", CSV).await.json().await.unwrap();
+    assert_eq!((again["imported"].as_u64(), again["already_imported"].as_u64()), (Some(0), Some(2)), "{again}");
+    // The command knows the rows the endpoint imported: one code path, one set of keys.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.csv");
+    std::fs::write(&path, CSV).unwrap();
+    let (_, cli, _) = cli_json(&app, &["import", "--format", "csv", path.to_str().unwrap()], &[]);
+    assert_eq!((cli["imported"].as_u64(), cli["already_imported"].as_u64()), (Some(0), Some(2)), "{cli}");
+    assert_eq!(app.events_of("email:ada@example.com").await.len(), 1);
+
+    // NDJSON.
+    let ndjson = "{\"subject\":\"user:8\",\"purpose\":\"analytics\",\"decision\":\"granted\",\"occurred_at\":\"2024-05-01T00:00:00Z\"}\n\
+                  {\"subject\":\"user:8\"}\n";
+    let res: Value = post_import(&app, "application/x-ndjson", ndjson).await.json().await.unwrap();
+    assert_eq!((res["imported"].as_u64(), res["failed"].as_u64()), (Some(1), Some(1)), "{res}");
+    assert!(res["errors"][0].as_str().unwrap().starts_with("line 2: missing field"), "{res}");
+    let res: Value = post_import(&app, "application/x-ndjson", ndjson).await.json().await.unwrap();
+    assert_eq!(res["already_imported"], 1);
+    assert!(verify_ledger(&app).0);
+}
+
+/// Refusals: no token 401, a token without `consents:write` 403, another media type 415, a body
+/// above `max_import_bytes` 413 (64 KiB in the tests).
+async fn the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson(app: TestApp) {
+    app.seed().await;
+    let url = app.url("/v1/imports");
+    let res = app.client.post(&url).header("Content-Type", "text/csv").body(CSV).send().await.unwrap();
+    assert_problem(res, 401).await;
+    let (reader, _) = app.issue_token("acme", &["consents:read", "consents:check"], None);
+    let res =
+        app.client.post(&url).bearer_auth(reader).header("Content-Type", "text/csv").body(CSV).send().await.unwrap();
+    let problem = assert_problem(res, 403).await;
+    assert!(problem["detail"].as_str().unwrap().contains("consents:write"));
+    let (writer, _) = app.issue_token("acme", &["consents:write"], None);
+    let res =
+        app.client.post(&url).bearer_auth(&writer).header("Content-Type", "text/csv").body(CSV).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let problem = assert_problem(post_import(&app, "application/json", "{}").await, 415).await;
+    assert!(problem["detail"].as_str().unwrap().contains("text/csv"), "{problem}");
+    let big = format!(
+        "subject,purpose,decision,occurred_at\n{}",
+        "user:1,analytics,granted,2023-01-01T00:00:00Z\n".repeat(2000)
+    );
+    let problem = assert_problem(post_import(&app, "text/csv", &big).await, 413).await;
+    assert!(problem["detail"].as_str().unwrap().contains("max_import_bytes"), "{problem}");
+    assert!(app.events_of("user:1").await.is_empty(), "nothing of a refused body is written");
+}
