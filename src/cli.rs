@@ -120,6 +120,11 @@ pub enum ProofCommand {
     Verify {
         /// The bundle file.
         file: PathBuf,
+        /// The keys to trust: a JWKS file (the service's `/.well-known/jwks.json`, fetched
+        /// apart from the bundle). Every key of the bundle must be one of them. Without it the
+        /// bundle's own keys are used, and the report lists them (`keys`) to compare.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
     },
 }
 
@@ -266,9 +271,16 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Import { format, tenant, file } => import(&settings, format, tenant.as_deref(), &file),
-        Command::Proof { command: ProofCommand::Verify { file } } => {
+        Command::Proof { command: ProofCommand::Verify { file, jwks } } => {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let report = crate::service::proof::verify(&text);
+            let trusted: Option<crate::receipts::Jwks> = match jwks {
+                Some(path) => {
+                    let raw = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    Some(serde_json::from_str(&raw).map_err(|e| format!("{}: not a JWKS: {e}", path.display()))?)
+                }
+                None => None,
+            };
+            let report = crate::service::proof::verify(&text, trusted.as_ref());
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.valid {
                 Ok(())

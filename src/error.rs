@@ -111,9 +111,11 @@ impl ApiError {
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "The resource does not exist"),
             Self::Conflict(_) => (S::CONFLICT, "conflict", "The request conflicts with the current state"),
             Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "The request is too large"),
-            Self::UnsupportedMediaType(_) => {
-                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "The request body must be JSON")
-            }
+            Self::UnsupportedMediaType(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The request body is not of a type this endpoint takes",
+            ),
             Self::IdempotencyKeyReused(_) => {
                 (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "The Idempotency-Key was used for another request")
             }

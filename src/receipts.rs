@@ -100,7 +100,8 @@ pub enum Verification {
     Invalid { kid: Option<String>, reason: String },
 }
 
-fn thumbprint(x: &str) -> String {
+/// The RFC 7638 thumbprint of an Ed25519 public key `x` (base64url): the `kid` of our keys.
+pub fn thumbprint(x: &str) -> String {
     // RFC 7638 §3.2: the required members in lexicographic order, no whitespace.
     let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
     B64.encode(Sha256::digest(canonical.as_bytes()))

@@ -64,9 +64,10 @@ super::string_schema!(SubjectIdentifier, pattern: SUBJECT_PATTERN, min: 6, max: 
 
 impl SubjectIdentifier {
     /// Parses `kind:value`, exactly the language of [`SUBJECT_PATTERN`] up to
-    /// [`MAX_SUBJECT_CHARS`]. Errors say what is wrong; they never repeat an email address, a
-    /// phone number or anything that may be one (they go back in problem bodies, and into
-    /// whatever logs those), only a visitor id or a kind, at most 80 characters of it.
+    /// [`MAX_SUBJECT_CHARS`]. Errors say what is wrong; they never repeat the value, which may
+    /// be an email address or a phone number in the wrong place (`visitor:ada@example.com`, an
+    /// import's wrong column): they go back in problem bodies, and into whatever logs those.
+    /// Only a kind made of letters, digits, `_` and `-` is repeated, at most 80 characters.
     ///
     /// Whitespace around the identifier and around its value (`email: ada@example.com `) is
     /// trimmed, as exports from CRMs carry it (issue 11, item 9); whitespace inside stays an error.
@@ -84,7 +85,10 @@ impl SubjectIdentifier {
         let value = value.trim();
         match kind {
             "visitor" => parse_hyphenated_uuid(value).map(Self::Visitor).ok_or_else(|| {
-                IdentifierError(format!("'{}' is not a UUID (visitor ids are hyphenated UUIDs)", truncate(value)))
+                IdentifierError(format!(
+                    "the visitor id is not a UUID: visitor ids are hyphenated UUIDs, 36 characters (this one has {})",
+                    value.chars().count()
+                ))
             }),
             "user" => {
                 let ok = !value.is_empty() && value.chars().count() <= 128 && value.chars().all(is_visible);
@@ -96,7 +100,10 @@ impl SubjectIdentifier {
             }
             "email" => normalise_email(value).map(Self::Email).map_err(IdentifierError),
             "phone" => normalise_phone(value).map(Self::Phone).map_err(IdentifierError),
-            other => err(format!("'{}' is not a subject kind: use visitor, user, email or phone", truncate(other))),
+            other if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {
+                err(format!("'{}' is not a subject kind: use visitor, user, email or phone", truncate(other)))
+            }
+            _ => err("is not a subject kind: use visitor, user, email or phone".into()),
         }
     }
 

@@ -199,7 +199,14 @@ fn parse_visitor(raw: &str, field: &str) -> Result<SubjectIdentifier, ApiError> 
     // Surrounding whitespace is trimmed, as in every identifier (issue 11, item 9).
     crate::domain::identifiers::parse_hyphenated_uuid(raw.trim())
         .map(SubjectIdentifier::Visitor)
-        .ok_or_else(|| ApiError::invalid(field, format!("'{}' is not a hyphenated UUID", crate::domain::truncate(raw))))
+        // Not repeated: a site that puts an email address or phone number here would see it
+        // come back in the problem body, and go into whatever logs those.
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("is not a hyphenated UUID (36 characters; this one has {})", raw.trim().chars().count()),
+            )
+        })
 }
 
 /// The sources a browser may name.

@@ -269,6 +269,12 @@ pub struct ProofReport {
     /// Checkpoints that stand in for pruned events, each verified (left out when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub checkpoints: usize,
+    /// The keys the signatures were checked with: the RFC 7638 thumbprint of each key of the
+    /// bundle's `jwks`. Without `trusted` keys, compare them with the service's
+    /// `/.well-known/jwks.json`: a bundle can carry any key.
+    pub keys: Vec<String>,
+    /// Whether those keys were checked against keys the auditor trusts (`--jwks`).
+    pub keys_pinned: bool,
     /// What is broken, one sentence each (empty when valid).
     pub problems: Vec<String>,
 }
@@ -282,7 +288,11 @@ fn is_zero(n: &usize) -> bool {
 /// ([`link`]); each chain's head against the attested one; each receipt's signature, that its
 /// events are in the chains with the same hashes, and that its policies and presentation are the
 /// bundle's; each presentation's content against its hash and its token; each event's presentation.
-pub fn verify(text: &str) -> ProofReport {
+///
+/// The bundle's keys are its own: each key's `kid` must be its RFC 7638 thumbprint, and with
+/// `trusted` (the service's published JWKS, obtained apart from the bundle) each must be one of
+/// those, the same key; without, the report lists their thumbprints to compare.
+pub fn verify(text: &str, trusted: Option<&Jwks>) -> ProofReport {
     let mut problems = Vec::new();
     let doc: serde_json::Value = match serde_json::from_str(text) {
         Ok(doc) => doc,
@@ -294,6 +304,20 @@ pub fn verify(text: &str) -> ProofReport {
     };
     if bundle.format != PROOF_FORMAT {
         problems.push(format!("format '{}' is not {PROOF_FORMAT}", bundle.format));
+    }
+    let keys: Vec<String> = bundle.jwks.keys.iter().map(|k| crate::receipts::thumbprint(&k.x)).collect();
+    for (key, thumbprint) in bundle.jwks.keys.iter().zip(&keys) {
+        if &key.kid != thumbprint {
+            problems.push(format!(
+                "jwks: the key named {} is not that key (its RFC 7638 thumbprint is {thumbprint})",
+                crate::domain::truncate(&key.kid)
+            ));
+        }
+        if let Some(trusted) = trusted {
+            if !trusted.keys.iter().any(|t| t.x == key.x && &crate::receipts::thumbprint(&t.x) == thumbprint) {
+                problems.push(format!("jwks: key {thumbprint} of the bundle is not one of the trusted keys (--jwks)"));
+            }
+        }
     }
     let attested = match verify_with_jwks::<Attestation>(&bundle.attestation, &bundle.jwks) {
         Ok((_, a)) => Some(a),
@@ -419,6 +443,8 @@ pub fn verify(text: &str) -> ProofReport {
     }
     let mut out = report(bundle.events.len(), heads.len(), bundle.receipts.len(), problems);
     out.checkpoints = bundle.checkpoints.len();
+    out.keys = keys;
+    out.keys_pinned = trusted.is_some();
     out
 }
 
@@ -432,5 +458,14 @@ fn within(t: &str, first: &str, last: &str) -> bool {
 }
 
 fn report(events: usize, subjects: usize, receipts: usize, problems: Vec<String>) -> ProofReport {
-    ProofReport { valid: problems.is_empty(), events, subjects, receipts, checkpoints: 0, problems }
+    ProofReport {
+        valid: problems.is_empty(),
+        events,
+        subjects,
+        receipts,
+        checkpoints: 0,
+        keys: Vec::new(),
+        keys_pinned: false,
+        problems,
+    }
 }

@@ -1,6 +1,6 @@
 //! Bad input gets an RFC 9457 problem body that says which field and why; nothing is lost.
 
-use crate::helpers::{assert_problem, TestApp, VISITOR};
+use crate::helpers::{assert_problem, TestApp, ORIGIN, VISITOR};
 use serde_json::json;
 
 crate::backend_tests!(
@@ -217,11 +217,20 @@ async fn unknown_routes_are_404_problems(app: TestApp) {
 }
 
 async fn bad_identifiers_say_why(app: TestApp) {
-    app.seed().await;
+    let site = app.seed().await;
+    // A visitor id that is an email address (a site passing the wrong value) is not repeated.
+    let url = app.url(&format!("/v1/sites/{site}/visitors/ada.secret@example.com/consents"));
+    let res = app.client.get(url).header("Origin", ORIGIN).send().await.unwrap();
+    let p = assert_problem(res, 400).await;
+    assert!(!p.to_string().contains("ada.secret"), "{p}");
+    assert_eq!(p["errors"][0]["message"], "is not a hyphenated UUID (36 characters; this one has 22)", "{p}");
     let cases = [
         // Never the address or number itself: error bodies carry no personal data.
         ("ada@example.com", "subject: is not a subject (kind:value): use visitor:<uuid>, user:<id>, email:<address> or phone:<E.164>"),
-        ("visitor:42", "subject: '42' is not a UUID (visitor ids are hyphenated UUIDs)"),
+        ("visitor:42", "subject: the visitor id is not a UUID: visitor ids are hyphenated UUIDs, 36 characters (this one has 2)"),
+        // An address in the wrong kind is not repeated either.
+        ("visitor:ada@example.com", "subject: the visitor id is not a UUID: visitor ids are hyphenated UUIDs, 36 characters (this one has 15)"),
+        ("ada@example.com:1", "subject: is not a subject kind: use visitor, user, email or phone"),
         ("email:not-an-address", "subject: is not an email address: it has no @"),
         ("email:ada.lovelace@localhost", "subject: is not an email address: the domain must be two or more labels of ASCII letters, digits and hyphens (an internationalised domain in its xn-- form)"),
         ("phone:+49 30 1234567", "subject: is not an E.164 phone number (+ and country code, 8 to 15 digits, no spaces)"),

@@ -6,6 +6,7 @@
 //! person knew what they agreed to).
 
 use crate::helpers::{assert_problem, TestApp, ORIGIN, VISITOR};
+use crate::rights::proof_verify;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use reqwest::StatusCode;
@@ -70,21 +71,6 @@ fn write_body(presentation: Option<&str>, region: &str) -> Value {
         body["presentation"] = json!(p);
     }
     body
-}
-
-/// `consentry proof verify` on `text`, offline.
-fn proof_verify(text: &str) -> (bool, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("proof.json");
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-        .args(["proof", "verify", path.to_str().unwrap()])
-        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/nothing")
-        .env_remove("CONSENTRY_CONFIG")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    (out.status.success(), serde_json::from_slice(&out.stdout).expect("a JSON report"))
 }
 
 async fn proof_of_visitor(app: &TestApp) -> (String, Value) {

@@ -319,11 +319,23 @@ async fn an_erasure_may_drop_the_opt_out_when_asked(app: TestApp) {
 
 /// `consentry proof verify <file>` with no database to reach: prints its report.
 pub fn proof_verify(bundle: &str) -> (bool, Value) {
+    proof_verify_with(bundle, None)
+}
+
+/// `consentry proof verify [--jwks <file with jwks>] <bundle>`, offline: whether it passed and
+/// its JSON report.
+pub fn proof_verify_with(bundle: &str, jwks: Option<&Value>) -> (bool, Value) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proof.json");
     std::fs::write(&path, bundle).unwrap();
+    let mut args = vec!["proof".to_owned(), "verify".to_owned(), path.to_str().unwrap().to_owned()];
+    if let Some(jwks) = jwks {
+        let keys = dir.path().join("jwks.json");
+        std::fs::write(&keys, jwks.to_string()).unwrap();
+        args.extend(["--jwks".to_owned(), keys.to_str().unwrap().to_owned()]);
+    }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-        .args(["proof", "verify", path.to_str().unwrap()])
+        .args(&args)
         .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/nothing")
         .env_remove("CONSENTRY_CONFIG")
         .current_dir(dir.path())
@@ -359,7 +371,34 @@ async fn a_proof_bundle_verifies_offline_and_names_what_was_changed(app: TestApp
 
     let (ok, report) = proof_verify(&text);
     assert!(ok, "{report}");
-    assert_eq!(report, json!({"valid": true, "events": 3, "subjects": 2, "receipts": 2, "problems": []}));
+    let jwks: Value = app.get("/.well-known/jwks.json").send().await.unwrap().json().await.unwrap();
+    let kid = jwks["keys"][0]["kid"].clone();
+    assert_eq!(
+        report,
+        json!({"valid": true, "events": 3, "subjects": 2, "receipts": 2, "keys": [kid], "keys_pinned": false,
+               "problems": []})
+    );
+    // Pinned to the service's published keys (fetched apart from the bundle), it verifies too.
+    let (ok, report) = proof_verify_with(&text, Some(&jwks));
+    assert!(ok && report["keys_pinned"] == json!(true), "{report}");
+
+    // A bundle that carries another key under the service's kid (everything re-signed with it,
+    // say) names it: a key's kid must be its RFC 7638 thumbprint. Pinned to the published keys,
+    // a bundle with a key of its own fails even when its kid is honest.
+    let other = json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+                       "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+                       "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"});
+    let mut swapped = bundle.clone();
+    swapped["jwks"]["keys"][0]["x"] = other["x"].clone();
+    let (ok, report) = proof_verify(&swapped.to_string());
+    assert!(!ok);
+    assert!(
+        report["problems"].to_string().contains(&format!("the key named {} is not that key", kid.as_str().unwrap())),
+        "{report}"
+    );
+    let (ok, report) = proof_verify_with(&text, Some(&json!({"keys": [other]})));
+    assert!(!ok);
+    assert!(report["problems"].to_string().contains("is not one of the trusted keys"), "{report}");
 
     // One byte of an event changed: its hash, and the attested digest, no longer hold.
     let first = bundle["events"][0]["id"].as_str().unwrap().to_owned();
