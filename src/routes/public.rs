@@ -451,9 +451,15 @@ pub async fn record_visitor_consents(
     let (presentation, presentation_stale) = match body.presentation.as_deref() {
         Some(token) => {
             let rules = AppState::rules(&site.config, presented.clone())?;
-            let (shown, stale) =
-                crate::service::presentation::accept(&state, &site.entry.site.id, &rules, region.as_ref(), token)
-                    .await?;
+            let (shown, stale) = crate::service::presentation::accept(
+                &state,
+                &site.entry.site.id,
+                &rules,
+                region.as_ref(),
+                token,
+                Some(&body.policy_revision),
+            )
+            .await?;
             (Some(shown), stale)
         }
         None => (None, false),

@@ -199,6 +199,17 @@ async fn store(
     Ok(())
 }
 
+/// The content of a presentation on record, by its hash.
+async fn stored_content(
+    state: &AppState,
+    tenant_id: &str,
+    sha256: &str,
+) -> Result<Option<PresentationContent>, ApiError> {
+    let (tenant_id, hashes) = (tenant_id.to_owned(), vec![sha256.to_owned()]);
+    let rows = state.db(move |conn| Ok(PresentationRow::find_many(conn, &tenant_id, &hashes)?)).await?;
+    Ok(rows.into_iter().next().and_then(|row| serde_json::from_str(&row.content).ok()))
+}
+
 /// Accepts the presentation token a public write carries: signed by a published receipt key,
 /// a presentation token, issued for this tenant, site and region (`region` of the write).
 /// Returns what to record and whether it is stale: a token issued more than
@@ -206,13 +217,16 @@ async fn store(
 /// (for the write's region and the token's locale), recorded instead.
 ///
 /// Errors: 400 naming `presentation` for a token that does not verify, is not a presentation
-/// token, or was issued for another tenant, site or region, or in the future.
+/// token, or was issued for another tenant, site or region, or in the future, or whose content
+/// does not show the `policy_revision` the write names (the proof would say the person agreed
+/// to a revision they were not shown).
 pub async fn accept(
     state: &AppState,
     site_id: &str,
     rules: &TenantRules,
     region: Option<&RegionCode>,
     raw: &str,
+    policy_revision: Option<&str>,
 ) -> Result<(Shown, bool), ApiError> {
     let refused = |why: String| ApiError::invalid("presentation", why);
     if raw.len() > MAX_TOKEN_LEN {
@@ -260,10 +274,22 @@ pub async fn accept(
         return Ok((Shown { sha256: current.sha256, issued_at: current.issued_at }, true));
     }
     // The usual case: the config has not changed since; make sure its content is on record.
-    if !state.presentations.is_stored(&format!("{} {}", rules.tenant_id, claims.sha256)) {
-        let current = content(rules, region);
-        if current.sha256() == claims.sha256 {
-            store(state, &rules.tenant_id, &claims.sha256, &current, raw).await?;
+    let current = content(rules, region);
+    let is_current = current.sha256() == claims.sha256;
+    if is_current && !state.presentations.is_stored(&format!("{} {}", rules.tenant_id, claims.sha256)) {
+        store(state, &rules.tenant_id, &claims.sha256, &current, raw).await?;
+    }
+    if let Some(revision) = policy_revision {
+        let shown =
+            if is_current { Some(current) } else { stored_content(state, &rules.tenant_id, &claims.sha256).await? };
+        // A presentation whose text is not on record (its storing failed) cannot be checked.
+        if let Some(shown) = shown.filter(|c| !c.policies.iter().any(|p| p.revision_date == revision)) {
+            let dates: Vec<&str> = shown.policies.iter().map(|p| p.revision_date.as_str()).collect();
+            return Err(refused(format!(
+                "shows policy revisions {}, not {revision}, the policy_revision of the write: fetch the config again \
+                 and show the visitor its policies",
+                if dates.is_empty() { "(none)".to_owned() } else { dates.join(", ") }
+            )));
         }
     }
     Ok((Shown { sha256: claims.sha256, issued_at }, false))

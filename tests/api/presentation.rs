@@ -205,6 +205,25 @@ async fn a_forged_or_altered_presentation_is_refused(app: TestApp) {
     // The genuine one is accepted.
     let res = app.visitor_post(&site, &write_body(Some(&token), "FR")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
+
+    // A revision published after the token was issued: a write that names it with the old token
+    // would prove agreement to a policy the person was not shown (GDPR Art. 7(1)).
+    let res = app
+        .post_revision(
+            "privacy",
+            json!({"revision_date": "2026-11-01", "url": "https://www.example.com/privacy-2026",
+                                         "requires_reconsent": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mut body = write_body(Some(&token), "FR");
+    body["policy_revision"] = json!("2026-11-01");
+    let res = app.visitor_post(&site, &body).send().await.unwrap();
+    assert_eq!(refused(assert_problem(res, 400).await), "shows policy revisions 2021-02-01, not 2026-11-01, the policy_revision of the write: fetch the config again and show the visitor its policies");
+    let fresh = config(&app, &site, "?region=FR").await;
+    body["presentation"] = fresh["presentation"]["token"].clone();
+    let res = app.visitor_post(&site, &body).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
 }
 
 async fn a_stale_presentation_is_replaced_by_the_current_one(mut app: TestApp) {
