@@ -107,6 +107,12 @@ impl SubjectIdentifier {
         }
     }
 
+    /// The clear form (`Display`) when it is personal data stored only as a keyed hash: an
+    /// email address or phone number.
+    pub fn shown_personal(&self) -> Option<String> {
+        matches!(self, Self::Email(_) | Self::Phone(_)).then(|| self.to_string())
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Visitor(_) => "visitor",

@@ -111,6 +111,10 @@ pub struct Submission {
     status: u16,
     finish: Finish,
     seal: Option<Seal>,
+    /// The subject as its response shows it, when that is an email address or phone number
+    /// (`email:ada@example.com`): the response stored for its idempotency key shows the stored
+    /// form (`email:h:…`) instead, and a replay the clear form again.
+    shown: Option<String>,
 }
 
 impl Submission {
@@ -158,6 +162,7 @@ impl Submission {
             status,
             finish,
             seal: None,
+            shown: None,
         })
     }
 
@@ -165,6 +170,27 @@ impl Submission {
     pub fn sealed_by(mut self, seal: Seal) -> Self {
         self.seal = Some(seal);
         self
+    }
+
+    /// The submission of a subject that its response shows in clear (an email address or phone
+    /// number, `Display` form): see the field `shown`.
+    pub fn showing(mut self, clear: Option<String>) -> Self {
+        self.shown = clear;
+        self
+    }
+
+    /// `body` with the subject as the response shows it (`"email:…"`) replaced by its stored
+    /// form (`to_stored`: what is kept holds no address or number), or back (a replay shows the
+    /// one the request carries: the same request, so the same subject).
+    fn swap_subject(&self, body: String, to_stored: bool) -> String {
+        let Some(clear) = &self.shown else { return body };
+        let (clear, stored) = (serde_json::to_string(clear), serde_json::to_string(&self.subject));
+        let (Ok(clear), Ok(stored)) = (clear, stored) else { return body };
+        if to_stored {
+            body.replace(&clear, &stored)
+        } else {
+            body.replace(&stored, &clear)
+        }
     }
 
     /// The key under which this submission's response is stored, if it has one.
@@ -202,14 +228,19 @@ pub fn record_choices(
 
 /// The stored first response for `claim`, when there is one: replayed (with its receipt, stored
 /// apart) if the request is the same, refused if the key was used for another request.
-fn replay(claim: &IdempotencyClaim, stored: Option<backend::Stored>) -> Result<Option<Outcome>, LedgerError> {
+fn replay(
+    job: &Submission,
+    claim: &IdempotencyClaim,
+    stored: Option<backend::Stored>,
+) -> Result<Option<Outcome>, LedgerError> {
     match stored {
         None => Ok(None),
         Some(stored) if stored.response.request_hash == claim.request_hash => {
             let status = u16::try_from(stored.response.status).unwrap_or(201);
+            let body = job.swap_subject(stored.response.response, false);
             let body = match stored.receipt {
-                Some(jws) => with_receipt(&stored.response.response, &jws),
-                None => stored.response.response,
+                Some(jws) => with_receipt(&body, &jws),
+                None => body,
             };
             Ok(Some(Outcome::Replay { status, body }))
         }
@@ -281,7 +312,7 @@ pub fn write_batch(
         let stored = backend::stored_responses(conn, &slots)?;
         for (i, stored) in claimed.iter().zip(stored) {
             let Some(claim) = &jobs[*i].idempotency else { continue };
-            outcomes[*i] = replay(claim, stored).transpose();
+            outcomes[*i] = replay(&jobs[*i], claim, stored).transpose();
         }
     }
     let active: Vec<usize> = (0..jobs.len()).filter(|i| outcomes[*i].is_none()).collect();
@@ -470,7 +501,7 @@ pub fn write_batch(
                 key: claim.key.clone(),
                 request_hash: claim.request_hash.clone(),
                 status: i32::from(job.status),
-                response: rendered,
+                response: job.swap_subject(rendered, true),
                 created_at: naive(job.rules.now),
                 receipt_id,
             });

@@ -138,6 +138,7 @@ pub async fn record_and_respond(
 ) -> Result<HttpResponse, ApiError> {
     let rules = AppState::rules(&config, presented)?;
     let stored = subject.stored_form(&config.subject_key);
+    let shown = subject.shown_personal();
     let req = owned.borrow(&stored);
     let stale = owned.presentation_stale;
     let finish: Finish = Box::new(move |_, r| {
@@ -149,7 +150,7 @@ pub async fn record_and_respond(
             let user = user.stored_form(&config.subject_key);
             service::consents::record_identified(state, rules, &req, user, 201, finish).await?
         }
-        None => service::consents::record_with_receipt(state, rules, &req, 201, finish).await?,
+        None => service::consents::record_with_receipt(state, rules, &req, shown, 201, finish).await?,
     };
     let (status, body, replayed) = match outcome {
         Outcome::Fresh { body, .. } => (201, body, false),

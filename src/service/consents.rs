@@ -40,15 +40,20 @@ fn counted<E>(req: &RecordRequest<'_>, outcome: Result<Outcome, E>) -> Result<Ou
 /// [`record`] for a submission that gets a signed receipt (a person's or a caller's choices,
 /// an opt-out request): issued in the transaction that records it and added to the response
 /// body as `receipt` ([`receipts::sealer`]).
+///
+/// `shown`: the subject as the response shows it when that is an email address or phone number
+/// ([`crate::domain::SubjectIdentifier::shown_personal`]): the response kept for an `Idempotency-Key` holds its
+/// keyed hash instead.
 pub async fn record_with_receipt(
     state: &AppState,
     rules: TenantRules,
     req: &RecordRequest<'_>,
+    shown: Option<String>,
     status: u16,
     finish: Finish,
 ) -> Result<Outcome, ApiError> {
     let seal = receipts::sealer(state, ReceiptContext::new(&rules, req));
-    let submission = Submission::new(rules, req, status, finish)?.sealed_by(seal);
+    let submission = Submission::new(rules, req, status, finish)?.sealed_by(seal).showing(shown);
     Ok(counted(req, state.writer.submit(submission).await)?)
 }
 

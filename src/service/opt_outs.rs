@@ -200,7 +200,8 @@ pub async fn request(
         outbox::enqueue(conn, &tenant.id, WebhookEventType::OptOutCreated, now, |_| Ok(vec![body]))?;
         Ok(text)
     });
-    Ok(match super::consents::record_with_receipt(state, rules, &record, 201, finish).await? {
+    let shown = subject.shown_personal();
+    Ok(match super::consents::record_with_receipt(state, rules, &record, shown, 201, finish).await? {
         Outcome::Fresh { body, .. } => (body, false),
         Outcome::Replay { body, .. } => (body, true),
     })

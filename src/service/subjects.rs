@@ -195,11 +195,11 @@ pub fn erase(
         )
         .set(data_subjects::merged_into.eq(None::<String>))
         .execute(conn)?;
-        // A replayed response may show an identifier in clear ("subject": "email:…"): the one
-        // erased by, and every other of the person's that is stored in clear (a visitor or user
-        // id linked to it; emails and phones are stored as keyed hashes, shown only as given).
+        // A kept response shows the subject it was for ("subject": …): a visitor or user id in
+        // clear, an email or phone as its keyed hash (put back in clear on replay). Every one of
+        // the person's identifiers, in the form kept.
         let mut shown_forms = vec![subject.to_string()];
-        shown_forms.extend(identifiers.iter().filter(|i| !i.contains(":h:")).cloned());
+        shown_forms.extend(identifiers.iter().cloned());
         shown_forms.sort();
         shown_forms.dedup();
         let mut stored_responses = 0;

@@ -217,6 +217,29 @@ async fn email_and_phone_are_normalised_and_stored_only_as_keyed_hashes(app: Tes
         assert!(!s.contains('@') && !s.contains('+'), "stored in the clear: {s}");
         assert!(s.starts_with("email:h:") || s.starts_with("phone:h:"), "{s}");
     }
+
+    // The response kept for an Idempotency-Key holds the keyed hash, not the address (and not
+    // the number of an opt-out request); a retry still shows the address.
+    let keyed = json!({"subject": "email:Grace@Example.com", "choices": {"marketing_email": true}, "source": "api"});
+    let first = app.post("/v1/consents", &keyed).header("Idempotency-Key", "kept-1").send().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["consents"]["subject"], "email:grace@example.com");
+    let opt_out = json!({"subject": "phone:+4930555666", "channel": "phone", "scope": "sale_sharing"});
+    let res = app.post("/v1/opt-outs", &opt_out).header("Idempotency-Key", "kept-2").send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let kept: Vec<String> = {
+        use consentry::db::schema::idempotency_keys::dsl::*;
+        idempotency_keys.select(response).load(&mut raw_connection(&app)).unwrap()
+    };
+    assert_eq!(kept.len(), 2);
+    for body in &kept {
+        assert!(!body.contains("grace@") && !body.contains("4930555666"), "kept in the clear: {body}");
+    }
+    assert!(kept.iter().any(|b| b.contains("\"subject\":\"email:h:")), "{kept:?}");
+    let retry = app.post("/v1/consents", &keyed).header("Idempotency-Key", "kept-1").send().await.unwrap();
+    assert_eq!(retry.headers()["Idempotent-Replayed"], "true");
+    assert_eq!(retry.json::<Value>().await.unwrap(), first, "the same body, address and receipt");
 }
 
 async fn server_side_records_carry_occurred_at(app: TestApp) {
