@@ -180,6 +180,7 @@ pub async fn import_body(
     format: Format,
     body: actix_web::web::Bytes,
 ) -> Result<(Summary, Vec<String>), crate::error::ApiError> {
+    check_header(format, &body)?;
     state
         .db(move |conn| {
             let mut errors = Vec::new();
@@ -198,6 +199,42 @@ pub async fn import_body(
             Ok((summary, errors))
         })
         .await
+}
+
+/// The columns every row needs, by the names the events endpoint uses.
+const REQUIRED_COLUMNS: [&str; 4] = ["subject", "purpose", "decision", "occurred_at"];
+
+/// Why a CSV header cannot be imported: a required column it lacks (else `None`). Without this,
+/// a file whose first line is not the header was read as a header and every row refused.
+fn missing_columns(headers: &csv::StringRecord) -> Option<String> {
+    let missing: Vec<&str> = REQUIRED_COLUMNS.into_iter().filter(|c| !headers.iter().any(|h| h == *c)).collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the header has no {} column{}: the first line names the columns (subject, purpose, decision, \
+             occurred_at; policy_revision and region optional)",
+            missing.join(", "),
+            if missing.len() == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// Refuses a CSV body whose first line is not a usable header (`POST /v1/imports`: 400, nothing
+/// read). NDJSON has no header.
+///
+/// Errors: 400 naming the body, with the columns missing.
+pub fn check_header(format: Format, body: &[u8]) -> Result<(), crate::error::ApiError> {
+    if !matches!(format, Format::Csv) {
+        return Ok(());
+    }
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::Headers).from_reader(body);
+    let why = match reader.headers() {
+        Ok(headers) => missing_columns(headers),
+        Err(e) => Some(format!("the header: {e}")),
+    };
+    match why {
+        Some(why) => Err(crate::error::ApiError::invalid("body", why)),
+        None => Ok(()),
+    }
 }
 
 /// Reads rows from `input` one at a time: `(line, row or why not, bytes read so far)`.
@@ -223,6 +260,9 @@ pub fn rows<'a>(
                 Ok(h) => h.clone(),
                 Err(e) => return Box::new(std::iter::once((1, Err(format!("the header: {e}")), 0))),
             };
+            if let Some(why) = missing_columns(&headers) {
+                return Box::new(std::iter::once((1, Err(why), 0)));
+            }
             let mut record = csv::StringRecord::new();
             Box::new(std::iter::from_fn(move || {
                 let line = reader.position().line();

@@ -411,4 +411,13 @@ async fn the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson
     let problem = assert_problem(post_import(&app, "text/csv", &big).await, 413).await;
     assert!(problem["detail"].as_str().unwrap().contains("max_import_bytes"), "{problem}");
     assert!(app.events_of("user:1").await.is_empty(), "nothing of a refused body is written");
+    // A body whose first line is not the header (found by the contract fuzzer: "{}" was read as
+    // a header and answered 200 with nothing imported) is refused, naming the missing columns.
+    let problem = assert_problem(post_import(&app, "text/csv", "{}").await, 400).await;
+    assert_eq!(problem["errors"][0]["field"], "body", "{problem}");
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("the header has no subject, purpose, decision, occurred_at columns"), "{problem}");
+    let headless = "user:1,analytics,granted,2023-01-01T00:00:00Z\n";
+    let problem = assert_problem(post_import(&app, "text/csv", headless).await, 400).await;
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("no subject, purpose, decision"), "{problem}");
 }

@@ -28,7 +28,7 @@ run_one() { # $1 backend name, $2 DATABASE_URL
   pid=$!
   for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
   echo "== schemathesis on $name (seed $seed, at most $examples cases per operation)"
-  CONSENTRY_SITE_KEY=$site "$venv/bin/schemathesis" --config-file tests/contract/schemathesis.toml run \
+  SCHEMATHESIS_HOOKS=hooks PYTHONPATH=tests/contract CONSENTRY_SITE_KEY=$site "$venv/bin/schemathesis" --config-file tests/contract/schemathesis.toml run \
     "http://127.0.0.1:$port/openapi.json" \
     -H "Authorization: Bearer $token" -H "Origin: http://127.0.0.1:8080" \
     --mode all --checks all --seed "$seed" --max-examples "$examples" --workers 1 \
