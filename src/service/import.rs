@@ -18,8 +18,10 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::BufRead;
+use std::rc::Rc;
 
 /// Rows per transaction.
 pub const BATCH: usize = 1000;
@@ -237,6 +239,46 @@ pub fn check_header(format: Format, body: &[u8]) -> Result<(), crate::error::Api
     }
 }
 
+/// The line breaks a CSV reader has read past, for line numbers in its reports.
+#[derive(Default)]
+struct Newlines {
+    /// Offsets of the `\n` bytes read but not yet counted, in order.
+    pending: VecDeque<u64>,
+    /// `\n` bytes counted (before the last row asked about).
+    counted: u64,
+    /// Bytes read so far.
+    read: u64,
+}
+
+impl Newlines {
+    /// The 1-based line of the byte before `end` (a row's terminator, or its last byte at the
+    /// end of the input): rows are asked about in order, so counted breaks are dropped.
+    fn line_of(&mut self, end: u64) -> u64 {
+        while self.pending.front().is_some_and(|&at| at + 1 < end) {
+            self.pending.pop_front();
+            self.counted += 1;
+        }
+        self.counted + 1
+    }
+}
+
+/// A reader that notes where its line breaks are as the CSV reader pulls bytes through it.
+struct LineCounter<R> {
+    inner: R,
+    newlines: Rc<RefCell<Newlines>>,
+}
+
+impl<R: std::io::Read> std::io::Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut lines = self.newlines.borrow_mut();
+        let start = lines.read;
+        lines.pending.extend(buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| start + i as u64));
+        lines.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads rows from `input` one at a time: `(line, row or why not, bytes read so far)`.
 pub fn rows<'a>(
     format: Format,
@@ -255,7 +297,9 @@ pub fn rows<'a>(
             }
         })),
         Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::Headers).from_reader(input);
+            let newlines = Rc::new(RefCell::new(Newlines::default()));
+            let counted = LineCounter { inner: input, newlines: Rc::clone(&newlines) };
+            let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::Headers).from_reader(counted);
             let headers = match reader.headers() {
                 Ok(h) => h.clone(),
                 Err(e) => return Box::new(std::iter::once((1, Err(format!("the header: {e}")), 0))),
@@ -265,12 +309,13 @@ pub fn rows<'a>(
             }
             let mut record = csv::StringRecord::new();
             Box::new(std::iter::from_fn(move || {
-                let line = reader.position().line();
                 match reader.read_record(&mut record) {
                     Ok(false) => None,
                     Ok(true) => {
-                        let line = record.position().map_or(line, |p| p.line());
+                        // The line the row ends on, counted here: the csv crate's own line is
+                        // where the previous row ended, one early after a CRLF or a blank line.
                         let bytes = reader.position().byte();
+                        let line = newlines.borrow_mut().line_of(bytes);
                         let row = record.deserialize::<Row>(Some(&headers)).map_err(|e| match e.kind() {
                             csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
                             _ => e.to_string(),
@@ -278,7 +323,7 @@ pub fn rows<'a>(
                         Some((line, row, bytes))
                     }
                     Err(e) => {
-                        let line = e.position().map_or(line, |p| p.line());
+                        let line = newlines.borrow_mut().line_of(reader.position().byte());
                         let why = match e.kind() {
                             csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
                                 format!("{len} fields where the header has {expected_len}")
@@ -390,5 +435,27 @@ fn reason(e: &LedgerError) -> String {
             fs.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rows, Format};
+
+    /// The line of each row as a person counts it: CRLF line ends, blank lines and a quoted field
+    /// over two lines (its row is reported at the line it ends on).
+    #[test]
+    fn csv_rows_are_reported_at_their_line() {
+        let text = "subject,purpose,decision,occurred_at\r\n\
+                    user:1,analytics,granted,2024-01-01T00:00:00Z\r\n\
+                    user:2,analytics,bogus,2024-01-01T00:00:00Z\r\n\
+                    \r\n\
+                    user:3,analytics,granted\r\n\
+                    \n\
+                    user:4,\"two\nlines\",granted,2024-01-01T00:00:00Z\n\
+                    user:5,analytics,denied,2024-01-01T00:00:00Z";
+        let lines: Vec<(u64, bool)> =
+            rows(Format::Csv, std::io::Cursor::new(text)).map(|(line, row, _)| (line, row.is_ok())).collect();
+        assert_eq!(lines, vec![(2, true), (3, true), (5, false), (8, true), (9, true)]);
     }
 }
