@@ -435,10 +435,19 @@ fn ready(listen: &str) -> CliResult {
 
 /// Logs to stderr: human-readable on a terminal, one JSON object a line otherwise (files,
 /// journald, container logs), never with ANSI colour codes off a terminal.
+///
+/// actix-http logs every request it cannot parse (a malformed request line, oversized headers) at
+/// ERROR: a client's mistake, answered with a problem body (`wire.rs`), that any client could
+/// repeat to fill the error log. Its dispatcher is silenced unless `filter` names `actix_http`.
 fn init_logging(filter: &str) {
     use std::io::IsTerminal;
+    let filter = if filter.contains("actix_http") {
+        filter.to_owned()
+    } else {
+        format!("{filter},actix_http::h1::dispatcher=off")
+    };
     let filter = || {
-        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     };
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter());
     if std::io::stderr().is_terminal() {

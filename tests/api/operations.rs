@@ -511,9 +511,22 @@ async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_reque
     let body = assert_problem(res, 401).await;
     assert_ne!(body["request_id"], "a@b", "an id that is not a plain token is replaced");
 
+    // A request line the HTTP layer cannot parse (with an address in it): a problem body, and
+    // no ERROR line a client could repeat to fill the log.
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+        raw.write_all(b"GET /v1/subjects/email:ada.lovelace@example.com/events HTTP/9.9 extra\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        raw.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let _ = raw.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+
     std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
     server.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("\"level\":\"ERROR\""), "a client's malformed request is logged as an error:\n{text}");
     for forbidden in ["ada.lovelace", "lovelace", token, "c2VjcmV0LWNhcGFiaWxpdHk", "SECRET-4711", "415 555"] {
         assert!(!text.contains(forbidden), "the log holds {forbidden:?}:\n{text}");
     }
