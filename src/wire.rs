@@ -54,8 +54,10 @@ fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
-/// The answer that replaces `head`: the same head with a problem body.
+/// The answer that replaces `head`: the same head with a problem body and a request id (new:
+/// the request could not be read, so it named none), in `X-Request-Id` and the body.
 fn with_problem_body(head: &[u8]) -> Vec<u8> {
+    let request_id = uuid::Uuid::now_v7().to_string();
     let code: u16 = std::str::from_utf8(&head[9..12]).ok().and_then(|c| c.parse().ok()).unwrap_or(400);
     let status = actix_web::http::StatusCode::from_u16(code).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     let (slug, detail) = match code {
@@ -77,12 +79,15 @@ fn with_problem_body(head: &[u8]) -> Vec<u8> {
         status: code,
         detail: detail.to_owned(),
         errors: Vec::new(),
-        request_id: None,
+        request_id: Some(request_id.clone()),
     };
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     let head = String::from_utf8_lossy(head).replacen(
         "\r\ncontent-length: 0\r\n",
-        &format!("\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\n", body.len()),
+        &format!(
+            "\r\ncontent-type: application/problem+json\r\nx-request-id: {request_id}\r\ncontent-length: {}\r\n",
+            body.len()
+        ),
         1,
     );
     let mut out = head.into_bytes();
@@ -153,5 +158,7 @@ mod tests {
         assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())), "{head}");
         let problem: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(problem["status"], 431);
+        let id = problem["request_id"].as_str().unwrap();
+        assert!(head.contains(&format!("\r\nx-request-id: {id}\r\n")), "{head}");
     }
 }
