@@ -66,7 +66,16 @@ async fn requests_the_http_layer_cannot_read_get_problem_bodies(app: TestApp) {
         answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.contains("{\"status\":\"ok\"}HTTP/1.1 400 "),
         "{answer}"
     );
-    assert!(answer.ends_with("\"status\":400,\"detail\":\"the request line or a header field is malformed, or the URL is longer than 65,534 bytes\"}"), "{answer}");
+    let (_, last) = answer.split_once("}HTTP/1.1 400 ").unwrap();
+    let (head, body) = last.split_once("\r\n\r\n").unwrap();
+    let problem: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(
+        problem["detail"],
+        "the request line or a header field is malformed, or the URL is longer than 65,534 bytes"
+    );
+    // A request id, as every answer has, in the head and the body.
+    let id = problem["request_id"].as_str().unwrap_or_else(|| panic!("no request id: {body}"));
+    assert!(head.contains(&format!("\r\nx-request-id: {id}\r\n")), "{head}");
 }
 
 /// PostgreSQL text cannot hold U+0000 and SQLite can: both refuse it up front, with a 400 and
