@@ -49,7 +49,15 @@ pub struct Presentations {
 struct TokenCache {
     hour: i64,
     issued: HashMap<String, String>,
-    checked: HashMap<String, PresentationClaims>,
+    checked: HashMap<String, Checked>,
+}
+
+/// A token whose signature held: its claims, and the policy revision dates its content shows
+/// (once looked up; `None` until then, or while its content is not on record).
+#[derive(Clone)]
+struct Checked {
+    claims: PresentationClaims,
+    revisions: Option<Vec<String>>,
 }
 
 impl TokenCache {
@@ -235,17 +243,18 @@ pub async fn accept(
     let now = Utc::now();
     let hour = issue_time(now).timestamp();
     let cached = state.presentations.tokens.lock().ok().and_then(|mut c| c.at(hour).checked.get(raw).cloned());
-    let claims: PresentationClaims = match cached {
-        Some(claims) => claims,
+    let Checked { claims, revisions } = match cached {
+        Some(checked) => checked,
         None => {
             let claims: PresentationClaims = state
                 .receipts
                 .verify_claims(raw, now.date_naive())
                 .map_err(|why| refused(format!("is not a presentation token of this service: {why}")))?;
+            let checked = Checked { claims, revisions: None };
             if let Ok(mut cache) = state.presentations.tokens.lock() {
-                cache.at(hour).checked.insert(raw.to_owned(), claims.clone());
+                cache.at(hour).checked.insert(raw.to_owned(), checked.clone());
             }
-            claims
+            checked
         }
     };
     if claims.schema != PRESENTATION_SCHEMA {
@@ -273,22 +282,37 @@ pub async fn accept(
         let current = issue(state, site_id, rules, region, claims.locale.as_deref()).await?;
         return Ok((Shown { sha256: current.sha256, issued_at: current.issued_at }, true));
     }
-    // The usual case: the config has not changed since; make sure its content is on record.
-    let current = content(rules, region);
-    let is_current = current.sha256() == claims.sha256;
-    if is_current && !state.presentations.is_stored(&format!("{} {}", rules.tenant_id, claims.sha256)) {
-        store(state, &rules.tenant_id, &claims.sha256, &current, raw).await?;
-    }
-    if let Some(revision) = policy_revision {
-        let shown =
-            if is_current { Some(current) } else { stored_content(state, &rules.tenant_id, &claims.sha256).await? };
-        // A presentation whose text is not on record (its storing failed) cannot be checked.
-        if let Some(shown) = shown.filter(|c| !c.policies.iter().any(|p| p.revision_date == revision)) {
-            let dates: Vec<&str> = shown.policies.iter().map(|p| p.revision_date.as_str()).collect();
+    // What the token shows, looked up once an hour per token: the site's current content (the
+    // usual case, then stored if it is not on record yet), else the stored one.
+    let revisions = match revisions {
+        Some(revisions) => Some(revisions),
+        None => {
+            let current = content(rules, region);
+            let shown = if current.sha256() == claims.sha256 {
+                if !state.presentations.is_stored(&format!("{} {}", rules.tenant_id, claims.sha256)) {
+                    store(state, &rules.tenant_id, &claims.sha256, &current, raw).await?;
+                }
+                Some(current)
+            } else {
+                stored_content(state, &rules.tenant_id, &claims.sha256).await?
+            };
+            // A presentation whose text is not on record (its storing failed) cannot be checked.
+            let revisions: Option<Vec<String>> =
+                shown.map(|c| c.policies.into_iter().map(|p| p.revision_date).collect());
+            if let (Some(r), Ok(mut cache)) = (&revisions, state.presentations.tokens.lock()) {
+                if let Some(checked) = cache.at(hour).checked.get_mut(raw) {
+                    checked.revisions = Some(r.clone());
+                }
+            }
+            revisions
+        }
+    };
+    if let (Some(revision), Some(shown)) = (policy_revision, &revisions) {
+        if !shown.iter().any(|d| d == revision) {
             return Err(refused(format!(
                 "shows policy revisions {}, not {revision}, the policy_revision of the write: fetch the config again \
                  and show the visitor its policies",
-                if dates.is_empty() { "(none)".to_owned() } else { dates.join(", ") }
+                if shown.is_empty() { "(none)".to_owned() } else { shown.join(", ") }
             )));
         }
     }
