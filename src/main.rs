@@ -1,5 +1,12 @@
 //! The `consentry` binary: parses the command line and hands over to the library.
 
+/// mimalloc instead of the C library's allocator: the server allocates and frees many small
+/// buffers per request across threads, where glibc's malloc spent about 15% of the server's
+/// CPU on a public write (perf, bench/ write workload; see BENCHMARKS.md). Built without
+/// transparent huge pages (`no_thp`): with them the server's resident memory doubled.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let status = consentry::cli::run_to_status();
     // End here, without the C library's exit handlers. The PostgreSQL client's OpenSSL registers

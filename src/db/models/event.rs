@@ -60,6 +60,19 @@ impl NewEvent {
     }
 }
 
+/// The feed query on SQLite (see [`Event::feed`]); a macro, so the test of its plan reads the
+/// very query the feed runs.
+macro_rules! sqlite_feed {
+    ($tenant_id:expr, $tx:expr, $seq:expr, $limit:expr) => {
+        consent_events::table
+            .filter(consent_events::tenant_id.eq($tenant_id))
+            .filter(consent_events::tx_id.eq($tx))
+            .filter(consent_events::seq.gt($seq))
+            .order((consent_events::tx_id.asc(), consent_events::seq.asc()))
+            .limit($limit)
+    };
+}
+
 impl Event {
     /// The events of subjects (a person and the subjects merged into it), in recorded order.
     pub fn list_for_subject(
@@ -89,6 +102,13 @@ impl Event {
         limit: i64,
     ) -> QueryResult<Vec<Self>> {
         let (tx, seq) = after;
+        if let AnyConnection::Sqlite(_) = conn {
+            // SQLite has one writer, so every `tx_id` is 0 and the feed is `seq` order. Its
+            // planner seeks only on the first column of a row comparison: the form below read
+            // the tenant's whole index on every page (24 ms a page at 92,000 events, growing with
+            // the ledger; the analytics worker asks every 250 ms), where this seeks to `seq`.
+            return sqlite_feed!(tenant_id, tx, seq, limit).select(Self::as_select()).load(conn);
+        }
         consent_events::table
             .filter(consent_events::tenant_id.eq(tenant_id))
             // A row comparison, not `tx_id > tx OR (tx_id = tx AND seq > seq)`: both databases
@@ -128,5 +148,44 @@ impl Event {
             .limit(limit)
             .select(Self::as_select())
             .load(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::{BigInt, Text};
+
+    #[derive(QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+
+    /// The feed is read every 250 ms by the analytics worker and page by page by integrators:
+    /// each page must start at its cursor, not read the tenant's ledger from the start.
+    #[test]
+    fn the_sqlite_feed_seeks_to_its_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/feed.db", dir.path().display());
+        let options = crate::db::Options { pool_size: 1, migrate: true, synchronous: Default::default() };
+        let pool = crate::db::open(&url, &options).unwrap();
+        let mut conn = pool.get().unwrap();
+        let query = sqlite_feed!("t", 0_i64, 42_i64, 10_i64).select(Event::as_select());
+        let sql = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&query).to_string();
+        let sql = sql.split(" -- binds").next().unwrap();
+        let plan: Vec<PlanStep> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .bind::<Text, _>("t")
+            .bind::<BigInt, _>(0_i64)
+            .bind::<BigInt, _>(42_i64)
+            .bind::<BigInt, _>(10_i64)
+            .load(&mut *conn)
+            .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|s| s.detail.as_str()).collect();
+        assert_eq!(
+            plan,
+            ["SEARCH consent_events USING INDEX consent_events_feed (tenant_id=? AND tx_id=? AND seq>?)"],
+            "{sql}"
+        );
     }
 }
