@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod models;
+pub mod replica;
 pub mod schema;
 
 use diesel::connection::SimpleConnection;
@@ -157,6 +158,13 @@ pub enum DbError {
     PendingMigrations(String),
     #[error("cannot connect to {backend} at {url}: {reason}")]
     Connect { backend: &'static str, url: String, reason: String },
+    #[error(
+        "DATABASE_REPLICA_URL '{0}' is not a PostgreSQL URL: a read replica is a PostgreSQL streaming \
+         replica (postgres://…) of a PostgreSQL DATABASE_URL; SQLite has no replicas"
+    )]
+    ReplicaNotPostgres(String),
+    #[error("DATABASE_REPLICA_URL is set but DATABASE_URL is SQLite: a read replica needs a PostgreSQL primary")]
+    ReplicaOfSqlite,
     #[error("cannot run migrations: {0}")]
     Migrate(String),
     #[error(transparent)]
@@ -440,6 +448,27 @@ pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
         check_migrations(&mut conn, false)?;
     }
     Ok(pool)
+}
+
+/// Opens a pool on a read replica (`DATABASE_REPLICA_URL`; see [`replica`]): PostgreSQL only,
+/// without migrating or checking the schema (the replica follows the primary's). Does not wait
+/// for the replica: one that is down at start is connected by the probe when it is back.
+/// Errors: a URL that is not `postgres://` / `postgresql://` (SQLite has no replicas).
+pub fn open_replica(url: &str, pool_size: u32) -> Result<Pool, DbError> {
+    let url = match DatabaseUrl::parse(url) {
+        Ok(url @ DatabaseUrl::Postgres(_)) => url,
+        Ok(DatabaseUrl::Sqlite(_)) | Err(_) => return Err(DbError::ReplicaNotPostgres(redact(url))),
+    };
+    let health = Arc::new(Health::default());
+    let manager = ConnectionManager { url: url.clone(), synchronous: Synchronous::default(), health: health.clone() };
+    let inner = r2d2::Pool::builder()
+        .max_size(pool_size.max(1))
+        .min_idle(Some(0))
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .test_on_check_out(true)
+        .build_unchecked(manager.clone());
+    spawn_probe(&manager);
+    Ok(Pool { inner, health })
 }
 
 /// While the database is down, tries to connect every [`PROBE_EVERY`], so that the pool knows

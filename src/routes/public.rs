@@ -557,7 +557,7 @@ fn visitor_cookie(state: &AppState, req: &HttpRequest, site_key: &str, visitor_i
 pub async fn preflight(_site: PublicSite) -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Idempotency-Key"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Idempotency-Key, Consentry-Read-After"))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
         .finish()
 }

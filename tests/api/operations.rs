@@ -63,6 +63,8 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         metrics: Default::default(),
         retention: Default::default(),
         max_import_bytes: 1 << 20,
+        database_replica_url: None,
+        replica: Default::default(),
     }
 }
 
