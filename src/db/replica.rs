@@ -15,8 +15,8 @@
 //! **Read-your-writes.** A write's response carries `Consentry-Read-After`: a WAL position of
 //! the primary read after the write committed ([`Replica::commit_position`]). A read that
 //! sends it back is served by the replica only when the replica's replay position (from the
-//! latest probe) is at or past it, else by the primary; so it sees that write, and every write
-//! that committed before it.
+//! latest probe, or asked at once when the probe's is short of it) is at or past it, else by the
+//! primary; so it sees that write, and every write that committed before it.
 //!
 //! The replica URL must name one server (not a balancer over several): the positions compared
 //! are that server's.
@@ -150,6 +150,37 @@ impl Replica {
             Target::Replica
         } else {
             Target::Primary
+        }
+    }
+
+    /// Whether a read with `after` goes to the primary only because the latest probe found the
+    /// replica short of `after` (it is up and keeps up): then [`Replica::replayed_now`] may
+    /// find it far enough already.
+    pub fn short_of(&self, after: Option<Lsn>) -> bool {
+        let Some(after) = after else { return false };
+        let status = self.status();
+        let fresh = status.caught_up_at.is_some_and(|at| at.elapsed() <= self.max_lag);
+        status.up && fresh && status.replayed.is_none_or(|replayed| replayed < after)
+    }
+
+    /// Asks the replica for its replay position now (one query; blocking) and records it;
+    /// `None` when it does not answer (it is then down until a probe finds it well).
+    pub fn replayed_now(&self) -> Option<Lsn> {
+        let asked = self.pool.get().ok().and_then(|mut conn| {
+            replica_position(&mut conn)
+                .map_err(|e| super::note_lost_connection(&e))
+                .ok()
+        });
+        let mut status = self.status();
+        match asked {
+            Some((true, Some(replayed))) => {
+                status.replayed = status.replayed.max(Some(replayed));
+                Some(replayed)
+            }
+            _ => {
+                status.up = false;
+                None
+            }
         }
     }
 

@@ -79,9 +79,24 @@ fn served(target: Target) {
 }
 
 impl AppState {
-    /// Where a read would be served now (the primary when no replica is configured).
-    pub fn read_target(&self) -> Target {
-        self.replica.as_ref().map_or(Target::Primary, |r| r.route(after()))
+    /// Where a read is served now (the primary when no replica is configured). A read-your-
+    /// writes read (`Consentry-Read-After`) that the latest probe would send to the primary
+    /// asks the replica for its replay position first: streaming replication usually replays a
+    /// commit within a millisecond, well before the next probe.
+    pub async fn read_target(&self) -> Target {
+        let Some(replica) = &self.replica else { return Target::Primary };
+        let after = after();
+        match replica.route(after) {
+            Target::Primary if replica.short_of(after) => {
+                let r = replica.clone();
+                let now = web::block(move || r.replayed_now()).await.ok().flatten();
+                match (now, after) {
+                    (Some(now), Some(after)) if now >= after => Target::Replica,
+                    _ => Target::Primary,
+                }
+            }
+            target => target,
+        }
     }
 
     /// [`AppState::db`] for a read that the replica may serve: run there when
@@ -94,7 +109,7 @@ impl AppState {
         T: Send + 'static,
     {
         let f = Arc::new(f);
-        if let (Target::Replica, Some(replica)) = (self.read_target(), &self.replica) {
+        if let (Target::Replica, Some(replica)) = (self.read_target().await, &self.replica) {
             let (pool, g) = (replica.pool().clone(), f.clone());
             let result = web::block(move || {
                 let mut conn = pool.get()?;
@@ -128,7 +143,7 @@ impl AppState {
     /// for want of the replica) from the primary's.
     pub async fn read_states(&self, lookup: Lookup) -> Result<Vec<StateRow>, LedgerError> {
         if let (Target::Replica, Some(replica), Some(reader)) =
-            (self.read_target(), &self.replica, &self.replica_reader)
+            (self.read_target().await, &self.replica, &self.replica_reader)
         {
             match reader.states(lookup.clone()).await {
                 Err(LedgerError::Unavailable(e)) => {
