@@ -77,8 +77,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
             settings.replica.max_lag,
         )?),
     };
-    let replica_reader =
-        replica.as_ref().map(|r| Arc::new(crate::service::reader::Reader::start(r.pool().clone(), 2)));
+    let replica_reader = replica.as_ref().map(|r| Arc::new(crate::service::reader::Reader::start(r.pool().clone(), 2)));
     Ok(AppState {
         receipts,
         presentations: Arc::new(crate::service::presentation::Presentations::new(
@@ -385,9 +384,14 @@ where
     Either::Right(async move {
         let mut res = served.await?;
         if let Some(target) = context.served_by() {
-            res.headers_mut().insert(header::HeaderName::from_static("consentry-served-by"), HeaderValue::from_static(target.as_str()));
+            res.headers_mut().insert(
+                header::HeaderName::from_static("consentry-served-by"),
+                HeaderValue::from_static(target.as_str()),
+            );
         } else if let (true, true, Some(replica)) = (writes, res.status().is_success(), replica) {
-            if let Some(value) = replica.commit_position().await.and_then(|lsn| HeaderValue::from_str(&lsn.token()).ok()) {
+            if let Some(value) =
+                replica.commit_position().await.and_then(|lsn| HeaderValue::from_str(&lsn.token()).ok())
+            {
                 res.headers_mut().insert(header::HeaderName::from_static("consentry-read-after"), value);
             }
         }

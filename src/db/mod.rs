@@ -85,6 +85,8 @@ struct Health {
     /// Until when every checkout is tested with a query: set when a connection was found lost,
     /// for the others that may have died with it.
     suspect_until: Mutex<Option<Instant>>,
+    /// The pool of a read replica, whose reads fall back to the primary (see [`replica`]).
+    replica: bool,
 }
 
 /// How long a checkout waits for a connection while the database is not known to be down.
@@ -108,8 +110,14 @@ impl Health {
         let mut failing = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
         match (ok, failing.is_some()) {
             (true, true) => {
-                tracing::warn!("the database answers again");
+                tracing::warn!(replica = self.replica, "the database answers again");
                 *failing = None;
+            }
+            (false, false) if self.replica => {
+                tracing::warn!("cannot connect to the read replica; reading from the primary until it is back");
+                *failing = Some(Instant::now());
+                drop(failing);
+                self.suspect();
             }
             (false, false) => {
                 tracing::error!("cannot connect to the database; answering 503 until it is back");
@@ -459,7 +467,7 @@ pub fn open_replica(url: &str, pool_size: u32) -> Result<Pool, DbError> {
         Ok(url @ DatabaseUrl::Postgres(_)) => url,
         Ok(DatabaseUrl::Sqlite(_)) | Err(_) => return Err(DbError::ReplicaNotPostgres(redact(url))),
     };
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health { replica: true, ..Health::default() });
     let manager = ConnectionManager { url: url.clone(), synchronous: Synchronous::default(), health: health.clone() };
     let inner = r2d2::Pool::builder()
         .max_size(pool_size.max(1))

@@ -166,11 +166,11 @@ impl Replica {
     /// Asks the replica for its replay position now (one query; blocking) and records it;
     /// `None` when it does not answer (it is then down until a probe finds it well).
     pub fn replayed_now(&self) -> Option<Lsn> {
-        let asked = self.pool.get().ok().and_then(|mut conn| {
-            replica_position(&mut conn)
-                .map_err(|e| super::note_lost_connection(&e))
-                .ok()
-        });
+        let asked = self
+            .pool
+            .get()
+            .ok()
+            .and_then(|mut conn| replica_position(&mut conn).map_err(|e| super::note_lost_connection(&e)).ok());
         let mut status = self.status();
         match asked {
             Some((true, Some(replayed))) => {

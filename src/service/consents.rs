@@ -116,9 +116,8 @@ pub async fn check(
     } else {
         let (tenant_id, key) = (rules.tenant_id.clone(), purpose.key.to_string());
         let stored_again = stored.clone();
-        let states = state
-            .read_db(move |conn| Ok(check::states_by_identifier(conn, &tenant_id, &key, &stored)?))
-            .await?;
+        let states =
+            state.read_db(move |conn| Ok(check::states_by_identifier(conn, &tenant_id, &key, &stored)?)).await?;
         (stored_again, states)
     };
     Ok(check::answer(&rules, &purpose, region.as_ref(), subjects, &stored, &states)?)

@@ -335,7 +335,9 @@ mod streaming {
                     other => panic!("served by {other}"),
                 }
             }
-            eprintln!("read-your-writes: 50 of 50 correct; served by the replica {by_replica}, the primary {by_primary}");
+            eprintln!(
+                "read-your-writes: 50 of 50 correct; served by the replica {by_replica}, the primary {by_primary}"
+            );
             // Once the replica has replayed the write, the same token is served by the replica.
             let token = record_ada(&app, true).await;
             let started = Instant::now();
