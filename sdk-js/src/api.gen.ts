@@ -486,6 +486,8 @@ export interface operations {
             header?: {
                 /** @description `1`: the Global Privacy Control signal, recorded as an opt-out before the state is read */
                 "Sec-GPC"?: string | null;
+                /** @description The `Consentry-Read-After` of a write's answer: the read is served by the read replica only once it has replayed that write (else by the primary), so it sees the write */
+                "Consentry-Read-After"?: string;
             };
             path: {
                 /** @description The site's public key */
@@ -500,6 +502,8 @@ export interface operations {
             /** @description Per-purpose state */
             200: {
                 headers: {
+                    /** @description Which database served the read: the read replica (`DATABASE_REPLICA_URL`), or the primary (no replica, or it is down, lags more than `replica.max_lag`, or has not replayed `Consentry-Read-After` yet) */
+                    "Consentry-Served-By"?: "replica" | "primary";
                     [name: string]: unknown;
                 };
                 content: {
@@ -577,6 +581,8 @@ export interface operations {
             /** @description Recorded (committed). When the API is served on the page's site (`consent.example.com` for `www.example.com`), also `Set-Cookie: consentry_<8 characters of the site key>_id=<visitor id>` for their shared domain, 395 days, so that browsers capping script-set cookies keep the visitor */
             201: {
                 headers: {
+                    /** @description Only when a read replica is configured: an opaque token (the primary's WAL position once this write committed). Send it back as `Consentry-Read-After` on a follow-up read to see this write there */
+                    "Consentry-Read-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
