@@ -137,14 +137,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The reads a read replica may serve (see [`crate::service::read_route`]): (path, method).
-pub const ROUTED_READS: [(&str, &str); 7] = [
+/// The SDK's visitor read is served by the primary ([`crate::service::read_route::on_primary`]).
+pub const ROUTED_READS: [(&str, &str); 6] = [
     ("/v1/consents/check", "POST"),
     ("/v1/subjects/{subject}/consents", "GET"),
     ("/v1/subjects/{subject}/events", "GET"),
     ("/v1/subjects/{subject}/export", "GET"),
     ("/v1/events", "GET"),
     ("/v1/purposes/{key}/suppressions", "GET"),
-    ("/v1/sites/{site_key}/visitors/{visitor_id}/consents", "GET"),
 ];
 
 /// Documents read routing (issue 10): the routed reads take `Consentry-Read-After` and answer

@@ -285,7 +285,8 @@ pub async fn get_visitor_consents(
             }
         }
     } else {
-        read_state(&state, &site.config, presented, visitor, region).await?
+        // On the primary: the SDK cannot send Consentry-Read-After back (see `on_primary`).
+        crate::service::read_route::on_primary(read_state(&state, &site.config, presented, visitor, region)).await?
     };
     body.gpc_honored = Some(has_gpc(&req));
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
@@ -557,7 +558,7 @@ fn visitor_cookie(state: &AppState, req: &HttpRequest, site_key: &str, visitor_i
 pub async fn preflight(_site: PublicSite) -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Idempotency-Key, Consentry-Read-After"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Idempotency-Key"))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
         .finish()
 }

@@ -23,6 +23,8 @@ use std::sync::Arc;
 pub struct ReadContext {
     /// The request's `Consentry-Read-After`: a write's position its reads must see.
     after: Option<Lsn>,
+    /// Every read on the primary, unrouted ([`on_primary`]).
+    pinned: bool,
     /// Where its reads were served: 0 none yet, 1 primary, 2 replica (the primary wins when
     /// both served some).
     served_by: AtomicU8,
@@ -30,7 +32,7 @@ pub struct ReadContext {
 
 impl ReadContext {
     pub fn new(after: Option<Lsn>) -> Arc<Self> {
-        Arc::new(Self { after, served_by: AtomicU8::new(0) })
+        Arc::new(Self { after, pinned: false, served_by: AtomicU8::new(0) })
     }
 
     /// Where the request's reads were served, if it made any routed read.
@@ -69,6 +71,20 @@ pub fn current() -> Arc<ReadContext> {
     CONTEXT.try_with(Arc::clone).unwrap_or_else(|_| ReadContext::new(None))
 }
 
+/// Runs `read` with its reads on the primary, unrouted (no `Consentry-Served-By`, not counted):
+/// for a reader that cannot send `Consentry-Read-After` back yet must see its own writes. The
+/// SDK's visitor read is one: it takes the server's answer as the record of the visitor's
+/// choices, so a replica's answer from before the visitor's last choice (a page loaded right
+/// after it) would undo it on the page.
+pub async fn on_primary<F: Future>(read: F) -> F::Output {
+    let context = Arc::new(ReadContext { after: None, pinned: true, served_by: AtomicU8::new(0) });
+    CONTEXT.scope(context, read).await
+}
+
+fn pinned() -> bool {
+    CONTEXT.try_with(|c| c.pinned).unwrap_or(false)
+}
+
 fn after() -> Option<Lsn> {
     CONTEXT.try_with(|c| c.after).ok().flatten()
 }
@@ -84,7 +100,7 @@ impl AppState {
     /// asks the replica for its replay position first: streaming replication usually replays a
     /// commit within a millisecond, well before the next probe.
     pub async fn read_target(&self) -> Target {
-        let Some(replica) = &self.replica else { return Target::Primary };
+        let Some(replica) = self.replica.as_ref().filter(|_| !pinned()) else { return Target::Primary };
         let after = after();
         match replica.route(after) {
             Target::Primary if replica.short_of(after) => {
@@ -134,7 +150,9 @@ impl AppState {
             }
         }
         let result = self.db(move |conn| f(conn)).await;
-        served(Target::Primary);
+        if !pinned() {
+            served(Target::Primary);
+        }
         result
     }
 
@@ -161,7 +179,9 @@ impl AppState {
             }
         }
         let result = self.reader.states(lookup).await;
-        served(Target::Primary);
+        if !pinned() {
+            served(Target::Primary);
+        }
         result
     }
 }

@@ -256,7 +256,7 @@ mod streaming {
     async fn checks_state_reads_feed_and_exports_are_served_by_the_replica() {
         let Some((app, pair, database)) = replica_app().await else { return };
         {
-            app.seed().await;
+            let site = app.seed().await;
             record_ada(&app, true).await;
             until_replica_serves(&app, true).await;
             // The replica really is a standby of the app's database, and it holds the event.
@@ -287,9 +287,23 @@ mod streaming {
             assert_eq!(served_by(&res), "replica");
             let body: Value = res.json().await.unwrap();
             assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
-            // Writes and what is not routed stay on the primary and say nothing.
+            // What is not routed stays on the primary and says nothing; so does the SDK's visitor
+            // read, which cannot carry a token (it must see the visitor's own last choice).
             let res = app.get("/v1/purposes").send().await.unwrap();
             assert_eq!(served_by(&res), "(none)");
+            let visitor = crate::helpers::VISITOR;
+            app.record_visitor(&site, visitor, json!({"marketing_email": true})).await;
+            let res = app
+                .client
+                .get(app.url(&format!("/v1/sites/{site}/visitors/{visitor}/consents")))
+                .header("Origin", crate::helpers::ORIGIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(served_by(&res), "(none)");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["purposes"]["marketing_email"]["status"], "granted", "the visitor's own choice, at once");
             // The metric counts reads by target.
             let metrics = app
                 .client
