@@ -486,8 +486,6 @@ export interface operations {
             header?: {
                 /** @description `1`: the Global Privacy Control signal, recorded as an opt-out before the state is read */
                 "Sec-GPC"?: string | null;
-                /** @description The `Consentry-Read-After` of a write's answer: the read is served by the read replica only once it has replayed that write (else by the primary), so it sees the write */
-                "Consentry-Read-After"?: string;
             };
             path: {
                 /** @description The site's public key */
@@ -502,8 +500,6 @@ export interface operations {
             /** @description Per-purpose state */
             200: {
                 headers: {
-                    /** @description Which database served the read: the read replica (`DATABASE_REPLICA_URL`), or the primary (no replica, or it is down, lags more than `replica.max_lag`, or has not replayed `Consentry-Read-After` yet) */
-                    "Consentry-Served-By"?: "replica" | "primary";
                     [name: string]: unknown;
                 };
                 content: {
