@@ -10,6 +10,15 @@ pub struct Settings {
     /// `sqlite://<path>` (default `sqlite://data/consentry.db`, created on first start),
     /// or `postgres://…` / `postgresql://…`.
     pub database_url: String,
+    /// A PostgreSQL streaming replica of `database_url` (`DATABASE_REPLICA_URL`, which wins, or
+    /// `CONSENTRY__DATABASE_REPLICA_URL`): serves checks, state reads, the change feed and
+    /// exports while it keeps up (see [`crate::db::replica`] and `[replica]`). Absent: every
+    /// read is served by the primary. Refused at start with a SQLite `database_url`.
+    #[serde(default)]
+    pub database_replica_url: Option<String>,
+    /// The read replica (`[replica]` in the file, `CONSENTRY__REPLICA__MAX_LAG=500ms`).
+    #[serde(default)]
+    pub replica: ReplicaSettings,
     /// Address and port `serve` listens on (default `127.0.0.1:8080`).
     pub listen: String,
     /// Largest request body accepted, in bytes (default 4 MiB: a check of 10,000 subjects fits).
@@ -74,6 +83,25 @@ pub struct Settings {
 
 fn default_max_import_bytes() -> usize {
     256 * 1024 * 1024
+}
+
+/// How the read replica (`database_replica_url`) is used.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaSettings {
+    /// The longest lag at which the replica serves reads (default `1s`): a read is served by the
+    /// primary while the replica has not replayed every commit that finished on the primary
+    /// longer ago than this, or does not answer.
+    #[serde(deserialize_with = "duration")]
+    pub max_lag: std::time::Duration,
+    /// Connections to the replica per process (default: `pool_size`).
+    pub pool_size: Option<u32>,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        Self { max_lag: std::time::Duration::from_secs(1), pool_size: None }
+    }
 }
 
 /// Retention (see `service::retention`): the periodic pruning and how long completed opt-out
@@ -316,11 +344,24 @@ impl Settings {
                 url.into_string().map_err(|_| config::ConfigError::Message("DATABASE_URL is not UTF-8".into()))?;
             builder = builder.set_override("database_url", url)?;
         }
+        if let Some(url) = std::env::var_os("DATABASE_REPLICA_URL") {
+            let url = url
+                .into_string()
+                .map_err(|_| config::ConfigError::Message("DATABASE_REPLICA_URL is not UTF-8".into()))?;
+            builder = builder.set_override("database_replica_url", url)?;
+        }
         let settings: Self = builder.build()?.try_deserialize()?;
         if settings.database_url.trim().is_empty() {
             return Err(config::ConfigError::Message(
                 "the database URL is set but empty (DATABASE_URL or database_url); unset it for the default \
                  sqlite://data/consentry.db, or name a database"
+                    .into(),
+            ));
+        }
+        if settings.database_replica_url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            return Err(config::ConfigError::Message(
+                "the replica URL is set but empty (DATABASE_REPLICA_URL or database_replica_url); unset it to \
+                 read from the primary only, or name a replica"
                     .into(),
             ));
         }

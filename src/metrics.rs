@@ -11,6 +11,8 @@
 //! | `consentry_db_pool_connections` (gauge) | `state` (`idle`, `in_use`) | at scrape time |
 //! | `consentry_webhook_deliveries` (gauge) | `status` (`pending`: the backlog, `dead`: dead letters) | at scrape time, all tenants |
 //! | `consentry_rate_limited_total` | `policy` (`public`, `observations`, `token`) | 429 answers |
+//! | `consentry_reads_total` | `target` (`replica`, `primary`) | reads that a replica may serve (checks, state reads, the feed, exports), by the database that served them |
+//! | `consentry_replica_lag_seconds` (gauge) | | at scrape time: how far the read replica is behind (absent without one; +Inf before it was measured) |
 //!
 //! No label holds an identifier: routes are patterns (`/v1/subjects/{subject}/events`), never
 //! paths; a path that matches no route is `(unmatched)`; methods outside RFC 9110's are `other`.
@@ -34,6 +36,8 @@ pub struct Metrics {
     pool_connections: IntGaugeVec,
     webhook_deliveries: IntGaugeVec,
     rate_limited: IntCounterVec,
+    reads: IntCounterVec,
+    replica_lag: prometheus::Gauge,
 }
 
 /// The process's metrics.
@@ -101,6 +105,17 @@ impl Metrics {
                 Opts::new("consentry_rate_limited_total", "Requests refused by a rate limit (429), by policy"),
                 &["policy"]
             )),
+            reads: register!(IntCounterVec::new(
+                Opts::new(
+                    "consentry_reads_total",
+                    "Reads a replica may serve (checks, state reads, the feed, exports), by the database that served them"
+                ),
+                &["target"]
+            )),
+            replica_lag: register!(prometheus::Gauge::new(
+                "consentry_replica_lag_seconds",
+                "How far the read replica is behind the primary (at scrape time; only with a replica)"
+            )),
             registry,
         }
     }
@@ -144,6 +159,11 @@ pub fn checked(subjects: usize) {
     METRICS.checked_subjects.inc_by(subjects as u64);
 }
 
+/// Counts a routed read served by `target` (`replica` or `primary`).
+pub fn read_served(target: &'static str) {
+    METRICS.reads.with_label_values(&[target]).inc();
+}
+
 /// Observes the size of a write batch.
 pub fn write_batch(size: usize) {
     METRICS.batch_size.observe(size as f64);
@@ -165,6 +185,8 @@ pub struct Snapshot {
     pub pool_in_use: u32,
     pub webhooks_pending: i64,
     pub webhooks_dead: i64,
+    /// The read replica's lag in seconds (+Inf before it was measured); `None` without one.
+    pub replica_lag: Option<f64>,
 }
 
 /// Reads the gauges of a scrape: the pool's connections, and the webhook deliveries pending and
@@ -181,7 +203,8 @@ pub async fn snapshot(state: &crate::state::AppState) -> Result<Snapshot, crate:
             Ok((count(conn, "pending")?, count(conn, "dead")?))
         })
         .await?;
-    Ok(Snapshot { pool_idle, pool_in_use, webhooks_pending, webhooks_dead })
+    let replica_lag = state.replica.as_ref().map(|r| r.lag().map_or(f64::INFINITY, |lag| lag.as_secs_f64()));
+    Ok(Snapshot { pool_idle, pool_in_use, webhooks_pending, webhooks_dead, replica_lag })
 }
 
 /// The metrics in Prometheus' text format (0.0.4), with `snapshot`'s gauges.
@@ -191,8 +214,13 @@ pub fn render(snapshot: &Snapshot) -> String {
     m.pool_connections.with_label_values(&["in_use"]).set(i64::from(snapshot.pool_in_use));
     m.webhook_deliveries.with_label_values(&["pending"]).set(snapshot.webhooks_pending);
     m.webhook_deliveries.with_label_values(&["dead"]).set(snapshot.webhooks_dead);
+    let mut families = m.registry.gather();
+    match snapshot.replica_lag {
+        Some(lag) => m.replica_lag.set(lag),
+        None => families.retain(|f| f.name() != "consentry_replica_lag_seconds"),
+    }
     let mut out = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
         tracing::error!(error = %e, "cannot encode the metrics");
     }
     String::from_utf8(out).unwrap_or_default()

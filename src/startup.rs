@@ -67,6 +67,17 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         db::DatabaseUrl::Sqlite(_) => 1,
     };
     let receipts = Arc::new(crate::receipts::ReceiptKeys::load(settings)?);
+    let replica = match (&settings.database_replica_url, writers) {
+        (None, _) => None,
+        (Some(_), 1) => return Err(DbError::ReplicaOfSqlite.into()),
+        (Some(url), _) => Some(db::replica::Replica::open(
+            url,
+            pool.clone(),
+            settings.replica.pool_size.unwrap_or(settings.pool_size),
+            settings.replica.max_lag,
+        )?),
+    };
+    let replica_reader = replica.as_ref().map(|r| Arc::new(crate::service::reader::Reader::start(r.pool().clone(), 2)));
     Ok(AppState {
         receipts,
         presentations: Arc::new(crate::service::presentation::Presentations::new(
@@ -75,6 +86,8 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         directory: crate::service::directory::Directory::new(pool.clone()),
         writer: Arc::new(crate::service::writer::Writer::start(pool.clone(), writers, webhook_wake.clone())),
         reader: Arc::new(crate::service::reader::Reader::start(pool.clone(), 2)),
+        replica,
+        replica_reader,
         pool,
         keys: Arc::new(keys),
         secrets: Arc::new(secrets),
@@ -239,6 +252,7 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
             )
             .default_service(web::to(not_found))
             .wrap(ErrorHandlers::new().default_handler(into_problem))
+            .wrap_fn(route_reads)
             .wrap_fn(|req: ServiceRequest, srv| {
                 use actix_web::dev::Service;
                 let fut = srv.call(req);
@@ -326,6 +340,65 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
     Ok(server)
 }
 
+/// The request header that carries a write's position to a read (see [`crate::db::replica`]).
+pub const READ_AFTER: &str = "Consentry-Read-After";
+
+/// The response header that names the database that served a routed read.
+pub const SERVED_BY: &str = "Consentry-Served-By";
+
+/// Read routing (issue 10; see [`crate::service::read_route`]): runs the request in a routing
+/// context holding its `Consentry-Read-After` (400 when malformed); then answers
+/// `Consentry-Served-By: replica|primary` after a routed read, and, with a replica configured,
+/// `Consentry-Read-After` after a successful write (any 2xx answer to a method other than GET,
+/// HEAD or OPTIONS that made no routed read): the primary's position once it committed.
+fn route_reads<S, B>(
+    req: ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error>>
+where
+    S: actix_web::dev::Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    use crate::db::replica::Lsn;
+    use crate::service::read_route::{self, ReadContext};
+    use actix_web::http::Method;
+    use futures_util::future::Either;
+    let after = match req.headers().get(READ_AFTER) {
+        None => None,
+        Some(value) => match value.to_str().ok().and_then(Lsn::parse_token) {
+            Some(lsn) => Some(lsn),
+            None => {
+                let problem = ApiError::invalid(
+                    READ_AFTER,
+                    "is not a token from a write's Consentry-Read-After (16 hexadecimal digits); send it back as received",
+                );
+                let res = actix_web::ResponseError::error_response(&problem);
+                return Either::Left(std::future::ready(Ok(req.into_response(res).map_into_right_body())));
+            }
+        },
+    };
+    let replica = req.app_data::<web::Data<AppState>>().and_then(|s| s.replica.clone());
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let context = ReadContext::new(after);
+    let served = read_route::scope(context.clone(), srv.call(req));
+    Either::Right(async move {
+        let mut res = served.await?;
+        if let Some(target) = context.served_by() {
+            res.headers_mut().insert(
+                header::HeaderName::from_static("consentry-served-by"),
+                HeaderValue::from_static(target.as_str()),
+            );
+        } else if let (true, true, Some(replica)) = (writes, res.status().is_success(), replica) {
+            if let Some(value) =
+                replica.commit_position().await.and_then(|lsn| HeaderValue::from_str(&lsn.token()).ok())
+            {
+                res.headers_mut().insert(header::HeaderName::from_static("consentry-read-after"), value);
+            }
+        }
+        Ok(res.map_into_left_body())
+    })
+}
+
 /// Adds `Access-Control-Allow-Origin` when the request's origin was accepted by
 /// [`crate::auth::PublicSite`], and `Vary: Origin` on every public response.
 fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
@@ -339,7 +412,10 @@ fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Idempotent-Replayed, X-Request-Id, Retry-After, RateLimit, RateLimit-Policy"),
+            HeaderValue::from_static(
+                "Idempotent-Replayed, X-Request-Id, Retry-After, RateLimit, RateLimit-Policy, Consentry-Read-After, \
+                 Consentry-Served-By",
+            ),
         );
     }
     if public {

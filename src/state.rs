@@ -34,6 +34,10 @@ pub struct AppState {
     pub writer: Arc<Writer>,
     /// Reads single subjects' states in batches (see [`crate::service::reader`]).
     pub reader: Arc<Reader>,
+    /// The read replica, when `database_replica_url` is set (see [`crate::db::replica`]).
+    pub replica: Option<Arc<crate::db::replica::Replica>>,
+    /// Reads single subjects' states in batches on the replica (with `replica`).
+    pub replica_reader: Option<Arc<Reader>>,
     /// Whether webhook receivers may be at internal addresses (`webhooks.private_receivers`,
     /// resolved for the database in use).
     pub private_receivers: bool,

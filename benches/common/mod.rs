@@ -46,6 +46,8 @@ pub async fn start(database_url: &str) -> Server {
         metrics: Default::default(),
         retention: Default::default(),
         max_import_bytes: 256 << 20,
+        database_replica_url: None,
+        replica: Default::default(),
     };
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -577,6 +577,8 @@ export interface operations {
             /** @description Recorded (committed). When the API is served on the page's site (`consent.example.com` for `www.example.com`), also `Set-Cookie: consentry_<8 characters of the site key>_id=<visitor id>` for their shared domain, 395 days, so that browsers capping script-set cookies keep the visitor */
             201: {
                 headers: {
+                    /** @description Only when a read replica is configured: an opaque token (the primary's WAL position once this write committed). Send it back as `Consentry-Read-After` on a follow-up read to see this write there */
+                    "Consentry-Read-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

@@ -736,13 +736,18 @@ pub fn feed_horizon_now(conn: &mut AnyConnection) -> QueryResult<i64> {
 
 fn horizon(conn: &mut AnyConnection, wait: std::time::Duration) -> QueryResult<i64> {
     let AnyConnection::Postgresql(c) = conn else { return Ok(i64::MAX) };
+    // On a streaming replica (a read served there, see `db::replica`) the primary's
+    // transactions are not in pg_stat_activity; they are in the snapshot: its xmin is the
+    // oldest still running there (in any database of the cluster, so it may hold back more).
     // age(x) counts from the next transaction id read after the snapshot was taken, so
     // xmax - age(x) is never above x's true 64-bit id: the horizon errs on the safe side.
     let mut read = || {
         diesel::select(diesel::dsl::sql::<(diesel::sql_types::BigInt, diesel::sql_types::BigInt)>(
-            "s.xmax, (SELECT COALESCE(min(s.xmax - age(a.backend_xid)), s.xmax) FROM pg_stat_activity a \
-             WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL) \
-             FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s",
+            "s.xmax, CASE WHEN pg_is_in_recovery() THEN s.xmin ELSE \
+             (SELECT COALESCE(min(s.xmax - age(a.backend_xid)), s.xmax) FROM pg_stat_activity a \
+             WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL) END \
+             FROM (SELECT pg_snapshot_xmax(snap)::text::bigint AS xmax, pg_snapshot_xmin(snap)::text::bigint AS xmin \
+             FROM pg_current_snapshot() AS snap) s",
         ))
         .get_result::<(i64, i64)>(c)
     };

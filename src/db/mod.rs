@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod models;
+pub mod replica;
 pub mod schema;
 
 use diesel::connection::SimpleConnection;
@@ -84,6 +85,8 @@ struct Health {
     /// Until when every checkout is tested with a query: set when a connection was found lost,
     /// for the others that may have died with it.
     suspect_until: Mutex<Option<Instant>>,
+    /// The pool of a read replica, whose reads fall back to the primary (see [`replica`]).
+    replica: bool,
 }
 
 /// How long a checkout waits for a connection while the database is not known to be down.
@@ -107,8 +110,14 @@ impl Health {
         let mut failing = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
         match (ok, failing.is_some()) {
             (true, true) => {
-                tracing::warn!("the database answers again");
+                tracing::warn!(replica = self.replica, "the database answers again");
                 *failing = None;
+            }
+            (false, false) if self.replica => {
+                tracing::warn!("cannot connect to the read replica; reading from the primary until it is back");
+                *failing = Some(Instant::now());
+                drop(failing);
+                self.suspect();
             }
             (false, false) => {
                 tracing::error!("cannot connect to the database; answering 503 until it is back");
@@ -157,6 +166,13 @@ pub enum DbError {
     PendingMigrations(String),
     #[error("cannot connect to {backend} at {url}: {reason}")]
     Connect { backend: &'static str, url: String, reason: String },
+    #[error(
+        "DATABASE_REPLICA_URL '{0}' is not a PostgreSQL URL: a read replica is a PostgreSQL streaming \
+         replica (postgres://…) of a PostgreSQL DATABASE_URL; SQLite has no replicas"
+    )]
+    ReplicaNotPostgres(String),
+    #[error("DATABASE_REPLICA_URL is set but DATABASE_URL is SQLite: a read replica needs a PostgreSQL primary")]
+    ReplicaOfSqlite,
     #[error("cannot run migrations: {0}")]
     Migrate(String),
     #[error(transparent)]
@@ -440,6 +456,27 @@ pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
         check_migrations(&mut conn, false)?;
     }
     Ok(pool)
+}
+
+/// Opens a pool on a read replica (`DATABASE_REPLICA_URL`; see [`replica`]): PostgreSQL only,
+/// without migrating or checking the schema (the replica follows the primary's). Does not wait
+/// for the replica: one that is down at start is connected by the probe when it is back.
+/// Errors: a URL that is not `postgres://` / `postgresql://` (SQLite has no replicas).
+pub fn open_replica(url: &str, pool_size: u32) -> Result<Pool, DbError> {
+    let url = match DatabaseUrl::parse(url) {
+        Ok(url @ DatabaseUrl::Postgres(_)) => url,
+        Ok(DatabaseUrl::Sqlite(_)) | Err(_) => return Err(DbError::ReplicaNotPostgres(redact(url))),
+    };
+    let health = Arc::new(Health { replica: true, ..Health::default() });
+    let manager = ConnectionManager { url: url.clone(), synchronous: Synchronous::default(), health: health.clone() };
+    let inner = r2d2::Pool::builder()
+        .max_size(pool_size.max(1))
+        .min_idle(Some(0))
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .test_on_check_out(true)
+        .build_unchecked(manager.clone());
+    spawn_probe(&manager);
+    Ok(Pool { inner, health })
 }
 
 /// While the database is down, tries to connect every [`PROBE_EVERY`], so that the pool knows

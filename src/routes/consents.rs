@@ -466,7 +466,7 @@ pub async fn list_subject_events(
     let tenant = load_tenant(&state, &caller).await?;
     let stored = subject.stored_form(&tenant.subject_key());
     let events = state
-        .db(move |conn| {
+        .read_db(move |conn| {
             Ok(match DataSubject::resolve(conn, &tenant.id, &stored)? {
                 Some(id) => {
                     let ids = DataSubject::with_merged(conn, &tenant.id, &id)?;

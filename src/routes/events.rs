@@ -72,7 +72,7 @@ pub async fn list_events(
     }
     let tenant = caller.tenant_id.clone();
     let (events, next_cursor) = state
-        .db(move |conn| {
+        .read_db(move |conn| {
             let position = match after {
                 0 => (0, 0),
                 seq => Event::position(conn, &tenant, seq)?

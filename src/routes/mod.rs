@@ -130,9 +130,75 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .openapi(ApiDoc::openapi())
         .configure(configure)
         .split_for_parts();
+    read_routing(&mut doc);
     add_common_problems(&mut doc);
     optional_bodies(&mut doc);
     doc
+}
+
+/// The reads a read replica may serve (see [`crate::service::read_route`]): (path, method).
+/// The SDK's visitor read is served by the primary ([`crate::service::read_route::on_primary`]).
+pub const ROUTED_READS: [(&str, &str); 6] = [
+    ("/v1/consents/check", "POST"),
+    ("/v1/subjects/{subject}/consents", "GET"),
+    ("/v1/subjects/{subject}/events", "GET"),
+    ("/v1/subjects/{subject}/export", "GET"),
+    ("/v1/events", "GET"),
+    ("/v1/purposes/{key}/suppressions", "GET"),
+];
+
+/// Documents read routing (issue 10): the routed reads take `Consentry-Read-After` and answer
+/// `Consentry-Served-By`; the successful answers of writes carry `Consentry-Read-After` when a
+/// read replica is configured.
+fn read_routing(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let token = |pattern: &str| ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).build();
+    let served_by = HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["replica", "primary"])).build()))
+        .description(Some(
+            "Which database served the read: the read replica (`DATABASE_REPLICA_URL`), or the primary (no replica, \
+             or it is down, lags more than `replica.max_lag`, or has not replayed `Consentry-Read-After` yet)",
+        ))
+        .build();
+    let read_after = HeaderBuilder::new()
+        .schema(Some(token("^[0-9a-f]{16}$")))
+        .description(Some(
+            "Only when a read replica is configured: an opaque token (the primary's WAL position once this write \
+             committed). Send it back as `Consentry-Read-After` on a follow-up read to see this write there",
+        ))
+        .build();
+    let parameter = ParameterBuilder::new()
+        .name(crate::startup::READ_AFTER)
+        .parameter_in(ParameterIn::Header)
+        .required(utoipa::openapi::Required::False)
+        .schema(Some(token("^[0-9a-fA-F]{1,16}$")))
+        .description(Some(
+            "The `Consentry-Read-After` of a write's answer: the read is served by the read replica only once it has \
+             replayed that write (else by the primary), so it sees the write",
+        ))
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in operations_mut(item) {
+            let routed = ROUTED_READS.contains(&(path.as_str(), method));
+            if routed {
+                op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(parameter.clone()));
+            }
+            let writes = !routed && method != "GET" && method != "HEAD";
+            for (code, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else { continue };
+                if !code.starts_with('2') {
+                    continue;
+                }
+                if routed {
+                    response.headers.insert(crate::startup::SERVED_BY.into(), RefOr::T(served_by.clone()));
+                } else if writes {
+                    response.headers.insert(crate::startup::READ_AFTER.into(), RefOr::T(read_after.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// Operations whose JSON body may be left out (utoipa marks a body required unless its type is

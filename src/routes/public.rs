@@ -285,7 +285,8 @@ pub async fn get_visitor_consents(
             }
         }
     } else {
-        read_state(&state, &site.config, presented, visitor, region).await?
+        // On the primary: the SDK cannot send Consentry-Read-After back (see `on_primary`).
+        crate::service::read_route::on_primary(read_state(&state, &site.config, presented, visitor, region)).await?
     };
     body.gpc_honored = Some(has_gpc(&req));
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))

@@ -86,15 +86,19 @@ pub async fn stream_suppressions(
     };
     let rules = std::sync::Arc::new(rules);
     let state = state.into_inner();
+    // The pages are read after the handler returned: in the request's routing context still
+    // (its `Consentry-Read-After`), though `Consentry-Served-By` was sent with the head.
+    let context = crate::service::read_route::current();
     // (cursor, done): each step reads one page and renders it; the stream ends after the last.
     let pages = stream::unfold((String::new(), false), move |(after, done)| {
         let (state, rules, key, region) = (state.clone(), rules.clone(), key.clone(), region.clone());
-        async move {
+        let context = context.clone();
+        crate::service::read_route::scope(context, async move {
             if done {
                 return None;
             }
             let result = state
-                .db(move |conn| {
+                .read_db(move |conn| {
                     let subjects = DataSubject::page(conn, &rules.tenant_id, &after, PAGE)?;
                     let last = subjects.last().cloned();
                     let ids: Vec<&str> = subjects.iter().map(String::as_str).collect();
@@ -153,7 +157,7 @@ pub async fn stream_suppressions(
                 // broken transfer rather than a silently short list.
                 Err(e) => Some((Err(actix_web::error::ErrorInternalServerError(e.to_string())), (String::new(), true))),
             }
-        }
+        })
     });
     let body = stream::once(async move { Ok::<_, actix_web::Error>(web::Bytes::from(header)) }).chain(pages);
     let content_type = match format {

@@ -84,7 +84,7 @@ pub async fn read_state(
     region: Option<RegionCode>,
 ) -> Result<SubjectView, ApiError> {
     let lookup = Lookup { tenant_id: rules.tenant_id.clone(), identifier: stored_identifier, purpose: None };
-    let states = state.reader.states(lookup).await?;
+    let states = state.read_states(lookup).await?;
     Ok(rules.view(&ledger::index(states), region.as_ref())?)
 }
 
@@ -111,16 +111,14 @@ pub async fn check(
             identifier: only.clone(),
             purpose: Some(purpose.key.to_string()),
         };
-        let states = state.reader.states(lookup).await?.into_iter().map(|row| (only.clone(), row)).collect();
+        let states = state.read_states(lookup).await?.into_iter().map(|row| (only.clone(), row)).collect();
         (stored, states)
     } else {
         let (tenant_id, key) = (rules.tenant_id.clone(), purpose.key.to_string());
-        state
-            .db(move |conn| {
-                let states = check::states_by_identifier(conn, &tenant_id, &key, &stored)?;
-                Ok((stored, states))
-            })
-            .await?
+        let stored_again = stored.clone();
+        let states =
+            state.read_db(move |conn| Ok(check::states_by_identifier(conn, &tenant_id, &key, &stored)?)).await?;
+        (stored_again, states)
     };
     Ok(check::answer(&rules, &purpose, region.as_ref(), subjects, &stored, &states)?)
 }

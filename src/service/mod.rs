@@ -12,6 +12,7 @@ pub mod import;
 pub mod opt_outs;
 pub mod presentation;
 pub mod proof;
+pub mod read_route;
 pub mod reader;
 pub mod receipts;
 pub mod retention;

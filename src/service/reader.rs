@@ -18,6 +18,7 @@ pub const MAX_BATCH: usize = 512;
 
 /// The states of the subject behind `identifier` (a stored identifier) in `tenant_id`: of
 /// `purpose`, or of every purpose when `None`.
+#[derive(Debug, Clone)]
 pub struct Lookup {
     pub tenant_id: String,
     pub identifier: String,

@@ -80,7 +80,7 @@ pub async fn state_as_of(
     let rules = TenantRules::from_config(config, as_of)?;
     let tenant_id = rules.tenant_id.clone();
     let events = state
-        .db(move |conn| {
+        .read_db(move |conn| {
             Ok(match find_person(conn, &tenant_id, &stored)? {
                 Some(person) => events_of(conn, &tenant_id, &person)?,
                 None => Vec::new(),
@@ -108,7 +108,7 @@ pub struct Holdings {
 pub async fn holdings(state: &AppState, tenant_id: &str, stored: String) -> Result<Holdings, ApiError> {
     let tenant_id = tenant_id.to_owned();
     state
-        .db(move |conn| {
+        .read_db(move |conn| {
             let Some(person) = find_person(conn, &tenant_id, &stored)? else {
                 return Ok(Holdings {
                     person: None,

@@ -114,6 +114,13 @@ pub fn drop_database(admin_url: &str, name: &str) {
 /// `CONSENTRY_TEST_POSTGRES_URL` is unset. Panics when it is set but unusable.
 pub fn fresh_postgres_database() -> Option<(String, String, String)> {
     let admin_url = std::env::var("CONSENTRY_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+    Some(fresh_database_on(&admin_url))
+}
+
+/// A fresh, empty database on the PostgreSQL server of `admin_url`: (its URL, `admin_url`, its
+/// name). Panics when the server cannot be reached.
+pub fn fresh_database_on(admin_url: &str) -> (String, String, String) {
+    let admin_url = admin_url.to_owned();
     let mut conn = PgConnection::establish(&admin_url)
         .unwrap_or_else(|e| panic!("CONSENTRY_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}"));
     let name = format!("consentry_test_{}", uuid::Uuid::new_v4().simple());
@@ -121,7 +128,7 @@ pub fn fresh_postgres_database() -> Option<(String, String, String)> {
         .execute(&mut conn)
         .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
     let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
-    Some((format!("{base}/{name}"), admin_url, name))
+    (format!("{base}/{name}"), admin_url, name)
 }
 
 impl TestApp {
@@ -137,6 +144,23 @@ impl TestApp {
                 }
             },
         };
+        Some(Self::spawn_on(dir, database_url, pg_database, |_| {}).await)
+    }
+
+    /// Runs the app on a fresh database of the PostgreSQL server of `admin_url` (a test's own
+    /// cluster), with `tweak`ed settings (given the database's URL in `database_url`).
+    pub async fn spawn_postgres(admin_url: &str, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, admin, name) = fresh_database_on(admin_url);
+        Self::spawn_on(dir, url, Some((admin, name)), tweak).await
+    }
+
+    async fn spawn_on(
+        dir: tempfile::TempDir,
+        database_url: String,
+        pg_database: Option<(String, String)>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let settings = Settings {
             database_url: database_url.clone(),
             listen: "127.0.0.1:0".into(),
@@ -155,6 +179,8 @@ impl TestApp {
             // The retention worker is started by the tests that want it.
             retention: consentry::config::RetentionSettings { worker: false, ..Default::default() },
             max_import_bytes: 64 * 1024,
+            database_replica_url: None,
+            replica: Default::default(),
             pool_size: 4,
             workers: Some(1),
             holidays: Vec::new(),
@@ -175,6 +201,8 @@ impl TestApp {
                 ..WebhookSettings::default()
             },
         };
+        let mut settings = settings;
+        tweak(&mut settings);
         let (port, handle, stopped) = start(settings.clone()).await;
         let mut test_app = TestApp {
             address: format!("http://127.0.0.1:{port}"),
@@ -189,7 +217,21 @@ impl TestApp {
             pg_database,
         };
         test_app.token = test_app.create_tenant("acme");
-        Some(test_app)
+        test_app
+    }
+
+    /// Stops the server and its other instances, and drops its PostgreSQL database (what
+    /// [`run_test`] does after a test).
+    pub async fn stop(self) {
+        let current = self.handle.lock().unwrap().clone();
+        current.stop(false).await;
+        let others: Vec<_> = self.instances.lock().unwrap().drain(..).collect();
+        for other in others {
+            other.stop(false).await;
+        }
+        if let Some((admin_url, name)) = &self.pg_database {
+            drop_database(admin_url, name);
+        }
     }
 
     /// Stops the server (waiting for it, and its webhook dispatcher, to finish) and starts a new

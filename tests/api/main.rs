@@ -21,6 +21,7 @@ mod opt_outs;
 mod presentation;
 mod public;
 mod receipts;
+mod replica;
 mod retention;
 mod rights;
 mod service_core;

@@ -1,0 +1,444 @@
+//! Read replicas (issue 10, Operations item 3): checks, state reads, the change feed and
+//! exports served by a real PostgreSQL streaming replica, read-your-writes with the
+//! `Consentry-Read-After` token, and the fall back to the primary when the replica is down or
+//! lags past `replica.max_lag`.
+//!
+//! SQLite has no replicas: `a_replica_needs_a_postgres_primary` runs on both backends (SQLite:
+//! a replica URL is refused at start). The `streaming::…` tests need PostgreSQL's binaries
+//! (`initdb`, `pg_basebackup`, `pg_ctl`; found under /usr/lib/postgresql/*/bin or on PATH)
+//! and run when `CONSENTRY_TEST_POSTGRES_URL` is set: each makes its own primary cluster
+//! (`initdb`) and a streaming replica of it (`pg_basebackup -R -X stream`), on free ports in
+//! a temporary directory, and stops both when it ends (also on panic). A cluster of its own
+//! keeps the base backup small (a few MB, about a second) whatever the shared server holds.
+
+use crate::helpers::TestApp;
+use consentry::startup::Application;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+crate::backend_tests!(a_replica_needs_a_postgres_primary);
+
+/// SQLite: `DATABASE_REPLICA_URL` is refused at start (a SQLite file has no streaming
+/// replica). PostgreSQL: a replica URL that is not PostgreSQL is refused.
+async fn a_replica_needs_a_postgres_primary(app: TestApp) {
+    let mut settings = app.settings.clone();
+    settings.listen = "127.0.0.1:0".into();
+    let sqlite = app.database_url.starts_with("sqlite:");
+    settings.database_replica_url =
+        Some(if sqlite { "postgres://postgres@127.0.0.1:1/replica".into() } else { "sqlite://replica.db".into() });
+    let err = match Application::build(settings).await {
+        Ok(_) => panic!("a replica URL of the wrong kind was accepted"),
+        Err(e) => e.to_string(),
+    };
+    if sqlite {
+        assert!(err.contains("needs a PostgreSQL primary"), "{err}");
+    } else {
+        assert!(err.contains("is not a PostgreSQL URL") && err.contains("sqlite://replica.db"), "{err}");
+    }
+}
+
+/// PostgreSQL's programs, from the newest /usr/lib/postgresql/<n>/bin that has them, else PATH.
+fn pg_bin(program: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.filter_map(|d| d.ok()).map(|d| d.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort_by_key(|p| {
+        p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok())
+    });
+    versions.into_iter().rev().map(|bin| bin.join(program)).find(|p| p.exists()).unwrap_or_else(|| program.into())
+}
+
+/// Runs a PostgreSQL program as the `postgres` user when the tests run as root (PostgreSQL
+/// refuses to run as root), else as the current user.
+fn pg_command(program: &str) -> Command {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(pg_bin(program));
+        c
+    } else {
+        Command::new(pg_bin(program))
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A PostgreSQL cluster of one test, stopped (immediately) and deleted when dropped.
+struct Cluster {
+    data: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn start(&self) {
+        let mut c = pg_command("pg_ctl");
+        c.arg("-D").arg(&self.data).arg("-l").arg(self.data.with_extension("log"));
+        c.args(["-o", &format!("-p {}", self.port), "-w", "-t", "30", "start"]);
+        run(c, "pg_ctl start");
+    }
+
+    fn stop(&self) {
+        let mut c = pg_command("pg_ctl");
+        c.arg("-D").arg(&self.data).args(["-m", "immediate", "-w", "stop"]);
+        let _ = c.output();
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    fn sql(&self, database: &str, sql: &str) -> String {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            v: String,
+        }
+        let mut conn = diesel::PgConnection::establish(&self.url(database)).expect("the cluster answers");
+        diesel::sql_query(format!("SELECT ({sql})::text AS v")).get_result::<Row>(&mut conn).expect("the query runs").v
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A primary and a streaming replica of it, in a temporary directory.
+struct Pair {
+    // Dropped in order: the replica, the primary, then the directory.
+    replica: Cluster,
+    primary: Cluster,
+    _dir: tempfile::TempDir,
+}
+
+impl Pair {
+    fn start() -> Self {
+        let dir = tempfile::Builder::new().prefix("consentry-replica-").tempdir().expect("a temporary directory");
+        let (primary_dir, replica_dir) = (dir.path().join("primary"), dir.path().join("replica"));
+        make_owned_by_postgres(dir.path());
+        let mut c = pg_command("initdb");
+        c.arg("-D").arg(&primary_dir).args(["-A", "trust", "-U", "postgres", "-N", "--no-instructions"]);
+        run(c, "initdb");
+        // initdb's pg_hba.conf lets 127.0.0.1 replicate with trust; wal_level is `replica`.
+        let conf = format!(
+            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n\
+             shared_buffers = 16MB\nmax_connections = 40\nmax_wal_senders = 4\n",
+            dir.path().display()
+        );
+        append(&primary_dir.join("postgresql.conf"), &conf);
+        let primary = Cluster { data: primary_dir, port: free_port() };
+        primary.start();
+        let mut c = pg_command("pg_basebackup");
+        c.args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-D"]);
+        c.arg(&replica_dir).args(["-R", "-X", "stream", "-c", "fast"]);
+        run(c, "pg_basebackup");
+        let replica = Cluster { data: replica_dir, port: free_port() };
+        replica.start();
+        assert_eq!(replica.sql("postgres", "pg_is_in_recovery()"), "true", "the replica is a standby");
+        Self { replica, primary, _dir: dir }
+    }
+}
+
+fn make_owned_by_postgres(dir: &Path) {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if root {
+        let mut c = Command::new("chown");
+        c.arg("postgres:postgres").arg(dir);
+        run(c, "chown");
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("postgresql.conf");
+    f.write_all(text.as_bytes()).expect("postgresql.conf written");
+    make_owned_by_postgres(path);
+}
+
+/// An app whose primary is a fresh database of its own cluster and whose replica is that
+/// database on the cluster's streaming replica (`replica.max_lag` 300 ms, `/metrics` on), the
+/// clusters (stopped when dropped, so also when the test panics) and the database's name.
+/// `None` (the test is skipped) when `CONSENTRY_TEST_POSTGRES_URL` is unset.
+async fn replica_app() -> Option<(TestApp, Pair, String)> {
+    if std::env::var("CONSENTRY_TEST_POSTGRES_URL").map_or(true, |u| u.is_empty()) {
+        eprintln!("SKIPPED (replica): set CONSENTRY_TEST_POSTGRES_URL to run the streaming-replica tests");
+        return None;
+    }
+    let pair = tokio::task::spawn_blocking(Pair::start).await.expect("the clusters start");
+    let (primary_url, replica_port) = (pair.primary.url("postgres"), pair.replica.port);
+    let app = TestApp::spawn_postgres(&primary_url, |s| {
+        let database = s.database_url.rsplit_once('/').map(|(_, d)| d.to_owned()).unwrap();
+        s.database_replica_url = Some(format!("postgres://postgres@127.0.0.1:{replica_port}/{database}"));
+        s.replica.max_lag = Duration::from_millis(300);
+        s.metrics.token = Some(consentry::config::Secret::new("metrics-token"));
+    })
+    .await;
+    let database = app.database_url.rsplit_once('/').map(|(_, d)| d.to_owned()).unwrap();
+    Some((app, pair, database))
+}
+
+fn served_by(res: &Response) -> String {
+    res.headers().get("consentry-served-by").and_then(|v| v.to_str().ok()).unwrap_or("(none)").to_owned()
+}
+
+fn read_after(res: &Response) -> String {
+    res.headers()
+        .get("consentry-read-after")
+        .and_then(|v| v.to_str().ok())
+        .expect("a write's answer carries Consentry-Read-After")
+        .to_owned()
+}
+
+const ADA: &str = "email:ada@example.com";
+
+/// Records `granted` for `marketing_email` of Ada; returns the write's Consentry-Read-After.
+async fn record_ada(app: &TestApp, granted: bool) -> String {
+    let res = app
+        .record(json!({"subject": ADA, "choices": {"marketing_email": granted}, "policy_revision": "2021-02-01", "source": "api"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    read_after(&res)
+}
+
+/// `POST /v1/consents/check` of Ada for `marketing_email`, with `token` as Consentry-Read-After:
+/// (allowed, served by).
+async fn check_ada(app: &TestApp, token: Option<&str>) -> (bool, String) {
+    let mut req = app.post("/v1/consents/check", &json!({"purpose": "marketing_email", "subjects": [ADA]}));
+    if let Some(token) = token {
+        req = req.header("Consentry-Read-After", token);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let by = served_by(&res);
+    let body: Value = res.json().await.unwrap();
+    (body["results"][0]["allowed"].as_bool().unwrap(), by)
+}
+
+/// Checks until the replica serves the check and answers `allowed` (a read without a token may
+/// be served by a replica up to `replica.max_lag` behind, which may not have the latest write
+/// yet); fails after 10 s.
+async fn until_replica_serves(app: &TestApp, allowed: bool) {
+    let started = Instant::now();
+    loop {
+        let (answer, by) = check_ada(app, None).await;
+        if by == "replica" && answer == allowed {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replica never served a check answering {allowed} (last: {answer}, served by {by})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+mod streaming {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_state_reads_feed_and_exports_are_served_by_the_replica() {
+        let Some((app, pair, database)) = replica_app().await else { return };
+        {
+            let site = app.seed().await;
+            record_ada(&app, true).await;
+            until_replica_serves(&app, true).await;
+            // The replica really is a standby of the app's database, and it holds the event.
+            assert_eq!(pair.replica.sql(&database, "pg_is_in_recovery()"), "true");
+            assert_eq!(pair.replica.sql(&database, "(SELECT count(*) FROM consent_events)"), "1");
+            // A bulk check (two subjects) and the state read.
+            let res = app
+                .post("/v1/consents/check", &json!({"purpose": "marketing_email", "subjects": [ADA, "user:nobody"]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(served_by(&res), "replica");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["results"][0]["allowed"], true);
+            assert_eq!(body["results"][1]["allowed"], false);
+            let res = app.get(&format!("/v1/subjects/{ADA}/consents")).send().await.unwrap();
+            assert_eq!(served_by(&res), "replica");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["purposes"]["marketing_email"]["status"], "granted");
+            // The change feed (its horizon read on the standby) and the export.
+            let res = app.get("/v1/events").send().await.unwrap();
+            assert_eq!(served_by(&res), "replica");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
+            assert!(body["events"][0].to_string().contains("marketing_email"), "{body}");
+            let res = app.get(&format!("/v1/subjects/{ADA}/export")).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(served_by(&res), "replica");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
+            // What is not routed stays on the primary and says nothing; so does the SDK's visitor
+            // read, which cannot carry a token (it must see the visitor's own last choice).
+            let res = app.get("/v1/purposes").send().await.unwrap();
+            assert_eq!(served_by(&res), "(none)");
+            let visitor = crate::helpers::VISITOR;
+            app.record_visitor(&site, visitor, json!({"marketing_email": true})).await;
+            let res = app
+                .client
+                .get(app.url(&format!("/v1/sites/{site}/visitors/{visitor}/consents")))
+                .header("Origin", crate::helpers::ORIGIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(served_by(&res), "(none)");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["purposes"]["marketing_email"]["status"], "granted", "the visitor's own choice, at once");
+            // The metric counts reads by target.
+            let metrics = app
+                .client
+                .get(app.url("/metrics"))
+                .bearer_auth("metrics-token")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let replica_reads = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("consentry_reads_total{target=\"replica\"} "))
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("consentry_reads_total counts the replica's reads");
+            assert!(replica_reads >= 5, "{replica_reads}");
+            assert!(metrics.contains("consentry_replica_lag_seconds "), "the lag is exported");
+        }
+        app.stop().await;
+        drop(pair);
+    }
+
+    /// Read-your-writes: a read that sends back the write's Consentry-Read-After sees the
+    /// write, whichever database serves it (50 writes, each read at once).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_with_the_writes_token_sees_the_write() {
+        let Some((app, pair, _)) = replica_app().await else { return };
+        {
+            app.seed().await;
+            record_ada(&app, false).await;
+            until_replica_serves(&app, false).await;
+            let (mut by_replica, mut by_primary) = (0, 0);
+            for i in 0..50 {
+                let granted = i % 2 == 0;
+                let token = record_ada(&app, granted).await;
+                assert_eq!(token.len(), 16, "{token}");
+                let (allowed, by) = check_ada(&app, Some(&token)).await;
+                assert_eq!(allowed, granted, "write {i}: the read after it (served by {by}) missed it");
+                match by.as_str() {
+                    "replica" => by_replica += 1,
+                    "primary" => by_primary += 1,
+                    other => panic!("served by {other}"),
+                }
+            }
+            eprintln!(
+                "read-your-writes: 50 of 50 correct; served by the replica {by_replica}, the primary {by_primary}"
+            );
+            // Once the replica has replayed the write, the same token is served by the replica.
+            let token = record_ada(&app, true).await;
+            let started = Instant::now();
+            loop {
+                let (allowed, by) = check_ada(&app, Some(&token)).await;
+                assert!(allowed);
+                if by == "replica" {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(5), "the replica never caught up with the token");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // A malformed token is refused, naming the header.
+            let res = app
+                .post("/v1/consents/check", &json!({"purpose": "marketing_email", "subjects": [ADA]}))
+                .header("Consentry-Read-After", "0/16B374D8")
+                .send()
+                .await
+                .unwrap();
+            let problem = crate::helpers::assert_problem(res, 400).await;
+            assert!(problem["detail"].as_str().unwrap().contains("Consentry-Read-After"), "{problem}");
+        }
+        app.stop().await;
+        drop(pair);
+    }
+
+    /// The replica stops: reads are answered by the primary at once, correctly, without a 5xx;
+    /// when it is back, it serves again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_is_down_falls_back_to_the_primary() {
+        let Some((app, pair, _)) = replica_app().await else { return };
+        {
+            app.seed().await;
+            record_ada(&app, true).await;
+            until_replica_serves(&app, true).await;
+            pair.replica.stop();
+            let mut slowest = Duration::ZERO;
+            for i in 0..20 {
+                let started = Instant::now();
+                let (allowed, by) = check_ada(&app, None).await;
+                slowest = slowest.max(started.elapsed());
+                assert!(allowed, "check {i}");
+                assert_eq!(by, "primary", "check {i}");
+                let res = app.get(&format!("/v1/subjects/{ADA}/consents")).send().await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK, "state read {i}");
+                assert_eq!(served_by(&res), "primary");
+            }
+            eprintln!("replica down: 20 checks and 20 state reads from the primary, slowest check {slowest:?}");
+            assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+            // Written while the replica is down, read once it is back.
+            record_ada(&app, false).await;
+            pair.replica.start();
+            // The write made while the replica was down reaches it once it is back.
+            until_replica_serves(&app, false).await;
+        }
+        app.stop().await;
+        drop(pair);
+    }
+
+    /// A replica whose replay is paused lags past `replica.max_lag` (300 ms) once the primary
+    /// writes: reads go to the primary (and see the write without any token) until it resumes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_lagging_past_the_bound_falls_back_to_the_primary() {
+        let Some((app, pair, database)) = replica_app().await else { return };
+        {
+            app.seed().await;
+            record_ada(&app, true).await;
+            until_replica_serves(&app, true).await;
+            pair.replica.sql(&database, "SELECT 'paused' FROM (SELECT pg_wal_replay_pause()) p");
+            record_ada(&app, false).await;
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            for i in 0..10 {
+                let (allowed, by) = check_ada(&app, None).await;
+                assert_eq!(by, "primary", "check {i}: a replica 700 ms behind served it");
+                assert!(!allowed, "check {i}");
+            }
+            // The replica still shows the old value: it was really behind.
+            assert_eq!(
+                pair.replica.sql(&database, "(SELECT count(*) FROM consent_events)"),
+                "1",
+                "the paused replica lacks the second event"
+            );
+            pair.replica.sql(&database, "SELECT 'resumed' FROM (SELECT pg_wal_replay_resume()) p");
+            // After resuming, the replica catches up and serves the new value.
+            until_replica_serves(&app, false).await;
+        }
+        app.stop().await;
+        drop(pair);
+    }
+}
