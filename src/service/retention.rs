@@ -41,8 +41,10 @@ pub struct RetentionSummary {
     pub events_pruned: u64,
     /// Subjects whose checkpoint was written or extended.
     pub checkpoints: u64,
-    /// Events past their retention kept, among the subjects pruned, because a current state
-    /// rests on them or they are their subject's last event.
+    /// Events past their retention kept because a current state rests on them or they are
+    /// their subject's last event (its chain head): every such event of the tenants' purposes
+    /// kept for a limited time, counted once after each tenant's pruning, whether or not its
+    /// subject had anything to prune.
     pub kept_in_force: u64,
     /// Tenant slug → purpose → events deleted.
     pub by_purpose: BTreeMap<String, BTreeMap<String, u64>>,
@@ -139,8 +141,43 @@ fn prune_tenant(
                 write_transaction(conn, |conn| prune_subjects(conn, retention, tenant, &cutoffs, group, now, summary))?;
             }
         }
+        summary.kept_in_force += count_kept_in_force(conn, &tenant.id, purpose, *cutoff)?;
     }
     Ok(())
+}
+
+/// The events of `purpose` that occurred before `cutoff` and are kept all the same: a state
+/// rests on them (probed by the states' primary key) or no later event of their subject exists
+/// (the chain head, probed by `consent_events_subject`). Counted apart from the pruning, whose
+/// scan skips subjects whose only expired events are in force: counting there missed them.
+fn count_kept_in_force(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    purpose: &str,
+    cutoff: NaiveDateTime,
+) -> QueryResult<u64> {
+    let later = diesel::alias!(consent_events as later);
+    let in_force = diesel::dsl::exists(
+        consent_states::table
+            .filter(consent_states::tenant_id.eq(consent_events::tenant_id))
+            .filter(consent_states::subject_id.eq(consent_events::subject_id))
+            .filter(consent_states::purpose_key.eq(consent_events::purpose_key))
+            .filter(consent_states::event_id.eq(consent_events::id)),
+    );
+    let head = diesel::dsl::not(diesel::dsl::exists(
+        later
+            .filter(later.field(consent_events::tenant_id).eq(consent_events::tenant_id))
+            .filter(later.field(consent_events::subject_id).eq(consent_events::subject_id))
+            .filter(later.field(consent_events::seq).gt(consent_events::seq)),
+    ));
+    let n: i64 = consent_events::table
+        .filter(consent_events::tenant_id.eq(tenant_id))
+        .filter(consent_events::purpose_key.eq(purpose))
+        .filter(consent_events::occurred_at.lt(cutoff))
+        .filter(in_force.or(head))
+        .count()
+        .get_result(conn)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Prunes the expired events of `subjects` (one transaction, the subjects locked).
@@ -204,9 +241,7 @@ fn prune_subjects(
             if !expired {
                 continue;
             }
-            if in_force.contains(&e.row.id) || last_id.as_ref() == Some(&e.row.id) {
-                summary.kept_in_force += 1;
-            } else {
+            if !in_force.contains(&e.row.id) && last_id.as_ref() != Some(&e.row.id) {
                 pruned.push(e);
             }
         }

@@ -13,6 +13,7 @@ crate::backend_tests!(
     the_retention_worker_prunes_every_interval,
     the_import_endpoint_shares_the_cli_rules_and_is_idempotent,
     the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson,
+    kept_in_force_counts_every_expired_event_a_state_rests_on,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
@@ -421,3 +422,39 @@ async fn the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson
     let problem = assert_problem(post_import(&app, "text/csv", headless).await, 400).await;
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains("no subject, purpose, decision"), "{problem}");
 }
+
+/// The summary's `kept_in_force` counts every expired event kept as the evidence of a state in
+/// force (GDPR Art. 7(1)), also of subjects with nothing else to prune, which the pruning scan
+/// never visits; a run with nothing to prune still reports them.
+async fn kept_in_force_counts_every_expired_event_a_state_rests_on(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    // user:11: its only event is expired and in force. user:12: its expired analytics event is
+    // in force, its last event is of a purpose kept for ever. user:13: the first of two expired
+    // analytics events goes, the second is in force.
+    let csv = "subject,purpose,decision,occurred_at\n\
+               user:11,analytics,granted,2023-01-05T00:00:00Z\n\
+               user:12,analytics,granted,2023-01-05T00:00:00Z\n\
+               user:12,marketing_email,granted,2023-01-20T00:00:00Z\n\
+               user:13,analytics,granted,2023-01-05T00:00:00Z\n\
+               user:13,analytics,denied,2023-01-06T00:00:00Z\n";
+    let res = post_import(&app, "text/csv", csv).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["imported"], 5);
+    // A recent event, not expired: not counted.
+    let res = app.record(json!({"subject": "user:14", "choices": {"analytics": true}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok, "{stderr}");
+    // Pruned: user:7's two superseded analytics events, user:13's first one.
+    assert_eq!(summary["events_pruned"], 3, "{summary}");
+    // Kept: the analytics event in force of user:7, user:11, user:12 and user:13.
+    assert_eq!(summary["kept_in_force"], 4, "{summary}");
+    let (ok, again, _) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok);
+    assert_eq!((again["events_pruned"].as_u64(), again["kept_in_force"].as_u64()), (Some(0), Some(4)), "{again}");
+    for (subject, left) in [("user:7", 2), ("user:11", 1), ("user:12", 2), ("user:13", 1), ("user:14", 1)] {
+        assert_eq!(app.events_of(subject).await.len(), left, "{subject}");
+    }
+}
+
