@@ -643,6 +643,23 @@ pub fn insert_new_subjects(
     Ok(())
 }
 
+/// Marks events as being pruned by the retention run (`ledger_pruning`, one statement per
+/// 1,000): the database deletes no event without its mark. The run empties it again in the same
+/// transaction ([`clear_pruning_marks`]).
+pub fn insert_pruning_marks(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<()> {
+    use super::schema::ledger_pruning;
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let values: Vec<_> = chunk.iter().map(|id| ledger_pruning::event_id.eq(id)).collect();
+        execute_on_either!(conn, diesel::insert_into(ledger_pruning::table).values(&values))?;
+    }
+    Ok(())
+}
+
+/// Removes the marks [`insert_pruning_marks`] wrote, before the transaction commits.
+pub fn clear_pruning_marks(conn: &mut AnyConnection) -> QueryResult<()> {
+    diesel::delete(super::schema::ledger_pruning::table).execute(conn).map(|_| ())
+}
+
 /// Inserts events in one statement per 1,000, in order (so `seq` follows the order given).
 pub fn insert_events(conn: &mut AnyConnection, rows: &[super::models::event::NewEvent]) -> QueryResult<()> {
     use super::schema::consent_events;

@@ -316,3 +316,9 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    ledger_pruning (event_id) {
+        event_id -> Text,
+    }
+}

@@ -4,16 +4,18 @@
 //! that, per data subject, in one transaction per group of subjects: the subject's chain (from
 //! its checkpoint, if any) is verified first, a subject whose chain does not verify is left
 //! alone and reported; then a new checkpoint (see `domain::retention`), signed with the receipt
-//! key, replaces the old one and the pruned events are deleted (the database refuses to delete
-//! an event no checkpoint covers). Never pruned: the event a current state rests on (the
-//! decision in force is never lost) and the subject's last event (its chain head). Receipts are
+//! key, replaces the old one and the pruned events are deleted: marked in `ledger_pruning`
+//! first, in the same transaction, as the database refuses to delete an event without a mark,
+//! one no checkpoint covers, one a state rests on and a chain head (migration 000061). Never
+//! pruned: the event a current state rests on (the decision in force is never lost) and the
+//! subject's last event (its chain head). Receipts are
 //! kept: they still verify by their signature, and a proof bundle carries the checkpoint that
 //! accounts for the events they name that are gone.
 //!
 //! Completed opt-out requests are deleted after `retention.opt_out_requests_days` (at least 731
 //! days, 24 months, 11 CCR §7101; unset: kept for ever); open ones never are.
 
-use crate::db::backend::{lock_subjects, write_transaction};
+use crate::db::backend::{clear_pruning_marks, insert_pruning_marks, lock_subjects, write_transaction};
 use crate::db::models::event::Event;
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::tenant::Tenant;
@@ -313,8 +315,11 @@ fn prune_subjects(
     for row in &rows {
         diesel::insert_into(ledger_checkpoints::table).values(row).execute(conn)?;
     }
+    // Marked first: the database deletes only the events this run prunes (and a checkpoint
+    // covers); the marks go before the transaction commits.
+    insert_pruning_marks(conn, &doomed)?;
     for chunk in doomed.chunks(500) {
         diesel::delete(consent_events::table.filter(consent_events::id.eq_any(chunk))).execute(conn)?;
     }
-    Ok(())
+    clear_pruning_marks(conn)
 }

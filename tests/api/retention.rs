@@ -14,20 +14,36 @@ crate::backend_tests!(
     the_import_endpoint_shares_the_cli_rules_and_is_idempotent,
     the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson,
     kept_in_force_counts_every_expired_event_a_state_rests_on,
+    only_a_retention_run_deletes_events_even_below_a_checkpoint,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
 fn exec_sql(app: &TestApp, sql: &str) {
+    try_sql(app, sql).unwrap();
+}
+
+/// Runs `sql` on the app's database (either backend), outside the server; the database's error.
+fn try_sql(app: &TestApp, sql: &str) -> diesel::QueryResult<()> {
     use diesel::connection::SimpleConnection;
     let url = &app.database_url;
     if url.starts_with("postgres") {
-        diesel::PgConnection::establish(url).unwrap().batch_execute(sql).unwrap();
+        diesel::PgConnection::establish(url).unwrap().batch_execute(sql)
     } else {
         let path = url.trim_start_matches("sqlite://");
         let mut conn = diesel::SqliteConnection::establish(path).unwrap();
         // The server may hold the write lock a moment.
         conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
-        conn.batch_execute(sql).unwrap();
+        conn.batch_execute(sql)
+    }
+}
+
+/// Deletes events past the database's guard (as one with the rights to drop it could): the
+/// ledger's own verification must still catch it.
+fn delete_past_the_trigger(app: &TestApp, filter: &str) {
+    if app.database_url.starts_with("postgres") {
+        exec_sql(app, &format!("SET session_replication_role = replica; DELETE FROM consent_events WHERE {filter}"));
+    } else {
+        exec_sql(app, &format!("DROP TRIGGER consent_events_no_delete; DELETE FROM consent_events WHERE {filter}"));
     }
 }
 
@@ -152,10 +168,12 @@ async fn pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_stat
         app.client.post(app.url("/v1/receipts/verify")).json(&json!({"receipt": old_receipt})).send().await.unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["valid"], true, "receipts are kept and still verify");
 
-    // A kept event removed behind the pruning's back (the database lets it go, a checkpoint
-    // covers its position) is caught: its bridge goes unused, the next event's bridge does not
-    // start where the chain is.
-    exec_sql(&app, "DELETE FROM consent_events WHERE purpose_key = 'marketing_email'");
+    // A kept event removed behind the pruning's back: the database refuses, though a checkpoint
+    // covers its position; removed past the trigger, it is caught: its bridge goes unused, the
+    // next event's bridge does not start where the chain is.
+    let refused = try_sql(&app, "DELETE FROM consent_events WHERE purpose_key = 'marketing_email'");
+    assert!(refused.unwrap_err().to_string().contains("append-only"));
+    delete_past_the_trigger(&app, "purpose_key = 'marketing_email'");
     let (ok, report) = verify_ledger(&app);
     assert!(!ok);
     let broken = report["broken"].to_string();
@@ -456,5 +474,59 @@ async fn kept_in_force_counts_every_expired_event_a_state_rests_on(app: TestApp)
     for (subject, left) in [("user:7", 2), ("user:11", 1), ("user:12", 2), ("user:13", 1), ("user:14", 1)] {
         assert_eq!(app.events_of(subject).await.len(), left, "{subject}");
     }
+}
+
+/// The ledger is append-only (GDPR Art. 7(1): the evidence of consent is kept): a DELETE outside
+/// a retention run is refused, even of an event at or below its subject's checkpoint
+/// (`through_seq`) that the run kept; an event a state rests on is refused even when marked as
+/// being pruned; a retention run still prunes, and leaves no mark behind.
+async fn only_a_retention_run_deletes_events_even_below_a_checkpoint(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 2, "{summary} {stderr}");
+    // user:7's marketing_email event (seq 2) is below the checkpoint (through_seq 3), in force.
+    for filter in [
+        "purpose_key = 'marketing_email'",
+        "purpose_key = 'analytics'",
+        "seq <= (SELECT MAX(through_seq) FROM ledger_checkpoints)",
+    ] {
+        let refused = try_sql(&app, &format!("DELETE FROM consent_events WHERE {filter}"));
+        let message = refused.expect_err(filter).to_string();
+        assert!(message.contains("append-only"), "{filter}: {message}");
+    }
+    // Marked as a run marks what it prunes: the evidence of a state in force still stays.
+    let refused = try_sql(
+        &app,
+        "INSERT INTO ledger_pruning (event_id) SELECT id FROM consent_events WHERE purpose_key = 'marketing_email'; \
+         DELETE FROM consent_events WHERE purpose_key = 'marketing_email'",
+    );
+    assert!(refused.unwrap_err().to_string().contains("append-only"));
+    exec_sql(&app, "DELETE FROM ledger_pruning");
+    assert_eq!(app.events_of("user:7").await.len(), 2);
+    assert!(verify_ledger(&app).0);
+
+    // A new decision moves the state off the old analytics event: the run prunes it.
+    let res = app.record(json!({"subject": "user:7", "choices": {"analytics": false}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 1, "{summary} {stderr}");
+    assert_eq!(app.events_of("user:7").await.len(), 2);
+    assert!(verify_ledger(&app).0);
+    // No mark is left behind for a later DELETE to use.
+    let url = app.database_url.clone();
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let q = "SELECT COUNT(*) AS n FROM ledger_pruning";
+    let marks = if url.starts_with("postgres") {
+        diesel::sql_query(q).get_result::<Count>(&mut diesel::PgConnection::establish(&url).unwrap())
+    } else {
+        diesel::sql_query(q)
+            .get_result::<Count>(&mut diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap())
+    };
+    assert_eq!(marks.unwrap().n, 0);
 }
 
