@@ -322,3 +322,11 @@ diesel::table! {
         event_id -> Text,
     }
 }
+
+diesel::table! {
+    ledger_keys (kid) {
+        kid -> Text,
+        x -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -195,7 +195,8 @@ fn prune_subjects(
     let mut ids: Vec<&str> = subjects.iter().map(String::as_str).collect();
     ids.sort_unstable();
     let heads: HashMap<String, String> = lock_subjects(conn, &ids)?.into_iter().collect();
-    let jwks = retention.keys.jwks(now.date_naive());
+    // Checkpoints signed by a retired key, published or not any more, still verify.
+    let jwks = crate::ledger::keys::history(conn, retention.keys)?;
     // Everything of the group in a few statements: their events, checkpoints and states.
     let mut chains_of: HashMap<String, Vec<Event>> = HashMap::new();
     for e in Event::list_for_subject(conn, &tenant.id, subjects, i64::MAX)? {
@@ -311,6 +312,9 @@ fn prune_subjects(
                 .filter(ledger_checkpoints::subject_id.eq_any(chunk)),
         )
         .execute(conn)?;
+    }
+    if !rows.is_empty() {
+        crate::ledger::keys::record_signing_key(conn, retention.keys, naive(now))?;
     }
     for row in &rows {
         diesel::insert_into(ledger_checkpoints::table).values(row).execute(conn)?;

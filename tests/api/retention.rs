@@ -15,6 +15,7 @@ crate::backend_tests!(
     the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson,
     kept_in_force_counts_every_expired_event_a_state_rests_on,
     only_a_retention_run_deletes_events_even_below_a_checkpoint,
+    what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
@@ -530,3 +531,119 @@ async fn only_a_retention_run_deletes_events_even_below_a_checkpoint(app: TestAp
     assert_eq!(marks.unwrap().n, 0);
 }
 
+/// Key rotation: a retired receipt key leaves /.well-known/jwks.json after its `publish_until`
+/// date, but the checkpoints and receipts it signed stay evidence (GDPR Art. 7(1)): `ledger
+/// verify`, the retention run and proof bundles check them with the ledger's key history, each
+/// key pinned by its RFC 7638 thumbprint (its `kid`). A changed checkpoint still fails.
+async fn what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks(mut app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let res = app
+        .record(json!({"subject": "user:9", "choices": {"analytics": true}, "source": "api",
+                       "occurred_at": "2023-01-10T00:00:00Z"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = app
+        .record(json!({"subject": "user:9", "choices": {"analytics": false}, "source": "api",
+                       "occurred_at": "2023-02-10T00:00:00Z"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 3, "{summary} {stderr}");
+    let jwks = |app: &TestApp| {
+        let url = app.url("/.well-known/jwks.json");
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let old_kid = jwks(&app).await["keys"][0]["kid"].as_str().unwrap().to_owned();
+
+    // Rotate, then let the retired key's date pass (moved into the past in the key file).
+    let out = app.cli(&["receipts", "rotate-key", "--publish-until", "2999-12-31"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_kid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key_file = app.settings.receipts.key_file.clone().unwrap();
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    for key in file["keys"].as_array_mut().unwrap() {
+        if key["kid"] == old_kid.as_str() {
+            key["publish_until"] = json!("2000-01-01");
+        }
+    }
+    std::fs::write(&key_file, serde_json::to_string(&file).unwrap()).unwrap();
+    app.restart(|_| {}).await;
+    let published = jwks(&app).await;
+    assert_eq!(published["keys"].as_array().unwrap().len(), 1, "{published}");
+    assert_eq!(published["keys"][0]["kid"], new_kid.as_str());
+
+    let (ok, report) = verify_ledger(&app);
+    assert!(ok, "checkpoints signed by the retired key: {report}");
+    assert_eq!(report["checkpoints"], 2);
+    let (ok, again, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && again["broken_chains"] == json!([]), "{again} {stderr}");
+    let mut bundles = Vec::new();
+    for subject in ["user:7", "user:9"] {
+        let text = app.get(&format!("/v1/subjects/{subject}/proof")).send().await.unwrap().text().await.unwrap();
+        let bundle: Value = serde_json::from_str(&text).unwrap();
+        let kids: Vec<&str> = bundle["jwks"]["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "{subject}: {kids:?}");
+        let (ok, report) = crate::rights::proof_verify(&text);
+        assert!(ok, "{subject}: {report}");
+        assert_eq!(report["checkpoints"], 1);
+        bundles.push(bundle);
+    }
+    // Pinned offline: the published JWKS no longer holds the retired key, the ledger's key
+    // history (`consentry ledger keys`) does.
+    let (ok, report) = crate::rights::proof_verify_with(&bundles[1].to_string(), Some(&published));
+    assert!(!ok && report["problems"].to_string().contains("not one of the trusted keys"), "{report}");
+    let (ok, history, stderr) = cli_json(&app, &["ledger", "keys"], &[]);
+    assert!(ok, "{stderr}");
+    let kids: Vec<&str> = history["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, [old_kid.as_str(), new_kid.as_str()]);
+    let (ok, report) = crate::rights::proof_verify_with(&bundles[1].to_string(), Some(&history));
+    assert!(ok && report["keys_pinned"] == true, "{report}");
+
+    // The retention run checks the old checkpoint before it extends it, signed with the new key.
+    let res = app.record(json!({"subject": "user:7", "choices": {"analytics": false}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (ok, third, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && third["events_pruned"] == 1 && third["broken_chains"] == json!([]), "{third} {stderr}");
+
+    // The key file loses the retired key altogether: the ledger's history still has it.
+    file["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != old_kid.as_str());
+    std::fs::write(&key_file, serde_json::to_string(&file).unwrap()).unwrap();
+    let (ok, report) = verify_ledger(&app);
+    assert!(ok, "{report}");
+    // A history row whose key is not the one its kid names (its thumbprint) is not used.
+    let old_x = bundles[0]["jwks"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == old_kid.as_str())
+        .map(|k| k["x"].as_str().unwrap().to_owned())
+        .unwrap();
+    let new_x = published["keys"][0]["x"].as_str().unwrap();
+    exec_sql(&app, &format!("UPDATE ledger_keys SET x = '{new_x}' WHERE kid = '{old_kid}'"));
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok && report["broken"].to_string().contains("checkpoint:"), "{report}");
+    exec_sql(&app, &format!("UPDATE ledger_keys SET x = '{old_x}' WHERE kid = '{old_kid}'"));
+    assert!(verify_ledger(&app).0);
+
+    // A changed checkpoint still fails, in the database and in a bundle.
+    exec_sql(&app, "UPDATE ledger_checkpoints SET events = events + 1");
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok && report["broken"].to_string().contains("checkpoint:"), "{report}");
+    let mut forged = bundles[0].clone();
+    let jws = forged["checkpoints"][0].as_str().unwrap().to_owned();
+    let (head, rest) = jws.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let mut claims: Value = serde_json::from_slice(&base64_url(payload)).unwrap();
+    claims["events"] = json!(claims["events"].as_u64().unwrap() + 1);
+    let payload = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims.to_string());
+    forged["checkpoints"][0] = json!(format!("{head}.{payload}.{signature}"));
+    let (ok, report) = crate::rights::proof_verify(&forged.to_string());
+    assert!(!ok);
+    assert!(report["problems"].to_string().contains("checkpoint 1:"), "{report}");
+}
+
+fn base64_url(text: &str) -> Vec<u8> {
+    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text).unwrap()
+}
