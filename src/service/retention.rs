@@ -111,13 +111,17 @@ fn prune_tenant(
     let mut purposes: Vec<(&String, &NaiveDateTime)> = cutoffs.iter().collect();
     purposes.sort();
     for (purpose, cutoff) in purposes {
-        let mut after = 0i64;
+        // Keyset pagination over (occurred_at, seq), the order of the index
+        // `consent_events_retention` (tenant_id, purpose_key, occurred_at, seq): each page is a
+        // range of it, read in order up to the limit, with no sort. Starts before any event.
+        let mut after = (earliest(), 0i64);
         loop {
-            let page: Vec<(i64, String)> = consent_events::table
+            let page: Vec<(NaiveDateTime, i64, String)> = consent_events::table
                 .filter(consent_events::tenant_id.eq(&tenant.id))
                 .filter(consent_events::purpose_key.eq(purpose))
                 .filter(consent_events::occurred_at.lt(*cutoff))
-                .filter(consent_events::seq.gt(after))
+                .filter(consent_events::occurred_at.ge(after.0))
+                .filter(consent_events::occurred_at.gt(after.0).or(consent_events::seq.gt(after.1)))
                 // Not the event a state rests on (probed by the states' primary key): subjects
                 // whose only expired events are in force are not visited on every run.
                 .filter(diesel::dsl::not(diesel::dsl::exists(
@@ -127,14 +131,14 @@ fn prune_tenant(
                         .filter(consent_states::purpose_key.eq(consent_events::purpose_key))
                         .filter(consent_states::event_id.eq(consent_events::id)),
                 )))
-                .order(consent_events::seq.asc())
+                .order((consent_events::occurred_at.asc(), consent_events::seq.asc()))
                 .limit(SCAN_PAGE)
-                .select((consent_events::seq, consent_events::subject_id))
+                .select((consent_events::occurred_at, consent_events::seq, consent_events::subject_id))
                 .load(conn)?;
-            let Some(&(last, _)) = page.last() else { break };
-            after = last;
+            let Some(&(at, seq, _)) = page.last() else { break };
+            after = (at, seq);
             let mut subjects: Vec<String> = Vec::new();
-            for (_, subject) in page {
+            for (_, _, subject) in page {
                 if done.insert(subject.clone()) {
                     subjects.push(subject);
                 }
@@ -148,9 +152,15 @@ fn prune_tenant(
     Ok(())
 }
 
+/// Before every event's `occurred_at`: 0001-01-01 (writes and imports refuse one before 1970).
+fn earliest() -> NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(1, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default()
+}
+
 /// The events of `purpose` that occurred before `cutoff` and are kept all the same: a state
 /// rests on them (probed by the states' primary key) or no later event of their subject exists
-/// (the chain head, probed by `consent_events_subject`). Counted apart from the pruning, whose
+/// (the chain head, probed by `consent_events_subject`); a range of `consent_events_retention`.
+/// Counted apart from the pruning, whose
 /// scan skips subjects whose only expired events are in force: counting there missed them.
 fn count_kept_in_force(
     conn: &mut AnyConnection,

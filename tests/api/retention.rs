@@ -16,6 +16,7 @@ crate::backend_tests!(
     kept_in_force_counts_every_expired_event_a_state_rests_on,
     only_a_retention_run_deletes_events_even_below_a_checkpoint,
     what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks,
+    the_pruning_scan_reads_its_index_in_order,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
@@ -646,4 +647,42 @@ async fn what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks(mut a
 
 fn base64_url(text: &str) -> Vec<u8> {
     base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text).unwrap()
+}
+
+/// The retention run's scan (tenant, purpose, `occurred_at` before the cutoff, a page after the
+/// last one in (occurred_at, seq) order) is a range of `consent_events_retention`, read in order:
+/// no sort, and no page reads the events of other purposes or the recent ones.
+async fn the_pruning_scan_reads_its_index_in_order(app: TestApp) {
+    use diesel::connection::SimpleConnection;
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let scan = "SELECT occurred_at, seq, subject_id FROM consent_events WHERE tenant_id = 't' \
+                AND purpose_key = 'analytics' AND occurred_at < '2026-01-01 00:00:00' \
+                AND occurred_at >= '2023-01-01 00:00:00' \
+                AND (occurred_at > '2023-01-01 00:00:00' OR seq > 1) ORDER BY occurred_at, seq LIMIT 10000";
+    #[derive(diesel::QueryableByName)]
+    struct PgPlan {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct SqlitePlan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let url = app.database_url.clone();
+    let plan: Vec<String> = if url.starts_with("postgres") {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        // Three rows: without this the planner reads the table itself, whatever the indexes.
+        conn.batch_execute("SET enable_seqscan = off").unwrap();
+        let rows = diesel::sql_query(format!("EXPLAIN {scan}")).load::<PgPlan>(&mut conn).unwrap();
+        rows.into_iter().map(|r| r.line).collect()
+    } else {
+        let mut conn = diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap();
+        let rows = diesel::sql_query(format!("EXPLAIN QUERY PLAN {scan}")).load::<SqlitePlan>(&mut conn).unwrap();
+        rows.into_iter().map(|r| r.detail).collect()
+    };
+    let plan = plan.join("\n");
+    assert!(plan.contains("consent_events_retention"), "{plan}");
+    assert!(!plan.contains("Sort") && !plan.contains("TEMP B-TREE"), "read in index order: {plan}");
 }
