@@ -32,8 +32,10 @@ pub fn record_signing_key(conn: &mut AnyConnection, keys: &ReceiptKeys, now: Nai
 /// thumbprint, each once, the key file's first.
 pub fn history(conn: &mut AnyConnection, keys: &ReceiptKeys) -> QueryResult<Jwks> {
     let mut out = keys.history();
-    let rows: Vec<(String, String)> =
-        ledger_keys::table.order(ledger_keys::created_at.asc()).select((ledger_keys::kid, ledger_keys::x)).load(conn)?;
+    let rows: Vec<(String, String)> = ledger_keys::table
+        .order(ledger_keys::created_at.asc())
+        .select((ledger_keys::kid, ledger_keys::x))
+        .load(conn)?;
     for (kid, x) in rows {
         if thumbprint(&x) == kid && !out.keys.iter().any(|k| k.kid == kid) {
             out.keys.push(Jwk {

@@ -212,9 +212,8 @@ fn with_etag(req: &HttpRequest, body: Vec<u8>) -> HttpResponse {
     use actix_web::http::header::{EntityTag, Header, IfNoneMatch};
     use base64::Engine;
     use sha2::Digest;
-    let tag = EntityTag::new_strong(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&body)),
-    );
+    let tag =
+        EntityTag::new_strong(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&body)));
     let matched = match IfNoneMatch::parse(req) {
         Ok(IfNoneMatch::Any) => req.headers().contains_key(header::IF_NONE_MATCH),
         Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&tag)),

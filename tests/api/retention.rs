@@ -584,7 +584,8 @@ async fn what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks(mut a
     for subject in ["user:7", "user:9"] {
         let text = app.get(&format!("/v1/subjects/{subject}/proof")).send().await.unwrap().text().await.unwrap();
         let bundle: Value = serde_json::from_str(&text).unwrap();
-        let kids: Vec<&str> = bundle["jwks"]["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        let kids: Vec<&str> =
+            bundle["jwks"]["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
         assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "{subject}: {kids:?}");
         let (ok, report) = crate::rights::proof_verify(&text);
         assert!(ok, "{subject}: {report}");
