@@ -8,9 +8,10 @@
 //! first, in the same transaction, as the database refuses to delete an event without a mark,
 //! one no checkpoint covers, one a state rests on and a chain head (migration 000061). Never
 //! pruned: the event a current state rests on (the decision in force is never lost) and the
-//! subject's last event (its chain head). Receipts are
-//! kept: they still verify by their signature, and a proof bundle carries the checkpoint that
-//! accounts for the events they name that are gone.
+//! subject's last event (its chain head). Receipts are kept: they still verify by their
+//! signature, and a proof bundle carries the checkpoint that accounts for the events they name
+//! that are gone. Checkpoints are checked against the ledger's key history
+//! (`ledger::keys`), so those signed by a retired receipt key still verify.
 //!
 //! Completed opt-out requests are deleted after `retention.opt_out_requests_days` (at least 731
 //! days, 24 months, 11 CCR §7101; unset: kept for ever); open ones never are.
