@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`,
+//! The command line: `serve`, `migrate`, `ready`, `tenants`, `tokens`, `apply`, `openapi`, `ledger verify`, `ledger keys`,
 //! `import`, `proof verify`, `receipts rotate-key`, `tokens rotate-key`, `retention run`. Every command that uses the database opens it
 //! exactly as `serve` does (settings, `DATABASE_URL`); `proof verify` opens none.
 
@@ -173,6 +173,10 @@ pub enum LedgerCommand {
     /// Recompute every event's hash and each subject's chain (from its signed checkpoint when
     /// events of it were pruned, checked with the receipt keys); exit 1 on any break.
     Verify,
+    /// Print the ledger's key history as a JWKS: every receipt key, published or retired, and
+    /// every key that signed a checkpoint. Hand it to auditors to pin proof bundles with
+    /// `consentry proof verify --jwks` once a retired key has left /.well-known/jwks.json.
+    Keys,
 }
 
 /// Runs the command line and returns the process's exit status (0, or 1 after an error written
@@ -312,10 +316,18 @@ fn run(cli: Cli) -> CliResult {
                 .into())
             }
         }
+        Command::Ledger { command: LedgerCommand::Keys } => {
+            let state = open_state(&settings)?;
+            let jwks = crate::ledger::keys::history(&mut *state.pool.get()?, &state.receipts)?;
+            println!("{}", serde_json::to_string_pretty(&jwks)?);
+            Ok(())
+        }
         Command::Ledger { command: LedgerCommand::Verify } => {
             let state = open_state(&settings)?;
-            let jwks = state.receipts.jwks(Utc::now().date_naive());
-            let report = crate::ledger::verify::verify(&mut *state.pool.get()?, &jwks)?;
+            let mut conn = state.pool.get()?;
+            // The ledger's key history: checkpoints signed by a retired key still verify.
+            let jwks = crate::ledger::keys::history(&mut conn, &state.receipts)?;
+            let report = crate::ledger::verify::verify(&mut conn, &jwks)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.broken.is_empty() {
                 Ok(())

@@ -262,6 +262,29 @@ impl ReceiptKeys {
         self.sign_claims(claims)
     }
 
+    /// Every public key this installation knows (its key file's, and the configured one),
+    /// published or not: a retired key leaves [`ReceiptKeys::jwks`] after its `publish_until`
+    /// date, but what it signed (checkpoints, receipts in proof bundles) must still verify.
+    pub fn history(&self) -> Jwks {
+        Jwks { keys: self.public.iter().map(|k| k.jwk.clone()).collect() }
+    }
+
+    /// The public key of the signing key.
+    pub fn signing_jwk(&self) -> Jwk {
+        self.public.iter().find(|k| k.jwk.kid == self.kid).map(|k| k.jwk.clone()).unwrap_or_else(|| {
+            let public = self.signing.verifying_key().to_bytes();
+            let x = B64.encode(public);
+            Jwk {
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                kid: thumbprint(&x),
+                x,
+                alg: "EdDSA".into(),
+                use_: "sig".into(),
+            }
+        })
+    }
+
     /// The public keys published on `today` (UTC).
     pub fn jwks(&self, today: NaiveDate) -> Jwks {
         Jwks { keys: self.published(today).map(|k| k.jwk.clone()).collect() }

@@ -8,7 +8,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The site's purposes (consent model resolved for `region`) and the policy revisions in force. */
+        /**
+         * The site's purposes (consent model resolved for `region`) and the policy revisions in force.
+         * @description Answers a strong `ETag` over the body (the body stays the same bytes while nothing changes,
+         *     within the presentation's hour), and `304 Not Modified` without a body when `If-None-Match`
+         *     names it or is `*` (RFC 9110 §13.1.2, weak comparison).
+         */
         get: operations["get_site_config"];
         put?: never;
         post?: never;
@@ -424,11 +429,22 @@ export interface operations {
             /** @description The configuration */
             200: {
                 headers: {
+                    /** @description Strong entity tag of the body (RFC 9110 §8.8.3) */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["SiteConfig"];
                 };
+            };
+            /** @description Not modified: the `If-None-Match` names the current ETag (RFC 9110 §13.1.2) */
+            304: {
+                headers: {
+                    /** @description The current entity tag */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Malformed region */
             400: {

@@ -643,6 +643,44 @@ pub fn insert_new_subjects(
     Ok(())
 }
 
+/// SQLite: copies the WAL into the database and truncates it to zero bytes
+/// (`PRAGMA wal_checkpoint(TRUNCATE)`), so that pages written before a deletion (an erasure's
+/// identifiers) no longer sit in the WAL; with `secure_delete` the database file holds none
+/// either. Best effort: a reader still on an older snapshot keeps the checkpoint from finishing
+/// (the WAL is then overwritten by later transactions and truncated at the next erasure), which
+/// is logged. PostgreSQL: nothing (its WAL and dead tuples are vacuumed by the server).
+pub fn truncate_wal(conn: &mut AnyConnection) {
+    #[derive(diesel::QueryableByName)]
+    struct Checkpoint {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        busy: i32,
+    }
+    if let AnyConnection::Sqlite(c) = conn {
+        match diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<Checkpoint>(c) {
+            Ok(r) if r.busy == 0 => {}
+            Ok(_) => tracing::warn!("the WAL could not be truncated after an erasure: a reader is active"),
+            Err(e) => tracing::warn!(error = %e, "the WAL could not be truncated after an erasure"),
+        }
+    }
+}
+
+/// Marks events as being pruned by the retention run (`ledger_pruning`, one statement per
+/// 1,000): the database deletes no event without its mark. The run empties it again in the same
+/// transaction ([`clear_pruning_marks`]).
+pub fn insert_pruning_marks(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<()> {
+    use super::schema::ledger_pruning;
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let values: Vec<_> = chunk.iter().map(|id| ledger_pruning::event_id.eq(id)).collect();
+        execute_on_either!(conn, diesel::insert_into(ledger_pruning::table).values(&values))?;
+    }
+    Ok(())
+}
+
+/// Removes the marks [`insert_pruning_marks`] wrote, before the transaction commits.
+pub fn clear_pruning_marks(conn: &mut AnyConnection) -> QueryResult<()> {
+    diesel::delete(super::schema::ledger_pruning::table).execute(conn).map(|_| ())
+}
+
 /// Inserts events in one statement per 1,000, in order (so `seq` follows the order given).
 pub fn insert_events(conn: &mut AnyConnection, rows: &[super::models::event::NewEvent]) -> QueryResult<()> {
     use super::schema::consent_events;

@@ -319,7 +319,10 @@ impl ConnectionManager {
                 // WAL lets readers run beside the one writer; writers wait for each other
                 // (busy_timeout, ms) instead of failing; foreign keys are off by default in SQLite.
                 // synchronous = FULL (the default) syncs each commit, so that a 2xx survives a
-                // power loss; NORMAL only at checkpoints.
+                // power loss; NORMAL only at checkpoints. secure_delete = ON overwrites deleted
+                // content with zeros (<https://sqlite.org/pragma.html#pragma_secure_delete>): an
+                // erasure (GDPR Art. 17) leaves no identifier in free pages or cells, and
+                // `subjects::erase` then truncates the WAL, which held the old pages.
                 conn.batch_execute("PRAGMA busy_timeout = 10000;")
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 // Switching a new file to WAL needs an exclusive lock, and SQLite answers
@@ -328,7 +331,8 @@ impl ConnectionManager {
                 let started = std::time::Instant::now();
                 loop {
                     match conn.batch_execute(&format!(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
+                         PRAGMA secure_delete = ON;",
                         self.synchronous.pragma()
                     )) {
                         Ok(()) => break,

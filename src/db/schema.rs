@@ -316,3 +316,17 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    ledger_pruning (event_id) {
+        event_id -> Text,
+    }
+}
+
+diesel::table! {
+    ledger_keys (kid) {
+        kid -> Text,
+        x -> Text,
+        created_at -> Timestamp,
+    }
+}

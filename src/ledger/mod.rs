@@ -3,6 +3,7 @@
 
 pub mod check;
 mod events;
+pub mod keys;
 mod link;
 pub mod outbox;
 mod record;

@@ -118,12 +118,19 @@ pub struct PublicPurpose {
 }
 
 /// The site's purposes (consent model resolved for `region`) and the policy revisions in force.
+///
+/// Answers a strong `ETag` over the body (the body stays the same bytes while nothing changes,
+/// within the presentation's hour), and `304 Not Modified` without a body when `If-None-Match`
+/// names it or is `*` (RFC 9110 §13.1.2, weak comparison).
 #[utoipa::path(
     tag = "public",
     security((), ("origin" = [])),
     params(("site_key" = String, Path, description = "The site's public key"), ConfigQuery),
     responses(
-        (status = 200, description = "The configuration", body = SiteConfig),
+        (status = 200, description = "The configuration", body = SiteConfig,
+         headers(("ETag" = String, description = "Strong entity tag of the body (RFC 9110 §8.8.3)"))),
+        (status = 304, description = "Not modified: the `If-None-Match` names the current ETag (RFC 9110 §13.1.2)",
+         headers(("ETag" = String, description = "The current entity tag"))),
         (status = 400, description = "Malformed region", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Origin not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown site key", body = Problem, content_type = "application/problem+json"),
@@ -131,6 +138,7 @@ pub struct PublicPurpose {
 )]
 #[get("/v1/sites/{site_key}/config")]
 pub async fn get_site_config(
+    req: HttpRequest,
     state: web::Data<AppState>,
     site: PublicSite,
     query: web::Query<ConfigQuery>,
@@ -192,7 +200,32 @@ pub async fn get_site_config(
         purposes,
         presentation,
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-cache")).json(config))
+    let body = serde_json::to_vec(&config).map_err(ApiError::internal)?;
+    Ok(with_etag(&req, body))
+}
+
+/// A 200 with `body` (JSON) and its strong `ETag`, the SHA-256 of the body in base64url; or a
+/// 304 Not Modified with the same `ETag` and caching headers and no body when the request's
+/// `If-None-Match` names it or is `*` (RFC 9110 §13.1.2: weak comparison). A malformed
+/// `If-None-Match` is ignored (the full answer).
+fn with_etag(req: &HttpRequest, body: Vec<u8>) -> HttpResponse {
+    use actix_web::http::header::{EntityTag, Header, IfNoneMatch};
+    use base64::Engine;
+    use sha2::Digest;
+    let tag =
+        EntityTag::new_strong(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&body)));
+    let matched = match IfNoneMatch::parse(req) {
+        Ok(IfNoneMatch::Any) => req.headers().contains_key(header::IF_NONE_MATCH),
+        Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&tag)),
+        Err(_) => false,
+    };
+    let mut res = if matched { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    res.insert_header((header::CACHE_CONTROL, "no-cache")).insert_header(header::ETag(tag));
+    if matched {
+        res.finish()
+    } else {
+        res.insert_header(header::ContentType::json()).body(body)
+    }
 }
 
 fn parse_visitor(raw: &str, field: &str) -> Result<SubjectIdentifier, ApiError> {

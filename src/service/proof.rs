@@ -145,7 +145,10 @@ pub struct ProofBundle {
     pub policies: Vec<ProofPolicy>,
     /// What the person was shown: each presentation the events name, with its content.
     pub presentations: Vec<ProofPresentation>,
-    /// The keys that signed the receipts and the attestation.
+    /// The keys that signed the receipts, checkpoints, presentations and the attestation: those
+    /// published when the bundle was made, and any retired key (from the ledger's key history,
+    /// [`crate::ledger::keys`]) that signed something of the bundle. Each `kid` is the key's
+    /// RFC 7638 thumbprint.
     pub jwks: Jwks,
     /// A JWS (same keys) over [`Attestation`].
     pub attestation: String,
@@ -194,7 +197,7 @@ pub async fn build(state: &AppState, tenant_id: &str, stored: String) -> Result<
     let held = super::subjects::holdings(state, tenant_id, stored).await?;
     let Some(person) = held.person else { return Ok(None) };
     let (tenant, ids) = (tenant_id.to_owned(), person.subject_ids.clone());
-    let checkpoints = state
+    let checkpoints: Vec<String> = state
         .db(move |conn| Ok(CheckpointRow::list_for_subjects(conn, &tenant, &ids)?))
         .await?
         .into_iter()
@@ -230,6 +233,22 @@ pub async fn build(state: &AppState, tenant_id: &str, stored: String) -> Result<
             })
             .collect::<Result<Vec<_>, ApiError>>()?
     };
+    // The keys published today, and every key of the ledger's history that signed something
+    // of the bundle: a retired key, unpublished since, still verifies what it signed.
+    let keys = state.receipts.clone();
+    let history = state.db(move |conn| Ok(crate::ledger::keys::history(conn, &keys)?)).await?;
+    let mut jwks = state.receipts.jwks(Utc::now().date_naive());
+    let named: std::collections::HashSet<String> = checkpoints
+        .iter()
+        .chain(held.receipts.iter().map(|r| &r.jws))
+        .chain(presentations.iter().map(|p| &p.token))
+        .filter_map(|jws| jsonwebtoken::decode_header(jws).ok()?.kid)
+        .collect();
+    for key in history.keys {
+        if named.contains(&key.kid) && !jwks.keys.iter().any(|k| k.kid == key.kid) {
+            jwks.keys.push(key);
+        }
+    }
     let mut bundle = ProofBundle {
         format: PROOF_FORMAT.into(),
         issuer: state.receipts.issuer.clone(),
@@ -241,7 +260,7 @@ pub async fn build(state: &AppState, tenant_id: &str, stored: String) -> Result<
         receipts: held.receipts.into_iter().map(|r| r.jws).collect(),
         policies: policies.collect(),
         presentations,
-        jwks: state.receipts.jwks(Utc::now().date_naive()),
+        jwks,
         attestation: String::new(),
     };
     let doc = serde_json::to_value(&bundle).map_err(ApiError::internal)?;

@@ -4,16 +4,19 @@
 //! that, per data subject, in one transaction per group of subjects: the subject's chain (from
 //! its checkpoint, if any) is verified first, a subject whose chain does not verify is left
 //! alone and reported; then a new checkpoint (see `domain::retention`), signed with the receipt
-//! key, replaces the old one and the pruned events are deleted (the database refuses to delete
-//! an event no checkpoint covers). Never pruned: the event a current state rests on (the
-//! decision in force is never lost) and the subject's last event (its chain head). Receipts are
-//! kept: they still verify by their signature, and a proof bundle carries the checkpoint that
-//! accounts for the events they name that are gone.
+//! key, replaces the old one and the pruned events are deleted: marked in `ledger_pruning`
+//! first, in the same transaction, as the database refuses to delete an event without a mark,
+//! one no checkpoint covers, one a state rests on and a chain head (migration 000061). Never
+//! pruned: the event a current state rests on (the decision in force is never lost) and the
+//! subject's last event (its chain head). Receipts are kept: they still verify by their
+//! signature, and a proof bundle carries the checkpoint that accounts for the events they name
+//! that are gone. Checkpoints are checked against the ledger's key history
+//! (`ledger::keys`), so those signed by a retired receipt key still verify.
 //!
 //! Completed opt-out requests are deleted after `retention.opt_out_requests_days` (at least 731
 //! days, 24 months, 11 CCR §7101; unset: kept for ever); open ones never are.
 
-use crate::db::backend::{lock_subjects, write_transaction};
+use crate::db::backend::{clear_pruning_marks, insert_pruning_marks, lock_subjects, write_transaction};
 use crate::db::models::event::Event;
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::tenant::Tenant;
@@ -41,8 +44,10 @@ pub struct RetentionSummary {
     pub events_pruned: u64,
     /// Subjects whose checkpoint was written or extended.
     pub checkpoints: u64,
-    /// Events past their retention kept, among the subjects pruned, because a current state
-    /// rests on them or they are their subject's last event.
+    /// Events past their retention kept because a current state rests on them or they are
+    /// their subject's last event (its chain head): every such event of the tenants' purposes
+    /// kept for a limited time, counted once after each tenant's pruning, whether or not its
+    /// subject had anything to prune.
     pub kept_in_force: u64,
     /// Tenant slug → purpose → events deleted.
     pub by_purpose: BTreeMap<String, BTreeMap<String, u64>>,
@@ -107,13 +112,17 @@ fn prune_tenant(
     let mut purposes: Vec<(&String, &NaiveDateTime)> = cutoffs.iter().collect();
     purposes.sort();
     for (purpose, cutoff) in purposes {
-        let mut after = 0i64;
+        // Keyset pagination over (occurred_at, seq), the order of the index
+        // `consent_events_retention` (tenant_id, purpose_key, occurred_at, seq): each page is a
+        // range of it, read in order up to the limit, with no sort. Starts before any event.
+        let mut after = (earliest(), 0i64);
         loop {
-            let page: Vec<(i64, String)> = consent_events::table
+            let page: Vec<(NaiveDateTime, i64, String)> = consent_events::table
                 .filter(consent_events::tenant_id.eq(&tenant.id))
                 .filter(consent_events::purpose_key.eq(purpose))
                 .filter(consent_events::occurred_at.lt(*cutoff))
-                .filter(consent_events::seq.gt(after))
+                .filter(consent_events::occurred_at.ge(after.0))
+                .filter(consent_events::occurred_at.gt(after.0).or(consent_events::seq.gt(after.1)))
                 // Not the event a state rests on (probed by the states' primary key): subjects
                 // whose only expired events are in force are not visited on every run.
                 .filter(diesel::dsl::not(diesel::dsl::exists(
@@ -123,14 +132,14 @@ fn prune_tenant(
                         .filter(consent_states::purpose_key.eq(consent_events::purpose_key))
                         .filter(consent_states::event_id.eq(consent_events::id)),
                 )))
-                .order(consent_events::seq.asc())
+                .order((consent_events::occurred_at.asc(), consent_events::seq.asc()))
                 .limit(SCAN_PAGE)
-                .select((consent_events::seq, consent_events::subject_id))
+                .select((consent_events::occurred_at, consent_events::seq, consent_events::subject_id))
                 .load(conn)?;
-            let Some(&(last, _)) = page.last() else { break };
-            after = last;
+            let Some(&(at, seq, _)) = page.last() else { break };
+            after = (at, seq);
             let mut subjects: Vec<String> = Vec::new();
-            for (_, subject) in page {
+            for (_, _, subject) in page {
                 if done.insert(subject.clone()) {
                     subjects.push(subject);
                 }
@@ -139,8 +148,49 @@ fn prune_tenant(
                 write_transaction(conn, |conn| prune_subjects(conn, retention, tenant, &cutoffs, group, now, summary))?;
             }
         }
+        summary.kept_in_force += count_kept_in_force(conn, &tenant.id, purpose, *cutoff)?;
     }
     Ok(())
+}
+
+/// Before every event's `occurred_at`: 0001-01-01 (writes and imports refuse one before 1970).
+fn earliest() -> NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(1, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default()
+}
+
+/// The events of `purpose` that occurred before `cutoff` and are kept all the same: a state
+/// rests on them (probed by the states' primary key) or no later event of their subject exists
+/// (the chain head, probed by `consent_events_subject`); a range of `consent_events_retention`.
+/// Counted apart from the pruning, whose
+/// scan skips subjects whose only expired events are in force: counting there missed them.
+fn count_kept_in_force(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    purpose: &str,
+    cutoff: NaiveDateTime,
+) -> QueryResult<u64> {
+    let later = diesel::alias!(consent_events as later);
+    let in_force = diesel::dsl::exists(
+        consent_states::table
+            .filter(consent_states::tenant_id.eq(consent_events::tenant_id))
+            .filter(consent_states::subject_id.eq(consent_events::subject_id))
+            .filter(consent_states::purpose_key.eq(consent_events::purpose_key))
+            .filter(consent_states::event_id.eq(consent_events::id)),
+    );
+    let head = diesel::dsl::not(diesel::dsl::exists(
+        later
+            .filter(later.field(consent_events::tenant_id).eq(consent_events::tenant_id))
+            .filter(later.field(consent_events::subject_id).eq(consent_events::subject_id))
+            .filter(later.field(consent_events::seq).gt(consent_events::seq)),
+    ));
+    let n: i64 = consent_events::table
+        .filter(consent_events::tenant_id.eq(tenant_id))
+        .filter(consent_events::purpose_key.eq(purpose))
+        .filter(consent_events::occurred_at.lt(cutoff))
+        .filter(in_force.or(head))
+        .count()
+        .get_result(conn)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Prunes the expired events of `subjects` (one transaction, the subjects locked).
@@ -156,7 +206,8 @@ fn prune_subjects(
     let mut ids: Vec<&str> = subjects.iter().map(String::as_str).collect();
     ids.sort_unstable();
     let heads: HashMap<String, String> = lock_subjects(conn, &ids)?.into_iter().collect();
-    let jwks = retention.keys.jwks(now.date_naive());
+    // Checkpoints signed by a retired key, published or not any more, still verify.
+    let jwks = crate::ledger::keys::history(conn, retention.keys)?;
     // Everything of the group in a few statements: their events, checkpoints and states.
     let mut chains_of: HashMap<String, Vec<Event>> = HashMap::new();
     for e in Event::list_for_subject(conn, &tenant.id, subjects, i64::MAX)? {
@@ -204,9 +255,7 @@ fn prune_subjects(
             if !expired {
                 continue;
             }
-            if in_force.contains(&e.row.id) || last_id.as_ref() == Some(&e.row.id) {
-                summary.kept_in_force += 1;
-            } else {
+            if !in_force.contains(&e.row.id) && last_id.as_ref() != Some(&e.row.id) {
                 pruned.push(e);
             }
         }
@@ -275,11 +324,17 @@ fn prune_subjects(
         )
         .execute(conn)?;
     }
+    if !rows.is_empty() {
+        crate::ledger::keys::record_signing_key(conn, retention.keys, naive(now))?;
+    }
     for row in &rows {
         diesel::insert_into(ledger_checkpoints::table).values(row).execute(conn)?;
     }
+    // Marked first: the database deletes only the events this run prunes (and a checkpoint
+    // covers); the marks go before the transaction commits.
+    insert_pruning_marks(conn, &doomed)?;
     for chunk in doomed.chunks(500) {
         diesel::delete(consent_events::table.filter(consent_events::id.eq_any(chunk))).execute(conn)?;
     }
-    Ok(())
+    clear_pruning_marks(conn)
 }

@@ -152,7 +152,8 @@ pub struct Erased {
 /// an opt-out of sale/sharing in force (a denial of a purpose with `gpc_applies`) is kept as a
 /// suppression entry: each email or phone identifier now names a new subject holding only that
 /// denial (source `opt_out_request`), so an erasure does not restart selling. All in one
-/// transaction. `None` when the identifier names nobody.
+/// transaction; then, with SQLite, the WAL is truncated (see `backend::truncate_wal`). `None`
+/// when the identifier names nobody.
 pub fn erase(
     conn: &mut AnyConnection,
     rules: TenantRules,
@@ -161,7 +162,7 @@ pub fn erase(
     keep_opt_out: bool,
 ) -> Result<Option<Erased>, ApiError> {
     let tenant_id = rules.tenant_id.clone();
-    write_transaction(conn, |conn| {
+    let erased = write_transaction(conn, |conn| {
         let Some(person) = find_person(conn, &tenant_id, stored)? else { return Ok(None) };
         let ids: Vec<&str> = person.subject_ids.iter().map(String::as_str).collect();
         let identifiers: Vec<String> =
@@ -244,7 +245,13 @@ pub fn erase(
             suppressed,
             events_kept: events.len(),
         }))
-    })
+    })?;
+    // SQLite: the erased identifiers' old pages leave the WAL too (secure_delete zeroes them
+    // in the database file).
+    if erased.is_some() {
+        crate::db::backend::truncate_wal(conn);
+    }
+    Ok(erased)
 }
 
 /// Escapes `%` and `_` for a LIKE pattern with `\` as the escape character.

@@ -1,6 +1,7 @@
 //! The public endpoints: site configuration, origins and CORS.
 
 use crate::helpers::{assert_problem, TestApp, ORIGIN, VISITOR};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 crate::backend_tests!(
@@ -11,6 +12,7 @@ crate::backend_tests!(
     browsers_may_not_claim_server_sources,
     a_site_presents_only_its_purposes,
     an_api_on_the_pages_site_sets_a_long_lived_visitor_cookie_on_writes,
+    the_config_has_an_etag_and_answers_304_to_if_none_match,
 );
 
 /// Issue 12, item 3: Safari caps cookies set from JavaScript at 7 days; one set by the site's own
@@ -229,4 +231,62 @@ mod sdk {
         assert!(page.contains(&format!("data-endpoint=\"{}\"", app.address)));
         assert!(!page.contains("{{"), "every placeholder is filled");
     }
+}
+
+/// RFC 9110 §8.8.3 and §13.1.2: the config carries a strong `ETag` over its body; a request
+/// whose `If-None-Match` names it (or `*`, or it among others, or it as a weak tag: the weak
+/// comparison) gets `304 Not Modified` with the same `ETag` and no body; a changed config gets a
+/// new tag and a 200.
+async fn the_config_has_an_etag_and_answers_304_to_if_none_match(app: TestApp) {
+    let site = app.seed().await;
+    let url = app.url(&format!("/v1/sites/{site}/config?region=DE"));
+    let get = |inm: Option<String>| {
+        let mut req = app.client.get(&url).header("Origin", ORIGIN);
+        if let Some(inm) = inm {
+            req = req.header("If-None-Match", inm);
+        }
+        req.send()
+    };
+    let res = get(None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && !etag.starts_with("W/"), "strong: {etag}");
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    let body = res.bytes().await.unwrap();
+    let expected = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&body))
+    };
+    assert_eq!(etag, format!("\"{expected}\""), "the SHA-256 of the body");
+
+    for inm in [etag.clone(), format!("\"other\", {etag}"), format!("W/{etag}"), "*".to_owned()] {
+        let res = get(Some(inm.clone())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{inm}");
+        assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
+        assert_eq!(res.headers()["access-control-allow-origin"], ORIGIN, "CORS as for the 200");
+        assert!(res.bytes().await.unwrap().is_empty());
+    }
+    let res = get(Some("\"something-else\"".into())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["etag"].to_str().unwrap(), etag, "the same bytes, the same tag");
+
+    // The config changes: the old tag no longer matches.
+    let res = app
+        .put_purpose("analytics", json!({"title": "Analytics v2", "description": "Audience measurement", "kind": "cookie_category", "consent_model": "opt_in", "legal_basis": "consent", "gpc_applies": false}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let mut changed = None;
+    for _ in 0..50 {
+        let res = get(Some(etag.clone())).await.unwrap();
+        if res.status() == StatusCode::OK {
+            changed = Some(res);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let res = changed.expect("a changed config answers 200");
+    assert_ne!(res.headers()["etag"].to_str().unwrap(), etag);
+    let config: Value = res.json().await.unwrap();
+    assert!(config.to_string().contains("Analytics v2"));
 }

@@ -13,20 +13,39 @@ crate::backend_tests!(
     the_retention_worker_prunes_every_interval,
     the_import_endpoint_shares_the_cli_rules_and_is_idempotent,
     the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson,
+    kept_in_force_counts_every_expired_event_a_state_rests_on,
+    only_a_retention_run_deletes_events_even_below_a_checkpoint,
+    what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks,
+    the_pruning_scan_reads_its_index_in_order,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
 fn exec_sql(app: &TestApp, sql: &str) {
+    try_sql(app, sql).unwrap();
+}
+
+/// Runs `sql` on the app's database (either backend), outside the server; the database's error.
+fn try_sql(app: &TestApp, sql: &str) -> diesel::QueryResult<()> {
     use diesel::connection::SimpleConnection;
     let url = &app.database_url;
     if url.starts_with("postgres") {
-        diesel::PgConnection::establish(url).unwrap().batch_execute(sql).unwrap();
+        diesel::PgConnection::establish(url).unwrap().batch_execute(sql)
     } else {
         let path = url.trim_start_matches("sqlite://");
         let mut conn = diesel::SqliteConnection::establish(path).unwrap();
         // The server may hold the write lock a moment.
         conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
-        conn.batch_execute(sql).unwrap();
+        conn.batch_execute(sql)
+    }
+}
+
+/// Deletes events past the database's guard (as one with the rights to drop it could): the
+/// ledger's own verification must still catch it.
+fn delete_past_the_trigger(app: &TestApp, filter: &str) {
+    if app.database_url.starts_with("postgres") {
+        exec_sql(app, &format!("SET session_replication_role = replica; DELETE FROM consent_events WHERE {filter}"));
+    } else {
+        exec_sql(app, &format!("DROP TRIGGER consent_events_no_delete; DELETE FROM consent_events WHERE {filter}"));
     }
 }
 
@@ -151,10 +170,12 @@ async fn pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_stat
         app.client.post(app.url("/v1/receipts/verify")).json(&json!({"receipt": old_receipt})).send().await.unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["valid"], true, "receipts are kept and still verify");
 
-    // A kept event removed behind the pruning's back (the database lets it go, a checkpoint
-    // covers its position) is caught: its bridge goes unused, the next event's bridge does not
-    // start where the chain is.
-    exec_sql(&app, "DELETE FROM consent_events WHERE purpose_key = 'marketing_email'");
+    // A kept event removed behind the pruning's back: the database refuses, though a checkpoint
+    // covers its position; removed past the trigger, it is caught: its bridge goes unused, the
+    // next event's bridge does not start where the chain is.
+    let refused = try_sql(&app, "DELETE FROM consent_events WHERE purpose_key = 'marketing_email'");
+    assert!(refused.unwrap_err().to_string().contains("append-only"));
+    delete_past_the_trigger(&app, "purpose_key = 'marketing_email'");
     let (ok, report) = verify_ledger(&app);
     assert!(!ok);
     let broken = report["broken"].to_string();
@@ -420,4 +441,249 @@ async fn the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson
     let headless = "user:1,analytics,granted,2023-01-01T00:00:00Z\n";
     let problem = assert_problem(post_import(&app, "text/csv", headless).await, 400).await;
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains("no subject, purpose, decision"), "{problem}");
+}
+
+/// The summary's `kept_in_force` counts every expired event kept as the evidence of a state in
+/// force (GDPR Art. 7(1)), also of subjects with nothing else to prune, which the pruning scan
+/// never visits; a run with nothing to prune still reports them.
+async fn kept_in_force_counts_every_expired_event_a_state_rests_on(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    // user:11: its only event is expired and in force. user:12: its expired analytics event is
+    // in force, its last event is of a purpose kept for ever. user:13: the first of two expired
+    // analytics events goes, the second is in force.
+    let csv = "subject,purpose,decision,occurred_at\n\
+               user:11,analytics,granted,2023-01-05T00:00:00Z\n\
+               user:12,analytics,granted,2023-01-05T00:00:00Z\n\
+               user:12,marketing_email,granted,2023-01-20T00:00:00Z\n\
+               user:13,analytics,granted,2023-01-05T00:00:00Z\n\
+               user:13,analytics,denied,2023-01-06T00:00:00Z\n";
+    let res = post_import(&app, "text/csv", csv).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["imported"], 5);
+    // A recent event, not expired: not counted.
+    let res = app.record(json!({"subject": "user:14", "choices": {"analytics": true}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok, "{stderr}");
+    // Pruned: user:7's two superseded analytics events, user:13's first one.
+    assert_eq!(summary["events_pruned"], 3, "{summary}");
+    // Kept: the analytics event in force of user:7, user:11, user:12 and user:13.
+    assert_eq!(summary["kept_in_force"], 4, "{summary}");
+    let (ok, again, _) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok);
+    assert_eq!((again["events_pruned"].as_u64(), again["kept_in_force"].as_u64()), (Some(0), Some(4)), "{again}");
+    for (subject, left) in [("user:7", 2), ("user:11", 1), ("user:12", 2), ("user:13", 1), ("user:14", 1)] {
+        assert_eq!(app.events_of(subject).await.len(), left, "{subject}");
+    }
+}
+
+/// The ledger is append-only (GDPR Art. 7(1): the evidence of consent is kept): a DELETE outside
+/// a retention run is refused, even of an event at or below its subject's checkpoint
+/// (`through_seq`) that the run kept; an event a state rests on is refused even when marked as
+/// being pruned; a retention run still prunes, and leaves no mark behind.
+async fn only_a_retention_run_deletes_events_even_below_a_checkpoint(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 2, "{summary} {stderr}");
+    // user:7's marketing_email event (seq 2) is below the checkpoint (through_seq 3), in force.
+    for filter in [
+        "purpose_key = 'marketing_email'",
+        "purpose_key = 'analytics'",
+        "seq <= (SELECT MAX(through_seq) FROM ledger_checkpoints)",
+    ] {
+        let refused = try_sql(&app, &format!("DELETE FROM consent_events WHERE {filter}"));
+        let message = refused.expect_err(filter).to_string();
+        assert!(message.contains("append-only"), "{filter}: {message}");
+    }
+    // Marked as a run marks what it prunes: the evidence of a state in force still stays.
+    let refused = try_sql(
+        &app,
+        "INSERT INTO ledger_pruning (event_id) SELECT id FROM consent_events WHERE purpose_key = 'marketing_email'; \
+         DELETE FROM consent_events WHERE purpose_key = 'marketing_email'",
+    );
+    assert!(refused.unwrap_err().to_string().contains("append-only"));
+    exec_sql(&app, "DELETE FROM ledger_pruning");
+    assert_eq!(app.events_of("user:7").await.len(), 2);
+    assert!(verify_ledger(&app).0);
+
+    // A new decision moves the state off the old analytics event: the run prunes it.
+    let res = app.record(json!({"subject": "user:7", "choices": {"analytics": false}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 1, "{summary} {stderr}");
+    assert_eq!(app.events_of("user:7").await.len(), 2);
+    assert!(verify_ledger(&app).0);
+    // No mark is left behind for a later DELETE to use.
+    let url = app.database_url.clone();
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let q = "SELECT COUNT(*) AS n FROM ledger_pruning";
+    let marks = if url.starts_with("postgres") {
+        diesel::sql_query(q).get_result::<Count>(&mut diesel::PgConnection::establish(&url).unwrap())
+    } else {
+        diesel::sql_query(q)
+            .get_result::<Count>(&mut diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap())
+    };
+    assert_eq!(marks.unwrap().n, 0);
+}
+
+/// Key rotation: a retired receipt key leaves /.well-known/jwks.json after its `publish_until`
+/// date, but the checkpoints and receipts it signed stay evidence (GDPR Art. 7(1)): `ledger
+/// verify`, the retention run and proof bundles check them with the ledger's key history, each
+/// key pinned by its RFC 7638 thumbprint (its `kid`). A changed checkpoint still fails.
+async fn what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks(mut app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let res = app
+        .record(json!({"subject": "user:9", "choices": {"analytics": true}, "source": "api",
+                       "occurred_at": "2023-01-10T00:00:00Z"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = app
+        .record(json!({"subject": "user:9", "choices": {"analytics": false}, "source": "api",
+                       "occurred_at": "2023-02-10T00:00:00Z"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 3, "{summary} {stderr}");
+    let jwks = |app: &TestApp| {
+        let url = app.url("/.well-known/jwks.json");
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let old_kid = jwks(&app).await["keys"][0]["kid"].as_str().unwrap().to_owned();
+
+    // Rotate, then let the retired key's date pass (moved into the past in the key file).
+    let out = app.cli(&["receipts", "rotate-key", "--publish-until", "2999-12-31"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_kid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key_file = app.settings.receipts.key_file.clone().unwrap();
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    for key in file["keys"].as_array_mut().unwrap() {
+        if key["kid"] == old_kid.as_str() {
+            key["publish_until"] = json!("2000-01-01");
+        }
+    }
+    std::fs::write(&key_file, serde_json::to_string(&file).unwrap()).unwrap();
+    app.restart(|_| {}).await;
+    let published = jwks(&app).await;
+    assert_eq!(published["keys"].as_array().unwrap().len(), 1, "{published}");
+    assert_eq!(published["keys"][0]["kid"], new_kid.as_str());
+
+    let (ok, report) = verify_ledger(&app);
+    assert!(ok, "checkpoints signed by the retired key: {report}");
+    assert_eq!(report["checkpoints"], 2);
+    let (ok, again, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && again["broken_chains"] == json!([]), "{again} {stderr}");
+    let mut bundles = Vec::new();
+    for subject in ["user:7", "user:9"] {
+        let text = app.get(&format!("/v1/subjects/{subject}/proof")).send().await.unwrap().text().await.unwrap();
+        let bundle: Value = serde_json::from_str(&text).unwrap();
+        let kids: Vec<&str> =
+            bundle["jwks"]["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "{subject}: {kids:?}");
+        let (ok, report) = crate::rights::proof_verify(&text);
+        assert!(ok, "{subject}: {report}");
+        assert_eq!(report["checkpoints"], 1);
+        bundles.push(bundle);
+    }
+    // Pinned offline: the published JWKS no longer holds the retired key, the ledger's key
+    // history (`consentry ledger keys`) does.
+    let (ok, report) = crate::rights::proof_verify_with(&bundles[1].to_string(), Some(&published));
+    assert!(!ok && report["problems"].to_string().contains("not one of the trusted keys"), "{report}");
+    let (ok, history, stderr) = cli_json(&app, &["ledger", "keys"], &[]);
+    assert!(ok, "{stderr}");
+    let kids: Vec<&str> = history["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, [old_kid.as_str(), new_kid.as_str()]);
+    let (ok, report) = crate::rights::proof_verify_with(&bundles[1].to_string(), Some(&history));
+    assert!(ok && report["keys_pinned"] == true, "{report}");
+
+    // The retention run checks the old checkpoint before it extends it, signed with the new key.
+    let res = app.record(json!({"subject": "user:7", "choices": {"analytics": false}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (ok, third, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && third["events_pruned"] == 1 && third["broken_chains"] == json!([]), "{third} {stderr}");
+
+    // The key file loses the retired key altogether: the ledger's history still has it.
+    file["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != old_kid.as_str());
+    std::fs::write(&key_file, serde_json::to_string(&file).unwrap()).unwrap();
+    let (ok, report) = verify_ledger(&app);
+    assert!(ok, "{report}");
+    // A history row whose key is not the one its kid names (its thumbprint) is not used.
+    let old_x = bundles[0]["jwks"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == old_kid.as_str())
+        .map(|k| k["x"].as_str().unwrap().to_owned())
+        .unwrap();
+    let new_x = published["keys"][0]["x"].as_str().unwrap();
+    exec_sql(&app, &format!("UPDATE ledger_keys SET x = '{new_x}' WHERE kid = '{old_kid}'"));
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok && report["broken"].to_string().contains("checkpoint:"), "{report}");
+    exec_sql(&app, &format!("UPDATE ledger_keys SET x = '{old_x}' WHERE kid = '{old_kid}'"));
+    assert!(verify_ledger(&app).0);
+
+    // A changed checkpoint still fails, in the database and in a bundle.
+    exec_sql(&app, "UPDATE ledger_checkpoints SET events = events + 1");
+    let (ok, report) = verify_ledger(&app);
+    assert!(!ok && report["broken"].to_string().contains("checkpoint:"), "{report}");
+    let mut forged = bundles[0].clone();
+    let jws = forged["checkpoints"][0].as_str().unwrap().to_owned();
+    let (head, rest) = jws.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let mut claims: Value = serde_json::from_slice(&base64_url(payload)).unwrap();
+    claims["events"] = json!(claims["events"].as_u64().unwrap() + 1);
+    let payload = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims.to_string());
+    forged["checkpoints"][0] = json!(format!("{head}.{payload}.{signature}"));
+    let (ok, report) = crate::rights::proof_verify(&forged.to_string());
+    assert!(!ok);
+    assert!(report["problems"].to_string().contains("checkpoint 1:"), "{report}");
+}
+
+fn base64_url(text: &str) -> Vec<u8> {
+    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text).unwrap()
+}
+
+/// The retention run's scan (tenant, purpose, `occurred_at` before the cutoff, a page after the
+/// last one in (occurred_at, seq) order) is a range of `consent_events_retention`, read in order:
+/// no sort, and no page reads the events of other purposes or the recent ones.
+async fn the_pruning_scan_reads_its_index_in_order(app: TestApp) {
+    use diesel::connection::SimpleConnection;
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let scan = "SELECT occurred_at, seq, subject_id FROM consent_events WHERE tenant_id = 't' \
+                AND purpose_key = 'analytics' AND occurred_at < '2026-01-01 00:00:00' \
+                AND occurred_at >= '2023-01-01 00:00:00' \
+                AND (occurred_at > '2023-01-01 00:00:00' OR seq > 1) ORDER BY occurred_at, seq LIMIT 10000";
+    #[derive(diesel::QueryableByName)]
+    struct PgPlan {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct SqlitePlan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let url = app.database_url.clone();
+    let plan: Vec<String> = if url.starts_with("postgres") {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        // Three rows: without this the planner reads the table itself, whatever the indexes.
+        conn.batch_execute("SET enable_seqscan = off").unwrap();
+        let rows = diesel::sql_query(format!("EXPLAIN {scan}")).load::<PgPlan>(&mut conn).unwrap();
+        rows.into_iter().map(|r| r.line).collect()
+    } else {
+        let mut conn = diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap();
+        let rows = diesel::sql_query(format!("EXPLAIN QUERY PLAN {scan}")).load::<SqlitePlan>(&mut conn).unwrap();
+        rows.into_iter().map(|r| r.detail).collect()
+    };
+    let plan = plan.join("\n");
+    assert!(plan.contains("consent_events_retention"), "{plan}");
+    assert!(!plan.contains("Sort") && !plan.contains("TEMP B-TREE"), "read in index order: {plan}");
 }

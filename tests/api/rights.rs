@@ -15,6 +15,7 @@ crate::backend_tests!(
     an_erasure_may_drop_the_opt_out_when_asked,
     a_proof_bundle_verifies_offline_and_names_what_was_changed,
     an_import_keeps_original_times_reports_bad_lines_and_adds_nothing_twice,
+    an_erased_identifier_leaves_no_bytes_in_the_database_files,
 );
 
 /// Issue 11, item 9: CRM exports carry spaces around identifiers; they are trimmed in writes,
@@ -516,4 +517,51 @@ async fn an_import_keeps_original_times_reports_bad_lines_and_adds_nothing_twice
     app.create_tenant("initech");
     let (ok, _, stderr) = import(&app, dir.path(), "b.ndjson", ndjson, &[]);
     assert!(!ok && stderr.contains("--tenant"), "{stderr}");
+}
+
+/// GDPR Art. 17: an erased identifier is gone from the storage, not only from the tables. With
+/// SQLite, `secure_delete` zeroes what was deleted and the erasure truncates the WAL: the raw
+/// bytes of the database file and its WAL no longer hold the user id (without them, the deleted
+/// cells stay in free space and the WAL). With PostgreSQL, no table holds it.
+async fn an_erased_identifier_leaves_no_bytes_in_the_database_files(app: TestApp) {
+    const ID: &str = "user:erasure-probe-4711-qzx";
+    app.seed().await;
+    for analytics in [true, false] {
+        let res = app
+            .client
+            .post(app.url("/v1/consents"))
+            .bearer_auth(&app.token)
+            .header("Idempotency-Key", format!("erasure-probe-{analytics}"))
+            .json(&json!({"subject": ID, "choices": {"analytics": analytics}, "source": "api"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let res = app.post(&format!("/v1/subjects/{ID}/links"), &json!({"subject": "user:erasure-other"})).send().await;
+    assert_eq!(res.unwrap().status(), StatusCode::OK);
+    let res = app.client.delete(app.url(&format!("/v1/subjects/{ID}"))).bearer_auth(&app.token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.consents_of(ID).await["purposes"]["analytics"]["status"], "not_asked");
+
+    let url = app.database_url.clone();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let needle = ID.trim_start_matches("user:").as_bytes();
+        for file in [path.to_owned(), format!("{path}-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let found = bytes.windows(needle.len()).position(|w| w == needle);
+            assert_eq!(found, None, "{file} ({} bytes) still holds the erased user id", bytes.len());
+        }
+    } else {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let q = "SELECT (SELECT COUNT(*) FROM subject_identifiers WHERE identifier LIKE '%erasure-probe%') \
+                 + (SELECT COUNT(*) FROM idempotency_keys WHERE response LIKE '%erasure-probe%') AS n";
+        assert_eq!(diesel::sql_query(q).get_result::<Count>(&mut conn).unwrap().n, 0);
+    }
 }

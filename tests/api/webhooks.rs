@@ -431,6 +431,11 @@ async fn no_delivery_is_lost_when_the_server_restarts_between_retries(mut app: T
         })
         .collect();
     assert_eq!(delivered, events);
+    // The receiver has answered; the server records each delivery a moment later.
+    wait_until("every delivery is recorded as delivered", || async {
+        deliveries(&app, &hook, "?status=delivered").await.len() == 5
+    })
+    .await;
     let listed = deliveries(&app, &hook, "?status=delivered").await;
     assert_eq!(listed.len(), 5);
     assert!(listed.iter().all(|d| d["attempts"].as_i64().unwrap() >= 2), "{listed:?}");

@@ -1,0 +1,24 @@
+-- Only a retention run deletes events (issue 11 review): the run writes the ids of the events it
+-- prunes into `ledger_pruning`, deletes them and empties it again, all in its transaction. A
+-- DELETE of an event without a mark is refused, even at or below its subject's checkpoint; so
+-- is one of an event a state rests on or of a chain head, which a run never prunes.
+CREATE TABLE ledger_pruning (
+    event_id TEXT PRIMARY KEY
+);
+
+DROP TRIGGER consent_events_no_delete;
+CREATE TRIGGER consent_events_no_delete BEFORE DELETE ON consent_events
+WHEN NOT EXISTS (SELECT 1 FROM ledger_pruning p WHERE p.event_id = OLD.id)
+    OR NOT EXISTS (
+        SELECT 1 FROM ledger_checkpoints c
+        WHERE c.tenant_id = OLD.tenant_id AND c.subject_id = OLD.subject_id AND c.through_seq >= OLD.seq
+    )
+    OR EXISTS (
+        SELECT 1 FROM consent_states s
+        WHERE s.tenant_id = OLD.tenant_id AND s.purpose_key = OLD.purpose_key
+          AND s.subject_id = OLD.subject_id AND s.event_id = OLD.id
+    )
+    OR EXISTS (SELECT 1 FROM data_subjects d WHERE d.id = OLD.subject_id AND d.last_event_hash = OLD.hash)
+BEGIN
+    SELECT RAISE(ABORT, 'consent events are append-only (only a retention run prunes events, never one a state rests on nor a chain head)');
+END;
