@@ -16,6 +16,7 @@ mod allocator {
     pub const PURGE_DELAY: c_int = 15;
 
     extern "C" {
+        #[cfg(test)]
         pub fn mi_option_get(option: c_int) -> c_long;
         pub fn mi_option_set(option: c_int, value: c_long);
     }
