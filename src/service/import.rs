@@ -9,22 +9,21 @@
 
 use crate::db::backend::{is_retryable, write_transaction};
 use crate::db::models::naive;
-use crate::db::schema::import_keys;
 use crate::db::AnyConnection;
 use crate::domain::{ConsentSource, SubjectIdentifier};
 use crate::ledger::{write_batch, LedgerError, Outcome, RecordRequest, Submission, TenantRules};
 use crate::service::directory::TenantConfig;
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::BufRead;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Rows per transaction.
-pub const BATCH: usize = 1000;
+pub const BATCH: usize = 10_000;
 
 /// The most `line N: <reason>` errors `POST /v1/imports` lists (all are counted in `failed`).
 pub const MAX_LISTED_ERRORS: usize = 1000;
@@ -120,55 +119,120 @@ fn prepare(config: &TenantConfig, row: Row) -> Result<Ready, String> {
     })
 }
 
+/// Rows a reader thread hands to the writer at a time.
+const CHUNK: usize = 2_000;
+
+/// One row as the reader thread prepared it: ready to be written, or refused with its reason.
+enum Parsed {
+    Ready { line: u64, key: String, job: Box<Submission> },
+    Failed { line: u64, why: String },
+}
+
+/// Rows read, in order, and the input's bytes read up to the last of them.
+struct Chunk {
+    rows: Vec<Parsed>,
+    bytes: u64,
+}
+
 /// Imports `input` into the tenant of `config`, reporting each refused row to `report` as
 /// `line N: <reason>` and progress (bytes read) to `progress`.
+///
+/// Two threads: one reads, parses and validates rows (and hashes their keys), the caller's
+/// writes them, [`BATCH`] rows per transaction, so reading and writing overlap.
 pub fn import(
     conn: &mut AnyConnection,
     config: &TenantConfig,
     format: Format,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     mut report: impl FnMut(String),
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, LedgerError> {
     let started = std::time::Instant::now();
-    let rules = TenantRules::from_config(config, Utc::now())?;
+    let rules = Arc::new(TenantRules::from_config(config, Utc::now())?);
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    let mut summary = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| read_chunks(config, &rules, format, input, sender));
+        // `receiver` is dropped when this returns, early on an error too: the reader then
+        // stops at its next chunk instead of waiting for ever.
+        let written = write_chunks(conn, &rules.tenant_id, receiver, &mut report, &mut progress);
+        let read = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        written.map(|mut summary| {
+            summary.rows = read;
+            summary
+        })
+    })?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The reader thread: parses and validates the rows of `input`, sends them in chunks of
+/// [`CHUNK`], and returns how many rows it read (all of them, unless the writer stopped).
+fn read_chunks(
+    config: &TenantConfig,
+    rules: &Arc<TenantRules>,
+    format: Format,
+    input: impl BufRead,
+    sender: std::sync::mpsc::SyncSender<Chunk>,
+) -> u64 {
+    let is_csv = format == Format::Csv;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for (line, row, read) in rows(format, input) {
+        count += 1;
+        bytes = if is_csv { read.max(bytes) } else { bytes + read };
+        let parsed = row.and_then(|row| prepare(config, row)).and_then(|r| match submission(rules, &r) {
+            Ok(job) => Ok(Parsed::Ready { line, key: r.key, job: Box::new(job) }),
+            Err(e) => Err(reason(&e)),
+        });
+        chunk.push(parsed.unwrap_or_else(|why| Parsed::Failed { line, why }));
+        if chunk.len() >= CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if sender.send(Chunk { rows: full, bytes }).is_err() {
+                return count;
+            }
+        }
+    }
+    let _ = sender.send(Chunk { rows: chunk, bytes });
+    count
+}
+
+/// The writer: takes the reader's chunks in order and writes their rows in batches of [`BATCH`].
+fn write_chunks(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    receiver: std::sync::mpsc::Receiver<Chunk>,
+    report: &mut impl FnMut(String),
+    progress: &mut impl FnMut(u64),
+) -> Result<Summary, LedgerError> {
     let mut summary = Summary::default();
     let mut pending = Pending::default();
     let mut keys: HashSet<String> = HashSet::new();
-    let mut bytes = 0u64;
-    let is_csv = format == Format::Csv;
-    for (line, row, read) in rows(format, input) {
-        summary.rows += 1;
-        bytes = if is_csv { read.max(bytes) } else { bytes + read };
-        let ready = row.and_then(|row| prepare(config, row));
-        match ready {
-            Ok(r) if keys.contains(&r.key) => summary.already_imported += 1,
-            Ok(r) => match submission(&rules, &r) {
-                Ok(job) => {
-                    keys.insert(r.key.clone());
+    let mut bytes = 0;
+    for chunk in receiver {
+        for parsed in chunk.rows {
+            match parsed {
+                Parsed::Ready { key, .. } if keys.contains(&key) => summary.already_imported += 1,
+                Parsed::Ready { line, key, job } => {
+                    keys.insert(key.clone());
                     pending.lines.push(line);
-                    pending.keys.push(r.key);
-                    pending.jobs.push(job);
+                    pending.keys.push(key);
+                    pending.jobs.push(*job);
                 }
-                Err(e) => {
+                Parsed::Failed { line, why } => {
                     summary.failed += 1;
-                    report(format!("line {line}: {}", reason(&e)));
+                    report(format!("line {line}: {why}"));
                 }
-            },
-            Err(why) => {
-                summary.failed += 1;
-                report(format!("line {line}: {why}"));
             }
         }
+        bytes = chunk.bytes;
         if pending.jobs.len() >= BATCH {
-            flush(conn, &rules.tenant_id, &mut pending, &mut summary, &mut report)?;
+            flush(conn, tenant_id, &mut pending, &mut summary, report)?;
             keys.clear();
             progress(bytes);
         }
     }
-    flush(conn, &rules.tenant_id, &mut pending, &mut summary, &mut report)?;
+    flush(conn, tenant_id, &mut pending, &mut summary, report)?;
     progress(bytes);
-    summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
@@ -339,7 +403,7 @@ pub fn rows<'a>(
 }
 
 /// The submission of one row: validated against the tenant's rules like any write.
-fn submission(rules: &TenantRules, r: &Ready) -> Result<Submission, LedgerError> {
+fn submission(rules: &Arc<TenantRules>, r: &Ready) -> Result<Submission, LedgerError> {
     let req = RecordRequest {
         subject: &r.stored,
         choices: &r.choices,
@@ -352,7 +416,7 @@ fn submission(rules: &TenantRules, r: &Ready) -> Result<Submission, LedgerError>
         idempotency: None,
         presentation: None,
     };
-    Submission::new(rules.clone(), &req, 201, Box::new(|_, _| Ok(String::new())))
+    Ok(Submission::new(Arc::clone(rules), &req, 201, Box::new(|_, _| Ok(String::new())))?.quiet())
 }
 
 /// Rows ready to be written: their lines, keys and submissions, in step.
@@ -363,10 +427,31 @@ struct Pending {
     jobs: Vec<Submission>,
 }
 
-/// Writes the pending rows: those whose key is already in `import_keys` are skipped; the others
-/// go through the ledger ([`write_batch`]) with their keys, in one transaction and a constant
-/// number of statements for the batch. A conflict with another import of the same rows (a key
-/// inserted meanwhile) rolls back and runs again.
+/// Why a batch's transaction was rolled back.
+enum Rollback {
+    Ledger(LedgerError),
+    /// Some keys were imported before: the keys this batch could claim (the others are dropped
+    /// and the batch runs again).
+    Imported(HashSet<String>),
+}
+
+impl From<diesel::result::Error> for Rollback {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Ledger(e.into())
+    }
+}
+
+impl From<LedgerError> for Rollback {
+    fn from(e: LedgerError) -> Self {
+        Self::Ledger(e)
+    }
+}
+
+/// Writes the pending rows in one transaction: their keys are claimed in `import_keys`
+/// ([`crate::db::backend::claim_import_keys`]), then the rows go through the ledger
+/// ([`write_batch`]: a constant number of statements for the batch). When some keys were
+/// imported before, it rolls back, drops their rows (`already_imported`) and runs again with
+/// the others; so does a retryable conflict with another writer.
 fn flush(
     conn: &mut AnyConnection,
     tenant_id: &str,
@@ -376,38 +461,34 @@ fn flush(
 ) -> Result<(), LedgerError> {
     let mut attempt = 0;
     let outcomes = loop {
-        attempt += 1;
         if pending.jobs.is_empty() {
             return Ok(());
         }
-        let known: HashSet<String> = import_keys::table
-            .filter(import_keys::tenant_id.eq(tenant_id))
-            .filter(import_keys::key.eq_any(&pending.keys))
-            .select(import_keys::key)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
-        if !known.is_empty() {
-            let rows = std::mem::take(pending);
-            for ((line, key), job) in rows.lines.into_iter().zip(rows.keys).zip(rows.jobs) {
-                if known.contains(&key) {
-                    summary.already_imported += 1;
-                } else {
-                    pending.lines.push(line);
-                    pending.keys.push(key);
-                    pending.jobs.push(job);
-                }
-            }
-            continue;
-        }
         let now = naive(Utc::now());
         let result = write_transaction(conn, |conn| {
-            crate::db::backend::insert_import_keys(conn, tenant_id, &pending.keys, now)?;
-            write_batch(conn, &mut pending.jobs)
+            let claimed = crate::db::backend::claim_import_keys(conn, tenant_id, &pending.keys, now)?;
+            if claimed.len() < pending.keys.len() {
+                return Err(Rollback::Imported(claimed.into_iter().collect()));
+            }
+            Ok(write_batch(conn, &mut pending.jobs)?)
         });
         match result {
-            Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,
-            other => break other?,
+            Ok(outcomes) => break outcomes,
+            Err(Rollback::Imported(mut claimed)) => {
+                let rows = std::mem::take(pending);
+                for ((line, key), job) in rows.lines.into_iter().zip(rows.keys).zip(rows.jobs) {
+                    // `remove`: a key twice in the batch is kept once (the claim can only shrink).
+                    if claimed.remove(&key) {
+                        pending.lines.push(line);
+                        pending.keys.push(key);
+                        pending.jobs.push(job);
+                    } else {
+                        summary.already_imported += 1;
+                    }
+                }
+            }
+            Err(Rollback::Ledger(LedgerError::Db(e))) if attempt < 3 && is_retryable(&e) => attempt += 1,
+            Err(Rollback::Ledger(e)) => return Err(e),
         }
     };
     let rows = std::mem::take(pending);
