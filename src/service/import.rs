@@ -115,8 +115,18 @@ fn prepare(config: &TenantConfig, row: Row) -> Result<Ready, String> {
         occurred_at,
         revision: row.policy_revision,
         region,
-        key: hex::encode(h.finalize()),
+        key: import_key(occurred_at, &h.finalize()),
     })
+}
+
+/// A row's key in `import_keys`: its `occurred_at` (microseconds since 1970, 16 hex digits)
+/// then the first 128 bits of the SHA-256 of the row as normalised (32 hex digits). The time
+/// first keeps the keys of a history written in time order next to each other in the index,
+/// so a batch claims its keys in a few index pages instead of one random page per row (with a
+/// random key, the index outgrew the cache at a few million rows and every claim read and
+/// wrote a page).
+fn import_key(occurred_at: DateTime<Utc>, digest: &[u8]) -> String {
+    format!("{:016x}{}", occurred_at.timestamp_micros(), hex::encode(&digest[..16]))
 }
 
 /// Rows a reader thread hands to the writer at a time.
@@ -137,10 +147,14 @@ struct Chunk {
 /// Imports `input` into the tenant of `config`, reporting each refused row to `report` as
 /// `line N: <reason>` and progress (bytes read) to `progress`.
 ///
-/// Two threads: one reads, parses and validates rows (and hashes their keys), the caller's
-/// writes them, [`BATCH`] rows per transaction, so reading and writing overlap.
+/// A reader thread parses and validates rows (and hashes their keys) while the rows are
+/// written, [`BATCH`] rows per transaction. With a `second` connection (PostgreSQL; SQLite has
+/// one writer at a time), rows are split between two writers by subject (all rows of one
+/// identifier go to one writer, in file order, so each chain is written in file order), and
+/// the second writer's refusals are reported after those of the caller's.
 pub fn import(
     conn: &mut AnyConnection,
+    second: Option<&mut AnyConnection>,
     config: &TenantConfig,
     format: Format,
     input: impl BufRead + Send,
@@ -149,34 +163,56 @@ pub fn import(
 ) -> Result<Summary, LedgerError> {
     let started = std::time::Instant::now();
     let rules = Arc::new(TenantRules::from_config(config, Utc::now())?);
+    let tenant_id = rules.tenant_id.as_str();
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    let (helper_sender, helper_receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    let (note, notes) = std::sync::mpsc::channel::<String>();
+    let helper_conn = second;
     let mut summary = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| read_chunks(config, &rules, format, input, sender));
-        // `receiver` is dropped when this returns, early on an error too: the reader then
-        // stops at its next chunk instead of waiting for ever.
-        let written = write_chunks(conn, &rules.tenant_id, receiver, &mut report, &mut progress);
+        let helper = helper_conn.map(|conn| {
+            scope.spawn(move || {
+                let mut report = |line: String| drop(note.send(line));
+                write_chunks(conn, tenant_id, helper_receiver, &mut report, &mut |_| {})
+            })
+        });
+        let helper_sender = helper.is_some().then_some(helper_sender);
+        let reader = scope.spawn(|| read_chunks(config, &rules, format, input, sender, helper_sender));
+        // A writer's receiver is dropped when it returns, early on an error too: the reader
+        // then stops at its next chunk for it instead of waiting for ever.
+        let written = write_chunks(conn, tenant_id, receiver, &mut report, &mut progress);
+        let helped = helper.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        notes.try_iter().for_each(&mut report);
         let read = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        written.map(|mut summary| {
-            summary.rows = read;
-            summary
-        })
+        let mut summary = written?;
+        if let Some(other) = helped {
+            let other = other?;
+            summary.imported += other.imported;
+            summary.events += other.events;
+            summary.already_imported += other.already_imported;
+            summary.failed += other.failed;
+        }
+        summary.rows = read;
+        Ok::<_, LedgerError>(summary)
     })?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
 /// The reader thread: parses and validates the rows of `input`, sends them in chunks of
-/// [`CHUNK`], and returns how many rows it read (all of them, unless the writer stopped).
+/// [`CHUNK`] (rows of subjects hashed to 1 to `helper`, when there is one), and returns how
+/// many rows it read (all of them, unless a writer stopped).
 fn read_chunks(
     config: &TenantConfig,
     rules: &Arc<TenantRules>,
     format: Format,
     input: impl BufRead,
     sender: std::sync::mpsc::SyncSender<Chunk>,
+    helper: Option<std::sync::mpsc::SyncSender<Chunk>>,
 ) -> u64 {
+    use std::hash::{Hash, Hasher};
     let is_csv = format == Format::Csv;
     let (mut count, mut bytes) = (0u64, 0u64);
-    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut chunks = [Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK)];
     for (line, row, read) in rows(format, input) {
         count += 1;
         bytes = if is_csv { read.max(bytes) } else { bytes + read };
@@ -184,15 +220,32 @@ fn read_chunks(
             Ok(job) => Ok(Parsed::Ready { line, key: r.key, job: Box::new(job) }),
             Err(e) => Err(reason(&e)),
         });
-        chunk.push(parsed.unwrap_or_else(|why| Parsed::Failed { line, why }));
-        if chunk.len() >= CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-            if sender.send(Chunk { rows: full, bytes }).is_err() {
+        let parsed = parsed.unwrap_or_else(|why| Parsed::Failed { line, why });
+        let to = match (&parsed, &helper) {
+            (Parsed::Ready { job, .. }, Some(_)) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                job.subject.hash(&mut h);
+                (h.finish() & 1) as usize
+            }
+            _ => 0,
+        };
+        chunks[to].push(parsed);
+        if chunks[to].len() >= CHUNK {
+            let full = std::mem::replace(&mut chunks[to], Vec::with_capacity(CHUNK));
+            let sent = match (to, &helper) {
+                (1, Some(helper)) => helper.send(Chunk { rows: full, bytes }),
+                _ => sender.send(Chunk { rows: full, bytes }),
+            };
+            if sent.is_err() {
                 return count;
             }
         }
     }
-    let _ = sender.send(Chunk { rows: chunk, bytes });
+    let [mine, theirs] = chunks;
+    if let Some(helper) = &helper {
+        let _ = helper.send(Chunk { rows: theirs, bytes });
+    }
+    let _ = sender.send(Chunk { rows: mine, bytes });
     count
 }
 
@@ -247,11 +300,18 @@ pub async fn import_body(
     body: actix_web::web::Bytes,
 ) -> Result<(Summary, Vec<String>), crate::error::ApiError> {
     check_header(format, &body)?;
+    let pool = state.pool.clone();
     state
         .db(move |conn| {
             let mut errors = Vec::new();
+            // PostgreSQL: a second connection, for a second writer.
+            let mut second = match conn {
+                AnyConnection::Postgresql(_) => Some(pool.get()?),
+                AnyConnection::Sqlite(_) => None,
+            };
             let summary = import(
                 conn,
+                second.as_deref_mut(),
                 &config,
                 format,
                 std::io::Cursor::new(body),
