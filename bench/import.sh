@@ -33,7 +33,7 @@ if [[ ! -s "$FILE" ]]; then
   log "generating $ROWS rows over $SUBJECTS subjects into $FILE"
   python3 "$HERE/import/gen.py" "$ROWS" "$SUBJECTS" >"$FILE.tmp" && mv "$FILE.tmp" "$FILE"
 fi
-log "file: $(du -h "$FILE" | cut -f1)"
+log "file: $(du -hL "$FILE" | cut -f1)"
 
 if [[ $BACKEND == pg ]]; then
   psql -q -X -v ON_ERROR_STOP=1 "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB_NAME" -c "CREATE DATABASE $DB_NAME"

@@ -697,8 +697,10 @@ pub fn claim_import_keys(
         AnyConnection::Sqlite(c) => {
             let mut claimed = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(INSERT_CHUNK) {
-                let rows: Vec<_> =
-                    chunk.iter().map(|k| (ik::tenant_id.eq(tenant_id), ik::key.eq(k), ik::created_at.eq(now))).collect();
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|k| (ik::tenant_id.eq(tenant_id), ik::key.eq(k), ik::created_at.eq(now)))
+                    .collect();
                 claimed.extend(
                     diesel::insert_into(ik::table)
                         .values(&rows)

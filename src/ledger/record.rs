@@ -441,7 +441,8 @@ pub fn write_batch(
                 changes.push((i, written.clone(), states));
             }
         }
-        let view = if job.quiet { SubjectView::default() } else { job.rules.view(&slot.states, job.region.as_ref())? };
+        let view =
+            if job.quiet { SubjectView::default() } else { job.rules.view(&slot.states, job.region.as_ref())? };
         let event_ids = written.iter().map(|e| e.id.clone()).collect();
         let recorded_events = if job.quiet { Vec::new() } else { written.clone() };
         events.extend(written);

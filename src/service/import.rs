@@ -1,9 +1,13 @@
 //! `consentry import`: historical consents from another platform, with their original times,
 //! source `import`. Rows are validated like any write (a bad row is reported as `line N: <reason>`
 //! and the good rows are kept) and written through the ledger in batches of [`BATCH`] rows per
-//! transaction. Each row is written exactly once: its key, the SHA-256 of the row as normalised
-//! (subject, purpose, decision, time, revision, region), is kept in `import_keys` with it, so
-//! importing the same file twice adds nothing.
+//! transaction. Each row is written exactly once: its key, its time and the SHA-256 of the row as
+//! normalised (subject, purpose, decision, time, revision, region; [`import_key`]), is claimed in
+//! `import_keys` in the transaction that writes it, so importing the same file twice adds nothing.
+//!
+//! Issue 11, item 8's target, 10 million rows in under 10 minutes on PostgreSQL, is what shapes
+//! the pipeline: a reader thread parses while rows are written, two writers on PostgreSQL, one
+//! statement per batch for the keys and one for the ledger's rows (`bench/import.sh`).
 //!
 //! The same code serves `consentry import` and `POST /v1/imports` ([`import_body`]).
 
@@ -304,9 +308,10 @@ pub async fn import_body(
     state
         .db(move |conn| {
             let mut errors = Vec::new();
-            // PostgreSQL: a second connection, for a second writer.
+            // PostgreSQL: a second writer, on a connection idle now (the server's other
+            // requests are not kept waiting for one).
             let mut second = match conn {
-                AnyConnection::Postgresql(_) => Some(pool.get()?),
+                AnyConnection::Postgresql(_) => pool.try_get(),
                 AnyConnection::Sqlite(_) => None,
             };
             let summary = import(
@@ -581,7 +586,21 @@ fn reason(e: &LedgerError) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{rows, Format};
+    use super::{import_key, rows, Format};
+
+    /// Keys sort by the row's time (what keeps a time-ordered file's claims in few index
+    /// pages) and differ for rows of one instant that differ.
+    #[test]
+    fn import_keys_lead_with_the_time_of_the_row() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let early = import_key(at("2020-01-01T00:00:00Z"), &b);
+        let late = import_key(at("2024-06-01T12:00:00.000001Z"), &a);
+        assert!(early < late, "{early} < {late}");
+        assert_eq!(early, format!("{:016x}{}", 1_577_836_800_000_000i64, "02".repeat(16)));
+        assert_ne!(import_key(at("2020-01-01T00:00:00Z"), &a), early);
+        assert_eq!(early.len(), 48);
+    }
 
     /// The line of each row as a person counts it: CRLF line ends, blank lines and a quoted field
     /// over two lines (its row is reported at the line it ends on).

@@ -468,7 +468,12 @@ async fn a_large_import_chains_each_subject_in_file_order_keeps_the_good_rows_an
     let (ok, summary, stderr) = cli_json(&app, &["import", "--format", "csv", path], &[]);
     assert!(!ok, "a refused row fails the command");
     assert_eq!(
-        (summary["rows"].as_u64(), summary["imported"].as_u64(), summary["events"].as_u64(), summary["failed"].as_u64()),
+        (
+            summary["rows"].as_u64(),
+            summary["imported"].as_u64(),
+            summary["events"].as_u64(),
+            summary["failed"].as_u64()
+        ),
         (Some(1001), Some(1000), Some(999), Some(1)),
         "{summary} {stderr}"
     );
