@@ -145,7 +145,7 @@ impl Directory {
     }
 
     /// The site with `site_key` and its tenant's configuration, loading on a miss (blocking).
-    pub fn site(&self, site_key: &str) -> Result<Option<(Arc<SiteEntry>, Arc<TenantConfig>)>, crate::db::DbError> {
+    pub fn site(&self, site_key: &str) -> Result<Option<SiteAndConfig>, crate::db::DbError> {
         let tenant_id = match self.cached_site_tenant(site_key) {
             Some(id) => id,
             None => {
@@ -252,3 +252,6 @@ impl Directory {
         keys.clear();
     }
 }
+
+/// A site and its tenant's configuration.
+pub type SiteAndConfig = (Arc<SiteEntry>, Arc<TenantConfig>);

@@ -157,7 +157,7 @@ pub async fn request(
     let tenant = config.tenant.clone();
     let calendar = state.calendar.clone();
     let now = super::now();
-    let rules = TenantRules::from_config(&config, now)?;
+    let rules = TenantRules::from_config(config, now)?;
     let choices: BTreeMap<String, bool> =
         rules.purposes.iter().filter(|p| p.gpc_applies).map(|p| (p.key.to_string(), false)).collect();
     if choices.is_empty() {

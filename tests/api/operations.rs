@@ -28,8 +28,11 @@ fn exec_sql(url: &str, sql: &str) {
     }
 }
 
+/// (URL, what to drop afterwards, temp dir to keep).
+type Fresh = (String, Option<(String, String)>, tempfile::TempDir);
+
 /// A fresh, empty database of `backend`: (URL, what to drop afterwards, temp dir to keep).
-fn fresh(backend: Backend) -> Option<(String, Option<(String, String)>, tempfile::TempDir)> {
+fn fresh(backend: Backend) -> Option<Fresh> {
     let dir = tempfile::tempdir().unwrap();
     match backend {
         Backend::Sqlite => Some((format!("sqlite://{}/consentry.db", dir.path().display()), None, dir)),
