@@ -374,8 +374,14 @@ fn import(
     } else {
         indicatif::ProgressBar::hidden()
     };
+    // PostgreSQL: a second connection, for a second writer (see `service::import::import`).
+    let mut second = match &*conn {
+        crate::db::AnyConnection::Postgresql(_) => Some(state.pool.get()?),
+        crate::db::AnyConnection::Sqlite(_) => None,
+    };
     let summary = crate::service::import::import(
         &mut conn,
+        second.as_deref_mut(),
         &config,
         format,
         std::io::BufReader::with_capacity(1 << 20, input),

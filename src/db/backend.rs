@@ -105,14 +105,31 @@ pub fn lock_subject(conn: &mut AnyConnection, subject_id: &str) -> QueryResult<S
 /// Locks data subjects until the transaction ends, in id order (so that two writers locking
 /// overlapping sets never deadlock), and returns (id, `last_event_hash`) of each. Like
 /// [`lock_subject`] for many.
+///
+/// PostgreSQL: one primary-key probe and lock per id, in id order (`unnest` of the sorted ids
+/// joined `LATERAL`, as [`resolve_identifiers`]): `id = ANY($1)` was a bitmap scan of the
+/// whole list and a sort.
 pub fn lock_subjects(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
-    let query = data_subjects::table
-        .filter(data_subjects::id.eq_any(ids))
-        .order(data_subjects::id.asc())
-        .select((data_subjects::id, data_subjects::last_event_hash));
     match conn {
-        AnyConnection::Postgresql(c) => query.for_no_key_update().load(c),
-        AnyConnection::Sqlite(c) => query.load(c),
+        AnyConnection::Postgresql(c) => {
+            let mut sorted = ids.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            PgStatement::<_, (Text, Text)>::new(
+                &[
+                    "SELECT d.id, d.last_event_hash FROM unnest(",
+                    ") WITH ORDINALITY AS q(id, n) CROSS JOIN LATERAL (SELECT id, last_event_hash \
+                     FROM data_subjects WHERE id = q.id FOR NO KEY UPDATE) d ORDER BY q.n",
+                ],
+                vec![Box::new(sorted.into_sql::<Array<Text>>()) as PgBind<'_>],
+            )
+            .load(c)
+        }
+        AnyConnection::Sqlite(c) => data_subjects::table
+            .filter(data_subjects::id.eq_any(ids))
+            .order(data_subjects::id.asc())
+            .select((data_subjects::id, data_subjects::last_event_hash))
+            .load(c),
     }
 }
 
@@ -690,21 +707,49 @@ pub fn insert_events(conn: &mut AnyConnection, rows: &[super::models::event::New
     Ok(())
 }
 
-/// Inserts the keys of imported rows (`consentry import`), one statement per 1,000. A key
-/// another import inserted meanwhile makes this a unique violation (retryable).
-pub fn insert_import_keys(
+/// Claims the keys of rows about to be imported (`consentry import`) in the caller's
+/// transaction: inserts each key not yet in `import_keys` and returns those inserted. A key
+/// left out was imported before (or is held by a concurrent import, which this then waits for).
+///
+/// PostgreSQL: one prepared statement (`INSERT … SELECT … FROM unnest(keys) ON CONFLICT DO
+/// NOTHING RETURNING key`): the unique index checks each key once, where a lookup of the known
+/// keys and then an insert probed it twice. SQLite: the same, 1,000 keys per statement.
+pub fn claim_import_keys(
     conn: &mut AnyConnection,
     tenant_id: &str,
     keys: &[String],
     now: chrono::NaiveDateTime,
-) -> QueryResult<()> {
+) -> QueryResult<Vec<String>> {
     use super::schema::import_keys as ik;
-    for chunk in keys.chunks(INSERT_CHUNK) {
-        let rows: Vec<_> =
-            chunk.iter().map(|k| (ik::tenant_id.eq(tenant_id), ik::key.eq(k), ik::created_at.eq(now))).collect();
-        execute_on_either!(conn, diesel::insert_into(ik::table).values(&rows))?;
+    match conn {
+        AnyConnection::Postgresql(c) => PgStatement::<_, Text>::new(
+            &[
+                "INSERT INTO import_keys (tenant_id, key, created_at) SELECT ",
+                ", k.key, ",
+                "::timestamp FROM unnest(",
+                ") AS k(key) ON CONFLICT DO NOTHING RETURNING key",
+            ],
+            (tenant_id.into_sql::<Text>(), now.into_sql::<Timestamp>(), keys.into_sql::<Array<Text>>()),
+        )
+        .load(c),
+        AnyConnection::Sqlite(c) => {
+            let mut claimed = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(INSERT_CHUNK) {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|k| (ik::tenant_id.eq(tenant_id), ik::key.eq(k), ik::created_at.eq(now)))
+                    .collect();
+                claimed.extend(
+                    diesel::insert_into(ik::table)
+                        .values(&rows)
+                        .on_conflict_do_nothing()
+                        .returning(ik::key)
+                        .get_results::<String>(c)?,
+                );
+            }
+            Ok(claimed)
+        }
     }
-    Ok(())
 }
 
 /// Inserts or replaces consent states (`ON CONFLICT … DO UPDATE`): one statement per 1,000 on

@@ -45,6 +45,12 @@ impl Pool {
         got
     }
 
+    /// An idle connection now, if there is one: never waits, never connects (a second writer
+    /// that is only worth having when it takes nothing from other work: `POST /v1/imports`).
+    pub fn try_get(&self) -> Option<PooledConnection> {
+        self.inner.try_get()
+    }
+
     /// `(idle, in use)` connections now.
     pub fn usage(&self) -> (u32, u32) {
         let state = self.inner.state();

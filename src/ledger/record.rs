@@ -25,6 +25,7 @@ use crate::domain::{Choices, ConsentSource, Decision, FieldError, PurposeKey, Re
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 /// How far in the future an `occurred_at` may lie, for clock skew between systems.
 const MAX_CLOCK_SKEW: Duration = Duration::seconds(60);
@@ -64,8 +65,10 @@ pub struct Recorded {
     pub subject_id: String,
     /// Ids of the events written, in the order written (empty when nothing changed).
     pub event_ids: Vec<String>,
-    /// The events written, in the order written (what a receipt covers).
+    /// The events written, in the order written (what a receipt covers); empty for a
+    /// [`Submission::quiet`] one.
     pub events: Vec<NewEvent>,
+    /// The subject's view after the write; empty for a [`Submission::quiet`] submission.
     pub view: SubjectView,
     /// A GPC signal was present and honoured.
     pub gpc_honored: bool,
@@ -95,7 +98,8 @@ pub type Seal = Box<dyn Fn(&Recorded) -> Result<crate::db::models::receipt::Rece
 
 /// A validated submission, ready to be written.
 pub struct Submission {
-    pub rules: TenantRules,
+    /// Shared: an import's rows are each a submission of the same rules.
+    pub rules: Arc<TenantRules>,
     /// The stored identifier of the subject.
     pub subject: String,
     choices: Choices,
@@ -115,6 +119,8 @@ pub struct Submission {
     /// (`email:ada@example.com`): the response stored for its idempotency key shows the stored
     /// form (`email:h:…`) instead, and a replay the clear form again.
     shown: Option<String>,
+    /// Nothing renders what it recorded (an import): its `Recorded` has an empty `view`.
+    quiet: bool,
 }
 
 impl Submission {
@@ -124,7 +130,13 @@ impl Submission {
     /// Errors: [`LedgerError::Field`] for unknown purposes, refused `notice_only` purposes, a bad
     /// `policy_revision`, `occurred_at` in the future or before 1970, a grant under an opt-out
     /// source.
-    pub fn new(rules: TenantRules, req: &RecordRequest<'_>, status: u16, finish: Finish) -> Result<Self, LedgerError> {
+    pub fn new(
+        rules: impl Into<Arc<TenantRules>>,
+        req: &RecordRequest<'_>,
+        status: u16,
+        finish: Finish,
+    ) -> Result<Self, LedgerError> {
+        let rules = rules.into();
         let choices = if req.choices.is_empty() && req.gpc {
             Choices::none()
         } else {
@@ -163,7 +175,16 @@ impl Submission {
             finish,
             seal: None,
             shown: None,
+            quiet: false,
         })
+    }
+
+    /// The submission of a caller that renders nothing of what it recorded (`consentry import`):
+    /// the subject's view is not evaluated (its `Recorded::view` is empty), the events not
+    /// kept twice (its `Recorded::events` is empty; `event_ids` names them).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 
     /// The submission with a signed receipt: see [`Seal`].
@@ -353,6 +374,10 @@ pub fn write_batch(
         }
     }
     let existing: Vec<usize> = (0..slots.len()).filter(|s| !slots[*s].is_new).collect();
+    let mut slot_of_job: Vec<usize> = vec![usize::MAX; jobs.len()];
+    for &i in &active {
+        slot_of_job[i] = slot_of[&(jobs[i].rules.tenant_id.clone(), jobs[i].subject.clone())];
+    }
 
     // Lock the known subjects (in id order, so batches never deadlock on them) and read them.
     if !existing.is_empty() {
@@ -398,7 +423,7 @@ pub fn write_batch(
     let mut recorded: Vec<(usize, Recorded)> = Vec::new();
     for &i in &active {
         let job = &jobs[i];
-        let slot_index = slot_of[&(job.rules.tenant_id.clone(), job.subject.clone())];
+        let slot_index = slot_of_job[i];
         let slot = &mut slots[slot_index];
         let now = next_time();
         let (written, gpc_conflicts) = plan(job, slot, now)?;
@@ -416,9 +441,10 @@ pub fn write_batch(
                 changes.push((i, written.clone(), states));
             }
         }
-        let view = job.rules.view(&slot.states, job.region.as_ref())?;
+        let view =
+            if job.quiet { SubjectView::default() } else { job.rules.view(&slot.states, job.region.as_ref())? };
         let event_ids = written.iter().map(|e| e.id.clone()).collect();
-        let recorded_events = written.clone();
+        let recorded_events = if job.quiet { Vec::new() } else { written.clone() };
         events.extend(written);
         recorded.push((
             i,

@@ -108,7 +108,7 @@ impl TenantRules {
 }
 
 /// The consent state of one data subject: every purpose of the tenant.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Default, Debug, Clone, Serialize, ToSchema)]
 pub struct SubjectView {
     /// True when any `opt_in` purpose (in the request's region) is `not_asked`, `stale` or
     /// `expired`: the banner should be shown.

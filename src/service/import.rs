@@ -1,30 +1,33 @@
 //! `consentry import`: historical consents from another platform, with their original times,
 //! source `import`. Rows are validated like any write (a bad row is reported as `line N: <reason>`
 //! and the good rows are kept) and written through the ledger in batches of [`BATCH`] rows per
-//! transaction. Each row is written exactly once: its key, the SHA-256 of the row as normalised
-//! (subject, purpose, decision, time, revision, region), is kept in `import_keys` with it, so
-//! importing the same file twice adds nothing.
+//! transaction. Each row is written exactly once: its key, its time and the SHA-256 of the row as
+//! normalised (subject, purpose, decision, time, revision, region; [`import_key`]), is claimed in
+//! `import_keys` in the transaction that writes it, so importing the same file twice adds nothing.
+//!
+//! Issue 11, item 8's target, 10 million rows in under 10 minutes on PostgreSQL, is what shapes
+//! the pipeline: a reader thread parses while rows are written, two writers on PostgreSQL, one
+//! statement per batch for the keys and one for the ledger's rows (`bench/import.sh`).
 //!
 //! The same code serves `consentry import` and `POST /v1/imports` ([`import_body`]).
 
 use crate::db::backend::{is_retryable, write_transaction};
 use crate::db::models::naive;
-use crate::db::schema::import_keys;
 use crate::db::AnyConnection;
 use crate::domain::{ConsentSource, SubjectIdentifier};
 use crate::ledger::{write_batch, LedgerError, Outcome, RecordRequest, Submission, TenantRules};
 use crate::service::directory::TenantConfig;
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::BufRead;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Rows per transaction.
-pub const BATCH: usize = 1000;
+pub const BATCH: usize = 10_000;
 
 /// The most `line N: <reason>` errors `POST /v1/imports` lists (all are counted in `failed`).
 pub const MAX_LISTED_ERRORS: usize = 1000;
@@ -116,59 +119,177 @@ fn prepare(config: &TenantConfig, row: Row) -> Result<Ready, String> {
         occurred_at,
         revision: row.policy_revision,
         region,
-        key: hex::encode(h.finalize()),
+        key: import_key(occurred_at, &h.finalize()),
     })
+}
+
+/// A row's key in `import_keys`: its `occurred_at` (microseconds since 1970, 16 hex digits)
+/// then the first 128 bits of the SHA-256 of the row as normalised (32 hex digits). The time
+/// first keeps the keys of a history written in time order next to each other in the index,
+/// so a batch claims its keys in a few index pages instead of one random page per row (with a
+/// random key, the index outgrew the cache at a few million rows and every claim read and
+/// wrote a page).
+fn import_key(occurred_at: DateTime<Utc>, digest: &[u8]) -> String {
+    format!("{:016x}{}", occurred_at.timestamp_micros(), hex::encode(&digest[..16]))
+}
+
+/// Rows a reader thread hands to the writer at a time.
+const CHUNK: usize = 2_000;
+
+/// One row as the reader thread prepared it: ready to be written, or refused with its reason.
+enum Parsed {
+    Ready { line: u64, key: String, job: Box<Submission> },
+    Failed { line: u64, why: String },
+}
+
+/// Rows read, in order, and the input's bytes read up to the last of them.
+struct Chunk {
+    rows: Vec<Parsed>,
+    bytes: u64,
 }
 
 /// Imports `input` into the tenant of `config`, reporting each refused row to `report` as
 /// `line N: <reason>` and progress (bytes read) to `progress`.
+///
+/// A reader thread parses and validates rows (and hashes their keys) while the rows are
+/// written, [`BATCH`] rows per transaction. With a `second` connection (PostgreSQL; SQLite has
+/// one writer at a time), rows are split between two writers by subject (all rows of one
+/// identifier go to one writer, in file order, so each chain is written in file order), and
+/// the second writer's refusals are reported after those of the caller's.
 pub fn import(
     conn: &mut AnyConnection,
+    second: Option<&mut AnyConnection>,
     config: &TenantConfig,
     format: Format,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     mut report: impl FnMut(String),
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, LedgerError> {
     let started = std::time::Instant::now();
-    let rules = TenantRules::from_config(config, Utc::now())?;
+    let rules = Arc::new(TenantRules::from_config(config, Utc::now())?);
+    let tenant_id = rules.tenant_id.as_str();
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    let (helper_sender, helper_receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    let (note, notes) = std::sync::mpsc::channel::<String>();
+    let helper_conn = second;
+    let mut summary = std::thread::scope(|scope| {
+        let helper = helper_conn.map(|conn| {
+            scope.spawn(move || {
+                let mut report = |line: String| drop(note.send(line));
+                write_chunks(conn, tenant_id, helper_receiver, &mut report, &mut |_| {})
+            })
+        });
+        let helper_sender = helper.is_some().then_some(helper_sender);
+        let reader = scope.spawn(|| read_chunks(config, &rules, format, input, sender, helper_sender));
+        // A writer's receiver is dropped when it returns, early on an error too: the reader
+        // then stops at its next chunk for it instead of waiting for ever.
+        let written = write_chunks(conn, tenant_id, receiver, &mut report, &mut progress);
+        let helped = helper.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        notes.try_iter().for_each(&mut report);
+        let read = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let mut summary = written?;
+        if let Some(other) = helped {
+            let other = other?;
+            summary.imported += other.imported;
+            summary.events += other.events;
+            summary.already_imported += other.already_imported;
+            summary.failed += other.failed;
+        }
+        summary.rows = read;
+        Ok::<_, LedgerError>(summary)
+    })?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The reader thread: parses and validates the rows of `input`, sends them in chunks of
+/// [`CHUNK`] (rows of subjects hashed to 1 to `helper`, when there is one), and returns how
+/// many rows it read (all of them, unless a writer stopped).
+fn read_chunks(
+    config: &TenantConfig,
+    rules: &Arc<TenantRules>,
+    format: Format,
+    input: impl BufRead,
+    sender: std::sync::mpsc::SyncSender<Chunk>,
+    helper: Option<std::sync::mpsc::SyncSender<Chunk>>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let is_csv = format == Format::Csv;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut chunks = [Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK)];
+    for (line, row, read) in rows(format, input) {
+        count += 1;
+        bytes = if is_csv { read.max(bytes) } else { bytes + read };
+        let parsed = row.and_then(|row| prepare(config, row)).and_then(|r| match submission(rules, &r) {
+            Ok(job) => Ok(Parsed::Ready { line, key: r.key, job: Box::new(job) }),
+            Err(e) => Err(reason(&e)),
+        });
+        let parsed = parsed.unwrap_or_else(|why| Parsed::Failed { line, why });
+        let to = match (&parsed, &helper) {
+            (Parsed::Ready { job, .. }, Some(_)) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                job.subject.hash(&mut h);
+                (h.finish() & 1) as usize
+            }
+            _ => 0,
+        };
+        chunks[to].push(parsed);
+        if chunks[to].len() >= CHUNK {
+            let full = std::mem::replace(&mut chunks[to], Vec::with_capacity(CHUNK));
+            let sent = match (to, &helper) {
+                (1, Some(helper)) => helper.send(Chunk { rows: full, bytes }),
+                _ => sender.send(Chunk { rows: full, bytes }),
+            };
+            if sent.is_err() {
+                return count;
+            }
+        }
+    }
+    let [mine, theirs] = chunks;
+    if let Some(helper) = &helper {
+        let _ = helper.send(Chunk { rows: theirs, bytes });
+    }
+    let _ = sender.send(Chunk { rows: mine, bytes });
+    count
+}
+
+/// The writer: takes the reader's chunks in order and writes their rows in batches of [`BATCH`].
+fn write_chunks(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    receiver: std::sync::mpsc::Receiver<Chunk>,
+    report: &mut impl FnMut(String),
+    progress: &mut impl FnMut(u64),
+) -> Result<Summary, LedgerError> {
     let mut summary = Summary::default();
     let mut pending = Pending::default();
     let mut keys: HashSet<String> = HashSet::new();
-    let mut bytes = 0u64;
-    let is_csv = format == Format::Csv;
-    for (line, row, read) in rows(format, input) {
-        summary.rows += 1;
-        bytes = if is_csv { read.max(bytes) } else { bytes + read };
-        let ready = row.and_then(|row| prepare(config, row));
-        match ready {
-            Ok(r) if keys.contains(&r.key) => summary.already_imported += 1,
-            Ok(r) => match submission(&rules, &r) {
-                Ok(job) => {
-                    keys.insert(r.key.clone());
+    let mut bytes = 0;
+    for chunk in receiver {
+        for parsed in chunk.rows {
+            match parsed {
+                Parsed::Ready { key, .. } if keys.contains(&key) => summary.already_imported += 1,
+                Parsed::Ready { line, key, job } => {
+                    keys.insert(key.clone());
                     pending.lines.push(line);
-                    pending.keys.push(r.key);
-                    pending.jobs.push(job);
+                    pending.keys.push(key);
+                    pending.jobs.push(*job);
                 }
-                Err(e) => {
+                Parsed::Failed { line, why } => {
                     summary.failed += 1;
-                    report(format!("line {line}: {}", reason(&e)));
+                    report(format!("line {line}: {why}"));
                 }
-            },
-            Err(why) => {
-                summary.failed += 1;
-                report(format!("line {line}: {why}"));
             }
         }
+        bytes = chunk.bytes;
         if pending.jobs.len() >= BATCH {
-            flush(conn, &rules.tenant_id, &mut pending, &mut summary, &mut report)?;
+            flush(conn, tenant_id, &mut pending, &mut summary, report)?;
             keys.clear();
             progress(bytes);
         }
     }
-    flush(conn, &rules.tenant_id, &mut pending, &mut summary, &mut report)?;
+    flush(conn, tenant_id, &mut pending, &mut summary, report)?;
     progress(bytes);
-    summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
@@ -183,11 +304,19 @@ pub async fn import_body(
     body: actix_web::web::Bytes,
 ) -> Result<(Summary, Vec<String>), crate::error::ApiError> {
     check_header(format, &body)?;
+    let pool = state.pool.clone();
     state
         .db(move |conn| {
             let mut errors = Vec::new();
+            // PostgreSQL: a second writer, on a connection idle now (the server's other
+            // requests are not kept waiting for one).
+            let mut second = match conn {
+                AnyConnection::Postgresql(_) => pool.try_get(),
+                AnyConnection::Sqlite(_) => None,
+            };
             let summary = import(
                 conn,
+                second.as_deref_mut(),
                 &config,
                 format,
                 std::io::Cursor::new(body),
@@ -339,7 +468,7 @@ pub fn rows<'a>(
 }
 
 /// The submission of one row: validated against the tenant's rules like any write.
-fn submission(rules: &TenantRules, r: &Ready) -> Result<Submission, LedgerError> {
+fn submission(rules: &Arc<TenantRules>, r: &Ready) -> Result<Submission, LedgerError> {
     let req = RecordRequest {
         subject: &r.stored,
         choices: &r.choices,
@@ -352,7 +481,7 @@ fn submission(rules: &TenantRules, r: &Ready) -> Result<Submission, LedgerError>
         idempotency: None,
         presentation: None,
     };
-    Submission::new(rules.clone(), &req, 201, Box::new(|_, _| Ok(String::new())))
+    Ok(Submission::new(Arc::clone(rules), &req, 201, Box::new(|_, _| Ok(String::new())))?.quiet())
 }
 
 /// Rows ready to be written: their lines, keys and submissions, in step.
@@ -363,10 +492,31 @@ struct Pending {
     jobs: Vec<Submission>,
 }
 
-/// Writes the pending rows: those whose key is already in `import_keys` are skipped; the others
-/// go through the ledger ([`write_batch`]) with their keys, in one transaction and a constant
-/// number of statements for the batch. A conflict with another import of the same rows (a key
-/// inserted meanwhile) rolls back and runs again.
+/// Why a batch's transaction was rolled back.
+enum Rollback {
+    Ledger(LedgerError),
+    /// Some keys were imported before: the keys this batch could claim (the others are dropped
+    /// and the batch runs again).
+    Imported(HashSet<String>),
+}
+
+impl From<diesel::result::Error> for Rollback {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Ledger(e.into())
+    }
+}
+
+impl From<LedgerError> for Rollback {
+    fn from(e: LedgerError) -> Self {
+        Self::Ledger(e)
+    }
+}
+
+/// Writes the pending rows in one transaction: their keys are claimed in `import_keys`
+/// ([`crate::db::backend::claim_import_keys`]), then the rows go through the ledger
+/// ([`write_batch`]: a constant number of statements for the batch). When some keys were
+/// imported before, it rolls back, drops their rows (`already_imported`) and runs again with
+/// the others; so does a retryable conflict with another writer.
 fn flush(
     conn: &mut AnyConnection,
     tenant_id: &str,
@@ -376,38 +526,34 @@ fn flush(
 ) -> Result<(), LedgerError> {
     let mut attempt = 0;
     let outcomes = loop {
-        attempt += 1;
         if pending.jobs.is_empty() {
             return Ok(());
         }
-        let known: HashSet<String> = import_keys::table
-            .filter(import_keys::tenant_id.eq(tenant_id))
-            .filter(import_keys::key.eq_any(&pending.keys))
-            .select(import_keys::key)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
-        if !known.is_empty() {
-            let rows = std::mem::take(pending);
-            for ((line, key), job) in rows.lines.into_iter().zip(rows.keys).zip(rows.jobs) {
-                if known.contains(&key) {
-                    summary.already_imported += 1;
-                } else {
-                    pending.lines.push(line);
-                    pending.keys.push(key);
-                    pending.jobs.push(job);
-                }
-            }
-            continue;
-        }
         let now = naive(Utc::now());
         let result = write_transaction(conn, |conn| {
-            crate::db::backend::insert_import_keys(conn, tenant_id, &pending.keys, now)?;
-            write_batch(conn, &mut pending.jobs)
+            let claimed = crate::db::backend::claim_import_keys(conn, tenant_id, &pending.keys, now)?;
+            if claimed.len() < pending.keys.len() {
+                return Err(Rollback::Imported(claimed.into_iter().collect()));
+            }
+            Ok(write_batch(conn, &mut pending.jobs)?)
         });
         match result {
-            Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,
-            other => break other?,
+            Ok(outcomes) => break outcomes,
+            Err(Rollback::Imported(mut claimed)) => {
+                let rows = std::mem::take(pending);
+                for ((line, key), job) in rows.lines.into_iter().zip(rows.keys).zip(rows.jobs) {
+                    // `remove`: a key twice in the batch is kept once (the claim can only shrink).
+                    if claimed.remove(&key) {
+                        pending.lines.push(line);
+                        pending.keys.push(key);
+                        pending.jobs.push(job);
+                    } else {
+                        summary.already_imported += 1;
+                    }
+                }
+            }
+            Err(Rollback::Ledger(LedgerError::Db(e))) if attempt < 3 && is_retryable(&e) => attempt += 1,
+            Err(Rollback::Ledger(e)) => return Err(e),
         }
     };
     let rows = std::mem::take(pending);
@@ -440,7 +586,21 @@ fn reason(e: &LedgerError) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{rows, Format};
+    use super::{import_key, rows, Format};
+
+    /// Keys sort by the row's time (what keeps a time-ordered file's claims in few index
+    /// pages) and differ for rows of one instant that differ.
+    #[test]
+    fn import_keys_lead_with_the_time_of_the_row() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let early = import_key(at("2020-01-01T00:00:00Z"), &b);
+        let late = import_key(at("2024-06-01T12:00:00.000001Z"), &a);
+        assert!(early < late, "{early} < {late}");
+        assert_eq!(early, format!("{:016x}{}", 1_577_836_800_000_000i64, "02".repeat(16)));
+        assert_ne!(import_key(at("2020-01-01T00:00:00Z"), &a), early);
+        assert_eq!(early.len(), 48);
+    }
 
     /// The line of each row as a person counts it: CRLF line ends, blank lines and a quoted field
     /// over two lines (its row is reported at the line it ends on).

@@ -17,6 +17,7 @@ crate::backend_tests!(
     only_a_retention_run_deletes_events_even_below_a_checkpoint,
     what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks,
     the_pruning_scan_reads_its_index_in_order,
+    a_large_import_chains_each_subject_in_file_order_keeps_the_good_rows_and_adds_nothing_again,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
@@ -686,4 +687,85 @@ async fn the_pruning_scan_reads_its_index_in_order(app: TestApp) {
     let plan = plan.join("\n");
     assert!(plan.contains("consent_events_retention"), "{plan}");
     assert!(!plan.contains("Sort") && !plan.contains("TEMP B-TREE"), "read in index order: {plan}");
+/// The time of row `n` of [`large_history`]: one minute apart from 2023-01-01.
+fn minute(n: usize) -> String {
+    (chrono::DateTime::parse_from_rfc3339("2023-01-01T00:00:00Z").unwrap() + chrono::Duration::minutes(n as i64))
+        .with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// 200 subjects (`user:i`, or `email:person<i>@example.com` for odd i) with five decisions each,
+/// interleaved (subject after subject, then the next decision of each), one minute apart:
+/// analytics granted, marketing_email granted, analytics denied, marketing_email denied,
+/// analytics granted. A bad row (`decision` "perhaps") stands in the middle, at line 503.
+fn large_history() -> String {
+    let mut csv = String::from("subject,purpose,decision,occurred_at\n");
+    for j in 0..5 {
+        for i in 0..200 {
+            if j * 200 + i == 501 {
+                csv.push_str("user:bad,analytics,perhaps,2023-01-01T00:00:00Z\n");
+            }
+            let subject = if i % 2 == 0 { format!("user:{i}") } else { format!("email:person{i}@example.com") };
+            let purpose = if j % 2 == 0 { "analytics" } else { "marketing_email" };
+            let decision = if (j / 2) % 2 == 0 { "granted" } else { "denied" };
+            csv.push_str(&format!("{subject},{purpose},{decision},{}\n", minute(j * 200 + i)));
+        }
+    }
+    csv
+}
+
+/// Issue 11, item 8, at volume: one import writes many subjects with several rows each in its
+/// batches; each subject's rows chain in file order (`ledger verify` passes), the state follows
+/// the newest `occurred_at` but never overrides a newer live choice, a bad row in the middle is
+/// reported at its line while the rows around it are kept, and importing the file again adds
+/// nothing.
+async fn a_large_import_chains_each_subject_in_file_order_keeps_the_good_rows_and_adds_nothing_again(app: TestApp) {
+    app.seed().await;
+    // A live choice, newer than every imported row of user:4.
+    let res = app.record(json!({"subject": "user:4", "choices": {"analytics": false}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.csv");
+    std::fs::write(&path, large_history()).unwrap();
+    let path = path.to_str().unwrap();
+
+    let (ok, summary, stderr) = cli_json(&app, &["import", "--format", "csv", path], &[]);
+    assert!(!ok, "a refused row fails the command");
+    assert_eq!(
+        (
+            summary["rows"].as_u64(),
+            summary["imported"].as_u64(),
+            summary["events"].as_u64(),
+            summary["failed"].as_u64()
+        ),
+        (Some(1001), Some(1000), Some(999), Some(1)),
+        "{summary} {stderr}"
+    );
+    assert!(stderr.contains("line 503: decision: 'perhaps' is neither granted nor denied"), "{stderr}");
+    // The rows just before and after the bad one (same batch) are kept.
+    let events = app.events_of("email:person101@example.com").await;
+    let times: Vec<&str> = events.iter().map(|e| e["occurred_at"].as_str().unwrap()).collect();
+    assert_eq!(times, (0..5).map(|j| minute(j * 200 + 101)).collect::<Vec<_>>(), "in file order");
+    assert!(events.iter().all(|e| e["source"] == "import"));
+    assert_eq!(app.events_of("user:102").await.len(), 5);
+    // user:6's newest decision by occurred_at is its marketing_email denial (row 3).
+    let marketing = &app.consents_of("user:6").await["purposes"]["marketing_email"];
+    assert_eq!((marketing["status"].as_str(), marketing["updated_at"].as_str()), (Some("denied"), Some(&*minute(606))));
+    // user:4's live denial is newer than its imported grants: it stays in force.
+    assert_eq!(app.consents_of("user:4").await["purposes"]["analytics"]["status"], "denied");
+    // Its imported analytics denial repeats the decision in force: a row, no event.
+    assert_eq!(app.events_of("user:4").await.len(), 5, "the live event and four imported");
+    let (verified, report) = verify_ledger(&app);
+    assert!(verified, "{report}");
+    assert_eq!(report["events"], 1000, "{report}");
+
+    // Again: nothing added, the same row refused.
+    let (_, again, stderr) = cli_json(&app, &["import", "--format", "csv", path], &[]);
+    assert_eq!(
+        (again["imported"].as_u64(), again["already_imported"].as_u64(), again["failed"].as_u64()),
+        (Some(0), Some(1000), Some(1)),
+        "{again} {stderr}"
+    );
+    assert!(stderr.contains("line 503:"), "{stderr}");
+    assert_eq!(verify_ledger(&app).1["events"], 1000);
 }

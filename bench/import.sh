@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The import benchmark (issue 11, item 8: 10 million events in under 10 minutes on PostgreSQL).
+#
+#   bench/import.sh [ROWS] [SUBJECTS]        # default 10,000,000 rows, ROWS / 10 subjects
+#
+# Generates a history (bench/import/gen.py: one event per row, increasing occurred_at, three
+# policy revisions, 60% email and 40% user ids), creates the tenant of bench/import/tenant.toml in
+# a fresh database, then times `consentry import --format csv` twice (the second run must add
+# nothing), with the CPU time of the command and of PostgreSQL, and runs `consentry ledger
+# verify`. Environment:
+#   BIN          the binary (default target/release/consentry; build it with cargo build --release)
+#   PG_ADMIN_URL a PostgreSQL superuser URL (default postgres://postgres@127.0.0.1:5432/postgres)
+#   DB_NAME      the database to create (and drop first) (default consentry_import_bench)
+#   BACKEND      pg (default) or sqlite
+#   WORK         where the file and logs go (default a new temporary directory)
+#   KEEP_DB=1    leave the database in place afterwards
+set -euo pipefail
+ROWS=${1:-10000000}
+SUBJECTS=${2:-$(( ROWS / 10 ))}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${BIN:-$HERE/../target/release/consentry}
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+DB_NAME=${DB_NAME:-consentry_import_bench}
+BACKEND=${BACKEND:-pg}
+WORK=${WORK:-$(mktemp -d)}
+mkdir -p "$WORK"
+FILE="$WORK/history-$ROWS-$SUBJECTS.csv"
+
+log() { echo "== $*" >&2; }
+
+if [[ ! -s "$FILE" ]]; then
+  log "generating $ROWS rows over $SUBJECTS subjects into $FILE"
+  python3 "$HERE/import/gen.py" "$ROWS" "$SUBJECTS" >"$FILE.tmp" && mv "$FILE.tmp" "$FILE"
+fi
+log "file: $(du -hL "$FILE" | cut -f1)"
+
+if [[ $BACKEND == pg ]]; then
+  psql -q -X -v ON_ERROR_STOP=1 "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB_NAME" -c "CREATE DATABASE $DB_NAME"
+  export DATABASE_URL="${PG_ADMIN_URL%/*}/$DB_NAME"
+  pg_cpu() {  # the CPU seconds (user + system) of every PostgreSQL process, from /proc
+    local t=0 pid
+    for pid in $(pgrep -x postgres || true) $(pgrep -f '^postgres:' || true); do
+      [[ -r /proc/$pid/stat ]] && t=$(( t + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+    done
+    echo "$t"
+  }
+else
+  rm -f "$WORK/import.db"*
+  export DATABASE_URL="sqlite://$WORK/import.db"
+  pg_cpu() { echo 0; }
+fi
+export CONSENTRY__LOG=error CONSENTRY__SECRETS__KEY_FILE="$WORK/secrets.key" CONSENTRY__RECEIPTS__KEY_FILE="$WORK/receipts.key"
+cd "$WORK"
+"$BIN" migrate >/dev/null
+"$BIN" apply "$HERE/import/tenant.toml" >/dev/null
+TICKS=$(getconf CLK_TCK)
+
+run() {  # label
+  local before after start end
+  before=$(pg_cpu)
+  start=$(date +%s.%N)
+  /usr/bin/time -f '%U %S %M' -o "$WORK/time-$1" "$BIN" import --format csv "$FILE" >"$WORK/summary-$1.json" 2>"$WORK/errors-$1.txt" || true
+  end=$(date +%s.%N)
+  after=$(pg_cpu)
+  read -r user sys rss <"$WORK/time-$1"
+  local wall; wall=$(echo "$end - $start" | bc)
+  echo "$1: wall ${wall}s, $(echo "$ROWS / $wall" | bc) rows/s; command CPU $(echo "$user + $sys" | bc)s (max RSS $(( rss / 1024 )) MiB); PostgreSQL CPU $(echo "($after - $before) / $TICKS" | bc)s"
+  echo "  summary: $(tr -d ' \n' <"$WORK/summary-$1.json")"
+  if [[ -s "$WORK/errors-$1.txt" ]]; then echo "  stderr: $(head -c 300 "$WORK/errors-$1.txt")"; fi
+}
+
+run first
+run second
+if [[ $BACKEND == pg ]]; then
+  echo "database size: $(psql -X -At "$DATABASE_URL" -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+  psql -X -At "$DATABASE_URL" -c "SELECT relname || ' ' || pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace ORDER BY pg_total_relation_size(oid) DESC LIMIT 6" | sed 's/^/  /'
+else
+  echo "database size: $(du -ch "$WORK"/import.db* | tail -1 | cut -f1)"
+fi
+start=$(date +%s.%N)
+"$BIN" ledger verify >"$WORK/verify.json" 2>&1 && ok=passed || ok=FAILED
+echo "ledger verify: $ok in $(echo "$(date +%s.%N) - $start" | bc)s: $(tr -d ' \n' <"$WORK/verify.json" | head -c 300)"
+if [[ $BACKEND == pg && -z ${KEEP_DB:-} ]]; then
+  psql -q -X "$PG_ADMIN_URL" -c "DROP DATABASE $DB_NAME"
+fi
