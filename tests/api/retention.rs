@@ -687,6 +687,8 @@ async fn the_pruning_scan_reads_its_index_in_order(app: TestApp) {
     let plan = plan.join("\n");
     assert!(plan.contains("consent_events_retention"), "{plan}");
     assert!(!plan.contains("Sort") && !plan.contains("TEMP B-TREE"), "read in index order: {plan}");
+}
+
 /// The time of row `n` of [`large_history`]: one minute apart from 2023-01-01.
 fn minute(n: usize) -> String {
     (chrono::DateTime::parse_from_rfc3339("2023-01-01T00:00:00Z").unwrap() + chrono::Duration::minutes(n as i64))
