@@ -17,6 +17,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// Why the keys could not be loaded or stored.
@@ -28,6 +29,12 @@ pub enum KeyError {
     Corrupt(PathBuf, String),
     #[error("receipts: {0}")]
     BadSetting(String),
+    #[error(
+        "the receipt key file {0} does not exist, but the database holds {1} signed with receipt keys: \
+         restore that file (or set receipts.key_file / CONSENTRY__RECEIPTS__KEY_FILE to it); refusing to start \
+         with a new key, whose signatures the published keys would not check"
+    )]
+    Missing(PathBuf, &'static str),
 }
 
 /// One key as the key file stores it.
@@ -63,8 +70,8 @@ pub struct Jwk {
     pub kid: String,
     /// `EdDSA`.
     pub alg: String,
-    /// `sig`.
-    #[serde(rename = "use")]
+    /// `sig`. Optional in a JWKS read (RFC 7517 §4.2); always written.
+    #[serde(rename = "use", default = "sig")]
     pub use_: String,
 }
 
@@ -74,6 +81,7 @@ pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
+#[derive(Clone)]
 struct PublicKey {
     jwk: Jwk,
     publish_until: Option<NaiveDate>,
@@ -88,10 +96,24 @@ pub struct ReceiptKeys {
     signing: SigningKey,
     /// The base64url JWS protected header, `{"alg":"EdDSA","typ":"JWT","kid":…}`, encoded once.
     header: String,
-    public: Vec<PublicKey>,
+    /// The public keys: the signing key's and the file's (retired ones until their date).
+    public: std::sync::RwLock<Arc<Vec<PublicKey>>>,
+    /// The key file, read again for keys other instances added (see [`ReceiptKeys::refresh`]).
+    path: PathBuf,
+    /// When the key file was last read.
+    read_at: std::sync::Mutex<std::time::Instant>,
     /// `iss` of the receipts signed here.
     pub issuer: String,
 }
+
+/// How often the key file is read again at most: a rolling restart after
+/// `consentry receipts rotate-key` has new instances signing with the new key while old ones
+/// still run; those read the file again when asked about a key they do not know (or for the
+/// JWKS, once this old), so every instance verifies and publishes every instance's receipts.
+const REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How old the key list may be when the JWKS is served.
+const JWKS_REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The result of checking a receipt: its claims, or why it does not verify.
 #[derive(Debug)]
@@ -141,6 +163,31 @@ fn public_key(seed: &[u8; 32], publish_until: Option<NaiveDate>) -> PublicKey {
         publish_until,
         decoding: jsonwebtoken::DecodingKey::from_ed_der(&public),
     }
+}
+
+/// A key's `use` when a JWKS leaves it out.
+fn sig() -> String {
+    "sig".into()
+}
+
+/// The current key's seed (`given`, else the file's key not retired) and the public keys of
+/// the file (and of `given`), each once.
+fn keys_of(file: &KeyFile, given: Option<[u8; 32]>, path: &Path) -> Result<([u8; 32], Vec<PublicKey>), KeyError> {
+    let mut public = Vec::new();
+    let mut current: Option<[u8; 32]> = given;
+    for key in &file.keys {
+        let seed = seed_of(&key.seed).map_err(|e| KeyError::Corrupt(path.into(), format!("key {}: {e}", key.kid)))?;
+        if key.retired_at.is_none() && given.is_none() {
+            current = Some(seed);
+        }
+        public.push(public_key(&seed, key.publish_until.filter(|_| key.retired_at.is_some())));
+    }
+    let seed = current.ok_or_else(|| KeyError::Corrupt(path.into(), "no key is current".into()))?;
+    if given.is_some() {
+        public.push(public_key(&seed, None));
+    }
+    public.dedup_by(|a, b| a.jwk.kid == b.jwk.kid);
+    Ok((seed, public))
 }
 
 /// The key file's path: the setting, else beside the SQLite database, else `data/`.
@@ -213,6 +260,20 @@ fn write_private_tmp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     Ok(tmp)
 }
 
+/// What the database holds that receipt keys signed (receipts, retention checkpoints), if
+/// anything: a key file missing then is a lost or misplaced one (a command run from another
+/// directory with PostgreSQL, whose default key file is relative), not a first start.
+pub fn signed_records(conn: &mut crate::db::AnyConnection) -> diesel::QueryResult<Option<&'static str>> {
+    use crate::db::schema::{consent_receipts, ledger_checkpoints};
+    use diesel::prelude::*;
+    if consent_receipts::table.select(consent_receipts::id).first::<String>(conn).optional()?.is_some() {
+        return Ok(Some("consent receipts"));
+    }
+    let checkpoint =
+        ledger_checkpoints::table.select(ledger_checkpoints::subject_id).first::<String>(conn).optional()?;
+    Ok(checkpoint.map(|_| "retention checkpoints"))
+}
+
 impl ReceiptKeys {
     /// Loads the keys: the setting's key if given (retired keys of the file stay published),
     /// else the file's current key, creating the file with a new key on first start.
@@ -229,27 +290,64 @@ impl ReceiptKeys {
                 file
             }
         };
-        let mut public = Vec::new();
-        let mut current: Option<[u8; 32]> = given;
-        for key in &file.keys {
-            let seed =
-                seed_of(&key.seed).map_err(|e| KeyError::Corrupt(path.clone(), format!("key {}: {e}", key.kid)))?;
-            if key.retired_at.is_none() && given.is_none() {
-                current = Some(seed);
-            }
-            public.push(public_key(&seed, key.publish_until.filter(|_| key.retired_at.is_some())));
-        }
-        let seed = current.ok_or_else(|| KeyError::Corrupt(path.clone(), "no key is current".into()))?;
-        if given.is_some() {
-            public.push(public_key(&seed, None));
-        }
+        let (seed, public) = keys_of(&file, given, &path)?;
         let kid = public_key(&seed, None).jwk.kid;
-        public.dedup_by(|a, b| a.jwk.kid == b.jwk.kid);
         let issuer =
             settings.public_url.clone().map_or_else(|| "consentry".to_owned(), |u| u.trim_end_matches('/').to_owned());
         let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": kid });
         let header = B64.encode(header.to_string());
-        Ok(Self { kid, signing: SigningKey::from_bytes(&seed), header, public, issuer })
+        Ok(Self {
+            kid,
+            signing: SigningKey::from_bytes(&seed),
+            header,
+            public: std::sync::RwLock::new(Arc::new(public)),
+            path,
+            // Read just now, but a key not known here may be looked for at once.
+            read_at: std::sync::Mutex::new(
+                std::time::Instant::now().checked_sub(REREAD_AFTER).unwrap_or_else(std::time::Instant::now),
+            ),
+            issuer,
+        })
+    }
+
+    /// The public keys now.
+    fn public(&self) -> Arc<Vec<PublicKey>> {
+        self.public.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the key file again if it was last read more than `after` ago, for keys another
+    /// instance added (a rotation during a rolling restart). The signing key stays; a file that
+    /// cannot be read now leaves the keys as they were. Returns whether it was read.
+    fn refresh(&self, after: std::time::Duration) -> bool {
+        {
+            let mut read_at = self.read_at.lock().unwrap_or_else(|e| e.into_inner());
+            if read_at.elapsed() < after {
+                return false;
+            }
+            *read_at = std::time::Instant::now();
+        }
+        let Ok(Some(file)) = read_file(&self.path) else { return false };
+        let Ok((_, mut keys)) = keys_of(&file, None, &self.path) else { return false };
+        let current = self.public();
+        for key in current.iter() {
+            if !keys.iter().any(|k| k.jwk.kid == key.jwk.kid) {
+                keys.push(key.clone());
+            }
+        }
+        *self.public.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        true
+    }
+
+    /// The published key named `kid`, reading the key file again (at most once a second) when
+    /// it is not known here.
+    fn published_key(&self, kid: &str, today: NaiveDate) -> Option<jsonwebtoken::DecodingKey> {
+        let find = |keys: &[PublicKey]| {
+            keys.iter()
+                .filter(|k| k.publish_until.is_none_or(|until| today <= until))
+                .find(|k| k.jwk.kid == kid)
+                .map(|k| k.decoding.clone())
+        };
+        find(&self.public()).or_else(|| if self.refresh(REREAD_AFTER) { find(&self.public()) } else { None })
     }
 
     /// The `kid` of the signing key.
@@ -266,12 +364,12 @@ impl ReceiptKeys {
     /// published or not: a retired key leaves [`ReceiptKeys::jwks`] after its `publish_until`
     /// date, but what it signed (checkpoints, receipts in proof bundles) must still verify.
     pub fn history(&self) -> Jwks {
-        Jwks { keys: self.public.iter().map(|k| k.jwk.clone()).collect() }
+        Jwks { keys: self.public().iter().map(|k| k.jwk.clone()).collect() }
     }
 
     /// The public key of the signing key.
     pub fn signing_jwk(&self) -> Jwk {
-        self.public.iter().find(|k| k.jwk.kid == self.kid).map(|k| k.jwk.clone()).unwrap_or_else(|| {
+        self.public().iter().find(|k| k.jwk.kid == self.kid).map(|k| k.jwk.clone()).unwrap_or_else(|| {
             let public = self.signing.verifying_key().to_bytes();
             let x = B64.encode(public);
             Jwk {
@@ -286,24 +384,30 @@ impl ReceiptKeys {
     }
 
     /// The public keys published on `today` (UTC).
+    /// (The key file is read again first when the list is older than a minute: keys added by
+    /// another instance's rotation are published here too.)
     pub fn jwks(&self, today: NaiveDate) -> Jwks {
-        Jwks { keys: self.published(today).map(|k| k.jwk.clone()).collect() }
-    }
-
-    fn published(&self, today: NaiveDate) -> impl Iterator<Item = &PublicKey> {
-        self.public.iter().filter(move |k| k.publish_until.is_none_or(|until| today <= until))
+        self.refresh(JWKS_REREAD_AFTER);
+        let keys = self.public();
+        Jwks {
+            keys: keys
+                .iter()
+                .filter(|k| k.publish_until.is_none_or(|until| today <= until))
+                .map(|k| k.jwk.clone())
+                .collect(),
+        }
     }
 
     /// Checks a compact JWS against the keys published on `today`: its `kid` must name one,
     /// its `alg` be `EdDSA`, its signature hold and its claims be a receipt's.
     pub fn verify(&self, jws: &str, today: NaiveDate) -> Verification {
-        verify_jws(jws, |kid| self.published(today).find(|k| k.jwk.kid == kid).map(|k| k.decoding.clone()))
+        verify_jws(jws, |kid| self.published_key(kid, today))
     }
 
     /// Checks any compact JWS signed with a key published on `today` (a presentation token)
     /// and decodes its claims as `T`. Errors: why it does not verify, one sentence.
     pub fn verify_claims<T: serde::de::DeserializeOwned>(&self, jws: &str, today: NaiveDate) -> Result<T, String> {
-        verify_as::<T>(jws, |kid| self.published(today).find(|k| k.jwk.kid == kid).map(|k| k.decoding.clone()))
+        verify_as::<T>(jws, |kid| self.published_key(kid, today))
             .map(|(_, claims)| claims)
             .map_err(|(_, reason)| reason)
     }

@@ -44,6 +44,12 @@ pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
 /// Opens the database (migrating it unless `settings.migrate` is off) and loads the
 /// installation's keys.
 pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
+    // Refused before the SQLite file is made.
+    if settings.database_replica_url.is_some()
+        && matches!(db::DatabaseUrl::parse(&settings.database_url)?, db::DatabaseUrl::Sqlite(_))
+    {
+        return Err(DbError::ReplicaOfSqlite.into());
+    }
     let pool = db::open(&settings.database_url, &settings.db_options())?;
     let mut conn = pool.get().map_err(DbError::from)?;
     // A missing or wrong key stops start-up here, before anything is served.
@@ -57,6 +63,13 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     }
     let keys = crate::auth::ManagementKeys::load(&mut conn, &secrets)?;
     let unsubscribe = InstanceKey::get_or_create(&mut conn, UNSUBSCRIBE_KEY, &secrets)?;
+    // A missing receipt key file is made with a new key only on a first start.
+    let receipt_key_file = crate::receipts::key_file_path(settings);
+    if settings.receipts.signing_key.is_none() && !receipt_key_file.exists() {
+        if let Some(what) = crate::receipts::signed_records(&mut conn).map_err(DbError::from)? {
+            return Err(crate::receipts::KeyError::Missing(receipt_key_file, what).into());
+        }
+    }
     drop(conn);
     let unsubscribe_keys =
         TokenKeys::from_secret(&unsubscribe).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
@@ -77,7 +90,13 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
             settings.replica.max_lag,
         )?),
     };
-    let replica_reader = replica.as_ref().map(|r| Arc::new(crate::service::reader::Reader::start(r.pool().clone(), 2)));
+    let replica_reader = replica.as_ref().map(|r| {
+        Arc::new(crate::service::reader::Reader::start_waiting(
+            r.pool().clone(),
+            2,
+            Some(crate::db::replica::CHECKOUT_WITHIN),
+        ))
+    });
     Ok(AppState {
         receipts,
         presentations: Arc::new(crate::service::presentation::Presentations::new(

@@ -45,6 +45,11 @@ impl Pool {
         got
     }
 
+    /// A connection within `wait` (connecting one if the pool may grow); an error past it.
+    pub fn get_within(&self, wait: Duration) -> Result<PooledConnection, r2d2::Error> {
+        self.inner.get_timeout(wait)
+    }
+
     /// An idle connection now, if there is one: never waits, never connects (a second writer
     /// that is only worth having when it takes nothing from other work: `POST /v1/imports`).
     pub fn try_get(&self) -> Option<PooledConnection> {
@@ -484,6 +489,9 @@ pub fn open_replica(url: &str, pool_size: u32) -> Result<Pool, DbError> {
         .min_idle(Some(0))
         .connection_timeout(CHECKOUT_TIMEOUT)
         .test_on_check_out(true)
+        // The replica's health is logged by its probe, once a change (`db::replica`); r2d2's
+        // own handler logged every failed connection attempt, ten lines a second while down.
+        .error_handler(Box::new(r2d2::NopErrorHandler))
         .build_unchecked(manager.clone());
     spawn_probe(&manager);
     Ok(Pool { inner, health })

@@ -30,6 +30,15 @@ use std::time::{Duration, Instant};
 /// How often the probe measures the replica.
 pub const PROBE_EVERY: Duration = Duration::from_millis(100);
 
+/// A replica that has not answered a probe for this long serves nothing, even when it was
+/// well before: a host that stops answering without refusing (frozen, partitioned) hangs its
+/// probe's query, which would otherwise leave the latest good answer standing.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
+/// The longest a read waits for a connection of the replica's pool before it is served by the
+/// primary instead (the replica's connections may all be held by queries it does not answer).
+pub const CHECKOUT_WITHIN: Duration = Duration::from_millis(100);
+
 /// The samples of the primary's position kept to measure lag (at one a probe, 60 s of them).
 const MAX_SAMPLES: usize = 600;
 
@@ -88,8 +97,18 @@ struct Status {
     /// The latest instant by which the replica had replayed every commit finished on the
     /// primary.
     caught_up_at: Option<Instant>,
+    /// When the replica last answered a probe.
+    answered_at: Option<Instant>,
     /// (when, the primary's position then), oldest first, from the latest not yet replayed.
     samples: VecDeque<(Instant, Lsn)>,
+}
+
+impl Status {
+    /// Whether the replica answered a probe lately and had then caught up within `max_lag`.
+    fn fresh(&self, max_lag: Duration) -> bool {
+        self.answered_at.is_some_and(|at| at.elapsed() <= ANSWER_WITHIN)
+            && self.caught_up_at.is_some_and(|at| at.elapsed() <= max_lag)
+    }
 }
 
 /// The replica, its health and the primary it follows.
@@ -136,11 +155,16 @@ impl Replica {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A connection of the replica's pool within [`CHECKOUT_WITHIN`].
+    pub fn connection(&self) -> Result<super::PooledConnection, r2d2::Error> {
+        self.pool.get_within(CHECKOUT_WITHIN)
+    }
+
     /// Where a read is served now: the replica when it answered the latest probe, lags at most
     /// `max_lag`, and (with `after`, a write's position) has replayed up to `after`.
     pub fn route(&self, after: Option<Lsn>) -> Target {
         let status = self.status();
-        let fresh = status.caught_up_at.is_some_and(|at| at.elapsed() <= self.max_lag);
+        let fresh = status.fresh(self.max_lag);
         let replayed = match (after, status.replayed) {
             (None, _) => true,
             (Some(after), Some(replayed)) => replayed >= after,
@@ -159,7 +183,7 @@ impl Replica {
     pub fn short_of(&self, after: Option<Lsn>) -> bool {
         let Some(after) = after else { return false };
         let status = self.status();
-        let fresh = status.caught_up_at.is_some_and(|at| at.elapsed() <= self.max_lag);
+        let fresh = status.fresh(self.max_lag);
         status.up && fresh && status.replayed.is_none_or(|replayed| replayed < after)
     }
 
@@ -167,8 +191,7 @@ impl Replica {
     /// `None` when it does not answer (it is then down until a probe finds it well).
     pub fn replayed_now(&self) -> Option<Lsn> {
         let asked = self
-            .pool
-            .get()
+            .connection()
             .ok()
             .and_then(|mut conn| replica_position(&mut conn).map_err(|e| super::note_lost_connection(&e)).ok());
         let mut status = self.status();
@@ -203,7 +226,7 @@ impl Replica {
     fn probe(&self) {
         let sampled_at = Instant::now();
         let primary = self.primary.get().ok().and_then(|mut conn| primary_position(&mut conn).ok());
-        let replica = self.pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        let replica = self.connection().map_err(|e| e.to_string()).and_then(|mut conn| {
             replica_position(&mut conn).map_err(|e| {
                 super::note_lost_connection(&e);
                 e.to_string()
@@ -224,6 +247,7 @@ impl Replica {
                     tracing::info!("the read replica answers; reads go to it while it keeps up");
                 }
                 status.up = in_recovery;
+                status.answered_at = Some(Instant::now());
                 status.replayed = replayed;
                 if let Some(replayed) = replayed {
                     // The latest sample the replica has replayed past; older ones are dropped.

@@ -126,9 +126,9 @@ impl AppState {
     {
         let f = Arc::new(f);
         if let (Target::Replica, Some(replica)) = (self.read_target().await, &self.replica) {
-            let (pool, g) = (replica.pool().clone(), f.clone());
+            let (r, g) = (replica.clone(), f.clone());
             let result = web::block(move || {
-                let mut conn = pool.get()?;
+                let mut conn = r.connection()?;
                 let result = g(&mut conn);
                 if let Err(e) = &result {
                     crate::db::note_lost_connection(e);

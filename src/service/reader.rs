@@ -41,9 +41,16 @@ pub struct Reader {
 impl Reader {
     /// Starts `threads` reader threads on `pool`.
     pub fn start(pool: Pool, threads: usize) -> Self {
+        Self::start_waiting(pool, threads, None)
+    }
+
+    /// [`Reader::start`] whose batches wait at most `checkout` for a connection (the pool's
+    /// own timeout otherwise): a replica's reader, which fails fast so its lookups are read
+    /// from the primary.
+    pub fn start_waiting(pool: Pool, threads: usize, checkout: Option<std::time::Duration>) -> Self {
         Self {
             batcher: Batcher::start("consentry-reader", threads, take_up_to::<_, MAX_BATCH>, move |batch| {
-                read(&pool, batch)
+                read(&pool, checkout, batch)
             }),
         }
     }
@@ -59,8 +66,12 @@ impl Reader {
     }
 }
 
-fn read(pool: &Pool, batch: Vec<(Lookup, Reply)>) {
-    let mut conn = match pool.get() {
+fn read(pool: &Pool, checkout: Option<std::time::Duration>, batch: Vec<(Lookup, Reply)>) {
+    let conn = match checkout {
+        Some(wait) => pool.get_within(wait),
+        None => pool.get(),
+    };
+    let mut conn = match conn {
         Ok(conn) => conn,
         Err(e) => {
             for (_, reply) in batch {

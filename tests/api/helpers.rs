@@ -261,16 +261,17 @@ impl TestApp {
         self.cli_env(args, &[])
     }
 
-    /// [`TestApp::cli`] with more environment variables (settings as `CONSENTRY__…`).
+    /// [`TestApp::cli`] with more environment variables (settings as `CONSENTRY__…`), which
+    /// win over the app's own.
     pub fn cli_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
         let key_file = self.settings.secrets.key_file.clone().expect("tests set secrets.key_file");
         std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
             .args(args)
             .env("CONSENTRY__SECRETS__KEY_FILE", key_file)
-            .envs(envs.iter().copied())
             .env("DATABASE_URL", &self.database_url)
             // The server's receipt keys (on PostgreSQL the default would be ./data).
             .env("CONSENTRY__RECEIPTS__KEY_FILE", self.settings.receipts.key_file.as_ref().expect("set in spawn"))
+            .envs(envs.iter().copied())
             .env_remove("CONSENTRY_CONFIG")
             .current_dir(self._dir.path())
             .output()

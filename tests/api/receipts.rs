@@ -13,6 +13,8 @@ crate::backend_tests!(
     a_server_side_receipt_names_a_pseudonym_and_replays_with_its_key,
     a_retired_key_stays_published_until_its_date,
     verify_answers_invalid_for_anything_that_is_not_a_receipt,
+    a_missing_key_file_is_not_replaced_once_receipts_exist,
+    during_a_rolling_restart_every_instance_verifies_the_new_keys_receipts,
 );
 
 fn claims_of(jws: &str) -> Value {
@@ -258,4 +260,70 @@ async fn verify_answers_invalid_for_anything_that_is_not_a_receipt(app: TestApp)
         .unwrap();
     let problem = crate::helpers::assert_problem(res, 400).await;
     assert_eq!(problem["errors"][0]["field"], "receipt", "{problem}");
+}
+
+/// Once the database holds receipts, a missing receipt key file is a lost or misplaced one (a
+/// command run from another directory with PostgreSQL, whose default path is relative): the
+/// command refuses to start instead of making a new key whose signatures nobody could check
+/// against the published ones; on a first start the file is still made.
+async fn a_missing_key_file_is_not_replaced_once_receipts_exist(app: TestApp) {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let missing = elsewhere.path().join("receipt-keys.json");
+    let missing_str = missing.to_str().unwrap();
+    // No receipt yet: a command may make the file (a first start).
+    let out = app.cli_env(&["ledger", "verify"], &[("CONSENTRY__RECEIPTS__KEY_FILE", missing_str)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(missing.exists(), "made on a first start");
+    std::fs::remove_file(&missing).unwrap();
+
+    app.seed().await;
+    let res = app
+        .post("/v1/consents", &json!({"subject": "user:key-1", "choices": {"marketing_email": true}, "source": "api"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert!(res.json::<Value>().await.unwrap()["receipt"].is_string());
+
+    let out = app.cli_env(&["ledger", "verify"], &[("CONSENTRY__RECEIPTS__KEY_FILE", missing_str)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without its receipt keys: {stderr}");
+    assert!(stderr.contains("does not exist, but the database holds consent receipts"), "{stderr}");
+    assert!(stderr.contains(missing_str), "names the file: {stderr}");
+    assert!(!missing.exists(), "no new key was made");
+    // With the right file, the same command runs.
+    let out = app.cli(&["ledger", "verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A rotation during a rolling restart: an instance started after `receipts rotate-key` signs
+/// with the new key while an older one still runs; the older one verifies those receipts and
+/// publishes the new key (it reads the key file again for a key it does not know).
+async fn during_a_rolling_restart_every_instance_verifies_the_new_keys_receipts(app: TestApp) {
+    let site = app.seed().await;
+    let old =
+        app.record_visitor(&site, VISITOR, json!({"analytics": true})).await["receipt"].as_str().unwrap().to_owned();
+    let out = app.cli(&["receipts", "rotate-key", "--publish-until", "2999-12-31"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_kid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // The new instance, on the same database and key file.
+    let port = app.spawn_instance().await;
+    let res = app
+        .client
+        .post(format!("http://127.0.0.1:{port}/v1/sites/{site}/consents"))
+        .header("Origin", crate::helpers::ORIGIN)
+        .json(&json!({"visitor_id": VISITOR, "choices": {"analytics": false}, "policy_revision": "2021-02-01", "source": "banner"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let fresh = res.json::<Value>().await.unwrap()["receipt"].as_str().unwrap().to_owned();
+    assert_eq!(header_of(&fresh)["kid"], new_kid.as_str(), "the new instance signs with the new key");
+    // The instance started before the rotation.
+    let verdict = verify(&app, &fresh).await;
+    assert_eq!(verdict["valid"], true, "the older instance verifies the new key's receipt: {verdict}");
+    assert_eq!(verify(&app, &old).await["valid"], true);
+    let kids: Vec<String> =
+        jwks(&app).await["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+    assert!(kids.contains(&new_kid), "the older instance publishes the new key: {kids:?}");
 }

@@ -29,12 +29,19 @@ async fn a_replica_needs_a_postgres_primary(app: TestApp) {
     let sqlite = app.database_url.starts_with("sqlite:");
     settings.database_replica_url =
         Some(if sqlite { "postgres://postgres@127.0.0.1:1/replica".into() } else { "sqlite://replica.db".into() });
+    // A SQLite database that does not exist yet is not made before the refusal.
+    let dir = tempfile::tempdir().unwrap();
+    let unmade = dir.path().join("never.db");
+    if sqlite {
+        settings.database_url = format!("sqlite://{}", unmade.display());
+    }
     let err = match Application::build(settings).await {
         Ok(_) => panic!("a replica URL of the wrong kind was accepted"),
         Err(e) => e.to_string(),
     };
     if sqlite {
         assert!(err.contains("needs a PostgreSQL primary"), "{err}");
+        assert!(!unmade.exists(), "the SQLite file was made before the refusal");
     } else {
         assert!(err.contains("is not a PostgreSQL URL") && err.contains("sqlite://replica.db"), "{err}");
     }
@@ -98,6 +105,18 @@ impl Cluster {
         let _ = c.output();
     }
 
+    /// Stops (`true`) or resumes every process of the cluster (SIGSTOP/SIGCONT): a host that
+    /// stops answering without refusing connections, unlike a stopped server.
+    fn freeze(&self, frozen: bool) {
+        let Ok(pid_file) = std::fs::read_to_string(self.data.join("postmaster.pid")) else { return };
+        let Some(postmaster) = pid_file.lines().next().map(str::trim).filter(|p| !p.is_empty()) else { return };
+        let children = Command::new("pgrep").args(["-P", postmaster]).output().map(|o| o.stdout).unwrap_or_default();
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children).split_whitespace().map(str::to_owned).collect();
+        pids.push(postmaster.to_owned());
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let _ = Command::new("kill").arg(signal).args(&pids).status();
+    }
+
     fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
@@ -116,6 +135,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.freeze(false);
         self.stop();
     }
 }
@@ -406,6 +426,38 @@ mod streaming {
             pair.replica.start();
             // The write made while the replica was down reaches it once it is back.
             until_replica_serves(&app, false).await;
+        }
+        app.stop().await;
+        drop(pair);
+    }
+
+    /// A replica that stops answering without refusing (its processes frozen: a hung host, a
+    /// partition) serves nothing once its probe has had no answer for `ANSWER_WITHIN` (1 s):
+    /// reads then go to the primary at once, none waits for the replica's connections.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_stops_answering_falls_back_to_the_primary() {
+        let Some((app, pair, _)) = replica_app().await else { return };
+        {
+            app.seed().await;
+            record_ada(&app, true).await;
+            until_replica_serves(&app, true).await;
+            pair.replica.freeze(true);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let mut slowest = Duration::ZERO;
+            for i in 0..20 {
+                let started = Instant::now();
+                let (allowed, by) = check_ada(&app, None).await;
+                let res = app.get(&format!("/v1/subjects/{ADA}/events")).send().await.unwrap();
+                slowest = slowest.max(started.elapsed());
+                assert!(allowed, "check {i}");
+                assert_eq!(by, "primary", "check {i}");
+                assert_eq!(res.status(), StatusCode::OK, "events {i}");
+                assert_eq!(served_by(&res), "primary", "events {i}");
+            }
+            eprintln!("replica frozen: 20 checks and 20 event reads from the primary, slowest pair {slowest:?}");
+            assert!(slowest < Duration::from_secs(2), "a read waited for the frozen replica: {slowest:?}");
+            pair.replica.freeze(false);
+            until_replica_serves(&app, true).await;
         }
         app.stop().await;
         drop(pair);

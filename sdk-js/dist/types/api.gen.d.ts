@@ -6,7 +6,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The site's purposes (consent model resolved for `region`) and the policy revisions in force. */
+        /**
+         * The site's purposes (consent model resolved for `region`) and the policy revisions in force.
+         * @description Answers a strong `ETag` over the body (the body stays the same bytes while nothing changes,
+         *     within the presentation's hour), and `304 Not Modified` without a body when `If-None-Match`
+         *     names it or is `*` (RFC 9110 §13.1.2, weak comparison).
+         */
         get: operations["get_site_config"];
         put?: never;
         post?: never;
@@ -422,11 +427,22 @@ export interface operations {
             /** @description The configuration */
             200: {
                 headers: {
+                    /** @description Strong entity tag of the body (RFC 9110 §8.8.3) */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["SiteConfig"];
                 };
+            };
+            /** @description Not modified: the `If-None-Match` names the current ETag (RFC 9110 §13.1.2) */
+            304: {
+                headers: {
+                    /** @description The current entity tag */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Malformed region */
             400: {
@@ -575,6 +591,8 @@ export interface operations {
             /** @description Recorded (committed). When the API is served on the page's site (`consent.example.com` for `www.example.com`), also `Set-Cookie: consentry_<8 characters of the site key>_id=<visitor id>` for their shared domain, 395 days, so that browsers capping script-set cookies keep the visitor */
             201: {
                 headers: {
+                    /** @description Only when a read replica is configured: an opaque token (the primary's WAL position once this write committed). Send it back as `Consentry-Read-After` on a follow-up read to see this write there */
+                    "Consentry-Read-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

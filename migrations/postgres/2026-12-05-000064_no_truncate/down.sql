@@ -1,0 +1,1 @@
+DROP TRIGGER consent_events_no_truncate ON consent_events;
