@@ -162,6 +162,8 @@ pub enum DbError {
     EmptySqlitePath(String),
     #[error("cannot create the directory {0} for the SQLite database: {1}")]
     CreateDir(PathBuf, std::io::Error),
+    #[error("cannot create the SQLite database {0}: {1}")]
+    CreateFile(PathBuf, std::io::Error),
     #[error(
         "DATABASE_URL '{url}': the directory {dir} does not exist; create it first (mkdir -p {dir}) \
          or fix the path (sqlite://data/x.db is relative to the working directory, \
@@ -428,6 +430,21 @@ pub fn note_lost_connection(err: &(dyn std::error::Error + 'static)) {
 /// The SQLite file of the README's first command, whose directory is created on first start.
 pub const DEFAULT_SQLITE_PATH: &str = "data/consentry.db";
 
+/// Creates the SQLite file, empty, readable by its owner only (mode 0600), unless it exists:
+/// it holds consent records and identifiers. SQLite gives its `-wal` and `-shm` files the
+/// database file's mode.
+fn create_private_database(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens a pool for `url` with `pool_size` connections and runs pending migrations.
 pub fn connect(url: &str, pool_size: u32) -> Result<Pool, DbError> {
     open(url, &Options { pool_size, migrate: true, synchronous: Synchronous::default() })
@@ -448,6 +465,7 @@ pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
                 return Err(DbError::NoSuchDir { url: url.redacted(), dir: dir.display().to_string() });
             }
         }
+        create_private_database(path).map_err(|e| DbError::CreateFile(path.clone(), e))?;
     }
     let health = Arc::new(Health::default());
     let manager = ConnectionManager { url: url.clone(), synchronous: options.synchronous, health: health.clone() };

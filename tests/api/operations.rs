@@ -16,6 +16,7 @@ crate::backend_tests!(
     logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_request_id,
     the_health_check_asks_the_running_service,
     a_stop_signal_drains_before_the_listener_closes,
+    the_files_that_hold_data_and_keys_are_readable_by_their_owner_only,
 );
 
 /// Runs `sql` on the database at `url` (either backend), outside the server.
@@ -618,4 +619,28 @@ async fn a_stop_signal_drains_before_the_listener_closes(app: TestApp) {
     assert!(exit.success(), "{exit:?}");
     assert!(signalled.elapsed() >= Duration::from_secs(2), "it stopped before the grace ended");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// The SQLite database (with its WAL) holds consent records and identifiers, the key files the
+/// keys that seal secrets and sign receipts: each is readable by its owner only (mode 0600).
+#[cfg(unix)]
+async fn the_files_that_hold_data_and_keys_are_readable_by_their_owner_only(app: TestApp) {
+    use std::os::unix::fs::PermissionsExt;
+    app.seed().await;
+    let res = app
+        .record(serde_json::json!({"subject": "user:mode-1", "choices": {"marketing_email": true}, "source": "api"}))
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let mut files = vec![
+        app.settings.secrets.key_file.clone().expect("tests set secrets.key_file"),
+        app.settings.receipts.key_file.clone().expect("tests set receipts.key_file"),
+    ];
+    if let Some(db) = app.database_url.strip_prefix("sqlite://") {
+        files.push(db.into());
+        files.push(format!("{db}-wal").into());
+    }
+    for file in files {
+        let mode = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())).permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
 }
