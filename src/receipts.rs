@@ -100,8 +100,9 @@ pub struct ReceiptKeys {
     public: std::sync::RwLock<Arc<Vec<PublicKey>>>,
     /// The key file, read again for keys other instances added (see [`ReceiptKeys::refresh`]).
     path: PathBuf,
-    /// When the key file was last read.
-    read_at: std::sync::Mutex<std::time::Instant>,
+    /// When the key file was last read again (`None`: not since start, so a key not known
+    /// here may be looked for at once).
+    read_at: std::sync::Mutex<Option<std::time::Instant>>,
     /// `iss` of the receipts signed here.
     pub issuer: String,
 }
@@ -302,10 +303,7 @@ impl ReceiptKeys {
             header,
             public: std::sync::RwLock::new(Arc::new(public)),
             path,
-            // Read just now, but a key not known here may be looked for at once.
-            read_at: std::sync::Mutex::new(
-                std::time::Instant::now().checked_sub(REREAD_AFTER).unwrap_or_else(std::time::Instant::now),
-            ),
+            read_at: std::sync::Mutex::new(None),
             issuer,
         })
     }
@@ -321,10 +319,10 @@ impl ReceiptKeys {
     fn refresh(&self, after: std::time::Duration) -> bool {
         {
             let mut read_at = self.read_at.lock().unwrap_or_else(|e| e.into_inner());
-            if read_at.elapsed() < after {
+            if read_at.is_some_and(|at| at.elapsed() < after) {
                 return false;
             }
-            *read_at = std::time::Instant::now();
+            *read_at = Some(std::time::Instant::now());
         }
         let Ok(Some(file)) = read_file(&self.path) else { return false };
         let Ok((_, mut keys)) = keys_of(&file, None, &self.path) else { return false };
