@@ -531,6 +531,7 @@ fn flush(
         }
         let now = naive(Utc::now());
         let result = write_transaction(conn, |conn| {
+            crate::db::backend::compress_wal_in_transaction(conn)?;
             let claimed = crate::db::backend::claim_import_keys(conn, tenant_id, &pending.keys, now)?;
             if claimed.len() < pending.keys.len() {
                 return Err(Rollback::Imported(claimed.into_iter().collect()));

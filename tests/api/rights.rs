@@ -16,6 +16,7 @@ crate::backend_tests!(
     a_proof_bundle_verifies_offline_and_names_what_was_changed,
     an_import_keeps_original_times_reports_bad_lines_and_adds_nothing_twice,
     an_erased_identifier_leaves_no_bytes_in_the_database_files,
+    bulk_writes_keep_room_for_in_place_updates_and_compress_the_wal_of_their_own_transaction,
 );
 
 /// Issue 11, item 9: CRM exports carry spaces around identifiers; they are trimmed in writes,
@@ -564,4 +565,64 @@ async fn an_erased_identifier_leaves_no_bytes_in_the_database_files(app: TestApp
                  + (SELECT COUNT(*) FROM idempotency_keys WHERE response LIKE '%erasure-probe%') AS n";
         assert_eq!(diesel::sql_query(q).get_result::<Count>(&mut conn).unwrap().n, 0);
     }
+}
+
+/// Issue 11, item 8 (10 M rows): an import's transaction compresses the page images it writes to
+/// PostgreSQL's WAL, and only that transaction (pooled connections keep the server's setting);
+/// states and chain heads are updated in place (HOT: no new index entry, no dead row left for
+/// VACUUM), and the events-by-subject index does not repeat the tenant id.
+async fn bulk_writes_keep_room_for_in_place_updates_and_compress_the_wal_of_their_own_transaction(app: TestApp) {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName)]
+    struct One {
+        #[diesel(sql_type = Text)]
+        v: String,
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    app.seed().await;
+    let res = app.record(json!({"subject": "user:u-1", "choices": {"marketing_email": true}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    use consentry::db::AnyConnection;
+    let mut conn = crate::consents::raw_connection(&app);
+    if let AnyConnection::Sqlite(lite) = &mut conn {
+        // SQLite: one index column less, and nothing to compress (the call is a no-op).
+        let columns: Vec<String> = diesel::sql_query("SELECT name AS v FROM pragma_index_info('consent_events_subject')")
+            .load::<One>(lite)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.v)
+            .collect();
+        assert_eq!(columns, ["subject_id", "seq"]);
+        consentry::db::backend::compress_wal_in_transaction(&mut conn).unwrap();
+        return;
+    }
+    let one = |conn: &mut AnyConnection, sql: &str| match conn {
+        AnyConnection::Postgresql(pg) => diesel::sql_query(sql).get_result::<One>(pg).unwrap().v,
+        AnyConnection::Sqlite(_) => unreachable!(),
+    };
+    const SETTING: &str = "SELECT current_setting('wal_compression') AS v";
+    // The test cluster does not compress by default, and the test role is a superuser.
+    assert_eq!(one(&mut conn, SETTING), "off");
+    conn.batch_execute("BEGIN").unwrap();
+    consentry::db::backend::compress_wal_in_transaction(&mut conn).unwrap();
+    let within = one(&mut conn, SETTING);
+    assert!(["lz4", "pglz"].contains(&within.as_str()), "in the import's transaction: {within}");
+    // An update of a state stays on its page (HOT), as this transaction's statistics count it.
+    let AnyConnection::Postgresql(pg) = &mut conn else { unreachable!() };
+    let updated = diesel::sql_query("UPDATE consent_states SET decision = decision").execute(pg).unwrap();
+    assert!(updated >= 1);
+    let hot = diesel::sql_query("SELECT n_tup_hot_upd AS n FROM pg_stat_xact_user_tables WHERE relname = 'consent_states'")
+        .get_result::<Count>(pg)
+        .unwrap();
+    assert_eq!(hot.n, updated as i64);
+    conn.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(one(&mut conn, SETTING), "off", "after the transaction, the connection keeps the server's setting");
+    let index = one(&mut conn, "SELECT indexdef AS v FROM pg_indexes WHERE indexname = 'consent_events_subject'");
+    assert!(index.ends_with("(subject_id, seq)"), "{index}");
 }
