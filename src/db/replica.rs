@@ -162,9 +162,12 @@ impl Replica {
             positions: CommitPositions::default(),
         });
         replica.probe();
-        if !replica.status().up {
+        let status = replica.status();
+        // A replica that answered but is not a standby was reported by the probe.
+        if !status.up && status.answered_at.is_none() {
             tracing::warn!("the read replica does not answer now; reads go to the primary until it does");
         }
+        drop(status);
         spawn_probe(Arc::downgrade(&replica));
         Ok(replica)
     }
@@ -271,6 +274,14 @@ impl Replica {
             Ok((in_recovery, replayed)) => {
                 if !in_recovery && status.up {
                     tracing::error!("the read replica is not in recovery (promoted?); reading from the primary");
+                } else if !in_recovery && status.answered_at.is_none() {
+                    // Its first answer (at start, or after it never answered): most likely
+                    // DATABASE_REPLICA_URL names the primary, or another server that is no standby.
+                    tracing::error!(
+                        "the configured read replica (DATABASE_REPLICA_URL) is not a standby: pg_is_in_recovery() is \
+                         false there, so it is not a streaming replica of the primary (does the URL name the primary \
+                         itself?); reads go to the primary"
+                    );
                 } else if in_recovery && !status.up {
                     tracing::info!("the read replica answers; reads go to it while it keeps up");
                 }

@@ -117,6 +117,61 @@ async fn read_after_is_read_on_reads_and_ignored_on_writes(app: TestApp) {
     assert_eq!(crate::helpers::assert_problem(res, 400).await["detail"], DETAIL);
 }
 
+/// `DATABASE_REPLICA_URL` naming the primary itself (a server that is not in recovery): `serve`
+/// starts, and its log says precisely that the replica is no standby and that reads go to the
+/// primary, not that it "does not answer". PostgreSQL only (skipped without
+/// `CONSENTRY_TEST_POSTGRES_URL`).
+#[test]
+fn a_replica_url_naming_the_primary_is_logged_as_not_a_standby() {
+    use std::io::{BufRead, BufReader};
+    let Some((url, admin, name)) = crate::helpers::fresh_postgres_database() else {
+        eprintln!("SKIPPED (replica): set CONSENTRY_TEST_POSTGRES_URL to run it");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &url)
+        .env("DATABASE_REPLICA_URL", &url)
+        .env("CONSENTRY__LOG", "info")
+        .env("CONSENTRY__SECRETS__KEY_FILE", dir.path().join("secrets.key"))
+        .env("CONSENTRY__RECEIPTS__KEY_FILE", dir.path().join("receipt-keys.json"))
+        .env_remove("CONSENTRY_CONFIG")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The JSON log lines (stderr is not a terminal) up to the one saying it listens.
+    let mut messages = Vec::new();
+    for line in BufReader::new(server.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let entry: Value = serde_json::from_str(&line).unwrap_or_else(|_| json!({"fields": {"message": line}}));
+        let message = entry["fields"]["message"].as_str().unwrap_or_default().to_owned();
+        let listening = message.starts_with("consentry listening on");
+        messages.push((entry["level"].as_str().unwrap_or_default().to_owned(), message));
+        if listening {
+            break;
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    crate::helpers::drop_database(&admin, &name);
+    assert!(messages.last().is_some_and(|(_, m)| m.starts_with("consentry listening on")), "{messages:?}");
+    let about_replica: Vec<&(String, String)> = messages.iter().filter(|(_, m)| m.contains("replica")).collect();
+    assert_eq!(
+        about_replica,
+        [&(
+            "ERROR".to_owned(),
+            "the configured read replica (DATABASE_REPLICA_URL) is not a standby: pg_is_in_recovery() is false \
+             there, so it is not a streaming replica of the primary (does the URL name the primary itself?); reads \
+             go to the primary"
+                .to_owned()
+        )],
+        "{messages:?}"
+    );
+}
+
 /// PostgreSQL's programs, from the newest /usr/lib/postgresql/<n>/bin that has them, else PATH.
 fn pg_bin(program: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
