@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 crate::backend_tests!(
     pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_states_and_chains,
     an_altered_checkpoint_is_caught_by_ledger_verify_and_proof_verify,
+    a_checkpoint_row_that_cannot_be_read_is_reported_broken_and_the_rest_verified,
     opt_out_records_are_kept_at_least_24_months_11_ccr_7101,
     the_retention_worker_prunes_every_interval,
     the_import_endpoint_shares_the_cli_rules_and_is_idempotent,
@@ -181,6 +182,39 @@ async fn pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_stat
     assert!(!ok);
     let broken = report["broken"].to_string();
     assert!(broken.contains("checkpoint:") && report["broken"].as_array().unwrap().len() == 2, "{report}");
+}
+
+/// A checkpoint row with a value that cannot be read (a timestamp made malformed by hand: any
+/// text on SQLite, `infinity` on PostgreSQL, which no chrono time holds) does not stop
+/// `consentry ledger verify`: it is listed as broken, with the kept events it bridged, the other
+/// checkpoint still verifies, every event is walked, and the exit code is 1.
+async fn a_checkpoint_row_that_cannot_be_read_is_reported_broken_and_the_rest_verified(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    for (granted, at) in [(true, "2023-01-10T00:00:00Z"), (false, "2023-02-10T00:00:00Z")] {
+        let res = app
+            .record(json!({"subject": "user:9", "choices": {"analytics": granted}, "source": "api", "occurred_at": at}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 3 && summary["checkpoints"] == 2, "{summary} {stderr}");
+    let text = app.get("/v1/subjects/user:7/proof").send().await.unwrap().text().await.unwrap();
+    let subject = serde_json::from_str::<Value>(&text).unwrap()["subject_ids"][0].as_str().unwrap().to_owned();
+    let malformed = if app.database_url.starts_with("postgres") { "infinity" } else { "not a time" };
+    exec_sql(
+        &app,
+        &format!("UPDATE ledger_checkpoints SET first_occurred_at = '{malformed}' WHERE subject_id = '{subject}'"),
+    );
+    let out = app.cli(&["ledger", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is printed");
+    // user:7's checkpoint, then its two kept events, whose bridges it held.
+    assert_eq!(report["broken"][0], format!("checkpoint:{subject}"), "{report}");
+    assert_eq!(report["broken"].as_array().unwrap().len(), 3, "{report}");
+    // user:9's checkpoint verified; all 3 kept events were walked (user:7's 2, user:9's 1).
+    assert_eq!((report["checkpoints"].as_u64(), report["events"].as_u64()), (Some(1), Some(3)), "{report}");
+    assert_eq!(report["subjects"], 2, "{report}");
 }
 
 /// A checkpoint is signed: changing what it says, or removing it, breaks verification.
