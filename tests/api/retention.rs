@@ -13,6 +13,7 @@ crate::backend_tests!(
     opt_out_records_are_kept_at_least_24_months_11_ccr_7101,
     the_retention_worker_prunes_every_interval,
     the_import_endpoint_shares_the_cli_rules_and_is_idempotent,
+    import_errors_name_the_rows_column_once,
     the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson,
     kept_in_force_counts_every_expired_event_a_state_rests_on,
     only_a_retention_run_deletes_events_even_below_a_checkpoint,
@@ -440,6 +441,54 @@ async fn the_import_endpoint_shares_the_cli_rules_and_is_idempotent(app: TestApp
     let res: Value = post_import(&app, "application/x-ndjson", ndjson).await.json().await.unwrap();
     assert_eq!(res["already_imported"], 1);
     assert!(verify_ledger(&app).0);
+}
+
+/// A refused row names the column of the row at fault, once: `purpose` (a write names it
+/// `choices.<purpose>`, an import row in its `purpose` column), `region` (not `region: region:`),
+/// and an NDJSON line that is not JSON says where, as `line N` and its column (not serde's
+/// `at line 1 column M`, line 1 being the line alone).
+async fn import_errors_name_the_rows_column_once(app: TestApp) {
+    const REGION: &str = "'Atlantis' is not an ISO 3166-1 alpha-2 or ISO 3166-2 region code (e.g. 'US' or 'US-CA')";
+    app.seed().await;
+    let csv = "subject,purpose,decision,occurred_at,policy_revision,region\n\
+               user:7,no_such,granted,2023-01-01T00:00:00Z,,\n\
+               user:7,analytics,granted,2023-01-01T00:00:00Z,,Atlantis\n\
+               user:7,necessary,denied,2023-01-01T00:00:00Z,,\n";
+    let summary: Value = post_import(&app, "text/csv", csv).await.json().await.unwrap();
+    assert_eq!(
+        summary["errors"],
+        json!([
+            "line 2: purpose: no purpose 'no_such' is defined for this tenant",
+            format!("line 3: region: {REGION}"),
+            "line 4: purpose: 'necessary' is strictly necessary (notice_only) and cannot be refused",
+        ]),
+        "{summary}"
+    );
+    let ndjson = "{\"subject\":\"user:8\",\"purpose\":\"analytics\",\"decision\":\"granted\",\"occurred_at\":\"2024-05-01T00:00:00Z\"}\n\
+                  {\"subject\":\"user:8\" \"purpose\":\"analytics\"}\n\
+                  {\"subject\":\"user:8\",\"purpose\":\"analytics\"}\n\
+                  {\"subject\":\"user:8\",\"purpose\":\"no_such\",\"decision\":\"granted\",\"occurred_at\":\"2024-05-01T00:00:00Z\"}\n";
+    let summary: Value = post_import(&app, "application/x-ndjson", ndjson).await.json().await.unwrap();
+    assert_eq!(summary["imported"], 1, "{summary}");
+    assert_eq!(
+        summary["errors"],
+        json!([
+            "line 2: expected `,` or `}` at column 21",
+            "line 3: missing field `decision`",
+            "line 4: purpose: no purpose 'no_such' is defined for this tenant",
+        ]),
+        "{summary}"
+    );
+    // The API's writes keep naming the purpose as the body does, and the region once.
+    let res = app.record(json!({"subject": "user:7", "choices": {"no_such": true}, "source": "api"})).await;
+    assert_eq!(
+        assert_problem(res, 400).await["detail"],
+        "choices.no_such: no purpose 'no_such' is defined for this tenant"
+    );
+    let res = app
+        .record(json!({"subject": "user:7", "choices": {"analytics": true}, "source": "api", "region": "Atlantis"}))
+        .await;
+    assert_eq!(assert_problem(res, 400).await["detail"], format!("region: {REGION}"));
 }
 
 /// Refusals: no token 401, a token without `consents:write` 403, another media type 415, a body
