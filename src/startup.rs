@@ -251,9 +251,6 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
             .openapi(<routes::ApiDoc as utoipa::OpenApi>::openapi())
             .app_data(data.clone())
             .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()))
-            .app_data(
-                web::QueryConfig::default().error_handler(|e, _| ApiError::invalid("query", e.to_string()).into()),
-            )
             .configure(routes::configure)
             .split_for_parts();
         app.app_data(known.clone())
