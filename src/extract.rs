@@ -8,6 +8,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 /// The largest beacon body accepted (`JsonBody<T, true>`), in bytes.
 pub const BEACON_MAX_BYTES: usize = 16 * 1024;
@@ -236,9 +237,143 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
     }
 }
 
+/// A query string, deserialised like `web::Query` but with every error a 400 problem naming the
+/// parameter at fault and what it takes (`limit: expected a whole number from 1 to 1000`),
+/// never serde's bare text (`invalid digit found in string`). What a number takes comes from
+/// the parameter's documented schema (`T`'s [`IntoParams`]: `minimum`, `maximum`), so the
+/// message and the OpenAPI document agree. Handlers still check what a type cannot say (a
+/// limit out of range), with the same wording ([`expected_whole_number`]).
+pub struct Query<T>(pub T);
+
+impl<T> Query<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + IntoParams> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(Query))
+    }
+}
+
+/// Parses a query string (without its `?`) as [`Query`] does.
+pub fn parse_query<T: DeserializeOwned + IntoParams>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        if let Some(name) = named_field(&message) {
+            let what = if message.starts_with("missing") { "is required" } else { "is given more than once" };
+            return ApiError::invalid(name, what);
+        }
+        if path.is_empty() || path == "." {
+            return ApiError::invalid("query", without_values(&message));
+        }
+        let params = T::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query));
+        let schema = params.iter().find(|p| p.name == path).and_then(|p| match &p.schema {
+            Some(utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(o))) => Some(o),
+            _ => None,
+        });
+        ApiError::invalid(path, expected(&message, schema))
+    })
+}
+
+/// What a query parameter takes, from serde's message about the value given and the
+/// parameter's schema (its bounds).
+fn expected(message: &str, schema: Option<&utoipa::openapi::schema::Object>) -> String {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let integer = schema.is_some_and(|o| match &o.schema_type {
+        SchemaType::Type(t) => *t == Type::Integer,
+        SchemaType::Array(ts) => ts.contains(&Type::Integer),
+        SchemaType::AnyValue => false,
+    });
+    // The messages of `str::parse` for the integer, boolean and float types.
+    let not_integer = message.contains("invalid digit")
+        || message.contains("cannot parse integer")
+        || message.contains("number too large")
+        || message.contains("number too small");
+    if integer || not_integer {
+        let bound = |n: Option<&utoipa::Number>| match n {
+            Some(utoipa::Number::Int(n)) => i64::try_from(*n).ok(),
+            Some(utoipa::Number::UInt(n)) => i64::try_from(*n).ok(),
+            Some(utoipa::Number::Float(_)) | None => None,
+        };
+        let (min, max) = schema.map_or((None, None), |o| (bound(o.minimum.as_ref()), bound(o.maximum.as_ref())));
+        return expected_whole_number(min, max);
+    }
+    if message.contains("provided string was not `true` or `false`") {
+        return "expected true or false".into();
+    }
+    if message.contains("invalid float literal") {
+        return "expected a number".into();
+    }
+    // `unknown variant `x`, expected one of `a`, `b``: the choices, not the value given.
+    if let Some((_, choices)) = message.split_once(", expected ") {
+        return format!("expected {choices}");
+    }
+    without_values(message)
+}
+
+/// `expected a whole number from 1 to 1000` (or `of at least 1`, `of at most 9`): what an
+/// integer parameter takes, for its parsing ([`Query`]) and its range check alike.
+pub fn expected_whole_number(min: Option<i64>, max: Option<i64>) -> String {
+    match (min, max) {
+        (Some(min), Some(max)) => format!("expected a whole number from {min} to {max}"),
+        (Some(min), None) => format!("expected a whole number of at least {min}"),
+        (None, Some(max)) => format!("expected a whole number of at most {max}"),
+        (None, None) => "expected a whole number".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    struct Params {
+        /// 1 to 1000.
+        #[param(minimum = 1, maximum = 1000)]
+        limit: Option<i64>,
+        keep: Option<bool>,
+        status: Option<Status>,
+        name: Option<String>,
+    }
+
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    enum Status {
+        Open,
+        Closed,
+    }
+
+    fn detail(query: &str) -> String {
+        parse_query::<Params>(query).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter_and_what_it_takes() {
+        assert_eq!(detail("limit=abc"), "limit: expected a whole number from 1 to 1000");
+        assert_eq!(detail("limit="), "limit: expected a whole number from 1 to 1000");
+        assert_eq!(detail("limit=99999999999999999999"), "limit: expected a whole number from 1 to 1000");
+        assert_eq!(detail("keep=yes"), "keep: expected true or false");
+        assert_eq!(detail("status=ajar"), "status: expected `open` or `closed`");
+        assert_eq!(detail("limit=5&limit=6"), "limit: is given more than once");
+        let ok = parse_query::<Params>("limit=5&keep=false&status=open&name=x&other=1").unwrap();
+        assert_eq!((ok.limit, ok.keep, ok.name.as_deref()), (Some(5), Some(false), Some("x")));
+    }
 
     #[test]
     fn serde_messages_lose_the_values_they_quote() {

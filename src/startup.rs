@@ -251,9 +251,6 @@ pub fn run(listener: TcpListener, state: AppState, workers: Option<usize>) -> Re
             .openapi(<routes::ApiDoc as utoipa::OpenApi>::openapi())
             .app_data(data.clone())
             .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()))
-            .app_data(
-                web::QueryConfig::default().error_handler(|e, _| ApiError::invalid("query", e.to_string()).into()),
-            )
             .configure(routes::configure)
             .split_for_parts();
         app.app_data(known.clone())
@@ -366,10 +363,16 @@ pub const READ_AFTER: &str = "Consentry-Read-After";
 pub const SERVED_BY: &str = "Consentry-Served-By";
 
 /// Read routing (issue 10; see [`crate::service::read_route`]): runs the request in a routing
-/// context holding its `Consentry-Read-After` (400 when malformed); then answers
-/// `Consentry-Served-By: replica|primary` after a routed read, and, with a replica configured,
+/// context holding its `Consentry-Read-After`; then answers `Consentry-Served-By:
+/// replica|primary` after a routed read, and, with a replica configured,
 /// `Consentry-Read-After` after a successful write (any 2xx answer to a method other than GET,
 /// HEAD or OPTIONS that made no routed read): the primary's position once it committed.
+///
+/// `Consentry-Read-After` is read on reads only (GET, HEAD, OPTIONS and the [`routes::ROUTED_READS`]
+/// sent with another method, the check): there a malformed token is a 400 problem, and a header
+/// sent more than once (or one holding several comma-separated tokens) stands for its highest
+/// position ([`Lsn::latest_of`]), so that the read sees every write whose token it carries. A
+/// write ignores the header, as it ignores any it has no use for.
 fn route_reads<S, B>(
     req: ServiceRequest,
     srv: &S,
@@ -382,22 +385,21 @@ where
     use crate::service::read_route::{self, ReadContext};
     use actix_web::http::Method;
     use futures_util::future::Either;
-    let after = match req.headers().get(READ_AFTER) {
-        None => None,
-        Some(value) => match value.to_str().ok().and_then(Lsn::parse_token) {
-            Some(lsn) => Some(lsn),
-            None => {
-                let problem = ApiError::invalid(
-                    READ_AFTER,
-                    "is not a token from a write's Consentry-Read-After (16 hexadecimal digits); send it back as received",
-                );
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !routes::is_routed_read(req.method().as_str(), req.path());
+    let after = if writes {
+        None
+    } else {
+        match Lsn::latest_of(req.headers().get_all(READ_AFTER).map(HeaderValue::as_bytes)) {
+            Ok(after) => after,
+            Err(why) => {
+                let problem = ApiError::invalid(READ_AFTER, why);
                 let res = actix_web::ResponseError::error_response(&problem);
                 return Either::Left(std::future::ready(Ok(req.into_response(res).map_into_right_body())));
             }
-        },
+        }
     };
     let replica = req.app_data::<web::Data<AppState>>().and_then(|s| s.replica.clone());
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let context = ReadContext::new(after);
     let served = read_route::scope(context.clone(), srv.call(req));
     Either::Right(async move {

@@ -85,7 +85,35 @@ impl Lsn {
         }
         u64::from_str_radix(text, 16).ok().map(Self)
     }
+
+    /// The position a read must see from the values of its `Consentry-Read-After` field lines:
+    /// the highest token of them all, so that a read sent with the tokens of several writes
+    /// sees every one of them. A line may hold several tokens separated by commas (RFC 9110
+    /// §5.3: a proxy may join repeated lines so); empty elements are ignored (§5.6.1).
+    /// `Ok(None)` without any line; `Err` (why, for a problem's `detail`) when a line is not
+    /// UTF-8, a token is malformed, or the lines hold no token at all.
+    pub fn latest_of<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Result<Option<Self>, &'static str> {
+        let mut latest: Option<Self> = None;
+        let mut lines = 0;
+        for value in values {
+            lines += 1;
+            let text = std::str::from_utf8(value).map_err(|_| MALFORMED_TOKEN)?;
+            for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                let lsn = Self::parse_token(token).ok_or(MALFORMED_TOKEN)?;
+                latest = latest.max(Some(lsn));
+            }
+        }
+        match (lines, latest) {
+            (0, _) => Ok(None),
+            (_, None) => Err("holds no token; send back the one of a write's answer, or leave the header out"),
+            (_, latest) => Ok(latest),
+        }
+    }
 }
+
+/// Why a `Consentry-Read-After` token is refused.
+const MALFORMED_TOKEN: &str =
+    "is not a token from a write's Consentry-Read-After (16 hexadecimal digits); send it back as received";
 
 /// What the latest probes found.
 #[derive(Debug, Default)]
@@ -134,9 +162,12 @@ impl Replica {
             positions: CommitPositions::default(),
         });
         replica.probe();
-        if !replica.status().up {
+        let status = replica.status();
+        // A replica that answered but is not a standby was reported by the probe.
+        if !status.up && status.answered_at.is_none() {
             tracing::warn!("the read replica does not answer now; reads go to the primary until it does");
         }
+        drop(status);
         spawn_probe(Arc::downgrade(&replica));
         Ok(replica)
     }
@@ -243,6 +274,14 @@ impl Replica {
             Ok((in_recovery, replayed)) => {
                 if !in_recovery && status.up {
                     tracing::error!("the read replica is not in recovery (promoted?); reading from the primary");
+                } else if !in_recovery && status.answered_at.is_none() {
+                    // Its first answer (at start, or after it never answered): most likely
+                    // DATABASE_REPLICA_URL names the primary, or another server that is no standby.
+                    tracing::error!(
+                        "the configured read replica (DATABASE_REPLICA_URL) is not a standby: pg_is_in_recovery() is \
+                         false there, so it is not a streaming replica of the primary (does the URL name the primary \
+                         itself?); reads go to the primary"
+                    );
                 } else if in_recovery && !status.up {
                     tracing::info!("the read replica answers; reads go to it while it keeps up");
                 }
@@ -364,5 +403,22 @@ mod tests {
         assert_eq!(Lsn::parse_token(""), None);
         assert_eq!(Lsn::parse_token("00000000000000001"), None, "17 digits");
         assert!(Lsn(1) < Lsn(0x1_0000_0000), "the high half orders first");
+    }
+
+    /// Repeated `Consentry-Read-After` lines (or a line of comma-separated tokens): the highest
+    /// position wins, whatever the order; one malformed token spoils them all.
+    #[test]
+    fn the_highest_of_repeated_tokens_is_the_position_to_see() {
+        let latest = |lines: &[&str]| Lsn::latest_of(lines.iter().map(|l| l.as_bytes()));
+        assert_eq!(latest(&[]), Ok(None));
+        assert_eq!(latest(&["00000000000000ff"]), Ok(Some(Lsn(0xff))));
+        assert_eq!(latest(&["0000000000000100", "00000000000000ff"]), Ok(Some(Lsn(0x100))));
+        assert_eq!(latest(&["00000000000000ff", "0000000000000100"]), Ok(Some(Lsn(0x100))));
+        assert_eq!(latest(&["ff, 100 ,", "0a"]), Ok(Some(Lsn(0x100))), "joined by a proxy, an empty element");
+        assert_eq!(latest(&["0000000000000100", "0/16B374D8"]), Err(MALFORMED_TOKEN), "the second line malformed");
+        assert_eq!(latest(&["100, zz"]), Err(MALFORMED_TOKEN));
+        assert!(latest(&[""]).unwrap_err().starts_with("holds no token"), "a line without a token");
+        assert!(latest(&[" , "]).unwrap_err().starts_with("holds no token"));
+        assert_eq!(Lsn::latest_of([&b"\xff"[..]]), Err(MALFORMED_TOKEN), "not UTF-8");
     }
 }

@@ -149,12 +149,43 @@ pub fn verify_checkpoint(jws: &str, jwks: &Jwks) -> Result<CheckpointClaims, Str
     Ok(claims)
 }
 
+/// The stored checkpoints, and the subject ids of those whose row cannot be read (a column
+/// that does not parse, such as a timestamp made malformed by hand: on SQLite any text, on
+/// PostgreSQL `infinity`): such a checkpoint is reported as broken, not an end to the walk.
+/// All rows are read at once; only when that fails on a value are they read one by one, to
+/// tell which.
+fn readable_checkpoints(conn: &mut AnyConnection) -> QueryResult<(Vec<CheckpointRow>, Vec<String>)> {
+    use diesel::result::Error::DeserializationError;
+    match ledger_checkpoints::table.select(CheckpointRow::as_select()).load(conn) {
+        Err(DeserializationError(_)) => {}
+        all => return all.map(|rows| (rows, Vec::new())),
+    }
+    let keys: Vec<(String, String)> = ledger_checkpoints::table
+        .select((ledger_checkpoints::tenant_id, ledger_checkpoints::subject_id))
+        .order((ledger_checkpoints::tenant_id.asc(), ledger_checkpoints::subject_id.asc()))
+        .load(conn)?;
+    let (mut rows, mut unreadable) = (Vec::with_capacity(keys.len()), Vec::new());
+    for (tenant_id, subject_id) in keys {
+        match CheckpointRow::find(conn, &tenant_id, &subject_id) {
+            Ok(Some(row)) => rows.push(row),
+            Ok(None) => {}
+            Err(DeserializationError(e)) => {
+                tracing::warn!(subject_id, error = %e, "a ledger checkpoint row cannot be read");
+                unreadable.push(subject_id);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((rows, unreadable))
+}
+
 /// Walks all events in recorded order, 10,000 at a time, starting the chains of subjects with
 /// pruned events from their checkpoints, each checked against `jwks` (the receipt keys).
 pub fn verify(conn: &mut AnyConnection, jwks: &Jwks) -> QueryResult<VerifyReport> {
     let mut chains = Chains::default();
     let mut broken = Vec::new();
-    let stored: Vec<CheckpointRow> = ledger_checkpoints::table.select(CheckpointRow::as_select()).load(conn)?;
+    let (stored, unreadable) = readable_checkpoints(conn)?;
+    broken.extend(unreadable.into_iter().map(|subject| format!("checkpoint:{subject}")));
     let mut checkpoints = 0;
     for row in &stored {
         match row.verified(jwks) {

@@ -110,7 +110,7 @@ pub async fn get_consent_analytics(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    query: web::Query<ConsentAnalyticsQuery>,
+    query: crate::extract::Query<ConsentAnalyticsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
     let (from, to) = service::range(query.from.as_deref(), query.to.as_deref(), service_today())?;
@@ -210,7 +210,7 @@ pub async fn get_opt_out_analytics(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    query: web::Query<OptOutAnalyticsQuery>,
+    query: crate::extract::Query<OptOutAnalyticsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
     let (from, to) = service::range(query.from.as_deref(), query.to.as_deref(), service_today())?;

@@ -75,7 +75,7 @@ pub async fn get_inventory(
     state: web::Data<AppState>,
     caller: Caller,
     site_id: web::Path<String>,
-    query: web::Query<SinceQuery>,
+    query: crate::extract::Query<SinceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let since = audit::since(query.since.as_deref())?;
     let body = audit::inventory(&state, audit::tenant_site(&caller.config, &site_id)?, since).await?;
@@ -98,7 +98,7 @@ pub async fn list_violations(
     state: web::Data<AppState>,
     caller: Caller,
     site_id: web::Path<String>,
-    query: web::Query<SinceQuery>,
+    query: crate::extract::Query<SinceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let since = audit::since(query.since.as_deref())?;
     let body = audit::violations(&state, audit::tenant_site(&caller.config, &site_id)?, since).await?;

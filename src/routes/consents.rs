@@ -395,7 +395,7 @@ pub async fn get_subject_consents(
     state: web::Data<AppState>,
     caller: Caller,
     subject: web::Path<String>,
-    query: web::Query<SubjectStateQuery>,
+    query: crate::extract::Query<SubjectStateQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
     let subject = parse_subject(&subject)?;

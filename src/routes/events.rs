@@ -55,7 +55,7 @@ pub struct Feed {
 pub async fn list_events(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<FeedQuery>,
+    query: crate::extract::Query<FeedQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
     let after = match query.after.as_deref() {
@@ -68,7 +68,7 @@ pub async fn list_events(
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("must be 1 to {MAX_LIMIT}")));
+        return Err(ApiError::invalid("limit", crate::extract::expected_whole_number(Some(1), Some(MAX_LIMIT))));
     }
     let tenant = caller.tenant_id.clone();
     let (events, next_cursor) = state

@@ -147,6 +147,14 @@ pub const ROUTED_READS: [(&str, &str); 6] = [
     ("/v1/purposes/{key}/suppressions", "GET"),
 ];
 
+/// Whether a request to `path` with `method` is one of the [`ROUTED_READS`].
+pub fn is_routed_read(method: &str, path: &str) -> bool {
+    static READS: std::sync::LazyLock<Vec<(actix_web::dev::ResourceDef, &str)>> = std::sync::LazyLock::new(|| {
+        ROUTED_READS.iter().map(|(path, method)| (actix_web::dev::ResourceDef::new(*path), *method)).collect()
+    });
+    READS.iter().any(|(def, m)| *m == method && def.is_match(path))
+}
+
 /// Documents read routing (issue 10): the routed reads take `Consentry-Read-After` and answer
 /// `Consentry-Served-By`; the successful answers of writes carry `Consentry-Read-After` when a
 /// read replica is configured.

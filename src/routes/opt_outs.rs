@@ -70,7 +70,7 @@ pub struct OptOutQuery {
 pub async fn list_opt_outs(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<OptOutQuery>,
+    query: crate::extract::Query<OptOutQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
     let filter = match query.status {

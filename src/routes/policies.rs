@@ -112,7 +112,7 @@ pub async fn preview_reconsent(
     state: web::Data<AppState>,
     caller: Caller,
     policy_key: web::Path<String>,
-    query: web::Query<ReconsentQuery>,
+    query: crate::extract::Query<ReconsentQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let policy_key = config::policy_key(&policy_key)?.to_string();

@@ -141,7 +141,7 @@ pub async fn get_site_config(
     req: HttpRequest,
     state: web::Data<AppState>,
     site: PublicSite,
-    query: web::Query<ConfigQuery>,
+    query: crate::extract::Query<ConfigQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let region = parse_region(query.region.as_deref())?;
     if let Some(locale) = &query.locale {
@@ -287,7 +287,7 @@ pub async fn get_visitor_consents(
     site: PublicSite,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    query: web::Query<crate::routes::consents::RegionQuery>,
+    query: crate::extract::Query<crate::routes::consents::RegionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let visitor = parse_visitor(&path.1, "visitor_id")?;
     let region = parse_region(query.region.as_deref())?;

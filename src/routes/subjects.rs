@@ -244,7 +244,7 @@ pub async fn erase_subject(
     state: web::Data<AppState>,
     caller: Caller,
     subject: web::Path<String>,
-    query: web::Query<EraseQuery>,
+    query: crate::extract::Query<EraseQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let subject = parse_subject(&subject)?;

@@ -70,7 +70,7 @@ pub async fn stream_suppressions(
     state: web::Data<AppState>,
     caller: Caller,
     key: web::Path<String>,
-    query: web::Query<SuppressionQuery>,
+    query: crate::extract::Query<SuppressionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
     let key = PurposeKey::parse(&key).map_err(|m| ApiError::invalid("key", m))?;

@@ -301,12 +301,12 @@ pub async fn list_deliveries(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    query: web::Query<DeliveryQuery>,
+    query: crate::extract::Query<DeliveryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
+        return Err(ApiError::invalid("limit", crate::extract::expected_whole_number(Some(1), Some(1000))));
     }
     let status = query.status.map(DeliveryStatus::as_str);
     let before = query.before.clone();

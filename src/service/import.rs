@@ -98,7 +98,8 @@ fn prepare(config: &TenantConfig, row: Row) -> Result<Ready, String> {
     let occurred_at = DateTime::parse_from_rfc3339(row.occurred_at.trim())
         .map(|t| crate::domain::ledger::to_micros(t.with_timezone(&Utc)))
         .map_err(|_| format!("occurred_at: '{}' is not an RFC 3339 time", crate::domain::truncate(&row.occurred_at)))?;
-    let region = crate::routes::parse_region(row.region.as_deref()).map_err(|e| format!("region: {e}"))?;
+    // The problem's text already names the field: `region: '…' is not an ISO 3166-1 …`.
+    let region = crate::routes::parse_region(row.region.as_deref()).map_err(|e| e.to_string())?;
     let purpose = row.purpose.trim().to_owned();
     let stored = subject.stored_form(&config.subject_key);
     let mut h = Sha256::new();
@@ -420,7 +421,7 @@ pub fn rows<'a>(
                 Ok(text) if text.trim().is_empty() => None,
                 Ok(text) => {
                     let len = text.len() as u64 + 1;
-                    Some((n, serde_json::from_str::<Row>(&text).map_err(|e| e.to_string()), len))
+                    Some((n, serde_json::from_str::<Row>(&text).map_err(|e| json_reason(&e)), len))
                 }
                 Err(e) => Some((n, Err(format!("cannot read: {e}")), 0)),
             }
@@ -575,13 +576,29 @@ fn flush(
     Ok(())
 }
 
+/// Why the ledger refused a row, naming the row's column: a write names a purpose as
+/// `choices.<purpose>`, an import row in its `purpose` column.
 fn reason(e: &LedgerError) -> String {
+    let field = |f: &str| if f == "choices" || f.starts_with("choices.") { "purpose".to_owned() } else { f.to_owned() };
     match e {
-        LedgerError::Field(f) => format!("{}: {}", f.field, f.message),
+        LedgerError::Field(f) => format!("{}: {}", field(&f.field), f.message),
         LedgerError::Fields(fs) => {
-            fs.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+            fs.iter().map(|f| format!("{}: {}", field(&f.field), f.message)).collect::<Vec<_>>().join("; ")
         }
         other => other.to_string(),
+    }
+}
+
+/// Why an NDJSON line is not a row, without serde's ` at line 1 column M` (the line is one
+/// line of the file, reported as `line N`): a syntax error keeps its column, once
+/// (`expected `:` at column 12`); a wrong field needs none (`missing field `purpose``).
+fn json_reason(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let text = e.to_string();
+    let message = text.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())).unwrap_or(&text);
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("{message} at column {}", e.column()),
+        Category::Data | Category::Io => message.to_owned(),
     }
 }
 
@@ -601,6 +618,24 @@ mod tests {
         assert_eq!(early, format!("{:016x}{}", 1_577_836_800_000_000i64, "02".repeat(16)));
         assert_ne!(import_key(at("2020-01-01T00:00:00Z"), &a), early);
         assert_eq!(early.len(), 48);
+    }
+
+    /// An NDJSON line that is not a row says why once, with the column for a syntax error.
+    #[test]
+    fn ndjson_errors_state_the_column_once() {
+        let text = "{\"subject\": \"user:1\" \"purpose\": \"analytics\"}\n\
+                    {\"subject\": \"user:1\", \"purpose\": \"analytics\", \"decision\": \"granted\"}\n\
+                    {\"subject\": \"user:1\",";
+        let errors: Vec<(u64, String)> =
+            rows(Format::Ndjson, std::io::Cursor::new(text)).map(|(line, row, _)| (line, row.unwrap_err())).collect();
+        assert_eq!(
+            errors,
+            [
+                (1, "expected `,` or `}` at column 22".to_owned()),
+                (2, "missing field `occurred_at`".to_owned()),
+                (3, "EOF while parsing a value at column 21".to_owned()),
+            ]
+        );
     }
 
     /// The line of each row as a person counts it: CRLF line ends, blank lines and a quoted field

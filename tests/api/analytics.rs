@@ -376,7 +376,7 @@ async fn opt_out_analytics_count_requests_by_channel_with_business_days_11_ccr_7
 async fn analytics_refuse_malformed_parameters_and_narrow_tokens(app: TestApp) {
     app.seed().await;
     for (query, field) in [
-        ("interval=year", "query"),
+        ("interval=year", "interval: expected one of `day`, `week`, `month`"),
         ("from=2026-02-01&to=2026-01-01", "from"),
         ("from=2026-1-1", "from"),
         ("from=2000-01-01&to=2026-01-01", "from"),

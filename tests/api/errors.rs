@@ -19,7 +19,37 @@ crate::backend_tests!(
     the_api_document_and_its_browsable_docs_are_served,
     nul_characters_and_trailing_data_are_refused_alike_on_both_databases,
     requests_the_http_layer_cannot_read_get_problem_bodies,
+    bad_query_parameters_are_named_with_what_they_take,
 );
+
+/// A query parameter of the wrong type is a 400 problem naming it and what it takes (from its
+/// documented schema), not serde's text ("invalid digit found in string"); a value the type
+/// takes but the endpoint does not (a limit out of range) reads the same.
+async fn bad_query_parameters_are_named_with_what_they_take(app: TestApp) {
+    for (path, field, message) in [
+        ("/v1/events?limit=abc", "limit", "expected a whole number from 1 to 1000"),
+        ("/v1/events?limit=", "limit", "expected a whole number from 1 to 1000"),
+        ("/v1/events?limit=0", "limit", "expected a whole number from 1 to 1000"),
+        ("/v1/events?limit=1001", "limit", "expected a whole number from 1 to 1000"),
+        ("/v1/events?limit=10&limit=20", "limit", "is given more than once"),
+        (
+            "/v1/webhooks/00000000-0000-0000-0000-000000000000/deliveries?limit=1.5",
+            "limit",
+            "expected a whole number from 1 to 1000",
+        ),
+        ("/v1/opt-outs?status=closed", "status", "expected one of `open`, `overdue`, `completed`"),
+        ("/v1/purposes/analytics/suppressions?format=xml", "format", "expected `csv` or `ndjson`"),
+    ] {
+        let res = app.get(path).send().await.unwrap();
+        let problem = assert_problem(res, 400).await;
+        assert_eq!(problem["detail"], format!("{field}: {message}"), "{path}: {problem}");
+        assert_eq!(problem["errors"], json!([{"field": field, "message": message}]), "{path}");
+        assert_eq!(problem["type"], "https://consentry.dev/problems/invalid-request");
+    }
+    let res = app.client.delete(app.url("/v1/subjects/user:7?keep_opt_out=maybe")).bearer_auth(&app.token).send().await;
+    let problem = assert_problem(res.unwrap(), 400).await;
+    assert_eq!(problem["detail"], "keep_opt_out: expected true or false");
+}
 
 /// Sends `request` as raw bytes on a new connection; returns what came back until the server
 /// closed it.

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-crate::backend_tests!(a_replica_needs_a_postgres_primary);
+crate::backend_tests!(a_replica_needs_a_postgres_primary, read_after_is_read_on_reads_and_ignored_on_writes);
 
 /// SQLite: `DATABASE_REPLICA_URL` is refused at start (a SQLite file has no streaming
 /// replica). PostgreSQL: a replica URL that is not PostgreSQL is refused.
@@ -45,6 +45,131 @@ async fn a_replica_needs_a_postgres_primary(app: TestApp) {
     } else {
         assert!(err.contains("is not a PostgreSQL URL") && err.contains("sqlite://replica.db"), "{err}");
     }
+}
+
+/// `Consentry-Read-After` only matters on reads: a write (POST, PUT, DELETE) carrying a
+/// malformed one succeeds; a read (a GET, or the check, a POST) refuses it with a 400 problem
+/// naming the header. Sent twice, or as comma-separated tokens, every token is read (the
+/// highest position wins: see `Lsn::latest_of`), so a malformed second one is refused too. No
+/// replica is needed: the header is read (and checked) the same without one.
+async fn read_after_is_read_on_reads_and_ignored_on_writes(app: TestApp) {
+    const BAD: &str = "0/16B374D8";
+    const TOKEN: &str = "00000000016b374d";
+    const DETAIL: &str = "Consentry-Read-After: is not a token from a write's Consentry-Read-After (16 hexadecimal \
+                          digits); send it back as received";
+    app.seed().await;
+    // Writes ignore it.
+    let res = app
+        .post(
+            "/v1/consents",
+            &json!({"subject": ADA, "choices": {"marketing_email": true}, "policy_revision": "2021-02-01", "source": "api"}),
+        )
+        .header("Consentry-Read-After", BAD)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "POST: {}", res.text().await.unwrap());
+    let purpose = json!({"title": "Newsletter", "description": "The newsletter", "kind": "communication",
+                         "consent_model": "opt_in", "legal_basis": "consent", "gpc_applies": false});
+    let res = app.put("/v1/purposes/newsletter", &purpose).header("Consentry-Read-After", "").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "PUT: {}", res.text().await.unwrap());
+    let (_, token_id) = app.issue_token("acme", &["consents:read"], None);
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/tokens/{token_id}")))
+        .bearer_auth(&app.token)
+        .header("Consentry-Read-After", BAD)
+        .header("Consentry-Read-After", "zz")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "DELETE: {} {}", res.status(), res.text().await.unwrap());
+
+    // Reads refuse a malformed one: a GET and the check.
+    let state = format!("/v1/subjects/{ADA}/consents");
+    let res = app.get(&state).header("Consentry-Read-After", BAD).send().await.unwrap();
+    let problem = crate::helpers::assert_problem(res, 400).await;
+    assert_eq!(problem["detail"], DETAIL, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "Consentry-Read-After");
+    let check = json!({"purpose": "marketing_email", "subjects": [ADA]});
+    let res = app.post("/v1/consents/check", &check).header("Consentry-Read-After", BAD).send().await.unwrap();
+    assert_eq!(crate::helpers::assert_problem(res, 400).await["detail"], DETAIL);
+    // A header without any token is not one either.
+    let res = app.get(&state).header("Consentry-Read-After", " ").send().await.unwrap();
+    let problem = crate::helpers::assert_problem(res, 400).await;
+    assert!(problem["detail"].as_str().unwrap().starts_with("Consentry-Read-After: holds no token"), "{problem}");
+
+    // Repeated: each line is read; valid ones (in any order, or joined by commas) are served.
+    for lines in [[TOKEN, "00000000000000ff"], ["ff", TOKEN], ["ff, 0a", TOKEN]] {
+        let res = app
+            .post("/v1/consents/check", &check)
+            .header("Consentry-Read-After", lines[0])
+            .header("Consentry-Read-After", lines[1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{lines:?}");
+        assert_eq!(res.json::<Value>().await.unwrap()["results"][0]["allowed"], true);
+    }
+    // A malformed second line is no longer passed over.
+    let res =
+        app.get(&state).header("Consentry-Read-After", TOKEN).header("Consentry-Read-After", BAD).send().await.unwrap();
+    assert_eq!(crate::helpers::assert_problem(res, 400).await["detail"], DETAIL);
+}
+
+/// `DATABASE_REPLICA_URL` naming the primary itself (a server that is not in recovery): `serve`
+/// starts, and its log says precisely that the replica is no standby and that reads go to the
+/// primary, not that it "does not answer". PostgreSQL only (skipped without
+/// `CONSENTRY_TEST_POSTGRES_URL`).
+#[test]
+fn a_replica_url_naming_the_primary_is_logged_as_not_a_standby() {
+    use std::io::{BufRead, BufReader};
+    let Some((url, admin, name)) = crate::helpers::fresh_postgres_database() else {
+        eprintln!("SKIPPED (replica): set CONSENTRY_TEST_POSTGRES_URL to run it");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &url)
+        .env("DATABASE_REPLICA_URL", &url)
+        .env("CONSENTRY__LOG", "info")
+        .env("CONSENTRY__SECRETS__KEY_FILE", dir.path().join("secrets.key"))
+        .env("CONSENTRY__RECEIPTS__KEY_FILE", dir.path().join("receipt-keys.json"))
+        .env_remove("CONSENTRY_CONFIG")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The JSON log lines (stderr is not a terminal) up to the one saying it listens.
+    let mut messages = Vec::new();
+    for line in BufReader::new(server.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let entry: Value = serde_json::from_str(&line).unwrap_or_else(|_| json!({"fields": {"message": line}}));
+        let message = entry["fields"]["message"].as_str().unwrap_or_default().to_owned();
+        let listening = message.starts_with("consentry listening on");
+        messages.push((entry["level"].as_str().unwrap_or_default().to_owned(), message));
+        if listening {
+            break;
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    crate::helpers::drop_database(&admin, &name);
+    assert!(messages.last().is_some_and(|(_, m)| m.starts_with("consentry listening on")), "{messages:?}");
+    let about_replica: Vec<&(String, String)> = messages.iter().filter(|(_, m)| m.contains("replica")).collect();
+    assert_eq!(
+        about_replica,
+        [&(
+            "ERROR".to_owned(),
+            "the configured read replica (DATABASE_REPLICA_URL) is not a standby: pg_is_in_recovery() is false \
+             there, so it is not a streaming replica of the primary (does the URL name the primary itself?); reads \
+             go to the primary"
+                .to_owned()
+        )],
+        "{messages:?}"
+    );
 }
 
 /// PostgreSQL's programs, from the newest /usr/lib/postgresql/<n>/bin that has them, else PATH.
@@ -383,6 +508,25 @@ mod streaming {
                 }
                 assert!(started.elapsed() < Duration::from_secs(5), "the replica never caught up with the token");
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Sent with the tokens of two writes, in either order, a read sees the later write:
+            // the highest position counts, not the first or the last line.
+            // (Ada's state is granted here: each pair denies, then grants again.)
+            for i in 0..10 {
+                let earlier = record_ada(&app, false).await;
+                let later = record_ada(&app, true).await;
+                let (first, second) = if i % 2 == 0 { (&earlier, &later) } else { (&later, &earlier) };
+                let res = app
+                    .post("/v1/consents/check", &json!({"purpose": "marketing_email", "subjects": [ADA]}))
+                    .header("Consentry-Read-After", first.as_str())
+                    .header("Consentry-Read-After", second.as_str())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                let by = served_by(&res);
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(body["results"][0]["allowed"], true, "pair {i} (served by {by}) missed the later write");
             }
             // A malformed token is refused, naming the header.
             let res = app

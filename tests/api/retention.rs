@@ -9,9 +9,11 @@ use serde_json::{json, Value};
 crate::backend_tests!(
     pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_states_and_chains,
     an_altered_checkpoint_is_caught_by_ledger_verify_and_proof_verify,
+    a_checkpoint_row_that_cannot_be_read_is_reported_broken_and_the_rest_verified,
     opt_out_records_are_kept_at_least_24_months_11_ccr_7101,
     the_retention_worker_prunes_every_interval,
     the_import_endpoint_shares_the_cli_rules_and_is_idempotent,
+    import_errors_name_the_rows_column_once,
     the_import_endpoint_needs_a_token_with_consents_write_and_csv_or_ndjson,
     kept_in_force_counts_every_expired_event_a_state_rests_on,
     only_a_retention_run_deletes_events_even_below_a_checkpoint,
@@ -181,6 +183,39 @@ async fn pruning_replaces_expired_events_with_a_signed_checkpoint_and_keeps_stat
     assert!(!ok);
     let broken = report["broken"].to_string();
     assert!(broken.contains("checkpoint:") && report["broken"].as_array().unwrap().len() == 2, "{report}");
+}
+
+/// A checkpoint row with a value that cannot be read (a timestamp made malformed by hand: any
+/// text on SQLite, `infinity` on PostgreSQL, which no chrono time holds) does not stop
+/// `consentry ledger verify`: it is listed as broken, with the kept events it bridged, the other
+/// checkpoint still verifies, every event is walked, and the exit code is 1.
+async fn a_checkpoint_row_that_cannot_be_read_is_reported_broken_and_the_rest_verified(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    for (granted, at) in [(true, "2023-01-10T00:00:00Z"), (false, "2023-02-10T00:00:00Z")] {
+        let res = app
+            .record(json!({"subject": "user:9", "choices": {"analytics": granted}, "source": "api", "occurred_at": at}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let (ok, summary, stderr) = cli_json(&app, &["retention", "run"], &[]);
+    assert!(ok && summary["events_pruned"] == 3 && summary["checkpoints"] == 2, "{summary} {stderr}");
+    let text = app.get("/v1/subjects/user:7/proof").send().await.unwrap().text().await.unwrap();
+    let subject = serde_json::from_str::<Value>(&text).unwrap()["subject_ids"][0].as_str().unwrap().to_owned();
+    let malformed = if app.database_url.starts_with("postgres") { "infinity" } else { "not a time" };
+    exec_sql(
+        &app,
+        &format!("UPDATE ledger_checkpoints SET first_occurred_at = '{malformed}' WHERE subject_id = '{subject}'"),
+    );
+    let out = app.cli(&["ledger", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is printed");
+    // user:7's checkpoint, then its two kept events, whose bridges it held.
+    assert_eq!(report["broken"][0], format!("checkpoint:{subject}"), "{report}");
+    assert_eq!(report["broken"].as_array().unwrap().len(), 3, "{report}");
+    // user:9's checkpoint verified; all 3 kept events were walked (user:7's 2, user:9's 1).
+    assert_eq!((report["checkpoints"].as_u64(), report["events"].as_u64()), (Some(1), Some(3)), "{report}");
+    assert_eq!(report["subjects"], 2, "{report}");
 }
 
 /// A checkpoint is signed: changing what it says, or removing it, breaks verification.
@@ -406,6 +441,54 @@ async fn the_import_endpoint_shares_the_cli_rules_and_is_idempotent(app: TestApp
     let res: Value = post_import(&app, "application/x-ndjson", ndjson).await.json().await.unwrap();
     assert_eq!(res["already_imported"], 1);
     assert!(verify_ledger(&app).0);
+}
+
+/// A refused row names the column of the row at fault, once: `purpose` (a write names it
+/// `choices.<purpose>`, an import row in its `purpose` column), `region` (not `region: region:`),
+/// and an NDJSON line that is not JSON says where, as `line N` and its column (not serde's
+/// `at line 1 column M`, line 1 being the line alone).
+async fn import_errors_name_the_rows_column_once(app: TestApp) {
+    const REGION: &str = "'Atlantis' is not an ISO 3166-1 alpha-2 or ISO 3166-2 region code (e.g. 'US' or 'US-CA')";
+    app.seed().await;
+    let csv = "subject,purpose,decision,occurred_at,policy_revision,region\n\
+               user:7,no_such,granted,2023-01-01T00:00:00Z,,\n\
+               user:7,analytics,granted,2023-01-01T00:00:00Z,,Atlantis\n\
+               user:7,necessary,denied,2023-01-01T00:00:00Z,,\n";
+    let summary: Value = post_import(&app, "text/csv", csv).await.json().await.unwrap();
+    assert_eq!(
+        summary["errors"],
+        json!([
+            "line 2: purpose: no purpose 'no_such' is defined for this tenant",
+            format!("line 3: region: {REGION}"),
+            "line 4: purpose: 'necessary' is strictly necessary (notice_only) and cannot be refused",
+        ]),
+        "{summary}"
+    );
+    let ndjson = "{\"subject\":\"user:8\",\"purpose\":\"analytics\",\"decision\":\"granted\",\"occurred_at\":\"2024-05-01T00:00:00Z\"}\n\
+                  {\"subject\":\"user:8\" \"purpose\":\"analytics\"}\n\
+                  {\"subject\":\"user:8\",\"purpose\":\"analytics\"}\n\
+                  {\"subject\":\"user:8\",\"purpose\":\"no_such\",\"decision\":\"granted\",\"occurred_at\":\"2024-05-01T00:00:00Z\"}\n";
+    let summary: Value = post_import(&app, "application/x-ndjson", ndjson).await.json().await.unwrap();
+    assert_eq!(summary["imported"], 1, "{summary}");
+    assert_eq!(
+        summary["errors"],
+        json!([
+            "line 2: expected `,` or `}` at column 21",
+            "line 3: missing field `decision`",
+            "line 4: purpose: no purpose 'no_such' is defined for this tenant",
+        ]),
+        "{summary}"
+    );
+    // The API's writes keep naming the purpose as the body does, and the region once.
+    let res = app.record(json!({"subject": "user:7", "choices": {"no_such": true}, "source": "api"})).await;
+    assert_eq!(
+        assert_problem(res, 400).await["detail"],
+        "choices.no_such: no purpose 'no_such' is defined for this tenant"
+    );
+    let res = app
+        .record(json!({"subject": "user:7", "choices": {"analytics": true}, "source": "api", "region": "Atlantis"}))
+        .await;
+    assert_eq!(assert_problem(res, 400).await["detail"], format!("region: {REGION}"));
 }
 
 /// Refusals: no token 401, a token without `consents:write` 403, another media type 415, a body
