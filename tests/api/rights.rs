@@ -592,12 +592,13 @@ async fn bulk_writes_keep_room_for_in_place_updates_and_compress_the_wal_of_thei
     let mut conn = crate::consents::raw_connection(&app);
     if let AnyConnection::Sqlite(lite) = &mut conn {
         // SQLite: one index column less, and nothing to compress (the call is a no-op).
-        let columns: Vec<String> = diesel::sql_query("SELECT name AS v FROM pragma_index_info('consent_events_subject')")
-            .load::<One>(lite)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.v)
-            .collect();
+        let columns: Vec<String> =
+            diesel::sql_query("SELECT name AS v FROM pragma_index_info('consent_events_subject')")
+                .load::<One>(lite)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.v)
+                .collect();
         assert_eq!(columns, ["subject_id", "seq"]);
         consentry::db::backend::compress_wal_in_transaction(&mut conn).unwrap();
         return;
@@ -617,9 +618,10 @@ async fn bulk_writes_keep_room_for_in_place_updates_and_compress_the_wal_of_thei
     let AnyConnection::Postgresql(pg) = &mut conn else { unreachable!() };
     let updated = diesel::sql_query("UPDATE consent_states SET decision = decision").execute(pg).unwrap();
     assert!(updated >= 1);
-    let hot = diesel::sql_query("SELECT n_tup_hot_upd AS n FROM pg_stat_xact_user_tables WHERE relname = 'consent_states'")
-        .get_result::<Count>(pg)
-        .unwrap();
+    let hot =
+        diesel::sql_query("SELECT n_tup_hot_upd AS n FROM pg_stat_xact_user_tables WHERE relname = 'consent_states'")
+            .get_result::<Count>(pg)
+            .unwrap();
     assert_eq!(hot.n, updated as i64);
     conn.batch_execute("ROLLBACK").unwrap();
     assert_eq!(one(&mut conn, SETTING), "off", "after the transaction, the connection keeps the server's setting");
