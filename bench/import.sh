@@ -14,6 +14,8 @@
 #   BACKEND      pg (default) or sqlite
 #   WORK         where the file and logs go (default a new temporary directory)
 #   KEEP_DB=1    leave the database in place afterwards
+#   FILE         a CSV file to import instead of a generated one (ROWS must be its number of rows;
+#                e.g. the first 3 M rows of the 10 M file: head -n 3000001)
 #   PG_CLUSTER=bulk  instead of PG_ADMIN_URL, a PostgreSQL cluster of its own (initdb in $WORK/pg,
 #                port PG_PORT, default 5499; stopped at the end) configured as PostgreSQL's
 #                manual advises for a machine of this size and a bulk load: shared_buffers a
@@ -31,7 +33,7 @@ DB_NAME=${DB_NAME:-consentry_import_bench}
 BACKEND=${BACKEND:-pg}
 WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$WORK"
-FILE="$WORK/history-$ROWS-$SUBJECTS.csv"
+FILE=${FILE:-$WORK/history-$ROWS-$SUBJECTS.csv}
 
 log() { echo "== $*" >&2; }
 
@@ -90,7 +92,15 @@ run() {  # label
   if [[ -s "$WORK/errors-$1.txt" ]]; then echo "  stderr: $(head -c 300 "$WORK/errors-$1.txt")"; fi
 }
 
+wal_stats() {  # what the WAL held since the last reset: bytes, full-page images
+  psql -X -At "$PG_ADMIN_URL" -c "SELECT 'WAL ' || pg_size_pretty(wal_bytes) || ' (' || (wal_bytes / $ROWS) || ' bytes a row), ' || wal_fpi || ' full-page images' FROM pg_stat_wal"
+}
+[[ $BACKEND == pg ]] && psql -X -q -At "$PG_ADMIN_URL" -c "SELECT pg_stat_reset_shared('wal')" -c "CHECKPOINT" >/dev/null
 run first
+if [[ $BACKEND == pg ]]; then
+  echo "  $(wal_stats)"
+  psql -X -At "$DATABASE_URL" -c "SELECT '  ' || relname || ': ' || n_tup_upd || ' updates, ' || n_tup_hot_upd || ' in place (HOT)' FROM pg_stat_user_tables WHERE relname IN ('consent_states', 'data_subjects') ORDER BY relname"
+fi
 run second
 if [[ $BACKEND == pg ]]; then
   echo "database size: $(psql -X -At "$DATABASE_URL" -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"

@@ -627,4 +627,13 @@ async fn bulk_writes_keep_room_for_in_place_updates_and_compress_the_wal_of_thei
     assert_eq!(one(&mut conn, SETTING), "off", "after the transaction, the connection keeps the server's setting");
     let index = one(&mut conn, "SELECT indexdef AS v FROM pg_indexes WHERE indexname = 'consent_events_subject'");
     assert!(index.ends_with("(subject_id, seq)"), "{index}");
+    // Room for the new version on its page, whatever the table's size (a table of a few rows
+    // has room anyway, as above).
+    for table in ["consent_states", "data_subjects"] {
+        let options = one(
+            &mut conn,
+            &format!("SELECT array_to_string(reloptions, ',') AS v FROM pg_class WHERE relname = '{table}'"),
+        );
+        assert_eq!(options, "fillfactor=80", "{table}");
+    }
 }
