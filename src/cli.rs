@@ -116,13 +116,15 @@ pub enum RetentionCommand {
 #[derive(Debug, Subcommand)]
 pub enum ProofCommand {
     /// Verify the bundle's attestation, every event's hash and chain link, and every receipt;
-    /// print a JSON report and exit 1 when anything is broken, naming it.
+    /// print a JSON report and exit 1 when anything is broken, naming it; exit 2 (with a
+    /// warning) when it holds together but its keys were not pinned with `--jwks`.
     Verify {
         /// The bundle file.
         file: PathBuf,
         /// The keys to trust: a JWKS file (the service's `/.well-known/jwks.json`, fetched
         /// apart from the bundle). Every key of the bundle must be one of them. Without it the
-        /// bundle's own keys are used, and the report lists them (`keys`) to compare.
+        /// bundle's own keys are used, the report lists them (`keys`) to compare, and a bundle
+        /// that holds together exits 2: anyone can re-sign a bundle with a key of their own.
         #[arg(long)]
         jwks: Option<PathBuf>,
     },
@@ -185,10 +187,16 @@ pub fn run_to_status() -> i32 {
     let cli = Cli::parse();
     let status = match run(cli) {
         Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(exit) => {
+                eprintln!("{}", exit.message);
+                exit.status
+            }
+            None => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
     };
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let _ = std::io::Write::flush(&mut std::io::stderr());
@@ -196,6 +204,21 @@ pub fn run_to_status() -> i32 {
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Ends a command with an exit status of its own (not 1) and a message printed as is.
+#[derive(Debug)]
+struct Exit {
+    status: i32,
+    message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 fn run(cli: Cli) -> CliResult {
     let mut settings = Settings::load(cli.config.as_deref())?;
@@ -286,11 +309,24 @@ fn run(cli: Cli) -> CliResult {
             };
             let report = crate::service::proof::verify(&text, trusted.as_ref());
             println!("{}", serde_json::to_string_pretty(&report)?);
-            if report.valid {
-                Ok(())
-            } else {
-                Err("the proof bundle does not verify".into())
+            if !report.valid {
+                return Err("the proof bundle does not verify".into());
             }
+            if !report.keys_pinned {
+                // Whole and consistent, but with the keys it carries: a forger re-signs all of
+                // it with a key of their own. Not a success until the keys are the service's.
+                return Err(Box::new(Exit {
+                    status: 2,
+                    message: format!(
+                        "warning: not pinned: the bundle holds together with the keys it carries ({}), and anyone \
+                         can sign a bundle with a key of their own. Compare them with the service's \
+                         /.well-known/jwks.json obtained apart from the bundle, or pass it with --jwks \
+                         (exit status 2 until then)",
+                        report.keys.join(", ")
+                    ),
+                }));
+            }
+            Ok(())
         }
         Command::Receipts { command: ReceiptsCommand::RotateKey { publish_until } } => {
             let path = crate::receipts::key_file_path(&settings);

@@ -183,8 +183,9 @@ pub async fn export_subject(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EraseQuery {
-    /// Keep an opt-out of sale/sharing in force as a suppression entry (default `true`): an
-    /// erasure must not restart selling. `false` removes it with the rest.
+    /// Keep the opt-outs in force (denials of sale/sharing and of `opt_out` purposes) as a
+    /// suppression entry (default `true`): an erasure must not restart selling or what the
+    /// person objected to. `false` removes them with the rest.
     pub keep_opt_out: Option<bool>,
 }
 
@@ -227,8 +228,8 @@ pub struct ErasureKept {
 /// Erases a data subject (GDPR Art. 17): their identifiers (keyed hashes of email and phone,
 /// user and visitor ids) and links are removed, so they can no longer be found by them; the
 /// pseudonymous events, receipts and opt-out requests stay, so chains and receipts still
-/// verify. An opt-out of sale/sharing in force is kept as a suppression entry unless
-/// `keep_opt_out=false`. Requires `admin`. 404 when the identifier names nobody.
+/// verify. The opt-outs in force (denials of sale/sharing and of `opt_out` purposes, GDPR
+/// Art. 21 objections) are kept as a suppression entry unless `keep_opt_out=false`. Requires `admin`. 404 when the identifier names nobody.
 #[utoipa::path(
     tag = "subjects",
     security(("bearer" = [])),

@@ -421,7 +421,9 @@ pub fn rows<'a>(
                 Ok(text) if text.trim().is_empty() => None,
                 Ok(text) => {
                     let len = text.len() as u64 + 1;
-                    Some((n, serde_json::from_str::<Row>(&text).map_err(|e| json_reason(&e)), len))
+                    // A file saved with a byte order mark (as Windows tools do) starts with one.
+                    let row = if n == 1 { text.strip_prefix('\u{feff}').unwrap_or(&text) } else { &text };
+                    Some((n, ndjson_row(row), len))
                 }
                 Err(e) => Some((n, Err(format!("cannot read: {e}")), 0)),
             }
@@ -589,6 +591,29 @@ fn reason(e: &LedgerError) -> String {
     }
 }
 
+/// Why an NDJSON line that is not an object is not a row.
+const ROW_IS_AN_OBJECT: &str =
+    "a row is a JSON object, {\"subject\": …, \"purpose\": …, \"decision\": …, \"occurred_at\": …}";
+
+/// One NDJSON line as a row, or why not, naming the column at fault (`decision: invalid type:
+/// boolean `true`, expected a string`).
+fn ndjson_row(text: &str) -> Result<Row, String> {
+    if !text.trim_start().starts_with('{') {
+        return Err(ROW_IS_AN_OBJECT.into());
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let row = serde_path_to_error::deserialize::<_, Row>(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let why = json_reason(e.inner());
+        match e.inner().classify() {
+            serde_json::error::Category::Data if !path.is_empty() && path != "." => format!("{path}: {why}"),
+            _ => why,
+        }
+    })?;
+    de.end().map_err(|e| json_reason(&e))?;
+    Ok(row)
+}
+
 /// Why an NDJSON line is not a row, without serde's ` at line 1 column M` (the line is one
 /// line of the file, reported as `line N`): a syntax error keeps its column, once
 /// (`expected `:` at column 12`); a wrong field needs none (`missing field `purpose``).
@@ -604,7 +629,7 @@ fn json_reason(e: &serde_json::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{import_key, rows, Format};
+    use super::{import_key, rows, Format, ROW_IS_AN_OBJECT};
 
     /// Keys sort by the row's time (what keeps a time-ordered file's claims in few index
     /// pages) and differ for rows of one instant that differ.
@@ -625,6 +650,9 @@ mod tests {
     fn ndjson_errors_state_the_column_once() {
         let text = "{\"subject\": \"user:1\" \"purpose\": \"analytics\"}\n\
                     {\"subject\": \"user:1\", \"purpose\": \"analytics\", \"decision\": \"granted\"}\n\
+                    {\"subject\": \"user:1\", \"purpose\": \"analytics\", \"decision\": true}\n\
+                    [1]\n\
+                    \"just a string\"\n\
                     {\"subject\": \"user:1\",";
         let errors: Vec<(u64, String)> =
             rows(Format::Ndjson, std::io::Cursor::new(text)).map(|(line, row, _)| (line, row.unwrap_err())).collect();
@@ -633,9 +661,24 @@ mod tests {
             [
                 (1, "expected `,` or `}` at column 22".to_owned()),
                 (2, "missing field `occurred_at`".to_owned()),
-                (3, "EOF while parsing a value at column 21".to_owned()),
+                (3, "decision: invalid type: boolean `true`, expected a string".to_owned()),
+                (4, ROW_IS_AN_OBJECT.to_owned()),
+                (5, ROW_IS_AN_OBJECT.to_owned()),
+                (6, "EOF while parsing a value at column 21".to_owned()),
             ]
         );
+    }
+
+    /// A file saved with a byte order mark keeps its first row (the csv reader drops it too).
+    #[test]
+    fn an_ndjson_file_may_start_with_a_byte_order_mark() {
+        let text = "\u{feff}{\"subject\": \"user:1\", \"purpose\": \"analytics\", \"decision\": \"granted\", \
+                    \"occurred_at\": \"2024-01-01T00:00:00Z\"}\n";
+        let parsed: Vec<_> =
+            rows(Format::Ndjson, std::io::Cursor::new(text)).map(|(line, row, _)| (line, row)).collect();
+        assert_eq!(parsed.len(), 1);
+        let (line, row) = &parsed[0];
+        assert_eq!((*line, row.as_ref().map(|r| r.subject.as_str())), (1, Ok("user:1")));
     }
 
     /// The line of each row as a person counts it: CRLF line ends, blank lines and a quoted field

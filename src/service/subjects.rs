@@ -149,9 +149,12 @@ pub struct Erased {
 /// `DELETE /v1/subjects/{subject}`: removes the person's identifiers (keyed hashes, user and
 /// visitor ids) and links so they can no longer be found by them, and keeps the pseudonymous
 /// events, receipts and opt-out requests (11 CCR §7101: kept 24 months). When `keep_opt_out`,
-/// an opt-out of sale/sharing in force (a denial of a purpose with `gpc_applies`) is kept as a
-/// suppression entry: each email or phone identifier now names a new subject holding only that
-/// denial (source `opt_out_request`), so an erasure does not restart selling. All in one
+/// an opt-out in force is kept as a suppression entry: a denial of a purpose with
+/// `gpc_applies` (sale/sharing) or whose consent model is `opt_out` (allowed until refused: an
+/// objection, GDPR Art. 21(2)-(3), e.g. to direct marketing on legitimate interest). Each email
+/// or phone identifier then names a new subject holding only those denials (source
+/// `opt_out_request`), so an erasure restarts neither selling nor what the person objected to;
+/// a denial of an `opt_in` purpose needs no entry (without one it is `not_asked`, not allowed). All in one
 /// transaction; then, with SQLite, the WAL is truncated (see `backend::truncate_wal`). `None`
 /// when the identifier names nobody.
 pub fn erase(
@@ -173,7 +176,7 @@ pub fn erase(
             let mut keys: Vec<String> = rules
                 .purposes
                 .iter()
-                .filter(|p| p.gpc_applies)
+                .filter(|p| p.gpc_applies || p.rule(None).model == crate::domain::ConsentModel::OptOut)
                 .filter(|p| states.get(p.key.as_str()).is_some_and(|s| s.decision == "denied"))
                 .map(|p| p.key.to_string())
                 .collect();

@@ -218,13 +218,23 @@ async fn an_export_holds_everything_about_the_person_and_their_links(app: TestAp
 /// §1798.120, 11 CCR §7026); opt-out requests are kept 24 months (11 CCR §7101).
 async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app: TestApp) {
     let site = app.seed().await;
+    // Allowed until refused (legitimate interest): a refusal is an objection (GDPR Art. 21(2)).
+    let res = app
+        .put_purpose(
+            "b2b_contact",
+            json!({"title": "B2B contact", "description": "Calls about our products", "kind": "communication",
+                   "consent_model": "opt_out", "legal_basis": "legitimate_interest", "gpc_applies": false}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
     let visit = app.record_visitor(&site, VISITOR, json!({"analytics": true})).await;
     // A retry-safe write of the visitor: its stored response shows "subject": "visitor:…".
     let keyed = json!({"visitor_id": VISITOR, "choices": {"analytics": false}, "policy_revision": "2021-02-01", "source": "banner"});
     let res = app.visitor_post(&site, &keyed).header("Idempotency-Key", "erase-me-1").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let res = app
-        .record(json!({"subject": "email:ada@example.com", "choices": {"marketing_email": true}, "source": "api"}))
+        .record(json!({"subject": "email:ada@example.com", "choices": {"marketing_email": true, "b2b_contact": false},
+                       "source": "api"}))
         .await;
     let written: Value = res.json().await.unwrap();
     app.post("/v1/subjects/email:ada@example.com/links", &json!({"subject": format!("visitor:{VISITOR}")}))
@@ -254,7 +264,10 @@ async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app:
     // replay of its key no longer returns the old body with the visitor's state.
     assert_eq!(erased["removed"]["stored_responses"], 1, "{erased}");
     assert_eq!(erased["kept"]["events"], events_before);
-    assert_eq!(erased["kept"]["suppressions"], json!([{"identifier": email_hash, "purposes": ["sale_sharing"]}]));
+    assert_eq!(
+        erased["kept"]["suppressions"],
+        json!([{"identifier": email_hash, "purposes": ["b2b_contact", "sale_sharing"]}])
+    );
 
     // Not found by any identifier any more…
     let r = app.check("marketing_email", &["email:ada@example.com", "user:ada", &format!("visitor:{VISITOR}")]).await;
@@ -263,9 +276,13 @@ async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app:
     // …except that selling does not restart for the address.
     let r = app.check("sale_sharing", &["email:ada@example.com"]).await;
     assert_eq!((r[0]["allowed"].as_bool(), r[0]["status"].as_str()), (Some(false), Some("denied")));
+    // Nor what the person objected to (GDPR Art. 21(3)): without the entry, the opt_out
+    // purpose's default would allow it again.
+    let r = app.check("b2b_contact", &["email:ada@example.com"]).await;
+    assert_eq!((r[0]["allowed"].as_bool(), r[0]["status"].as_str()), (Some(false), Some("denied")));
     let export =
         app.get("/v1/subjects/email:ada@example.com/export").send().await.unwrap().json::<Value>().await.unwrap();
-    assert_eq!(export["events"].as_array().unwrap().len(), 1, "only the suppression");
+    assert_eq!(export["events"].as_array().unwrap().len(), 2, "only the suppression's two denials");
     assert_eq!(export["identifiers"].as_array().unwrap().len(), 1);
 
     // The pseudonymous proof still verifies: chains and receipts.
@@ -345,7 +362,19 @@ pub fn proof_verify_with(bundle: &str, jwks: Option<&Value>) -> (bool, Value) {
         .unwrap();
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("a JSON report: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.success(), report)
+    // Exit 0: valid with pinned keys; 2: valid with the bundle's own keys only (a forger can
+    // re-sign a whole bundle), with a warning; 1: broken.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = match (report["valid"].as_bool(), jwks.is_some()) {
+        (Some(true), true) => 0,
+        (Some(true), false) => {
+            assert!(stderr.starts_with("warning: not pinned"), "{stderr}");
+            2
+        }
+        _ => 1,
+    };
+    assert_eq!(out.status.code(), Some(expected), "{report} {stderr}");
+    (expected != 1, report)
 }
 
 /// Issue 11, item 5: GDPR Art. 7(1), proof a third party can check without the database.
