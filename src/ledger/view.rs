@@ -45,6 +45,15 @@ impl TenantRules {
         })
     }
 
+    /// The rules as the service held them at `then`: only revisions published by then
+    /// (`created_at`) and in force then; one published later with an earlier date is left out.
+    pub fn as_published_at(mut self, then: DateTime<Utc>) -> QueryResult<Self> {
+        let cut = crate::db::models::naive(then);
+        self.revision_rows.retain(|r| r.created_at <= cut);
+        self.revisions = self.revision_rows.iter().map(RevisionRow::to_domain).collect::<QueryResult<_>>()?;
+        Ok(self)
+    }
+
     /// Reads the configuration from the database, bypassing the cache (tools and tests).
     pub fn load(conn: &mut AnyConnection, tenant_id: &str, now: DateTime<Utc>) -> QueryResult<Self> {
         let config = TenantConfig::load(conn, tenant_id)?.ok_or(diesel::result::Error::NotFound)?;

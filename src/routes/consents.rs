@@ -367,9 +367,15 @@ pub struct SubjectStateQuery {
     #[param(value_type = Option<RegionCode>)]
     pub region: Option<String>,
     /// An instant (RFC 3339, e.g. `2026-03-01T12:00:00Z`, not in the future): the state as it
-    /// was then, from the events decided by then, with the revisions in force then.
+    /// was then, from the events decided by then, with the revisions in force then: as now
+    /// known, so a revision published later with an earlier `effective_at`, and history
+    /// imported later, count from their dates.
     #[param(value_type = Option<DateTime<Utc>>)]
     pub as_of: Option<String>,
+    /// With `as_of`: the state as the service held it at that instant, what a check answered
+    /// then: only events recorded by then and revisions published by then count (default
+    /// `false`).
+    pub as_recorded: Option<bool>,
 }
 
 /// The consent state of any data subject, now or `as_of` a past instant. Requires
@@ -379,6 +385,8 @@ pub struct SubjectStateQuery {
 /// (`occurred_at`), evaluated (status, expiry, staleness) at that instant against the policy
 /// revisions in force then, which the answer lists in `policies_in_force`. Purposes are
 /// evaluated with their current configuration (consent model, max age): it has no history.
+/// This is the state as now known; `as_recorded=true` gives it as the service held it then
+/// (events recorded and revisions published by then): what a check answered at that instant.
 #[utoipa::path(
     tag = "consents",
     security(("bearer" = [])),
@@ -401,6 +409,12 @@ pub async fn get_subject_consents(
     let subject = parse_subject(&subject)?;
     let region = parse_region(query.region.as_deref())?;
     let Some(raw) = query.as_of.as_deref() else {
+        if query.as_recorded.is_some() {
+            return Err(ApiError::invalid(
+                "as_recorded",
+                "is given without as_of: it says how to read an as_of instant",
+            ));
+        }
         let body = read_state(&state, &caller.config, None, subject, region).await?;
         return Ok(HttpResponse::Ok().json(body));
     };
@@ -411,7 +425,15 @@ pub async fn get_subject_consents(
         return Err(ApiError::invalid("as_of", "is in the future: the state of a past instant is asked"));
     }
     let stored = subject.stored_form(&caller.config.subject_key);
-    let (view, revisions) = service::subjects::state_as_of(&state, &caller.config, stored, region, as_of).await?;
+    let (view, revisions) = service::subjects::state_as_of(
+        &state,
+        &caller.config,
+        stored,
+        region,
+        as_of,
+        query.as_recorded.unwrap_or(false),
+    )
+    .await?;
     let mut body = consent_state(&subject, &view);
     body.as_of = Some(as_of);
     body.policies_in_force = Some(revisions.iter().map(crate::routes::public::PolicyInForce::from_row).collect());

@@ -70,14 +70,23 @@ pub fn fold_states(events: &[NewEvent]) -> HashMap<String, StateRow> {
 /// by then (`occurred_at`; an import's history counts from when the person decided), evaluated
 /// at `as_of` with the revisions in force then (`effective_at`). The purposes are today's: their
 /// configuration has no history. Returns the view and the revisions in force (latest per policy).
+///
+/// That is the state as now known ("valid time"): a revision published later with an earlier
+/// date counts from its date, and history imported later counts. With `as_recorded`, the state
+/// as the service held it at `as_of` ("transaction time", what a check answered then): only
+/// events recorded by then (`recorded_at`) and revisions published by then (`created_at`).
 pub async fn state_as_of(
     state: &AppState,
     config: &TenantConfig,
     stored: String,
     region: Option<RegionCode>,
     as_of: DateTime<Utc>,
+    as_recorded: bool,
 ) -> Result<(SubjectView, Vec<RevisionRow>), ApiError> {
-    let rules = TenantRules::from_config(config, as_of)?;
+    let mut rules = TenantRules::from_config(config, as_of)?;
+    if as_recorded {
+        rules = rules.as_published_at(as_of)?;
+    }
     let tenant_id = rules.tenant_id.clone();
     let events = state
         .read_db(move |conn| {
@@ -88,7 +97,8 @@ pub async fn state_as_of(
         })
         .await?;
     let cut = crate::db::models::naive(as_of);
-    let known: Vec<NewEvent> = events.into_iter().filter(|e| e.occurred_at <= cut).collect();
+    let known: Vec<NewEvent> =
+        events.into_iter().filter(|e| e.occurred_at <= cut && (!as_recorded || e.recorded_at <= cut)).collect();
     let view = rules.view(&fold_states(&known), region.as_ref())?;
     let in_force = RevisionRow::current(&rules.revision_rows).into_iter().cloned().collect();
     Ok((view, in_force))

@@ -10,6 +10,7 @@ crate::backend_tests!(
     surrounding_whitespace_in_identifiers_is_trimmed_everywhere,
     a_reconfirmation_is_an_event_and_restarts_max_age,
     the_state_as_of_an_instant_comes_from_the_events_and_the_revisions_then,
+    as_recorded_answers_what_the_service_answered_then,
     an_export_holds_everything_about_the_person_and_their_links,
     an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale,
     an_erasure_may_drop_the_opt_out_when_asked,
@@ -126,6 +127,63 @@ async fn the_state_as_of_an_instant_comes_from_the_events_and_the_revisions_then
         let problem = assert_problem(res, 400).await;
         assert_eq!(problem["errors"][0]["field"], "as_of");
     }
+}
+
+/// Issue 11, item 3: `as_of` is the state as now known, so a revision published after the
+/// instant with an earlier date counts from its date (the README's tour publishes one);
+/// `as_recorded=true` is the state as the service held it then: what a check answered.
+async fn as_recorded_answers_what_the_service_answered_then(app: TestApp) {
+    use chrono::{Duration, SecondsFormat, Utc};
+    app.seed().await;
+    let res = app
+        .record(json!({"subject": "user:rev-1", "choices": {"analytics": true}, "policy_revision": "2021-02-01",
+                       "source": "api"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(app.check("analytics", &["user:rev-1"]).await[0]["status"], "granted");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let instant = Utc::now();
+    let then = instant.to_rfc3339_opts(SecondsFormat::Micros, true);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Published after `then`, dated the day before.
+    let yesterday = (Utc::now() - Duration::days(1)).format("%Y-%m-%d").to_string();
+    let res = app
+        .post_revision(
+            "privacy",
+            json!({"revision_date": yesterday, "url": "https://www.example.com/privacy-new",
+                   "effective_at": format!("{yesterday}T00:00:00Z"), "requires_reconsent": true, "purposes": ["analytics"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    assert_eq!(app.check("analytics", &["user:rev-1"]).await[0]["status"], "stale");
+
+    let app = &app;
+    let read = |query: String| async move {
+        let res = app.get(&format!("/v1/subjects/user:rev-1/consents?{query}")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json::<Value>().await.unwrap()
+    };
+    let known = read(format!("as_of={then}")).await;
+    assert_eq!(known["purposes"]["analytics"]["status"], "stale", "{known}");
+    assert_eq!(known["policies_in_force"][0]["revision_date"], yesterday.as_str());
+    let recorded = read(format!("as_of={then}&as_recorded=true")).await;
+    assert_eq!(recorded["purposes"]["analytics"]["status"], "granted", "{recorded}");
+    assert_eq!(recorded["purposes"]["analytics"]["allowed"], true);
+    assert_eq!(recorded["policies_in_force"][0]["revision_date"], "2021-02-01");
+    // Nor does an event recorded later count, though it occurred before `then` (and after the
+    // grant, 20 ms earlier).
+    let res = app
+        .record(json!({"subject": "user:rev-1", "choices": {"analytics": false}, "source": "api",
+                       "occurred_at": (instant - Duration::milliseconds(5)).to_rfc3339_opts(SecondsFormat::Micros, true)}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let recorded = read(format!("as_of={then}&as_recorded=true")).await;
+    assert_eq!(recorded["purposes"]["analytics"]["status"], "granted", "{recorded}");
+    assert_eq!(read(format!("as_of={then}")).await["purposes"]["analytics"]["status"], "denied");
+
+    let res = app.get("/v1/subjects/user:rev-1/consents?as_recorded=true").send().await.unwrap();
+    let problem = assert_problem(res, 400).await;
+    assert_eq!(problem["errors"][0]["field"], "as_recorded");
 }
 
 async fn unsubscribe(app: &TestApp, subject: &str, purpose: &str) {
