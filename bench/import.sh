@@ -93,7 +93,7 @@ run() {  # label
 }
 
 wal_stats() {  # what the WAL held since the last reset: bytes, full-page images
-  psql -X -At "$PG_ADMIN_URL" -c "SELECT 'WAL ' || pg_size_pretty(wal_bytes) || ' (' || (wal_bytes / $ROWS) || ' bytes a row), ' || wal_fpi || ' full-page images' FROM pg_stat_wal"
+  psql -X -At "$PG_ADMIN_URL" -c "SELECT 'WAL ' || pg_size_pretty(wal_bytes) || ' (' || round(wal_bytes / $ROWS) || ' bytes a row), ' || wal_fpi || ' full-page images' FROM pg_stat_wal"
 }
 [[ $BACKEND == pg ]] && psql -X -q -At "$PG_ADMIN_URL" -c "SELECT pg_stat_reset_shared('wal')" -c "CHECKPOINT" >/dev/null
 run first
