@@ -364,10 +364,7 @@ impl FromRequest for PublicSite {
             let site_key = req.match_info().get("site_key").unwrap_or_default().to_owned();
             let origin = req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
             let Some((entry, config)) = state.site(&site_key).await? else {
-                return Err(ApiError::NotFound(format!(
-                    "no site has the key '{}'",
-                    crate::domain::truncate(&site_key)
-                )));
+                return Err(ApiError::NotFound(format!("no site has the key '{}'", crate::domain::shown(&site_key))));
             };
             let public = PublicSite { entry, config };
             match origin {

@@ -191,10 +191,7 @@ where
             let mut out = std::collections::BTreeMap::new();
             while let Some((key, value)) = map.next_entry::<String, V>()? {
                 if out.contains_key(&key) {
-                    return Err(serde::de::Error::custom(format!(
-                        "'{}' is given twice",
-                        crate::domain::truncate(&key)
-                    )));
+                    return Err(serde::de::Error::custom(format!("'{}' is given twice", crate::domain::shown(&key))));
                 }
                 out.insert(key, value);
             }

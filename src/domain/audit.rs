@@ -7,7 +7,7 @@
 //! what sampled page views saw to the purpose that declares it; an item seen while that purpose
 //! was not allowed is a violation.
 
-use super::truncate;
+use super::shown;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -41,7 +41,7 @@ impl CookiePattern {
         } else {
             Err(format!(
                 "'{}' is not a cookie name or prefix pattern: use 1 to 128 letters, digits or !#$%&'+-.^_`|~, optionally ending in * (e.g. _ga_*)",
-                truncate(raw)
+                shown(raw)
             ))
         }
     }
@@ -111,7 +111,7 @@ impl HostPattern {
         } else {
             Err(format!(
                 "'{}' is not a host name or *.domain pattern (e.g. www.google-analytics.com, *.doubleclick.net): no scheme, port or path",
-                truncate(raw)
+                shown(raw)
             ))
         }
     }

@@ -59,7 +59,7 @@ impl Choices {
         }
         let mut out = Vec::with_capacity(raw.len());
         for (name, granted) in raw {
-            let field = || format!("choices.{}", super::purpose::truncate(name));
+            let field = || format!("choices.{}", super::purpose::shown(name));
             let key = PurposeKey::parse(name).map_err(|m| FieldError::new(field(), m))?;
             match model_of(&key) {
                 None => return Err(FieldError::new(field(), format!("no purpose '{key}' is defined for this tenant"))),

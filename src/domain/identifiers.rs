@@ -10,7 +10,7 @@ use sha2::Sha256;
 use std::fmt;
 use uuid::Uuid;
 
-use super::purpose::truncate;
+use super::purpose::shown;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -101,7 +101,7 @@ impl SubjectIdentifier {
             "email" => normalise_email(value).map(Self::Email).map_err(IdentifierError),
             "phone" => normalise_phone(value).map(Self::Phone).map_err(IdentifierError),
             other if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {
-                err(format!("'{}' is not a subject kind: use visitor, user, email or phone", truncate(other)))
+                err(format!("'{}' is not a subject kind: use visitor, user, email or phone", shown(other)))
             }
             _ => err("is not a subject kind: use visitor, user, email or phone".into()),
         }

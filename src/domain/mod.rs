@@ -42,7 +42,7 @@ pub mod webhook;
 pub use choices::Choices;
 pub use identifiers::{IdentifierError, SubjectIdentifier, SubjectKey};
 pub use policy::{PolicyKey, Revision, RevisionDate};
-pub(crate) use purpose::truncate;
+pub(crate) use purpose::shown;
 pub use purpose::{ConsentModel, LegalBasis, Purpose, PurposeKey, PurposeKind, PurposeRule, RegionalModels};
 pub use region::RegionCode;
 pub use status::{ConsentSource, Decision, Evaluation, Reason, Status, StoredChoice};

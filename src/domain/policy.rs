@@ -1,6 +1,6 @@
 //! Policy documents and their revisions.
 
-use super::purpose::{truncate, PurposeKey};
+use super::purpose::{shown, PurposeKey};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use std::fmt;
 
@@ -12,7 +12,7 @@ impl PolicyKey {
     pub fn parse(raw: &str) -> Result<Self, String> {
         PurposeKey::parse(raw)
             .map(|k| Self(k.as_str().to_owned()))
-            .map_err(|_| format!("'{}' is not a policy key: use 1 to 64 of a-z, 0-9 and _", truncate(raw)))
+            .map_err(|_| format!("'{}' is not a policy key: use 1 to 64 of a-z, 0-9 and _", shown(raw)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -35,8 +35,8 @@ impl RevisionDate {
         let well_formed = raw.len() == 10 && raw.as_bytes()[4] == b'-' && raw.as_bytes()[7] == b'-';
         match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
             Ok(date) if well_formed && date.year() >= 1970 => Ok(Self(date)),
-            Ok(_) if well_formed => Err(format!("'{}' is before 1970", truncate(raw))),
-            _ => Err(format!("'{}' is not a date in the form YYYY-MM-DD", truncate(raw))),
+            Ok(_) if well_formed => Err(format!("'{}' is before 1970", shown(raw))),
+            _ => Err(format!("'{}' is not a date in the form YYYY-MM-DD", shown(raw))),
         }
     }
 

@@ -19,7 +19,7 @@ impl PurposeKey {
         {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(format!("'{}' is not a purpose key: use 1 to 64 of a-z, 0-9 and _", truncate(raw)))
+            Err(format!("'{}' is not a purpose key: use 1 to 64 of a-z, 0-9 and _", shown(raw)))
         }
     }
 
@@ -28,12 +28,26 @@ impl PurposeKey {
     }
 }
 
-/// Shortens user input quoted back in an error message.
-pub(crate) fn truncate(raw: &str) -> String {
+/// How a value the caller sent is quoted back in an error message (and so in logs): at most 80
+/// characters, control characters as U+FFFD, and an email address or phone number withheld, as
+/// error bodies and logs never carry one (an identifier sent in the wrong field, a CSV row with
+/// its columns shifted).
+pub(crate) fn shown(raw: &str) -> String {
+    // E.164 (`+` and 7 or more digits) or a national number of 10 or more (a date has 8).
+    let digits = raw.chars().filter(char::is_ascii_digit).count();
+    let phone_like = raw.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        && (digits >= 10 || (digits >= 7 && raw.trim_start().starts_with('+')));
+    if raw.contains('@') {
+        return "[an email address, withheld]".into();
+    }
+    if phone_like {
+        return "[a phone number, withheld]".into();
+    }
+    let clean = |c: char| if c.is_control() { '\u{fffd}' } else { c };
     if raw.chars().count() > 80 {
-        format!("{}…", raw.chars().take(80).collect::<String>())
+        format!("{}…", raw.chars().take(80).map(clean).collect::<String>())
     } else {
-        raw.to_owned()
+        raw.chars().map(clean).collect()
     }
 }
 
@@ -204,6 +218,22 @@ pub struct PurposeRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Error bodies and logs never carry a raw email, phone number or control character; other
+    /// values are quoted, shortened to 80 characters.
+    #[test]
+    fn values_quoted_in_errors_withhold_emails_and_phone_numbers() {
+        assert_eq!(shown("ada.leak@example.com"), "[an email address, withheld]");
+        assert_eq!(shown("+33 1 23 45 67 89"), "[a phone number, withheld]");
+        assert_eq!(shown("(555) 123-4567"), "[a phone number, withheld]");
+        assert_eq!(shown("2021-13-45"), "2021-13-45", "a date is not a phone number");
+        assert_eq!(shown("a\u{0}b\nc"), "a\u{fffd}b\u{fffd}c");
+        assert_eq!(shown(&"x".repeat(100)), format!("{}…", "x".repeat(80)));
+        assert_eq!(
+            RegionCode::parse("ada@example.com").unwrap_err(),
+            "'[an email address, withheld]' is not an ISO 3166-1 alpha-2 or ISO 3166-2 region code (e.g. 'US' or 'US-CA')"
+        );
+    }
 
     fn region(s: &str) -> RegionCode {
         RegionCode::parse(s).unwrap()

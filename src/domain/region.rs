@@ -25,7 +25,10 @@ impl RegionCode {
         if country_ok && sub_ok {
             Ok(Self(upper))
         } else {
-            Err(format!("'{raw}' is not an ISO 3166-1 alpha-2 or ISO 3166-2 region code (e.g. 'US' or 'US-CA')"))
+            Err(format!(
+                "'{}' is not an ISO 3166-1 alpha-2 or ISO 3166-2 region code (e.g. 'US' or 'US-CA')",
+                super::shown(raw)
+            ))
         }
     }
 

@@ -1,7 +1,7 @@
 //! Webhook rules: the event types a receiver can subscribe to, the signature of a delivery and
 //! the retry schedule. Pure: the caller passes the clock and the randomness.
 
-use super::truncate;
+use super::shown;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,7 @@ impl<'de> Deserialize<'de> for WebhookEventType {
         let expected = || Self::ALL.map(Self::as_str).join(", ");
         match serde_json::Value::deserialize(d)? {
             serde_json::Value::String(s) => Self::parse(&s).ok_or_else(|| {
-                serde::de::Error::custom(format!("unknown event type '{}'; use one of {}", truncate(&s), expected()))
+                serde::de::Error::custom(format!("unknown event type '{}'; use one of {}", shown(&s), expected()))
             }),
             other => Err(serde::de::Error::custom(format!("{other} is not an event type; use one of {}", expected()))),
         }

@@ -84,7 +84,7 @@ pub async fn get_console_asset(req: HttpRequest, file: web::Path<String>) -> Res
     let Some(i) = ASSETS.iter().position(|a| a.name == file.as_str()) else {
         return Err(ApiError::NotFound(format!(
             "no console file '{}'; use console.js or console.css",
-            crate::domain::truncate(&file)
+            crate::domain::shown(&file)
         )));
     };
     let mut res = super::sdk::cached_asset(&req, etag(i), ASSETS[i].content_type, ASSETS[i].body);

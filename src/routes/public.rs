@@ -476,8 +476,8 @@ pub async fn record_visitor_consents(
     if let Some(keys) = &presented {
         if let Some(other) = body.choices.keys().find(|k| !keys.contains(k)) {
             return Err(ApiError::invalid(
-                format!("choices.{}", crate::domain::truncate(other)),
-                format!("'{}' is not one of this site's purposes", crate::domain::truncate(other)),
+                format!("choices.{}", crate::domain::shown(other)),
+                format!("'{}' is not one of this site's purposes", crate::domain::shown(other)),
             ));
         }
     }

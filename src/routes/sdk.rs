@@ -80,7 +80,7 @@ pub async fn get_sdk_file(req: HttpRequest, file: web::Path<String>) -> Result<H
     let Some(i) = ASSETS.iter().position(|a| a.name == file.as_str()) else {
         return Err(ApiError::NotFound(format!(
             "no SDK file '{}'; use consentry.js, consentry.mjs, consentry.core.mjs, consentry.core-gcm.mjs or consentry.audit.mjs",
-            crate::domain::truncate(&file)
+            crate::domain::shown(&file)
         )));
     };
     let mut res = cached_asset(&req, etag(i), ASSETS[i].content_type, ASSETS[i].body);

@@ -74,7 +74,7 @@ pub async fn create_unsubscribe_link(
     let model = caller.config.purposes.iter().find(|p| p.key.as_str() == purpose).map(|p| p.consent_model);
     match model {
         None => {
-            let detail = format!("no purpose '{}' is defined", crate::domain::truncate(&body.purpose));
+            let detail = format!("no purpose '{}' is defined", crate::domain::shown(&body.purpose));
             return Err(ApiError::invalid("purpose", detail));
         }
         Some(crate::domain::ConsentModel::NoticeOnly) => {

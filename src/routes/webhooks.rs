@@ -129,7 +129,7 @@ impl DeliveryResponse {
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("no webhook '{}'", crate::domain::truncate(id)))
+    ApiError::NotFound(format!("no webhook '{}'", crate::domain::shown(id)))
 }
 
 /// Creates a webhook. Requires `admin`. From then on, every event of the subscribed types is
@@ -357,8 +357,8 @@ pub async fn retry_delivery(
                 let delivery = Delivery::find(conn, &tenant, &id, &delivery_id)?.ok_or_else(|| {
                     ApiError::NotFound(format!(
                         "webhook '{}' has no delivery '{}'",
-                        crate::domain::truncate(&id),
-                        crate::domain::truncate(&delivery_id)
+                        crate::domain::shown(&id),
+                        crate::domain::shown(&delivery_id)
                     ))
                 })?;
                 if !Delivery::reschedule(conn, &delivery.id, now)? {

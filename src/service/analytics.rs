@@ -495,7 +495,7 @@ pub async fn reconsent_preview(
         if !config.purposes.iter().any(|q| q.key.as_str() == p) {
             return Err(ApiError::invalid(
                 format!("purposes[{i}]"),
-                format!("no purpose '{}'", crate::domain::truncate(p)),
+                format!("no purpose '{}'", crate::domain::shown(p)),
             ));
         }
     }

@@ -105,7 +105,7 @@ fn count(purposes: &[Purpose], batch: &ObservationBatch) -> Result<BTreeMap<Key,
         {
             return Err(ApiError::invalid(
                 format!("reports[{i}].allowed[{j}]"),
-                format!("'{}' is not a purpose key", crate::domain::truncate(bad)),
+                format!("'{}' is not a purpose key", crate::domain::shown(bad)),
             ));
         }
         let allowed: BTreeSet<&str> = r.allowed.iter().map(String::as_str).collect();

@@ -401,7 +401,7 @@ pub const MAX_ORIGIN_LEN: usize = 270;
 /// Normalises an origin to `scheme://host[:port]` (lower case, default port dropped),
 /// the serialisation browsers send in `Origin` (RFC 6454 §6.1).
 pub fn parse_origin(raw: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("'{}' is not an origin: {why}", crate::domain::truncate(raw));
+    let bad = |why: &str| format!("'{}' is not an origin: {why}", crate::domain::shown(raw));
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| regex::Regex::new(ORIGIN_PATTERN).expect("a valid pattern"));
     if raw.len() > MAX_ORIGIN_LEN {

@@ -101,7 +101,7 @@ pub async fn check(
     region: Option<RegionCode>,
 ) -> Result<Vec<CheckResult>, ApiError> {
     let purpose: Purpose = rules.purpose(purpose).cloned().ok_or_else(|| {
-        ApiError::invalid("purpose", format!("no purpose '{}' is defined", crate::domain::truncate(purpose)))
+        ApiError::invalid("purpose", format!("no purpose '{}' is defined", crate::domain::shown(purpose)))
     })?;
     let stored = check::stored_subjects(&subject_key, &subjects)?;
     crate::metrics::checked(stored.len());

@@ -93,11 +93,11 @@ fn prepare(config: &TenantConfig, row: Row) -> Result<Ready, String> {
     let decision = match row.decision.trim() {
         "granted" => true,
         "denied" => false,
-        other => return Err(format!("decision: '{}' is neither granted nor denied", crate::domain::truncate(other))),
+        other => return Err(format!("decision: '{}' is neither granted nor denied", crate::domain::shown(other))),
     };
     let occurred_at = DateTime::parse_from_rfc3339(row.occurred_at.trim())
         .map(|t| crate::domain::ledger::to_micros(t.with_timezone(&Utc)))
-        .map_err(|_| format!("occurred_at: '{}' is not an RFC 3339 time", crate::domain::truncate(&row.occurred_at)))?;
+        .map_err(|_| format!("occurred_at: '{}' is not an RFC 3339 time", crate::domain::shown(&row.occurred_at)))?;
     // The problem's text already names the field: `region: '…' is not an ISO 3166-1 …`.
     let region = crate::routes::parse_region(row.region.as_deref()).map_err(|e| e.to_string())?;
     let purpose = row.purpose.trim().to_owned();

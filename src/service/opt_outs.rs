@@ -251,7 +251,7 @@ pub async fn complete(
         .db(move |conn| {
             crate::db::backend::write_transaction(conn, |conn| {
                 let Some(_) = OptOutRequest::find(conn, &tenant, &id)? else {
-                    return Err(ApiError::NotFound(format!("no opt-out request '{}'", crate::domain::truncate(&id))));
+                    return Err(ApiError::NotFound(format!("no opt-out request '{}'", crate::domain::shown(&id))));
                 };
                 if !OptOutRequest::complete(conn, &tenant, &id, naive(now), note.as_deref())? {
                     return Err(ApiError::Conflict("the request is already completed".into()));

@@ -260,7 +260,7 @@ pub async fn accept(
     if claims.schema != PRESENTATION_SCHEMA {
         return Err(refused(format!(
             "is not a presentation token (schema '{}')",
-            crate::domain::truncate(&claims.schema)
+            crate::domain::shown(&claims.schema)
         )));
     }
     if claims.tenant != rules.tenant_id || claims.site != site_id {

@@ -329,7 +329,7 @@ pub fn verify(text: &str, trusted: Option<&Jwks>) -> ProofReport {
         if &key.kid != thumbprint {
             problems.push(format!(
                 "jwks: the key named {} is not that key (its RFC 7638 thumbprint is {thumbprint})",
-                crate::domain::truncate(&key.kid)
+                crate::domain::shown(&key.kid)
             ));
         }
         if let Some(trusted) = trusted {

@@ -160,8 +160,9 @@ pub struct Erased {
 /// visitor ids) and links so they can no longer be found by them, and keeps the pseudonymous
 /// events, receipts and opt-out requests (11 CCR §7101: kept 24 months). When `keep_opt_out`,
 /// an opt-out in force is kept as a suppression entry: a denial of a purpose with
-/// `gpc_applies` (sale/sharing) or whose consent model is `opt_out` (allowed until refused: an
-/// objection, GDPR Art. 21(2)-(3), e.g. to direct marketing on legitimate interest). Each email
+/// `gpc_applies` (sale/sharing) or whose consent model is `opt_out` by default or in any region
+/// (allowed until refused there: an objection, GDPR Art. 21(2)-(3), e.g. to direct marketing on
+/// legitimate interest) — [`crate::domain::Purpose::records_opt_outs`], as retention uses it. Each email
 /// or phone identifier then names a new subject holding only those denials (source
 /// `opt_out_request`), so an erasure restarts neither selling nor what the person objected to;
 /// a denial of an `opt_in` purpose needs no entry (without one it is `not_asked`, not allowed). All in one
@@ -186,7 +187,7 @@ pub fn erase(
             let mut keys: Vec<String> = rules
                 .purposes
                 .iter()
-                .filter(|p| p.gpc_applies || p.rule(None).model == crate::domain::ConsentModel::OptOut)
+                .filter(|p| p.records_opt_outs())
                 .filter(|p| states.get(p.key.as_str()).is_some_and(|s| s.decision == "denied"))
                 .map(|p| p.key.to_string())
                 .collect();

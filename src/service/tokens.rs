@@ -130,7 +130,7 @@ pub async fn issue(
         None => None,
         Some(raw) => {
             let d = humantime::parse_duration(raw.trim())
-                .map_err(|e| ApiError::invalid("ttl", format!("'{}': {e}", crate::domain::truncate(raw))))?;
+                .map_err(|e| ApiError::invalid("ttl", format!("'{}': {e}", crate::domain::shown(raw))))?;
             let d = Duration::from_std(d).ok().filter(|d| *d >= Duration::seconds(1) && *d <= MAX_TTL);
             let d = d.ok_or_else(|| ApiError::invalid("ttl", "must be 1 second to 10 years"))?;
             Some(now + d)
@@ -163,7 +163,7 @@ pub async fn revoke(state: &AppState, tenant_id: &str, id: &str) -> Result<(), A
         .db(move |conn| {
             write_transaction(conn, |conn| {
                 let Some(token) = ApiToken::find(conn, &tenant, &id)? else {
-                    return Err(ApiError::NotFound(format!("no token '{}'", crate::domain::truncate(&id))));
+                    return Err(ApiError::NotFound(format!("no token '{}'", crate::domain::shown(&id))));
                 };
                 if token.revoked_at.is_some() {
                     return Err(ApiError::Conflict("the token is already revoked".into()));

@@ -285,14 +285,26 @@ async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app:
         )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    // Asked first in the EU, allowed until refused in the US (CCPA): a refusal in the US is an
+    // opt-out too.
+    let res = app
+        .put_purpose(
+            "partner_offers",
+            json!({"title": "Partner offers", "description": "Offers from partners", "kind": "communication",
+                   "consent_model": "opt_in", "legal_basis": "consent", "gpc_applies": false,
+                   "regions": {"US": "opt_out"}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
     let visit = app.record_visitor(&site, VISITOR, json!({"analytics": true})).await;
     // A retry-safe write of the visitor: its stored response shows "subject": "visitor:…".
     let keyed = json!({"visitor_id": VISITOR, "choices": {"analytics": false}, "policy_revision": "2021-02-01", "source": "banner"});
     let res = app.visitor_post(&site, &keyed).header("Idempotency-Key", "erase-me-1").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let res = app
-        .record(json!({"subject": "email:ada@example.com", "choices": {"marketing_email": true, "b2b_contact": false},
-                       "source": "api"}))
+        .record(json!({"subject": "email:ada@example.com",
+                       "choices": {"marketing_email": true, "b2b_contact": false, "partner_offers": false},
+                       "source": "api", "region": "US-CA"}))
         .await;
     let written: Value = res.json().await.unwrap();
     app.post("/v1/subjects/email:ada@example.com/links", &json!({"subject": format!("visitor:{VISITOR}")}))
@@ -324,7 +336,7 @@ async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app:
     assert_eq!(erased["kept"]["events"], events_before);
     assert_eq!(
         erased["kept"]["suppressions"],
-        json!([{"identifier": email_hash, "purposes": ["b2b_contact", "sale_sharing"]}])
+        json!([{"identifier": email_hash, "purposes": ["b2b_contact", "partner_offers", "sale_sharing"]}])
     );
 
     // Not found by any identifier any more…
@@ -338,9 +350,20 @@ async fn an_erasure_removes_identifiers_keeps_proof_and_the_opt_out_of_sale(app:
     // purpose's default would allow it again.
     let r = app.check("b2b_contact", &["email:ada@example.com"]).await;
     assert_eq!((r[0]["allowed"].as_bool(), r[0]["status"].as_str()), (Some(false), Some("denied")));
+    let res = app
+        .post(
+            "/v1/consents/check",
+            &json!({"purpose": "partner_offers", "subjects": ["email:ada@example.com"],
+                                            "region": "US-CA"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r: Value = res.json().await.unwrap();
+    assert_eq!(r["results"][0]["status"], "denied", "{r}");
     let export =
         app.get("/v1/subjects/email:ada@example.com/export").send().await.unwrap().json::<Value>().await.unwrap();
-    assert_eq!(export["events"].as_array().unwrap().len(), 2, "only the suppression's two denials");
+    assert_eq!(export["events"].as_array().unwrap().len(), 3, "only the suppression's three denials");
     assert_eq!(export["identifiers"].as_array().unwrap().len(), 1);
 
     // The pseudonymous proof still verifies: chains and receipts.
