@@ -154,6 +154,13 @@ pub fn named_field(message: &str) -> Option<&str> {
     rest.split('`').next().filter(|f| !f.is_empty())
 }
 
+/// A serde message about a whole field, as the field and what is wrong with it: `missing field
+/// `x`` is (`x`, `is required`), `duplicate field `x`` (`x`, `is given more than once`).
+pub fn field_problem(message: &str) -> Option<(&str, &'static str)> {
+    let name = named_field(message)?;
+    Some((name, if message.starts_with("missing") { "is required" } else { "is given more than once" }))
+}
+
 /// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
 pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get("Idempotency-Key") else {
@@ -270,8 +277,7 @@ pub fn parse_query<T: DeserializeOwned + IntoParams>(query: &str) -> Result<T, A
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        if let Some(name) = named_field(&message) {
-            let what = if message.starts_with("missing") { "is required" } else { "is given more than once" };
+        if let Some((name, what)) = field_problem(&message) {
             return ApiError::invalid(name, what);
         }
         if path.is_empty() || path == "." {

@@ -418,12 +418,12 @@ pub fn rows<'a>(
         Format::Ndjson => Box::new(input.lines().enumerate().filter_map(|(i, line)| {
             let n = i as u64 + 1;
             match line {
-                Ok(text) if text.trim().is_empty() => None,
                 Ok(text) => {
                     let len = text.len() as u64 + 1;
-                    // A file saved with a byte order mark (as Windows tools do) starts with one.
-                    let row = if n == 1 { text.strip_prefix('\u{feff}').unwrap_or(&text) } else { &text };
-                    Some((n, ndjson_row(row), len))
+                    // A file saved with a byte order mark (as Windows tools do) starts with one,
+                    // and files joined with `cat` carry one at the start of a later line.
+                    let row = text.strip_prefix('\u{feff}').unwrap_or(&text);
+                    (!row.trim().is_empty()).then(|| (n, ndjson_row(row), len))
                 }
                 Err(e) => Some((n, Err(format!("cannot read: {e}")), 0)),
             }
@@ -607,6 +607,10 @@ fn ndjson_row(text: &str) -> Result<Row, String> {
         let why = json_reason(e.inner());
         match e.inner().classify() {
             serde_json::error::Category::Data if !path.is_empty() && path != "." => format!("{path}: {why}"),
+            serde_json::error::Category::Data => match crate::extract::field_problem(&why) {
+                Some((field, what)) => format!("{field}: {what}"),
+                None => why,
+            },
             _ => why,
         }
     })?;
@@ -660,7 +664,7 @@ mod tests {
             errors,
             [
                 (1, "expected `,` or `}` at column 22".to_owned()),
-                (2, "missing field `occurred_at`".to_owned()),
+                (2, "occurred_at: is required".to_owned()),
                 (3, "decision: invalid type: boolean `true`, expected a string".to_owned()),
                 (4, ROW_IS_AN_OBJECT.to_owned()),
                 (5, ROW_IS_AN_OBJECT.to_owned()),
@@ -672,13 +676,18 @@ mod tests {
     /// A file saved with a byte order mark keeps its first row (the csv reader drops it too).
     #[test]
     fn an_ndjson_file_may_start_with_a_byte_order_mark() {
-        let text = "\u{feff}{\"subject\": \"user:1\", \"purpose\": \"analytics\", \"decision\": \"granted\", \
-                    \"occurred_at\": \"2024-01-01T00:00:00Z\"}\n";
-        let parsed: Vec<_> =
-            rows(Format::Ndjson, std::io::Cursor::new(text)).map(|(line, row, _)| (line, row)).collect();
-        assert_eq!(parsed.len(), 1);
-        let (line, row) = &parsed[0];
-        assert_eq!((*line, row.as_ref().map(|r| r.subject.as_str())), (1, Ok("user:1")));
+        let row = "{\"subject\": \"user:1\", \"purpose\": \"analytics\", \"decision\": \"granted\", \
+                   \"occurred_at\": \"2024-01-01T00:00:00Z\"}";
+        // One file saved with a BOM; then two such files joined, the first ending in a blank line.
+        for (text, lines) in
+            [(format!("\u{feff}{row}\n"), vec![1]), (format!("\u{feff}{row}\n\u{feff}\n\u{feff}{row}\n"), vec![1, 3])]
+        {
+            let parsed: Vec<_> = rows(Format::Ndjson, std::io::Cursor::new(text))
+                .map(|(line, row, _)| (line, row.map(|r| r.subject)))
+                .collect();
+            let expected: Vec<_> = lines.into_iter().map(|line| (line, Ok("user:1".to_owned()))).collect();
+            assert_eq!(parsed, expected);
+        }
     }
 
     /// The line of each row as a person counts it: CRLF line ends, blank lines and a quoted field

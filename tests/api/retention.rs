@@ -437,7 +437,7 @@ async fn the_import_endpoint_shares_the_cli_rules_and_is_idempotent(app: TestApp
                   {\"subject\":\"user:8\"}\n";
     let res: Value = post_import(&app, "application/x-ndjson", ndjson).await.json().await.unwrap();
     assert_eq!((res["imported"].as_u64(), res["failed"].as_u64()), (Some(1), Some(1)), "{res}");
-    assert!(res["errors"][0].as_str().unwrap().starts_with("line 2: missing field"), "{res}");
+    assert!(res["errors"][0].as_str().unwrap().starts_with("line 2: purpose: is required"), "{res}");
     let res: Value = post_import(&app, "application/x-ndjson", ndjson).await.json().await.unwrap();
     assert_eq!(res["already_imported"], 1);
     assert!(verify_ledger(&app).0);
@@ -474,7 +474,7 @@ async fn import_errors_name_the_rows_column_once(app: TestApp) {
         summary["errors"],
         json!([
             "line 2: expected `,` or `}` at column 21",
-            "line 3: missing field `decision`",
+            "line 3: decision: is required",
             "line 4: purpose: no purpose 'no_such' is defined for this tenant",
         ]),
         "{summary}"

@@ -609,8 +609,8 @@ async fn an_import_keeps_original_times_reports_bad_lines_and_adds_nothing_twice
     let (ok, summary, stderr) = import(&app, dir.path(), "b.ndjson", ndjson, &[]);
     assert!(!ok);
     assert_eq!((summary["imported"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(2)));
-    assert!(stderr.contains("line 4: missing field"), "{stderr}");
-    assert!(stderr.contains("line 5: "), "{stderr}");
+    assert!(stderr.contains("line 4: purpose: is required"), "{stderr}");
+    assert!(stderr.contains("line 5: a row is a JSON object"), "{stderr}");
     assert_eq!(app.events_of("user:8").await.len(), 2);
     let analytics = &app.consents_of("user:8").await["purposes"]["analytics"];
     assert_eq!(
