@@ -390,6 +390,12 @@ fn import(
             let all = Tenant::list(&mut conn)?;
             match <[Tenant; 1]>::try_from(all) {
                 Ok([only]) => only,
+                Err(none) if none.is_empty() => {
+                    return Err("the database has no tenant: create one (`consentry tenants create <slug>` or \
+                                `consentry apply <file>`), or make DATABASE_URL name the service's database (a \
+                                relative SQLite path is taken from the current directory)"
+                        .into());
+                }
                 Err(all) => {
                     return Err(format!("{} tenants: name one with --tenant <slug>", all.len()).into());
                 }

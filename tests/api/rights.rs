@@ -596,6 +596,13 @@ async fn an_import_keeps_original_times_reports_bad_lines_and_adds_nothing_twice
     assert_eq!(app.consents_of("user:7").await["purposes"]["analytics"]["updated_at"], "2022-06-01T00:00:00Z");
 
     // The same file again adds nothing.
+    // Run against another (new, empty) database, say from another directory: it says so.
+    let elsewhere = format!("sqlite://{}", dir.path().join("elsewhere.db").display());
+    let path = dir.path().join("a.csv");
+    let out = app.cli_env(&["import", "--format", "csv", path.to_str().unwrap()], &[("DATABASE_URL", &elsewhere)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the database has no tenant: create one"), "{stderr}");
     let (_, again, _) = import(&app, dir.path(), "a.csv", csv, &["--tenant", "acme"]);
     assert_eq!((again["imported"].as_u64(), again["already_imported"].as_u64()), (Some(0), Some(3)));
     assert_eq!(app.events_of("email:ada@example.com").await.len(), 2);
