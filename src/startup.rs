@@ -385,9 +385,12 @@ where
     use crate::service::read_route::{self, ReadContext};
     use actix_web::http::Method;
     use futures_util::future::Either;
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && !routes::is_routed_read(req.method().as_str(), req.path());
-    let after = if writes {
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Only a request that sends the header has its path matched against the routed reads (the
+    // check is a POST): a write without it, the common case, pays nothing here.
+    let ignored = !req.headers().contains_key(READ_AFTER)
+        || (writes && !routes::is_routed_read(req.method().as_str(), req.path()));
+    let after = if ignored {
         None
     } else {
         match Lsn::latest_of(req.headers().get_all(READ_AFTER).map(HeaderValue::as_bytes)) {

@@ -43,11 +43,11 @@ pub(crate) fn shown(raw: &str) -> String {
     if phone_like {
         return "[a phone number, withheld]".into();
     }
-    let clean = |c: char| if c.is_control() { '\u{fffd}' } else { c };
-    if raw.chars().count() > 80 {
-        format!("{}…", raw.chars().take(80).map(clean).collect::<String>())
+    let kept: String = raw.chars().take(80).map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
+    if raw.chars().nth(80).is_some() {
+        format!("{kept}…")
     } else {
-        raw.chars().map(clean).collect()
+        kept
     }
 }
 
