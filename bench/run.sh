@@ -6,7 +6,8 @@
 #                [--workloads write,check,visitor_read,config,bulk] [--scale N]
 #
 # Environment: BENCH_DURATION (15s), BENCH_WARMUP (3s), BENCH_CONNS ("8 32"),
-# BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory.
+# BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory,
+# BENCH_RESULTS=0 writes no file to bench/results/ (bench/profile.sh).
 # Exit status: 0; 1 when a backend failed; 2 when a measurement had non-2xx answers or socket errors (flagged in the table).
 set -euo pipefail
 
@@ -442,10 +443,12 @@ REPORT="$WORK/report.md"
   fi
 } >"$REPORT"
 
-mkdir -p "$BENCH/results"
-OUT="$BENCH/results/$(date +%F)-$LABEL.md"
-cp "$REPORT" "$OUT"
 cat "$REPORT"
-log "written to ${OUT#"$REPO"/}"
+if [[ "${BENCH_RESULTS:-1}" != 0 ]]; then
+  mkdir -p "$BENCH/results"
+  OUT="$BENCH/results/$(date +%F)-$LABEL.md"
+  cp "$REPORT" "$OUT"
+  log "written to ${OUT#"$REPO"/}"
+fi
 if (( FAILED )); then exit 1; fi
 if [[ -e "$WORK/flagged" ]]; then exit 2; fi

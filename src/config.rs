@@ -28,6 +28,12 @@ pub struct Settings {
     /// HTTP worker threads (default: one per CPU core).
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Group-commit writer threads, each with a transaction of its own in flight (see
+    /// `service::writer`); PostgreSQL only, default 2 (`startup::DEFAULT_PG_WRITERS`). Each
+    /// holds one of the `pool_size` connections while it writes. Ignored with SQLite, which has
+    /// one writer.
+    #[serde(default)]
+    pub writers: Option<usize>,
     /// Days that are not business days besides weekends, `YYYY-MM-DD`, for the deadlines of
     /// opt-out requests (11 CCR §7026(f)); e.g. `holidays = ["2026-12-25"]` in the file.
     #[serde(default)]

@@ -38,6 +38,11 @@ pub enum StartupError {
 /// The name of the instance key that signs management tokens.
 pub use crate::auth::TOKEN_KEY;
 
+/// Group-commit writer threads on PostgreSQL unless `writers` says otherwise: one batch gathers
+/// while another commits. More threads make smaller batches; on 2 cores four cost PostgreSQL
+/// 30% more CPU a write than two, for no more writes a second (BENCHMARKS.md, stop 21).
+pub const DEFAULT_PG_WRITERS: usize = 2;
+
 /// The name of the instance key that signs one-click unsubscribe links.
 pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
 
@@ -74,9 +79,9 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let unsubscribe_keys =
         TokenKeys::from_secret(&unsubscribe).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
-    // PostgreSQL: two writers, so one batch gathers while another commits. SQLite: one writer.
+    // PostgreSQL: `writers` (default two). SQLite: one writer, whatever is set.
     let writers = match db::DatabaseUrl::parse(&settings.database_url)? {
-        db::DatabaseUrl::Postgres(_) => 2,
+        db::DatabaseUrl::Postgres(_) => settings.writers.unwrap_or(DEFAULT_PG_WRITERS).max(1),
         db::DatabaseUrl::Sqlite(_) => 1,
     };
     let receipts = Arc::new(crate::receipts::ReceiptKeys::load(settings)?);

@@ -35,6 +35,7 @@ pub async fn start(database_url: &str) -> Server {
         secrets: Default::default(),
         pool_size: 8,
         workers: None,
+        writers: None,
         holidays: Vec::new(),
         log: "error".into(),
         migrate: true,

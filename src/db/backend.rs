@@ -157,11 +157,21 @@ pub fn resolve_identifiers(
             (identifiers.into_sql::<Array<Text>>(), tenant_id.into_sql::<Text>()),
         )
         .load(c),
-        AnyConnection::Sqlite(c) => si::table
-            .filter(si::tenant_id.eq(tenant_id))
-            .filter(si::identifier.eq_any(identifiers))
-            .select((si::identifier, si::subject_id))
-            .load(c),
+        // One cached statement per identifier: in-process, where `IN (…)` of a varying length
+        // was parsed and planned again on every call (a sixth of the writer thread).
+        AnyConnection::Sqlite(c) => {
+            let mut known = Vec::with_capacity(identifiers.len());
+            for identifier in identifiers {
+                let subject = si::table
+                    .filter(si::tenant_id.eq(tenant_id))
+                    .filter(si::identifier.eq(*identifier))
+                    .select(si::subject_id)
+                    .first::<String>(c)
+                    .optional()?;
+                known.extend(subject.map(|s| ((*identifier).to_owned(), s)));
+            }
+            Ok(known)
+        }
     }
 }
 
@@ -337,8 +347,15 @@ impl PgBinds for Vec<PgBind<'_>> {
     }
 }
 
-/// Rows per multi-row `INSERT`: below SQLite's 32,766 bound parameters at 14 columns.
+/// Rows per multi-row `INSERT` on PostgreSQL (and of rare, large SQLite inserts): below
+/// SQLite's 32,766 bound parameters at 14 columns.
 const INSERT_CHUNK: usize = 1_000;
+
+// SQLite's inserts on the write path run one cached prepared statement per row. In-process
+// there is no round trip to save, and a multi-row `INSERT` of a varying length is a statement
+// diesel does not cache: SQLite parsed and planned it again for every batch, 15% of the
+// writer thread, which is SQLite's bottleneck (it has one). A tuple of `.eq()` binds every
+// column (NULL too), so the SQL, and the cached statement, is one per table.
 
 /// Runs an insert statement on whichever backend the connection is (diesel's
 /// `MultiConnection` has no multi-row insert of its own).
@@ -555,7 +572,7 @@ type StoredColumns = (Text, Text, Text, Text, diesel::sql_types::Integer, Text, 
 
 /// Stores what a write batch answered: the first responses of idempotency keys and the signed
 /// receipts. One statement on PostgreSQL (prepared once per connection; every column bound as
-/// an array); multi-row inserts of up to 1,000 rows on SQLite.
+/// an array); one cached statement per row on SQLite.
 pub fn insert_responses(
     conn: &mut AnyConnection,
     responses: &[StoredResponse],
@@ -565,14 +582,40 @@ pub fn insert_responses(
     if responses.is_empty() && receipts.is_empty() {
         return Ok(());
     }
-    let AnyConnection::Postgresql(c) = conn else {
-        for chunk in responses.chunks(INSERT_CHUNK) {
-            execute_on_either!(conn, diesel::insert_into(idempotency_keys::table).values(chunk))?;
+    let c = match conn {
+        AnyConnection::Postgresql(c) => c,
+        AnyConnection::Sqlite(c) => {
+            use idempotency_keys as ik;
+            for r in responses {
+                diesel::insert_into(ik::table)
+                    .values((
+                        ik::tenant_id.eq(&r.tenant_id),
+                        ik::scope.eq(&r.scope),
+                        ik::key.eq(&r.key),
+                        ik::request_hash.eq(&r.request_hash),
+                        ik::status.eq(r.status),
+                        ik::response.eq(&r.response),
+                        ik::created_at.eq(r.created_at),
+                        ik::receipt_id.eq(r.receipt_id.as_deref()),
+                    ))
+                    .execute(c)?;
+            }
+            use consent_receipts as cr;
+            for r in receipts {
+                diesel::insert_into(cr::table)
+                    .values((
+                        cr::id.eq(&r.id),
+                        cr::tenant_id.eq(&r.tenant_id),
+                        cr::subject_id.eq(&r.subject_id),
+                        cr::idempotency.eq(r.idempotency.as_deref()),
+                        cr::event_ids.eq(&r.event_ids),
+                        cr::jws.eq(&r.jws),
+                        cr::issued_at.eq(r.issued_at),
+                    ))
+                    .execute(c)?;
+            }
+            return Ok(());
         }
-        for chunk in receipts.chunks(INSERT_CHUNK) {
-            execute_on_either!(conn, diesel::insert_into(consent_receipts::table).values(chunk))?;
-        }
-        return Ok(());
     };
     let binds: Vec<PgBind<'_>> = vec![
         texts(responses, |r| &r.tenant_id),
@@ -619,8 +662,9 @@ const RESPONSES_SQL: &[&str] = &[
 ];
 
 /// Inserts new data subjects, (id, tenant id, chain head), and their identifiers, (tenant id,
-/// identifier, subject id), in one statement per 1,000 rows each. A concurrent writer that
-/// created the same identifier makes this a unique violation (retryable).
+/// identifier, subject id): one statement per 1,000 rows each on PostgreSQL, one cached
+/// statement per row on SQLite. A concurrent writer that created the same identifier makes
+/// this a unique violation (retryable).
 pub fn insert_new_subjects(
     conn: &mut AnyConnection,
     subjects: &[(&str, &str, &str)],
@@ -629,6 +673,29 @@ pub fn insert_new_subjects(
 ) -> QueryResult<()> {
     use super::schema::subject_identifiers as si;
     use data_subjects as ds;
+    if let AnyConnection::Sqlite(c) = conn {
+        for (id, tenant, head) in subjects {
+            diesel::insert_into(ds::table)
+                .values((
+                    ds::id.eq(*id),
+                    ds::tenant_id.eq(*tenant),
+                    ds::last_event_hash.eq(*head),
+                    ds::created_at.eq(created_at),
+                ))
+                .execute(c)?;
+        }
+        for (tenant, identifier, subject) in identifiers {
+            diesel::insert_into(si::table)
+                .values((
+                    si::tenant_id.eq(*tenant),
+                    si::identifier.eq(*identifier),
+                    si::subject_id.eq(*subject),
+                    si::created_at.eq(created_at),
+                ))
+                .execute(c)?;
+        }
+        return Ok(());
+    }
     for chunk in subjects.chunks(INSERT_CHUNK) {
         let values: Vec<_> = chunk
             .iter()
@@ -698,11 +765,35 @@ pub fn clear_pruning_marks(conn: &mut AnyConnection) -> QueryResult<()> {
     diesel::delete(super::schema::ledger_pruning::table).execute(conn).map(|_| ())
 }
 
-/// Inserts events in one statement per 1,000, in order (so `seq` follows the order given).
+/// Inserts events in order (so `seq` follows the order given): one statement per 1,000 on
+/// PostgreSQL, one cached statement per row on SQLite.
 pub fn insert_events(conn: &mut AnyConnection, rows: &[super::models::event::NewEvent]) -> QueryResult<()> {
-    use super::schema::consent_events;
+    use super::schema::consent_events as ce;
+    if let AnyConnection::Sqlite(c) = conn {
+        for e in rows {
+            diesel::insert_into(ce::table)
+                .values((
+                    ce::id.eq(&e.id),
+                    ce::tenant_id.eq(&e.tenant_id),
+                    ce::subject_id.eq(&e.subject_id),
+                    ce::purpose_key.eq(&e.purpose_key),
+                    ce::decision.eq(&e.decision),
+                    ce::policy_revision.eq(e.policy_revision.as_deref()),
+                    ce::source.eq(&e.source),
+                    ce::region.eq(e.region.as_deref()),
+                    ce::site_id.eq(e.site_id.as_deref()),
+                    ce::occurred_at.eq(e.occurred_at),
+                    ce::recorded_at.eq(e.recorded_at),
+                    ce::prev_hash.eq(&e.prev_hash),
+                    ce::hash.eq(&e.hash),
+                    ce::presentation_sha256.eq(e.presentation_sha256.as_deref()),
+                ))
+                .execute(c)?;
+        }
+        return Ok(());
+    }
     for chunk in rows.chunks(INSERT_CHUNK) {
-        execute_on_either!(conn, diesel::insert_into(consent_events::table).values(chunk))?;
+        execute_on_either!(conn, diesel::insert_into(ce::table).values(chunk))?;
     }
     Ok(())
 }
@@ -775,8 +866,9 @@ pub fn claim_import_keys(
     }
 }
 
-/// Inserts or replaces consent states (`ON CONFLICT … DO UPDATE`): one statement per 1,000 on
-/// PostgreSQL, one per row on SQLite. Each (tenant, purpose, subject) must appear once.
+/// Inserts or replaces consent states: `ON CONFLICT … DO UPDATE`, one statement per 1,000, on
+/// PostgreSQL; `REPLACE`, one cached statement per row, on SQLite. Each (tenant, purpose,
+/// subject) must appear once.
 pub fn upsert_states(conn: &mut AnyConnection, rows: &[&super::models::state::StateRow]) -> QueryResult<()> {
     use super::schema::consent_states as cs;
     use diesel::upsert::excluded;
@@ -797,13 +889,22 @@ pub fn upsert_states(conn: &mut AnyConnection, rows: &[&super::models::state::St
                 .do_update()
                 .set(set)
                 .execute(c),
-            // Diesel has no multi-row upsert for SQLite; in-process statements are cheap there.
+            // SQLite: `REPLACE` (a state is the whole row; no trigger or foreign key refers to
+            // it), one cached statement per row. Diesel never caches `ON CONFLICT … DO UPDATE`:
+            // it was parsed again for every row.
             AnyConnection::Sqlite(c) => chunk.into_iter().try_fold(0, |n, row| {
-                diesel::insert_into(cs::table)
-                    .values(row)
-                    .on_conflict((cs::tenant_id, cs::purpose_key, cs::subject_id))
-                    .do_update()
-                    .set(set)
+                diesel::replace_into(cs::table)
+                    .values((
+                        cs::tenant_id.eq(&row.tenant_id),
+                        cs::purpose_key.eq(&row.purpose_key),
+                        cs::subject_id.eq(&row.subject_id),
+                        cs::decision.eq(&row.decision),
+                        cs::event_id.eq(&row.event_id),
+                        cs::policy_revision.eq(row.policy_revision.as_deref()),
+                        cs::source.eq(&row.source),
+                        cs::occurred_at.eq(row.occurred_at),
+                        cs::recorded_at.eq(row.recorded_at),
+                    ))
                     .execute(c)
                     .map(|m| n + m)
             }),

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod models;
 pub mod replica;
 pub mod schema;
+mod sqlite_init;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -328,6 +329,7 @@ impl ConnectionManager {
         match &self.url {
             DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url).map(AnyConnection::Postgresql),
             DatabaseUrl::Sqlite(path) => {
+                sqlite_init::register();
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets readers run beside the one writer; writers wait for each other
                 // (busy_timeout, ms) instead of failing; foreign keys are off by default in SQLite.

@@ -14,6 +14,7 @@ use super::LedgerError;
 use crate::db::backend::{self, is_retryable, write_transaction};
 use crate::db::models::event::NewEvent;
 use crate::db::models::idempotency::StoredResponse;
+use crate::db::models::receipt::ReceiptRow;
 use crate::db::models::state::StateRow;
 use crate::db::models::webhook::Webhook;
 use crate::db::models::{naive, new_id, utc};
@@ -94,7 +95,9 @@ pub type Finish = Box<dyn FnMut(&mut AnyConnection, &Recorded) -> Result<String,
 /// recorded, returns the receipt's row, which the batch stores with the others in one statement
 /// and whose JWS the response carries as its last member, `receipt`. It may run more than once (a
 /// batch that failed is retried one by one).
-pub type Seal = Box<dyn Fn(&Recorded) -> Result<crate::db::models::receipt::ReceiptRow, LedgerError> + Send>;
+/// Shared (`Arc`): the batch signs its receipts on a thread of its own, and keeps the seals for a
+/// retry.
+pub type Seal = Arc<dyn Fn(&Recorded) -> Result<ReceiptRow, LedgerError> + Send + Sync>;
 
 /// A validated submission, ready to be written.
 pub struct Submission {
@@ -305,6 +308,9 @@ fn next_time() -> DateTime<Utc> {
     }
 }
 
+/// The fewest receipts a batch signs on a thread of its own (see [`write_batch`]).
+const SIGN_APART_FROM: usize = 4;
+
 /// A subject as the batch sees it: its chain head and states, updated job by job.
 struct SubjectSlot {
     tenant_id: String,
@@ -474,43 +480,69 @@ pub fn write_batch(
     for slot in slots.iter().filter(|s| s.changed) {
         states.extend(slot.states.values().filter(|r| written_ids.contains(r.event_id.as_str())));
     }
-    backend::write_batch_rows(
-        conn,
-        &backend::BatchRows {
-            subjects: slots
-                .iter()
-                .filter(|s| s.is_new)
-                .map(|s| (s.subject_id.as_str(), s.tenant_id.as_str(), s.head.as_str()))
-                .collect(),
-            identifiers,
-            created_at: naive(Utc::now()),
-            heads: slots
-                .iter()
-                .filter(|s| s.changed && !s.is_new)
-                .map(|s| (s.subject_id.as_str(), s.head.as_str()))
-                .collect(),
-            events: &events,
-            states,
-        },
-    )?;
+    let rows = backend::BatchRows {
+        subjects: slots
+            .iter()
+            .filter(|s| s.is_new)
+            .map(|s| (s.subject_id.as_str(), s.tenant_id.as_str(), s.head.as_str()))
+            .collect(),
+        identifiers,
+        created_at: naive(Utc::now()),
+        heads: slots
+            .iter()
+            .filter(|s| s.changed && !s.is_new)
+            .map(|s| (s.subject_id.as_str(), s.head.as_str()))
+            .collect(),
+        events: &events,
+        states,
+    };
 
-    // Per job: webhook deliveries, what the caller writes with it, the stored response.
-    for (i, written, states) in changes {
-        let job = &jobs[i];
-        let hooks = &hooks_of[&job.rules.tenant_id];
-        let described = describe_events(conn, &job.rules.tenant_id, written)?;
-        let data: Vec<ConsentChange> =
-            described.into_iter().zip(states).map(|(event, state)| ConsentChange { event, state }).collect();
-        outbox::enqueue_to(conn, hooks, &job.rules.tenant_id, WebhookEventType::ConsentChanged, Utc::now(), data)?;
+    // The receipts are signed on a thread of their own while this one writes the rows, the
+    // webhook deliveries and what each caller writes with its events: a seal needs only what
+    // was planned. Signing (Ed25519) was a tenth of the writer thread, and SQLite's one writer
+    // thread is its bottleneck; on PostgreSQL it overlaps the batch's round trips. A few
+    // receipts are signed here: starting a thread costs about what signing two or three does
+    // (server CPU a write rose 10% with a thread for every batch of two or more, at 8
+    // concurrent writers).
+    let seals: Vec<(usize, Seal)> =
+        recorded.iter().enumerate().filter_map(|(pos, (i, _))| jobs[*i].seal.clone().map(|seal| (pos, seal))).collect();
+    let sign = |seals: Vec<(usize, Seal)>| -> Vec<(usize, Result<ReceiptRow, LedgerError>)> {
+        seals.into_iter().map(|(pos, seal)| (pos, seal(&recorded[pos].1))).collect()
+    };
+    let write = |conn: &mut AnyConnection, jobs: &mut [Submission]| -> Result<Vec<String>, LedgerError> {
+        backend::write_batch_rows(conn, &rows)?;
+        // Per job: webhook deliveries, then what the caller writes with it and its response.
+        for (i, written, states) in changes {
+            let job = &jobs[i];
+            let hooks = &hooks_of[&job.rules.tenant_id];
+            let described = describe_events(conn, &job.rules.tenant_id, written)?;
+            let data: Vec<ConsentChange> =
+                described.into_iter().zip(states).map(|(event, state)| ConsentChange { event, state }).collect();
+            outbox::enqueue_to(conn, hooks, &job.rules.tenant_id, WebhookEventType::ConsentChanged, Utc::now(), data)?;
+        }
+        recorded.iter().map(|(i, recorded)| (jobs[*i].finish)(conn, recorded)).collect()
+    };
+    let (rendered, signed) = if seals.len() >= SIGN_APART_FROM {
+        std::thread::scope(|scope| {
+            let signer = scope.spawn(|| sign(seals));
+            let rendered = write(conn, jobs);
+            (rendered, signer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        })
+    } else {
+        (write(conn, jobs), sign(seals))
+    };
+    let rendered = rendered?;
+    let mut receipt_of: Vec<Option<ReceiptRow>> = (0..recorded.len()).map(|_| None).collect();
+    for (pos, receipt) in signed {
+        receipt_of[pos] = Some(receipt?);
     }
+
     let mut responses: Vec<StoredResponse> = Vec::new();
     let mut receipts = Vec::new();
-    for (i, recorded) in recorded {
+    for (((i, recorded), rendered), receipt) in recorded.into_iter().zip(rendered).zip(receipt_of) {
         let job = &mut jobs[i];
-        let rendered = (job.finish)(conn, &recorded)?;
-        let (body, receipt_id) = match &job.seal {
-            Some(seal) => {
-                let receipt = seal(&recorded)?;
+        let (body, receipt_id) = match receipt {
+            Some(receipt) => {
                 let sealed = with_receipt(&rendered, &receipt.jws);
                 let id = receipt.id.clone();
                 receipts.push(receipt);

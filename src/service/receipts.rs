@@ -102,7 +102,7 @@ impl ReceiptContext {
 /// Errors: a signing failure (the submission fails, 503).
 pub fn sealer(state: &AppState, ctx: ReceiptContext) -> Seal {
     let keys = state.receipts.clone();
-    Box::new(move |recorded| {
+    std::sync::Arc::new(move |recorded| {
         let claims = ctx.claims(&keys.issuer, &recorded.subject_id, &recorded.events);
         let jws = keys
             .sign(&claims)

@@ -183,6 +183,7 @@ impl TestApp {
             replica: Default::default(),
             pool_size: 4,
             workers: Some(1),
+            writers: None,
             holidays: Vec::new(),
             log: "warn".into(),
             migrate: true,

@@ -57,6 +57,7 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         secrets: Default::default(),
         pool_size: 2,
         workers: Some(1),
+        writers: None,
         holidays: Vec::new(),
         log: "warn".into(),
         migrate: true,

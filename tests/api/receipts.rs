@@ -17,7 +17,7 @@ crate::backend_tests!(
     during_a_rolling_restart_every_instance_verifies_the_new_keys_receipts,
 );
 
-fn claims_of(jws: &str) -> Value {
+pub(crate) fn claims_of(jws: &str) -> Value {
     let payload = jws.split('.').nth(1).expect("a compact JWS");
     serde_json::from_slice(&B64.decode(payload).expect("base64url")).expect("JSON claims")
 }

@@ -11,6 +11,7 @@ crate::backend_tests!(
     a_revoked_token_is_refused_by_every_instance_within_a_second,
     concurrent_writes_of_one_subject_chain_in_order,
     concurrent_writes_of_many_subjects_are_each_committed_once,
+    concurrent_writes_each_get_the_receipt_of_their_own_events,
     no_acknowledged_write_is_lost_when_the_server_is_killed,
     concurrent_single_reads_each_get_their_own_answer,
 );
@@ -176,6 +177,44 @@ async fn concurrent_writes_of_many_subjects_are_each_committed_once(app: TestApp
     for n in 0..50 {
         let events = app.events_of(&format!("user:many-{n}")).await;
         assert_eq!(events.len(), 1, "user:many-{n} has exactly one event");
+    }
+}
+
+/// A batch signs its receipts on a thread of its own while it writes its rows
+/// (`ledger::write_batch`): under concurrent writes of many subjects, each response still
+/// carries the receipt of its own events and decision, and it verifies.
+async fn concurrent_writes_each_get_the_receipt_of_their_own_events(app: TestApp) {
+    app.seed().await;
+    let writes = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            let body =
+                json!({"subject": format!("user:sealed-{i}"), "choices": {"analytics": i % 2 == 0}, "source": "api"});
+            let res = app.record(body).await;
+            assert_eq!(res.status(), 201, "write {i}");
+            (i, res.json::<Value>().await.unwrap())
+        }
+    });
+    for (i, body) in join_all(writes).await {
+        let jws = body["receipt"].as_str().unwrap_or_else(|| panic!("write {i} has a receipt: {body}"));
+        let claims = crate::receipts::claims_of(jws);
+        let covered: Vec<&str> =
+            claims["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+        let answered: Vec<&str> = body["event_ids"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+        assert_eq!(covered, answered, "write {i}: the receipt covers the events it answered");
+        let stored: Vec<String> = app
+            .events_of(&format!("user:sealed-{i}"))
+            .await
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(covered, stored, "write {i}: those are its subject's events");
+        let decision = if i % 2 == 0 { "granted" } else { "denied" };
+        let purposes = claims["purposes"].as_array().unwrap();
+        let analytics = purposes.iter().find(|p| p["purpose"] == "analytics").expect("the purpose written");
+        assert_eq!(analytics["decision"], decision, "write {i}: its own decision");
+        let res = app.client.post(app.url("/v1/receipts/verify")).json(&json!({"receipt": jws})).send().await.unwrap();
+        assert_eq!(res.json::<Value>().await.unwrap()["valid"], true, "write {i}: the receipt verifies");
     }
 }
 
