@@ -3,7 +3,7 @@
 use super::models::idempotency::StoredResponse;
 use super::models::receipt::ReceiptRow;
 use super::models::state::StateRow;
-use super::schema::{consent_states, data_subjects, idempotency_keys, subject_identifiers};
+use super::schema::{consent_states, data_subjects, idempotency_keys};
 use super::AnyConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::pg::Pg;
@@ -145,7 +145,6 @@ pub fn resolve_identifiers(
     tenant_id: &str,
     identifiers: &[&str],
 ) -> QueryResult<Vec<(String, String)>> {
-    use subject_identifiers as si;
     match conn {
         AnyConnection::Postgresql(c) => PgStatement::<_, (Text, Text)>::new(
             &[
@@ -159,15 +158,10 @@ pub fn resolve_identifiers(
         .load(c),
         // One cached statement per identifier (in-process, no round trip): an `IN (…)` of a
         // varying length is a statement diesel does not cache, parsed again on every call.
-        AnyConnection::Sqlite(c) => {
+        AnyConnection::Sqlite(_) => {
             let mut known = Vec::with_capacity(identifiers.len());
             for identifier in identifiers {
-                let subject = si::table
-                    .filter(si::tenant_id.eq(tenant_id))
-                    .filter(si::identifier.eq(*identifier))
-                    .select(si::subject_id)
-                    .first::<String>(c)
-                    .optional()?;
+                let subject = super::models::subject::DataSubject::resolve(conn, tenant_id, identifier)?;
                 known.extend(subject.map(|s| ((*identifier).to_owned(), s)));
             }
             Ok(known)
@@ -354,8 +348,8 @@ const INSERT_CHUNK: usize = 1_000;
 // SQLite's inserts on the write path run one cached prepared statement per row. In-process
 // there is no round trip to save, and a multi-row `INSERT` of a varying length is a statement
 // diesel does not cache: SQLite parsed and planned it again for every batch, 15% of the
-// writer thread, which is SQLite's bottleneck (it has one). A tuple of `.eq()` binds every
-// column (NULL too), so the SQL, and the cached statement, is one per table.
+// writer thread, which is SQLite's bottleneck (it has one). A one-row insert of a struct is
+// cached by its SQL (one per set of its optional columns that are present).
 
 /// Runs an insert statement on whichever backend the connection is (diesel's
 /// `MultiConnection` has no multi-row insert of its own).
@@ -585,34 +579,11 @@ pub fn insert_responses(
     let c = match conn {
         AnyConnection::Postgresql(c) => c,
         AnyConnection::Sqlite(c) => {
-            use idempotency_keys as ik;
             for r in responses {
-                diesel::insert_into(ik::table)
-                    .values((
-                        ik::tenant_id.eq(&r.tenant_id),
-                        ik::scope.eq(&r.scope),
-                        ik::key.eq(&r.key),
-                        ik::request_hash.eq(&r.request_hash),
-                        ik::status.eq(r.status),
-                        ik::response.eq(&r.response),
-                        ik::created_at.eq(r.created_at),
-                        ik::receipt_id.eq(r.receipt_id.as_deref()),
-                    ))
-                    .execute(c)?;
+                diesel::insert_into(idempotency_keys::table).values(r).execute(c)?;
             }
-            use consent_receipts as cr;
             for r in receipts {
-                diesel::insert_into(cr::table)
-                    .values((
-                        cr::id.eq(&r.id),
-                        cr::tenant_id.eq(&r.tenant_id),
-                        cr::subject_id.eq(&r.subject_id),
-                        cr::idempotency.eq(r.idempotency.as_deref()),
-                        cr::event_ids.eq(&r.event_ids),
-                        cr::jws.eq(&r.jws),
-                        cr::issued_at.eq(r.issued_at),
-                    ))
-                    .execute(c)?;
+                diesel::insert_into(consent_receipts::table).values(r).execute(c)?;
             }
             return Ok(());
         }
@@ -771,24 +742,7 @@ pub fn insert_events(conn: &mut AnyConnection, rows: &[super::models::event::New
     use super::schema::consent_events as ce;
     if let AnyConnection::Sqlite(c) = conn {
         for e in rows {
-            diesel::insert_into(ce::table)
-                .values((
-                    ce::id.eq(&e.id),
-                    ce::tenant_id.eq(&e.tenant_id),
-                    ce::subject_id.eq(&e.subject_id),
-                    ce::purpose_key.eq(&e.purpose_key),
-                    ce::decision.eq(&e.decision),
-                    ce::policy_revision.eq(e.policy_revision.as_deref()),
-                    ce::source.eq(&e.source),
-                    ce::region.eq(e.region.as_deref()),
-                    ce::site_id.eq(e.site_id.as_deref()),
-                    ce::occurred_at.eq(e.occurred_at),
-                    ce::recorded_at.eq(e.recorded_at),
-                    ce::prev_hash.eq(&e.prev_hash),
-                    ce::hash.eq(&e.hash),
-                    ce::presentation_sha256.eq(e.presentation_sha256.as_deref()),
-                ))
-                .execute(c)?;
+            diesel::insert_into(ce::table).values(e).execute(c)?;
         }
         return Ok(());
     }
@@ -892,22 +846,9 @@ pub fn upsert_states(conn: &mut AnyConnection, rows: &[&super::models::state::St
             // SQLite: `REPLACE` (a state is the whole row; no trigger or foreign key refers to
             // it), one cached statement per row. Diesel never caches `ON CONFLICT … DO UPDATE`:
             // it was parsed again for every row.
-            AnyConnection::Sqlite(c) => chunk.into_iter().try_fold(0, |n, row| {
-                diesel::replace_into(cs::table)
-                    .values((
-                        cs::tenant_id.eq(&row.tenant_id),
-                        cs::purpose_key.eq(&row.purpose_key),
-                        cs::subject_id.eq(&row.subject_id),
-                        cs::decision.eq(&row.decision),
-                        cs::event_id.eq(&row.event_id),
-                        cs::policy_revision.eq(row.policy_revision.as_deref()),
-                        cs::source.eq(&row.source),
-                        cs::occurred_at.eq(row.occurred_at),
-                        cs::recorded_at.eq(row.recorded_at),
-                    ))
-                    .execute(c)
-                    .map(|m| n + m)
-            }),
+            AnyConnection::Sqlite(c) => chunk
+                .into_iter()
+                .try_fold(0, |n, row| diesel::replace_into(cs::table).values(row).execute(c).map(|m| n + m)),
         }?;
     }
     Ok(())
