@@ -701,9 +701,9 @@ pub fn insert_new_subjects(
 /// SQLite: copies the WAL into the database and truncates it to zero bytes
 /// (`PRAGMA wal_checkpoint(TRUNCATE)`), so that pages written before a deletion (an erasure's
 /// identifiers) no longer sit in the WAL; with `secure_delete` the database file holds none
-/// either. Best effort: a reader still on an older snapshot keeps the checkpoint from finishing
-/// (the WAL is then overwritten by later transactions and truncated at the next erasure), which
-/// is logged. PostgreSQL: nothing (its WAL and dead tuples are vacuumed by the server).
+/// either. Best effort: a reader still on an older snapshot for more than a second keeps the
+/// checkpoint from finishing (the WAL is then overwritten by later transactions and truncated at
+/// the next erasure), which is logged. PostgreSQL: nothing (its WAL and dead tuples are vacuumed by the server).
 pub fn truncate_wal(conn: &mut AnyConnection) {
     #[derive(diesel::QueryableByName)]
     struct Checkpoint {
@@ -711,12 +711,28 @@ pub fn truncate_wal(conn: &mut AnyConnection) {
         busy: i32,
     }
     if let AnyConnection::Sqlite(c) = conn {
-        match diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<Checkpoint>(c) {
-            Ok(r) if r.busy == 0 => {}
-            Ok(_) => tracing::warn!("the WAL could not be truncated after an erasure: a reader is active"),
-            Err(e) => tracing::warn!(error = %e, "the WAL could not be truncated after an erasure"),
+        // A checkpoint under way (the pool's checkpointer, every 20 ms) makes this one answer
+        // busy at once, without waiting: try again for up to a second.
+        for attempt in 1..=50 {
+            match diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<Checkpoint>(c) {
+                Ok(r) if r.busy == 0 => return,
+                Ok(_) if attempt < 50 => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Ok(_) => tracing::warn!("the WAL could not be truncated after an erasure: a reader is active"),
+                Err(e) => return tracing::warn!(error = %e, "the WAL could not be truncated after an erasure"),
+            }
         }
     }
+}
+
+/// SQLite: copies what the WAL holds into the database as far as no reader needs it
+/// (`PRAGMA wal_checkpoint(PASSIVE)`: waits for no lock, blocks no one,
+/// <https://sqlite.org/c3ref/wal_checkpoint_v2.html>). Run by the pool's checkpointer thread
+/// (`db::spawn_checkpointer`). PostgreSQL: nothing.
+pub fn checkpoint_wal(conn: &mut AnyConnection) -> QueryResult<()> {
+    if let AnyConnection::Sqlite(c) = conn {
+        diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA wal_checkpoint(PASSIVE)")?;
+    }
+    Ok(())
 }
 
 /// Marks events as being pruned by the retention run (`ledger_pruning`, one statement per

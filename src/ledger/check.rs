@@ -3,9 +3,8 @@
 use super::view::TenantRules;
 use super::LedgerError;
 use crate::db::backend;
-use crate::db::models::state::StateRow;
 use crate::db::AnyConnection;
-use crate::domain::{FieldError, Purpose, Reason, RegionCode, Status, SubjectIdentifier, SubjectKey};
+use crate::domain::{FieldError, Purpose, Reason, RegionCode, Status, StoredChoice, SubjectIdentifier, SubjectKey};
 use diesel::QueryResult;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -51,14 +50,17 @@ pub fn stored_subjects(subject_key: &SubjectKey, subjects: &[String]) -> Result<
     }
 }
 
-/// The state of `purpose_key` of each known stored identifier, by identifier: two queries per
-/// 5,000 distinct identifiers (one to resolve them, one for the states).
-pub fn states_by_identifier(
+/// The choice in force for `purpose_key` of each known stored identifier, by identifier: two
+/// queries per 5,000 distinct identifiers (one to resolve them, one for the states). Each state
+/// row is read into its [`StoredChoice`] at once: a check of 10,000 subjects holds 10,000 small
+/// values, not 10,000 rows of nine strings, twice.
+/// Errors: the database's, and a stored value that does not parse.
+pub fn choices_by_identifier(
     conn: &mut AnyConnection,
     tenant_id: &str,
     purpose_key: &str,
     stored: &[String],
-) -> QueryResult<HashMap<String, StateRow>> {
+) -> QueryResult<HashMap<String, StoredChoice>> {
     let mut unique: Vec<&str> = stored.iter().map(String::as_str).collect();
     unique.sort_unstable();
     unique.dedup();
@@ -69,32 +71,32 @@ pub fn states_by_identifier(
     let mut subject_ids: Vec<&str> = subject_of.values().map(String::as_str).collect();
     subject_ids.sort_unstable();
     subject_ids.dedup();
-    let mut state_of: HashMap<String, StateRow> = HashMap::with_capacity(subject_ids.len());
+    let mut choice_of: HashMap<String, StoredChoice> = HashMap::with_capacity(subject_ids.len());
     for chunk in subject_ids.chunks(CHUNK) {
         for row in backend::states_of(conn, tenant_id, Some(purpose_key), chunk)? {
-            state_of.insert(row.subject_id.clone(), row);
+            let choice = row.to_choice()?;
+            choice_of.insert(row.subject_id, choice);
         }
     }
-    Ok(subject_of.into_iter().filter_map(|(identifier, id)| Some((identifier, state_of.get(&id)?.clone()))).collect())
+    Ok(subject_of.into_iter().filter_map(|(identifier, id)| Some((identifier, choice_of.get(&id)?.clone()))).collect())
 }
 
 /// The answer for each subject, in request order, from the states of their stored forms
-/// (`stored[i]` is `subjects[i]`'s). Subjects without a state are `not_asked`.
+/// (`stored[i]` is `subjects[i]`'s). Subjects without a choice are `not_asked`.
 pub fn answer(
     rules: &TenantRules,
     purpose: &Purpose,
     region: Option<&RegionCode>,
     subjects: Vec<String>,
     stored: &[String],
-    states: &HashMap<String, StateRow>,
-) -> Result<Vec<CheckResult>, LedgerError> {
+    choices: &HashMap<String, StoredChoice>,
+) -> Vec<CheckResult> {
     subjects
         .into_iter()
         .zip(stored)
         .map(|(subject, stored)| {
-            let choice = states.get(stored).map(StateRow::to_choice).transpose()?;
-            let state = rules.evaluate(purpose, choice.as_ref(), region);
-            Ok(CheckResult { subject, allowed: state.allowed, status: state.status, reason: state.reason })
+            let state = rules.evaluate(purpose, choices.get(stored), region);
+            CheckResult { subject, allowed: state.allowed, status: state.status, reason: state.reason }
         })
         .collect()
 }

@@ -4,8 +4,7 @@
 
 use super::reader::Lookup;
 use super::receipts::{self, ReceiptContext};
-use crate::db::models::state::StateRow;
-use crate::domain::{Purpose, RegionCode, SubjectKey};
+use crate::domain::{Purpose, RegionCode, StoredChoice, SubjectKey};
 use crate::error::ApiError;
 use crate::ledger::{
     self, check, CheckResult, Finish, LedgerError, Outcome, RecordRequest, SubjectView, Submission, TenantRules,
@@ -90,7 +89,7 @@ pub async fn read_state(
 
 /// Checks `purpose` for each subject, in request order. One subject (a send-time check) is one
 /// lookup, read together with concurrent ones (`service::reader`); a list is two queries per
-/// 5,000 subjects ([`ledger::check::states_by_identifier`]).
+/// 5,000 subjects ([`ledger::check::choices_by_identifier`]).
 /// Errors: a purpose the tenant does not define, malformed subjects (400).
 pub async fn check(
     state: &AppState,
@@ -105,20 +104,24 @@ pub async fn check(
     })?;
     let stored = check::stored_subjects(&subject_key, &subjects)?;
     crate::metrics::checked(stored.len());
-    let (stored, states): (Vec<String>, HashMap<String, StateRow>) = if let [only] = stored.as_slice() {
+    let (stored, choices): (Vec<String>, HashMap<String, StoredChoice>) = if let [only] = stored.as_slice() {
         let lookup = Lookup {
             tenant_id: rules.tenant_id.clone(),
             identifier: only.clone(),
             purpose: Some(purpose.key.to_string()),
         };
-        let states = state.read_states(lookup).await?.into_iter().map(|row| (only.clone(), row)).collect();
-        (stored, states)
+        let mut choices = HashMap::new();
+        for row in state.read_states(lookup).await? {
+            choices.insert(only.clone(), row.to_choice().map_err(LedgerError::from)?);
+        }
+        (stored, choices)
     } else {
         let (tenant_id, key) = (rules.tenant_id.clone(), purpose.key.to_string());
-        let stored_again = stored.clone();
-        let states =
-            state.read_db(move |conn| Ok(check::states_by_identifier(conn, &tenant_id, &key, &stored)?)).await?;
-        (stored_again, states)
+        let stored = std::sync::Arc::new(stored);
+        let read = stored.clone();
+        let choices =
+            state.read_db(move |conn| Ok(check::choices_by_identifier(conn, &tenant_id, &key, &read)?)).await?;
+        (std::sync::Arc::unwrap_or_clone(stored), choices)
     };
-    Ok(check::answer(&rules, &purpose, region.as_ref(), subjects, &stored, &states)?)
+    Ok(check::answer(&rules, &purpose, region.as_ref(), subjects, &stored, &choices))
 }
