@@ -632,6 +632,12 @@ const RESPONSES_SQL: &[&str] = &[
     ")) SELECT 1",
 ];
 
+/// `f`, typed so that the values it makes borrow the row's strings, not the reference to the
+/// row (a closure's own signature would tie them together).
+fn row_values<'a, R>(f: impl Fn(&(&'a str, &'a str, &'a str)) -> R) -> impl Fn(&(&'a str, &'a str, &'a str)) -> R {
+    f
+}
+
 /// Inserts new data subjects, (id, tenant id, chain head), and their identifiers, (tenant id,
 /// identifier, subject id): one statement per 1,000 rows each on PostgreSQL, one cached
 /// statement per row on SQLite. A concurrent writer that created the same identifier makes
@@ -644,55 +650,32 @@ pub fn insert_new_subjects(
 ) -> QueryResult<()> {
     use super::schema::subject_identifiers as si;
     use data_subjects as ds;
+    let subject = row_values(|(id, tenant, head)| {
+        (ds::id.eq(*id), ds::tenant_id.eq(*tenant), ds::last_event_hash.eq(*head), ds::created_at.eq(created_at))
+    });
+    let identifier = row_values(|(tenant, identifier, subject)| {
+        (
+            si::tenant_id.eq(*tenant),
+            si::identifier.eq(*identifier),
+            si::subject_id.eq(*subject),
+            si::created_at.eq(created_at),
+        )
+    });
     if let AnyConnection::Sqlite(c) = conn {
-        for (id, tenant, head) in subjects {
-            diesel::insert_into(ds::table)
-                .values((
-                    ds::id.eq(*id),
-                    ds::tenant_id.eq(*tenant),
-                    ds::last_event_hash.eq(*head),
-                    ds::created_at.eq(created_at),
-                ))
-                .execute(c)?;
+        for row in subjects {
+            diesel::insert_into(ds::table).values(subject(row)).execute(c)?;
         }
-        for (tenant, identifier, subject) in identifiers {
-            diesel::insert_into(si::table)
-                .values((
-                    si::tenant_id.eq(*tenant),
-                    si::identifier.eq(*identifier),
-                    si::subject_id.eq(*subject),
-                    si::created_at.eq(created_at),
-                ))
-                .execute(c)?;
+        for row in identifiers {
+            diesel::insert_into(si::table).values(identifier(row)).execute(c)?;
         }
         return Ok(());
     }
     for chunk in subjects.chunks(INSERT_CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(id, tenant, head)| {
-                (
-                    ds::id.eq(*id),
-                    ds::tenant_id.eq(*tenant),
-                    ds::last_event_hash.eq(*head),
-                    ds::created_at.eq(created_at),
-                )
-            })
-            .collect();
+        let values: Vec<_> = chunk.iter().map(&subject).collect();
         execute_on_either!(conn, diesel::insert_into(ds::table).values(&values))?;
     }
     for chunk in identifiers.chunks(INSERT_CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(tenant, identifier, subject)| {
-                (
-                    si::tenant_id.eq(*tenant),
-                    si::identifier.eq(*identifier),
-                    si::subject_id.eq(*subject),
-                    si::created_at.eq(created_at),
-                )
-            })
-            .collect();
+        let values: Vec<_> = chunk.iter().map(&identifier).collect();
         execute_on_either!(conn, diesel::insert_into(si::table).values(&values))?;
     }
     Ok(())
@@ -703,7 +686,8 @@ pub fn insert_new_subjects(
 /// identifiers) no longer sit in the WAL; with `secure_delete` the database file holds none
 /// either. Best effort: a reader still on an older snapshot for more than a second keeps the
 /// checkpoint from finishing (the WAL is then overwritten by later transactions and truncated at
-/// the next erasure), which is logged. PostgreSQL: nothing (its WAL and dead tuples are vacuumed by the server).
+/// the next erasure), which is logged. PostgreSQL: nothing (its WAL and dead tuples are
+/// vacuumed by the server).
 pub fn truncate_wal(conn: &mut AnyConnection) {
     #[derive(diesel::QueryableByName)]
     struct Checkpoint {

@@ -523,16 +523,31 @@ pub fn open_replica(url: &str, pool_size: u32) -> Result<Pool, DbError> {
     Ok(Pool { inner, health })
 }
 
+/// Starts a thread named `name` that calls `tick` with a manager of the pool every `every`, and
+/// ends once the pool is gone (it holds the pool's health weakly).
+fn spawn_while_pool_lives(
+    manager: &ConnectionManager,
+    name: &str,
+    every: Duration,
+    mut tick: impl FnMut(&ConnectionManager) + Send + 'static,
+) -> std::io::Result<()> {
+    let (url, synchronous, health) = (manager.url.clone(), manager.synchronous, Arc::downgrade(&manager.health));
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(health) = health.upgrade() else { return };
+            tick(&ConnectionManager { url: url.clone(), synchronous, health });
+        })
+        .map(drop)
+}
+
 /// While the database is down, tries to connect every [`PROBE_EVERY`], so that the pool knows
 /// it is back without a request waiting for it. Ends with the pool.
 fn spawn_probe(manager: &ConnectionManager) {
-    let (url, synchronous, health) = (manager.url.clone(), manager.synchronous, Arc::downgrade(&manager.health));
-    let spawned = std::thread::Builder::new().name("consentry-db-probe".into()).spawn(move || loop {
-        std::thread::sleep(PROBE_EVERY);
-        let Some(health) = health.upgrade() else { return };
-        if health.is_down() {
-            let probe = ConnectionManager { url: url.clone(), synchronous, health: health.clone() };
-            drop(r2d2::ManageConnection::connect(&probe));
+    let spawned = spawn_while_pool_lives(manager, "consentry-db-probe", PROBE_EVERY, |probe| {
+        if probe.health.is_down() {
+            drop(r2d2::ManageConnection::connect(probe));
         }
     });
     if let Err(e) = spawned {
@@ -557,32 +572,23 @@ fn spawn_checkpointer(manager: &ConnectionManager) -> Result<(), DbError> {
     if !matches!(manager.url, DatabaseUrl::Sqlite(_)) {
         return Ok(());
     }
-    let (url, synchronous, health) = (manager.url.clone(), manager.synchronous, Arc::downgrade(&manager.health));
-    std::thread::Builder::new()
-        .name("consentry-checkpoint".into())
-        .spawn(move || {
-            let mut conn: Option<AnyConnection> = None;
-            loop {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                let Some(health) = health.upgrade() else { return };
-                if conn.is_none() {
-                    let manager = ConnectionManager { url: url.clone(), synchronous, health };
-                    conn = manager.open().ok();
-                }
-                if let Some(c) = conn.as_mut() {
-                    if let Err(e) = backend::checkpoint_wal(c) {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; trying again on a new connection");
-                        conn = None;
-                    }
-                }
+    let mut conn: Option<AnyConnection> = None;
+    spawn_while_pool_lives(manager, "consentry-checkpoint", CHECKPOINT_EVERY, move |manager| {
+        if conn.is_none() {
+            conn = manager.open().ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            if let Err(e) = backend::checkpoint_wal(c) {
+                tracing::warn!(error = %e, "WAL checkpoint failed; trying again on a new connection");
+                conn = None;
             }
-        })
-        .map(drop)
-        .map_err(|e| DbError::Connect {
-            backend: manager.url.backend(),
-            url: manager.url.redacted(),
-            reason: format!("cannot start the WAL checkpointer thread: {e}"),
-        })
+        }
+    })
+    .map_err(|e| DbError::Connect {
+        backend: manager.url.backend(),
+        url: manager.url.redacted(),
+        reason: format!("cannot start the WAL checkpointer thread: {e}"),
+    })
 }
 
 /// A key for `pg_advisory_lock` held while migrating: "consentry" in ASCII, as a number.
