@@ -6,7 +6,7 @@
 #                [--workloads write,check,visitor_read,config,bulk] [--scale N]
 #
 # Environment: BENCH_DURATION (15s), BENCH_WARMUP (3s), BENCH_CONNS ("8 32"),
-# BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory,
+# BENCH_BULK_CONNS (1: bulk checks at once), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory,
 # BENCH_RESULTS=0 writes no file to bench/results/ (bench/profile.sh).
 # Exit status: 0; 1 when a backend failed; 2 when a measurement had non-2xx answers or socket errors (flagged in the table).
 set -euo pipefail
@@ -36,6 +36,7 @@ done
 DURATION=${BENCH_DURATION:-15s}
 WARMUP=${BENCH_WARMUP:-3s}
 CONNS=${BENCH_CONNS:-"8 32"}
+BULK_CONNS=${BENCH_BULK_CONNS:-1}
 PG_BASE=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 REVISION="2026-01-01"     # the bench policy revision, in force (dated in the past)
 SEED_VISITORS=3000        # visitors written over HTTP before the read workloads (not timed)
@@ -43,6 +44,7 @@ SAMPLE_IDS=100000         # at most this many loaded visitors are handed to wrk 
 BULK_SUBJECTS=10000
 
 [[ "$SCALE" =~ ^[0-9]+$ ]] || { echo "--scale takes a number" >&2; exit 64; }
+[[ "$BULK_CONNS" =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_BULK_CONNS takes a number from 1" >&2; exit 64; }
 [[ "$LABEL" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "--label: letters, digits, . _ - only" >&2; exit 64; }
 for b in ${BACKENDS//,/ }; do
   [[ "$b" == pg || "$b" == sqlite ]] || { echo "unknown backend '$b' (pg, sqlite)" >&2; exit 64; }
@@ -312,7 +314,7 @@ bench_backend() {
       check) for c in $CONNS; do run_wrk "$backend" check 2 "$c" "$ids" "$TOKEN"; done ;;
       visitor_read) for c in $CONNS; do run_wrk "$backend" visitor_read 2 "$c" "$SITE_KEY" "$ids"; done ;;
       config) for c in $CONNS; do run_wrk "$backend" config 2 "$c" "$SITE_KEY"; done ;;
-      bulk) run_wrk "$backend" bulk 1 1 "$body" "$TOKEN" ;;
+      bulk) run_wrk "$backend" bulk $(( BULK_CONNS > 1 ? 2 : 1 )) "$BULK_CONNS" "$body" "$TOKEN" ;;
     esac
   done
 
@@ -419,7 +421,7 @@ REPORT="$WORK/report.md"
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "- binary: \`$BIN\` (sha256 $(sha256sum "$BIN" | cut -c1-12))"
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(psql -X -At "$PG_BASE/postgres" -c 'SHOW server_version' 2>/dev/null | sed 's/^/PostgreSQL /; s/ (.*//'); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-  echo "- wrk: -t2 -c{${CONNS// /,}} (bulk: -t1 -c1), $DURATION each after a $WARMUP warm-up; pgbench -M prepared -j 2, same duration"
+  echo "- wrk: -t2 -c{${CONNS// /,}} (bulk: -c$BULK_CONNS), $DURATION each after a $WARMUP warm-up; pgbench -M prepared -j 2, same duration"
   echo "- scale: $SCALE loaded subjects (10 events each) + $SEED_VISITORS visitors written over HTTP"
   echo
   for b in ${BACKENDS//,/ }; do

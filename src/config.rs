@@ -34,6 +34,11 @@ pub struct Settings {
     /// one writer.
     #[serde(default)]
     pub writers: Option<usize>,
+    /// Grouped-read threads for single-subject checks and state reads (see `service::reader`):
+    /// default one on PostgreSQL, two on SQLite (`startup::default_readers`). Each holds one of
+    /// the `pool_size` connections while it reads.
+    #[serde(default)]
+    pub readers: Option<usize>,
     /// Days that are not business days besides weekends, `YYYY-MM-DD`, for the deadlines of
     /// opt-out requests (11 CCR §7026(f)); e.g. `holidays = ["2026-12-25"]` in the file.
     #[serde(default)]

@@ -43,6 +43,21 @@ pub use crate::auth::TOKEN_KEY;
 /// 30% more CPU a write than two, for no more writes a second (BENCHMARKS.md, stop 21).
 pub const DEFAULT_PG_WRITERS: usize = 2;
 
+/// Grouped-read threads unless `readers` says otherwise.
+///
+/// PostgreSQL: one. While it waits for one query, every lookup that arrives meanwhile gathers
+/// into the next. With two, batches were half the size and each cost PostgreSQL a round trip
+/// and a plan of its own: single checks @32 ran at 23,000/s with two readers and 30,000–34,000/s
+/// with one, @8 at 10,000/s and 15,000–16,000/s, p99 lower too (BENCHMARKS.md, stop 23).
+/// SQLite: two. A read is CPU in this process, and two threads use both cores (checks @32:
+/// 41,000/s with one, 46,000/s with two).
+pub fn default_readers(url: &db::DatabaseUrl) -> usize {
+    match url {
+        db::DatabaseUrl::Postgres(_) => 1,
+        db::DatabaseUrl::Sqlite(_) => 2,
+    }
+}
+
 /// The name of the instance key that signs one-click unsubscribe links.
 pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
 
@@ -80,10 +95,12 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         TokenKeys::from_secret(&unsubscribe).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
     // PostgreSQL: `writers` (default two). SQLite: one writer, whatever is set.
-    let writers = match db::DatabaseUrl::parse(&settings.database_url)? {
+    let url = db::DatabaseUrl::parse(&settings.database_url)?;
+    let writers = match url {
         db::DatabaseUrl::Postgres(_) => settings.writers.unwrap_or(DEFAULT_PG_WRITERS).max(1),
         db::DatabaseUrl::Sqlite(_) => 1,
     };
+    let readers = settings.readers.unwrap_or_else(|| default_readers(&url)).max(1);
     let receipts = Arc::new(crate::receipts::ReceiptKeys::load(settings)?);
     let replica = match (&settings.database_replica_url, writers) {
         (None, _) => None,
@@ -98,7 +115,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let replica_reader = replica.as_ref().map(|r| {
         Arc::new(crate::service::reader::Reader::start_waiting(
             r.pool().clone(),
-            2,
+            readers,
             Some(crate::db::replica::CHECKOUT_WITHIN),
         ))
     });
@@ -109,7 +126,7 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         )),
         directory: crate::service::directory::Directory::new(pool.clone()),
         writer: Arc::new(crate::service::writer::Writer::start(pool.clone(), writers, webhook_wake.clone())),
-        reader: Arc::new(crate::service::reader::Reader::start(pool.clone(), 2)),
+        reader: Arc::new(crate::service::reader::Reader::start(pool.clone(), readers)),
         replica,
         replica_reader,
         pool,

@@ -36,6 +36,7 @@ pub async fn start(database_url: &str) -> Server {
         pool_size: 8,
         workers: None,
         writers: None,
+        readers: None,
         holidays: Vec::new(),
         log: "error".into(),
         migrate: true,

@@ -2,8 +2,9 @@
 //! send-time check of a marketing system, the SDK's visitor read) are answered together, one
 //! query per batch ([`backend::states_of_identifiers`]).
 //!
-//! A lone request is read at once; under load, each reader thread takes everything queued (up
-//! to [`MAX_BATCH`]) while the other one queries. When a batch query fails, its lookups are read
+//! A lone request is read at once; under load, the lookups that arrive while a reader thread
+//! queries gather, and the next free reader takes them all (up to [`MAX_BATCH`]). How many
+//! reader threads: `readers` (`startup::default_readers`). When a batch query fails, its lookups are read
 //! again one by one, so each request gets its own answer or error.
 
 use super::batch::{take_up_to, Batcher};

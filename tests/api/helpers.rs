@@ -184,6 +184,7 @@ impl TestApp {
             pool_size: 4,
             workers: Some(1),
             writers: None,
+            readers: None,
             holidays: Vec::new(),
             log: "warn".into(),
             migrate: true,

@@ -58,6 +58,7 @@ fn settings_for(url: &str) -> consentry::config::Settings {
         pool_size: 2,
         workers: Some(1),
         writers: None,
+        readers: None,
         holidays: Vec::new(),
         log: "warn".into(),
         migrate: true,

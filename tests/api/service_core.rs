@@ -14,6 +14,7 @@ crate::backend_tests!(
     concurrent_writes_each_get_the_receipt_of_their_own_events,
     no_acknowledged_write_is_lost_when_the_server_is_killed,
     concurrent_single_reads_each_get_their_own_answer,
+    concurrent_bulk_checks_each_get_their_own_answers,
 );
 
 /// Polls `probe` every 50 ms until it holds; returns how long that took (fails after 3 s).
@@ -294,6 +295,54 @@ async fn concurrent_single_reads_each_get_their_own_answer(app: TestApp) {
     });
     for (i, subject, want, status) in join_all(reads).await {
         assert_eq!(status, want, "read {i} of {subject}");
+    }
+}
+
+/// Twelve bulk checks at once, more than there are cores and blocking threads ready: each gets
+/// its own subjects' answers, in its own order.
+async fn concurrent_bulk_checks_each_get_their_own_answers(app: TestApp) {
+    app.seed().await;
+    // user:bulk-0..15: analytics granted when divisible by 3, refused otherwise; 16.. never asked.
+    for n in 0..16 {
+        let body = json!({"subject": format!("user:bulk-{n}"), "choices": {"analytics": n % 3 == 0}, "source": "api"});
+        assert_eq!(app.record(body).await.status(), 201);
+    }
+    let checks = (0..12).map(|i| {
+        let app = &app;
+        async move {
+            // Each check names 40 subjects in an order of its own (rotated by i, every other one
+            // reversed), a few twice.
+            let mut ns: Vec<usize> = (0..40).map(|k| (k * 7 + i) % 24).collect();
+            if i % 2 == 1 {
+                ns.reverse();
+            }
+            let subjects: Vec<String> = ns.iter().map(|n| format!("user:bulk-{n}")).collect();
+            let res = app
+                .client
+                .post(app.url("/v1/consents/check"))
+                .bearer_auth(&app.token)
+                .json(&json!({"purpose": "analytics", "subjects": subjects}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "check {i}");
+            let body: Value = res.json().await.unwrap();
+            (i, ns, body)
+        }
+    });
+    for (i, ns, body) in join_all(checks).await {
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), ns.len(), "check {i}");
+        for (result, n) in results.iter().zip(&ns) {
+            let want = match n {
+                16.. => "not_asked",
+                n if n % 3 == 0 => "granted",
+                _ => "denied",
+            };
+            assert_eq!(result["subject"], format!("user:bulk-{n}").as_str(), "check {i}");
+            assert_eq!(result["status"], want, "check {i}, user:bulk-{n}");
+            assert_eq!(result["allowed"], want == "granted", "check {i}, user:bulk-{n}");
+        }
     }
 }
 
