@@ -33,6 +33,9 @@ pub enum StartupError {
     Keys(#[from] crate::receipts::KeyError),
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
+    /// A setting out of its range.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// The name of the instance key that signs management tokens.
@@ -58,6 +61,18 @@ pub fn default_readers(url: &db::DatabaseUrl) -> usize {
     }
 }
 
+/// The reader threads to start: `readers` when set, from 1 to `pool_size` (each holds one
+/// connection while it reads), else [`default_readers`]. Errors: a `readers` out of that range.
+pub fn reader_threads(readers: Option<usize>, pool_size: u32, url: &db::DatabaseUrl) -> Result<usize, StartupError> {
+    match readers {
+        None => Ok(default_readers(url)),
+        Some(n) if n >= 1 && n <= pool_size as usize => Ok(n),
+        Some(n) => Err(StartupError::Setting(format!(
+            "readers is {n}: it must be from 1 to pool_size ({pool_size}), as each reader holds one connection"
+        ))),
+    }
+}
+
 /// The name of the instance key that signs one-click unsubscribe links.
 pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
 
@@ -70,6 +85,8 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     {
         return Err(DbError::ReplicaOfSqlite.into());
     }
+    let url = db::DatabaseUrl::parse(&settings.database_url)?;
+    let readers = reader_threads(settings.readers, settings.pool_size, &url)?;
     let pool = db::open(&settings.database_url, &settings.db_options())?;
     let mut conn = pool.get().map_err(DbError::from)?;
     // A missing or wrong key stops start-up here, before anything is served.
@@ -95,12 +112,10 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
         TokenKeys::from_secret(&unsubscribe).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
     // PostgreSQL: `writers` (default two). SQLite: one writer, whatever is set.
-    let url = db::DatabaseUrl::parse(&settings.database_url)?;
     let writers = match url {
         db::DatabaseUrl::Postgres(_) => settings.writers.unwrap_or(DEFAULT_PG_WRITERS).max(1),
         db::DatabaseUrl::Sqlite(_) => 1,
     };
-    let readers = settings.readers.unwrap_or_else(|| default_readers(&url)).max(1);
     let receipts = Arc::new(crate::receipts::ReceiptKeys::load(settings)?);
     let replica = match (&settings.database_replica_url, writers) {
         (None, _) => None,
@@ -564,6 +579,29 @@ fn into_problem<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_web:
     let title = status.canonical_reason().unwrap_or("Error");
     let res = ServiceResponse::new(req, problem_response(status, slug, title, detail));
     Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}
+
+#[cfg(test)]
+mod readers_tests {
+    use super::reader_threads as readers;
+    use crate::db::DatabaseUrl;
+
+    #[test]
+    fn readers_default_to_one_on_postgresql_and_two_on_sqlite_and_stay_within_the_pool() {
+        let pg = DatabaseUrl::Postgres("postgres://localhost/consentry".into());
+        let sqlite = DatabaseUrl::Sqlite("data/consentry.db".into());
+        assert_eq!(readers(None, 8, &pg).unwrap(), 1);
+        assert_eq!(readers(None, 8, &sqlite).unwrap(), 2);
+        assert_eq!(readers(Some(3), 8, &pg).unwrap(), 3);
+        assert_eq!(readers(Some(8), 8, &sqlite).unwrap(), 8);
+        for bad in [0, 9, 99_999] {
+            let message = readers(Some(bad), 8, &pg).unwrap_err().to_string();
+            assert_eq!(
+                message,
+                format!("readers is {bad}: it must be from 1 to pool_size (8), as each reader holds one connection")
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //!
 //! A lone request is read at once; under load, the lookups that arrive while a reader thread
 //! queries gather, and the next free reader takes them all (up to [`MAX_BATCH`]). How many
-//! reader threads: `readers` (`startup::default_readers`). When a batch query fails, its lookups are read
-//! again one by one, so each request gets its own answer or error.
+//! reader threads: `readers` (`startup::default_readers`). When a batch query fails, its
+//! lookups are read again one by one, so each request gets its own answer or error.
 
 use super::batch::{take_up_to, Batcher};
 use crate::db::backend::{self, StateLookup};
