@@ -61,14 +61,15 @@ pub fn default_readers(url: &db::DatabaseUrl) -> usize {
     }
 }
 
-/// The reader threads to start: `readers` when set, from 1 to `pool_size` (each holds one
-/// connection while it reads), else [`default_readers`]. Errors: a `readers` out of that range.
-pub fn reader_threads(readers: Option<usize>, pool_size: u32, url: &db::DatabaseUrl) -> Result<usize, StartupError> {
-    match readers {
-        None => Ok(default_readers(url)),
+/// How many threads of a kind that each hold one connection while they work (`readers`,
+/// `writers`): `set` when given, from 1 to `pool_size`, else `default`. Errors: a value out of
+/// that range, named by `name`.
+pub fn threads(name: &str, set: Option<usize>, default: usize, pool_size: u32) -> Result<usize, StartupError> {
+    match set {
+        None => Ok(default),
         Some(n) if n >= 1 && n <= pool_size as usize => Ok(n),
         Some(n) => Err(StartupError::Setting(format!(
-            "readers is {n}: it must be from 1 to pool_size ({pool_size}), as each reader holds one connection"
+            "{name} is {n}: it must be from 1 to pool_size ({pool_size}), as each one holds a connection"
         ))),
     }
 }
@@ -80,13 +81,16 @@ pub const UNSUBSCRIBE_KEY: &str = "unsubscribe_link_hs256";
 /// installation's keys.
 pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     // Refused before the SQLite file is made.
-    if settings.database_replica_url.is_some()
-        && matches!(db::DatabaseUrl::parse(&settings.database_url)?, db::DatabaseUrl::Sqlite(_))
-    {
+    let url = db::DatabaseUrl::parse(&settings.database_url)?;
+    if settings.database_replica_url.is_some() && matches!(url, db::DatabaseUrl::Sqlite(_)) {
         return Err(DbError::ReplicaOfSqlite.into());
     }
-    let url = db::DatabaseUrl::parse(&settings.database_url)?;
-    let readers = reader_threads(settings.readers, settings.pool_size, &url)?;
+    let readers = threads("readers", settings.readers, default_readers(&url), settings.pool_size)?;
+    // PostgreSQL: `writers` (default two). SQLite: one writer, whatever is set.
+    let writers = match url {
+        db::DatabaseUrl::Postgres(_) => threads("writers", settings.writers, DEFAULT_PG_WRITERS, settings.pool_size)?,
+        db::DatabaseUrl::Sqlite(_) => 1,
+    };
     let pool = db::open(&settings.database_url, &settings.db_options())?;
     let mut conn = pool.get().map_err(DbError::from)?;
     // A missing or wrong key stops start-up here, before anything is served.
@@ -111,22 +115,19 @@ pub fn open_state(settings: &Settings) -> Result<AppState, StartupError> {
     let unsubscribe_keys =
         TokenKeys::from_secret(&unsubscribe).map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
-    // PostgreSQL: `writers` (default two). SQLite: one writer, whatever is set.
-    let writers = match url {
-        db::DatabaseUrl::Postgres(_) => settings.writers.unwrap_or(DEFAULT_PG_WRITERS).max(1),
-        db::DatabaseUrl::Sqlite(_) => 1,
-    };
     let receipts = Arc::new(crate::receipts::ReceiptKeys::load(settings)?);
-    let replica = match (&settings.database_replica_url, writers) {
-        (None, _) => None,
-        (Some(_), 1) => return Err(DbError::ReplicaOfSqlite.into()),
-        (Some(url), _) => Some(db::replica::Replica::open(
-            url,
-            pool.clone(),
-            settings.replica.pool_size.unwrap_or(settings.pool_size),
-            settings.replica.max_lag,
-        )?),
-    };
+    let replica = settings
+        .database_replica_url
+        .as_ref()
+        .map(|url| {
+            db::replica::Replica::open(
+                url,
+                pool.clone(),
+                settings.replica.pool_size.unwrap_or(settings.pool_size),
+                settings.replica.max_lag,
+            )
+        })
+        .transpose()?;
     let replica_reader = replica.as_ref().map(|r| {
         Arc::new(crate::service::reader::Reader::start_waiting(
             r.pool().clone(),
@@ -582,23 +583,27 @@ fn into_problem<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_web:
 }
 
 #[cfg(test)]
-mod readers_tests {
-    use super::reader_threads as readers;
+mod threads_tests {
+    use super::{default_readers, threads};
     use crate::db::DatabaseUrl;
 
     #[test]
-    fn readers_default_to_one_on_postgresql_and_two_on_sqlite_and_stay_within_the_pool() {
-        let pg = DatabaseUrl::Postgres("postgres://localhost/consentry".into());
-        let sqlite = DatabaseUrl::Sqlite("data/consentry.db".into());
-        assert_eq!(readers(None, 8, &pg).unwrap(), 1);
-        assert_eq!(readers(None, 8, &sqlite).unwrap(), 2);
-        assert_eq!(readers(Some(3), 8, &pg).unwrap(), 3);
-        assert_eq!(readers(Some(8), 8, &sqlite).unwrap(), 8);
+    fn readers_default_to_one_on_postgresql_and_two_on_sqlite() {
+        assert_eq!(default_readers(&DatabaseUrl::Postgres("postgres://localhost/consentry".into())), 1);
+        assert_eq!(default_readers(&DatabaseUrl::Sqlite("data/consentry.db".into())), 2);
+    }
+
+    #[test]
+    fn reader_and_writer_threads_are_from_one_to_the_pool_size() {
+        assert_eq!(threads("readers", None, 2, 8).unwrap(), 2);
+        assert_eq!(threads("readers", Some(3), 1, 8).unwrap(), 3);
+        assert_eq!(threads("writers", Some(8), 2, 8).unwrap(), 8);
+        assert_eq!(threads("writers", Some(1), 2, 8).unwrap(), 1);
         for bad in [0, 9, 99_999] {
-            let message = readers(Some(bad), 8, &pg).unwrap_err().to_string();
+            let message = threads("writers", Some(bad), 2, 8).unwrap_err().to_string();
             assert_eq!(
                 message,
-                format!("readers is {bad}: it must be from 1 to pool_size (8), as each reader holds one connection")
+                format!("writers is {bad}: it must be from 1 to pool_size (8), as each one holds a connection")
             );
         }
     }

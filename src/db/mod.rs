@@ -383,7 +383,9 @@ pub enum Transient {
     ConnectionLost,
     /// The database takes no writes now (a replica, a failover under way, a read-only file).
     ReadOnly,
-    /// The server is starting, stopping or recovering, or SQLite's write lock did not come free.
+    /// The server is starting, stopping or recovering, SQLite's write lock did not come free, or
+    /// PostgreSQL cancelled the statement (an administrator's `pg_cancel_backend`,
+    /// `statement_timeout`, `lock_timeout`: SQLSTATE 57014 and 55P03).
     Unavailable,
 }
 
@@ -415,6 +417,7 @@ pub fn transient(err: &(dyn std::error::Error + 'static)) -> Option<Transient> {
                 || has("cannot connect now")
                 || has("database is locked")
                 || has("too many clients")
+                || has("canceling statement due to")
             {
                 return Some(Transient::Unavailable);
             }

@@ -241,6 +241,63 @@ async fn postgres_connections_ended_by_an_administrator_never_give_500() {
     .await
 }
 
+/// A statement that PostgreSQL cancels (an administrator's `pg_cancel_backend`, SQLSTATE 57014;
+/// `statement_timeout` and `lock_timeout` raise the same) answers 503 with `Retry-After`, not
+/// 500 (before: `500 internal error`), for a single check read in a group and for a bulk check;
+/// once nothing cancels them, both are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statements_cancelled_by_an_administrator_answer_503() {
+    crate::helpers::run_test(Backend::Postgres, |app: TestApp| async move {
+        app.seed().await;
+        let res = app.record(json!({"subject": "user:c0", "choices": {"analytics": true}, "source": "api"})).await;
+        assert_eq!(res.status(), 201);
+        let (admin, name) = pg_names(&app);
+        // Reads of consent_states wait behind this lock until they are cancelled.
+        let mut locker = diesel::PgConnection::establish(&app.database_url).unwrap();
+        locker.batch_execute("BEGIN; LOCK TABLE consent_states IN ACCESS EXCLUSIVE MODE").unwrap();
+        for subjects in [json!(["user:c0"]), json!(["user:c0", "user:c1"])] {
+            let check = app
+                .client
+                .post(app.url("/v1/consents/check"))
+                .bearer_auth(&app.token)
+                .json(&json!({"purpose": "analytics", "subjects": subjects}))
+                .send();
+            tokio::pin!(check);
+            let started = Instant::now();
+            let res = loop {
+                tokio::select! {
+                    res = &mut check => break res.unwrap(),
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                        assert!(started.elapsed() < Duration::from_secs(20), "the check never answered");
+                        exec_sql(&admin, &format!(
+                            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' \
+                             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                        ));
+                    }
+                }
+            };
+            assert_eq!(res.status(), 503, "{subjects}");
+            assert!(res.headers().contains_key("retry-after"), "503 without Retry-After");
+            assert_problem(res, 503).await;
+        }
+        locker.batch_execute("ROLLBACK").unwrap();
+        for subjects in [json!(["user:c0"]), json!(["user:c0", "user:c1"])] {
+            let res = app
+                .client
+                .post(app.url("/v1/consents/check"))
+                .bearer_auth(&app.token)
+                .json(&json!({"purpose": "analytics", "subjects": subjects}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["results"][0]["status"], "granted", "{body}");
+        }
+    })
+    .await
+}
+
 /// A TCP proxy in front of the test PostgreSQL server that can be cut (every connection closed,
 /// new ones closed at once) and restored.
 struct Proxy {
