@@ -7,7 +7,8 @@
 #
 # Environment: BENCH_DURATION (15s), BENCH_WARMUP (3s), BENCH_CONNS ("8 32"),
 # BENCH_BULK_CONNS (1: bulk checks at once), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory,
-# BENCH_RESULTS=0 writes no file to bench/results/ (bench/profile.sh).
+# BENCH_RESULTS=0 writes no file to bench/results/ (bench/profile.sh). PGSSLMODE applies to the
+# server's connections and pgbench's alike (the report says which was in force).
 # Exit status: 0; 1 when a backend failed; 2 when a measurement had non-2xx answers or socket errors (flagged in the table).
 set -euo pipefail
 
@@ -20,7 +21,7 @@ BACKENDS="pg,sqlite"
 WORKLOADS="write,check,visitor_read,config,bulk"
 SCALE=0
 
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
@@ -421,6 +422,8 @@ REPORT="$WORK/report.md"
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "- binary: \`$BIN\` (sha256 $(sha256sum "$BIN" | cut -c1-12))"
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(psql -X -At "$PG_BASE/postgres" -c 'SHOW server_version' 2>/dev/null | sed 's/^/PostgreSQL /; s/ (.*//'); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  sslmode=${PGSSLMODE:-"prefer (libpq's default)"}
+  echo "- PostgreSQL connections (server and pgbench): sslmode=$sslmode; the server's ssl=$(psql -X -At "$PG_BASE/postgres" -c 'SHOW ssl' 2>/dev/null || echo '?')"
   echo "- wrk: -t2 -c{${CONNS// /,}} (bulk: -c$BULK_CONNS), $DURATION each after a $WARMUP warm-up; pgbench -M prepared -j 2, same duration"
   echo "- scale: $SCALE loaded subjects (10 events each) + $SEED_VISITORS visitors written over HTTP"
   echo
