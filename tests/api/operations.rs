@@ -255,13 +255,8 @@ async fn postgres_statements_cancelled_by_an_administrator_answer_503() {
         // Reads of consent_states wait behind this lock until they are cancelled.
         let mut locker = diesel::PgConnection::establish(&app.database_url).unwrap();
         locker.batch_execute("BEGIN; LOCK TABLE consent_states IN ACCESS EXCLUSIVE MODE").unwrap();
-        for subjects in [json!(["user:c0"]), json!(["user:c0", "user:c1"])] {
-            let check = app
-                .client
-                .post(app.url("/v1/consents/check"))
-                .bearer_auth(&app.token)
-                .json(&json!({"purpose": "analytics", "subjects": subjects}))
-                .send();
+        for subjects in [vec!["user:c0"], vec!["user:c0", "user:c1"]] {
+            let check = app.post("/v1/consents/check", &json!({"purpose": "analytics", "subjects": subjects})).send();
             tokio::pin!(check);
             let started = Instant::now();
             let res = loop {
@@ -276,23 +271,14 @@ async fn postgres_statements_cancelled_by_an_administrator_answer_503() {
                     }
                 }
             };
-            assert_eq!(res.status(), 503, "{subjects}");
+            assert_eq!(res.status(), 503, "{subjects:?}");
             assert!(res.headers().contains_key("retry-after"), "503 without Retry-After");
             assert_problem(res, 503).await;
         }
         locker.batch_execute("ROLLBACK").unwrap();
-        for subjects in [json!(["user:c0"]), json!(["user:c0", "user:c1"])] {
-            let res = app
-                .client
-                .post(app.url("/v1/consents/check"))
-                .bearer_auth(&app.token)
-                .json(&json!({"purpose": "analytics", "subjects": subjects}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-            let body: Value = res.json().await.unwrap();
-            assert_eq!(body["results"][0]["status"], "granted", "{body}");
+        for subjects in [vec!["user:c0"], vec!["user:c0", "user:c1"]] {
+            let results = app.check("analytics", &subjects).await;
+            assert_eq!(results[0]["status"], "granted", "{results:?}");
         }
     })
     .await

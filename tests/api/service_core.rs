@@ -317,21 +317,11 @@ async fn concurrent_bulk_checks_each_get_their_own_answers(app: TestApp) {
                 ns.reverse();
             }
             let subjects: Vec<String> = ns.iter().map(|n| format!("user:bulk-{n}")).collect();
-            let res = app
-                .client
-                .post(app.url("/v1/consents/check"))
-                .bearer_auth(&app.token)
-                .json(&json!({"purpose": "analytics", "subjects": subjects}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200, "check {i}");
-            let body: Value = res.json().await.unwrap();
-            (i, ns, body)
+            let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+            (i, ns, app.check("analytics", &subjects).await)
         }
     });
-    for (i, ns, body) in join_all(checks).await {
-        let results = body["results"].as_array().unwrap();
+    for (i, ns, results) in join_all(checks).await {
         assert_eq!(results.len(), ns.len(), "check {i}");
         for (result, n) in results.iter().zip(&ns) {
             let want = match n {
