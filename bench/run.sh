@@ -9,6 +9,8 @@
 # BENCH_BULK_CONNS (1: bulk checks at once), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory,
 # BENCH_RESULTS=0 writes no file to bench/results/ (bench/profile.sh). PGSSLMODE applies to the
 # server's connections and pgbench's alike (the report says which was in force).
+# BENCH_PG_SQL=FILE runs FILE on the PostgreSQL database after the migrations (a schema change
+# measured without a build).
 # Exit status: 0; 1 when a backend failed; 2 when a measurement had non-2xx answers or socket errors (flagged in the table).
 set -euo pipefail
 
@@ -21,7 +23,7 @@ BACKENDS="pg,sqlite"
 WORKLOADS="write,check,visitor_read,config,bulk"
 SCALE=0
 
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
@@ -140,6 +142,9 @@ api() {
 
 setup_tenant() {
   cli migrate >/dev/null
+  if [[ -n "${BENCH_PG_SQL:-}" && "$DATABASE_URL" == postgres* ]]; then
+    psql -q -X -v ON_ERROR_STOP=1 "$DATABASE_URL" -f "$BENCH_PG_SQL" >/dev/null
+  fi
   TOKEN=$(cli tenants create bench | jq -r .token)
   TENANT_ID=""
 }

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
@@ -104,7 +105,14 @@ pub struct ManagementKeys {
     encoding: EncodingKey,
     decoding: RwLock<HashMap<String, DecodingKey>>,
     last_reload: Mutex<Option<Instant>>,
+    /// Tokens whose signature verified, by the SHA-256 of the whole token (see
+    /// [`ManagementKeys::verified`]).
+    verified: RwLock<HashMap<[u8; 32], Arc<Claims>>>,
 }
+
+/// The most verified tokens an instance remembers; when full it starts over. Only tokens with a
+/// valid signature get in, so no caller can fill it with forgeries.
+const VERIFIED_TOKENS: usize = 4_096;
 
 fn kid_of(name: &str) -> &str {
     name.strip_prefix(TOKEN_KEY).and_then(|rest| rest.strip_prefix(':')).unwrap_or(FIRST_KID)
@@ -126,7 +134,31 @@ impl ManagementKeys {
             kid,
             decoding: RwLock::new(decoding_keys(keys)?),
             last_reload: Mutex::new(None),
+            verified: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// The claims of `token` when this instance verified its signature before and its times
+    /// need no new look: `exp` more than a second away and `nbf` more than a second past, by
+    /// `now` (seconds since the epoch). Otherwise `None`, and the caller verifies it in full
+    /// (which gives the precise error at the edges). Verifying a management token's signature and
+    /// decoding its parts was a tenth of the HTTP threads' CPU on checks; the token's
+    /// revocation and stored scopes are still read on every request.
+    fn verified(&self, token: &str, now: i64) -> Option<Arc<Claims>> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let claims = self.verified.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned()?;
+        let fresh = claims.exp.is_none_or(|exp| now < exp - 1) && claims.nbf.is_none_or(|nbf| now > nbf + 1);
+        fresh.then_some(claims)
+    }
+
+    /// Remembers that `token` verified with `claims` (see [`ManagementKeys::verified`]).
+    fn remember(&self, token: &str, claims: Arc<Claims>) {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(key, claims);
     }
 
     /// The `kid` of the signing key.
@@ -161,6 +193,8 @@ impl ManagementKeys {
     fn reload(&self, conn: &mut AnyConnection, secrets: &SecretBox) -> Result<(), SecretsError> {
         let keys = decoding_keys(read_keys(conn, secrets)?)?;
         *self.decoding.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        // A key gone from the database verifies nothing any more, remembered tokens included.
+        self.verified.write().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(())
     }
 
@@ -263,40 +297,14 @@ impl FromRequest for Caller {
                     }
                 },
             };
-            let invalid = || ApiError::Unauthorized("the token is not valid for this installation".into());
-            let kid = jsonwebtoken::decode_header(&token).map_err(|_| invalid())?.kid;
-            let key = match state.keys.decoding(kid.as_deref()) {
-                Some(key) => key,
-                // A key added since this instance loaded them (`tokens rotate-key`)?
-                None if state.keys.may_reload() => {
-                    let (keys, pool, secrets) = (state.keys.clone(), state.pool.clone(), state.secrets.clone());
-                    web::block(move || -> Result<(), ApiError> {
-                        let mut conn = pool.get()?;
-                        keys.reload(&mut conn, &secrets).map_err(|e| match e {
-                            SecretsError::Db(e) => ApiError::from(e),
-                            other => ApiError::internal(other),
-                        })
-                    })
-                    .await??;
-                    state.keys.decoding(kid.as_deref()).ok_or_else(invalid)?
+            let claims = match state.keys.verified(&token, Utc::now().timestamp()) {
+                Some(claims) => claims,
+                None => {
+                    let claims = Arc::new(verify_signature(&state, &token).await?);
+                    state.keys.remember(&token, claims.clone());
+                    claims
                 }
-                None => return Err(invalid()),
             };
-            let mut validation = Validation::new(Algorithm::HS256);
-            validation.required_spec_claims.clear();
-            validation.leeway = 0;
-            validation.validate_nbf = true;
-            let claims = jsonwebtoken::decode::<Claims>(&token, &key, &validation)
-                .map_err(|e| match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                        ApiError::Unauthorized("the token has expired".into())
-                    }
-                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-                        ApiError::Unauthorized("the token is not valid yet (nbf, RFC 7519 §4.1.5)".into())
-                    }
-                    _ => invalid(),
-                })?
-                .claims;
             let mut config = state.tenant_config(&claims.tenant).await?;
             if config.as_ref().is_some_and(|c| !c.tokens.contains_key(&claims.jti)) {
                 // Signed by this installation but unknown here: issued since the tenant was
@@ -329,6 +337,43 @@ impl FromRequest for Caller {
             }
         })
     }
+}
+
+/// Verifies a management token's signature (HS256, with the key its `kid` names) and its `exp`
+/// and `nbf` (no leeway); returns its claims. Errors: 401 with the reason.
+async fn verify_signature(state: &web::Data<AppState>, token: &str) -> Result<Claims, ApiError> {
+    let invalid = || ApiError::Unauthorized("the token is not valid for this installation".into());
+    let kid = jsonwebtoken::decode_header(token).map_err(|_| invalid())?.kid;
+    let key = match state.keys.decoding(kid.as_deref()) {
+        Some(key) => key,
+        // A key added since this instance loaded them (`tokens rotate-key`)?
+        None if state.keys.may_reload() => {
+            let (keys, pool, secrets) = (state.keys.clone(), state.pool.clone(), state.secrets.clone());
+            web::block(move || -> Result<(), ApiError> {
+                let mut conn = pool.get()?;
+                keys.reload(&mut conn, &secrets).map_err(|e| match e {
+                    SecretsError::Db(e) => ApiError::from(e),
+                    other => ApiError::internal(other),
+                })
+            })
+            .await??;
+            state.keys.decoding(kid.as_deref()).ok_or_else(invalid)?
+        }
+        None => return Err(invalid()),
+    };
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.leeway = 0;
+    validation.validate_nbf = true;
+    jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::Unauthorized("the token has expired".into()),
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                ApiError::Unauthorized("the token is not valid yet (nbf, RFC 7519 §4.1.5)".into())
+            }
+            _ => invalid(),
+        })
+        .map(|data| data.claims)
 }
 
 /// The origin allowed for this response, set by [`PublicSite`] and turned into CORS headers
@@ -383,5 +428,76 @@ impl FromRequest for PublicSite {
             state.limits.public(&req, Some(&public.entry.site.id))?;
             Ok(public)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ManagementKeys {
+        ManagementKeys {
+            kid: FIRST_KID.into(),
+            encoding: EncodingKey::from_secret(b"a key").unwrap(),
+            decoding: RwLock::new(HashMap::new()),
+            last_reload: Mutex::new(None),
+            verified: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn claims(jti: &str, exp: Option<i64>, nbf: Option<i64>) -> Arc<Claims> {
+        Arc::new(Claims {
+            sub: "tenant:acme".into(),
+            tenant: "t".into(),
+            scopes: vec![Scope::ConsentsCheck],
+            iat: 0,
+            exp,
+            nbf,
+            jti: jti.into(),
+        })
+    }
+
+    fn jti(keys: &ManagementKeys, token: &str, now: i64) -> Option<String> {
+        keys.verified(token, now).map(|c| c.jti.clone())
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_a_second_before_its_exp() {
+        let keys = keys();
+        assert_eq!(jti(&keys, "a.b.c", 500), None, "never verified");
+        keys.remember("a.b.c", claims("j1", Some(1_000), None));
+        assert_eq!(jti(&keys, "a.b.c", 500), Some("j1".into()));
+        assert_eq!(jti(&keys, "a.b.c", 998), Some("j1".into()));
+        // From a second before `exp` on, the token is verified in full again (RFC 7519 §4.1.4:
+        // refused on or after `exp`), which gives the precise error.
+        assert_eq!(jti(&keys, "a.b.c", 999), None);
+        assert_eq!(jti(&keys, "a.b.c", 1_000), None);
+        // Another token, even one differing in a character, is not the remembered one.
+        assert_eq!(jti(&keys, "a.b.d", 500), None);
+    }
+
+    #[test]
+    fn a_token_with_nbf_is_verified_in_full_until_a_second_after_it() {
+        // RFC 7519 §4.1.5: not accepted before `nbf`.
+        let keys = keys();
+        keys.remember("x.y.z", claims("j2", None, Some(1_000)));
+        assert_eq!(jti(&keys, "x.y.z", 990), None);
+        assert_eq!(jti(&keys, "x.y.z", 1_001), None);
+        assert_eq!(jti(&keys, "x.y.z", 1_002), Some("j2".into()));
+        keys.remember("none", claims("j3", None, None));
+        assert_eq!(jti(&keys, "none", i64::MAX), Some("j3".into()), "no exp, no nbf: remembered");
+    }
+
+    #[test]
+    fn the_memory_of_verified_tokens_starts_over_when_full() {
+        let keys = keys();
+        for n in 0..VERIFIED_TOKENS {
+            keys.remember(&format!("token-{n}"), claims(&n.to_string(), None, None));
+        }
+        assert_eq!(jti(&keys, "token-0", 0), Some("0".into()));
+        keys.remember("one more", claims("last", None, None));
+        assert_eq!(jti(&keys, "token-0", 0), None, "forgotten");
+        assert_eq!(jti(&keys, "one more", 0), Some("last".into()));
+        assert_eq!(keys.verified.read().unwrap().len(), 1);
     }
 }

@@ -11,7 +11,19 @@ use crate::domain::webhook::{DeliveryStatus, WebhookEventType};
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 use utoipa::ToSchema;
+
+/// Deliveries this process has written, committed or not (see [`enqueued`]).
+static ENQUEUED: AtomicU64 = AtomicU64::new(0);
+
+/// How many deliveries this process has written so far, committed or rolled back. A caller that
+/// reads it before and after its transaction knows whether the transaction wrote any: the group
+/// commit wakes the webhook dispatcher only then. (It woke it after every batch, and each wake
+/// cost a pooled connection and a query for due deliveries, for tenants with no webhook too.)
+pub fn enqueued() -> u64 {
+    ENQUEUED.load(Ordering::Acquire)
+}
 
 /// The body of every webhook delivery (`Content-Type: application/json`), signed in the
 /// `Consentry-Signature` header. The same bytes are sent on every attempt.
@@ -110,5 +122,7 @@ pub fn enqueue_to<T: Serialize>(
             });
         }
     }
-    Delivery::insert_all(conn, &rows)
+    Delivery::insert_all(conn, &rows)?;
+    ENQUEUED.fetch_add(rows.len() as u64, Ordering::Release);
+    Ok(())
 }

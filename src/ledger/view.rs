@@ -33,8 +33,17 @@ pub struct TenantRules {
 impl TenantRules {
     /// The rules of a cached configuration at `now`.
     pub fn from_config(config: &TenantConfig, now: DateTime<Utc>) -> QueryResult<Self> {
-        let revision_rows = config.revisions_in_force(now);
-        let revisions = revision_rows.iter().map(RevisionRow::to_domain).collect::<QueryResult<_>>()?;
+        let cut = crate::db::models::naive(now);
+        let (mut revision_rows, mut revisions) = (Vec::new(), Vec::new());
+        for (row, parsed) in
+            config.revisions.iter().zip(&config.parsed_revisions).filter(|(r, _)| r.effective_at <= cut)
+        {
+            revisions.push(match parsed {
+                Some(revision) => revision.clone(),
+                None => row.to_domain()?,
+            });
+            revision_rows.push(row.clone());
+        }
         Ok(Self {
             tenant_id: config.tenant.id.clone(),
             purposes: config.purposes.clone(),

@@ -15,7 +15,7 @@
 //! GPC submissions from the rollups.
 
 use crate::db::models::analytics::{self as rollups, Filter};
-use crate::db::models::event::Event;
+use crate::db::models::event::FeedFact;
 use crate::db::models::opt_out::OptOutRequest;
 use crate::db::models::{naive, utc};
 use crate::db::AnyConnection;
@@ -38,16 +38,16 @@ pub const TAIL_LIMIT: i64 = 10_000;
 /// The longest range a report covers, in days (ten years).
 pub const MAX_RANGE_DAYS: i64 = 3_660;
 
-fn facts(rows: &[Event]) -> impl Iterator<Item = EventFact<'_>> {
+fn facts(rows: &[FeedFact]) -> impl Iterator<Item = EventFact<'_>> {
     rows.iter().map(|e| EventFact {
-        subject_id: &e.row.subject_id,
-        recorded_at: e.row.recorded_at,
-        occurred_at: e.row.occurred_at,
-        site_id: e.row.site_id.as_deref(),
-        region: e.row.region.as_deref(),
-        purpose: &e.row.purpose_key,
-        source: &e.row.source,
-        decision: &e.row.decision,
+        subject_id: &e.subject_id,
+        recorded_at: e.recorded_at,
+        occurred_at: e.occurred_at,
+        site_id: e.site_id.as_deref(),
+        region: e.region.as_deref(),
+        purpose: &e.purpose_key,
+        source: &e.source,
+        decision: &e.decision,
     })
 }
 
@@ -60,22 +60,11 @@ fn facts(rows: &[Event]) -> impl Iterator<Item = EventFact<'_>> {
 /// twice).
 pub fn roll_up_page(conn: &mut AnyConnection, tenant_id: &str, horizon: i64) -> QueryResult<usize> {
     let start = rollups::cursor(conn, tenant_id)?;
-    let mut rows = Event::feed(conn, tenant_id, start, horizon, PAGE)?;
+    let mut rows = FeedFact::feed(conn, tenant_id, start, horizon, PAGE)?;
     if rows.len() as i64 == PAGE {
-        let last = rows.last().map(|e| (e.row.subject_id.clone(), e.row.recorded_at));
-        let whole: Vec<Event> = {
-            let mut kept = rows.clone();
-            while kept.last().map(|e| (e.row.subject_id.clone(), e.row.recorded_at)) == last {
-                kept.pop();
-            }
-            kept
-        };
-        if !whole.is_empty() {
-            rows = whole;
-        }
+        rows.truncate(whole_submissions(&rows));
     }
-    let Some(last) = rows.last().map(|e| e.seq) else { return Ok(0) };
-    let end = Event::position(conn, tenant_id, last)?.ok_or(diesel::result::Error::NotFound)?;
+    let Some(end) = rows.last().map(|e| (e.tx_id, e.seq)) else { return Ok(0) };
     let mut rollup = Rollup::default();
     rollup.add(facts(&rows));
     let now = naive(super::now());
@@ -87,6 +76,18 @@ pub fn roll_up_page(conn: &mut AnyConnection, tenant_id: &str, horizon: i64) -> 
         rollups::advance_cursor(conn, tenant_id, end, now)?;
         Ok(rows.len())
     })
+}
+
+/// How many of a full page's `rows` to count: all but the trailing events of its last
+/// submission (one subject, one `recorded_at`), which the next page reads whole; all of them when
+/// the page is one submission.
+fn whole_submissions(rows: &[FeedFact]) -> usize {
+    let Some(last) = rows.last() else { return 0 };
+    let submission = (last.subject_id.as_str(), last.recorded_at);
+    match rows.iter().rposition(|e| (e.subject_id.as_str(), e.recorded_at) != submission) {
+        Some(i) => i + 1,
+        None => rows.len(),
+    }
 }
 
 /// Rolls up every tenant's feed until each is up to date (or `max_pages` pages were written in
@@ -295,7 +296,7 @@ fn sums(conn: &mut AnyConnection, filter: &Filter) -> QueryResult<Sums> {
     let cursor = rollups::cursor(conn, &filter.tenant_id)?;
     let decisions = rollups::decision_sums(conn, filter)?;
     let submissions = rollups::submission_sums(conn, filter)?;
-    let tail = Event::feed(conn, &filter.tenant_id, cursor, i64::MAX, TAIL_LIMIT + 1)?;
+    let tail = FeedFact::feed(conn, &filter.tenant_id, cursor, i64::MAX, TAIL_LIMIT + 1)?;
     let mut rollup = Rollup::default();
     let (counted, skipped) = if tail.len() as i64 > TAIL_LIMIT {
         (0, tail.len() as i64)
@@ -505,4 +506,38 @@ pub async fn reconsent_preview(
     let (grants, people) =
         state.db(move |conn| Ok(crate::db::models::state::grants_before(conn, &tenant, &wanted, now)?)).await?;
     Ok(ReconsentPreview { policy_key, purposes, grants, people })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(seq: i64, subject: &str, second: u32) -> FeedFact {
+        let at = NaiveDate::from_ymd_opt(2026, 12, 5).and_then(|d| d.and_hms_opt(10, 0, second)).unwrap();
+        FeedFact {
+            seq,
+            tx_id: 7,
+            subject_id: subject.into(),
+            purpose_key: "analytics".into(),
+            decision: "granted".into(),
+            source: "banner".into(),
+            region: None,
+            site_id: None,
+            occurred_at: at,
+            recorded_at: at,
+        }
+    }
+
+    #[test]
+    fn a_full_page_ends_on_a_whole_submission() {
+        // Submissions: (a, 0s) of two events, (b, 1s) of one, (a, 2s) of three, cut by the page.
+        let rows = [fact(1, "a", 0), fact(2, "a", 0), fact(3, "b", 1), fact(4, "a", 2), fact(5, "a", 2)];
+        assert_eq!(whole_submissions(&rows), 3, "the last submission is left for the next page");
+        assert_eq!(whole_submissions(&rows[..3]), 2);
+        // The same subject at another instant is another submission.
+        assert_eq!(whole_submissions(&rows[..4]), 3);
+        // A page that is all one submission is counted whole: the next page could not hold it either.
+        assert_eq!(whole_submissions(&rows[..2]), 2);
+        assert_eq!(whole_submissions(&[]), 0);
+    }
 }

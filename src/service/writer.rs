@@ -12,7 +12,7 @@
 use super::batch::Batcher;
 use crate::db::backend::write_transaction;
 use crate::db::Pool;
-use crate::ledger::{self, LedgerError, Outcome, Submission};
+use crate::ledger::{self, outbox, LedgerError, Outcome, Submission};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -32,11 +32,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts `threads` writer threads on `pool`; each batch that wrote wakes `webhook_wake`
-    /// (the webhook dispatcher looks for deliveries).
+    /// Starts `threads` writer threads on `pool`; each batch that wrote webhook deliveries
+    /// ([`outbox::enqueued`] moved) wakes `webhook_wake` (the webhook dispatcher sends them).
     pub fn start(pool: Pool, threads: usize, webhook_wake: Arc<tokio::sync::Notify>) -> Self {
         let batcher = Batcher::start("consentry-writer", threads, take_batch, move |mut batch| {
-            if write(&pool, &mut batch) {
+            let enqueued = outbox::enqueued();
+            write(&pool, &mut batch);
+            if outbox::enqueued() != enqueued {
                 webhook_wake.notify_one();
             }
         });
@@ -72,8 +74,8 @@ fn take_batch(jobs: &mut VecDeque<Job>) -> Vec<Job> {
     batch
 }
 
-/// Writes a batch and answers its jobs; returns whether any event may have been written.
-fn write(pool: &Pool, batch: &mut Vec<Job>) -> bool {
+/// Writes a batch and answers its jobs.
+fn write(pool: &Pool, batch: &mut Vec<Job>) {
     crate::metrics::write_batch(batch.len());
     let mut conn = match pool.get() {
         Ok(conn) => conn,
@@ -81,7 +83,7 @@ fn write(pool: &Pool, batch: &mut Vec<Job>) -> bool {
             for job in batch.drain(..) {
                 let _ = job.reply.send(Err(LedgerError::Unavailable(format!("no database connection: {e}"))));
             }
-            return false;
+            return;
         }
     };
     if batch.len() > 1 {
@@ -96,7 +98,7 @@ fn write(pool: &Pool, batch: &mut Vec<Job>) -> bool {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
-                return true;
+                return;
             }
             Err(e) => {
                 tracing::debug!(error = %e, size = submissions.len(), "a batch failed; writing its submissions one by one");
@@ -117,12 +119,10 @@ fn write(pool: &Pool, batch: &mut Vec<Job>) -> bool {
         }
         let _ = job.reply.send(outcome);
     }
-    true
 }
 
-fn fail_all(replies: Vec<oneshot::Sender<Result<Outcome, LedgerError>>>, e: &LedgerError) -> bool {
+fn fail_all(replies: Vec<oneshot::Sender<Result<Outcome, LedgerError>>>, e: &LedgerError) {
     for reply in replies {
         let _ = reply.send(Err(LedgerError::Unavailable(format!("the database failed: {e}"))));
     }
-    false
 }

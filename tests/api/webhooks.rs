@@ -22,6 +22,7 @@ crate::backend_tests!(
     the_outbox_holds_exactly_the_committed_events,
     two_instances_never_send_the_same_delivery_twice,
     receivers_at_internal_addresses_are_refused_unless_allowed,
+    a_committed_write_wakes_the_dispatcher_without_waiting_for_its_poll,
 );
 
 /// What the receiver got: one entry per HTTP request.
@@ -719,4 +720,25 @@ async fn receivers_at_internal_addresses_are_refused_unless_allowed(mut app: Tes
     })
     .await;
     assert!(receiver.received().is_empty(), "nothing reached the receiver");
+}
+
+/// The group commit wakes the dispatcher when a batch wrote deliveries (and only then): with a
+/// poll interval of a minute, the delivery of a write still arrives within seconds.
+async fn a_committed_write_wakes_the_dispatcher_without_waiting_for_its_poll(mut app: TestApp) {
+    app.restart(|s| s.webhooks.poll_interval = Duration::from_secs(60)).await;
+    app.seed().await;
+    let receiver = Receiver::start(0).await;
+    create_webhook(&app, &receiver.url("/hook"), &["consent.changed"]).await;
+    // The dispatcher has looked once at start and is now asleep for its minute.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    record_one(&app, "user:woken", json!({"marketing_email": true})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while receiver.delivered_ids("/hook").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the delivery waited for the 60 s poll");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = receiver.received();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0].json()["data"]["identifiers"], json!(["user:woken"]));
+    assert_eq!(delivered[0].event_type, "consent.changed");
 }
