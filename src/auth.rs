@@ -219,7 +219,8 @@ fn decoding_keys(keys: Vec<(String, String)>) -> Result<HashMap<String, Decoding
 }
 
 /// Issues a token for `tenant` and records it (so that it can be revoked).
-/// Returns `(token id, JWT)`.
+/// Returns `(token id, JWT)`. `expires_at` is kept to the whole second, the JWT's `exp`: the
+/// stored expiry and the signed one are the same instant.
 pub fn issue_token(
     conn: &mut AnyConnection,
     keys: &ManagementKeys,
@@ -229,6 +230,7 @@ pub fn issue_token(
     label: Option<&str>,
 ) -> Result<(String, String), ApiError> {
     let now = Utc::now();
+    let expires_at = expires_at.map(|t| DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t));
     let claims = Claims {
         sub: format!("tenant:{}", tenant.slug),
         tenant: tenant.id.clone(),
@@ -297,7 +299,8 @@ impl FromRequest for Caller {
                     }
                 },
             };
-            let claims = match state.keys.verified(&token, Utc::now().timestamp()) {
+            let now = Utc::now().timestamp();
+            let claims = match state.keys.verified(&token, now) {
                 Some(claims) => claims,
                 None => {
                     let claims = Arc::new(verify_signature(&state, &token).await?);
@@ -305,6 +308,12 @@ impl FromRequest for Caller {
                     claims
                 }
             };
+            // RFC 7519 §4.1.4: not accepted on or after `exp`. The JWT library refuses only after
+            // it (`exp < now`, in whole seconds), so a token was accepted through the second of
+            // its `exp`.
+            if claims.exp.is_some_and(|exp| now >= exp) {
+                return Err(ApiError::Unauthorized("the token has expired".into()));
+            }
             let mut config = state.tenant_config(&claims.tenant).await?;
             if config.as_ref().is_some_and(|c| !c.tokens.contains_key(&claims.jti)) {
                 // Signed by this installation but unknown here: issued since the tenant was
@@ -468,8 +477,8 @@ mod tests {
         keys.remember("a.b.c", claims("j1", Some(1_000), None));
         assert_eq!(jti(&keys, "a.b.c", 500), Some("j1".into()));
         assert_eq!(jti(&keys, "a.b.c", 998), Some("j1".into()));
-        // From a second before `exp` on, the token is verified in full again (RFC 7519 §4.1.4:
-        // refused on or after `exp`), which gives the precise error.
+        // From a second before `exp` on, the token is verified in full again, and refused from
+        // `exp` on (RFC 7519 §4.1.4: not accepted on or after it) with the precise error.
         assert_eq!(jti(&keys, "a.b.c", 999), None);
         assert_eq!(jti(&keys, "a.b.c", 1_000), None);
         // Another token, even one differing in a character, is not the remembered one.

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 crate::backend_tests!(
     a_token_is_refused_before_its_nbf_rfc_7519_4_1_5,
+    a_token_is_refused_from_the_second_of_its_exp_rfc_7519_4_1_4,
     a_token_re_signed_with_wider_scopes_keeps_its_stored_scopes,
     tokens_issued_before_a_key_rotation_stay_valid_until_revoked,
     no_secret_is_stored_in_clear_and_old_clear_rows_are_sealed_at_start,
@@ -70,6 +71,32 @@ async fn a_token_is_refused_before_its_nbf_rfc_7519_4_1_5(app: TestApp) {
     // A token with `nbf` in the past is accepted as well.
     claims["nbf"] = json!(nbf - 3600);
     assert_eq!(get_with(&app, "/v1/sites", &sign(&signing_key(&app), &claims)).await.status(), 200);
+}
+
+/// RFC 7519 §4.1.4: a JWT "MUST NOT be accepted for processing" on or after its `exp`. The JWT
+/// library refuses only after it (`exp < now`, in whole seconds): a token was accepted through
+/// the second of its `exp`, after having been accepted (and remembered) before.
+async fn a_token_is_refused_from_the_second_of_its_exp_rfc_7519_4_1_4(app: TestApp) {
+    let (jwt, _) = app.issue_token("acme", &["consents:read"], None);
+    let mut claims = claims_of(&jwt);
+    let exp = chrono::Utc::now().timestamp() + 3;
+    claims["exp"] = json!(exp);
+    let expiring = sign(&signing_key(&app), &claims);
+    assert_eq!(get_with(&app, "/v1/sites", &expiring).await.status(), 200, "valid before its exp");
+    while chrono::Utc::now().timestamp() < exp {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let body = assert_problem(get_with(&app, "/v1/sites", &expiring).await, 401).await;
+    assert_eq!(body["detail"], "the token has expired");
+    // A token issued with a lifetime expires at its `exp`, to the second, not a fraction later.
+    let (issued, _) = app.issue_token("acme", &["consents:read"], Some("2s"));
+    let exp = claims_of(&issued)["exp"].as_i64().unwrap();
+    assert_eq!(get_with(&app, "/v1/sites", &issued).await.status(), 200);
+    while chrono::Utc::now().timestamp() < exp {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let body = assert_problem(get_with(&app, "/v1/sites", &issued).await, 401).await;
+    assert_eq!(body["detail"], "the token has expired");
 }
 
 /// A token's scopes are those stored when it was issued: one re-signed with wider scopes (by a
