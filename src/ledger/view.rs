@@ -33,11 +33,8 @@ pub struct TenantRules {
 impl TenantRules {
     /// The rules of a cached configuration at `now`.
     pub fn from_config(config: &TenantConfig, now: DateTime<Utc>) -> QueryResult<Self> {
-        let cut = crate::db::models::naive(now);
         let (mut revision_rows, mut revisions) = (Vec::new(), Vec::new());
-        for (row, parsed) in
-            config.revisions.iter().zip(&config.parsed_revisions).filter(|(r, _)| r.effective_at <= cut)
-        {
+        for (row, parsed) in config.revisions_in_force(now) {
             revisions.push(match parsed {
                 Some(revision) => revision.clone(),
                 None => row.to_domain()?,

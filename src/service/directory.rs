@@ -71,11 +71,18 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
-    /// The revisions in force at `now`, oldest first: a revision whose `effective_at` passes
-    /// comes into force without any write.
-    pub fn revisions_in_force(&self, now: DateTime<Utc>) -> Vec<RevisionRow> {
+    /// The revisions in force at `now`, oldest first, each with its parsed form (see
+    /// `parsed_revisions`): a revision whose `effective_at` passes comes into force without any
+    /// write.
+    pub fn revisions_in_force(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Iterator<Item = (&RevisionRow, Option<&Revision>)> + '_ {
         let now = crate::db::models::naive(now);
-        self.revisions.iter().filter(|r| r.effective_at <= now).cloned().collect()
+        self.revisions
+            .iter()
+            .zip(self.parsed_revisions.iter().map(Option::as_ref))
+            .filter(move |(r, _)| r.effective_at <= now)
     }
 
     /// Reads one tenant's configuration (six small queries).
