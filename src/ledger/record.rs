@@ -476,9 +476,14 @@ pub fn write_batch(
         .collect();
     identifiers.sort_unstable();
     let written_ids: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let mut states: Vec<&StateRow> = Vec::new();
+    let (mut states, mut new_states): (Vec<&StateRow>, Vec<&StateRow>) = (Vec::new(), Vec::new());
     for slot in slots.iter().filter(|s| s.changed) {
-        states.extend(slot.states.values().filter(|r| written_ids.contains(r.event_id.as_str())));
+        let written = slot.states.values().filter(|r| written_ids.contains(r.event_id.as_str()));
+        if slot.is_new {
+            new_states.extend(written)
+        } else {
+            states.extend(written)
+        }
     }
     let rows = backend::BatchRows {
         subjects: slots
@@ -495,6 +500,7 @@ pub fn write_batch(
             .collect(),
         events: &events,
         states,
+        new_states,
     };
 
     // The receipts are signed on a thread of their own while this one writes the rows, the
