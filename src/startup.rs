@@ -501,9 +501,14 @@ fn add_cors_headers<B>(res: &mut ServiceResponse<B>) {
 /// method" (405 with `Allow`, RFC 9110 §15.5.6).
 pub struct KnownRoutes(Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>);
 
+/// Routes served beside the API document (see [`run`]); read-only.
+const UNDOCUMENTED_ROUTES: [&str; 3] = ["/openapi.json", "/docs", "/docs/{_:.*}"];
+
 impl KnownRoutes {
     pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
         let mut doc = doc.clone();
+        let undocumented =
+            UNDOCUMENTED_ROUTES.into_iter().map(|path| (actix_web::dev::ResourceDef::new(path), vec!["GET", "HEAD"]));
         Self(
             doc.paths
                 .paths
@@ -519,6 +524,7 @@ impl KnownRoutes {
                     }
                     (actix_web::dev::ResourceDef::new(path.as_str()), methods)
                 })
+                .chain(undocumented)
                 .collect(),
         )
     }

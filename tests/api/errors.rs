@@ -388,6 +388,13 @@ async fn unsupported_methods_are_405_with_allow(app: TestApp) {
     let res = app.client.put(app.url("/v1/sites/pk_x/consents")).send().await.unwrap();
     assert_eq!(res.headers()["allow"], "POST, OPTIONS");
     assert_problem(res, 405).await;
+    // The API document and its browsable docs are read-only too.
+    for path in ["/openapi.json", "/docs", "/docs/index.html"] {
+        let res = app.client.post(app.url(path)).send().await.unwrap();
+        assert_eq!(res.headers().get("allow").map(|v| v.to_str().unwrap()), Some("GET, HEAD"), "{path}");
+        assert_problem(res, 405).await;
+    }
+    assert_problem(app.client.post(app.url("/openapi.json/x")).send().await.unwrap(), 404).await;
 }
 
 async fn the_api_document_and_its_browsable_docs_are_served(app: TestApp) {
