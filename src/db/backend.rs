@@ -102,35 +102,49 @@ pub fn lock_subject(conn: &mut AnyConnection, subject_id: &str) -> QueryResult<S
     }
 }
 
+/// A data subject as [`lock_subjects`] found it, locked.
+pub struct LockedSubject {
+    pub id: String,
+    pub last_event_hash: String,
+    /// The subject it was merged into (identity linking), if any: its identifiers name that
+    /// subject now, so a writer that resolved one of them before the merge must resolve again.
+    pub merged_into: Option<String>,
+}
+
 /// Locks data subjects until the transaction ends, in id order (so that two writers locking
-/// overlapping sets never deadlock), and returns (id, `last_event_hash`) of each. Like
+/// overlapping sets never deadlock), and returns each as it is once locked (on PostgreSQL, the
+/// newest version: a merge that committed while this waited shows in `merged_into`). Like
 /// [`lock_subject`] for many.
 ///
 /// PostgreSQL: one primary-key probe and lock per id, in id order (`unnest` of the sorted ids
 /// joined `LATERAL`, as [`resolve_identifiers`]): `id = ANY($1)` was a bitmap scan of the
 /// whole list and a sort.
-pub fn lock_subjects(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
-    match conn {
+pub fn lock_subjects(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<LockedSubject>> {
+    let rows: Vec<(String, String, Option<String>)> = match conn {
         AnyConnection::Postgresql(c) => {
             let mut sorted = ids.to_vec();
             sorted.sort_unstable();
             sorted.dedup();
-            PgStatement::<_, (Text, Text)>::new(
+            PgStatement::<_, (Text, Text, Nullable<Text>)>::new(
                 &[
-                    "SELECT d.id, d.last_event_hash FROM unnest(",
-                    ") WITH ORDINALITY AS q(id, n) CROSS JOIN LATERAL (SELECT id, last_event_hash \
+                    "SELECT d.id, d.last_event_hash, d.merged_into FROM unnest(",
+                    ") WITH ORDINALITY AS q(id, n) CROSS JOIN LATERAL (SELECT id, last_event_hash, merged_into \
                      FROM data_subjects WHERE id = q.id FOR NO KEY UPDATE) d ORDER BY q.n",
                 ],
                 vec![Box::new(sorted.into_sql::<Array<Text>>()) as PgBind<'_>],
             )
-            .load(c)
+            .load(c)?
         }
         AnyConnection::Sqlite(c) => data_subjects::table
             .filter(data_subjects::id.eq_any(ids))
             .order(data_subjects::id.asc())
-            .select((data_subjects::id, data_subjects::last_event_hash))
-            .load(c),
-    }
+            .select((data_subjects::id, data_subjects::last_event_hash, data_subjects::merged_into))
+            .load(c)?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(id, last_event_hash, merged_into)| LockedSubject { id, last_event_hash, merged_into })
+        .collect())
 }
 
 /// The subject id of each known identifier of a tenant, as (identifier, subject id): one query

@@ -388,7 +388,19 @@ pub fn write_batch(
     // Lock the known subjects (in id order, so batches never deadlock on them) and read them.
     if !existing.is_empty() {
         let ids: Vec<&str> = existing.iter().map(|s| slots[*s].subject_id.as_str()).collect();
-        let heads: HashMap<String, String> = backend::lock_subjects(conn, &ids)?.into_iter().collect();
+        let locked = backend::lock_subjects(conn, &ids)?;
+        // A merge (identity linking) that committed between resolving the identifiers and
+        // locking their subjects moved the identifiers to the surviving subject, with the
+        // states: written here, the decisions would land on a subject nothing reads any more.
+        // Retryable: the batch is written again one by one, each resolving afresh.
+        if let Some(merged) = locked.iter().find(|s| s.merged_into.is_some()) {
+            return Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::SerializationFailure,
+                Box::new(format!("subject {} was merged while this batch waited for it", merged.id)),
+            )
+            .into());
+        }
+        let heads: HashMap<String, String> = locked.into_iter().map(|s| (s.id, s.last_event_hash)).collect();
         let mut states_of: HashMap<(String, String), HashMap<String, StateRow>> = HashMap::new();
         let mut tenants: Vec<&str> = existing.iter().map(|s| slots[*s].tenant_id.as_str()).collect();
         tenants.sort_unstable();

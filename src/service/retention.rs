@@ -205,7 +205,8 @@ fn prune_subjects(
 ) -> QueryResult<()> {
     let mut ids: Vec<&str> = subjects.iter().map(String::as_str).collect();
     ids.sort_unstable();
-    let heads: HashMap<String, String> = lock_subjects(conn, &ids)?.into_iter().collect();
+    let heads: HashMap<String, String> =
+        lock_subjects(conn, &ids)?.into_iter().map(|s| (s.id, s.last_event_hash)).collect();
     // Checkpoints signed by a retired key, published or not any more, still verify.
     let jwks = crate::ledger::keys::history(conn, retention.keys)?;
     // Everything of the group in a few statements: their events, checkpoints and states.
