@@ -416,7 +416,9 @@ impl FromRequest for PublicSite {
                 .cloned()
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
             let site_key = req.match_info().get("site_key").unwrap_or_default().to_owned();
-            let origin = req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
+            // One Origin (RFC 6454 §7.3): with two, which one was checked would be a guess.
+            let origin = crate::extract::single_header(&req, header::ORIGIN)?
+                .map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
             let Some((entry, config)) = state.site(&site_key).await? else {
                 return Err(ApiError::NotFound(format!("no site has the key '{}'", crate::domain::shown(&site_key))));
             };

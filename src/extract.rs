@@ -161,9 +161,29 @@ pub fn field_problem(message: &str) -> Option<(&str, &'static str)> {
     Some((name, if message.starts_with("missing") { "is required" } else { "is given more than once" }))
 }
 
-/// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
+/// The one field line of the header `name`, if the request has one. A singleton field given
+/// twice (RFC 9110 §5.3) is refused (400 naming the header): which one counts would be a guess,
+/// and a proxy that joins repeated lines with a comma would send yet another value.
+pub fn single_header<'a>(
+    req: &'a HttpRequest,
+    name: header::HeaderName,
+) -> Result<Option<&'a header::HeaderValue>, ApiError> {
+    let mut lines = req.headers().get_all(&name);
+    let first = lines.next();
+    if lines.next().is_some() {
+        return Err(ApiError::invalid(header_label(&name), "is given more than once"));
+    }
+    Ok(first)
+}
+
+/// A header's name as the documentation spells it (`Idempotency-Key`, `Origin`).
+fn header_label(name: &header::HeaderName) -> String {
+    name.as_str().split('-').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect::<Vec<_>>().join("-")
+}
+
+/// The optional `Idempotency-Key` header: 1–255 visible ASCII characters, given once.
 pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get("Idempotency-Key") else {
+    let Some(value) = single_header(req, header::HeaderName::from_static("idempotency-key"))? else {
         return Ok(None);
     };
     let key = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?.trim();

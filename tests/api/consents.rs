@@ -112,6 +112,19 @@ async fn idempotency_key_reused_for_another_request_is_refused(app: TestApp) {
     let events = app.events_of(&format!("visitor:{VISITOR}")).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["decision"], "granted");
+    // Two keys in one request (RFC 9110 §5.3: a singleton field given twice): refused, nothing
+    // written, instead of the first counting and the second being ignored.
+    let res = app
+        .visitor_post(&site, &body(false))
+        .header("Idempotency-Key", "k2")
+        .header("Idempotency-Key", "k3")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 400).await;
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key", "{problem}");
+    assert_eq!(problem["errors"][0]["message"], "is given more than once", "{problem}");
+    assert_eq!(app.events_of(&format!("visitor:{VISITOR}")).await.len(), 1);
 }
 
 async fn concurrent_retries_with_one_key_write_once(app: TestApp) {

@@ -95,6 +95,20 @@ async fn only_the_sites_origins_may_call(app: TestApp) {
     assert_eq!(p["detail"], "the origin 'https://evil.example' is not one of this site's origins");
     let res = app.client.post(app.url(&format!("/v1/sites/{site}/consents"))).json(&body).send().await.unwrap();
     assert_eq!(assert_problem(res, 403).await["detail"], "send the Origin header of one of this site's origins");
+    // Two origins, one of them the site's, in either order (RFC 6454 §7.3: one Origin a request).
+    for (first, second) in [(ORIGIN, "https://evil.example"), ("https://evil.example", ORIGIN)] {
+        let res = app
+            .client
+            .post(app.url(&format!("/v1/sites/{site}/consents")))
+            .header("Origin", first)
+            .header("Origin", second)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(res, 400).await;
+        assert_eq!(problem["errors"][0]["field"], "Origin", "{first} then {second}: {problem}");
+    }
     let res = app
         .client
         .get(app.url(&format!("/v1/sites/{site}/config")))
