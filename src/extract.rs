@@ -164,10 +164,7 @@ pub fn field_problem(message: &str) -> Option<(&str, &'static str)> {
 /// The one field line of the header `name`, if the request has one. A singleton field given
 /// twice (RFC 9110 §5.3) is refused (400 naming the header): which one counts would be a guess,
 /// and a proxy that joins repeated lines with a comma would send yet another value.
-pub fn single_header<'a>(
-    req: &'a HttpRequest,
-    name: header::HeaderName,
-) -> Result<Option<&'a header::HeaderValue>, ApiError> {
+pub fn single_header(req: &HttpRequest, name: header::HeaderName) -> Result<Option<&header::HeaderValue>, ApiError> {
     let mut lines = req.headers().get_all(&name);
     let first = lines.next();
     if lines.next().is_some() {
