@@ -175,7 +175,11 @@ pub fn single_header(req: &HttpRequest, name: header::HeaderName) -> Result<Opti
 
 /// A header's name as the documentation spells it (`Idempotency-Key`, `Origin`).
 fn header_label(name: &header::HeaderName) -> String {
-    name.as_str().split('-').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect::<Vec<_>>().join("-")
+    let word = |w: &str| {
+        let mut chars = w.chars();
+        chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+    };
+    name.as_str().split('-').map(word).collect::<Vec<_>>().join("-")
 }
 
 /// The optional `Idempotency-Key` header: 1–255 visible ASCII characters, given once.

@@ -371,9 +371,8 @@ mod tests {
     #[test]
     fn each_request_counts_under_its_own_route_method_and_status() {
         use actix_web::http::Method;
-        // Two routes that share a prefix (a `'static` str may lie inside another), both methods,
-        // two statuses: each observation lands in its own series, also once the thread keeps
-        // its histograms.
+        // Two routes, both methods, two statuses, the unmatched: each observation lands in its
+        // own series, also once the thread keeps its histograms.
         let (events, export) = (ROUTES.find("/v1/subjects/x/events"), ROUTES.find("/v1/subjects/export"));
         assert!(events.is_some() && export.is_some());
         let series = [
