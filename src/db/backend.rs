@@ -72,18 +72,33 @@ where
     }
 }
 
-/// [`write_transaction`], run again (at most 4 times in all) after an error that
-/// [`is_retryable`]: e.g. two requests creating the same key at once, where the loser's second
-/// run finds the winner's row.
-pub fn write_transaction_retrying<T>(
+/// How many times in all [`write_transaction_retrying`] runs a transaction.
+pub const WRITE_ATTEMPTS: u32 = 8;
+
+/// An error that says whether running the transaction again may succeed ([`is_retryable`]).
+pub trait Retryable {
+    fn is_retryable(&self) -> bool;
+}
+
+impl Retryable for Error {
+    fn is_retryable(&self) -> bool {
+        is_retryable(self)
+    }
+}
+
+/// [`write_transaction`], run again (at most [`WRITE_ATTEMPTS`] times in all) after an error
+/// that [`is_retryable`]: two requests creating the same key or identifier at once, where the
+/// loser's next run finds the winner's row; a serialization failure; a deadlock. The one retry
+/// policy of the writes.
+pub fn write_transaction_retrying<T, E: From<Error> + Retryable>(
     conn: &mut AnyConnection,
-    mut f: impl FnMut(&mut AnyConnection) -> Result<T, Error>,
-) -> Result<T, Error> {
+    mut f: impl FnMut(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         match write_transaction(conn, &mut f) {
-            Err(e) if attempt < 4 && is_retryable(&e) => continue,
+            Err(e) if attempt < WRITE_ATTEMPTS && e.is_retryable() => continue,
             other => return other,
         }
     }

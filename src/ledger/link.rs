@@ -2,7 +2,7 @@
 
 use super::view::{index, TenantRules};
 use super::LedgerError;
-use crate::db::backend::{is_retryable, lock_subject, lock_tenant_links, write_transaction};
+use crate::db::backend::{lock_subject, lock_tenant_links, write_transaction_retrying};
 use crate::db::models::naive;
 use crate::db::models::state::StateRow;
 use crate::db::models::subject::DataSubject;
@@ -32,15 +32,7 @@ pub fn link_identifiers(
     primary: &str,
     other: &str,
 ) -> Result<Linked, LedgerError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = write_transaction(conn, |conn| link(conn, rules, primary, other));
-        match result {
-            Err(LedgerError::Db(e)) if attempt < 8 && is_retryable(&e) => continue,
-            other => return other,
-        }
-    }
+    write_transaction_retrying(conn, |conn| link(conn, rules, primary, other))
 }
 
 /// A visitor (browser) presents an identity token for `user`. When the browser's history is
@@ -55,7 +47,9 @@ pub fn link_visitor_to_user(
 ) -> Result<Linked, LedgerError> {
     let tenant = &rules.tenant_id;
     let now = naive(rules.now);
-    let moved = write_transaction(conn, |conn| {
+    // Retried: the user may be created by a concurrent request at this moment (their first write
+    // elsewhere), and this transaction's insert of the user's identifier then fails as a duplicate.
+    let moved = write_transaction_retrying(conn, |conn| {
         lock_tenant_links(conn, tenant)?;
         let Some(current) = DataSubject::resolve(conn, tenant, visitor)? else { return Ok::<_, LedgerError>(false) };
         let identifiers = DataSubject::identifiers_of(conn, tenant, &[current.as_str()])?;

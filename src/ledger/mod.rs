@@ -39,3 +39,9 @@ pub enum LedgerError {
     #[error("{0}")]
     Unavailable(String),
 }
+
+impl crate::db::backend::Retryable for LedgerError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, LedgerError::Db(e) if crate::db::backend::is_retryable(e))
+    }
+}

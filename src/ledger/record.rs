@@ -11,7 +11,7 @@ use super::events::describe_events;
 use super::outbox::{self, ConsentChange};
 use super::view::{SubjectView, TenantRules};
 use super::LedgerError;
-use crate::db::backend::{self, is_retryable, write_transaction};
+use crate::db::backend::{self, write_transaction_retrying};
 use crate::db::models::event::NewEvent;
 use crate::db::models::idempotency::StoredResponse;
 use crate::db::models::receipt::ReceiptRow;
@@ -223,20 +223,13 @@ impl Submission {
     }
 }
 
-/// Writes one submission in its own transaction, run again (at most 4 times in all) after an
-/// error that [`is_retryable`] (two requests creating the same subject at once, a
-/// serialization failure).
+/// Writes one submission in its own transaction, run again after an error that
+/// [`is_retryable`] (two requests creating the same subject at once, a merge of its subject
+/// while it waited, a serialization failure): [`write_transaction_retrying`].
 pub fn record_one(conn: &mut AnyConnection, submission: &mut Submission) -> Result<Outcome, LedgerError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = write_transaction(conn, |conn| write_batch(conn, std::slice::from_mut(submission)));
-        match result {
-            Ok(mut outcomes) => return outcomes.pop().unwrap_or_else(|| Err(diesel::result::Error::NotFound.into())),
-            Err(LedgerError::Db(e)) if attempt < 4 && is_retryable(&e) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    write_transaction_retrying(conn, |conn| write_batch(conn, std::slice::from_mut(submission)))?
+        .pop()
+        .unwrap_or_else(|| Err(diesel::result::Error::NotFound.into()))
 }
 
 /// Validates and writes one submission at once (tools and tests; the service batches).

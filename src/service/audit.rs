@@ -195,7 +195,7 @@ pub async fn record_observations(
     let site_key = site.site.site_key.clone();
     let fresh = state
         .db(move |conn| {
-            Ok(write_transaction_retrying(conn, |conn| {
+            Ok(write_transaction_retrying::<_, diesel::result::Error>(conn, |conn| {
                 let mut fresh = Vec::new();
                 for row in &rows {
                     match row.find_same(conn)? {

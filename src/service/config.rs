@@ -171,7 +171,7 @@ pub async fn put_purpose(
     let row = PurposeRow::from_domain(tenant_id, purpose, naive(super::now()));
     let changed = state
         .db(move |conn| {
-            write_transaction_retrying(conn, |conn| {
+            write_transaction_retrying::<_, diesel::result::Error>(conn, |conn| {
                 let created = row.upsert(conn)?;
                 let (_, created_at, updated_at) =
                     PurposeRow::find(conn, &row.tenant_id, &row.key)?.ok_or(DieselError::NotFound)?;

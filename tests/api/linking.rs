@@ -10,6 +10,7 @@ crate::backend_tests!(
     concurrent_links_end_in_one_person,
     a_shared_browser_moves_to_the_next_user_without_merging_people,
     a_write_that_waited_for_a_merge_lands_on_the_merged_person,
+    a_visitor_signs_in_as_a_user_whom_another_request_is_creating,
 );
 
 /// A site with an identity secret (shown once, at creation): (site key, site id, secret).
@@ -242,6 +243,61 @@ async fn a_write_that_waited_for_a_merge_lands_on_the_merged_person(app: TestApp
     }
     let checked = app.check("marketing_email", &["user:merge-a", "user:merge-b"]).await;
     assert!(checked.iter().all(|r| r["allowed"] == false), "{checked:?}");
+}
+
+/// A browser that belongs to user 1 signs in as user 2 while another request (user 2's first
+/// write elsewhere) is creating user 2: the browser moves to user 2 (201). Before, the move's
+/// insert of user 2's identifier failed as a duplicate and the visitor got a 500 (found in a
+/// trial: 12 of 20 races on PostgreSQL).
+///
+/// PostgreSQL: the test creates user 2 in a transaction it holds open, sends the visitor's
+/// request, waits until it waits for that transaction, and commits. SQLite has one writer: user
+/// 2 is created first.
+async fn a_visitor_signs_in_as_a_user_whom_another_request_is_creating(app: TestApp) {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    app.seed().await;
+    let (site, _, secret) = site_with_secret(&app).await;
+    let token = identity_token(&secret, "u1", 300);
+    let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&token))).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let sign_in =
+        app.visitor_post(&site, &visit(json!({"analytics": false}), Some(&identity_token(&secret, "u2", 300))));
+    if !app.database_url.starts_with("postgres") {
+        let first = json!({"subject": "user:u2", "choices": {"marketing_email": true}, "source": "api"});
+        assert_eq!(app.record(first).await.status(), 201);
+        assert_eq!(sign_in.send().await.unwrap().status(), 201);
+    } else {
+        let tenant_id = {
+            let pool = consentry::db::connect(&app.database_url, 1).unwrap();
+            let mut conn = pool.get().unwrap();
+            consentry::db::models::tenant::Tenant::find_by_slug(&mut conn, "acme").unwrap().unwrap().id
+        };
+        let (mut holder, mut watcher) = (
+            diesel::PgConnection::establish(&app.database_url).unwrap(),
+            diesel::PgConnection::establish(&app.database_url).unwrap(),
+        );
+        let subject = uuid::Uuid::now_v7();
+        holder
+            .batch_execute(&format!(
+                "BEGIN; \
+                 INSERT INTO data_subjects (id, tenant_id, last_event_hash, created_at) \
+                 VALUES ('{subject}', '{tenant_id}', '{}', now()); \
+                 INSERT INTO subject_identifiers (tenant_id, identifier, subject_id, created_at) \
+                 VALUES ('{tenant_id}', 'user:u2', '{subject}', now())",
+                consentry::domain::ledger::GENESIS_HASH
+            ))
+            .unwrap();
+        let sign_in = tokio::spawn(sign_in.send());
+        waiting_for_locks(&mut watcher, 1).await;
+        holder.batch_execute("COMMIT").unwrap();
+        let res = sign_in.await.unwrap().unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    }
+    let by_user = app.consents_of("user:u2").await;
+    assert_eq!(by_user["purposes"]["analytics"]["status"], "denied", "{by_user}");
+    assert_eq!(app.consents_of(&format!("visitor:{VISITOR}")).await["purposes"], by_user["purposes"]);
+    assert_eq!(app.consents_of("user:u1").await["purposes"]["analytics"]["status"], "granted");
 }
 
 /// Waits until `n` sessions of the database wait for a lock.

@@ -521,7 +521,9 @@ async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_reque
         .send()
         .await
         .unwrap();
-    let body = assert_problem(res, 400).await;
+    let mut body = assert_problem(res, 400).await;
+    // Without its request id: a random UUID holds "415" once in about 140 requests.
+    body["request_id"].take();
     assert!(!body.to_string().contains("415"), "the problem repeats the number: {body}");
 
     let res = app
