@@ -284,8 +284,13 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header = req.headers().get(header::AUTHORIZATION).map(|h| h.to_str().map(str::to_owned));
+        // One Authorization header: with two (say another tenant's token, then this one's), which
+        // one counts would be a guess that a proxy could make differently (RFC 6750 §3.1,
+        // invalid_request: 400).
+        let header =
+            crate::extract::single_header(req, header::AUTHORIZATION).map(|h| h.map(|h| h.to_str().map(str::to_owned)));
         Box::pin(async move {
+            let header = header?;
             let state = state.ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
             let token = match header {
                 None => return Err(ApiError::Unauthorized("send Authorization: Bearer <token>".into())),

@@ -18,6 +18,7 @@ crate::backend_tests!(
     tokens_issued_before_a_key_rotation_stay_valid_until_revoked,
     no_secret_is_stored_in_clear_and_old_clear_rows_are_sealed_at_start,
     start_up_with_a_wrong_or_missing_key_fails_with_a_message,
+    two_authorization_headers_are_refused_rfc_6750_3_1,
 );
 
 /// The signing key of management tokens as a holder of the database and its key would have
@@ -326,4 +327,29 @@ async fn start_up_with_a_wrong_or_missing_key_fails_with_a_message(app: TestApp)
     let right = std::fs::read_to_string(&key_file).unwrap();
     let out = app.cli_env(&["migrate"], &[("CONSENTRY__SECRETS__KEY", right.trim())]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// RFC 6750 §3.1 (invalid_request): a request with two Authorization headers is refused (400
+/// naming the header) whatever their order, rather than acting as whichever came first: with
+/// another tenant's token first, it acted as that tenant.
+async fn two_authorization_headers_are_refused_rfc_6750_3_1(app: TestApp) {
+    app.seed().await;
+    let other = app.create_tenant("other-shop");
+    let body = json!({"subject": "user:two-auth", "choices": {"marketing_email": true}, "source": "api"});
+    for (first, second) in [(&other, &app.token), (&app.token, &other)] {
+        let res = app
+            .client
+            .post(app.url("/v1/consents"))
+            .header("Authorization", format!("Bearer {first}"))
+            .header("Authorization", format!("Bearer {second}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(res, 400).await;
+        assert_eq!(problem["errors"][0]["field"], "Authorization", "{problem}");
+    }
+    let checked = app.check("marketing_email", &["user:two-auth"]).await;
+    assert_eq!(checked[0]["status"], "not_asked", "nothing was written: {checked:?}");
+    assert_eq!(app.record(body).await.status(), 201, "one header works");
 }
