@@ -441,9 +441,20 @@ fn a_sqlite_url_in_a_missing_directory_or_an_empty_database_url_is_refused() {
     assert!(dir.path().join("data/consentry.db").is_file(), "the README's default is created");
 }
 
+/// A server process that is killed when dropped, also when its test panics (a failed assertion
+/// left it running, bound to its port, until the machine stopped).
+struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the real binary on the app's database with `env`; stderr goes to `log`. Returns the
-/// child and its base URL once it is ready.
-async fn start_binary(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+/// process and its base URL once it is ready.
+async fn start_binary(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]) -> (ServerProcess, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -455,7 +466,7 @@ async fn start_binary(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let child = ServerProcess(cmd.spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
@@ -576,8 +587,8 @@ async fn logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_reque
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     }
 
-    std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
-    server.wait().unwrap();
+    std::process::Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    server.0.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("\"level\":\"ERROR\""), "a client's malformed request is logged as an error:\n{text}");
     for forbidden in ["ada.lovelace", "lovelace", token, "c2VjcmV0LWNhcGFiaWxpdHk", "SECRET-4711", "415 555"] {
@@ -617,17 +628,19 @@ async fn the_health_check_asks_the_running_service(app: TestApp) {
 async fn a_stop_signal_drains_before_the_listener_closes(app: TestApp) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &app.database_url)
-        .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
-        .env("CONSENTRY__SHUTDOWN_GRACE", "2s")
-        .env("CONSENTRY__LOG", "warn")
-        .env("CONSENTRY__WEBHOOKS__DISPATCH", "false")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = ServerProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &app.database_url)
+            .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
+            .env("CONSENTRY__SHUTDOWN_GRACE", "2s")
+            .env("CONSENTRY__LOG", "warn")
+            .env("CONSENTRY__WEBHOOKS__DISPATCH", "false")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let client = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..100 {
@@ -639,7 +652,7 @@ async fn a_stop_signal_drains_before_the_listener_closes(app: TestApp) {
     }
     assert!(ready, "the server did not become ready");
 
-    let status = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let signalled = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -657,7 +670,7 @@ async fn a_stop_signal_drains_before_the_listener_closes(app: TestApp) {
     // Then it stops, cleanly, and nothing listens any more.
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
-        if let Some(exit) = server.try_wait().unwrap() {
+        if let Some(exit) = server.0.try_wait().unwrap() {
             break exit;
         }
         assert!(Instant::now() < deadline, "the server did not stop");
