@@ -434,8 +434,8 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
         }
         return Ok(());
     };
-    let (events, states, new_states) = (rows.events, rows.states.as_slice(), rows.new_states.as_slice());
-    let binds: Vec<PgBind<'_>> = vec![
+    let events = rows.events;
+    let mut binds: Vec<PgBind<'_>> = vec![
         texts(&rows.subjects, |s| s.0),
         texts(&rows.subjects, |s| s.1),
         texts(&rows.subjects, |s| s.2),
@@ -460,6 +460,15 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
         texts(events, |e| &e.prev_hash),
         texts(events, |e| &e.hash),
         optional(events, |e| e.presentation_sha256.as_deref()),
+    ];
+    binds.extend(state_columns(&rows.states));
+    binds.extend(state_columns(&rows.new_states));
+    PgStatement::<_, ()>::new(BATCH_ROWS_SQL, binds).execute(c).map(drop)
+}
+
+/// The nine columns of consent states, each a bound array, in `consent_states`' column order.
+fn state_columns<'a>(states: &'a [&'a StateRow]) -> [PgBind<'a>; 9] {
+    [
         texts(states, |s| &s.tenant_id),
         texts(states, |s| &s.subject_id),
         texts(states, |s| &s.purpose_key),
@@ -469,17 +478,7 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
         texts(states, |s| &s.source),
         times(states, |s| s.occurred_at),
         times(states, |s| s.recorded_at),
-        texts(new_states, |s| &s.tenant_id),
-        texts(new_states, |s| &s.subject_id),
-        texts(new_states, |s| &s.purpose_key),
-        texts(new_states, |s| &s.decision),
-        texts(new_states, |s| &s.event_id),
-        optional(new_states, |s| s.policy_revision.as_deref()),
-        texts(new_states, |s| &s.source),
-        times(new_states, |s| s.occurred_at),
-        times(new_states, |s| s.recorded_at),
-    ];
-    PgStatement::<_, ()>::new(BATCH_ROWS_SQL, binds).execute(c).map(drop)
+    ]
 }
 
 /// One column of `rows` as a bound text array (for `unnest`).
