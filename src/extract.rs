@@ -30,7 +30,10 @@ impl<T: DeserializeOwned + 'static, const TEXT: bool> FromRequest for JsonBody<T
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req.app_data::<web::Data<AppState>>().map_or(1 << 20, |s| s.max_body_bytes);
         let limit = if TEXT { limit.min(BEACON_MAX_BYTES) } else { limit };
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = match single_header(req, header::CONTENT_TYPE) {
+            Ok(v) => v.and_then(|v| v.to_str().ok()).map(str::to_owned),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         let encoding = req.headers().get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").to_owned());
         let declared = req
             .headers()
@@ -173,9 +176,12 @@ pub fn single_header(req: &HttpRequest, name: header::HeaderName) -> Result<Opti
     Ok(first)
 }
 
-/// A header's name as the documentation spells it (`Idempotency-Key`, `Origin`).
+/// A header's name as the documentation spells it (`Idempotency-Key`, `Origin`, `Sec-GPC`).
 fn header_label(name: &header::HeaderName) -> String {
     let word = |w: &str| {
+        if w == "gpc" {
+            return "GPC".to_owned();
+        }
         let mut chars = w.chars();
         chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
     };
@@ -198,8 +204,11 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 
 /// Whether the request carries the Global Privacy Control signal: `Sec-GPC: 1`, exactly
 /// (GPC specification §3.1: any other value is to be ignored).
-pub fn has_gpc(req: &HttpRequest) -> bool {
-    req.headers().get("Sec-GPC").is_some_and(|v| v.as_bytes() == b"1")
+/// Given twice it is refused (400), as every singleton header here ([`single_header`]): a
+/// proxy joining the lines would send `1, 1`, which is not `1`, and guessing could drop the
+/// person's opt-out.
+pub fn has_gpc(req: &HttpRequest) -> Result<bool, ApiError> {
+    Ok(single_header(req, header::HeaderName::from_static("sec-gpc"))?.is_some_and(|v| v.as_bytes() == b"1"))
 }
 
 /// Deserialises a JSON object into a map, refusing a key given twice (serde's maps keep the

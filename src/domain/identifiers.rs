@@ -95,7 +95,8 @@ impl SubjectIdentifier {
                 if ok {
                     Ok(Self::User(value.to_owned()))
                 } else {
-                    err("user ids are 1 to 128 characters without whitespace or control characters".into())
+                    err("user ids are 1 to 128 characters without whitespace, control or invisible format characters"
+                        .into())
                 }
             }
             "email" => normalise_email(value).map(Self::Email).map_err(IdentifierError),
@@ -149,10 +150,41 @@ impl fmt::Display for SubjectIdentifier {
     }
 }
 
-/// Not whitespace, not a control character, and not U+FFFD, which stands in for bytes that were
-/// not UTF-8 (a percent-encoded path with invalid UTF-8 decodes to it).
+/// Not whitespace (every space separator, Zs, is), not a control character, not a format
+/// character, and not U+FFFD, which stands in for bytes that were not UTF-8 (a percent-encoded
+/// path with invalid UTF-8 decodes to it).
 fn is_visible(c: char) -> bool {
-    !c.is_whitespace() && !c.is_control() && c != char::REPLACEMENT_CHARACTER
+    !c.is_whitespace() && !c.is_control() && !is_format(c) && c != char::REPLACEMENT_CHARACTER
+}
+
+/// The format characters (General Category Cf, Unicode 16, UAX #44 §5.7.1): invisible, so two
+/// ids that print alike could name two people (`user:42` and `user:4\u{200B}2`), and bidi
+/// controls (U+202A–U+202E, U+2066–U+2069) make one print as another.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 /// A UUID in its hyphenated 8-4-4-4-12 form (RFC 9562 §4), any case.
@@ -308,6 +340,13 @@ mod tests {
             ("fax:+4930123456", "not a subject kind"),
             ("user:", "1 to 128"),
             ("user:a b", "without whitespace"),
+            // Invisible and bidi format characters (Cf) and a space separator (Zs).
+            ("user:4\u{200B}2", "without whitespace"),
+            ("user:\u{FEFF}42", "without whitespace"),
+            ("user:42\u{202E}", "without whitespace"),
+            ("user:4\u{2060}2", "without whitespace"),
+            ("user:4\u{3000}2", "without whitespace"),
+            ("email:ada\u{200D}@example.com", "not an email address"),
         ];
         for (input, expected) in cases {
             let err = SubjectIdentifier::parse(input).unwrap_err().to_string();

@@ -109,6 +109,7 @@ pub fn record_response(subject: &SubjectIdentifier, r: &Recorded, with_state: bo
 /// The claim for the request's `Idempotency-Key`, if it has one: the key, and a hash of the
 /// method, path and body that a retry must match.
 pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Result<Option<IdempotencyClaim>, ApiError> {
+    let gpc = crate::extract::has_gpc(req)?;
     Ok(idempotency_key(req)?.map(|key| {
         let mut h = Sha256::new();
         h.update(req.method().as_str().as_bytes());
@@ -117,7 +118,7 @@ pub fn idempotency_claim(req: &HttpRequest, scope: String, body: &[u8]) -> Resul
         h.update(b"\n");
         h.update(body);
         // The signal changes what the request does, so a retry must carry the same.
-        h.update(if crate::extract::has_gpc(req) { "\ngpc" } else { "\n" });
+        h.update(if gpc { "\ngpc" } else { "\n" });
         IdempotencyClaim { scope, key, request_hash: hex::encode(h.finalize()) }
     }))
 }

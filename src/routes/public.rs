@@ -292,7 +292,8 @@ pub async fn get_visitor_consents(
     let visitor = parse_visitor(&path.1, "visitor_id")?;
     let region = parse_region(query.region.as_deref())?;
     let presented = site.entry.purposes.clone();
-    let mut body = if has_gpc(&req) {
+    let gpc = has_gpc(&req)?;
+    let mut body = if gpc {
         // The signal is an opt-out on every public endpoint (11 CCR §7025(b)): record it first.
         let rules = AppState::rules(&site.config, presented)?;
         let none = BTreeMap::new();
@@ -321,7 +322,7 @@ pub async fn get_visitor_consents(
         // On the primary: the SDK cannot send Consentry-Read-After back (see `on_primary`).
         crate::service::read_route::on_primary(read_state(&state, &site.config, presented, visitor, region)).await?
     };
-    body.gpc_honored = Some(has_gpc(&req));
+    body.gpc_honored = Some(gpc);
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 
@@ -415,6 +416,22 @@ fn verify_identity(
         .open(&crate::secrets::identity_secret_context(&site.id), stored)
         .map_err(|why| ApiError::internal(std::io::Error::other(format!("the site's identity secret: {why}"))))?;
     let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).map_err(ApiError::internal)?;
+    // The header first: a token whose header names another algorithm (`none`, RS256) or is not
+    // JSON is refused as such, not as malformed claims (RFC 7515 §4.1.1, RFC 7518 §3.1).
+    match jsonwebtoken::decode_header(token) {
+        Ok(h) if h.alg == jsonwebtoken::Algorithm::HS256 => {}
+        Ok(h) => {
+            return Err(refused(&format!(
+                "the token is signed with {:?}; identity tokens are signed with HS256",
+                h.alg
+            )))
+        }
+        Err(_) => {
+            return Err(refused(
+                "the token's header is malformed or names an algorithm other than HS256 (such as none)",
+            ))
+        }
+    }
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
     validation.validate_nbf = true;
@@ -424,6 +441,11 @@ fn verify_identity(
             match e.kind() {
                 K::ExpiredSignature => refused("the token has expired"),
                 K::ImmatureSignature => refused("the token is not valid yet (nbf)"),
+                // jsonwebtoken reads `exp` and `nbf` only as whole seconds that fit in 64 bits:
+                // one that does not (1e20, "soon") counts as missing.
+                K::MissingRequiredClaim(c) if c == "exp" || c == "nbf" => refused(&format!(
+                    "the token lacks the claim '{c}' as a whole number of seconds since 1970 (RFC 7519 §4.1.4)"
+                )),
                 K::MissingRequiredClaim(c) => refused(&format!("the token lacks the claim '{c}'")),
                 K::Json(_) => refused("the claims are malformed: sub must be a string, exp a number (seconds)"),
                 _ => refused("the token is not signed with this site's identity secret"),
@@ -498,7 +520,7 @@ pub async fn record_visitor_consents(
         }
         None => (None, false),
     };
-    let gpc = has_gpc(&req) || body.gpc == Some(true);
+    let gpc = has_gpc(&req)? || body.gpc == Some(true);
     let idempotency = idempotency_claim(&req, format!("site:{}", site.entry.site.id), &raw)?;
     let site_id = site.entry.site.id.clone();
     let cookie = visitor_cookie(&state, &req, &site.entry.site.site_key, &body.visitor_id);

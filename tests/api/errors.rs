@@ -243,6 +243,25 @@ async fn non_json_bodies_are_415(app: TestApp) {
         assert_problem(res, 415).await["detail"],
         "Content-Encoding 'gzip' is not accepted; send the body unencoded"
     );
+    // Content-Type given twice (RFC 9110 §5.3: a singleton field), in either order: 400 naming
+    // it, and no site is created (the first line used to count).
+    for (first, second) in [("application/json", "text/plain"), ("text/plain", "application/json")] {
+        let res = app
+            .client
+            .post(app.url("/v1/sites"))
+            .bearer_auth(&app.token)
+            .header("content-type", first)
+            .header("content-type", second)
+            .body(r#"{"name": "Twice", "origins": ["https://twice.example"]}"#)
+            .send()
+            .await
+            .unwrap();
+        let p = assert_problem(res, 400).await;
+        assert_eq!(p["errors"][0]["field"], "Content-Type", "{first} then {second}: {p}");
+        assert_eq!(p["errors"][0]["message"], "is given more than once");
+    }
+    let sites: serde_json::Value = app.get("/v1/sites").send().await.unwrap().json().await.unwrap();
+    assert!(!sites.to_string().contains("Twice"), "{sites}");
 }
 
 async fn unknown_routes_are_404_problems(app: TestApp) {

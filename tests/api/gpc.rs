@@ -8,6 +8,7 @@ crate::backend_tests!(
     only_the_exact_value_1_is_a_signal,
     a_grant_against_the_signal_is_recorded_but_not_allowed_11_ccr_7025_c_3,
     a_retry_that_adds_the_signal_is_not_a_replay,
+    a_signal_given_twice_is_refused_and_records_nothing,
 );
 
 fn body(choices: Value) -> Value {
@@ -66,6 +67,36 @@ async fn only_the_exact_value_1_is_a_signal(app: TestApp) {
         assert_eq!(res["gpc_honored"], false, "Sec-GPC: {value:?} is not a signal");
         assert_eq!(res["consents"]["purposes"]["sale_sharing"]["status"], "not_asked");
     }
+}
+
+/// `Sec-GPC` twice is refused (400 naming it) on the write and on the read that records the
+/// signal: the GPC specification (§3.1) defines one field line whose value is `1`, and the two
+/// lines joined are `1, 1`, which is not; guessing either way could drop the person's opt-out.
+async fn a_signal_given_twice_is_refused_and_records_nothing(app: TestApp) {
+    let site = app.seed().await;
+    for (first, second) in [("1", "1"), ("1", "0"), ("0", "1")] {
+        let res = app
+            .visitor_post(&site, &body(json!({"analytics": true})))
+            .header("Sec-GPC", first)
+            .header("Sec-GPC", second)
+            .send()
+            .await
+            .unwrap();
+        let p = crate::helpers::assert_problem(res, 400).await;
+        assert_eq!(p["errors"][0]["field"], "Sec-GPC", "{first} then {second}: {p}");
+        assert_eq!(p["errors"][0]["message"], "is given more than once");
+        let res = app
+            .client
+            .get(app.url(&format!("/v1/sites/{site}/visitors/{VISITOR}/consents")))
+            .header("Origin", crate::helpers::ORIGIN)
+            .header("Sec-GPC", first)
+            .header("Sec-GPC", second)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(crate::helpers::assert_problem(res, 400).await["errors"][0]["field"], "Sec-GPC");
+    }
+    assert!(app.events_of(&format!("visitor:{VISITOR}")).await.is_empty(), "nothing is recorded");
 }
 
 async fn a_grant_against_the_signal_is_recorded_but_not_allowed_11_ccr_7025_c_3(app: TestApp) {

@@ -95,6 +95,27 @@ async fn bad_or_expired_identity_tokens_are_refused_and_link_nothing(app: TestAp
     let expired = identity_token(&secret, "42", -3600);
     let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&expired))).send().await.unwrap();
     assert_eq!(assert_problem(res, 401).await["detail"], "identity_token: the token has expired");
+    // Refused with the reason that applies: an unsigned token (`alg: none`, RFC 7519 §6) is not
+    // "malformed claims", and an `exp` that is not whole seconds (RFC 7519 §4.1.4) is named.
+    let b64 = |v: Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let exp = chrono::Utc::now().timestamp() + 300;
+    let unsigned = format!("{}.{}.", b64(json!({"alg": "none", "typ": "JWT"})), b64(json!({"sub": "42", "exp": exp})));
+    let huge_exp = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "42", "exp": 1e20}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    for (token, why) in [
+        (unsigned, "the token's header is malformed or names an algorithm other than HS256 (such as none)"),
+        (huge_exp, "the token lacks the claim 'exp' as a whole number of seconds since 1970 (RFC 7519 §4.1.4)"),
+    ] {
+        let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&token))).send().await.unwrap();
+        assert_eq!(assert_problem(res, 401).await["detail"], format!("identity_token: {why}"));
+    }
     assert_eq!(app.events_of(&format!("visitor:{VISITOR}")).await.len(), 1, "nothing more recorded");
     assert!(app.events_of("user:42").await.is_empty(), "and no link");
     // Rotation: the old secret stops working at once.
