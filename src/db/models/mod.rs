@@ -34,7 +34,8 @@ pub fn corrupt(what: &str, value: &str) -> diesel::result::Error {
     diesel::result::Error::DeserializationError(format!("stored {what} '{value}' does not parse").into())
 }
 
-/// A fresh random id: UUIDv7 (time-ordered, RFC 9562 §5.7) in canonical text form.
+/// A fresh random id: UUIDv7 (time-ordered, RFC 9562 §5.7) in canonical text form; its random
+/// bits from the thread's generator (uuid's `fast-rng`), not a system call each.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
