@@ -207,8 +207,14 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// Given twice it is refused (400), as every singleton header here ([`single_header`]): a
 /// proxy joining the lines would send `1, 1`, which is not `1`, and guessing could drop the
 /// person's opt-out.
+/// One line holding a comma-separated list (`1, 1`: two lines a proxy joined, RFC 9110 §5.3) is
+/// refused alike.
 pub fn has_gpc(req: &HttpRequest) -> Result<bool, ApiError> {
-    Ok(single_header(req, header::HeaderName::from_static("sec-gpc"))?.is_some_and(|v| v.as_bytes() == b"1"))
+    let Some(value) = single_header(req, header::HeaderName::from_static("sec-gpc"))? else { return Ok(false) };
+    if value.as_bytes().contains(&b',') {
+        return Err(ApiError::invalid("Sec-GPC", "is given more than once"));
+    }
+    Ok(value.as_bytes() == b"1")
 }
 
 /// Deserialises a JSON object into a map, refusing a key given twice (serde's maps keep the

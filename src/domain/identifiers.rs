@@ -150,40 +150,47 @@ impl fmt::Display for SubjectIdentifier {
     }
 }
 
-/// Not whitespace (every space separator, Zs, is), not a control character, not a format
-/// character, and not U+FFFD, which stands in for bytes that were not UTF-8 (a percent-encoded
-/// path with invalid UTF-8 decodes to it).
+/// Not whitespace (every space separator, Zs, is), not a control character, not an invisible
+/// character ([`is_invisible`]), and not U+FFFD, which stands in for bytes that were not UTF-8
+/// (a percent-encoded path with invalid UTF-8 decodes to it).
 fn is_visible(c: char) -> bool {
-    !c.is_whitespace() && !c.is_control() && !is_format(c) && c != char::REPLACEMENT_CHARACTER
+    !c.is_whitespace() && !c.is_control() && !is_invisible(c) && c != char::REPLACEMENT_CHARACTER
 }
 
-/// The format characters (General Category Cf, Unicode 16, UAX #44 §5.7.1): invisible, so two
-/// ids that print alike could name two people (`user:42` and `user:4\u{200B}2`), and bidi
-/// controls (U+202A–U+202E, U+2066–U+2069) make one print as another.
-fn is_format(c: char) -> bool {
+/// Characters that print as nothing: the format characters (General Category Cf) and the
+/// default-ignorable code points (`Default_Ignorable_Code_Point`, Unicode 16 DerivedCoreProperties,
+/// UAX #44 §5.3: joiners, variation selectors, fillers, tags), and U+2800, which renders blank.
+/// With them two ids that print alike would name two people (`user:42` and `user:4\u{200B}2`),
+/// and the bidi controls (U+202A–U+202E, U+2066–U+2069) make one id print as another.
+fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
             | '\u{0600}'..='\u{0605}'
             | '\u{061C}'
             | '\u{06DD}'
             | '\u{070F}'
             | '\u{0890}'..='\u{0891}'
             | '\u{08E2}'
-            | '\u{180E}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
             | '\u{110BD}'
             | '\u{110CD}'
             | '\u{13430}'..='\u{1343F}'
             | '\u{1BCA0}'..='\u{1BCA3}'
             | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0001}'
-            | '\u{E0020}'..='\u{E007F}'
+            | '\u{E0000}'..='\u{E0FFF}'
     )
 }
 
@@ -347,6 +354,11 @@ mod tests {
             ("user:4\u{2060}2", "without whitespace"),
             ("user:4\u{3000}2", "without whitespace"),
             ("email:ada\u{200D}@example.com", "not an email address"),
+            // Default-ignorable and blank-looking characters that are not Cf.
+            ("user:ada\u{034F}x", "without whitespace"),
+            ("user:ada\u{FE0F}x", "without whitespace"),
+            ("user:ada\u{3164}x", "without whitespace"),
+            ("user:ada\u{2800}x", "without whitespace"),
         ];
         for (input, expected) in cases {
             let err = SubjectIdentifier::parse(input).unwrap_err().to_string();

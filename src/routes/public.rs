@@ -398,26 +398,34 @@ pub struct RecordVisitorConsents {
     pub presentation: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct IdentityClaims {
-    sub: String,
-}
+/// How far `exp` and `nbf` may be off against this server's clock (seconds), as jsonwebtoken's
+/// default: the site's clock and ours differ a little.
+const IDENTITY_LEEWAY_SECS: f64 = 60.0;
 
 /// Verifies an identity token with the site's secret (stored sealed, opened with `secrets`);
-/// returns the user's identifier.
+/// returns the user's identifier (`user:<sub>`).
+///
+/// The token is a JWS (RFC 7515) signed with HS256 over JWT claims (RFC 7519): `sub` a string,
+/// `exp` required and `nbf` optional, each a NumericDate (a JSON number of seconds since 1970,
+/// fractions allowed, RFC 7519 §2), with 60 s of leeway. Each refusal (401) names its reason: a
+/// header that is malformed, names another algorithm or asks for an extension (`crit`); a
+/// signature that does not verify; a claim that is missing, of the wrong type, expired or not
+/// valid yet. Nothing is recorded.
 fn verify_identity(
     secrets: &crate::secrets::SecretBox,
     site: &crate::db::models::site::Site,
     token: &str,
 ) -> Result<SubjectIdentifier, ApiError> {
+    use jsonwebtoken::errors::ErrorKind as K;
     let refused = |why: &str| ApiError::Unauthorized(format!("identity_token: {why}"));
     let stored = site.identity_secret.as_deref().ok_or_else(|| refused("this site has no identity secret"))?;
     let secret = secrets
         .open(&crate::secrets::identity_secret_context(&site.id), stored)
         .map_err(|why| ApiError::internal(std::io::Error::other(format!("the site's identity secret: {why}"))))?;
     let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).map_err(ApiError::internal)?;
+    let malformed = "the token is malformed: a JWT is three base64url parts joined by dots (RFC 7515 §7.1)";
     // The header first: a token whose header names another algorithm (`none`, RS256) or is not
-    // JSON is refused as such, not as malformed claims (RFC 7515 §4.1.1, RFC 7518 §3.1).
+    // JSON is refused as such, not as a bad signature (RFC 7515 §4.1.1, RFC 7518 §3.1).
     match jsonwebtoken::decode_header(token) {
         Ok(h) if h.alg == jsonwebtoken::Algorithm::HS256 => {}
         Ok(h) => {
@@ -426,33 +434,56 @@ fn verify_identity(
                 h.alg
             )))
         }
-        Err(_) => {
+        Err(e) if matches!(e.kind(), K::Json(_)) => {
             return Err(refused(
                 "the token's header is malformed or names an algorithm other than HS256 (such as none)",
             ))
         }
+        Err(_) => return Err(refused(malformed)),
     }
+    // The signature, then the claims as JSON: their types and times are checked here, so that
+    // each refusal says what is wrong (jsonwebtoken reads `exp` only as a whole number that
+    // fits in 64 bits and calls anything else missing).
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.set_required_spec_claims(&["exp", "sub"]);
-    validation.validate_nbf = true;
-    let claims = jsonwebtoken::decode::<IdentityClaims>(token, &key, &validation)
-        .map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::ExpiredSignature => refused("the token has expired"),
-                K::ImmatureSignature => refused("the token is not valid yet (nbf)"),
-                // jsonwebtoken reads `exp` and `nbf` only as whole seconds that fit in 64 bits:
-                // one that does not (1e20, "soon") counts as missing.
-                K::MissingRequiredClaim(c) if c == "exp" || c == "nbf" => refused(&format!(
-                    "the token lacks the claim '{c}' as a whole number of seconds since 1970 (RFC 7519 §4.1.4)"
-                )),
-                K::MissingRequiredClaim(c) => refused(&format!("the token lacks the claim '{c}'")),
-                K::Json(_) => refused("the claims are malformed: sub must be a string, exp a number (seconds)"),
-                _ => refused("the token is not signed with this site's identity secret"),
-            }
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &validation)
+        .map_err(|e| match e.kind() {
+            K::InvalidSignature => refused("the token is not signed with this site's identity secret"),
+            // Three parts and a JSON header, yet invalid: the header's `crit` or `b64`.
+            K::InvalidToken if token.split('.').count() == 3 => refused(
+                "the token's header asks for an extension this service does not support (crit, b64: RFC 7515 §4.1.11)",
+            ),
+            K::Json(_) | K::Utf8(_) => refused("the claims are malformed: they must be a JSON object"),
+            _ => refused(malformed),
         })?
         .claims;
-    SubjectIdentifier::parse(&format!("user:{}", claims.sub)).map_err(|e| refused(&format!("sub: {e}")))
+    let sub = match claims.get("sub") {
+        None => return Err(refused("the token lacks the claim 'sub'")),
+        Some(serde_json::Value::String(sub)) => sub,
+        Some(_) => return Err(refused("the claim 'sub' must be a string: the user's id")),
+    };
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let numeric_date = |name: &str| -> Result<Option<f64>, ApiError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                refused(&format!(
+                    "the claim '{name}' must be a NumericDate: seconds since 1970 as a JSON number (RFC 7519 §2)"
+                ))
+            }),
+        }
+    };
+    let exp = numeric_date("exp")?.ok_or_else(|| refused("the token lacks the claim 'exp'"))?;
+    if exp + IDENTITY_LEEWAY_SECS <= now {
+        return Err(refused("the token has expired"));
+    }
+    if numeric_date("nbf")?.is_some_and(|nbf| nbf - IDENTITY_LEEWAY_SECS > now) {
+        return Err(refused("the token is not valid yet (nbf)"));
+    }
+    SubjectIdentifier::parse(&format!("user:{sub}")).map_err(|e| refused(&format!("sub: {e}")))
 }
 
 /// Records a visitor's choices. One event per changed purpose, in one transaction; a retry

@@ -95,23 +95,39 @@ async fn bad_or_expired_identity_tokens_are_refused_and_link_nothing(app: TestAp
     let expired = identity_token(&secret, "42", -3600);
     let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&expired))).send().await.unwrap();
     assert_eq!(assert_problem(res, 401).await["detail"], "identity_token: the token has expired");
-    // Refused with the reason that applies: an unsigned token (`alg: none`, RFC 7519 §6) is not
-    // "malformed claims", and an `exp` that is not whole seconds (RFC 7519 §4.1.4) is named.
+    // Refused with the reason that applies: an unsigned token (`alg: none`, RFC 7519 §6), a
+    // header asking for an extension (`crit`, RFC 7515 §4.1.11), and `exp` / `nbf` that are not
+    // NumericDates (RFC 7519 §2) are not "malformed claims" nor a bad signature.
     let b64 = |v: Value| {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
     let exp = chrono::Utc::now().timestamp() + 300;
     let unsigned = format!("{}.{}.", b64(json!({"alg": "none", "typ": "JWT"})), b64(json!({"sub": "42", "exp": exp})));
-    let huge_exp = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"sub": "42", "exp": 1e20}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let signed = |header: jsonwebtoken::Header, claims: Value| {
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap())
+            .unwrap()
+    };
+    let critical = jsonwebtoken::Header { crit: Some(vec!["exp".into()]), ..Default::default() };
+    let not_a_date = "must be a NumericDate: seconds since 1970 as a JSON number (RFC 7519 §2)";
     for (token, why) in [
-        (unsigned, "the token's header is malformed or names an algorithm other than HS256 (such as none)"),
-        (huge_exp, "the token lacks the claim 'exp' as a whole number of seconds since 1970 (RFC 7519 §4.1.4)"),
+        (unsigned, "the token's header is malformed or names an algorithm other than HS256 (such as none)".to_owned()),
+        (
+            signed(critical, json!({"sub": "42", "exp": exp})),
+            "the token's header asks for an extension this service does not support (crit, b64: RFC 7515 §4.1.11)"
+                .to_owned(),
+        ),
+        (signed(Default::default(), json!({"sub": "42", "exp": "soon"})), format!("the claim 'exp' {not_a_date}")),
+        (
+            signed(Default::default(), json!({"sub": "42", "exp": exp, "nbf": "x"})),
+            format!("the claim 'nbf' {not_a_date}"),
+        ),
+        (signed(Default::default(), json!({"sub": "42", "exp": -1})), "the token has expired".to_owned()),
+        (
+            signed(Default::default(), json!({"sub": 42, "exp": exp})),
+            "the claim 'sub' must be a string: the user's id".to_owned(),
+        ),
+        (signed(Default::default(), json!({"sub": "42"})), "the token lacks the claim 'exp'".to_owned()),
     ] {
         let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&token))).send().await.unwrap();
         assert_eq!(assert_problem(res, 401).await["detail"], format!("identity_token: {why}"));
@@ -132,6 +148,18 @@ async fn bad_or_expired_identity_tokens_are_refused_and_link_nothing(app: TestAp
         201
     );
     assert_eq!(app.consents_of("user:42").await["purposes"]["analytics"]["status"], "granted");
+    // A NumericDate may have a fraction (RFC 7519 §2): accepted (the browser moves to user 43).
+    let claims = json!({"sub": "43", "exp": exp as f64 + 0.5});
+    let fractional = jsonwebtoken::encode(
+        &Default::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(new_secret.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let res =
+        app.visitor_post(&site, &visit(json!({"marketing_email": true}), Some(&fractional))).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(app.consents_of("user:43").await["purposes"]["marketing_email"]["status"], "granted");
 }
 
 async fn server_side_links_merge_histories_newest_decision_wins(app: TestApp) {
