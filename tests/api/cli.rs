@@ -266,7 +266,7 @@ fn serve_demo_creates_the_example_tenant_once() {
             .spawn()
             .unwrap()
     };
-    let mut first = start();
+    let mut first = crate::helpers::ServerProcess(start());
     let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
     let mut printed = String::new();
     for line in lines.by_ref() {
@@ -276,15 +276,13 @@ fn serve_demo_creates_the_example_tenant_once() {
             break;
         }
     }
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.kill_and_collect();
     let summary: Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(summary["tenant"], "ntt-cloud-communications");
     assert!(summary["token"].as_str().unwrap().starts_with("eyJ"));
-    let mut second = start();
+    let mut second = crate::helpers::ServerProcess(start());
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    second.kill().unwrap();
-    let out = second.wait_with_output().unwrap();
+    let out = second.kill_and_collect();
     // No second token: only the console's address with a fresh one-time sign-in code.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("eyJ"), "no second token: {stdout}");

@@ -414,3 +414,46 @@ pub async fn assert_problem(res: Response, status: u16) -> Value {
     }
     body
 }
+
+/// A `consentry` process a test started: killed and reaped when dropped, so a test that fails
+/// (panics) before its end leaves no server running and holding its port.
+pub struct ServerProcess(pub std::process::Child);
+
+impl ServerProcess {
+    /// Kills the process and returns its status and what it wrote to piped stdout and stderr.
+    pub fn kill_and_collect(&mut self) -> std::process::Output {
+        use std::io::Read;
+        let _ = self.0.kill();
+        let read = |pipe: Option<&mut dyn Read>| {
+            let mut bytes = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        };
+        let stdout = read(self.0.stdout.as_mut().map(|p| p as &mut dyn Read));
+        let stderr = read(self.0.stderr.as_mut().map(|p| p as &mut dyn Read));
+        let status = self.0.wait().expect("the child is ours to wait for");
+        std::process::Output { status, stdout, stderr }
+    }
+}
+
+impl std::ops::Deref for ServerProcess {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerProcess {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -443,18 +443,13 @@ fn a_sqlite_url_in_a_missing_directory_or_an_empty_database_url_is_refused() {
 
 /// A server process that is killed when dropped, also when its test panics (a failed assertion
 /// left it running, bound to its port, until the machine stopped).
-struct ServerProcess(std::process::Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the real binary on the app's database with `env`; stderr goes to `log`. Returns the
 /// process and its base URL once it is ready.
-async fn start_binary(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]) -> (ServerProcess, String) {
+async fn start_binary(
+    app: &TestApp,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (crate::helpers::ServerProcess, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -466,7 +461,7 @@ async fn start_binary(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = ServerProcess(cmd.spawn().unwrap());
+    let child = crate::helpers::ServerProcess(cmd.spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
@@ -628,7 +623,7 @@ async fn the_health_check_asks_the_running_service(app: TestApp) {
 async fn a_stop_signal_drains_before_the_listener_closes(app: TestApp) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = ServerProcess(
+    let mut server = crate::helpers::ServerProcess(
         std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", &app.database_url)

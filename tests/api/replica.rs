@@ -129,19 +129,21 @@ fn a_replica_url_naming_the_primary_is_logged_as_not_a_standby() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_consentry"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("DATABASE_URL", &url)
-        .env("DATABASE_REPLICA_URL", &url)
-        .env("CONSENTRY__LOG", "info")
-        .env("CONSENTRY__SECRETS__KEY_FILE", dir.path().join("secrets.key"))
-        .env("CONSENTRY__RECEIPTS__KEY_FILE", dir.path().join("receipt-keys.json"))
-        .env_remove("CONSENTRY_CONFIG")
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = crate::helpers::ServerProcess(
+        Command::new(env!("CARGO_BIN_EXE_consentry"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", &url)
+            .env("DATABASE_REPLICA_URL", &url)
+            .env("CONSENTRY__LOG", "info")
+            .env("CONSENTRY__SECRETS__KEY_FILE", dir.path().join("secrets.key"))
+            .env("CONSENTRY__RECEIPTS__KEY_FILE", dir.path().join("receipt-keys.json"))
+            .env_remove("CONSENTRY_CONFIG")
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // The JSON log lines (stderr is not a terminal) up to the one saying it listens.
     let mut messages = Vec::new();
     for line in BufReader::new(server.stderr.take().unwrap()).lines() {
@@ -154,8 +156,7 @@ fn a_replica_url_naming_the_primary_is_logged_as_not_a_standby() {
             break;
         }
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill_and_collect();
     crate::helpers::drop_database(&admin, &name);
     assert!(messages.last().is_some_and(|(_, m)| m.starts_with("consentry listening on")), "{messages:?}");
     let about_replica: Vec<&(String, String)> = messages.iter().filter(|(_, m)| m.contains("replica")).collect();

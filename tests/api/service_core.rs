@@ -341,15 +341,17 @@ async fn concurrent_bulk_checks_each_get_their_own_answers(app: TestApp) {
 async fn no_acknowledged_write_is_lost_when_the_server_is_killed(app: TestApp) {
     let site = app.seed().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &app.database_url)
-        .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
-        .env("CONSENTRY__LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = crate::helpers::ServerProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &app.database_url)
+            .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
+            .env("CONSENTRY__LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     eventually("the server to start", || async {
         app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
@@ -385,8 +387,7 @@ async fn no_acknowledged_write_is_lost_when_the_server_is_killed(app: TestApp) {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill_and_collect();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     join_all(clients).await;
     let acknowledged = acknowledged.lock().unwrap().clone();
