@@ -456,7 +456,9 @@ fn verify_identity(
             K::InvalidToken if token.split('.').count() == 3 => refused(
                 "the token's header asks for an extension this service does not support (crit, b64: RFC 7515 §4.1.11)",
             ),
-            K::Json(_) | K::Utf8(_) => refused("the claims are malformed: they must be a JSON object"),
+            K::Json(_) | K::Utf8(_) => {
+                refused("the claims are malformed: they must be a JSON object giving each claim once, numbers in range")
+            }
             _ => refused(malformed),
         })?
         .claims;

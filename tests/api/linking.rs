@@ -128,6 +128,21 @@ async fn bad_or_expired_identity_tokens_are_refused_and_link_nothing(app: TestAp
             "the claim 'sub' must be a string: the user's id".to_owned(),
         ),
         (signed(Default::default(), json!({"sub": "42"})), "the token lacks the claim 'exp'".to_owned()),
+        (
+            // `sub` twice (RFC 7519 §4: claim names must be unique), written by hand.
+            {
+                use base64::Engine as _;
+                use hmac::Mac as _;
+                let header = b64(json!({"alg": "HS256", "typ": "JWT"}));
+                let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(format!(r#"{{"sub":"42","sub":"43","exp":{exp}}}"#));
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+                mac.update(format!("{header}.{claims}").as_bytes());
+                let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+                format!("{header}.{claims}.{sig}")
+            },
+            "the claims are malformed: they must be a JSON object giving each claim once, numbers in range".to_owned(),
+        ),
     ] {
         let res = app.visitor_post(&site, &visit(json!({"analytics": true}), Some(&token))).send().await.unwrap();
         assert_eq!(assert_problem(res, 401).await["detail"], format!("identity_token: {why}"));
