@@ -10,7 +10,6 @@ use crate::secrets::{SecretBox, SecretsError};
 use crate::service::directory::{SiteEntry, TenantConfig};
 use crate::state::AppState;
 use actix_web::dev::Payload;
-use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
@@ -288,7 +287,7 @@ impl FromRequest for Caller {
         // one counts would be a guess that a proxy could make differently (RFC 6750 §3.1,
         // invalid_request: 400).
         let header =
-            crate::extract::single_header(req, header::AUTHORIZATION).map(|h| h.map(|h| h.to_str().map(str::to_owned)));
+            crate::extract::single_header(req, "Authorization").map(|h| h.map(|h| h.to_str().map(str::to_owned)));
         Box::pin(async move {
             let header = header?;
             let state = state.ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
@@ -422,8 +421,8 @@ impl FromRequest for PublicSite {
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("no app state")))?;
             let site_key = req.match_info().get("site_key").unwrap_or_default().to_owned();
             // One Origin (RFC 6454 §7.3): with two, which one was checked would be a guess.
-            let origin = crate::extract::single_header(&req, header::ORIGIN)?
-                .map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
+            let origin =
+                crate::extract::single_header(&req, "Origin")?.map(|o| o.to_str().unwrap_or("<non-ASCII>").to_owned());
             let Some((entry, config)) = state.site(&site_key).await? else {
                 return Err(ApiError::NotFound(format!("no site has the key '{}'", crate::domain::shown(&site_key))));
             };

@@ -30,7 +30,7 @@ impl<T: DeserializeOwned + 'static, const TEXT: bool> FromRequest for JsonBody<T
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req.app_data::<web::Data<AppState>>().map_or(1 << 20, |s| s.max_body_bytes);
         let limit = if TEXT { limit.min(BEACON_MAX_BYTES) } else { limit };
-        let content_type = match single_header(req, header::CONTENT_TYPE) {
+        let content_type = match single_header(req, "Content-Type") {
             Ok(v) => v.and_then(|v| v.to_str().ok()).map(str::to_owned),
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
@@ -164,33 +164,26 @@ pub fn field_problem(message: &str) -> Option<(&str, &'static str)> {
     Some((name, if message.starts_with("missing") { "is required" } else { "is given more than once" }))
 }
 
-/// The one field line of the header `name`, if the request has one. A singleton field given
-/// twice (RFC 9110 §5.3) is refused (400 naming the header): which one counts would be a guess,
-/// and a proxy that joins repeated lines with a comma would send yet another value.
-pub fn single_header(req: &HttpRequest, name: header::HeaderName) -> Result<Option<&header::HeaderValue>, ApiError> {
-    let mut lines = req.headers().get_all(&name);
+/// The one field line of the header `name`, if the request has one. `name` is spelled as the
+/// documentation spells it (`Idempotency-Key`, `Sec-GPC`; header names match in any case), and
+/// the problem names it so. A singleton field given twice (RFC 9110 §5.3) is refused (400 naming
+/// the header): which one counts would be a guess, and a proxy that joins repeated lines with a
+/// comma would send yet another value.
+pub fn single_header<'r>(
+    req: &'r HttpRequest,
+    name: &'static str,
+) -> Result<Option<&'r header::HeaderValue>, ApiError> {
+    let mut lines = req.headers().get_all(name);
     let first = lines.next();
     if lines.next().is_some() {
-        return Err(ApiError::invalid(header_label(&name), "is given more than once"));
+        return Err(ApiError::invalid(name, "is given more than once"));
     }
     Ok(first)
 }
 
-/// A header's name as the documentation spells it (`Idempotency-Key`, `Origin`, `Sec-GPC`).
-fn header_label(name: &header::HeaderName) -> String {
-    let word = |w: &str| {
-        if w == "gpc" {
-            return "GPC".to_owned();
-        }
-        let mut chars = w.chars();
-        chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-    };
-    name.as_str().split('-').map(word).collect::<Vec<_>>().join("-")
-}
-
 /// The optional `Idempotency-Key` header: 1–255 visible ASCII characters, given once.
 pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = single_header(req, header::HeaderName::from_static("idempotency-key"))? else {
+    let Some(value) = single_header(req, "Idempotency-Key")? else {
         return Ok(None);
     };
     let key = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?.trim();
@@ -204,13 +197,11 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 
 /// Whether the request carries the Global Privacy Control signal: `Sec-GPC: 1`, exactly
 /// (GPC specification §3.1: any other value is to be ignored).
-/// Given twice it is refused (400), as every singleton header here ([`single_header`]): a
-/// proxy joining the lines would send `1, 1`, which is not `1`, and guessing could drop the
-/// person's opt-out.
-/// One line holding a comma-separated list (`1, 1`: two lines a proxy joined, RFC 9110 §5.3) is
-/// refused alike.
+/// Given twice it is refused (400), as every singleton header here ([`single_header`]), and so
+/// is one line holding a list (`1, 1`: two lines a proxy joined, RFC 9110 §5.3): guessing could
+/// drop the person's opt-out.
 pub fn has_gpc(req: &HttpRequest) -> Result<bool, ApiError> {
-    let Some(value) = single_header(req, header::HeaderName::from_static("sec-gpc"))? else { return Ok(false) };
+    let Some(value) = single_header(req, "Sec-GPC")? else { return Ok(false) };
     if value.as_bytes().contains(&b',') {
         return Err(ApiError::invalid("Sec-GPC", "is given more than once"));
     }
