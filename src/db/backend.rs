@@ -2,7 +2,7 @@
 
 use super::models::idempotency::StoredResponse;
 use super::models::receipt::ReceiptRow;
-use super::models::state::StateRow;
+use super::models::state::{ChoiceRow, StateRow};
 use super::schema::{consent_states, data_subjects, idempotency_keys};
 use super::AnyConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -288,6 +288,73 @@ pub fn states_of_identifiers(
     }
 }
 
+/// The choice in force for `purpose` of the subject behind each stored identifier of a tenant,
+/// with the 1-based position of its identifier in `identifiers` (a check's subjects). An
+/// identifier without a subject, or whose subject has no state for `purpose`, has no row. One
+/// query on PostgreSQL: an identifier probe and a state probe per identifier, read in one
+/// snapshot, so a merge that moves an identifier between them cannot hide its state. On SQLite,
+/// a cached lookup per identifier and one read of their subjects' states, in one transaction.
+pub fn choices_of_identifiers(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    purpose: &str,
+    identifiers: &[&str],
+) -> QueryResult<Vec<(i64, ChoiceRow)>> {
+    match conn {
+        AnyConnection::Postgresql(c) => PgStatement::<_, (diesel::sql_types::BigInt, ChoiceColumns)>::new(
+            &[
+                "SELECT q.n, s.* FROM unnest(",
+                ") WITH ORDINALITY AS q(identifier, n) CROSS JOIN LATERAL ( \
+                 SELECT c.decision, c.source, c.policy_revision, c.occurred_at FROM consent_states c \
+                 WHERE c.tenant_id = ",
+                " AND c.subject_id = (SELECT si.subject_id FROM subject_identifiers si \
+                 WHERE si.tenant_id = ",
+                " AND si.identifier = q.identifier) AND c.purpose_key = ",
+                " OFFSET 0) s",
+            ],
+            (
+                identifiers.into_sql::<Array<Text>>(),
+                tenant_id.into_sql::<Text>(),
+                tenant_id.into_sql::<Text>(),
+                purpose.into_sql::<Text>(),
+            ),
+        )
+        .load(c),
+        // A cached lookup per identifier, then the states of their subjects in one statement:
+        // a join per identifier (`StateRow::for_identifier`) made a check of 10,000 1.8 times as
+        // slow (p50 68 against 38 ms). On the SQLite connection itself: through `AnyConnection`
+        // diesel writes out each statement's SQL to find it in its cache. One read
+        // transaction: one snapshot for both.
+        AnyConnection::Sqlite(c) => c.transaction(|c| {
+            use super::schema::subject_identifiers as si;
+            let mut subject_at: Vec<(i64, String)> = Vec::new();
+            for (n, identifier) in (1..).zip(identifiers) {
+                let subject = si::table
+                    .filter(si::tenant_id.eq(tenant_id))
+                    .filter(si::identifier.eq(*identifier))
+                    .select(si::subject_id)
+                    .first::<String>(c)
+                    .optional()?;
+                subject_at.extend(subject.map(|s| (n, s)));
+            }
+            let ids: Vec<&str> = subject_at.iter().map(|(_, s)| s.as_str()).collect();
+            let choice_of: std::collections::HashMap<String, ChoiceRow> = consent_states::table
+                .filter(consent_states::tenant_id.eq(tenant_id))
+                .filter(consent_states::purpose_key.eq(purpose))
+                .filter(consent_states::subject_id.eq_any(&ids))
+                .select(StateRow::as_select())
+                .load::<StateRow>(c)?
+                .into_iter()
+                .map(|row| (row.subject_id.clone(), ChoiceRow::from(row)))
+                .collect();
+            Ok(subject_at.into_iter().filter_map(|(n, s)| Some((n, choice_of.get(&s)?.clone()))).collect())
+        }),
+    }
+}
+
+/// The SQL types of a [`ChoiceRow`], in its field order.
+type ChoiceColumns = (Text, Text, Nullable<Text>, Timestamp);
+
 /// The SQL types of a [`StateRow`], in its field order.
 type StateColumns = (Text, Text, Text, Text, Text, Nullable<Text>, Text, Timestamp, Timestamp);
 
@@ -350,6 +417,7 @@ macro_rules! pg_binds {
 }
 pg_binds!(2: A 0, B 1);
 pg_binds!(3: A 0, B 1, C 2);
+pg_binds!(4: A 0, B 1, C 2, D 3);
 
 /// One bind parameter of a [`PgStatement`] with many (`into_sql` values, boxed).
 type PgBind<'a> = Box<dyn QueryFragment<Pg> + Send + 'a>;

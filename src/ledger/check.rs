@@ -50,35 +50,50 @@ pub fn stored_subjects(subject_key: &SubjectKey, subjects: &[String]) -> Result<
     }
 }
 
-/// The choice in force for `purpose_key` of each known stored identifier, by identifier: two
-/// queries per 5,000 distinct identifiers (one to resolve them, one for the states). Each state
-/// row is read into its [`StoredChoice`] at once: a check of 10,000 subjects holds 10,000 small
-/// values, not 10,000 rows of nine strings, twice.
+/// The distinct stored identifiers of a check, sorted (PostgreSQL then walks its indexes in
+/// order), in at most `parts` runs of at least [`MIN_PART`] each, to be read on as many
+/// connections at once.
+pub fn partition(stored: &[String], parts: usize) -> Vec<Vec<String>> {
+    let mut unique: Vec<&str> = stored.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let parts = parts.min(unique.len() / MIN_PART).max(1);
+    let size = unique.len().div_ceil(parts).max(1);
+    unique.chunks(size).map(|run| run.iter().map(|s| (*s).to_owned()).collect()).collect()
+}
+
+/// The fewest identifiers worth a connection of their own (see [`partition`]): below this,
+/// taking and waking a second connection costs about what it saves.
+pub const MIN_PART: usize = 2_000;
+
+/// The choice in force for `purpose_key` of each known stored identifier of `identifiers`
+/// (distinct), by identifier: one query per 5,000 identifiers, which resolves each and reads
+/// its state in one snapshot ([`backend::choices_of_identifiers`]). Each row is read into its
+/// [`StoredChoice`] at once.
 /// Errors: the database's, and a stored value that does not parse.
 pub fn choices_by_identifier(
     conn: &mut AnyConnection,
     tenant_id: &str,
     purpose_key: &str,
-    stored: &[String],
+    identifiers: &[String],
 ) -> QueryResult<HashMap<String, StoredChoice>> {
-    let mut unique: Vec<&str> = stored.iter().map(String::as_str).collect();
-    unique.sort_unstable();
-    unique.dedup();
-    let mut subject_of: HashMap<String, String> = HashMap::with_capacity(unique.len());
-    for chunk in unique.chunks(CHUNK) {
-        subject_of.extend(backend::resolve_identifiers(conn, tenant_id, chunk)?);
-    }
-    let mut subject_ids: Vec<&str> = subject_of.values().map(String::as_str).collect();
-    subject_ids.sort_unstable();
-    subject_ids.dedup();
-    let mut choice_of: HashMap<String, StoredChoice> = HashMap::with_capacity(subject_ids.len());
-    for chunk in subject_ids.chunks(CHUNK) {
-        for row in backend::states_of(conn, tenant_id, Some(purpose_key), chunk)? {
-            let choice = row.to_choice()?;
-            choice_of.insert(row.subject_id, choice);
+    let mut choice_of: HashMap<String, StoredChoice> = HashMap::with_capacity(identifiers.len());
+    for chunk in identifiers.chunks(CHUNK) {
+        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for (n, row) in backend::choices_of_identifiers(conn, tenant_id, purpose_key, &names)? {
+            let identifier = usize::try_from(n - 1).ok().and_then(|i| chunk.get(i));
+            let identifier = identifier.ok_or_else(|| corrupt_position(n))?;
+            choice_of.insert(identifier.clone(), row.to_choice()?);
         }
     }
-    Ok(subject_of.into_iter().filter_map(|(identifier, id)| Some((identifier, choice_of.get(&id)?.clone()))).collect())
+    Ok(choice_of)
+}
+
+/// A row that names a position its query was not given: the database answered another question.
+fn corrupt_position(n: i64) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(
+        format!("a check's row names identifier {n}, which it did not ask for").into(),
+    )
 }
 
 /// The answer for each subject, in request order, from the states of their stored forms
@@ -95,8 +110,33 @@ pub fn answer(
         .into_iter()
         .zip(stored)
         .map(|(subject, stored)| {
-            let state = rules.evaluate(purpose, choices.get(stored), region);
+            let state = rules.status(purpose, choices.get(stored), region);
             CheckResult { subject, allowed: state.allowed, status: state.status, reason: state.reason }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|n| format!("user:{n:05}")).collect()
+    }
+
+    #[test]
+    fn a_check_is_read_in_sorted_distinct_parts_of_at_least_min_part() {
+        // Named in reverse and twice: read once each, in order, split evenly.
+        let mut stored: Vec<String> = ids(0..6_000).into_iter().rev().collect();
+        stored.extend(ids(0..100));
+        let parts = partition(&stored, 2);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), [3_000, 3_000]);
+        assert_eq!(parts.concat(), ids(0..6_000));
+        // More cores than parts of MIN_PART: as many parts as there are MIN_PARTs.
+        assert_eq!(partition(&ids(0..6_000), 8).iter().map(Vec::len).collect::<Vec<_>>(), [2_000, 2_000, 2_000]);
+        // Fewer than two MIN_PARTs: one part, whatever the cores.
+        assert_eq!(partition(&ids(0..3_999), 2).len(), 1);
+        assert_eq!(partition(&ids(0..2), 2), [ids(0..2)]);
+        assert_eq!(partition(&ids(0..4_001), 1).len(), 1);
+    }
 }

@@ -633,7 +633,7 @@ fn plan(
             && states.get(key.as_str()).is_some_and(|s| {
                 s.to_choice().is_ok_and(|c| {
                     let lapsed =
-                        matches!(rules.evaluate(purpose, Some(&c), region).status, Status::Stale | Status::Expired);
+                        matches!(rules.status(purpose, Some(&c), region).status, Status::Stale | Status::Expired);
                     c.decision == *decision && c.policy_revision == job.revision && !lapsed
                 })
             });

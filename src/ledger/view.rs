@@ -3,7 +3,7 @@
 use crate::db::models::revision::RevisionRow;
 use crate::db::models::state::StateRow;
 use crate::db::AnyConnection;
-use crate::domain::status::evaluate;
+use crate::domain::status::{evaluate, Evaluation};
 use crate::domain::{
     ConsentModel, ConsentSource, Decision, Purpose, Reason, RegionCode, Revision, Status, StoredChoice,
 };
@@ -101,13 +101,20 @@ impl TenantRules {
         Ok(SubjectView { needs_consent, purposes })
     }
 
+    /// The status of `purpose` for a subject whose choice is `choice`, now (the status rules,
+    /// `domain::status::evaluate`): what a check answers.
+    pub fn status(&self, purpose: &Purpose, choice: Option<&StoredChoice>, region: Option<&RegionCode>) -> Evaluation {
+        evaluate(&purpose.key, purpose.rule(region), choice, &self.revisions, self.now)
+    }
+
+    /// [`TenantRules::status`] with the choice it was evaluated from: what a subject's view shows.
     pub fn evaluate(
         &self,
         purpose: &Purpose,
         choice: Option<&StoredChoice>,
         region: Option<&RegionCode>,
     ) -> PurposeState {
-        let e = evaluate(&purpose.key, purpose.rule(region), choice, &self.revisions, self.now);
+        let e = self.status(purpose, choice, region);
         PurposeState {
             status: e.status,
             allowed: e.allowed,

@@ -118,7 +118,7 @@ pub async fn stream_suppressions(
                     let mut csv = csv::Writer::from_writer(Vec::new());
                     for (subject_id, row) in &page {
                         let choice = row.as_ref().map(StateRow::to_choice).transpose()?;
-                        let e = rules.evaluate(purpose, choice.as_ref(), region.as_ref());
+                        let e = rules.status(purpose, choice.as_ref(), region.as_ref());
                         if e.allowed {
                             continue;
                         }

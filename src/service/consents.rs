@@ -88,8 +88,9 @@ pub async fn read_state(
 }
 
 /// Checks `purpose` for each subject, in request order. One subject (a send-time check) is one
-/// lookup, read together with concurrent ones (`service::reader`); a list is two queries per
-/// 5,000 subjects ([`ledger::check::choices_by_identifier`]).
+/// lookup, read together with concurrent ones (`service::reader`); a list is one query per
+/// 5,000 distinct subjects ([`ledger::check::choices_by_identifier`]), its parts read on up to
+/// one connection per core at once ([`ledger::check::partition`]).
 /// Errors: a purpose the tenant does not define, malformed subjects (400).
 pub async fn check(
     state: &AppState,
@@ -104,7 +105,7 @@ pub async fn check(
     })?;
     let stored = check::stored_subjects(&subject_key, &subjects)?;
     crate::metrics::checked(stored.len());
-    let (stored, choices): (Vec<String>, HashMap<String, StoredChoice>) = if let [only] = stored.as_slice() {
+    let choices: HashMap<String, StoredChoice> = if let [only] = stored.as_slice() {
         let lookup = Lookup {
             tenant_id: rules.tenant_id.clone(),
             identifier: only.clone(),
@@ -114,14 +115,26 @@ pub async fn check(
         for row in state.read_states(lookup).await? {
             choices.insert(only.clone(), row.to_choice().map_err(LedgerError::from)?);
         }
-        (stored, choices)
+        choices
     } else {
-        let (tenant_id, key) = (rules.tenant_id.clone(), purpose.key.to_string());
-        let stored = std::sync::Arc::new(stored);
-        let read = stored.clone();
-        let choices =
-            state.read_db(move |conn| Ok(check::choices_by_identifier(conn, &tenant_id, &key, &read)?)).await?;
-        (std::sync::Arc::unwrap_or_clone(stored), choices)
+        // Parts of the list are read on as many connections at once as there are cores: a bulk
+        // check is a marketing send waiting on its answer, and most of its time is the
+        // database's index probes, one per subject.
+        let reads = check::partition(&stored, cores()).into_iter().map(|part| {
+            let (tenant_id, key) = (rules.tenant_id.clone(), purpose.key.to_string());
+            state.read_db(move |conn| Ok(check::choices_by_identifier(conn, &tenant_id, &key, &part)?))
+        });
+        let mut choices = HashMap::with_capacity(stored.len());
+        for part in futures_util::future::try_join_all(reads).await? {
+            choices.extend(part);
+        }
+        choices
     };
     Ok(check::answer(&rules, &purpose, region.as_ref(), subjects, &stored, &choices))
+}
+
+/// The cores this process may run on (1 when the system does not say).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }

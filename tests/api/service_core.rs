@@ -15,6 +15,7 @@ crate::backend_tests!(
     no_acknowledged_write_is_lost_when_the_server_is_killed,
     concurrent_single_reads_each_get_their_own_answer,
     concurrent_bulk_checks_each_get_their_own_answers,
+    a_bulk_check_read_in_parts_answers_every_subject_in_order,
 );
 
 /// Polls `probe` every 50 ms until it holds; returns how long that took (fails after 3 s).
@@ -334,6 +335,47 @@ async fn concurrent_bulk_checks_each_get_their_own_answers(app: TestApp) {
             assert_eq!(result["allowed"], want == "granted", "check {i}, user:bulk-{n}");
         }
     }
+}
+
+/// A check of 7,000 subjects is read in parts, on a connection each (one per core, at least
+/// 2,000 distinct subjects a part) and in chunks of 5,000 within a part: each answer is its own
+/// subject's, in request order, whichever part and chunk the subject fell in, for subjects named
+/// twice and for an email address (looked up by its keyed hash).
+async fn a_bulk_check_read_in_parts_answers_every_subject_in_order(app: TestApp) {
+    app.seed().await;
+    // Sorted, the 6,000 distinct user ids split at 3,000 (two cores) and 5,000 (one core); the
+    // recorded ones sit at both ends and on both sides of each boundary.
+    let recorded = [0, 1, 2_999, 3_000, 3_001, 4_999, 5_000, 5_001, 5_998, 5_999];
+    for n in recorded {
+        let body = json!({"subject": format!("user:{n:05}"), "choices": {"analytics": n % 2 == 0}, "source": "api"});
+        assert_eq!(app.record(body).await.status(), 201);
+    }
+    let body = json!({"subject": "email:Ada@Example.com", "choices": {"analytics": true}, "source": "api"});
+    assert_eq!(app.record(body).await.status(), 201);
+
+    // Request order: descending, the recorded ones named again at the end, the address in the middle.
+    let mut subjects: Vec<String> = (0..6_000).rev().map(|n| format!("user:{n:05}")).collect();
+    subjects.insert(3_500, "email:ada@example.com".to_owned());
+    subjects.extend(recorded.iter().map(|n| format!("user:{n:05}")));
+    assert_eq!(subjects.len(), 6_011);
+    let named: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    let results = app.check("analytics", &named).await;
+    assert_eq!(results.len(), subjects.len());
+    let mut granted = 0;
+    for (result, subject) in results.iter().zip(&subjects) {
+        let want = match subject.strip_prefix("user:").map(|n| n.parse::<usize>().unwrap()) {
+            Some(n) if recorded.contains(&n) && n % 2 == 0 => "granted",
+            Some(n) if recorded.contains(&n) => "denied",
+            Some(_) => "not_asked",
+            None => "granted",
+        };
+        assert_eq!(result["subject"], subject.as_str());
+        assert_eq!(result["status"], want, "{subject}");
+        assert_eq!(result["allowed"], want == "granted", "{subject}");
+        granted += usize::from(want == "granted");
+    }
+    // The four even recorded ids (0, 3,000, 5,000, 5,998), each named twice, and the address.
+    assert_eq!(granted, 9);
 }
 
 /// Kills the real server (SIGKILL) while 16 clients write; every write it acknowledged is

@@ -22,16 +22,52 @@ pub struct StateRow {
 
 impl StateRow {
     pub fn to_choice(&self) -> QueryResult<StoredChoice> {
-        Ok(StoredChoice {
-            decision: Decision::parse(&self.decision).ok_or_else(|| corrupt("decision", &self.decision))?,
-            source: ConsentSource::parse(&self.source).ok_or_else(|| corrupt("source", &self.source))?,
-            policy_revision: match &self.policy_revision {
-                Some(r) => Some(RevisionDate::parse(r).map_err(|_| corrupt("revision date", r))?),
-                None => None,
-            },
-            occurred_at: utc(self.occurred_at),
-        })
+        choice(&self.decision, &self.source, self.policy_revision.as_deref(), self.occurred_at)
     }
+}
+
+/// The columns of a state that a check reads: what its [`StoredChoice`] is made of.
+#[derive(Debug, Clone, Queryable)]
+pub struct ChoiceRow {
+    pub decision: String,
+    pub source: String,
+    pub policy_revision: Option<String>,
+    pub occurred_at: NaiveDateTime,
+}
+
+impl ChoiceRow {
+    pub fn to_choice(&self) -> QueryResult<StoredChoice> {
+        choice(&self.decision, &self.source, self.policy_revision.as_deref(), self.occurred_at)
+    }
+}
+
+impl From<StateRow> for ChoiceRow {
+    fn from(row: StateRow) -> Self {
+        Self {
+            decision: row.decision,
+            source: row.source,
+            policy_revision: row.policy_revision,
+            occurred_at: row.occurred_at,
+        }
+    }
+}
+
+/// A stored choice from its columns. Errors: a stored value that does not parse.
+fn choice(
+    decision: &str,
+    source: &str,
+    policy_revision: Option<&str>,
+    occurred_at: NaiveDateTime,
+) -> QueryResult<StoredChoice> {
+    Ok(StoredChoice {
+        decision: Decision::parse(decision).ok_or_else(|| corrupt("decision", decision))?,
+        source: ConsentSource::parse(source).ok_or_else(|| corrupt("source", source))?,
+        policy_revision: match policy_revision {
+            Some(r) => Some(RevisionDate::parse(r).map_err(|_| corrupt("revision date", r))?),
+            None => None,
+        },
+        occurred_at: utc(occurred_at),
+    })
 }
 
 impl StateRow {
