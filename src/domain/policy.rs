@@ -33,7 +33,7 @@ pub struct RevisionDate(NaiveDate);
 impl RevisionDate {
     /// Errors: anything but ten characters `YYYY-MM-DD` naming a calendar date from 1970 on.
     /// Read by hand, digit by digit: every stored state names its revision, and a bulk check
-    /// reads thousands (chrono's format parser was a tenth of its server time).
+    /// reads thousands (chrono's format parser was 2.5% of its server time).
     pub fn parse(raw: &str) -> Result<Self, String> {
         let b = raw.as_bytes();
         let digits = |range: std::ops::Range<usize>| {
