@@ -322,31 +322,19 @@ pub fn choices_of_identifiers(
         .load(c),
         // A cached lookup per identifier, then the states of their subjects in one statement:
         // a join per identifier (`StateRow::for_identifier`) made a check of 10,000 1.8 times as
-        // slow (p50 68 against 38 ms). On the SQLite connection itself: through `AnyConnection`
-        // diesel writes out each statement's SQL to find it in its cache. One read
-        // transaction: one snapshot for both.
-        AnyConnection::Sqlite(c) => c.transaction(|c| {
-            use super::schema::subject_identifiers as si;
+        // slow (p50 68 against 38 ms). One read transaction: one snapshot for both.
+        AnyConnection::Sqlite(_) => conn.transaction(|conn| {
             let mut subject_at: Vec<(i64, String)> = Vec::new();
             for (n, identifier) in (1..).zip(identifiers) {
-                let subject = si::table
-                    .filter(si::tenant_id.eq(tenant_id))
-                    .filter(si::identifier.eq(*identifier))
-                    .select(si::subject_id)
-                    .first::<String>(c)
-                    .optional()?;
+                let subject = super::models::subject::DataSubject::resolve(conn, tenant_id, identifier)?;
                 subject_at.extend(subject.map(|s| (n, s)));
             }
             let ids: Vec<&str> = subject_at.iter().map(|(_, s)| s.as_str()).collect();
-            let choice_of: std::collections::HashMap<String, ChoiceRow> = consent_states::table
-                .filter(consent_states::tenant_id.eq(tenant_id))
-                .filter(consent_states::purpose_key.eq(purpose))
-                .filter(consent_states::subject_id.eq_any(&ids))
-                .select(StateRow::as_select())
-                .load::<StateRow>(c)?
-                .into_iter()
-                .map(|row| (row.subject_id.clone(), ChoiceRow::from(row)))
-                .collect();
+            let choice_of: std::collections::HashMap<String, ChoiceRow> =
+                states_of(conn, tenant_id, Some(purpose), &ids)?
+                    .into_iter()
+                    .map(|row| (row.subject_id.clone(), ChoiceRow::from(row)))
+                    .collect();
             Ok(subject_at.into_iter().filter_map(|(n, s)| Some((n, choice_of.get(&s)?.clone()))).collect())
         }),
     }

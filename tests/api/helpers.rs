@@ -258,6 +258,23 @@ impl TestApp {
         port
     }
 
+    /// The real `consentry serve` on `port`, against this app's database and secrets key, its
+    /// output discarded: callers add settings (`CONSENTRY__…`) or a log file, then spawn it into
+    /// a [`ServerProcess`].
+    pub fn serve_command(&self, port: u16) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &self.database_url)
+            .env(
+                "CONSENTRY__SECRETS__KEY_FILE",
+                self.settings.secrets.key_file.as_ref().expect("tests set secrets.key_file"),
+            )
+            .env_remove("CONSENTRY_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    }
+
     /// Runs the real `consentry` binary against this app's database.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_env(args, &[])

@@ -451,16 +451,8 @@ async fn start_binary(
     env: &[(&str, &str)],
 ) -> (crate::helpers::ServerProcess, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &app.database_url)
-        .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
-        .env_remove("CONSENTRY_CONFIG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = app.serve_command(port);
+    cmd.stderr(std::fs::File::create(log).unwrap()).envs(env.iter().copied());
     let child = crate::helpers::ServerProcess(cmd.spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
@@ -624,15 +616,10 @@ async fn a_stop_signal_drains_before_the_listener_closes(app: TestApp) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = crate::helpers::ServerProcess(
-        std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", &app.database_url)
-            .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
+        app.serve_command(port)
             .env("CONSENTRY__SHUTDOWN_GRACE", "2s")
             .env("CONSENTRY__LOG", "warn")
             .env("CONSENTRY__WEBHOOKS__DISPATCH", "false")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );

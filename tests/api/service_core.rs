@@ -383,17 +383,8 @@ async fn a_bulk_check_read_in_parts_answers_every_subject_in_order(app: TestApp)
 async fn no_acknowledged_write_is_lost_when_the_server_is_killed(app: TestApp) {
     let site = app.seed().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = crate::helpers::ServerProcess(
-        std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", &app.database_url)
-            .env("CONSENTRY__SECRETS__KEY_FILE", app.settings.secrets.key_file.as_ref().unwrap())
-            .env("CONSENTRY__LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut server =
+        crate::helpers::ServerProcess(app.serve_command(port).env("CONSENTRY__LOG", "error").spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     eventually("the server to start", || async {
         app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200)

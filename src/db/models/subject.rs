@@ -10,12 +10,15 @@ use diesel::prelude::*;
 pub struct DataSubject;
 
 impl DataSubject {
+    /// The subject behind a stored identifier of a tenant, if any. Run on the backend's own
+    /// connection: through `AnyConnection` diesel writes out the statement's SQL on every call to
+    /// find it in its statement cache (2% of a bulk check on SQLite, which resolves 10,000).
     pub fn resolve(conn: &mut AnyConnection, tenant_id: &str, identifier: &str) -> QueryResult<Option<String>> {
-        subject_identifiers::table
-            .find((tenant_id, identifier))
-            .select(subject_identifiers::subject_id)
-            .first(conn)
-            .optional()
+        let query = subject_identifiers::table.find((tenant_id, identifier)).select(subject_identifiers::subject_id);
+        match conn {
+            AnyConnection::Postgresql(c) => query.first(c).optional(),
+            AnyConnection::Sqlite(c) => query.first(c).optional(),
+        }
     }
 
     /// The subject id for `identifier`, creating the subject on first sight. A concurrent
