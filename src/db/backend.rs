@@ -42,6 +42,26 @@ pub fn accepts_writes(conn: &mut AnyConnection) -> QueryResult<bool> {
     Ok(row.writable)
 }
 
+/// How PostgreSQL plans the prepared statements of a write transaction. SQLite: no difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// PostgreSQL's own choice (`plan_cache_mode = auto`): a statement is planned again for
+    /// every execution's parameters for as long as that looks cheaper than its generic plan.
+    Auto,
+    /// Each prepared statement's generic plan, made once per connection and reused until a
+    /// table's statistics change (`SET LOCAL plan_cache_mode = force_generic_plan`, sent with
+    /// `BEGIN`: no round trip of its own, and the connection's next transaction plans as
+    /// before). For transactions whose statements all probe or write by key, where a plan for
+    /// the parameters can be no better: the ledger's batched writes. There, PostgreSQL kept
+    /// planning the identifier lookup, and at times the batch's main statement, for every
+    /// batch: a custom plan for an array of a few elements always looks cheaper than a generic
+    /// one, which assumes ten (35–92 µs and about 90 µs of planning a batch;
+    /// `pg_stat_statements`, bench/ `write` workload). A returning visitor's write planned its
+    /// subject locks and state reads the same way: generic plans cut PostgreSQL's CPU a write
+    /// by 12% there and raised such writes 10–21% (bench/ `update` workload, BENCHMARKS.md).
+    Generic,
+}
+
 /// Runs `f` in a write transaction and commits it; rolls back when `f` fails.
 ///
 /// On SQLite the transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front:
@@ -54,9 +74,24 @@ pub fn write_transaction<T, E>(
 where
     E: From<Error>,
 {
-    match conn {
-        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
-        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+    write_transaction_with(conn, Plans::Auto, f)
+}
+
+/// [`write_transaction`], with its statements planned as `plans` says on PostgreSQL.
+pub fn write_transaction_with<T, E>(
+    conn: &mut AnyConnection,
+    plans: Plans,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<Error>,
+{
+    match (&mut *conn, plans) {
+        (AnyConnection::Postgresql(c), Plans::Auto) => AnsiTransactionManager::begin_transaction(c)?,
+        (AnyConnection::Postgresql(c), Plans::Generic) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")?
+        }
+        (AnyConnection::Sqlite(c), _) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
     }
     let outcome = f(conn);
     let end = match (&outcome, &mut *conn) {
@@ -92,12 +127,21 @@ impl Retryable for Error {
 /// policy of the writes.
 pub fn write_transaction_retrying<T, E: From<Error> + Retryable>(
     conn: &mut AnyConnection,
+    f: impl FnMut(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    write_transaction_retrying_with(conn, Plans::Auto, f)
+}
+
+/// [`write_transaction_retrying`], with its statements planned as `plans` says on PostgreSQL.
+pub fn write_transaction_retrying_with<T, E: From<Error> + Retryable>(
+    conn: &mut AnyConnection,
+    plans: Plans,
     mut f: impl FnMut(&mut AnyConnection) -> Result<T, E>,
 ) -> Result<T, E> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match write_transaction(conn, &mut f) {
+        match write_transaction_with(conn, plans, &mut f) {
             Err(e) if attempt < WRITE_ATTEMPTS && e.is_retryable() => continue,
             other => return other,
         }

@@ -11,7 +11,7 @@ use super::events::describe_events;
 use super::outbox::{self, ConsentChange};
 use super::view::{SubjectView, TenantRules};
 use super::LedgerError;
-use crate::db::backend::{self, write_transaction_retrying};
+use crate::db::backend::{self, write_transaction_retrying_with, Plans};
 use crate::db::models::event::NewEvent;
 use crate::db::models::idempotency::StoredResponse;
 use crate::db::models::receipt::ReceiptRow;
@@ -225,9 +225,10 @@ impl Submission {
 
 /// Writes one submission in its own transaction, run again after an error that
 /// [`is_retryable`] (two requests creating the same subject at once, a merge of its subject
-/// while it waited, a serialization failure): [`write_transaction_retrying`].
+/// while it waited, a serialization failure): [`write_transaction_retrying_with`], with generic
+/// plans ([`Plans::Generic`], as every batch).
 pub fn record_one(conn: &mut AnyConnection, submission: &mut Submission) -> Result<Outcome, LedgerError> {
-    write_transaction_retrying(conn, |conn| write_batch(conn, std::slice::from_mut(submission)))?
+    write_transaction_retrying_with(conn, Plans::Generic, |conn| write_batch(conn, std::slice::from_mut(submission)))?
         .pop()
         .unwrap_or_else(|| Err(diesel::result::Error::NotFound.into()))
 }

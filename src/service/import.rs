@@ -11,7 +11,7 @@
 //!
 //! The same code serves `consentry import` and `POST /v1/imports` ([`import_body`]).
 
-use crate::db::backend::{is_retryable, write_transaction};
+use crate::db::backend::{is_retryable, write_transaction_with, Plans};
 use crate::db::models::naive;
 use crate::db::AnyConnection;
 use crate::domain::{ConsentSource, SubjectIdentifier};
@@ -533,7 +533,7 @@ fn flush(
             return Ok(());
         }
         let now = naive(Utc::now());
-        let result = write_transaction(conn, |conn| {
+        let result = write_transaction_with(conn, Plans::Generic, |conn| {
             crate::db::backend::compress_wal_in_transaction(conn)?;
             let claimed = crate::db::backend::claim_import_keys(conn, tenant_id, &pending.keys, now)?;
             if claimed.len() < pending.keys.len() {

@@ -10,7 +10,7 @@
 //! first's stored response).
 
 use super::batch::Batcher;
-use crate::db::backend::write_transaction;
+use crate::db::backend::{write_transaction_with, Plans};
 use crate::db::Pool;
 use crate::ledger::{self, outbox, LedgerError, Outcome, Submission};
 use std::collections::{HashSet, VecDeque};
@@ -93,7 +93,7 @@ fn write(pool: &Pool, batch: &mut Vec<Job>) {
             submissions.push(job.submission);
             replies.push(job.reply);
         }
-        match write_transaction(&mut conn, |conn| ledger::write_batch(conn, &mut submissions)) {
+        match write_transaction_with(&mut conn, Plans::Generic, |conn| ledger::write_batch(conn, &mut submissions)) {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);

@@ -16,6 +16,7 @@ crate::backend_tests!(
     concurrent_single_reads_each_get_their_own_answer,
     concurrent_bulk_checks_each_get_their_own_answers,
     a_bulk_check_read_in_parts_answers_every_subject_in_order,
+    the_ledgers_write_transactions_plan_generically_and_only_they_do,
 );
 
 /// Polls `probe` every 50 ms until it holds; returns how long that took (fails after 3 s).
@@ -442,4 +443,54 @@ async fn no_acknowledged_write_is_lost_when_the_server_is_killed(app: TestApp) {
     }
     let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged events were lost", lost.len(), acknowledged.len());
+}
+
+/// The ledger's batched writes run with generic plans on PostgreSQL (`Plans::Generic`: `SET
+/// LOCAL plan_cache_mode = force_generic_plan`, sent with `BEGIN`), for their own transaction
+/// only: the connection's next transaction, an ordinary one, plans as PostgreSQL chooses, and so
+/// does a transaction that rolled back. On SQLite the same calls open and end a transaction.
+async fn the_ledgers_write_transactions_plan_generically_and_only_they_do(app: TestApp) {
+    use consentry::db::backend::{in_transaction, write_transaction, write_transaction_with, Plans};
+    use consentry::db::AnyConnection;
+    use diesel::connection::SimpleConnection;
+    use diesel::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan_cache_mode: String,
+    }
+    /// The plan cache mode in force (PostgreSQL), or "sqlite"; and whether a transaction is open.
+    fn seen(conn: &mut AnyConnection) -> Result<(String, bool), diesel::result::Error> {
+        let open = in_transaction(conn);
+        let mode = match conn {
+            AnyConnection::Postgresql(c) => {
+                diesel::sql_query("SELECT current_setting('plan_cache_mode') AS plan_cache_mode")
+                    .get_result::<Mode>(c)?
+                    .plan_cache_mode
+            }
+            AnyConnection::Sqlite(c) => {
+                c.batch_execute("SELECT 1")?;
+                "sqlite".to_owned()
+            }
+        };
+        Ok((mode, open))
+    }
+    let mut conn = super::consents::raw_connection(&app);
+    let postgres = matches!(conn, AnyConnection::Postgresql(_));
+    let (generic, auto) = if postgres { ("force_generic_plan", "auto") } else { ("sqlite", "sqlite") };
+
+    let inside = write_transaction_with(&mut conn, Plans::Generic, seen).unwrap();
+    assert_eq!(inside, (generic.to_owned(), true), "the ledger's write transaction");
+    assert!(!in_transaction(&mut conn), "committed");
+    assert_eq!(write_transaction(&mut conn, seen).unwrap(), (auto.to_owned(), true), "the next, ordinary one");
+    assert_eq!(write_transaction_with(&mut conn, Plans::Auto, seen).unwrap(), (auto.to_owned(), true));
+
+    let failed: Result<(), diesel::result::Error> = write_transaction_with(&mut conn, Plans::Generic, |c| {
+        assert_eq!(seen(c)?.0, generic);
+        Err(diesel::result::Error::RollbackTransaction)
+    });
+    assert!(failed.is_err());
+    assert!(!in_transaction(&mut conn), "rolled back");
+    assert_eq!(seen(&mut conn).unwrap(), (auto.to_owned(), false), "after the rollback, outside any transaction");
 }
