@@ -2,8 +2,9 @@
 # Where one workload's CPU goes: runs bench/run.sh for one backend, workload and connection count
 # and, during its measured wrk run, reads the CPU time of the server, of PostgreSQL's processes
 # and of wrk (/proc/<pid>/stat) over PROFILE_WINDOW seconds, and prints microseconds of CPU a
-# request for each. With PERF=1 it also records the server with `perf record --call-graph dwarf`
-# (to perf-<workload>-<backend>.data in the current directory; `perf report -i …`).
+# request for each; on PostgreSQL, also the rate that PostgreSQL's and wrk's CPU alone allow.
+# With PERF=1 it also records the server with `perf record --call-graph dwarf` (to
+# perf-<workload>-<backend>.data in the current directory; `perf report -i …`).
 #
 #   bench/profile.sh [--bin PATH] BACKEND WORKLOAD [CONNS]
 #
@@ -51,4 +52,8 @@ awk -v s=$(( s1 - s0 )) -v p=$(( p1 - p0 )) -v w=$(( w1 - w0 )) -v r="$rps" -v t
     -v hz="$hz" -v cores="$(nproc)" -v what="$BACKEND $WORKLOAD c$CONNS" 'BEGIN {
   dt = t1 - t0; n = r * dt; us = 1e6 / hz
   printf "%s: %.0f req/s; CPU a request: server %.0f us, PostgreSQL %.0f us, wrk %.0f us; %.0f%% of %d cores busy\n",
-    what, r, s * us / n, p * us / n, w * us / n, 100 * (s + p + w) / hz / dt / cores, cores }'
+    what, r, s * us / n, p * us / n, w * us / n, 100 * (s + p + w) / hz / dt / cores, cores
+  # The ceiling the storage shape sets: the rate if the server cost no CPU at all and PostgreSQL
+  # and wrk had every core (what PostgreSQL spends a request does not shrink with the server).
+  if (p > 0) printf "  if the server took no CPU: at most %.0f req/s (%d cores / (PostgreSQL + wrk))\n",
+    cores * 1e6 / ((p + w) * us / n), cores }'

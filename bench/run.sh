@@ -3,8 +3,10 @@
 # as the limit to compare with. See bench/README.md.
 #
 #   bench/run.sh [--bin PATH] [--label NAME] [--backends pg,sqlite]
-#                [--workloads write,check,visitor_read,config,bulk] [--scale N]
+#                [--workloads write,update,check,visitor_read,config,bulk] [--scale N] [--peers c15t]
 #
+# --peers c15t also measures c15t (bench/peers/c15t, needs Node and npm) on the same PostgreSQL,
+# last, and sets Consentry's PostgreSQL figures against it.
 # Environment: BENCH_DURATION (15s), BENCH_WARMUP (3s), BENCH_CONNS ("8 32"),
 # BENCH_BULK_CONNS (1: bulk checks at once), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory,
 # BENCH_RESULTS=0 writes no file to bench/results/ (bench/profile.sh). PGSSLMODE applies to the
@@ -20,10 +22,11 @@ BENCH="$REPO/bench"
 BIN="target/release/consentry"
 LABEL="run"
 BACKENDS="pg,sqlite"
-WORKLOADS="write,check,visitor_read,config,bulk"
+WORKLOADS="write,update,check,visitor_read,config,bulk"
 SCALE=0
+PEERS=""
 
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
@@ -31,6 +34,7 @@ while [[ $# -gt 0 ]]; do
     --backends) BACKENDS=$2; shift 2 ;;
     --workloads) WORKLOADS=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
+    --peers) PEERS=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 64 ;;
   esac
@@ -79,15 +83,8 @@ seconds() {
 
 WORK=$(mktemp -d /tmp/consentry-bench.XXXXXX)
 SERVER_PID=""
-stop_server() {
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
-}
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 cleanup() {
   stop_server
   if [[ "${BENCH_KEEP:-0}" == 1 ]]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
@@ -95,16 +92,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
-
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$(( 20000 + RANDOM % 20000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "no free port" >&2; exit 1
-}
 
 # cli ARGS...: the binary's command line on $DATABASE_URL, from the work directory (so that no
 # consentry.toml of the caller's directory is read).
@@ -249,7 +236,7 @@ RESULTS="$WORK/results.tsv"   # backend workload conns rps p50 p99 requests erro
 # run_wrk BACKEND WORKLOAD THREADS CONNS ARGS...: warm-up, then the measured run.
 run_wrk() {
   local backend=$1 w=$2 t=$3 c=$4; shift 4
-  local extra=(); [[ $w == write ]] && extra=("$SITE_KEY" "$REVISION")
+  local extra=(); [[ $w == write || $w == update ]] && extra=("$SITE_KEY" "$REVISION")
   local nonce; nonce() { od -An -tx1 -N4 /dev/urandom | tr -d ' \n'; }
   wrk -t"$t" -c"$c" -d"$WARMUP" --timeout 30s -s "$BENCH/wrk/$w.lua" "$BASE" -- "${extra[@]}" "$@" \
     ${extra:+$(nonce)} >"$WORK/warmup.out" 2>&1 || true
@@ -317,6 +304,7 @@ bench_backend() {
   for w in ${WORKLOADS//,/ }; do
     case $w in
       write) for c in $CONNS; do run_wrk "$backend" write 2 "$c"; done ;;
+      update) for c in $CONNS; do run_wrk "$backend" update 2 "$c" "$ids"; done ;;
       check) for c in $CONNS; do run_wrk "$backend" check 2 "$c" "$ids" "$TOKEN"; done ;;
       visitor_read) for c in $CONNS; do run_wrk "$backend" visitor_read 2 "$c" "$SITE_KEY" "$ids"; done ;;
       config) for c in $CONNS; do run_wrk "$backend" config 2 "$c" "$SITE_KEY"; done ;;
@@ -387,9 +375,19 @@ for b in ${BACKENDS//,/ }; do
 done
 if [[ ",$BACKENDS," == *,pg,* ]]; then run_pgbench; fi
 
+# Peers (--peers c15t): another consent backend on the same PostgreSQL, measured by its own
+# script under bench/peers/ with the same durations and connections, after everything above.
+PEER_TSV="$WORK/peer-c15t.tsv"
+if [[ ",$PEERS," == *,c15t,* ]]; then
+  log "peer c15t: bench/peers/c15t/run.sh"
+  C15T_DURATION=$DURATION C15T_WARMUP=$WARMUP C15T_CONNS=$CONNS C15T_PG=$PG_BASE C15T_RESULTS_TSV=$PEER_TSV \
+    bash "$BENCH/peers/c15t/run.sh" >"$WORK/peer-c15t.md" 2> >(tee "$WORK/stderr-c15t" >&2) || {
+    FAILED=1; echo "**The c15t run failed**; see its messages above." >"$WORK/peer-c15t.md"; }
+fi
+
 # The report.
 pgb_tps() { awk -F'\t' -v t="$1" -v c="$2" '$1 == t && $2 == c { print $3 }' "$PGB"; }
-limit_of() { case $1 in write) echo insert ;; check|visitor_read|config) echo select ;; *) echo "" ;; esac; }
+limit_of() { case $1 in write|update) echo insert ;; check|visitor_read|config) echo select ;; *) echo "" ;; esac; }
 table() {  # backend
   local backend=$1
   if [[ $backend == pg ]]; then
@@ -446,6 +444,29 @@ REPORT="$WORK/report.md"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     awk -F'\t' '{ t = ($1 == "insert" ? "single-row INSERT" : "point SELECT (-S)"); printf "| %s | %s | %s | %s | %s | %s |\n", t, $2, $3, $4, $5, $6 }' "$PGB"
     echo
+  fi
+  if [[ -s "$PEER_TSV" ]]; then
+    echo "## c15t (bench/peers/c15t: @c15t/backend 2.2.1, one Node process, the same PostgreSQL)"
+    echo
+    echo "Consentry's figures are its PostgreSQL ones above. c15t's write is \`POST /subjects\` (a new subject, three"
+    echo "categories); its check is \`GET /subjects/{id}\`, the nearest it has to a check of one subject: set against"
+    echo "both Consentry's \`check\` and its \`visitor_read\` (bench/peers/c15t/README.md)."
+    echo
+    echo "| c15t workload | conns | c15t req/s | p50 ms | p99 ms | errors | Consentry | Consentry ÷ c15t |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+    while IFS=$'\t' read -r w c rps p50 p99 n bad sock rows; do
+      for ours in $([[ $w == write ]] && echo write || echo "check visitor_read"); do
+        mine=$(awk -F'\t' -v w="$ours" -v c="$c" '$1 == "pg" && $2 == w && $3 == c { print $4 }' "$RESULTS")
+        ratio="–"; [[ -n "$mine" ]] && ratio=$(awk -v a="$mine" -v b="$rps" 'BEGIN { printf "%.1f×", a / b }')
+        echo "| $w | $c | $rps | $p50 | $p99 | $(( bad + sock )) | $ours ${mine:-–} | $ratio |"
+      done
+      if (( bad + sock > 0 )); then touch "$WORK/flagged"; fi
+    done <"$PEER_TSV"
+    echo
+    grep -E '^(Server peak RSS|c15t [0-9])' "$WORK/peer-c15t.md" | sed 's/^/c15t: /'
+    echo
+  elif [[ -s "$WORK/peer-c15t.md" ]]; then
+    cat "$WORK/peer-c15t.md"; echo
   fi
   if [[ -e "$WORK/flagged" ]]; then
     echo "**⚠ Some measurements had non-2xx answers, socket errors or failed transactions: their figures are not comparable.**"
