@@ -628,8 +628,13 @@ fn plan(
         // Unchanged: the same decision under the same revision, still valid. A stale or
         // expired grant given again is a renewal and is recorded. A person's explicit choice
         // (banner, preference centre, placeholder, API) is evidence even when unchanged: it
-        // is recorded and restarts the purpose's max age (issue 11, item 10).
+        // is recorded and restarts the purpose's max age (issue 11, item 10). A decision that
+        // occurred before the one in force (an import's history) repeats nothing: it is
+        // recorded as history and leaves the state alone (below).
+        let history =
+            job.explicit_occurred_at.is_some_and(|t| states.get(key.as_str()).is_some_and(|s| t < utc(s.occurred_at)));
         let unchanged = !after_gpc
+            && !history
             && !job.source.reconfirms()
             && states.get(key.as_str()).is_some_and(|s| {
                 s.to_choice().is_ok_and(|c| {

@@ -69,7 +69,8 @@ pub struct Summary {
     pub rows: u64,
     /// Rows written now.
     pub imported: u64,
-    /// Events those rows wrote (a row that repeats the decision in force writes none).
+    /// Events those rows wrote (a row that repeats the decision in force, at or after its time, writes
+    /// none; an older row is history and always writes one).
     pub events: u64,
     /// Rows written by an earlier import of the same rows (or repeated in this file).
     pub already_imported: u64,

@@ -276,6 +276,33 @@ async fn server_side_records_carry_occurred_at(app: TestApp) {
     assert_eq!(res.status(), 201);
     assert_eq!(app.events_of("user:7").await.len(), 2);
     assert_eq!(app.consents_of("user:7").await["purposes"]["marketing_email"]["status"], "granted");
+    // Older history equal to the decision in force (granted, same revision) is history too, not
+    // a repeat of that decision: recorded, and the state still rests on the newest decision.
+    for at in ["2024-05-01T00:00:00Z", "2024-07-01T00:00:00Z"] {
+        let res = app
+            .record(json!({"subject": "user:7", "choices": {"marketing_email": true}, "source": "import", "occurred_at": at, "policy_revision": "2021-02-01"}))
+            .await;
+        assert_eq!(res.status(), 201);
+        assert_eq!(res.json::<Value>().await.unwrap()["event_ids"].as_array().map(Vec::len), Some(1), "{at}");
+    }
+    let events = app.events_of("user:7").await;
+    let history: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["occurred_at"].as_str().unwrap(), e["decision"].as_str().unwrap())).collect();
+    assert_eq!(
+        history,
+        [
+            (when, "granted"),
+            ("2025-06-01T00:00:00Z", "denied"),
+            ("2024-05-01T00:00:00Z", "granted"),
+            ("2024-07-01T00:00:00Z", "granted")
+        ]
+    );
+    assert_eq!(app.consents_of("user:7").await["purposes"]["marketing_email"]["updated_at"], when);
+    // The same decision again at the time of the one in force adds nothing.
+    let res = app
+        .record(json!({"subject": "user:7", "choices": {"marketing_email": true}, "source": "import", "occurred_at": when, "policy_revision": "2021-02-01"}))
+        .await;
+    assert_eq!(res.json::<Value>().await.unwrap()["event_ids"], json!([]));
 }
 
 async fn subject_events_list_what_was_decided(app: TestApp) {
