@@ -13,11 +13,15 @@ stop_server() {
   SERVER_PID=""
 }
 
-# free_port: prints a TCP port on 127.0.0.1 that nothing answers on.
+# free_port: prints a TCP port on 127.0.0.1 that nothing answers on, from BENCH_PORTS
+# (FIRST-LAST, 20000-39999 by default).
 free_port() {
-  local p
+  local p range=${BENCH_PORTS:-20000-39999}
+  local first=${range%-*} last=${range#*-}
+  [[ $first =~ ^[0-9]+$ && $last =~ ^[0-9]+$ ]] && (( first <= last )) ||
+    { echo "BENCH_PORTS takes FIRST-LAST, e.g. 19000-19999" >&2; exit 64; }
   for _ in $(seq 100); do
-    p=$(( 20000 + RANDOM % 20000 ))
+    p=$(( first + RANDOM % (last - first + 1) ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   echo "no free port" >&2; exit 1

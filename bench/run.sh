@@ -8,7 +8,7 @@
 # --peers c15t also measures c15t (bench/peers/c15t, needs Node and npm) on the same PostgreSQL,
 # last, and sets Consentry's PostgreSQL figures against it.
 # Environment: BENCH_DURATION (15s), BENCH_WARMUP (3s), BENCH_CONNS ("8 32"),
-# BENCH_BULK_CONNS (1: bulk checks at once), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory,
+# BENCH_BULK_CONNS (1: bulk checks at once), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory, BENCH_PORTS (20000-39999: the server's port),
 # BENCH_RESULTS=0 writes no file to bench/results/ (bench/profile.sh). PGSSLMODE applies to the
 # server's connections and pgbench's alike (the report says which was in force).
 # BENCH_PG_SQL=FILE runs FILE on the PostgreSQL database after the migrations (a schema change
@@ -361,6 +361,7 @@ run_pgbench() {
 
 log "binary $BIN; duration $DURATION (warm-up $WARMUP); backends $BACKENDS; workloads $WORKLOADS; scale $SCALE"
 FAILED=0
+PG_OK=0
 for b in ${BACKENDS//,/ }; do
   # Not as an `if` condition: that would switch off `set -e` inside the subshell.
   set +e
@@ -371,14 +372,19 @@ for b in ${BACKENDS//,/ }; do
     FAILED=1
     { echo "**The $b run failed**; its last messages:"; echo; echo '```'; grep -v '^==' "$WORK/stderr-$b" | tail -5
       echo '```'; } >"$WORK/note-$b"
+  elif [[ $b == pg ]]; then
+    PG_OK=1
   fi
 done
-if [[ ",$BACKENDS," == *,pg,* ]]; then run_pgbench; fi
+# pgbench and the peers need the PostgreSQL that the PostgreSQL run reached.
+if (( PG_OK )); then run_pgbench; fi
 
 # Peers (--peers c15t): another consent backend on the same PostgreSQL, measured by its own
 # script under bench/peers/ with the same durations and connections, after everything above.
 PEER_TSV="$WORK/peer-c15t.tsv"
-if [[ ",$PEERS," == *,c15t,* ]]; then
+if [[ ",$PEERS," == *,c15t,* ]] && (( ! PG_OK )); then
+  echo "**c15t was not measured**: the PostgreSQL run failed." >"$WORK/peer-c15t.md"
+elif [[ ",$PEERS," == *,c15t,* ]]; then
   log "peer c15t: bench/peers/c15t/run.sh"
   C15T_DURATION=$DURATION C15T_WARMUP=$WARMUP C15T_CONNS=$CONNS C15T_PG=$PG_BASE C15T_RESULTS_TSV=$PEER_TSV \
     bash "$BENCH/peers/c15t/run.sh" >"$WORK/peer-c15t.md" 2> >(tee "$WORK/stderr-c15t" >&2) || {

@@ -110,6 +110,7 @@ for c in $CONNS; do log "check c$c"; run_wrk check "$c" c15t_check.lua "$WORK/id
 
 # (f) the table and the server's peak memory; (g) the server stopped.
 RSS=$(awk '/^VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status")
+NICENESS=$(ps -o ni= -p "$SERVER_PID" | tr -d ' ')
 # utime + stime of the server process (fields 14, 15 of /proc/PID/stat; the name field has no space).
 CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f s", ($14 + $15) / hz }' "/proc/$SERVER_PID/stat")
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -117,7 +118,7 @@ ROWS=$(psql_db 'SELECT count(*) FROM consent')
 stop_server
 ERRLINES=$(grep -vc -e '^c15t 2.2.1 listening' -e '^c15t: migrated' "$WORK/server.log" || true)
 echo
-echo "c15t $(node -p "require('$HERE/node_modules/@c15t/backend/package.json').version") on PostgreSQL ($DB), node $(node -v), 1 process, pool 8, extra index: $([[ "${C15T_INDEX:-0}" == 1 ]] && echo 'consent("subjectId")' || echo none); wrk -t2, ${DURATION} after ${WARMUP} warm-up; $(nproc) cores, nice $NICE"
+echo "c15t $(node -p "require('$HERE/node_modules/@c15t/backend/package.json').version") on PostgreSQL ($DB), node $(node -v), 1 process, pool 8, extra index: $([[ "${C15T_INDEX:-0}" == 1 ]] && echo 'consent("subjectId")' || echo none); wrk -t2, ${DURATION} after ${WARMUP} warm-up; $(nproc) cores, the server at nice $NICENESS"
 echo
 echo "| workload | conns | req/s | p50 ms | p99 ms | requests | non2xx | socket errors | consent rows before |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
