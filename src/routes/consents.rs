@@ -460,20 +460,35 @@ pub struct EventList {
     pub subject: String,
     /// Oldest first.
     pub events: Vec<EventResponse>,
+    /// Present when more events follow this page: pass it as `after` for the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
-/// Upper bound of events returned for one subject.
+/// Events a page of one subject's events: default and most.
 const MAX_SUBJECT_EVENTS: i64 = 10_000;
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubjectEventsQuery {
+    /// The `next_cursor` of the previous page; absent: from the subject's first event.
+    #[param(pattern = "^[0-9]{1,18}$")]
+    pub after: Option<String>,
+    /// Events per page, 1 to 10000 (default 10000).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+}
+
 /// The consent events of a data subject, oldest first: the proof of what they decided, when,
-/// under which revision (GDPR Art. 7(1)). Requires `consents:read`.
+/// under which revision (GDPR Art. 7(1)). Requires `consents:read`. Pages of up to `limit`
+/// events (10,000 by default); `next_cursor` is present when more follow.
 #[utoipa::path(
     tag = "consents",
     security(("bearer" = [])),
-    params(("subject" = SubjectIdentifier, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com")),
+    params(("subject" = SubjectIdentifier, Path, description = "`visitor:<uuid>`, `user:<id>`, `email:<address>` or `phone:<E.164>`", example = "email:ada@example.com"), SubjectEventsQuery),
     responses(
-        (status = 200, description = "The events (empty for an unknown subject)", body = EventList),
-        (status = 400, description = "Malformed subject", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page of the events (empty for an unknown subject)", body = EventList),
+        (status = 400, description = "Malformed subject, cursor or limit", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks `consents:read`", body = Problem, content_type = "application/problem+json"),
     )
@@ -483,22 +498,29 @@ pub async fn list_subject_events(
     state: web::Data<AppState>,
     caller: Caller,
     subject: web::Path<String>,
+    query: crate::extract::Query<SubjectEventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
     let subject = parse_subject(&subject)?;
+    let (after, limit) =
+        super::events::page(query.after.as_deref(), query.limit, MAX_SUBJECT_EVENTS, MAX_SUBJECT_EVENTS)?;
     let tenant = load_tenant(&state, &caller).await?;
     let stored = subject.stored_form(&tenant.subject_key());
-    let events = state
+    let mut events = state
         .read_db(move |conn| {
             Ok(match DataSubject::resolve(conn, &tenant.id, &stored)? {
                 Some(id) => {
                     let ids = DataSubject::with_merged(conn, &tenant.id, &id)?;
-                    Event::list_for_subject(conn, &tenant.id, &ids, MAX_SUBJECT_EVENTS)?
+                    // One more than the page: whether another follows.
+                    Event::list_for_subject_after(conn, &tenant.id, &ids, after, limit + 1)?
                 }
                 None => Vec::new(),
             })
         })
         .await?;
+    let more = events.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = more.then(|| events.last().map(|e| e.seq.to_string())).flatten();
     let events = events.into_iter().map(|e| EventResponse::from_row(e.row)).collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(EventList { subject: subject.to_string(), events }))
+    Ok(HttpResponse::Ok().json(EventList { subject: subject.to_string(), events, next_cursor }))
 }

@@ -37,6 +37,25 @@ pub struct Feed {
     pub next_cursor: String,
 }
 
+/// A page's position and size from the query: `after`, an event's `seq` as handed out in a
+/// `next_cursor` (absent: 0, the start), and `limit`, 1 to `max` (absent: `default`).
+/// Errors: a 400 problem naming `after` or `limit`.
+pub fn page(after: Option<&str>, limit: Option<i64>, default: i64, max: i64) -> Result<(i64, i64), ApiError> {
+    let after = match after {
+        None => 0,
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0 && c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| ApiError::invalid("after", "is not a cursor from next_cursor"))?,
+    };
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::invalid("limit", crate::extract::expected_whole_number(Some(1), Some(max))));
+    }
+    Ok((after, limit))
+}
+
 /// The tenant's committed consent events in a stable order. Requires `consents:read`.
 ///
 /// Events of one tenant commit in the order of their position (writers take a per-tenant lock
@@ -58,18 +77,7 @@ pub async fn list_events(
     query: crate::extract::Query<FeedQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::ConsentsRead)?;
-    let after = match query.after.as_deref() {
-        None => 0,
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0 && c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| ApiError::invalid("after", "is not a cursor from next_cursor"))?,
-    };
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("limit", crate::extract::expected_whole_number(Some(1), Some(MAX_LIMIT))));
-    }
+    let (after, limit) = page(query.after.as_deref(), query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let tenant = caller.tenant_id.clone();
     let (events, next_cursor) = state
         .read_db(move |conn| {

@@ -19,6 +19,7 @@ crate::backend_tests!(
     email_and_phone_are_normalised_and_stored_only_as_keyed_hashes,
     server_side_records_carry_occurred_at,
     subject_events_list_what_was_decided,
+    subject_events_come_in_pages_that_miss_nothing,
     writing_does_not_grant_reading,
 );
 
@@ -381,4 +382,48 @@ async fn writing_does_not_grant_reading(app: TestApp) {
         .unwrap();
     let problem = assert_problem(res, 422).await;
     assert!(!problem.to_string().contains("granted"), "{problem}");
+}
+
+/// A subject's events (GDPR Art. 7(1): the proof of what was decided) come in pages of `limit`,
+/// oldest first; `next_cursor` leads to the next page and is absent on the last, so a history
+/// longer than a page is never cut off silently. A bad cursor or limit is a 400 problem.
+async fn subject_events_come_in_pages_that_miss_nothing(app: TestApp) {
+    app.seed().await;
+    for n in 0..5 {
+        let res = app
+            .record(json!({"subject": "user:pages", "choices": {"marketing_email": n % 2 == 0}, "source": "api"}))
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    let all = app.events_of("user:pages").await;
+    assert_eq!(all.len(), 5);
+    let whole = app.get("/v1/subjects/user:pages/events").send().await.unwrap().json::<Value>().await.unwrap();
+    assert!(whole.get("next_cursor").is_none(), "one page holds them all: {whole}");
+
+    let mut paged: Vec<Value> = Vec::new();
+    let mut sizes = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(c) => format!("/v1/subjects/user:pages/events?limit=2&after={c}"),
+            None => "/v1/subjects/user:pages/events?limit=2".to_owned(),
+        };
+        let page = app.get(&path).send().await.unwrap().json::<Value>().await.unwrap();
+        let events = page["events"].as_array().unwrap();
+        sizes.push(events.len());
+        paged.extend(events.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => after = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(paged, all, "the pages, in order, are the whole history");
+
+    for (query, field) in [("limit=0", "limit"), ("limit=10001", "limit"), ("after=x1", "after"), ("after=-1", "after")]
+    {
+        let res = app.get(&format!("/v1/subjects/user:pages/events?{query}")).send().await.unwrap();
+        let problem = assert_problem(res, 400).await;
+        assert!(problem.to_string().contains(field), "{query}: {problem}");
+    }
 }

@@ -145,9 +145,21 @@ impl Event {
         subject_ids: &[String],
         limit: i64,
     ) -> QueryResult<Vec<Self>> {
+        Self::list_for_subject_after(conn, tenant_id, subject_ids, 0, limit)
+    }
+
+    /// [`Event::list_for_subject`] from the event after `seq` `after` on (0: from the first).
+    pub fn list_for_subject_after(
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        subject_ids: &[String],
+        after: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<Self>> {
         consent_events::table
             .filter(consent_events::tenant_id.eq(tenant_id))
             .filter(consent_events::subject_id.eq_any(subject_ids))
+            .filter(consent_events::seq.gt(after))
             .order(consent_events::seq.asc())
             .limit(limit)
             .select(Self::as_select())
