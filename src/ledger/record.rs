@@ -631,12 +631,12 @@ fn plan(
         // is recorded and restarts the purpose's max age (issue 11, item 10). A decision that
         // occurred before the one in force (an import's history) repeats nothing: it is
         // recorded as history and leaves the state alone (below).
-        let history =
-            job.explicit_occurred_at.is_some_and(|t| states.get(key.as_str()).is_some_and(|s| t < utc(s.occurred_at)));
+        let current = states.get(key.as_str());
+        let history = job.explicit_occurred_at.is_some_and(|t| current.is_some_and(|s| t < utc(s.occurred_at)));
         let unchanged = !after_gpc
             && !history
             && !job.source.reconfirms()
-            && states.get(key.as_str()).is_some_and(|s| {
+            && current.is_some_and(|s| {
                 s.to_choice().is_ok_and(|c| {
                     let lapsed =
                         matches!(rules.status(purpose, Some(&c), region).status, Status::Stale | Status::Expired);

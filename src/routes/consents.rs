@@ -518,8 +518,9 @@ pub async fn list_subject_events(
             })
         })
         .await?;
-    let more = events.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let page = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = events.len() > page;
+    events.truncate(page);
     let next_cursor = more.then(|| events.last().map(|e| e.seq.to_string())).flatten();
     let events = events.into_iter().map(|e| EventResponse::from_row(e.row)).collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(EventList { subject: subject.to_string(), events, next_cursor }))
