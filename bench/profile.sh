@@ -4,7 +4,8 @@
 # and of wrk (/proc/<pid>/stat) over PROFILE_WINDOW seconds, and prints microseconds of CPU a
 # request for each; on PostgreSQL, also the rate that PostgreSQL's and wrk's CPU alone allow.
 # With PERF=1 it also records the server with `perf record --call-graph dwarf` (to
-# perf-<workload>-<backend>.data in the current directory; `perf report -i …`).
+# perf-<workload>-<backend>.data in the current directory; `perf report -i …`): PERF_FREQ samples
+# a second (199), PERF_CG the call-graph option ("--call-graph dwarf,16384"; " " for none).
 #
 #   bench/profile.sh [--bin PATH] BACKEND WORKLOAD [CONNS]
 #
@@ -39,7 +40,7 @@ server=$(pgrep -f "$(basename "$BIN") serve" | head -1)
 postgres() { pgrep -x postgres || true; }
 s0=$(ticks "$server"); p0=$(ticks $(postgres)); w0=$(ticks $(pgrep -x wrk)); t0=$(date +%s.%N)
 if [[ "${PERF:-0}" == 1 ]]; then
-  perf record -q --call-graph dwarf,16384 -F 199 -p "$server" -o "perf-$WORKLOAD-$BACKEND.data" -- sleep "$WINDOW" >/dev/null 2>&1
+  perf record -q ${PERF_CG:---call-graph dwarf,16384} -F ${PERF_FREQ:-199} -p "$server" -o "perf-$WORKLOAD-$BACKEND.data" -- sleep "$WINDOW" >/dev/null 2>&1
 else
   sleep "$WINDOW"
 fi

@@ -107,6 +107,20 @@ where
     }
 }
 
+/// SQLite: whether commits on `conn` sync the write-ahead log before they return
+/// (`PRAGMA synchronous`, <https://sqlite.org/pragma.html#pragma_synchronous>).
+/// `Synchronous::Normal` while the writer commits its batches and syncs the log itself, once for
+/// many commits, before it acknowledges any ([`super::WalLog::sync`]); `Synchronous::Full` again
+/// before the connection goes back to the pool. PostgreSQL: nothing.
+pub fn set_commit_sync(conn: &mut AnyConnection, sync: super::Synchronous) -> QueryResult<()> {
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            diesel::connection::SimpleConnection::batch_execute(c, &format!("PRAGMA synchronous = {}", sync.pragma()))
+        }
+        AnyConnection::Postgresql(_) => Ok(()),
+    }
+}
+
 /// How many times in all [`write_transaction_retrying`] runs a transaction.
 pub const WRITE_ATTEMPTS: u32 = 8;
 

@@ -34,6 +34,8 @@ pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 pub struct Pool {
     inner: r2d2::Pool<ConnectionManager>,
     health: Arc<Health>,
+    /// See [`Pool::deferred_sync_log`].
+    wal: Option<WalLog>,
 }
 
 impl Pool {
@@ -49,6 +51,14 @@ impl Pool {
     /// A connection within `wait` (connecting one if the pool may grow); an error past it.
     pub fn get_within(&self, wait: Duration) -> Result<PooledConnection, r2d2::Error> {
         self.inner.get_timeout(wait)
+    }
+
+    /// SQLite set to sync every commit (`synchronous = full`, the default): its write-ahead
+    /// log, which the writer syncs itself, once for many commits, before it acknowledges them
+    /// (`service::writer`). `None` on PostgreSQL, and on SQLite set to `normal` (commits are
+    /// synced at checkpoints only).
+    pub fn deferred_sync_log(&self) -> Option<WalLog> {
+        self.wal.clone()
     }
 
     /// An idle connection now, if there is one: never waits, never connects (a second writer
@@ -262,10 +272,43 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
-    fn pragma(self) -> &'static str {
+    pub(crate) fn pragma(self) -> &'static str {
         match self {
             Self::Full => "FULL",
             Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// A SQLite database's write-ahead log (`<database>-wal`, <https://sqlite.org/wal.html>).
+#[derive(Debug, Clone)]
+pub struct WalLog {
+    path: PathBuf,
+}
+
+impl WalLog {
+    /// The log of a SQLite database that syncs every commit (see [`Pool::deferred_sync_log`]).
+    fn of(url: &DatabaseUrl, synchronous: Synchronous) -> Option<Self> {
+        match (url, synchronous) {
+            (DatabaseUrl::Sqlite(path), Synchronous::Full) => {
+                let mut wal = path.clone().into_os_string();
+                wal.push("-wal");
+                Some(Self { path: wal.into() })
+            }
+            _ => None,
+        }
+    }
+
+    /// Syncs the log to disk (`fsync`): every commit whose write to the log returned before
+    /// this call is then durable, as if it had been committed with `synchronous = FULL`, which
+    /// syncs the log and nothing else at a commit in WAL mode. Opened by name at each call, so a
+    /// log that SQLite removed and made anew is the one synced. No log file: nothing to sync
+    /// (SQLite removes it only after copying it into the database file and syncing that).
+    pub fn sync(&self) -> std::io::Result<()> {
+        match std::fs::File::open(&self.path) {
+            Ok(file) => file.sync_all(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }
@@ -343,7 +386,12 @@ impl ConnectionManager {
                 // the indexes a check or a write walks, even at a million subjects; a leaf not in
                 // it is read from the system's file cache. The pool's caches stay under 5 MiB of
                 // the server's memory (up to 18 MiB with 2 MiB each, of 80 at the peak, bench/).
-                conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -512;")
+                // cache_spill (pages): a write transaction keeps up to 1,024 dirty pages (4 MiB)
+                // in memory before it writes any to the WAL; with the 128-page cache it spilled
+                // pages mid-transaction (`pagerStress`, 5% of the writer thread on public
+                // writes), some of them written to the WAL twice. The cache shrinks back to its
+                // size when the transaction ends.
+                conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -512; PRAGMA cache_spill = 1024;")
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 // Switching a new file to WAL needs an exclusive lock, and SQLite answers
                 // SQLITE_BUSY at once, without its busy handler, when another connection is
@@ -437,6 +485,12 @@ pub fn note_lost_connection(err: &(dyn std::error::Error + 'static)) {
     }
 }
 
+/// Has the connection in use on this thread discarded, not reused, when it goes back to the
+/// pool (a setting could not be restored on it).
+pub fn discard_connection() {
+    LOST.with(|lost| lost.set(true));
+}
+
 /// The SQLite file of the README's first command, whose directory is created on first start.
 pub const DEFAULT_SQLITE_PATH: &str = "data/consentry.db";
 
@@ -492,7 +546,7 @@ pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
         .map_err(|e| failed(e.to_string()))?;
     spawn_probe(&manager);
     spawn_checkpointer(&manager)?;
-    let pool = Pool { inner, health };
+    let pool = Pool { inner, health, wal: WalLog::of(&url, options.synchronous) };
     let mut conn = pool.get()?;
     if options.migrate {
         run_migrations(&mut conn)?;
@@ -523,7 +577,7 @@ pub fn open_replica(url: &str, pool_size: u32) -> Result<Pool, DbError> {
         .error_handler(Box::new(r2d2::NopErrorHandler))
         .build_unchecked(manager.clone());
     spawn_probe(&manager);
-    Ok(Pool { inner, health })
+    Ok(Pool { inner, health, wal: None })
 }
 
 /// Starts a thread named `name` that calls `tick` with a manager of the pool every `every`, and

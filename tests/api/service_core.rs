@@ -17,6 +17,7 @@ crate::backend_tests!(
     concurrent_bulk_checks_each_get_their_own_answers,
     a_bulk_check_read_in_parts_answers_every_subject_in_order,
     the_ledgers_write_transactions_plan_generically_and_only_they_do,
+    a_write_is_answered_only_once_its_commit_is_synced,
 );
 
 /// Polls `probe` every 50 ms until it holds; returns how long that took (fails after 3 s).
@@ -493,4 +494,102 @@ async fn the_ledgers_write_transactions_plan_generically_and_only_they_do(app: T
     assert!(failed.is_err());
     assert!(!in_transaction(&mut conn), "rolled back");
     assert_eq!(seen(&mut conn).unwrap(), (auto.to_owned(), false), "after the rollback, outside any transaction");
+}
+
+/// SQLite's writer commits its batches without waiting for the disk and syncs the write-ahead
+/// log itself, once for many (`service::writer`): a request is answered only after a sync that
+/// began after its commit, and one whose sync failed is answered 503 (a 2xx means committed and
+/// durable). Meanwhile the connection goes back to the pool syncing every commit again
+/// (`PRAGMA synchronous` 2, FULL), so writes outside the writer stay synced at commit. Here the
+/// sync is held back by a gate; on PostgreSQL the same replies wait for it.
+async fn a_write_is_answered_only_once_its_commit_is_synced(app: TestApp) {
+    use consentry::db::AnyConnection;
+    use consentry::domain::{ConsentSource, SubjectIdentifier};
+    use consentry::ledger::{LedgerError, Outcome, RecordRequest, Submission, TenantRules};
+    use consentry::service::writer::Writer;
+    use diesel::RunQueryDsl;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+
+    #[derive(diesel::QueryableByName)]
+    struct Sync {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        synchronous: i32,
+    }
+
+    app.seed().await;
+    // One connection: the one the writer used is the one read back below.
+    let pool = consentry::db::connect(&app.database_url, 1).unwrap();
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let (syncs, failing) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let sync = {
+        let (gate, syncs, failing) = (gate.clone(), syncs.clone(), failing.clone());
+        Arc::new(move || {
+            let (open, opened) = &*gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            syncs.fetch_add(1, Ordering::SeqCst);
+            if failing.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("the disk is gone"));
+            }
+            Ok(())
+        })
+    };
+    let writer =
+        Arc::new(Writer::start_syncing_with(pool.clone(), 1, Arc::new(tokio::sync::Notify::new()), Some(sync)));
+    let submission = |user: &str| {
+        let mut conn = pool.get().unwrap();
+        let tenant = consentry::db::models::tenant::Tenant::find_by_slug(&mut conn, "acme").unwrap().unwrap();
+        let rules = TenantRules::load(&mut conn, &tenant.id, chrono::Utc::now()).unwrap();
+        let subject = SubjectIdentifier::parse(user).unwrap().stored_form(&tenant.subject_key());
+        let choices = [("analytics".to_owned(), true)].into_iter().collect();
+        let req = RecordRequest {
+            subject: &subject,
+            choices: &choices,
+            policy_revision: None,
+            source: ConsentSource::Api,
+            region: None,
+            occurred_at: None,
+            site_id: None,
+            gpc: false,
+            idempotency: None,
+            presentation: None,
+        };
+        Submission::new(rules, &req, 201, Box::new(|_, _| Ok("{}".into()))).unwrap()
+    };
+
+    let first = tokio::spawn({
+        let (writer, submission) = (writer.clone(), submission("user:synced"));
+        async move { writer.submit(submission).await }
+    });
+    eventually("the write to commit", || async {
+        let listed: Value = app.get("/v1/subjects/user:synced/events").send().await.unwrap().json().await.unwrap();
+        listed["events"].as_array().map_or(0, Vec::len) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!first.is_finished(), "committed, but not answered before its sync");
+    let mut conn = pool.get().unwrap();
+    if let AnyConnection::Sqlite(c) = &mut *conn {
+        let mode = diesel::sql_query("PRAGMA synchronous").get_result::<Sync>(c).unwrap();
+        assert_eq!(mode.synchronous, 2, "the pool's connection syncs every commit again (FULL)");
+    }
+    drop(conn);
+    {
+        let (open, opened) = &*gate;
+        *open.lock().unwrap() = true;
+        opened.notify_all();
+    }
+    let answered = tokio::time::timeout(Duration::from_secs(10), first).await.unwrap().unwrap();
+    assert!(matches!(answered, Ok(Outcome::Fresh { .. })), "answered once synced: {answered:?}");
+    assert!(syncs.load(Ordering::SeqCst) >= 1);
+
+    failing.store(true, Ordering::SeqCst);
+    let unsynced = writer.submit(submission("user:unsynced")).await;
+    assert!(
+        matches!(&unsynced, Err(LedgerError::Unavailable(m)) if m.contains("could not sync")),
+        "a write whose sync failed is not acknowledged: {unsynced:?}"
+    );
 }
