@@ -59,6 +59,16 @@ pub enum Plans {
     /// `pg_stat_statements`, bench/ `write` workload). A returning visitor's write planned its
     /// subject locks and state reads the same way: generic plans cut PostgreSQL's CPU a write
     /// by 12% there and raised such writes 10–21% (bench/ `update` workload, BENCHMARKS.md).
+    ///
+    /// Sequential scans are off in these transactions too (`SET LOCAL enable_seqscan = off`,
+    /// sent with the same `BEGIN`): every statement has a key to probe by, and a plan must not
+    /// depend on the statistics being fresh. A plan is made once per connection and kept until
+    /// the table is analysed again: one made while a table was small (a new database, a tenant's
+    /// first minutes, the last `ANALYZE` before an import) scanned the whole table for each
+    /// key ever after, wherever autovacuum was off or had not come round yet. So it was here
+    /// (bench/ `update` after the `write` workload: the subject locks read 202 million rows of
+    /// `data_subjects` in 20 seconds; returning visitors' writes @8 at 380–530/s against
+    /// 2,500–3,000/s @32).
     Generic,
 }
 
@@ -88,9 +98,10 @@ where
 {
     match (&mut *conn, plans) {
         (AnyConnection::Postgresql(c), Plans::Auto) => AnsiTransactionManager::begin_transaction(c)?,
-        (AnyConnection::Postgresql(c), Plans::Generic) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")?
-        }
+        (AnyConnection::Postgresql(c), Plans::Generic) => AnsiTransactionManager::begin_transaction_sql(
+            c,
+            "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off",
+        )?,
         (AnyConnection::Sqlite(c), _) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
     }
     let outcome = f(conn);

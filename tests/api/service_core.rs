@@ -446,10 +446,11 @@ async fn no_acknowledged_write_is_lost_when_the_server_is_killed(app: TestApp) {
     assert!(lost.is_empty(), "{} of {} acknowledged events were lost", lost.len(), acknowledged.len());
 }
 
-/// The ledger's batched writes run with generic plans on PostgreSQL (`Plans::Generic`: `SET
-/// LOCAL plan_cache_mode = force_generic_plan`, sent with `BEGIN`), for their own transaction
-/// only: the connection's next transaction, an ordinary one, plans as PostgreSQL chooses, and so
-/// does a transaction that rolled back. On SQLite the same calls open and end a transaction.
+/// The ledger's batched writes run with generic plans and without sequential scans on
+/// PostgreSQL (`Plans::Generic`: `SET LOCAL plan_cache_mode = force_generic_plan` and `SET LOCAL
+/// enable_seqscan = off`, sent with `BEGIN`), for their own transaction only: the connection's
+/// next transaction, an ordinary one, plans as PostgreSQL chooses, and so does a transaction
+/// that rolled back. On SQLite the same calls open and end a transaction.
 async fn the_ledgers_write_transactions_plan_generically_and_only_they_do(app: TestApp) {
     use consentry::db::backend::{in_transaction, write_transaction, write_transaction_with, Plans};
     use consentry::db::AnyConnection;
@@ -461,14 +462,18 @@ async fn the_ledgers_write_transactions_plan_generically_and_only_they_do(app: T
         #[diesel(sql_type = diesel::sql_types::Text)]
         plan_cache_mode: String,
     }
-    /// The plan cache mode in force (PostgreSQL), or "sqlite"; and whether a transaction is open.
+    /// The plan cache mode and whether sequential scans are on (PostgreSQL), or "sqlite"; and
+    /// whether a transaction is open.
     fn seen(conn: &mut AnyConnection) -> Result<(String, bool), diesel::result::Error> {
         let open = in_transaction(conn);
         let mode = match conn {
             AnyConnection::Postgresql(c) => {
-                diesel::sql_query("SELECT current_setting('plan_cache_mode') AS plan_cache_mode")
-                    .get_result::<Mode>(c)?
-                    .plan_cache_mode
+                diesel::sql_query(
+                    "SELECT current_setting('plan_cache_mode') || ' ' || current_setting('enable_seqscan') \
+                     AS plan_cache_mode",
+                )
+                .get_result::<Mode>(c)?
+                .plan_cache_mode
             }
             AnyConnection::Sqlite(c) => {
                 c.batch_execute("SELECT 1")?;
@@ -479,7 +484,7 @@ async fn the_ledgers_write_transactions_plan_generically_and_only_they_do(app: T
     }
     let mut conn = super::consents::raw_connection(&app);
     let postgres = matches!(conn, AnyConnection::Postgresql(_));
-    let (generic, auto) = if postgres { ("force_generic_plan", "auto") } else { ("sqlite", "sqlite") };
+    let (generic, auto) = if postgres { ("force_generic_plan off", "auto on") } else { ("sqlite", "sqlite") };
 
     let inside = write_transaction_with(&mut conn, Plans::Generic, seen).unwrap();
     assert_eq!(inside, (generic.to_owned(), true), "the ledger's write transaction");
