@@ -12,12 +12,12 @@
 //! On SQLite set to sync every commit (the default), the writer thread commits its batches
 //! without waiting for the disk (`synchronous = NORMAL` while it holds the connection) and
 //! hands the replies to a sync thread, which syncs the write-ahead log once for every batch
-//! committed meanwhile and only then answers them ([`crate::db::WalLog::sync`]): what `synchronous = FULL`
-//! would make durable before the commit returned is durable before the reply, and the writer
-//! thread, SQLite's one writer, goes on with the next batch while the disk works (it waited on
-//! the sync of each commit a third of its time; bench/ write workload). Readers may see a batch
-//! a moment before it is durable, as they may on PostgreSQL with `synchronous_commit = off`;
-//! no request is told it was written before it is.
+//! committed meanwhile and only then answers them ([`crate::db::WalLog::sync`]): what
+//! `synchronous = FULL` would make durable before the commit returned is durable before the
+//! reply, and the writer thread, SQLite's one writer, goes on with the next batch while the
+//! disk works (it waited on the sync of each commit a third of its time; bench/ write
+//! workload). Readers may see a batch a moment before it is durable, as they may on PostgreSQL
+//! with `synchronous_commit = off`; no request is told it was written before it is.
 
 use super::batch::{take_up_to, Batcher};
 use crate::db::backend::{set_commit_sync, write_transaction_with, Plans};
@@ -183,12 +183,24 @@ fn write_deferring_sync(pool: &Pool, batch: &mut Vec<Job>) -> (Answers, bool) {
         Ok(conn) => conn,
         Err(e) => return (unavailable(batch, &e), false),
     };
-    let deferred = set_commit_sync(&mut conn, Synchronous::Normal).is_ok();
-    let answers = write_on(&mut conn, batch);
-    if deferred && set_commit_sync(&mut conn, Synchronous::Full).is_err() {
-        crate::db::discard_connection();
+    if set_commit_sync(&mut conn, Synchronous::Normal).is_err() {
+        return (write_on(&mut conn, batch), false);
     }
-    (answers, deferred)
+    let mut conn = SyncRestored(conn);
+    (write_on(&mut conn.0, batch), true)
+}
+
+/// A pooled connection whose commits do not wait for the disk: set back to syncing every commit
+/// when this is dropped, also when the batch panicked (a bug), before the connection goes back
+/// to the pool; discarded instead when that fails.
+struct SyncRestored(crate::db::PooledConnection);
+
+impl Drop for SyncRestored {
+    fn drop(&mut self) {
+        if set_commit_sync(&mut self.0, Synchronous::Full).is_err() {
+            crate::db::discard_connection();
+        }
+    }
 }
 
 /// Writes a batch on a pooled connection; returns each job's reply with its outcome.
