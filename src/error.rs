@@ -78,6 +78,10 @@ pub enum ApiError {
     TooManyRequests(Box<crate::limits::Throttled>),
     #[error("the database is unavailable or busy; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A write committed whose sync to disk failed ([`LedgerError::NotDurable`]): not a 2xx, and
+    /// not "retry shortly" either, which would record it twice without an `Idempotency-Key`.
+    #[error("{0}")]
+    NotDurable(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -121,6 +125,9 @@ impl ApiError {
             }
             Self::TooManyRequests(..) => (S::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests"),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable"),
+            Self::NotDurable(_) => {
+                (S::INTERNAL_SERVER_ERROR, "not-durable", "The write was recorded but may not be on disk")
+            }
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
         }
     }
@@ -182,6 +189,7 @@ impl ResponseError for ApiError {
             Self::Internal(e) | Self::Unavailable(e) => {
                 tracing::error!(error = %e, source = ?e.source(), "request failed")
             }
+            Self::NotDurable(why) => tracing::error!(error = %why, "request failed"),
             _ => {}
         }
         let mut res = HttpResponse::build(self.status_code());
@@ -252,6 +260,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::IdempotencyKeyReused(_) => Self::IdempotencyKeyReused(e.to_string()),
             LedgerError::Db(db) => db.into(),
             LedgerError::Unavailable(why) => Self::Unavailable(why.into()),
+            LedgerError::NotDurable(_) => Self::NotDurable(e.to_string()),
         }
     }
 }

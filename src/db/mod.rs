@@ -281,9 +281,11 @@ impl Synchronous {
 }
 
 /// A SQLite database's write-ahead log (`<database>-wal`, <https://sqlite.org/wal.html>).
+/// Clones share one open descriptor of the file.
 #[derive(Debug, Clone)]
 pub struct WalLog {
     path: PathBuf,
+    file: Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
 
 impl WalLog {
@@ -293,7 +295,7 @@ impl WalLog {
             (DatabaseUrl::Sqlite(path), Synchronous::Full) => {
                 let mut wal = path.clone().into_os_string();
                 wal.push("-wal");
-                Some(Self { path: wal.into() })
+                Some(Self { path: wal.into(), file: Arc::default() })
             }
             _ => None,
         }
@@ -301,14 +303,28 @@ impl WalLog {
 
     /// Syncs the log to disk (`fsync`): every commit whose write to the log returned before
     /// this call is then durable, as if it had been committed with `synchronous = FULL`, which
-    /// syncs the log and nothing else at a commit in WAL mode. Opened by name at each call, so a
-    /// log that SQLite removed and made anew is the one synced. No log file: nothing to sync
-    /// (SQLite removes it only after copying it into the database file and syncing that).
+    /// syncs the log and nothing else at a commit in WAL mode.
+    ///
+    /// The log is opened once and kept open, as SQLite keeps its own: a sync needs no new file
+    /// descriptor, so a process out of them (many client connections) still syncs. It is opened
+    /// again only when the file at the log's path is another one (SQLite removed the log when
+    /// its last connection closed, and made it anew). No log file: nothing to sync (SQLite
+    /// removes it only after copying it into the database file and syncing that).
     pub fn sync(&self) -> std::io::Result<()> {
-        match std::fs::File::open(&self.path) {
-            Ok(file) => file.sync_all(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+        use std::os::unix::fs::MetadataExt;
+        let current = match std::fs::metadata(&self.path) {
+            Ok(meta) => (meta.dev(), meta.ino()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let open = file.as_ref().map(|f| f.metadata().map(|m| (m.dev(), m.ino()))).transpose()?;
+        if open != Some(current) {
+            *file = Some(std::fs::File::open(&self.path)?);
+        }
+        match file.as_ref() {
+            Some(f) => f.sync_all(),
+            None => Ok(()),
         }
     }
 }
@@ -762,6 +778,42 @@ mod tests {
         }
         assert!(frames >= 100, "the commit went to the WAL ({frames} frames)");
         assert_eq!(copied, frames, "every frame of the WAL is copied into the database");
+    }
+
+    /// The writer's log sync opens the log once and keeps it: a later sync needs no new file
+    /// descriptor (a process out of them still syncs; found by the stop-29 trial at
+    /// `ulimit -n 52`). When the file at the log's path is replaced, the new one is opened and
+    /// synced. Without a log file there is nothing to sync.
+    #[test]
+    fn the_log_sync_keeps_its_file_open_and_follows_a_new_log() {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, path) = sqlite_pool(&dir, 1);
+        let wal = pool.deferred_sync_log().expect("SQLite syncing every commit defers to the writer's log sync");
+        let wal_path = format!("{}-wal", path.display());
+        let held = |wal: &super::WalLog| {
+            let file = wal.file.lock().unwrap();
+            file.as_ref().map(|f| (f.as_raw_fd(), f.metadata().unwrap().ino()))
+        };
+        pool.get().unwrap().batch_execute("CREATE TABLE filler (body BLOB NOT NULL)").unwrap();
+        wal.sync().unwrap();
+        let first = held(&wal).expect("the log is held open after a sync");
+        assert_eq!(first.1, std::fs::metadata(&wal_path).unwrap().ino());
+        pool.get().unwrap().batch_execute("INSERT INTO filler VALUES (x'00')").unwrap();
+        wal.sync().unwrap();
+        assert_eq!(held(&wal), Some(first), "the same descriptor syncs again");
+
+        let other = dir.path().join("other-wal");
+        std::fs::write(&other, b"a new log").unwrap();
+        std::fs::rename(&other, &wal_path).unwrap();
+        wal.sync().unwrap();
+        let now = held(&wal).unwrap();
+        assert_eq!(now.1, std::fs::metadata(&wal_path).unwrap().ino(), "the new log is the one synced");
+        assert_ne!(now.1, first.1);
+
+        std::fs::remove_file(&wal_path).unwrap();
+        assert!(wal.sync().is_ok(), "no log file: nothing to sync");
     }
 
     /// The WAL stays small under a steady stream of writes read beside: 400 commits of 10 pages

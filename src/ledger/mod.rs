@@ -38,6 +38,13 @@ pub enum LedgerError {
     /// The database cannot be reached, or the server is stopping (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The write was committed, but syncing the database's log to disk failed, so it may not
+    /// survive a power loss (500; see `service::writer`).
+    #[error(
+        "the write was recorded, but the database could not confirm it is on disk ({0}): send it again with \
+         the same Idempotency-Key to get its answer; without one, read the subject's state before sending it again"
+    )]
+    NotDurable(String),
 }
 
 impl crate::db::backend::Retryable for LedgerError {

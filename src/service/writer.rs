@@ -118,7 +118,7 @@ impl Syncer {
                 // One sync for every batch committed before it started.
                 let synced = sync();
                 if let Err(e) = &synced {
-                    tracing::error!(error = %e, "the write-ahead log could not be synced: its writes are answered 503");
+                    tracing::error!(error = %e, "the write-ahead log could not be synced: its writes are answered 500 not-durable");
                 }
                 let mut wake = false;
                 for (answers, wrote_deliveries) in batches {
@@ -126,9 +126,10 @@ impl Syncer {
                     for (reply, outcome) in answers {
                         let outcome = match &synced {
                             Ok(()) => outcome,
-                            Err(e) => {
-                                Err(LedgerError::Unavailable(format!("the database could not sync its log: {e}")))
-                            }
+                            // Committed and visible, but perhaps not on disk: said as such,
+                            // not as "unavailable, retry", which would record it twice.
+                            Err(e) if outcome.is_ok() => Err(LedgerError::NotDurable(e.to_string())),
+                            Err(_) => outcome,
                         };
                         let _ = reply.send(outcome);
                     }

@@ -503,8 +503,9 @@ async fn the_ledgers_write_transactions_plan_generically_and_only_they_do(app: T
 
 /// SQLite's writer commits its batches without waiting for the disk and syncs the write-ahead
 /// log itself, once for many (`service::writer`): a request is answered only after a sync that
-/// began after its commit, and one whose sync failed is answered 503 (a 2xx means committed and
-/// durable). Meanwhile the connection goes back to the pool syncing every commit again
+/// began after its commit, and one whose sync failed is answered 500 `not-durable`, which says
+/// the write was recorded (a 2xx means committed and durable; "unavailable, retry" would have
+/// it sent, and recorded, twice). Meanwhile the connection goes back to the pool syncing every commit again
 /// (`PRAGMA synchronous` 2, FULL), so writes outside the writer stay synced at commit. Here the
 /// sync is held back by a gate; on PostgreSQL the same replies wait for it.
 async fn a_write_is_answered_only_once_its_commit_is_synced(app: TestApp) {
@@ -594,7 +595,10 @@ async fn a_write_is_answered_only_once_its_commit_is_synced(app: TestApp) {
     failing.store(true, Ordering::SeqCst);
     let unsynced = writer.submit(submission("user:unsynced")).await;
     assert!(
-        matches!(&unsynced, Err(LedgerError::Unavailable(m)) if m.contains("could not sync")),
-        "a write whose sync failed is not acknowledged: {unsynced:?}"
+        matches!(&unsynced, Err(LedgerError::NotDurable(m)) if m.contains("the disk is gone")),
+        "a write whose sync failed is not acknowledged, and not called unavailable: {unsynced:?}"
     );
+    let problem = consentry::error::ApiError::from(unsynced.unwrap_err()).problem();
+    let detail = serde_json::to_value(&problem).unwrap()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("was recorded") && detail.contains("Idempotency-Key"), "{detail}");
 }
