@@ -311,21 +311,37 @@ impl WalLog {
     /// its last connection closed, and made it anew). No log file: nothing to sync (SQLite
     /// removes it only after copying it into the database file and syncing that).
     pub fn sync(&self) -> std::io::Result<()> {
+        match self.opened()?.as_ref() {
+            Some(f) => f.sync_all(),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens the log now, when the pool opens (`open`), so that serving never needs a file
+    /// descriptor for it: a server that runs out of them before its first write still syncs
+    /// (found by the stop-29 trial at `ulimit -n 64`). No log file yet: opened at the first sync.
+    fn open_now(&self) -> std::io::Result<()> {
+        self.opened().map(drop)
+    }
+
+    /// The open log, (re)opened when the file at its path is not the one held; `None` when there
+    /// is no log file.
+    fn opened(&self) -> std::io::Result<std::sync::MutexGuard<'_, Option<std::fs::File>>> {
         use std::os::unix::fs::MetadataExt;
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let current = match std::fs::metadata(&self.path) {
             Ok(meta) => (meta.dev(), meta.ino()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                *file = None;
+                return Ok(file);
+            }
             Err(e) => return Err(e),
         };
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let open = file.as_ref().map(|f| f.metadata().map(|m| (m.dev(), m.ino()))).transpose()?;
         if open != Some(current) {
             *file = Some(std::fs::File::open(&self.path)?);
         }
-        match file.as_ref() {
-            Some(f) => f.sync_all(),
-            None => Ok(()),
-        }
+        Ok(file)
     }
 }
 
@@ -569,6 +585,11 @@ pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
     } else {
         check_migrations(&mut conn, false)?;
     }
+    if let Some(wal) = &pool.wal {
+        if let Err(e) = wal.open_now() {
+            tracing::warn!(error = %e, "the write-ahead log could not be opened at start; the writer opens it at its first sync");
+        }
+    }
     Ok(pool)
 }
 
@@ -780,9 +801,9 @@ mod tests {
         assert_eq!(copied, frames, "every frame of the WAL is copied into the database");
     }
 
-    /// The writer's log sync opens the log once and keeps it: a later sync needs no new file
-    /// descriptor (a process out of them still syncs; found by the stop-29 trial at
-    /// `ulimit -n 52`). When the file at the log's path is replaced, the new one is opened and
+    /// The writer's log sync holds the log open from the pool's start: no sync needs a new file
+    /// descriptor (a process out of them still syncs; found by the stop-29 trials under low
+    /// `ulimit -n`). When the file at the log's path is replaced, the new one is opened and
     /// synced. Without a log file there is nothing to sync.
     #[test]
     fn the_log_sync_keeps_its_file_open_and_follows_a_new_log() {
@@ -796,9 +817,10 @@ mod tests {
             let file = wal.file.lock().unwrap();
             file.as_ref().map(|f| (f.as_raw_fd(), f.metadata().unwrap().ino()))
         };
+        let first = held(&wal).expect("the log is held open from the pool's start, before any sync");
         pool.get().unwrap().batch_execute("CREATE TABLE filler (body BLOB NOT NULL)").unwrap();
         wal.sync().unwrap();
-        let first = held(&wal).expect("the log is held open after a sync");
+        assert_eq!(held(&wal), Some(first), "the first sync uses the log opened at start");
         assert_eq!(first.1, std::fs::metadata(&wal_path).unwrap().ino());
         pool.get().unwrap().batch_execute("INSERT INTO filler VALUES (x'00')").unwrap();
         wal.sync().unwrap();
