@@ -67,8 +67,8 @@ pub enum Plans {
     /// first minutes, the last `ANALYZE` before an import) scanned the whole table for each
     /// key ever after, wherever autovacuum was off or had not come round yet. So it was here
     /// (bench/ `update` after the `write` workload: the subject locks read 202 million rows of
-    /// `data_subjects` in 20 seconds; returning visitors' writes @8 at 380–530/s against
-    /// 2,500–3,000/s @32).
+    /// `data_subjects` in 20 seconds; returning visitors' writes @8 at 350–1,400/s, 2,300/s
+    /// without sequential scans).
     Generic,
 }
 
