@@ -68,14 +68,11 @@ impl Writer {
         let syncer = sync.map(|sync| Syncer::start(sync, webhook_wake.clone()));
         let batcher = Batcher::start("consentry-writer", threads, take_batch, move |mut batch| {
             let enqueued = outbox::enqueued();
-            let (answers, deferred) = match &syncer {
-                Some(_) => write_deferring_sync(&pool, &mut batch),
-                None => (write(&pool, &mut batch), false),
-            };
+            let (answers, deferred) = write(&pool, &mut batch, syncer.is_some());
             let wake = outbox::enqueued() != enqueued;
-            match &syncer {
-                Some(syncer) if deferred => syncer.answer_once_synced(answers, wake),
-                _ => {
+            match syncer.as_ref().filter(|_| deferred) {
+                Some(syncer) => syncer.answer_once_synced(answers, wake),
+                None => {
                     send(answers);
                     if wake {
                         webhook_wake.notify_one();
@@ -176,15 +173,16 @@ fn take_batch(jobs: &mut VecDeque<Job>) -> Vec<Job> {
     batch
 }
 
-/// [`write`] on a connection whose commits do not wait for the disk, set back to syncing every
-/// commit before it returns to the pool (discarded if that fails). Also returns whether the
-/// commits were deferred: if the setting could not be made, they synced as usual.
-fn write_deferring_sync(pool: &Pool, batch: &mut Vec<Job>) -> (Answers, bool) {
+/// Writes a batch on a pooled connection; returns each job's reply with its outcome, and
+/// whether the commits were deferred. With `defer_sync`, the connection's commits do not wait
+/// for the disk while it writes, and it is set back to syncing every commit before it returns to
+/// the pool ([`SyncRestored`]); if that setting cannot be made, the commits sync as usual.
+fn write(pool: &Pool, batch: &mut Vec<Job>, defer_sync: bool) -> (Answers, bool) {
     let mut conn = match pool.get() {
         Ok(conn) => conn,
         Err(e) => return (unavailable(batch, &e), false),
     };
-    if set_commit_sync(&mut conn, Synchronous::Normal).is_err() {
+    if !defer_sync || set_commit_sync(&mut conn, Synchronous::Normal).is_err() {
         return (write_on(&mut conn, batch), false);
     }
     let mut conn = SyncRestored(conn);
@@ -201,14 +199,6 @@ impl Drop for SyncRestored {
         if set_commit_sync(&mut self.0, Synchronous::Full).is_err() {
             crate::db::discard_connection();
         }
-    }
-}
-
-/// Writes a batch on a pooled connection; returns each job's reply with its outcome.
-fn write(pool: &Pool, batch: &mut Vec<Job>) -> Answers {
-    match pool.get() {
-        Ok(mut conn) => write_on(&mut conn, batch),
-        Err(e) => unavailable(batch, &e),
     }
 }
 
