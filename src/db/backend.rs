@@ -69,6 +69,12 @@ pub enum Plans {
     /// (bench/ `update` after the `write` workload: the subject locks read 202 million rows of
     /// `data_subjects` in 20 seconds; returning visitors' writes @8 at 350–1,400/s, 2,300/s
     /// without sequential scans).
+    ///
+    /// Neither setting replans a statement whose generic plan the connection already cached, so
+    /// a statement these transactions run must not be planned outside them: PostgreSQL's own
+    /// mode caches a generic plan from a statement's sixth execution, made with the statistics
+    /// of that moment. The one the ledger's writes share, the subject lock ([`lock_subjects`]),
+    /// is why retention's pruning runs with these plans too (`service::retention`).
     Generic,
 }
 

@@ -16,7 +16,9 @@
 //! Completed opt-out requests are deleted after `retention.opt_out_requests_days` (at least 731
 //! days, 24 months, 11 CCR §7101; unset: kept for ever); open ones never are.
 
-use crate::db::backend::{clear_pruning_marks, insert_pruning_marks, lock_subjects, write_transaction};
+use crate::db::backend::{
+    clear_pruning_marks, insert_pruning_marks, lock_subjects, write_transaction, write_transaction_with, Plans,
+};
 use crate::db::models::event::Event;
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::tenant::Tenant;
@@ -145,7 +147,15 @@ fn prune_tenant(
                 }
             }
             for group in subjects.chunks(SUBJECTS_PER_TX) {
-                write_transaction(conn, |conn| prune_subjects(conn, retention, tenant, &cutoffs, group, now, summary))?;
+                // Planned as the ledger's writes are (`Plans::Generic`): every statement of it
+                // is keyed by subject, and it shares the subject lock's statement with them. A
+                // plan PostgreSQL cached for that statement here, in its own mode, is the plan
+                // the next write batch on this connection would reuse (`SET LOCAL` does not
+                // replan a cached statement): a whole-table scan for every lock, had it been
+                // made while `data_subjects` was small.
+                write_transaction_with(conn, Plans::Generic, |conn| {
+                    prune_subjects(conn, retention, tenant, &cutoffs, group, now, summary)
+                })?;
             }
         }
         summary.kept_in_force += count_kept_in_force(conn, &tenant.id, purpose, *cutoff)?;

@@ -20,6 +20,7 @@ crate::backend_tests!(
     what_a_retired_key_signed_still_verifies_after_it_leaves_the_jwks,
     the_pruning_scan_reads_its_index_in_order,
     a_large_import_chains_each_subject_in_file_order_keeps_the_good_rows_and_adds_nothing_again,
+    pruning_plans_the_subject_lock_it_shares_with_writes_as_writes_do,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
@@ -859,4 +860,64 @@ async fn a_large_import_chains_each_subject_in_file_order_keeps_the_good_rows_an
     );
     assert!(stderr.contains("line 503:"), "{stderr}");
     assert_eq!(verify_ledger(&app).1["events"], 1001);
+}
+
+/// Retention locks the subjects it prunes with the statement the ledger's writes lock theirs with
+/// (`backend::lock_subjects`), and PostgreSQL keeps one plan per prepared statement and
+/// connection. A write transaction's `SET LOCAL enable_seqscan = off` does not replan a statement
+/// whose generic plan was cached before (`Plans::Generic`), so a plan made for retention while
+/// `data_subjects` was small would be the scan every later write batch on that connection locks
+/// with. Retention plans its pruning as the writes do: on one connection, after a pruning run and
+/// a write to a pruned subject, no prepared statement has been planned both ways
+/// (`pg_prepared_statements`: custom and generic plans), and the lock's plans were generic only.
+/// On SQLite (no plan cache across transactions) the same run and write succeed.
+async fn pruning_plans_the_subject_lock_it_shares_with_writes_as_writes_do(app: TestApp) {
+    use consentry::db::AnyConnection;
+    use consentry::domain::{ConsentSource, SubjectIdentifier};
+    use consentry::ledger::{record_choices, Outcome, RecordRequest, TenantRules};
+
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Prepared {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        statement: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        generic_plans: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        custom_plans: i64,
+    }
+
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let mut conn = super::consents::raw_connection(&app);
+    let keys = consentry::receipts::ReceiptKeys::load(&app.settings).unwrap();
+    let retention = consentry::service::retention::Retention { keys: &keys, opt_out_requests_days: None };
+    let summary = consentry::service::retention::run(&mut conn, &retention, chrono::Utc::now()).unwrap();
+    assert_eq!(summary.events_pruned, 2, "user:7's two expired analytics events not in force: {summary:?}");
+
+    let tenant = consentry::db::models::tenant::Tenant::find_by_slug(&mut conn, "acme").unwrap().unwrap();
+    let rules = TenantRules::load(&mut conn, &tenant.id, chrono::Utc::now()).unwrap();
+    let subject = SubjectIdentifier::parse("user:7").unwrap().stored_form(&tenant.subject_key());
+    let choices = [("analytics".to_owned(), false)].into_iter().collect();
+    let req = RecordRequest {
+        subject: &subject,
+        choices: &choices,
+        policy_revision: None,
+        source: ConsentSource::Api,
+        region: None,
+        occurred_at: None,
+        site_id: None,
+        gpc: false,
+        idempotency: None,
+        presentation: None,
+    };
+    let written = record_choices(&mut conn, rules, &req, 201, Box::new(|_, _| Ok("{}".into()))).unwrap();
+    assert!(matches!(written, Outcome::Fresh { .. }), "{written:?}");
+
+    let AnyConnection::Postgresql(c) = &mut conn else { return };
+    let prepared: Vec<Prepared> =
+        diesel::sql_query("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements").load(c).unwrap();
+    let both: Vec<&Prepared> = prepared.iter().filter(|p| p.generic_plans > 0 && p.custom_plans > 0).collect();
+    assert!(both.is_empty(), "statements planned both generically and for their parameters: {both:#?}");
+    let lock = prepared.iter().find(|p| p.statement.contains("FOR NO KEY UPDATE) d")).expect("the subject lock");
+    assert_eq!((lock.custom_plans, lock.generic_plans > 1), (0, true), "pruning's lock and the write's: {lock:?}");
 }
