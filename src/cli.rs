@@ -519,6 +519,16 @@ fn init_logging(filter: &str) {
 
 fn serve(settings: Settings, demo: bool) -> CliResult {
     init_logging(&settings.log);
+    match crate::startup::raise_open_file_limit() {
+        Some((_, after)) if after < 1024 => tracing::warn!(
+            "this process may open only {after} files (RLIMIT_NOFILE, hard limit): each client and database connection \
+             takes one; raise it (ulimit -n, LimitNOFILE=) for more than a few hundred clients"
+        ),
+        Some((before, after)) if before != after => {
+            tracing::info!("raised the limit on open files from {before} to {after} (RLIMIT_NOFILE's hard limit)")
+        }
+        _ => {}
+    }
     let demo_state = if demo { Some(open_state(&settings)?) } else { None };
     if let Some(state) = &demo_state {
         match crate::apply::apply_example(state)? {

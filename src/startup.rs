@@ -20,6 +20,42 @@ use std::sync::Arc;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
+/// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to its hard limit, and
+/// returns (the soft limit before, after); `None` where there is no such limit (not Unix) or it
+/// could not be read.
+///
+/// The server holds a descriptor for every client connection, every database connection (two
+/// on SQLite: the database and its write-ahead log) and its listener, and takes no part in
+/// `select(2)`'s limit of 1,024 (Tokio waits with `epoll`, libpq with `poll`). A soft limit
+/// left low (64 in some containers and service managers) kept it from starting at all (under
+/// 57: 18 pooled connections, two files each, and the worker threads' sockets) and, once full,
+/// left new clients unserved while actix's accept loop logged "Too many open files". The hard
+/// limit is the administrator's ceiling, and raising up to it is what systemd recommends of
+/// services that need many descriptors (systemd.exec(5), `LimitNOFILE=`) and what Go's
+/// runtime does for every program.
+pub fn raise_open_file_limit() -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return None;
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        #[allow(clippy::useless_conversion)] // rlim_t is u64 on Linux, not everywhere
+        Some((u64::from(before), u64::from(limit.rlim_cur)))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

@@ -17,6 +17,7 @@ crate::backend_tests!(
     the_health_check_asks_the_running_service,
     a_stop_signal_drains_before_the_listener_closes,
     the_files_that_hold_data_and_keys_are_readable_by_their_owner_only,
+    a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start,
 );
 
 /// Runs `sql` on the database at `url` (either backend), outside the server.
@@ -685,4 +686,60 @@ async fn the_files_that_hold_data_and_keys_are_readable_by_their_owner_only(app:
         let mode = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())).permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{}", file.display());
     }
+}
+
+/// Started with a soft limit of 40 open files (some containers and service managers set 64),
+/// the server raised it to the hard limit (`RLIMIT_NOFILE`, 4,096 here) and said so; before, it
+/// could not start under 57 (a worker thread panicked), and 40 keep-alive clients at 64 left new
+/// connections unserved. 48 clients then write at once, each on a connection of its own.
+async fn a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start(app: TestApp) {
+    use std::os::unix::process::CommandExt;
+    let site = app.seed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = app.serve_command(port);
+    cmd.stderr(std::fs::File::create(&log).unwrap()).env("CONSENTRY__LOG", "info");
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 40, rlim_max: 4096 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let server = crate::helpers::ServerProcess(cmd.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(start.elapsed() < Duration::from_secs(10), "the server did not start with 40 files: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.0.id())).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert_eq!(open_files.split_whitespace().collect::<Vec<_>>()[3..5], ["4096", "4096"], "{open_files}");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("raised the limit on open files from 40 to 4096"), "{said}");
+
+    let writes = (0..48).map(|n| {
+        let (base, site) = (base.clone(), site.clone());
+        async move {
+            // A client each: a connection each, all open at once.
+            let client = reqwest::Client::new();
+            client
+                .post(format!("{base}/v1/sites/{site}/consents"))
+                .header("Origin", crate::helpers::ORIGIN)
+                .json(&json!({"visitor_id": format!("0a1b2c3d-0000-4000-8000-{n:012}"), "choices": {"analytics": true},
+                              "policy_revision": "2021-02-01", "source": "banner"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    });
+    let statuses = futures_util::future::join_all(writes).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
 }
