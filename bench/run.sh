@@ -11,6 +11,8 @@
 # BENCH_BULK_CONNS (1: bulk checks at once), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the work directory, BENCH_PORTS (20000-39999: the server's port),
 # BENCH_RESULTS=0 writes no file to bench/results/ (bench/profile.sh). PGSSLMODE applies to the
 # server's connections and pgbench's alike (the report says which was in force).
+# BENCH_PG_LOCALE (e.g. en_US.UTF-8, the official postgres image's) creates Consentry's database
+# with that locale (its collation orders the text keys); the cluster's default otherwise.
 # BENCH_PG_SQL=FILE runs FILE on the PostgreSQL database after the migrations (a schema change
 # measured without a build).
 # Exit status: 0; 1 when a backend failed; 2 when a measurement had non-2xx answers or socket errors (flagged in the table).
@@ -263,8 +265,10 @@ bench_backend() {
   log "$backend: setting up"
   if [[ $backend == pg ]]; then
     DB_URL="$PG_BASE/consentry_bench"
+    local create='CREATE DATABASE consentry_bench'
+    [[ -n "${BENCH_PG_LOCALE:-}" ]] && create+=" TEMPLATE template0 LOCALE '$BENCH_PG_LOCALE'"
     psql -q -X -v ON_ERROR_STOP=1 "$PG_BASE/postgres" -c 'DROP DATABASE IF EXISTS consentry_bench WITH (FORCE)' \
-      -c 'CREATE DATABASE consentry_bench' >/dev/null
+      -c "$create" >/dev/null
     export DATABASE_URL="$DB_URL"
   else
     mkdir -p "$WORK/sqlite"
@@ -433,6 +437,9 @@ REPORT="$WORK/report.md"
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(psql -X -At "$PG_BASE/postgres" -c 'SHOW server_version' 2>/dev/null | sed 's/^/PostgreSQL /; s/ (.*//'); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   sslmode=${PGSSLMODE:-"prefer (libpq's default)"}
   echo "- PostgreSQL connections (server and pgbench): sslmode=$sslmode; the server's ssl=$(psql -X -At "$PG_BASE/postgres" -c 'SHOW ssl' 2>/dev/null || echo '?')"
+  collation="${BENCH_PG_LOCALE:-}"
+  [[ -n "$collation" ]] || collation="$(psql -X -At "$PG_BASE/postgres" -c 'SHOW lc_collate' 2>/dev/null || echo '?') (the cluster's default)"
+  echo "- Consentry's PostgreSQL database: locale $collation"
   echo "- wrk: -t2 -c{${CONNS// /,}} (bulk: -c$BULK_CONNS), $DURATION each after a $WARMUP warm-up; pgbench -M prepared -j 2, same duration"
   echo "- scale: $SCALE loaded subjects (10 events each) + $SEED_VISITORS visitors written over HTTP"
   echo
