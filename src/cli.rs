@@ -519,15 +519,17 @@ fn init_logging(filter: &str) {
 
 fn serve(settings: Settings, demo: bool) -> CliResult {
     init_logging(&settings.log);
-    match crate::startup::raise_open_file_limit() {
-        Some((_, after)) if after < 1024 => tracing::warn!(
-            "this process may open only {after} files (RLIMIT_NOFILE, hard limit): each client and database connection \
-             takes one; raise it (ulimit -n, LimitNOFILE=) for more than a few hundred clients"
-        ),
-        Some((before, after)) if before != after => {
-            tracing::info!("raised the limit on open files from {before} to {after} (RLIMIT_NOFILE's hard limit)")
+    if let Some((before, after)) = crate::startup::raise_open_file_limit() {
+        let raised = if before == after { String::new() } else { format!(" (raised from {before})") };
+        if after < 1024 {
+            tracing::warn!(
+                "this process may open only {after} files{raised}, its hard limit (RLIMIT_NOFILE): each client \
+                 connection takes one and each database connection one or two, and a client beyond that waits \
+                 until another leaves; raise it (ulimit -Hn, LimitNOFILE=, --ulimit nofile=)"
+            );
+        } else {
+            tracing::info!("open files: up to {after}{raised} (RLIMIT_NOFILE)");
         }
-        _ => {}
     }
     let demo_state = if demo { Some(open_state(&settings)?) } else { None };
     if let Some(state) = &demo_state {

@@ -459,7 +459,11 @@ thread_local! {
 /// A database condition that passes: the request may succeed if sent again shortly (503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transient {
-    /// The connection died (the server restarted, an administrator ended it, the network).
+    /// The connection died (the server restarted, an administrator ended it, the network), or
+    /// a statement it prepared earlier no longer fits the schema (a migration changed a column
+    /// it returns: PostgreSQL's "cached plan must not change result type", SQLSTATE 0A000, on
+    /// every later run of it): either way the connection is replaced, and a new one prepares
+    /// its statements again.
     ConnectionLost,
     /// The database takes no writes now (a replica, a failover under way, a read-only file).
     ReadOnly,
@@ -484,6 +488,7 @@ pub fn transient(err: &(dyn std::error::Error + 'static)) -> Option<Transient> {
                 || has("could not receive data")
                 || has("could not send data")
                 || has("connection to server")
+                || has("cached plan must not change result type")
             {
                 return Some(Transient::ConnectionLost);
             }
