@@ -324,6 +324,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    pruned_feed_positions (tenant_id, seq) {
+        tenant_id -> Text,
+        seq -> BigInt,
+        tx_id -> BigInt,
+    }
+}
+
+diesel::table! {
     ledger_keys (kid) {
         kid -> Text,
         x -> Text,

@@ -23,7 +23,7 @@ use crate::db::models::event::Event;
 use crate::db::models::purpose::PurposeRow;
 use crate::db::models::tenant::Tenant;
 use crate::db::models::{naive, utc};
-use crate::db::schema::{consent_events, consent_states, ledger_checkpoints, opt_out_requests};
+use crate::db::schema::{consent_events, consent_states, ledger_checkpoints, opt_out_requests, pruned_feed_positions};
 use crate::db::AnyConnection;
 use crate::domain::retention::{bridges, effective_retention_days, CheckpointClaims, Link, CHECKPOINT_SCHEMA};
 use crate::ledger::verify::{Chains, CheckpointRow};
@@ -345,6 +345,15 @@ fn prune_subjects(
     // covers); the marks go before the transaction commits.
     insert_pruning_marks(conn, &doomed)?;
     for chunk in doomed.chunks(500) {
+        // Their places in the change feed are kept: a reader's cursor may name one of them.
+        diesel::insert_into(pruned_feed_positions::table)
+            .values(consent_events::table.filter(consent_events::id.eq_any(chunk)).select((
+                consent_events::tenant_id,
+                consent_events::seq,
+                consent_events::tx_id,
+            )))
+            .into_columns((pruned_feed_positions::tenant_id, pruned_feed_positions::seq, pruned_feed_positions::tx_id))
+            .execute(conn)?;
         diesel::delete(consent_events::table.filter(consent_events::id.eq_any(chunk))).execute(conn)?;
     }
     clear_pruning_marks(conn)

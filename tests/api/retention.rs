@@ -21,6 +21,7 @@ crate::backend_tests!(
     the_pruning_scan_reads_its_index_in_order,
     a_large_import_chains_each_subject_in_file_order_keeps_the_good_rows_and_adds_nothing_again,
     pruning_plans_the_subject_lock_it_shares_with_writes_as_writes_do,
+    a_feed_cursor_at_a_pruned_event_still_resumes_where_it_was,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
@@ -920,4 +921,77 @@ async fn pruning_plans_the_subject_lock_it_shares_with_writes_as_writes_do(app: 
     assert!(both.is_empty(), "statements planned both generically and for their parameters: {both:#?}");
     let lock = prepared.iter().find(|p| p.statement.contains("FOR NO KEY UPDATE) d")).expect("the subject lock");
     assert_eq!((lock.custom_plans, lock.generic_plans > 1), (0, true), "pruning's lock and the write's: {lock:?}");
+}
+
+/// The change feed's cursor is the `seq` of the last event read. An imported event whose
+/// `occurred_at` is older than its purpose's retention is read from the feed, then pruned: a
+/// reader holding a cursor at it (or at any event before it) resumes where it was, and reads
+/// exactly the events after it that remain. Before, the cursor of a pruned event was refused
+/// ("is not a cursor from next_cursor") and its reader had to start again from the beginning
+/// (found by a trial).
+async fn a_feed_cursor_at_a_pruned_event_still_resumes_where_it_was(app: TestApp) {
+    seed_with_retention(&app).await;
+    import_history(&app).await;
+    let recent = app.record(json!({"subject": "user:11", "choices": {"analytics": true}, "source": "api"})).await;
+    assert_eq!(recent.status(), StatusCode::CREATED);
+    let app_ref = &app;
+    let page = move |after: String| async move {
+        let url = if after.is_empty() {
+            "/v1/events?limit=1".to_owned()
+        } else {
+            format!("/v1/events?limit=1000&after={after}")
+        };
+        let res = app_ref.get(&url).send().await.unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{url}: {body}");
+        body
+    };
+    // Every cursor the feed hands out, one event a page, and what followed each.
+    let mut cursors: Vec<(String, String, Vec<String>)> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let url = if after.is_empty() {
+            "/v1/events?limit=1".to_owned()
+        } else {
+            format!("/v1/events?limit=1&after={after}")
+        };
+        let body: Value = app.get(&url).send().await.unwrap().json().await.unwrap();
+        if body["events"].as_array().unwrap().is_empty() {
+            break;
+        }
+        let read = body["events"][0]["id"].as_str().unwrap().to_owned();
+        after = body["next_cursor"].as_str().unwrap().to_owned();
+        let rest = page(after.clone()).await["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        cursors.push((after.clone(), read, rest));
+    }
+    assert_eq!(cursors.len(), 5, "four imported events and a recent one: {cursors:?}");
+
+    let out = app.cli(&["retention", "run"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["events_pruned"], 2, "{summary}");
+    let remaining: Vec<String> = page("0".to_owned()).await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(remaining.len(), 3);
+    let at_pruned = cursors.iter().filter(|(_, read, _)| !remaining.contains(read)).count();
+    assert_eq!(at_pruned, 2, "two of the cursors name an event that is gone");
+    for (cursor, _, before) in &cursors {
+        let expected: Vec<&String> = before.iter().filter(|id| remaining.contains(id)).collect();
+        let now = page(cursor.clone()).await;
+        let ids: Vec<&str> = now["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, expected, "after {cursor}");
+    }
+    // A number that never was an event's position is still refused.
+    let res = app.get("/v1/events?after=999999999").send().await.unwrap();
+    assert_problem(res, 400).await;
 }

@@ -181,12 +181,24 @@ impl Event {
     }
 
     /// The feed position `(tx_id, seq)` of the tenant's event `seq` (a cursor the feed handed
-    /// out); `None` when the tenant has no such event.
+    /// out), also after a retention run deleted it (`pruned_feed_positions`); `None` when the
+    /// tenant never had such an event.
     pub fn position(conn: &mut AnyConnection, tenant_id: &str, seq: i64) -> QueryResult<Option<(i64, i64)>> {
-        consent_events::table
+        use crate::db::schema::pruned_feed_positions as pruned;
+        let found = consent_events::table
             .filter(consent_events::tenant_id.eq(tenant_id))
             .filter(consent_events::seq.eq(seq))
             .select((consent_events::tx_id, consent_events::seq))
+            .first(conn)
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        // An event retention deleted keeps its place in the feed.
+        pruned::table
+            .filter(pruned::tenant_id.eq(tenant_id))
+            .filter(pruned::seq.eq(seq))
+            .select((pruned::tx_id, pruned::seq))
             .first(conn)
             .optional()
     }

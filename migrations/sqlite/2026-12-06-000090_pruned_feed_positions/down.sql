@@ -1,0 +1,1 @@
+DROP TABLE pruned_feed_positions;
