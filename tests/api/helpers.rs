@@ -474,3 +474,33 @@ impl Drop for ServerProcess {
         let _ = self.0.wait();
     }
 }
+
+/// A server-side write (`source: api`) of one purpose for `user` of the seeded tenant `acme`, as
+/// the ledger takes it: for tests that write below the HTTP layer (the writer, a connection of
+/// their own). Its response body is `{}`.
+pub fn api_submission(
+    conn: &mut consentry::db::AnyConnection,
+    user: &str,
+    purpose: &str,
+    granted: bool,
+) -> consentry::ledger::Submission {
+    use consentry::domain::{ConsentSource, SubjectIdentifier};
+    use consentry::ledger::{RecordRequest, Submission, TenantRules};
+    let tenant = consentry::db::models::tenant::Tenant::find_by_slug(conn, "acme").unwrap().unwrap();
+    let rules = TenantRules::load(conn, &tenant.id, chrono::Utc::now()).unwrap();
+    let subject = SubjectIdentifier::parse(user).unwrap().stored_form(&tenant.subject_key());
+    let choices = [(purpose.to_owned(), granted)].into_iter().collect();
+    let req = RecordRequest {
+        subject: &subject,
+        choices: &choices,
+        policy_revision: None,
+        source: ConsentSource::Api,
+        region: None,
+        occurred_at: None,
+        site_id: None,
+        gpc: false,
+        idempotency: None,
+        presentation: None,
+    };
+    Submission::new(rules, &req, 201, Box::new(|_, _| Ok("{}".into()))).unwrap()
+}

@@ -874,8 +874,7 @@ async fn a_large_import_chains_each_subject_in_file_order_keeps_the_good_rows_an
 /// On SQLite (no plan cache across transactions) the same run and write succeed.
 async fn pruning_plans_the_subject_lock_it_shares_with_writes_as_writes_do(app: TestApp) {
     use consentry::db::AnyConnection;
-    use consentry::domain::{ConsentSource, SubjectIdentifier};
-    use consentry::ledger::{record_choices, Outcome, RecordRequest, TenantRules};
+    use consentry::ledger::{record_one, Outcome};
 
     #[derive(diesel::QueryableByName, Debug)]
     struct Prepared {
@@ -895,23 +894,8 @@ async fn pruning_plans_the_subject_lock_it_shares_with_writes_as_writes_do(app: 
     let summary = consentry::service::retention::run(&mut conn, &retention, chrono::Utc::now()).unwrap();
     assert_eq!(summary.events_pruned, 2, "user:7's two expired analytics events not in force: {summary:?}");
 
-    let tenant = consentry::db::models::tenant::Tenant::find_by_slug(&mut conn, "acme").unwrap().unwrap();
-    let rules = TenantRules::load(&mut conn, &tenant.id, chrono::Utc::now()).unwrap();
-    let subject = SubjectIdentifier::parse("user:7").unwrap().stored_form(&tenant.subject_key());
-    let choices = [("analytics".to_owned(), false)].into_iter().collect();
-    let req = RecordRequest {
-        subject: &subject,
-        choices: &choices,
-        policy_revision: None,
-        source: ConsentSource::Api,
-        region: None,
-        occurred_at: None,
-        site_id: None,
-        gpc: false,
-        idempotency: None,
-        presentation: None,
-    };
-    let written = record_choices(&mut conn, rules, &req, 201, Box::new(|_, _| Ok("{}".into()))).unwrap();
+    let mut submission = crate::helpers::api_submission(&mut conn, "user:7", "analytics", false);
+    let written = record_one(&mut conn, &mut submission).unwrap();
     assert!(matches!(written, Outcome::Fresh { .. }), "{written:?}");
 
     let AnyConnection::Postgresql(c) = &mut conn else { return };

@@ -510,8 +510,7 @@ async fn the_ledgers_write_transactions_plan_generically_and_only_they_do(app: T
 /// sync is held back by a gate; on PostgreSQL the same replies wait for it.
 async fn a_write_is_answered_only_once_its_commit_is_synced(app: TestApp) {
     use consentry::db::AnyConnection;
-    use consentry::domain::{ConsentSource, SubjectIdentifier};
-    use consentry::ledger::{LedgerError, Outcome, RecordRequest, Submission, TenantRules};
+    use consentry::ledger::{LedgerError, Outcome};
     use consentry::service::writer::Writer;
     use diesel::RunQueryDsl;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -545,26 +544,7 @@ async fn a_write_is_answered_only_once_its_commit_is_synced(app: TestApp) {
     };
     let writer =
         Arc::new(Writer::start_syncing_with(pool.clone(), 1, Arc::new(tokio::sync::Notify::new()), Some(sync)));
-    let submission = |user: &str| {
-        let mut conn = pool.get().unwrap();
-        let tenant = consentry::db::models::tenant::Tenant::find_by_slug(&mut conn, "acme").unwrap().unwrap();
-        let rules = TenantRules::load(&mut conn, &tenant.id, chrono::Utc::now()).unwrap();
-        let subject = SubjectIdentifier::parse(user).unwrap().stored_form(&tenant.subject_key());
-        let choices = [("analytics".to_owned(), true)].into_iter().collect();
-        let req = RecordRequest {
-            subject: &subject,
-            choices: &choices,
-            policy_revision: None,
-            source: ConsentSource::Api,
-            region: None,
-            occurred_at: None,
-            site_id: None,
-            gpc: false,
-            idempotency: None,
-            presentation: None,
-        };
-        Submission::new(rules, &req, 201, Box::new(|_, _| Ok("{}".into()))).unwrap()
-    };
+    let submission = |user: &str| crate::helpers::api_submission(&mut pool.get().unwrap(), user, "analytics", true);
 
     let first = tokio::spawn({
         let (writer, submission) = (writer.clone(), submission("user:synced"));
