@@ -222,7 +222,19 @@ impl std::error::Error for Exit {}
 
 fn run(cli: Cli) -> CliResult {
     let mut settings = Settings::load(cli.config.as_deref())?;
-    match cli.command.unwrap_or(Command::Serve { listen: None, demo: false, no_migrate: false }) {
+    let command = cli.command.unwrap_or(Command::Serve { listen: None, demo: false, no_migrate: false });
+    if !matches!(command, Command::Serve { .. } | Command::Ready { .. }) {
+        // A tool whose output goes to a reader that stops early (`consentry ledger verify |
+        // head`) ends quietly, as Unix tools do: SIGPIPE's default action. Rust ignores the
+        // signal, and the next `println!` panicked with a backtrace. Not for `serve` (a client
+        // that leaves must not end the server) nor `ready` (an HTTP client).
+        #[cfg(unix)]
+        // SAFETY: sets this signal's disposition before any thread of the command starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match command {
         Command::Serve { listen, demo, no_migrate } => {
             if let Some(listen) = listen {
                 settings.listen = listen;

@@ -292,3 +292,23 @@ fn serve_demo_creates_the_example_tenant_once() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("the example tenant exists already"));
 }
+
+/// A tool whose output goes to a reader that stops early (`consentry retention run | head`) ends
+/// quietly, as Unix tools do (SIGPIPE), instead of panicking with a backtrace ("failed printing
+/// to stdout: Broken pipe"; found by a trial).
+#[test]
+fn a_tool_whose_reader_stops_early_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?}: {stderr}", out.status);
+}
