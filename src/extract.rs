@@ -85,15 +85,18 @@ impl<T: DeserializeOwned + 'static, const TEXT: bool> FromRequest for JsonBody<T
             let body = actix_web::rt::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| {
                 ApiError::RequestTimeout(format!("the body did not arrive within {} seconds", BODY_TIMEOUT.as_secs()))
             })??;
+            // A byte order mark before the JSON text (some Windows tools write one) is ignored,
+            // as RFC 8259 §8.1 allows; the idempotency hash still covers the body as sent.
+            let json = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&body);
             // Every request body is a JSON object; serde would also take a struct as an array.
-            let first = body.iter().find(|b| !b.is_ascii_whitespace());
+            let first = json.iter().find(|b| !b.is_ascii_whitespace());
             if first.is_some_and(|b| matches!(b, b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')) {
                 return Err(ApiError::MalformedBody("body: must be a JSON object ({ … })".into()));
             }
-            if has_nul_escape(&body) {
+            if has_nul_escape(json) {
                 return Err(ApiError::MalformedBody(format!("body: {}", crate::error::NUL_MESSAGE)));
             }
-            let de = &mut serde_json::Deserializer::from_slice(&body);
+            let de = &mut serde_json::Deserializer::from_slice(json);
             match serde_path_to_error::deserialize::<_, T>(&mut *de) {
                 Ok(value) => match de.end() {
                     Ok(()) => Ok(JsonBody(value, body)),

@@ -5,6 +5,7 @@ use serde_json::json;
 
 crate::backend_tests!(
     malformed_json_is_a_problem,
+    a_byte_order_mark_before_the_json_is_ignored_rfc_8259_8_1,
     a_wrong_type_names_the_field,
     unknown_fields_are_refused_by_name,
     a_missing_field_is_named,
@@ -430,4 +431,26 @@ async fn the_api_document_and_its_browsable_docs_are_served(app: TestApp) {
     assert!(page.contains("swagger-ui-bundle.js"), "the docs page loads its assets from this server");
     let res = app.client.get(app.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
     assert_eq!(res.status(), 200, "the docs assets are inside the binary, no CDN");
+}
+
+/// A body that starts with a UTF-8 byte order mark (U+FEFF, as some Windows tools write) is read
+/// as the JSON after it, as RFC 8259 §8.1 allows parsers to do; before, it was refused with
+/// serde's "expected value at line 1 column 1", which does not say why.
+async fn a_byte_order_mark_before_the_json_is_ignored_rfc_8259_8_1(app: TestApp) {
+    app.seed().await;
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(br#"{"subject": "user:bom", "choices": {"analytics": true}, "source": "api"}"#);
+    let res = app
+        .client
+        .post(app.url("/v1/consents"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let state: serde_json::Value =
+        app.get("/v1/subjects/user:bom/consents").send().await.unwrap().json().await.unwrap();
+    assert_eq!(state["purposes"]["analytics"]["status"], "granted", "{state}");
 }
