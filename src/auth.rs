@@ -363,10 +363,11 @@ async fn verify_signature(state: &web::Data<AppState>, token: &str) -> Result<Cl
         None if state.keys.may_reload() => {
             let (keys, pool, secrets) = (state.keys.clone(), state.pool.clone(), state.secrets.clone());
             web::block(move || -> Result<(), ApiError> {
-                let mut conn = pool.get()?;
-                keys.reload(&mut conn, &secrets).map_err(|e| match e {
-                    SecretsError::Db(e) => ApiError::from(e),
-                    other => ApiError::internal(other),
+                pool.run(|conn| {
+                    keys.reload(conn, &secrets).map_err(|e| match e {
+                        SecretsError::Db(e) => ApiError::from(e),
+                        other => ApiError::internal(other),
+                    })
                 })
             })
             .await??;

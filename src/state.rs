@@ -111,14 +111,6 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        web::block(move || {
-            let mut conn = pool.get()?;
-            let result = f(&mut conn);
-            if let Err(e) = &result {
-                crate::db::note_lost_connection(e);
-            }
-            result
-        })
-        .await?
+        web::block(move || pool.run(f)).await?
     }
 }

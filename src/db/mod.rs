@@ -48,6 +48,23 @@ impl Pool {
         got
     }
 
+    /// Runs `f` on a pooled connection. When `f` fails because of that connection (it died, or
+    /// its prepared statements no longer fit the schema: [`transient`]), the connection is
+    /// replaced instead of handed out again ([`note_lost_connection`]); otherwise every later
+    /// use of it would fail the same way. For work that holds a connection outside a request's
+    /// own path: configuration loads, token keys, the workers.
+    pub fn run<T, E>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<r2d2::Error> + std::error::Error + 'static,
+    {
+        let mut conn = self.get()?;
+        let result = f(&mut conn);
+        if let Err(e) = &result {
+            note_lost_connection(e);
+        }
+        result
+    }
+
     /// A connection within `wait` (connecting one if the pool may grow); an error past it.
     pub fn get_within(&self, wait: Duration) -> Result<PooledConnection, r2d2::Error> {
         self.inner.get_timeout(wait)
@@ -478,7 +495,12 @@ pub fn transient(err: &(dyn std::error::Error + 'static)) -> Option<Transient> {
     use diesel::result::DatabaseErrorKind as K;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cause {
-        if let Some(diesel::result::Error::DatabaseError(kind, info)) = e.downcast_ref::<diesel::result::Error>() {
+        // `DbError::Query` is transparent: its source is the query error's source, not the error.
+        let query = match e.downcast_ref::<DbError>() {
+            Some(DbError::Query(q)) => Some(q),
+            _ => e.downcast_ref::<diesel::result::Error>(),
+        };
+        if let Some(diesel::result::Error::DatabaseError(kind, info)) = query {
             let message = info.message();
             let has = |s: &str| message.contains(s);
             if matches!(kind, K::ClosedConnection | K::UnableToSendCommand)

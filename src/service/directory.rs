@@ -149,8 +149,11 @@ impl Directory {
             return Ok(Some(hit));
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let mut conn = self.pool.get()?;
-        let Some(config) = TenantConfig::load(&mut conn, tenant_id)? else { return Ok(None) };
+        let Some(config) =
+            self.pool.run(|conn| TenantConfig::load(conn, tenant_id).map_err(crate::db::DbError::from))?
+        else {
+            return Ok(None);
+        };
         let config = Arc::new(config);
         self.store(generation, &config);
         Ok(Some(config))
@@ -161,7 +164,11 @@ impl Directory {
         let tenant_id = match self.cached_site_tenant(site_key) {
             Some(id) => id,
             None => {
-                let Some(site) = Site::find_by_key(&mut *self.pool.get()?, site_key)? else { return Ok(None) };
+                let Some(site) =
+                    self.pool.run(|conn| Site::find_by_key(conn, site_key).map_err(crate::db::DbError::from))?
+                else {
+                    return Ok(None);
+                };
                 site.tenant_id
             }
         };
@@ -220,12 +227,16 @@ impl Directory {
             }
             tenants.values().map(|c| (c.tenant.id.clone(), c.version)).collect()
         };
-        let mut conn = self.pool.get()?;
         let ids: Vec<&str> = cached.iter().map(|(id, _)| id.as_str()).collect();
-        let stored: HashMap<String, i64> = config_versions::table
-            .filter(config_versions::tenant_id.eq_any(&ids))
-            .select((config_versions::tenant_id, config_versions::version))
-            .load::<(String, i64)>(&mut conn)?
+        let stored: HashMap<String, i64> = self
+            .pool
+            .run(|conn| {
+                config_versions::table
+                    .filter(config_versions::tenant_id.eq_any(&ids))
+                    .select((config_versions::tenant_id, config_versions::version))
+                    .load::<(String, i64)>(conn)
+                    .map_err(crate::db::DbError::from)
+            })?
             .into_iter()
             .collect();
         let mut dropped = 0;

@@ -43,8 +43,8 @@ pub fn spawn(pool: Pool) -> std::io::Result<Running> {
     let thread = std::thread::Builder::new().name("consentry-analytics".into()).spawn(move || {
         let mut failing = false;
         while !flag.load(Ordering::Acquire) {
-            let round = pool.get().map_err(crate::db::DbError::from).and_then(|mut conn| {
-                crate::service::analytics::roll_up_all(&mut conn, PAGES_PER_ROUND).map_err(Into::into)
+            let round = pool.run(|conn| {
+                crate::service::analytics::roll_up_all(conn, PAGES_PER_ROUND).map_err(crate::db::DbError::from)
             });
             match round {
                 Ok(added) => {

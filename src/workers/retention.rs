@@ -58,8 +58,9 @@ pub fn spawn(
             }
             drop(stopped);
             let retention = crate::service::retention::Retention { keys: &keys, opt_out_requests_days };
-            let run = pool.get().map_err(crate::db::DbError::from).and_then(|mut conn| {
-                crate::service::retention::run(&mut conn, &retention, crate::service::now()).map_err(Into::into)
+            let run = pool.run(|conn| {
+                crate::service::retention::run(conn, &retention, crate::service::now())
+                    .map_err(crate::db::DbError::from)
             });
             match run {
                 Ok(s) if s.events_pruned > 0 || s.opt_out_requests_pruned > 0 || !s.broken_chains.is_empty() => {

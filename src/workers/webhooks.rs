@@ -177,12 +177,9 @@ impl Dispatcher {
         f: impl FnOnce(&Self, &mut AnyConnection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = me.pool.get()?;
-            f(&me, &mut conn)
-        })
-        .await
-        .unwrap_or_else(|e| Err(DbError::Task(e.to_string())))
+        tokio::task::spawn_blocking(move || me.pool.run(|conn| f(&me, conn)))
+            .await
+            .unwrap_or_else(|e| Err(DbError::Task(e.to_string())))
     }
 
     /// Claims at most `free` due deliveries, at most `per_webhook` in flight per webhook

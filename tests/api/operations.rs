@@ -20,6 +20,7 @@ crate::backend_tests!(
     a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start,
     every_indexed_text_column_compares_byte_by_byte,
     a_statement_prepared_before_a_schema_change_is_answered_503_and_prepared_again,
+    configuration_reads_prepared_before_a_schema_change_recover_within_a_few_requests,
 );
 
 /// Runs `sql` on the database at `url` (either backend), outside the server.
@@ -830,4 +831,70 @@ async fn a_statement_prepared_before_a_schema_change_is_answered_503_and_prepare
     if app.database_url.starts_with("postgres") {
         assert!(answers.iter().any(|a| a.0 == 503), "the connection that prepared it before: {answers:?}");
     }
+}
+
+/// The same for the reads behind the configuration cache, which run outside any request's own
+/// path: the version poller (every 250 ms) and a tenant's configuration load. A stale statement
+/// there used to be answered 503 for a minute or more, every tenant-scoped request, because
+/// their connections were handed out again unchanged (found by the second trial); now each
+/// such connection is replaced at its first failure (`Pool::run`).
+async fn configuration_reads_prepared_before_a_schema_change_recover_within_a_few_requests(app: TestApp) {
+    let site = app.seed().await;
+    let config = || async {
+        let res = app.client.get(app.url(&format!("/v1/sites/{site}/config"))).send().await.unwrap();
+        let retry_after = res.headers().contains_key("retry-after");
+        (res.status().as_u16(), retry_after)
+    };
+    for _ in 0..3 {
+        assert_eq!(config().await.0, 200);
+        assert_eq!(app.get("/v1/purposes").send().await.unwrap().status(), 200);
+    }
+    // The poller and a configuration load on a pool of one connection: the connection that
+    // prepared them is replaced at their first failure, so the next run succeeds.
+    if app.database_url.starts_with("postgres") {
+        let pool = consentry::db::connect(&app.database_url, 1).unwrap();
+        let directory = consentry::service::directory::Directory::new(pool.clone());
+        let tenant = pool
+            .run(|c| {
+                consentry::db::models::tenant::Tenant::find_by_slug(c, "acme").map_err(consentry::db::DbError::from)
+            })
+            .unwrap()
+            .unwrap();
+        assert!(directory.tenant(&tenant.id).unwrap().is_some());
+        assert_eq!(directory.poll_once().unwrap(), 0);
+        exec_sql(
+            &app.database_url,
+            r#"ALTER TABLE config_versions ALTER COLUMN version TYPE bigint, ALTER COLUMN tenant_id TYPE varchar(64)"#,
+        );
+        let stale = directory.poll_once();
+        assert!(stale.as_ref().is_err_and(|e| e.to_string().contains("cached plan")), "{stale:?}");
+        assert_eq!(directory.poll_once().unwrap(), 0, "the poller's next run, on a new connection");
+        exec_sql(&app.database_url, r#"ALTER TABLE config_versions ALTER COLUMN tenant_id TYPE text"#);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    if app.database_url.starts_with("postgres") {
+        exec_sql(
+            &app.database_url,
+            r#"ALTER TABLE config_versions ALTER COLUMN tenant_id TYPE varchar(64) COLLATE "C";
+               ALTER TABLE purposes ALTER COLUMN title TYPE varchar(500)"#,
+        );
+    } else {
+        exec_sql(&app.database_url, "CREATE INDEX purposes_title ON purposes (title)");
+    }
+    // A change of the tenant's configuration made elsewhere: every instance loads it again.
+    let res = app
+        .put_purpose(
+            "analytics",
+            json!({"title": "Audience measurement", "description": "Counting visits.", "kind": "cookie_category",
+                   "consent_model": "opt_in", "legal_basis": "consent", "gpc_applies": false, "max_age_days": 395}),
+        )
+        .await;
+    assert!(res.status() == 200 || res.status() == 503, "{}", res.status());
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        answers.push(config().await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(answers.iter().all(|(s, retry_after)| *s == 200 || (*s == 503 && *retry_after)), "{answers:?}");
+    assert!(answers[answers.len() - 10..].iter().all(|a| a.0 == 200), "{answers:?}");
 }
