@@ -51,13 +51,32 @@ impl Pool {
     /// Runs `f` on a pooled connection. When `f` fails because of that connection (it died, or
     /// its prepared statements no longer fit the schema: [`transient`]), the connection is
     /// replaced instead of handed out again ([`note_lost_connection`]); otherwise every later
-    /// use of it would fail the same way. For work that holds a connection outside a request's
-    /// own path: configuration loads, token keys, the workers.
+    /// use of it would fail the same way. Every piece of work that takes a connection for one
+    /// task goes through here: requests ([`crate::state::AppState::db`]), configuration loads,
+    /// token keys, the workers.
     pub fn run<T, E>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T, E>) -> Result<T, E>
     where
         E: From<r2d2::Error> + std::error::Error + 'static,
     {
-        let mut conn = self.get()?;
+        Self::run_on(self.get(), f)
+    }
+
+    /// [`Pool::run`] with a connection had within `wait` ([`Pool::get_within`]).
+    pub fn run_within<T, E>(&self, wait: Duration, f: impl FnOnce(&mut AnyConnection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<r2d2::Error> + std::error::Error + 'static,
+    {
+        Self::run_on(self.get_within(wait), f)
+    }
+
+    fn run_on<T, E>(
+        conn: Result<PooledConnection, r2d2::Error>,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<r2d2::Error> + std::error::Error + 'static,
+    {
+        let mut conn = conn?;
         let result = f(&mut conn);
         if let Err(e) = &result {
             note_lost_connection(e);

@@ -191,6 +191,15 @@ impl Replica {
         self.pool.get_within(CHECKOUT_WITHIN)
     }
 
+    /// Runs `f` on a connection of the replica's pool had within [`CHECKOUT_WITHIN`], as
+    /// [`super::Pool::run`] does on the primary's.
+    pub fn run<T, E>(&self, f: impl FnOnce(&mut super::AnyConnection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<r2d2::Error> + std::error::Error + 'static,
+    {
+        self.pool.run_within(CHECKOUT_WITHIN, f)
+    }
+
     /// Where a read is served now: the replica when it answered the latest probe, lags at most
     /// `max_lag`, and (with `after`, a write's position) has replayed up to `after`.
     pub fn route(&self, after: Option<Lsn>) -> Target {

@@ -127,17 +127,7 @@ impl AppState {
         let f = Arc::new(f);
         if let (Target::Replica, Some(replica)) = (self.read_target().await, &self.replica) {
             let (r, g) = (replica.clone(), f.clone());
-            let result = web::block(move || {
-                let mut conn = r.connection()?;
-                let result = g(&mut conn);
-                if let Err(e) = &result {
-                    crate::db::note_lost_connection(e);
-                }
-                result
-            })
-            .await
-            .map_err(ApiError::from)
-            .and_then(|r| r);
+            let result = web::block(move || r.run(|conn| g(conn))).await.map_err(ApiError::from).and_then(|r| r);
             match result {
                 Err(ApiError::Unavailable(e)) | Err(ApiError::Internal(e)) => {
                     tracing::debug!(error = %e, "a read failed on the replica; reading from the primary");
