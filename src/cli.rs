@@ -533,6 +533,17 @@ fn serve(settings: Settings, demo: bool) -> CliResult {
     init_logging(&settings.log);
     if let Some((before, after)) = crate::startup::raise_open_file_limit() {
         let raised = if before == after { String::new() } else { format!(" (raised from {before})") };
+        let needed = crate::startup::files_needed(&settings);
+        if after < needed {
+            return Err(format!(
+                "this process may open only {after} files (RLIMIT_NOFILE, its hard limit), and serving with these \
+                 settings takes about {needed}: {} database connections, {} HTTP workers and a few clients; raise \
+                 the limit (ulimit -Hn, LimitNOFILE=, --ulimit nofile=) or lower pool_size and workers",
+                settings.pool_size,
+                crate::startup::http_workers(&settings),
+            )
+            .into());
+        }
         if after < 1024 {
             tracing::warn!(
                 "this process may open only {after} files{raised}, its hard limit (RLIMIT_NOFILE): each client \

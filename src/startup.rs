@@ -56,6 +56,36 @@ pub fn raise_open_file_limit() -> Option<(u64, u64)> {
     None
 }
 
+/// HTTP worker threads `serve` starts: `workers`, else one a core (actix's default).
+pub fn http_workers(settings: &Settings) -> usize {
+    settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+}
+
+/// About how many files `serve` holds once it serves a few clients with `settings`: a floor
+/// under which it would fail part-way through starting (a database connection refused as
+/// "unable to open the database file", or an HTTP worker thread that cannot create its event
+/// queue) instead of refusing with a reason.
+///
+/// Counted from `/proc/<pid>/fd` of a started server (stop 31): about 16 for standard streams,
+/// the log and the runtime's event queues; 4 an HTTP worker (its `epoll`, wake-up `eventfd`
+/// and sockets); a database connection 2 on SQLite (the database file and its write-ahead log;
+/// the pool's `pool_size` connections, the writer's, and the log kept open for syncing, plus one
+/// shared-memory index) or 1 on PostgreSQL (its socket; the replica's pool too); and 8 clients.
+pub fn files_needed(settings: &Settings) -> u64 {
+    let workers = http_workers(settings) as u64;
+    let pool = u64::from(settings.pool_size);
+    let database = if settings.database_url.starts_with("postgres") {
+        let replica = settings
+            .database_replica_url
+            .as_ref()
+            .map_or(0, |_| u64::from(settings.replica.pool_size.unwrap_or(settings.pool_size)));
+        pool + replica
+    } else {
+        2 * (pool + 1) + 1
+    };
+    16 + 4 * workers + database + 8
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

@@ -18,6 +18,7 @@ crate::backend_tests!(
     a_stop_signal_drains_before_the_listener_closes,
     the_files_that_hold_data_and_keys_are_readable_by_their_owner_only,
     a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start,
+    a_limit_on_open_files_too_low_to_serve_is_refused_with_the_reason,
     every_indexed_text_column_compares_byte_by_byte,
     a_statement_prepared_before_a_schema_change_is_answered_503_and_prepared_again,
     configuration_reads_prepared_before_a_schema_change_recover_within_a_few_requests,
@@ -745,6 +746,85 @@ async fn a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start(app: Tes
     });
     let statuses = futures_util::future::join_all(writes).await;
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+}
+
+/// `serve` under a hard limit on open files too low for its pools and workers refuses to start
+/// and says why, instead of failing part-way: before, at 40 files an HTTP worker panicked
+/// creating its event queue (exit 101, a backtrace), at 32 it logged "listening" and then
+/// exited with "Too many open files", and at 20 it blamed the database ("cannot connect to
+/// SQLite … unable to open database file"). At the floor `startup::files_needed` computes, it
+/// starts and serves clients at once, so the floor is not set below what starting takes.
+async fn a_limit_on_open_files_too_low_to_serve_is_refused_with_the_reason(app: TestApp) {
+    use std::os::unix::process::CommandExt;
+    let site = app.seed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |limit: u64, log: &std::path::Path| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = app.serve_command(port);
+        cmd.stderr(std::fs::File::create(log).unwrap()).env("CONSENTRY__LOG", "info");
+        // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        (crate::helpers::ServerProcess(cmd.spawn().unwrap()), port)
+    };
+
+    let refused_log = dir.path().join("refused.log");
+    let (mut refused, _) = spawn(32, &refused_log);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = refused.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "still running with 32 files");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let said = std::fs::read_to_string(&refused_log).unwrap();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("this process may open only 32 files (RLIMIT_NOFILE, its hard limit)"), "{said}");
+    assert!(said.contains("8 database connections"), "{said}");
+    assert!(!said.contains("panicked") && !said.contains("listening"), "{said}");
+
+    // The defaults `serve` runs with here (pool_size 8, a worker a core), at exactly the floor.
+    let mut settings = app.settings.clone();
+    settings.database_url = app.database_url.clone();
+    settings.pool_size = 8;
+    settings.workers = None;
+    settings.database_replica_url = None;
+    let needed = consentry::startup::files_needed(&settings);
+    let log = dir.path().join("started.log");
+    let (_server, port) = spawn(needed, &log);
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(start.elapsed() < Duration::from_secs(10), "the server did not start with {needed} files: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let writes = (0..8).map(|n| {
+        let (base, site) = (base.clone(), site.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/v1/sites/{site}/consents"))
+                .header("Origin", crate::helpers::ORIGIN)
+                .json(&json!({"visitor_id": format!("0a1b2c3d-0000-4000-8000-{n:012}"), "choices": {"analytics": true},
+                              "policy_revision": "2021-02-01", "source": "banner"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    });
+    let statuses = futures_util::future::join_all(writes).await;
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?} with {needed} files: {said}");
+    assert!(!said.contains("Too many open files") && !said.contains("panicked"), "{said}");
 }
 
 /// Every text column an index orders by (ids, identifiers, keys, ISO dates) compares byte by
