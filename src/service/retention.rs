@@ -160,6 +160,8 @@ fn prune_tenant(
         }
         summary.kept_in_force += count_kept_in_force(conn, &tenant.id, purpose, *cutoff)?;
     }
+    // The places of pruned events that are now before every remaining one become one.
+    write_transaction(conn, |conn| Event::compact_pruned_positions(conn, &tenant.id))?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ crate::backend_tests!(
     a_large_import_chains_each_subject_in_file_order_keeps_the_good_rows_and_adds_nothing_again,
     pruning_plans_the_subject_lock_it_shares_with_writes_as_writes_do,
     a_feed_cursor_at_a_pruned_event_still_resumes_where_it_was,
+    the_places_of_events_pruned_before_every_remaining_one_are_kept_as_one,
 );
 
 /// Runs `sql` on the app's database (either backend), outside the server.
@@ -978,4 +979,70 @@ async fn a_feed_cursor_at_a_pruned_event_still_resumes_where_it_was(app: TestApp
     // A number that never was an event's position is still refused.
     let res = app.get("/v1/events?after=999999999").send().await.unwrap();
     assert_problem(res, 400).await;
+}
+
+/// Retention keeps a pruned event's place in the feed so that a cursor at it resumes
+/// (`pruned_feed_positions`), but not a row for every event it ever pruned: the places before
+/// every remaining event are equivalent (a cursor at any of them resumes at the start), and one
+/// of them stands for the rest. The table held one row per pruned event, for ever.
+async fn the_places_of_events_pruned_before_every_remaining_one_are_kept_as_one(app: TestApp) {
+    use diesel::RunQueryDsl;
+    seed_with_retention(&app).await;
+    // Three decisions of user:9 long ago, each in a transaction of its own; the last is in force.
+    for (granted, at) in [(true, "2023-01-10"), (false, "2023-02-10"), (true, "2023-03-10")] {
+        let res = app
+            .record(json!({"subject": "user:9", "choices": {"analytics": granted}, "source": "api",
+                           "occurred_at": format!("{at}T00:00:00Z")}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let res = app.record(json!({"subject": "user:11", "choices": {"analytics": true}, "source": "api"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let ids = |body: &Value| -> Vec<String> {
+        body["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+    };
+    // Every cursor the feed hands out, one event a page.
+    let mut cursors: Vec<(String, String)> = Vec::new();
+    let mut url = "/v1/events?limit=1".to_owned();
+    loop {
+        let body: Value = app.get(&url).send().await.unwrap().json().await.unwrap();
+        let Some(read) = ids(&body).pop() else { break };
+        let cursor = body["next_cursor"].as_str().unwrap().to_owned();
+        url = format!("/v1/events?limit=1&after={cursor}");
+        cursors.push((cursor, read));
+    }
+    assert_eq!(cursors.len(), 4, "{cursors:?}");
+
+    let out = app.cli(&["retention", "run"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["events_pruned"], 2, "the first two decisions: {summary}");
+    let mut conn = super::consents::raw_connection(&app);
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows =
+        diesel::sql_query("SELECT COUNT(*) AS n FROM pruned_feed_positions").get_result::<Count>(&mut conn).unwrap();
+    assert_eq!(rows.n, 1, "two places before every remaining event, kept as one");
+
+    let remaining = ids(&app.get("/v1/events?limit=1000").send().await.unwrap().json::<Value>().await.unwrap());
+    assert_eq!(remaining.len(), 2, "{remaining:?}");
+    for (n, (cursor, read)) in cursors.iter().enumerate() {
+        let res = app.get(&format!("/v1/events?limit=1000&after={cursor}")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "after {cursor}");
+        let expected: Vec<String> =
+            cursors[n + 1..].iter().map(|(_, id)| id.clone()).filter(|id| remaining.contains(id)).collect();
+        assert_eq!(ids(&res.json().await.unwrap()), expected, "after {cursor} (it read {read})");
+    }
+    // A number past every place the feed handed out is still refused.
+    let res = app.get("/v1/events?after=999999999").send().await.unwrap();
+    assert_problem(res, 400).await;
+    // Another run keeps it so (nothing more to prune, nothing more to compact).
+    let out = app.cli(&["retention", "run"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows =
+        diesel::sql_query("SELECT COUNT(*) AS n FROM pruned_feed_positions").get_result::<Count>(&mut conn).unwrap();
+    assert_eq!(rows.n, 1);
 }

@@ -62,6 +62,15 @@ impl NewEvent {
 
 /// The feed query on SQLite (see [`Event::feed`]); a macro, so the test of its plan reads the
 /// very query the feed runs.
+/// The tenant's pruned feed places (`pruned_feed_positions`) before the feed position
+/// `(tx, seq)`, in feed order `(tx_id, seq)`.
+macro_rules! pruned_before {
+    ($tenant_id:expr, $tx:expr, $seq:expr) => {{
+        use crate::db::schema::pruned_feed_positions as pruned;
+        pruned::tenant_id.eq($tenant_id).and(pruned::tx_id.lt($tx).or(pruned::tx_id.eq($tx).and(pruned::seq.lt($seq))))
+    }};
+}
+
 macro_rules! sqlite_feed {
     ($tenant_id:expr, $tx:expr, $seq:expr, $limit:expr) => {
         consent_events::table
@@ -195,12 +204,56 @@ impl Event {
             return Ok(found);
         }
         // An event retention deleted keeps its place in the feed.
-        pruned::table
+        let kept = pruned::table
             .filter(pruned::tenant_id.eq(tenant_id))
             .filter(pruned::seq.eq(seq))
             .select((pruned::tx_id, pruned::seq))
             .first(conn)
-            .optional()
+            .optional()?;
+        if kept.is_some() {
+            return Ok(kept);
+        }
+        // Places below every remaining event are kept as one, the latest
+        // (`compact_pruned_positions`): a cursor at any of them resumes at the start, which is
+        // where it would resume.
+        let (tx, first) = Self::feed_start(conn, tenant_id)?;
+        let mark: Option<i64> = pruned::table
+            .filter(pruned_before!(tenant_id, tx, first))
+            .select(diesel::dsl::max(pruned::seq))
+            .first(conn)?;
+        Ok(mark.filter(|mark| (1..=*mark).contains(&seq)).map(|_| (0, 0)))
+    }
+
+    /// The feed position `(tx_id, seq)` of the tenant's first remaining event; `(i64::MAX,
+    /// i64::MAX)`, after every place, when it has none.
+    fn feed_start(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<(i64, i64)> {
+        let first = consent_events::table
+            .filter(consent_events::tenant_id.eq(tenant_id))
+            .order((consent_events::tx_id.asc(), consent_events::seq.asc()))
+            .select((consent_events::tx_id, consent_events::seq))
+            .first(conn)
+            .optional()?;
+        Ok(first.unwrap_or((i64::MAX, i64::MAX)))
+    }
+
+    /// Deletes the tenant's pruned feed places that lie before every event it still has, but
+    /// the latest of them: a cursor at any of those resumes at the start of the feed, so one
+    /// place stands for them all ([`Event::position`]). The table then holds only the places
+    /// that interleave with remaining events (events pruned before their neighbours: a purpose
+    /// kept for less time, a decision imported with an old date), not a row for every event
+    /// ever pruned. Returns the rows deleted.
+    pub fn compact_pruned_positions(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<usize> {
+        use crate::db::schema::pruned_feed_positions as pruned;
+        let (tx, first) = Self::feed_start(conn, tenant_id)?;
+        let Some(latest) = pruned::table
+            .filter(pruned_before!(tenant_id, tx, first))
+            .select(diesel::dsl::max(pruned::seq))
+            .first::<Option<i64>>(conn)?
+        else {
+            return Ok(0);
+        };
+        diesel::delete(pruned::table.filter(pruned_before!(tenant_id, tx, first)).filter(pruned::seq.ne(latest)))
+            .execute(conn)
     }
 
     /// Every event, by subject and then in recorded order (for `consentry ledger verify`).
