@@ -739,11 +739,10 @@ const MIGRATION_LOCK: i64 = 0x636f_6e73_656e_7472;
 /// together never race; then checks that the database has no migration this binary lacks.
 pub fn run_migrations(conn: &mut AnyConnection) -> Result<(), DbError> {
     let migrate = |conn: &mut AnyConnection| -> Result<(), DbError> {
-        let result = match conn {
-            AnyConnection::Postgresql(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|_| ()),
-            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
-        };
-        result.map_err(|e| DbError::Migrate(e.to_string()))?;
+        match conn {
+            AnyConnection::Postgresql(c) => apply_pending(c, PG_MIGRATIONS)?,
+            AnyConnection::Sqlite(c) => apply_pending(c, SQLITE_MIGRATIONS)?,
+        }
         check_migrations(conn, true)
     };
     match conn {
@@ -792,6 +791,39 @@ fn check_migrations(conn: &mut AnyConnection, migrated: bool) -> Result<(), DbEr
 }
 
 /// The embedded migrations: (name, version), e.g. (`2026-11-29-000001_foundation`, `20261129000001`).
+/// Applies `source`'s pending migrations one by one, in order, each in a transaction of its own
+/// (as `run_pending_migrations` does), and logs them: how many before the first (some rebuild
+/// indexes, a minute or more on a large ledger, during which the instance does not serve yet),
+/// and each one's name and duration once applied.
+fn apply_pending<C, DB>(conn: &mut C, source: EmbeddedMigrations) -> Result<(), DbError>
+where
+    DB: diesel::backend::Backend,
+    C: MigrationHarness<DB>,
+    EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
+{
+    let pending = conn.pending_migrations(source).map_err(|e| DbError::Migrate(e.to_string()))?;
+    if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
+        tracing::info!(
+            count = pending.len(),
+            first = %first.name(),
+            last = %last.name(),
+            "applying {} database migrations; the service starts once they are done",
+            pending.len()
+        );
+    }
+    for migration in &pending {
+        let started = Instant::now();
+        conn.run_migration(migration.as_ref()).map_err(|e| DbError::Migrate(e.to_string()))?;
+        tracing::info!(
+            migration = %migration.name(),
+            ms = started.elapsed().as_millis() as u64,
+            "applied migration {}",
+            migration.name()
+        );
+    }
+    Ok(())
+}
+
 fn migration_names<DB: diesel::backend::Backend>(source: &EmbeddedMigrations) -> Result<Vec<(String, String)>, DbError>
 where
     EmbeddedMigrations: diesel::migration::MigrationSource<DB>,

@@ -115,6 +115,77 @@ fn postgres_instances_started_together_on_a_fresh_database_all_start() {
     instances_started_together_on_a_fresh_database_all_start(Backend::Postgres)
 }
 
+/// `serve` says what it migrates before it serves: how many migrations, then each one by name
+/// as it is applied (some rebuild indexes for a minute or more on a large ledger; the log was
+/// silent until "listening"), and nothing when none is pending.
+fn serve_logs_the_migrations_it_applies(backend: Backend) {
+    let Some((url, pg, dir)) = fresh(backend) else { return };
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let mut names: Vec<String> = std::fs::read_dir(format!("{}/migrations/{folder}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let serve_once = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.path().join(format!("serve-{port}.log"));
+        let mut child = crate::helpers::ServerProcess(
+            std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .current_dir(dir.path())
+                .env("DATABASE_URL", &url)
+                .env("CONSENTRY__LOG", "info")
+                .env_remove("CONSENTRY_CONFIG")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let start = Instant::now();
+        loop {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            if said.contains("consentry listening") {
+                break;
+            }
+            assert!(child.0.try_wait().unwrap().is_none(), "serve ended: {said}");
+            assert!(start.elapsed() < Duration::from_secs(30), "serve did not start: {said}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(child);
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let first = serve_once();
+    assert!(first.contains(&format!("applying {} database migrations", names.len())), "{first}");
+    let lines: Vec<&str> = first.lines().collect();
+    let at = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    let mut last = at("applying ").unwrap();
+    for name in &names {
+        let applied =
+            at(&format!("\"applied migration {name}\"")).unwrap_or_else(|| panic!("{name} not logged: {first}"));
+        assert!(applied > last, "{name} out of order: {first}");
+        last = applied;
+    }
+    assert!(at("consentry listening").unwrap() > last, "{first}");
+    let second = serve_once();
+    assert!(!second.contains("applying") && !second.contains("applied migration"), "{second}");
+    if let Some((admin, name)) = pg {
+        drop_database(&admin, &name);
+    }
+}
+
+#[test]
+fn sqlite_serve_logs_the_migrations_it_applies() {
+    serve_logs_the_migrations_it_applies(Backend::Sqlite)
+}
+
+#[test]
+fn postgres_serve_logs_the_migrations_it_applies() {
+    serve_logs_the_migrations_it_applies(Backend::Postgres)
+}
+
 /// Issue #10, faults 2: a database migrated by a newer release (a migration row this binary does
 /// not know) is refused at start, naming the migration; before, the server served as if nothing
 /// were wrong.
