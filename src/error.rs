@@ -186,9 +186,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Internal(e) | Self::Unavailable(e) => {
-                tracing::error!(error = %e, source = ?e.source(), "request failed")
-            }
+            Self::Internal(e) => tracing::error!(error = %e, source = ?e.source(), "request failed"),
+            // A condition that passes (`db::transient`): the client is told to retry shortly.
+            Self::Unavailable(e) => tracing::warn!(
+                error = %e,
+                source = ?e.source(),
+                condition = ?crate::db::transient(e.as_ref()),
+                "request answered 503: the database is unavailable for now"
+            ),
             Self::NotDurable(why) => tracing::error!(error = %why, "request failed"),
             _ => {}
         }
