@@ -66,7 +66,7 @@ pub fn http_workers(settings: &Settings) -> usize {
 /// "unable to open the database file", or an HTTP worker thread that cannot create its event
 /// queue) instead of refusing with a reason.
 ///
-/// Counted from `/proc/<pid>/fd` of a started server (stop 31): about 16 for standard streams,
+/// Counted from `/proc/<pid>/fd` of started servers: about 16 for standard streams,
 /// the log and the runtime's event queues; 4 an HTTP worker (its `epoll`, wake-up `eventfd`
 /// and sockets); a database connection 2 on SQLite (the database file and its write-ahead log;
 /// the pool's `pool_size` connections, the writer's, and the log kept open for syncing, plus one

@@ -790,7 +790,6 @@ fn check_migrations(conn: &mut AnyConnection, migrated: bool) -> Result<(), DbEr
     Ok(())
 }
 
-/// The embedded migrations: (name, version), e.g. (`2026-11-29-000001_foundation`, `20261129000001`).
 /// Applies `source`'s pending migrations one by one, in order, each in a transaction of its own
 /// (as `run_pending_migrations` does), and logs them: how many before the first (some rebuild
 /// indexes, a minute or more on a large ledger, during which the instance does not serve yet),
@@ -824,6 +823,7 @@ where
     Ok(())
 }
 
+/// The embedded migrations: (name, version), e.g. (`2026-11-29-000001_foundation`, `20261129000001`).
 fn migration_names<DB: diesel::backend::Backend>(source: &EmbeddedMigrations) -> Result<Vec<(String, String)>, DbError>
 where
     EmbeddedMigrations: diesel::migration::MigrationSource<DB>,

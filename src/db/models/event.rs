@@ -60,8 +60,6 @@ impl NewEvent {
     }
 }
 
-/// The feed query on SQLite (see [`Event::feed`]); a macro, so the test of its plan reads the
-/// very query the feed runs.
 /// The tenant's pruned feed places (`pruned_feed_positions`) before the feed position
 /// `(tx, seq)`, in feed order `(tx_id, seq)`.
 macro_rules! pruned_before {
@@ -71,6 +69,8 @@ macro_rules! pruned_before {
     }};
 }
 
+/// The feed query on SQLite (see [`Event::feed`]); a macro, so the test of its plan reads the
+/// very query the feed runs.
 macro_rules! sqlite_feed {
     ($tenant_id:expr, $tx:expr, $seq:expr, $limit:expr) => {
         consent_events::table
