@@ -472,6 +472,24 @@ pub fn create_tenant(state: &AppState, slug: &str) -> Result<(Tenant, String, St
 }
 
 /// A one-time console sign-in code for the example tenant (see `service::tokens`).
+/// `serve --demo`: creates the example tenant on first start (its summary, with the admin token,
+/// printed once on stdout), lets the demo page work on `port`, and prints a console sign-in link.
+fn demo_tenant(state: &AppState, port: u16) -> CliResult {
+    match crate::apply::apply_example(state)? {
+        Some(summary) => {
+            // Printed once, on stdout, so that the README's tour can pick it up.
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            tracing::info!("created the example tenant '{}'; its admin token is printed above, once", summary.tenant);
+        }
+        None => tracing::info!("the example tenant exists already (its token was printed when it was created)"),
+    }
+    crate::apply::allow_demo_origins(state, port)?;
+    tracing::info!("demo: open http://127.0.0.1:{port}/demo");
+    // On stdout, not in the log: the code signs in once, within 10 minutes.
+    println!("console: http://127.0.0.1:{port}/console#code={}", demo_sign_in_code(state)?);
+    Ok(())
+}
+
 fn demo_sign_in_code(state: &AppState) -> Result<String, Box<dyn std::error::Error>> {
     let mut conn = state.pool.get()?;
     let tenant =
@@ -537,10 +555,13 @@ fn serve(settings: Settings, demo: bool) -> CliResult {
         if after < needed {
             return Err(format!(
                 "this process may open only {after} files (RLIMIT_NOFILE, its hard limit), and serving with these \
-                 settings takes about {needed}: {} database connections, {} HTTP workers and a few clients; raise \
-                 the limit (ulimit -Hn, LimitNOFILE=, --ulimit nofile=) or lower pool_size and workers",
+                 settings takes about {needed}: {} database connections, {} and a few clients; raise the limit \
+                 (ulimit -Hn, LimitNOFILE=, --ulimit nofile=) or lower pool_size and workers",
                 settings.pool_size,
-                crate::startup::http_workers(&settings),
+                match crate::startup::http_workers(&settings) {
+                    1 => "1 HTTP worker".to_owned(),
+                    n => format!("{n} HTTP workers"),
+                },
             )
             .into());
         }
@@ -554,28 +575,17 @@ fn serve(settings: Settings, demo: bool) -> CliResult {
             tracing::info!("open files: up to {after}{raised} (RLIMIT_NOFILE)");
         }
     }
-    let demo_state = if demo { Some(open_state(&settings)?) } else { None };
-    if let Some(state) = &demo_state {
-        match crate::apply::apply_example(state)? {
-            Some(summary) => {
-                // Printed once, on stdout, so that the README's tour can pick it up.
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-                tracing::info!(
-                    "created the example tenant '{}'; its admin token is printed above, once",
-                    summary.tenant
-                );
-            }
-            None => tracing::info!("the example tenant exists already (its token was printed when it was created)"),
-        }
-    }
     actix_web::rt::System::new().block_on(async move {
         let listen = settings.listen.clone();
         let app = Application::build(settings).await?;
-        if let Some(state) = &demo_state {
-            crate::apply::allow_demo_origins(state, app.port())?;
-            tracing::info!("demo: open http://127.0.0.1:{}/demo", app.port());
-            // On stdout, not in the log: the code signs in once, within 10 minutes.
-            println!("console: http://127.0.0.1:{}/console#code={}", app.port(), demo_sign_in_code(state)?);
+        if demo {
+            // On the server's own state: no second pool (it held as many files again as the
+            // server's own, beyond what the limit on open files was checked against). Blocking
+            // work, off the runtime's thread.
+            let (state, port) = (app.state().clone(), app.port());
+            actix_web::rt::task::spawn_blocking(move || demo_tenant(&state, port).map_err(|e| e.to_string()))
+                .await
+                .map_err(|e| e.to_string())??;
         }
         tracing::info!("consentry listening on http://{}", listen.replace(":0", &format!(":{}", app.port())));
         app.stop_on_signals()?;

@@ -240,6 +240,7 @@ fn parse_public_url(raw: &str) -> Result<String, StartupError> {
 /// A bound, not yet running server, with its webhook dispatcher (unless disabled).
 pub struct Application {
     port: u16,
+    state: AppState,
     server: Server,
     dispatcher: Option<webhooks::Running>,
     draining: Arc<std::sync::atomic::AtomicBool>,
@@ -264,6 +265,7 @@ impl Application {
         let draining = state.draining.clone();
         let state_pool = state.pool.clone();
         let (retention_pool, receipt_keys) = (state.pool.clone(), state.receipts.clone());
+        let app_state = state.clone();
         let server = run(listener, state, settings.workers)?;
         let dispatcher = if settings.webhooks.dispatch {
             let running = webhooks::spawn(pool, &settings.webhooks, private_receivers, wake, secrets)
@@ -283,11 +285,26 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { port, server, dispatcher, analytics, retention, draining, shutdown_grace: settings.shutdown_grace })
+        Ok(Self {
+            port,
+            state: app_state,
+            server,
+            dispatcher,
+            analytics,
+            retention,
+            draining,
+            shutdown_grace: settings.shutdown_grace,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The state the server serves with (its pools, caches and keys): for work done beside the
+    /// server in the same process, such as `serve --demo`'s example tenant.
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// A handle that stops the server (and so closes its database pool).
