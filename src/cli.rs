@@ -246,6 +246,8 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Ready { listen } => ready(listen.as_deref().unwrap_or(&settings.listen)),
         Command::Migrate => {
+            // What it applies is logged (`db::run_migrations`), as `serve` logs it.
+            init_logging(&settings.log);
             settings.migrate = true;
             open_state(&settings)?;
             eprintln!("migrated {}", crate::db::DatabaseUrl::parse(&settings.database_url)?.redacted());

@@ -187,13 +187,24 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Internal(e) => tracing::error!(error = %e, source = ?e.source(), "request failed"),
-            // A condition that passes (`db::transient`): the client is told to retry shortly.
-            Self::Unavailable(e) => tracing::warn!(
-                error = %e,
-                source = ?e.source(),
-                condition = ?crate::db::transient(e.as_ref()),
-                "request answered 503: the database is unavailable for now"
-            ),
+            // A condition that passes: the client is told to retry shortly. While it lasts,
+            // every request meets it: one line a second, with how many were answered so since.
+            Self::Unavailable(e) => {
+                static THROTTLE: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
+                if let Some(held) = THROTTLE.pass() {
+                    let condition = match crate::db::transient(e.as_ref()) {
+                        Some(crate::db::Transient::ConnectionLost) => "connection lost",
+                        Some(crate::db::Transient::ReadOnly) => "read-only",
+                        Some(crate::db::Transient::Unavailable) | None => "unavailable",
+                    };
+                    tracing::warn!(
+                        error = %e,
+                        condition,
+                        also_answered_503 = held,
+                        "request answered 503: the database is unavailable for now ({condition})"
+                    )
+                }
+            }
             Self::NotDurable(why) => tracing::error!(error = %why, "request failed"),
             _ => {}
         }

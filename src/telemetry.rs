@@ -114,3 +114,59 @@ mod tests {
         assert!(uuid::Uuid::parse_str(&choose_id(None)).is_ok());
     }
 }
+
+/// Lets a log line through at most once a second, counting what it held back: for conditions
+/// that repeat on every request or connection while they last (a database outage answered 503
+/// thousands of times a second), where one line a second with a count says as much.
+pub struct Throttle {
+    /// Seconds since [`Throttle::epoch`] of the last line let through, plus one (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    pub const fn new() -> Self {
+        Self { last: std::sync::atomic::AtomicU64::new(0), held: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn epoch() -> Instant {
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    /// `Some(n)` when a line may be logged now, `n` the lines held back since the last one;
+    /// `None` (and one more held back) when one was let through within the last second.
+    pub fn pass(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let now = Self::epoch().elapsed().as_secs() + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != now && self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            return Some(self.held.swap(0, Ordering::Relaxed));
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::Throttle;
+
+    #[test]
+    fn a_throttle_lets_one_line_a_second_through_and_counts_the_rest() {
+        let throttle = Throttle::new();
+        assert_eq!(throttle.pass(), Some(0));
+        for _ in 0..5 {
+            assert_eq!(throttle.pass(), None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(throttle.pass(), Some(5), "the next second's line counts the five held back");
+        assert_eq!(throttle.pass(), None);
+    }
+}

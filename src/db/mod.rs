@@ -620,6 +620,10 @@ pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
         .connection_timeout(CHECKOUT_TIMEOUT)
         // `is_valid` runs a query only while connections are suspect (see there).
         .test_on_check_out(true)
+        // Whether the database can be reached is logged by `Health`, once a change; r2d2's own
+        // handler logged every failed connection and check at ERROR, 167 lines for one
+        // `pg_terminate_backend` of the pool's connections under load (a trial).
+        .error_handler(Box::new(ThrottledPoolErrors))
         .build(manager.clone())
         .map_err(|e| failed(e.to_string()))?;
     spawn_probe(&manager);
@@ -637,6 +641,20 @@ pub fn open(url: &str, options: &Options) -> Result<Pool, DbError> {
         }
     }
     Ok(pool)
+}
+
+/// r2d2's errors (a connection that could not be made or failed its check) as warnings, one a
+/// second with how many more there were.
+#[derive(Debug)]
+struct ThrottledPoolErrors;
+
+impl r2d2::HandleError<ConnectionError> for ThrottledPoolErrors {
+    fn handle_error(&self, error: ConnectionError) {
+        static THROTTLE: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
+        if let Some(held) = THROTTLE.pass() {
+            tracing::warn!(error = %error.to_string().trim(), also_failed = held, "a database connection failed");
+        }
+    }
 }
 
 /// Opens a pool on a read replica (`DATABASE_REPLICA_URL`; see [`replica`]): PostgreSQL only,
