@@ -89,14 +89,24 @@ async fn a_token_is_refused_from_the_second_of_its_exp_rfc_7519_4_1_4(app: TestA
     let exp = chrono::Utc::now().timestamp() + 3;
     claims["exp"] = json!(exp);
     let expiring = sign(&signing_key(&app), &claims);
-    assert_eq!(get_with(&app, "/v1/sites", &expiring).await.status(), 200, "valid before its exp");
+    let status = get_with(&app, "/v1/sites", &expiring).await.status();
+    // Answered within the second before its exp: valid then (a host slow enough to answer
+    // after it would rightly refuse it).
+    if chrono::Utc::now().timestamp() < exp {
+        assert_eq!(status, 200, "valid before its exp");
+    }
     sleep_until_second(exp).await;
     let body = assert_problem(get_with(&app, "/v1/sites", &expiring).await, 401).await;
     assert_eq!(body["detail"], "the token has expired");
     // A token issued with a lifetime expires at its `exp`, to the second, not a fraction later.
-    let (issued, _) = app.issue_token("acme", &["consents:read"], Some("2s"));
+    let (issued, _) = app.issue_token("acme", &["consents:read"], Some("4s"));
     let exp = claims_of(&issued)["exp"].as_i64().unwrap();
-    assert_eq!(get_with(&app, "/v1/sites", &issued).await.status(), 200);
+    let status = get_with(&app, "/v1/sites", &issued).await.status();
+    // As above: issued and read within its lifetime, it is valid (a CI run under load took more
+    // than the 2 s it had).
+    if chrono::Utc::now().timestamp() < exp {
+        assert_eq!(status, 200);
+    }
     sleep_until_second(exp).await;
     let body = assert_problem(get_with(&app, "/v1/sites", &issued).await, 401).await;
     assert_eq!(body["detail"], "the token has expired");
