@@ -200,7 +200,8 @@ impl ResponseError for ApiError {
                     tracing::warn!(
                         error = %e,
                         condition,
-                        also_answered_503 = held,
+                        also_answered_503 = held.count,
+                        since_previous_secs = held.since_previous_secs,
                         "request answered 503: the database is unavailable for now ({condition})"
                     )
                 }

@@ -117,11 +117,22 @@ mod tests {
 
 /// Lets a log line through at most once a second, counting what it held back: for conditions
 /// that repeat on every request or connection while they last (a database outage answered 503
-/// thousands of times a second), where one line a second with a count says as much.
+/// thousands of times a second), where one line a second with a count says as much. The count
+/// goes out with the next line let through, which may come long after the condition ended: the
+/// line also says how long ago the previous one was, the span the count covers.
 pub struct Throttle {
-    /// Seconds since [`Throttle::epoch`] of the last line let through, plus one (0: none yet).
+    /// Milliseconds since [`Throttle::epoch`] of the last line let through, plus one (0: none yet).
     last: std::sync::atomic::AtomicU64,
     held: std::sync::atomic::AtomicU64,
+}
+
+/// What [`Throttle::pass`] held back since the previous line it let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Lines held back.
+    pub count: u64,
+    /// Whole seconds since the previous line let through; `None` for the first.
+    pub since_previous_secs: Option<u64>,
 }
 
 impl Throttle {
@@ -134,14 +145,17 @@ impl Throttle {
         *EPOCH.get_or_init(Instant::now)
     }
 
-    /// `Some(n)` when a line may be logged now, `n` the lines held back since the last one;
-    /// `None` (and one more held back) when one was let through within the last second.
-    pub fn pass(&self) -> Option<u64> {
+    /// `Some` when a line may be logged now (none was in the last second), with what was held
+    /// back since the previous one; `None`, and one more held back, otherwise.
+    pub fn pass(&self) -> Option<Held> {
         use std::sync::atomic::Ordering;
-        let now = Self::epoch().elapsed().as_secs() + 1;
+        let now = Self::epoch().elapsed().as_millis() as u64 + 1;
         let last = self.last.load(Ordering::Relaxed);
-        if last != now && self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            return Some(self.held.swap(0, Ordering::Relaxed));
+        if (last == 0 || now >= last + 1000)
+            && self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            let since_previous_secs = (last != 0).then(|| (now - last) / 1000);
+            return Some(Held { count: self.held.swap(0, Ordering::Relaxed), since_previous_secs });
         }
         self.held.fetch_add(1, Ordering::Relaxed);
         None
@@ -161,12 +175,14 @@ mod throttle_tests {
     #[test]
     fn a_throttle_lets_one_line_a_second_through_and_counts_the_rest() {
         let throttle = Throttle::new();
-        assert_eq!(throttle.pass(), Some(0));
+        assert_eq!(throttle.pass(), Some(super::Held { count: 0, since_previous_secs: None }));
         for _ in 0..5 {
             assert_eq!(throttle.pass(), None);
         }
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert_eq!(throttle.pass(), Some(5), "the next second's line counts the five held back");
+        let next = throttle.pass().expect("a second later");
+        assert_eq!(next.count, 5, "the next line counts the five held back");
+        assert_eq!(next.since_previous_secs, Some(1), "over the second since the previous line");
         assert_eq!(throttle.pass(), None);
     }
 }

@@ -282,8 +282,12 @@ impl DatabaseUrl {
     }
 }
 
+/// `url` with every password replaced by `***`: the user-info's (`postgres://user:secret@…`),
+/// a `password` or `sslpassword` query parameter (`…/db?password=secret`, as libpq takes it),
+/// and a `password=` of a keyword/value connection string (`host=… password=secret`, refused as
+/// an unknown scheme, but named in the message).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let mut out = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
             match creds.split_once(':') {
@@ -292,7 +296,30 @@ fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    // `password=…` wherever a key may start: after `?`, `&`, white space or at the start; the
+    // value runs to the next `&` or white space, or is quoted ('…', keyword/value strings).
+    for key in ["sslpassword=", "password="] {
+        let mut from = 0;
+        while let Some(found) = out[from..].to_ascii_lowercase().find(key) {
+            let at = from + found;
+            let starts_key = at == 0 || matches!(out.as_bytes()[at - 1], b'?' | b'&' | b' ' | b'\t' | b'\n');
+            let value = at + key.len();
+            if !starts_key {
+                from = value;
+                continue;
+            }
+            let rest = &out[value..];
+            let end = if let Some(quoted) = rest.strip_prefix('\'') {
+                quoted.find('\'').map_or(out.len(), |q| value + q + 2)
+            } else {
+                rest.find(|c: char| c == '&' || c.is_whitespace()).map_or(out.len(), |e| value + e)
+            };
+            out.replace_range(value..end, "***");
+            from = value + 3;
+        }
     }
+    out
 }
 
 /// SQLite's `PRAGMA synchronous` in WAL mode (<https://sqlite.org/pragma.html#pragma_synchronous>).
@@ -652,7 +679,12 @@ impl r2d2::HandleError<ConnectionError> for ThrottledPoolErrors {
     fn handle_error(&self, error: ConnectionError) {
         static THROTTLE: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
         if let Some(held) = THROTTLE.pass() {
-            tracing::warn!(error = %error.to_string().trim(), also_failed = held, "a database connection failed");
+            tracing::warn!(
+                error = %error.to_string().trim(),
+                also_failed = held.count,
+                since_previous_secs = held.since_previous_secs,
+                "a database connection failed"
+            );
         }
     }
 }
@@ -824,7 +856,7 @@ where
             count = pending.len(),
             first = %first.name(),
             last = %last.name(),
-            "applying {} database migrations; the service starts once they are done",
+            "applying {} database migrations",
             pending.len()
         );
     }
@@ -853,6 +885,27 @@ where
 
 #[cfg(test)]
 mod tests {
+    /// Messages and logs name the database without its password, wherever the URL carries it.
+    #[test]
+    fn a_password_is_redacted_wherever_the_url_carries_it() {
+        for (url, shown) in [
+            ("postgres://app:s3cret@db:5432/consentry", "postgres://app:***@db:5432/consentry"),
+            ("postgres://app@db/consentry?password=s3cret", "postgres://app@db/consentry?password=***"),
+            (
+                "postgresql://db/c?sslmode=require&password=s3cret&application_name=x",
+                "postgresql://db/c?sslmode=require&password=***&application_name=x",
+            ),
+            ("postgres://db/c?PASSWORD=s3cret", "postgres://db/c?PASSWORD=***"),
+            ("postgres://db/c?sslpassword=s3cret", "postgres://db/c?sslpassword=***"),
+            ("host=db password=s3cret dbname=c", "host=db password=*** dbname=c"),
+            ("host=db password='s3 cret' dbname=c", "host=db password=*** dbname=c"),
+            ("postgres://db/c?application_name=nopassword=x", "postgres://db/c?application_name=nopassword=x"),
+        ] {
+            assert_eq!(super::redact(url), shown, "{url}");
+            assert!(!super::redact(url).contains("s3cret") && !super::redact(url).contains("cret'"), "{url}");
+        }
+    }
+
     use diesel::connection::SimpleConnection;
     use std::time::{Duration, Instant};
 
