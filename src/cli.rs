@@ -473,7 +473,6 @@ pub fn create_tenant(state: &AppState, slug: &str) -> Result<(Tenant, String, St
     Ok(result?)
 }
 
-/// A one-time console sign-in code for the example tenant (see `service::tokens`).
 /// `serve --demo`: creates the example tenant on first start (its summary, with the admin token,
 /// printed once on stdout), lets the demo page work on `port`, and prints a console sign-in link.
 fn demo_tenant(state: &AppState, port: u16) -> CliResult {
@@ -492,6 +491,7 @@ fn demo_tenant(state: &AppState, port: u16) -> CliResult {
     Ok(())
 }
 
+/// A one-time console sign-in code for the example tenant (see `service::tokens`).
 fn demo_sign_in_code(state: &AppState) -> Result<String, Box<dyn std::error::Error>> {
     let mut conn = state.pool.get()?;
     let tenant =

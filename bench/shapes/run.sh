@@ -21,8 +21,10 @@ DB="$PG_BASE/consentry_shapes"
 SECS=${SECS:-10} CLIENTS=${CLIENTS:-2}
 psql -q -X -v ON_ERROR_STOP=1 "$PG_BASE/postgres" -c 'DROP DATABASE IF EXISTS consentry_shapes WITH (FORCE)' \
   -c 'CREATE DATABASE consentry_shapes' >/dev/null 2>&1
-trap 'psql -q -X "$PG_BASE/postgres" -c "DROP DATABASE IF EXISTS consentry_shapes WITH (FORCE)" >/dev/null 2>&1' EXIT
-DATABASE_URL="$DB" "$BIN" migrate >/dev/null 2>&1
+# In a directory of its own: `migrate` writes its key files under ./data.
+KEYS=$(mktemp -d)
+trap 'rm -rf "$KEYS"; psql -q -X "$PG_BASE/postgres" -c "DROP DATABASE IF EXISTS consentry_shapes WITH (FORCE)" >/dev/null 2>&1' EXIT
+(cd "$KEYS" && DATABASE_URL="$DB" "$BIN" migrate >/dev/null 2>&1)
 psql -q -X -v ON_ERROR_STOP=1 "$DB" -f "$HERE/functions.sql" -f "$HERE/shapes.sql" \
   -c 'CREATE TABLE bench_insert (id bigserial PRIMARY KEY, a text, b text, created_at timestamptz DEFAULT now())' >/dev/null
 echo "PostgreSQL $(psql -X -At "$DB" -c 'SHOW server_version'); shapes at $CLIENTS clients in batches of 8 writes, INSERT at 32; ${SECS} s each"
