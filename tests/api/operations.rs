@@ -11,6 +11,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A `#[test]` of `$run(Backend)` on each backend, for tests that need a fresh database of their
+/// own rather than a running app.
+macro_rules! on_each_backend {
+    ($run:ident: $sqlite:ident, $postgres:ident) => {
+        #[test]
+        fn $sqlite() {
+            $run(Backend::Sqlite)
+        }
+
+        #[test]
+        fn $postgres() {
+            $run(Backend::Postgres)
+        }
+    };
+}
+
 crate::backend_tests!(
     a_migration_the_binary_does_not_know_stops_start_up_naming_it,
     logs_carry_no_identifier_or_token_and_every_line_is_json_with_the_request_id,
@@ -105,15 +121,7 @@ fn instances_started_together_on_a_fresh_database_all_start(backend: Backend) {
     }
 }
 
-#[test]
-fn sqlite_instances_started_together_on_a_fresh_database_all_start() {
-    instances_started_together_on_a_fresh_database_all_start(Backend::Sqlite)
-}
-
-#[test]
-fn postgres_instances_started_together_on_a_fresh_database_all_start() {
-    instances_started_together_on_a_fresh_database_all_start(Backend::Postgres)
-}
+on_each_backend!(instances_started_together_on_a_fresh_database_all_start: sqlite_instances_started_together_on_a_fresh_database_all_start, postgres_instances_started_together_on_a_fresh_database_all_start);
 
 /// `serve` says what it migrates before it serves: how many migrations, then each one by name
 /// as it is applied (some rebuild indexes for a minute or more on a large ledger; the log was
@@ -200,15 +208,7 @@ fn serve_logs_the_migrations_it_applies(backend: Backend) {
     }
 }
 
-#[test]
-fn sqlite_serve_logs_the_migrations_it_applies() {
-    serve_logs_the_migrations_it_applies(Backend::Sqlite)
-}
-
-#[test]
-fn postgres_serve_logs_the_migrations_it_applies() {
-    serve_logs_the_migrations_it_applies(Backend::Postgres)
-}
+on_each_backend!(serve_logs_the_migrations_it_applies: sqlite_serve_logs_the_migrations_it_applies, postgres_serve_logs_the_migrations_it_applies);
 
 /// Issue #10, faults 2: a database migrated by a newer release (a migration row this binary does
 /// not know) is refused at start, naming the migration; before, the server served as if nothing
@@ -260,15 +260,7 @@ fn start_without_migrating(backend: Backend) {
     }
 }
 
-#[test]
-fn sqlite_serve_without_migrating_needs_consentry_migrate_first() {
-    start_without_migrating(Backend::Sqlite)
-}
-
-#[test]
-fn postgres_serve_without_migrating_needs_consentry_migrate_first() {
-    start_without_migrating(Backend::Postgres)
-}
+on_each_backend!(start_without_migrating: sqlite_serve_without_migrating_needs_consentry_migrate_first, postgres_serve_without_migrating_needs_consentry_migrate_first);
 
 /// The test database's name and the admin URL of its server.
 fn pg_names(app: &TestApp) -> (String, String) {
@@ -845,29 +837,58 @@ async fn the_files_that_hold_data_and_keys_are_readable_by_their_owner_only(app:
     }
 }
 
-/// Started with a soft limit of 40 open files (some containers and service managers set 64),
-/// the server raised it to the hard limit (`RLIMIT_NOFILE`, 4,096 here) and said so; before, it
-/// could not start under 57 (a worker thread panicked), and 40 keep-alive clients at 64 left new
-/// connections unserved. 48 clients then write at once, each on a connection of its own.
-async fn a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start(app: TestApp) {
+/// Starts the `consentry serve` binary (with `args` more) on `port` against the app's database,
+/// its stderr to `log` at `info`, with its limit on open files set to `soft`:`hard` before it runs.
+fn serve_with_file_limit(
+    app: &TestApp,
+    port: u16,
+    (soft, hard): (u64, u64),
+    log: &std::path::Path,
+    args: &[&str],
+) -> crate::helpers::ServerProcess {
     use std::os::unix::process::CommandExt;
-    let site = app.seed().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("stderr.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = app.serve_command(port);
-    cmd.stderr(std::fs::File::create(&log).unwrap()).env("CONSENTRY__LOG", "info");
+    cmd.args(args).stderr(std::fs::File::create(log).unwrap()).env("CONSENTRY__LOG", "info");
     // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
     unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit { rlim_cur: 40, rlim_max: 4096 };
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    let server = crate::helpers::ServerProcess(cmd.spawn().unwrap());
+    crate::helpers::ServerProcess(cmd.spawn().unwrap())
+}
+
+/// `n` public writes of new visitors to `site` at `base` at once, each on a client (and so a
+/// connection) of its own; their statuses (0: no answer).
+async fn writes_at_once(base: &str, site: &str, n: usize) -> Vec<u16> {
+    let writes = (0..n).map(|n| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/v1/sites/{site}/consents"))
+            .header("Origin", crate::helpers::ORIGIN)
+            .json(&json!({"visitor_id": format!("0a1b2c3d-0000-4000-8000-{n:012}"), "choices": {"analytics": true},
+                          "policy_revision": "2021-02-01", "source": "banner"}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    });
+    futures_util::future::join_all(writes).await
+}
+
+/// Started with a soft limit of 40 open files (some containers and service managers set 64),
+/// the server raised it to the hard limit (`RLIMIT_NOFILE`, 4,096 here) and said so; before, it
+/// could not start under 57 (a worker thread panicked), and 40 keep-alive clients at 64 left new
+/// connections unserved. 48 clients then write at once, each on a connection of its own.
+async fn a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start(app: TestApp) {
+    let site = app.seed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = serve_with_file_limit(&app, port, (40, 4096), &log, &[]);
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
@@ -881,23 +902,8 @@ async fn a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start(app: Tes
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(said.contains("open files: up to 4096 (raised from 40)"), "{said}");
 
-    let writes = (0..48).map(|n| {
-        let (base, site) = (base.clone(), site.clone());
-        async move {
-            // A client each: a connection each, all open at once.
-            let client = reqwest::Client::new();
-            client
-                .post(format!("{base}/v1/sites/{site}/consents"))
-                .header("Origin", crate::helpers::ORIGIN)
-                .json(&json!({"visitor_id": format!("0a1b2c3d-0000-4000-8000-{n:012}"), "choices": {"analytics": true},
-                              "policy_revision": "2021-02-01", "source": "banner"}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        }
-    });
-    let statuses = futures_util::future::join_all(writes).await;
+    // A client each: a connection each, all open at once.
+    let statuses = writes_at_once(&base, &site, 48).await;
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
 }
 
@@ -909,26 +915,13 @@ async fn a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start(app: Tes
 /// starts (with `--demo`) and serves clients at once, so the floor is not set below what
 /// starting takes.
 async fn a_limit_on_open_files_too_low_to_serve_is_refused_with_the_reason(app: TestApp) {
-    use std::os::unix::process::CommandExt;
     let site = app.seed().await;
     let dir = tempfile::tempdir().unwrap();
     let spawn = |limit: u64, log: &std::path::Path| {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut cmd = app.serve_command(port);
         // With the example tenant too: it opened a second pool of its own (found by a trial:
         // "listening", then a panic, at 51 to 58 files on SQLite).
-        cmd.arg("--demo").stderr(std::fs::File::create(log).unwrap()).env("CONSENTRY__LOG", "info");
-        // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        (crate::helpers::ServerProcess(cmd.spawn().unwrap()), port)
+        (serve_with_file_limit(&app, port, (limit, limit), log, &["--demo"]), port)
     };
 
     let refused_log = dir.path().join("refused.log");
@@ -963,21 +956,7 @@ async fn a_limit_on_open_files_too_low_to_serve_is_refused_with_the_reason(app: 
         assert!(start.elapsed() < Duration::from_secs(10), "the server did not start with {needed} files: {log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let writes = (0..8).map(|n| {
-        let (base, site) = (base.clone(), site.clone());
-        async move {
-            reqwest::Client::new()
-                .post(format!("{base}/v1/sites/{site}/consents"))
-                .header("Origin", crate::helpers::ORIGIN)
-                .json(&json!({"visitor_id": format!("0a1b2c3d-0000-4000-8000-{n:012}"), "choices": {"analytics": true},
-                              "policy_revision": "2021-02-01", "source": "banner"}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        }
-    });
-    let statuses = futures_util::future::join_all(writes).await;
+    let statuses = writes_at_once(&base, &site, 8).await;
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?} with {needed} files: {said}");
     assert!(!said.contains("Too many open files") && !said.contains("panicked"), "{said}");
