@@ -9,6 +9,7 @@
 use crate::db::models::state::StateRow;
 use crate::db::replica::{Lsn, Target};
 use crate::db::AnyConnection;
+use crate::db::Transient;
 use crate::error::ApiError;
 use crate::ledger::LedgerError;
 use crate::service::reader::Lookup;
@@ -118,7 +119,8 @@ impl AppState {
     /// [`AppState::db`] for a read that the replica may serve: run there when
     /// [`AppState::read_target`] says so, and again on the primary when it fails there for a
     /// server-side reason (the replica went down, a query cancelled by recovery); a 4xx answer
-    /// stands. `f` must only read.
+    /// stands. On the primary, a read whose connection was lost runs once more on another. `f`
+    /// must only read.
     pub async fn read_db<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: Fn(&mut AnyConnection) -> Result<T, ApiError> + Send + Sync + 'static,
@@ -139,7 +141,17 @@ impl AppState {
                 }
             }
         }
-        let result = self.db(move |conn| f(conn)).await;
+        let g = f.clone();
+        let result = match self.db(move |conn| g(conn)).await {
+            // Its connection had died (an administrator's `pg_terminate_backend`, a restart
+            // behind a pooler) and has been replaced (`Pool::run`): a read runs again on a new
+            // one instead of answering 503. Once: a database that is down answers 503 as before.
+            Err(ApiError::Unavailable(e)) if crate::db::transient(e.as_ref()) == Some(Transient::ConnectionLost) => {
+                tracing::debug!(error = %e, "a read lost its connection; reading again on another");
+                self.db(move |conn| f(conn)).await
+            }
+            result => result,
+        };
         if !pinned() {
             served(Target::Primary);
         }
