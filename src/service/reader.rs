@@ -68,43 +68,71 @@ impl Reader {
 }
 
 fn read(pool: &Pool, checkout: Option<std::time::Duration>, batch: Vec<(Lookup, Reply)>) {
-    let conn = match checkout {
+    let take = || match checkout {
         Some(wait) => pool.get_within(wait),
         None => pool.get(),
     };
-    let mut conn = match conn {
-        Ok(conn) => conn,
-        Err(e) => {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(LedgerError::Unavailable(format!("no database connection: {e}"))));
-            }
-            return;
+    let unavailable = |batch: Vec<(Lookup, Reply)>, e: r2d2::Error| {
+        for (_, reply) in batch {
+            let _ = reply.send(Err(LedgerError::Unavailable(format!("no database connection: {e}"))));
         }
     };
-    if batch.len() > 1 {
-        let lookups: Vec<StateLookup<'_>> = batch.iter().map(|(l, _)| l.borrowed()).collect();
-        match backend::states_of_identifiers(&mut conn, &lookups) {
-            Ok(rows) => {
-                let mut per_lookup: Vec<Vec<StateRow>> = (0..batch.len()).map(|_| Vec::new()).collect();
-                for (n, row) in rows {
-                    if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| per_lookup.get_mut(i)) {
-                        slot.push(row);
-                    }
-                }
-                for ((_, reply), rows) in batch.into_iter().zip(per_lookup) {
-                    let _ = reply.send(Ok(rows));
-                }
-                return;
+    let mut conn = match take() {
+        Ok(conn) => conn,
+        Err(e) => return unavailable(batch, e),
+    };
+    // A read whose connection had died (an administrator's `pg_terminate_backend`, a stale
+    // statement after a migration) runs once more on another: the dead one is discarded when
+    // it goes back to the pool, and checkouts are tested meanwhile (`db::note_lost_connection`).
+    let mut read = read_all(&mut conn, &batch);
+    if let Err(e) = &read {
+        if crate::db::transient(e) == Some(crate::db::Transient::ConnectionLost) {
+            crate::db::note_lost_connection(e);
+            drop(conn);
+            conn = match take() {
+                Ok(conn) => conn,
+                Err(e) => return unavailable(batch, e),
+            };
+            read = read_all(&mut conn, &batch);
+        }
+    }
+    match read {
+        Ok(per_lookup) => {
+            for ((_, reply), rows) in batch.into_iter().zip(per_lookup) {
+                let _ = reply.send(Ok(rows));
             }
-            Err(e) => {
-                tracing::debug!(error = %e, size = batch.len(), "a read batch failed; reading its lookups one by one");
-                crate::db::note_lost_connection(&e);
+        }
+        Err(e) if batch.len() > 1 => {
+            tracing::debug!(error = %e, size = batch.len(), "a read batch failed; reading its lookups one by one");
+            crate::db::note_lost_connection(&e);
+            for (lookup, reply) in batch {
+                let _ = reply.send(read_one(&mut conn, &lookup));
+            }
+        }
+        Err(e) => {
+            crate::db::note_lost_connection(&e);
+            if let Some((_, reply)) = batch.into_iter().next() {
+                let _ = reply.send(Err(LedgerError::Db(e)));
             }
         }
     }
-    for (lookup, reply) in batch {
-        let _ = reply.send(read_one(&mut conn, &lookup));
+}
+
+/// The states of each lookup of `batch`, in order: one statement for them all (a lone lookup:
+/// the single-identifier query).
+fn read_all(conn: &mut AnyConnection, batch: &[(Lookup, Reply)]) -> diesel::QueryResult<Vec<Vec<StateRow>>> {
+    if let [(lookup, _)] = batch {
+        let l = lookup.borrowed();
+        return Ok(vec![StateRow::for_identifier(conn, l.tenant_id, l.identifier, l.purpose)?]);
     }
+    let lookups: Vec<StateLookup<'_>> = batch.iter().map(|(l, _)| l.borrowed()).collect();
+    let mut per_lookup: Vec<Vec<StateRow>> = (0..batch.len()).map(|_| Vec::new()).collect();
+    for (n, row) in backend::states_of_identifiers(conn, &lookups)? {
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| per_lookup.get_mut(i)) {
+            slot.push(row);
+        }
+    }
+    Ok(per_lookup)
 }
 
 fn read_one(conn: &mut AnyConnection, lookup: &Lookup) -> Result<Vec<StateRow>, LedgerError> {

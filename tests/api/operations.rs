@@ -335,7 +335,7 @@ async fn postgres_connections_ended_by_an_administrator_never_give_500() {
 
 /// A read whose connection an administrator ended runs again on another connection instead of
 /// answering 503: with every connection of the server ended, the reads that follow (subject
-/// events, the change feed) all answer 200. Before, the first read on each dead connection
+/// events, the change feed, states, checks) all answer 200. Before, the first read on each dead connection
 /// answered 503 (a trial: 7 of 15,709 reads at a `pg_terminate_backend` under load).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_read_whose_connection_was_ended_is_read_again_not_answered_503() {
@@ -353,10 +353,13 @@ async fn postgres_a_read_whose_connection_was_ended_is_read_again_not_answered_5
             &admin,
             &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"),
         );
-        // At once, so that reads meet dead connections before anything else finds them.
-        let reads = (0..16).map(|i| {
-            let url = if i % 4 == 3 { "/v1/events?limit=10".to_owned() } else { format!("/v1/subjects/user:r{}/events", i % 4) };
-            app.get(&url).send()
+        // At once, so that reads meet dead connections before anything else finds them: subject
+        // events and the feed (`read_db`), state reads and checks (the grouped reader).
+        let reads = (0..16).map(|i| match i % 4 {
+            0 => app.get(&format!("/v1/subjects/user:r{}/events", i % 3)).send(),
+            1 => app.get("/v1/events?limit=10").send(),
+            2 => app.get(&format!("/v1/subjects/user:r{}/consents", i % 3)).send(),
+            _ => app.post("/v1/consents/check", &json!({"purpose": "analytics", "subjects": [format!("user:r{}", i % 3)]})).send(),
         });
         let statuses: Vec<u16> =
             futures_util::future::join_all(reads).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
