@@ -69,6 +69,34 @@ impl Pool {
         Self::run_on(self.get_within(wait), f)
     }
 
+    /// [`Pool::run`] for work that only reads, and so may run again (`wait`: as
+    /// [`Pool::run_within`]): when its connection turns out dead (ended by an administrator, a
+    /// restart behind a pooler, a statement gone stale after a migration:
+    /// [`Transient::ConnectionLost`]), it runs once more on another connection instead of
+    /// failing. The dead one is replaced and checkouts are tested meanwhile, so the second
+    /// attempt does not meet another. Once: a database that is down fails as before. Never for
+    /// writes: a write whose connection died may have committed.
+    pub fn read<T, E>(
+        &self,
+        wait: Option<Duration>,
+        mut f: impl FnMut(&mut AnyConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<r2d2::Error> + std::error::Error + 'static,
+    {
+        let checkout = || match wait {
+            Some(wait) => self.get_within(wait),
+            None => self.get(),
+        };
+        match Self::run_on(checkout(), &mut f) {
+            Err(e) if transient(&e) == Some(Transient::ConnectionLost) => {
+                tracing::debug!(error = %e, "a read lost its connection; reading again on another");
+                Self::run_on(checkout(), f)
+            }
+            result => result,
+        }
+    }
+
     fn run_on<T, E>(
         conn: Result<PooledConnection, r2d2::Error>,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,

@@ -9,7 +9,6 @@
 use crate::db::models::state::StateRow;
 use crate::db::replica::{Lsn, Target};
 use crate::db::AnyConnection;
-use crate::db::Transient;
 use crate::error::ApiError;
 use crate::ledger::LedgerError;
 use crate::service::reader::Lookup;
@@ -141,17 +140,9 @@ impl AppState {
                 }
             }
         }
-        let g = f.clone();
-        let result = match self.db(move |conn| g(conn)).await {
-            // Its connection had died (an administrator's `pg_terminate_backend`, a restart
-            // behind a pooler) and has been replaced (`Pool::run`): a read runs again on a new
-            // one instead of answering 503. Once: a database that is down answers 503 as before.
-            Err(ApiError::Unavailable(e)) if crate::db::transient(e.as_ref()) == Some(Transient::ConnectionLost) => {
-                tracing::debug!(error = %e, "a read lost its connection; reading again on another");
-                self.db(move |conn| f(conn)).await
-            }
-            result => result,
-        };
+        // A read whose connection died runs once more on another (`Pool::read`).
+        let pool = self.pool.clone();
+        let result = web::block(move || pool.read(None, |conn| f(conn))).await.map_err(ApiError::from).and_then(|r| r);
         if !pinned() {
             served(Target::Primary);
         }

@@ -10,7 +10,7 @@
 use super::batch::{take_up_to, Batcher};
 use crate::db::backend::{self, StateLookup};
 use crate::db::models::state::StateRow;
-use crate::db::{AnyConnection, Pool};
+use crate::db::{AnyConnection, DbError, Pool};
 use crate::ledger::LedgerError;
 use tokio::sync::oneshot;
 
@@ -68,53 +68,41 @@ impl Reader {
 }
 
 fn read(pool: &Pool, checkout: Option<std::time::Duration>, batch: Vec<(Lookup, Reply)>) {
-    let take = || match checkout {
-        Some(wait) => pool.get_within(wait),
-        None => pool.get(),
-    };
-    let unavailable = |batch: Vec<(Lookup, Reply)>, e: r2d2::Error| {
+    let unavailable = |batch: Vec<(Lookup, Reply)>, e: &dyn std::fmt::Display| {
         for (_, reply) in batch {
             let _ = reply.send(Err(LedgerError::Unavailable(format!("no database connection: {e}"))));
         }
     };
-    let mut conn = match take() {
-        Ok(conn) => conn,
-        Err(e) => return unavailable(batch, e),
-    };
-    // A read whose connection had died (an administrator's `pg_terminate_backend`, a stale
-    // statement after a migration) runs once more on another: the dead one is discarded when
-    // it goes back to the pool, and checkouts are tested meanwhile (`db::note_lost_connection`).
-    let mut read = read_all(&mut conn, &batch);
-    if let Err(e) = &read {
-        if crate::db::transient(e) == Some(crate::db::Transient::ConnectionLost) {
-            crate::db::note_lost_connection(e);
-            drop(conn);
-            conn = match take() {
-                Ok(conn) => conn,
-                Err(e) => return unavailable(batch, e),
-            };
-            read = read_all(&mut conn, &batch);
-        }
-    }
-    match read {
+    // A read whose connection died runs once more on another (`Pool::read`).
+    let failed = match pool.read(checkout, |conn| read_all(conn, &batch).map_err(DbError::from)) {
         Ok(per_lookup) => {
             for ((_, reply), rows) in batch.into_iter().zip(per_lookup) {
                 let _ = reply.send(Ok(rows));
             }
+            return;
         }
-        Err(e) if batch.len() > 1 => {
-            tracing::debug!(error = %e, size = batch.len(), "a read batch failed; reading its lookups one by one");
-            crate::db::note_lost_connection(&e);
+        Err(DbError::Query(e)) => e,
+        Err(e) => return unavailable(batch, &e),
+    };
+    if batch.len() == 1 {
+        if let Some((_, reply)) = batch.into_iter().next() {
+            let _ = reply.send(Err(LedgerError::Db(failed)));
+        }
+        return;
+    }
+    // One lookup may have failed the group: each on its own.
+    tracing::debug!(error = %failed, size = batch.len(), "a read batch failed; reading its lookups one by one");
+    let conn = match checkout {
+        Some(wait) => pool.get_within(wait),
+        None => pool.get(),
+    };
+    match conn {
+        Ok(mut conn) => {
             for (lookup, reply) in batch {
                 let _ = reply.send(read_one(&mut conn, &lookup));
             }
         }
-        Err(e) => {
-            crate::db::note_lost_connection(&e);
-            if let Some((_, reply)) = batch.into_iter().next() {
-                let _ = reply.send(Err(LedgerError::Db(e)));
-            }
-        }
+        Err(e) => unavailable(batch, &e),
     }
 }
 
