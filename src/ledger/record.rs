@@ -50,6 +50,26 @@ pub struct RecordRequest<'a> {
     pub presentation: Option<&'a crate::domain::presentation::Shown>,
 }
 
+impl<'a> RecordRequest<'a> {
+    /// A decision recorded for `subject` (stored form) from `source`, with nothing else known:
+    /// no policy revision, region, site, GPC signal, idempotency key or presentation, and
+    /// occurring now. Set the rest with struct update syntax (`..RecordRequest::new(…)`).
+    pub fn new(subject: &'a str, choices: &'a BTreeMap<String, bool>, source: ConsentSource) -> Self {
+        Self {
+            subject,
+            choices,
+            policy_revision: None,
+            source,
+            region: None,
+            occurred_at: None,
+            site_id: None,
+            gpc: false,
+            idempotency: None,
+            presentation: None,
+        }
+    }
+}
+
 /// An `Idempotency-Key` and what it was sent with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyClaim {

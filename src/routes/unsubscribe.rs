@@ -189,18 +189,7 @@ pub async fn one_click_unsubscribe(
         return Err(ApiError::NotFound(format!("the purpose '{}' no longer exists", claims.pur)));
     }
     let choices: BTreeMap<String, bool> = [(claims.pur.clone(), false)].into_iter().collect();
-    let record = RecordRequest {
-        subject: &claims.sub,
-        choices: &choices,
-        policy_revision: None,
-        source: ConsentSource::OneClickUnsubscribe,
-        region: None,
-        occurred_at: None,
-        site_id: None,
-        gpc: false,
-        idempotency: None,
-        presentation: None,
-    };
+    let record = RecordRequest::new(&claims.sub, &choices, ConsentSource::OneClickUnsubscribe);
     crate::service::consents::record(&state, rules, &record, 200, Box::new(|_, _| Ok(String::new()))).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("You are unsubscribed.\n"))
 }

@@ -474,16 +474,10 @@ pub fn rows<'a>(
 /// The submission of one row: validated against the tenant's rules like any write.
 fn submission(rules: &Arc<TenantRules>, r: &Ready) -> Result<Submission, LedgerError> {
     let req = RecordRequest {
-        subject: &r.stored,
-        choices: &r.choices,
         policy_revision: r.revision.as_deref(),
-        source: ConsentSource::Import,
         region: r.region.as_ref(),
         occurred_at: Some(r.occurred_at),
-        site_id: None,
-        gpc: false,
-        idempotency: None,
-        presentation: None,
+        ..RecordRequest::new(&r.stored, &r.choices, ConsentSource::Import)
     };
     Ok(Submission::new(Arc::clone(rules), &req, 201, Box::new(|_, _| Ok(String::new())))?.quiet())
 }

@@ -168,16 +168,9 @@ pub async fn request(
     let received_at = body.received_at.unwrap_or(now);
     let stored = subject.stored_form(&config.subject_key);
     let record = RecordRequest {
-        subject: &stored,
-        choices: &choices,
-        policy_revision: None,
-        source: ConsentSource::OptOutRequest,
-        region: None,
         occurred_at: body.received_at,
-        site_id: None,
-        gpc: false,
         idempotency,
-        presentation: None,
+        ..RecordRequest::new(&stored, &choices, ConsentSource::OptOutRequest)
     };
     let (channel, scope) = (text(&body.channel), text(&body.scope));
     // Written in the transaction of the opt-out events: the request and its webhook deliveries.

@@ -231,18 +231,7 @@ pub fn erase(
         if !suppress.is_empty() {
             let choices: BTreeMap<String, bool> = suppress.iter().map(|k| (k.clone(), false)).collect();
             for identifier in identifiers.iter().filter(|i| i.starts_with("email:") || i.starts_with("phone:")) {
-                let req = RecordRequest {
-                    subject: identifier,
-                    choices: &choices,
-                    policy_revision: None,
-                    source: ConsentSource::OptOutRequest,
-                    region: None,
-                    occurred_at: None,
-                    site_id: None,
-                    gpc: false,
-                    idempotency: None,
-                    presentation: None,
-                };
+                let req = RecordRequest::new(identifier, &choices, ConsentSource::OptOutRequest);
                 let mut job = Submission::new(rules.clone(), &req, 200, Box::new(|_, _| Ok(String::new())))?;
                 match ledger::write_batch(conn, std::slice::from_mut(&mut job))?.pop() {
                     Some(Ok(Outcome::Fresh { .. })) => suppressed.push((identifier.clone(), suppress.clone())),

@@ -118,21 +118,14 @@ mod commit_order {
             let subject = SubjectIdentifier::parse("user:slow").unwrap();
             let choices = [("analytics".to_owned(), true)].into_iter().collect();
             let key = tenant.subject_key();
+            let stored = subject.stored_form(&key);
             let req = RecordRequest {
-                subject: &subject.stored_form(&key),
-                choices: &choices,
-                policy_revision: None,
-                source: ConsentSource::Api,
-                region: None,
-                occurred_at: None,
-                site_id: None,
-                gpc: false,
                 idempotency: Some(IdempotencyClaim {
                     scope: "api".into(),
                     key: "slow".into(),
                     request_hash: "x".into(),
                 }),
-                presentation: None,
+                ..RecordRequest::new(&stored, &choices, ConsentSource::Api)
             };
             record_choices(
                 &mut conn,

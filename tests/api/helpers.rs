@@ -490,17 +490,6 @@ pub fn api_submission(
     let rules = TenantRules::load(conn, &tenant.id, chrono::Utc::now()).unwrap();
     let subject = SubjectIdentifier::parse(user).unwrap().stored_form(&tenant.subject_key());
     let choices = [(purpose.to_owned(), granted)].into_iter().collect();
-    let req = RecordRequest {
-        subject: &subject,
-        choices: &choices,
-        policy_revision: None,
-        source: ConsentSource::Api,
-        region: None,
-        occurred_at: None,
-        site_id: None,
-        gpc: false,
-        idempotency: None,
-        presentation: None,
-    };
+    let req = RecordRequest::new(&subject, &choices, ConsentSource::Api);
     Submission::new(rules, &req, 201, Box::new(|_, _| Ok("{}".into()))).unwrap()
 }
