@@ -74,7 +74,7 @@ pub fn http_workers(settings: &Settings) -> usize {
 pub fn files_needed(settings: &Settings) -> u64 {
     let workers = http_workers(settings) as u64;
     let pool = u64::from(settings.pool_size);
-    let database = if settings.database_url.starts_with("postgres") {
+    let database = if matches!(db::DatabaseUrl::parse(&settings.database_url), Ok(db::DatabaseUrl::Postgres(_))) {
         let replica = settings
             .database_replica_url
             .as_ref()
