@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error};
 use diesel::sql_types::{Array, Nullable, Text, Timestamp};
+use std::collections::HashMap;
 use std::marker::PhantomData;
 
 /// Whether the connection is inside a transaction (a pooled connection never should be).
@@ -523,6 +524,7 @@ macro_rules! execute_on_either {
 }
 
 /// Everything a write batch stores once its submissions are planned.
+#[derive(Default)]
 pub struct BatchRows<'a> {
     /// New data subjects: (id, tenant id, chain head).
     pub subjects: Vec<(&'a str, &'a str, &'a str)>,
@@ -541,18 +543,28 @@ pub struct BatchRows<'a> {
     pub new_states: Vec<&'a StateRow>,
 }
 
-/// Writes a batch's rows in the caller's transaction.
+/// Writes a batch's rows, and the stored responses and signed receipts of its submissions, in
+/// the caller's transaction (each part may be empty).
 ///
 /// PostgreSQL: one statement, prepared once per connection (each column is an array bound as
 /// one parameter and `unnest`ed), so a batch costs one round trip and no parse or plan,
 /// whatever its size. A multi-row `INSERT … VALUES` has a different text for every batch size,
 /// so it was parsed and planned for every batch, and took four round trips.
 /// SQLite: in-process statements ([`insert_new_subjects`], [`insert_events`],
-/// [`upsert_states`], then each head).
+/// [`upsert_states`], then each head, then one cached statement per response and receipt).
 ///
-/// A concurrent writer that created the same identifier makes this a unique violation
-/// (retryable).
-pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> QueryResult<()> {
+/// A concurrent writer that created the same identifier, or stored a response for the same
+/// idempotency key, makes this a unique violation (retryable).
+pub fn write_batch_rows(
+    conn: &mut AnyConnection,
+    rows: &BatchRows<'_>,
+    responses: &[StoredResponse],
+    receipts: &[ReceiptRow],
+) -> QueryResult<()> {
+    use super::schema::consent_receipts;
+    if rows.is_empty() && responses.is_empty() && receipts.is_empty() {
+        return Ok(());
+    }
     let AnyConnection::Postgresql(c) = conn else {
         if !rows.subjects.is_empty() {
             insert_new_subjects(conn, &rows.subjects, &rows.identifiers, rows.created_at)?;
@@ -562,6 +574,14 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
         upsert_states(conn, &rows.states)?;
         for (id, head) in &rows.heads {
             diesel::update(data_subjects::table.find(id)).set(data_subjects::last_event_hash.eq(head)).execute(conn)?;
+        }
+        if let AnyConnection::Sqlite(c) = conn {
+            for r in responses {
+                diesel::insert_into(idempotency_keys::table).values(r).execute(c)?;
+            }
+            for r in receipts {
+                diesel::insert_into(consent_receipts::table).values(r).execute(c)?;
+            }
         }
         return Ok(());
     };
@@ -594,7 +614,33 @@ pub fn write_batch_rows(conn: &mut AnyConnection, rows: &BatchRows<'_>) -> Query
     ];
     binds.extend(state_columns(&rows.states));
     binds.extend(state_columns(&rows.new_states));
+    binds.extend([
+        texts(responses, |r| &r.tenant_id),
+        texts(responses, |r| &r.scope),
+        texts(responses, |r| &r.key),
+        texts(responses, |r| &r.request_hash),
+        Box::new(
+            responses.iter().map(|r| r.status).collect::<Vec<i32>>().into_sql::<Array<diesel::sql_types::Integer>>(),
+        ),
+        texts(responses, |r| &r.response),
+        times(responses, |r| r.created_at),
+        optional(responses, |r| r.receipt_id.as_deref()),
+        texts(receipts, |r| &r.id),
+        texts(receipts, |r| &r.tenant_id),
+        texts(receipts, |r| &r.subject_id),
+        optional(receipts, |r| r.idempotency.as_deref()),
+        texts(receipts, |r| &r.event_ids),
+        texts(receipts, |r| &r.jws),
+        times(receipts, |r| r.issued_at),
+    ]);
     PgStatement::<_, ()>::new(BATCH_ROWS_SQL, binds).execute(c).map(drop)
+}
+
+impl BatchRows<'_> {
+    /// Nothing to write (a batch of replays).
+    fn is_empty(&self) -> bool {
+        self.subjects.is_empty() && self.heads.is_empty() && self.events.is_empty()
+    }
 }
 
 /// The nine columns of consent states, each a bound array, in `consent_states`' column order.
@@ -627,7 +673,7 @@ fn times<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> chrono::NaiveDateTime) -> Pg
     Box::new(rows.iter().map(f).collect::<Vec<_>>().into_sql::<Array<Timestamp>>())
 }
 
-/// [`write_batch_rows`] on PostgreSQL: the SQL between its 42 bind parameters.
+/// [`write_batch_rows`] on PostgreSQL: the SQL between its 57 bind parameters.
 const BATCH_ROWS_SQL: &[&str] = &[
     "WITH subjects AS (INSERT INTO data_subjects (id, tenant_id, last_event_hash, created_at) \
      SELECT r.id, r.tenant_id, r.head, c.at FROM unnest(",
@@ -686,117 +732,8 @@ const BATCH_ROWS_SQL: &[&str] = &[
     ", ",
     ", ",
     ", ",
-    ")) \
-     SELECT 1",
-];
-
-/// A stored first response and the JWS of the receipt it carried, if any (stored apart).
-pub struct Stored {
-    pub response: StoredResponse,
-    pub receipt: Option<String>,
-}
-
-/// The stored responses of idempotency keys, (tenant id, scope, key) each, in the order asked,
-/// with their receipts: one query on PostgreSQL (a primary-key probe per key), cached
-/// statements per key on SQLite.
-pub fn stored_responses(conn: &mut AnyConnection, keys: &[(&str, &str, &str)]) -> QueryResult<Vec<Option<Stored>>> {
-    let AnyConnection::Postgresql(c) = conn else {
-        let mut found = Vec::with_capacity(keys.len());
-        for (tenant, scope, key) in keys {
-            let Some(response) = StoredResponse::find(conn, tenant, scope, key)? else {
-                found.push(None);
-                continue;
-            };
-            let receipt = match &response.receipt_id {
-                Some(id) => ReceiptRow::jws_of(conn, id)?,
-                None => None,
-            };
-            found.push(Some(Stored { response, receipt }));
-        }
-        return Ok(found);
-    };
-    let mut found: Vec<Option<Stored>> = keys.iter().map(|_| None).collect();
-    if keys.is_empty() {
-        return Ok(found);
-    }
-    let rows: Vec<(i64, StoredResponse, Option<String>)> =
-        PgStatement::<_, (diesel::sql_types::BigInt, StoredColumns, Nullable<Text>)>::new(
-            &[
-                "SELECT q.n, k.*, r.jws FROM unnest(",
-                ", ",
-                ", ",
-                ") WITH ORDINALITY AS q(tenant_id, scope, key, n) CROSS JOIN LATERAL (SELECT tenant_id, scope, \
-                 key, request_hash, status, response, created_at, receipt_id FROM idempotency_keys \
-                 WHERE tenant_id = q.tenant_id AND scope = q.scope AND key = q.key OFFSET 0) k \
-                 LEFT JOIN consent_receipts r ON r.id = k.receipt_id",
-            ],
-            (
-                keys.iter().map(|k| k.0).collect::<Vec<_>>().into_sql::<Array<Text>>(),
-                keys.iter().map(|k| k.1).collect::<Vec<_>>().into_sql::<Array<Text>>(),
-                keys.iter().map(|k| k.2).collect::<Vec<_>>().into_sql::<Array<Text>>(),
-            ),
-        )
-        .load(c)?;
-    for (n, response, receipt) in rows {
-        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| found.get_mut(i)) {
-            *slot = Some(Stored { response, receipt });
-        }
-    }
-    Ok(found)
-}
-
-/// The SQL types of a [`StoredResponse`], in its field order.
-type StoredColumns = (Text, Text, Text, Text, diesel::sql_types::Integer, Text, Timestamp, Nullable<Text>);
-
-/// Stores what a write batch answered: the first responses of idempotency keys and the signed
-/// receipts. One statement on PostgreSQL (prepared once per connection; every column bound as
-/// an array); one cached statement per row on SQLite.
-pub fn insert_responses(
-    conn: &mut AnyConnection,
-    responses: &[StoredResponse],
-    receipts: &[ReceiptRow],
-) -> QueryResult<()> {
-    use super::schema::consent_receipts;
-    if responses.is_empty() && receipts.is_empty() {
-        return Ok(());
-    }
-    let c = match conn {
-        AnyConnection::Postgresql(c) => c,
-        AnyConnection::Sqlite(c) => {
-            for r in responses {
-                diesel::insert_into(idempotency_keys::table).values(r).execute(c)?;
-            }
-            for r in receipts {
-                diesel::insert_into(consent_receipts::table).values(r).execute(c)?;
-            }
-            return Ok(());
-        }
-    };
-    let binds: Vec<PgBind<'_>> = vec![
-        texts(responses, |r| &r.tenant_id),
-        texts(responses, |r| &r.scope),
-        texts(responses, |r| &r.key),
-        texts(responses, |r| &r.request_hash),
-        Box::new(
-            responses.iter().map(|r| r.status).collect::<Vec<i32>>().into_sql::<Array<diesel::sql_types::Integer>>(),
-        ),
-        texts(responses, |r| &r.response),
-        times(responses, |r| r.created_at),
-        optional(responses, |r| r.receipt_id.as_deref()),
-        texts(receipts, |r| &r.id),
-        texts(receipts, |r| &r.tenant_id),
-        texts(receipts, |r| &r.subject_id),
-        optional(receipts, |r| r.idempotency.as_deref()),
-        texts(receipts, |r| &r.event_ids),
-        texts(receipts, |r| &r.jws),
-        times(receipts, |r| r.issued_at),
-    ];
-    PgStatement::<_, ()>::new(RESPONSES_SQL, binds).execute(c).map(drop)
-}
-
-/// [`insert_responses`] on PostgreSQL: the SQL between its 15 bind parameters.
-const RESPONSES_SQL: &[&str] = &[
-    "WITH responses AS (INSERT INTO idempotency_keys (tenant_id, scope, key, request_hash, status, response, \
+    ")), \
+     responses AS (INSERT INTO idempotency_keys (tenant_id, scope, key, request_hash, status, response, \
      created_at, receipt_id) SELECT * FROM unnest(",
     ", ",
     ", ",
@@ -815,6 +752,177 @@ const RESPONSES_SQL: &[&str] = &[
     ", ",
     ")) SELECT 1",
 ];
+
+/// A stored first response and the JWS of the receipt it carried, if any (stored apart).
+pub struct Stored {
+    pub response: StoredResponse,
+    pub receipt: Option<String>,
+}
+
+/// What a write batch reads before it plans, in the caller's transaction: see [`batch_reads`].
+pub struct BatchReads {
+    /// The stored response (with its receipt's JWS) of each idempotency key asked, in order.
+    pub stored: Vec<Option<Stored>>,
+    /// The subject of each identifier asked that is known: (tenant id, identifier) → subject id.
+    pub known: HashMap<(String, String), String>,
+    /// The webhooks of each tenant asked (none: absent), by id, held until the transaction
+    /// ends (see [`webhooks_for_writing`]).
+    pub hooks: HashMap<String, Vec<super::models::webhook::Webhook>>,
+}
+
+/// Reads what a write batch needs before it plans: the stored responses of its idempotency
+/// keys, (tenant id, scope, key) each; the subjects of its identifiers, (tenant id, identifier)
+/// each; and the webhooks of its tenants, locked as [`webhooks_for_writing`] locks them.
+///
+/// PostgreSQL: one statement, one round trip (a primary-key probe per key and identifier);
+/// it was three. SQLite: cached statements per key and identifier, in process.
+pub fn batch_reads(
+    conn: &mut AnyConnection,
+    keys: &[(&str, &str, &str)],
+    identifiers: &[(&str, &str)],
+    tenants: &[&str],
+) -> QueryResult<BatchReads> {
+    use super::models::webhook::Webhook;
+    let mut reads = BatchReads {
+        stored: keys.iter().map(|_| None).collect(),
+        known: HashMap::with_capacity(identifiers.len()),
+        hooks: HashMap::new(),
+    };
+    let AnyConnection::Postgresql(c) = conn else {
+        for ((tenant, scope, key), slot) in keys.iter().zip(reads.stored.iter_mut()) {
+            let Some(response) = StoredResponse::find(conn, tenant, scope, key)? else { continue };
+            let receipt = match &response.receipt_id {
+                Some(id) => ReceiptRow::jws_of(conn, id)?,
+                None => None,
+            };
+            *slot = Some(Stored { response, receipt });
+        }
+        for (tenant, identifier) in identifiers {
+            if let Some(subject) = super::models::subject::DataSubject::resolve(conn, tenant, identifier)? {
+                reads.known.insert(((*tenant).to_owned(), (*identifier).to_owned()), subject);
+            }
+        }
+        for tenant in tenants {
+            reads.hooks.insert((*tenant).to_owned(), webhooks_for_writing(conn, tenant)?);
+        }
+        return Ok(reads);
+    };
+    let binds: Vec<PgBind<'_>> = vec![
+        Box::new(tenants.into_sql::<Array<Text>>()),
+        texts(keys, |k| k.0),
+        texts(keys, |k| k.1),
+        texts(keys, |k| k.2),
+        texts(identifiers, |i| i.0),
+        texts(identifiers, |i| i.1),
+    ];
+    let rows: Vec<BatchReadRow> = PgStatement::<_, BatchReadColumns>::new(BATCH_READS_SQL, binds).load(c)?;
+    for (part, n, c1, c2, c3, c4, c5, c6, c7, c8, c9) in rows {
+        match part {
+            0 => {
+                let (Some(request_hash), Some(status), Some(response), Some(created_at)) = (c4, c5, c6, c7) else {
+                    return Err(Error::DeserializationError("a stored response without its columns".into()));
+                };
+                let response = StoredResponse {
+                    tenant_id: c1,
+                    scope: c2,
+                    key: c3,
+                    request_hash,
+                    status,
+                    response,
+                    created_at,
+                    receipt_id: c8,
+                };
+                if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| reads.stored.get_mut(i)) {
+                    *slot = Some(Stored { response, receipt: c9 });
+                }
+            }
+            1 => {
+                reads.known.insert((c1, c2), c3);
+            }
+            _ => {
+                let (Some(events), Some(secret), Some(created_at)) = (c4, c6, c7) else {
+                    return Err(Error::DeserializationError("a webhook without its columns".into()));
+                };
+                let hook = Webhook { id: c1, tenant_id: c2, url: c3, events, secret, created_at };
+                reads.hooks.entry(hook.tenant_id.clone()).or_default().push(hook);
+            }
+        }
+    }
+    for hooks in reads.hooks.values_mut() {
+        hooks.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    Ok(reads)
+}
+
+/// A row of [`BATCH_READS_SQL`]: (part, n, then columns by part: 0 a stored response (tenant id,
+/// scope, key, request hash, status, response, created at, receipt id, receipt JWS); 1 a known
+/// identifier (tenant id, identifier, subject id); 2 a webhook (id, tenant id, url, events, -,
+/// secret, created at)).
+type BatchReadRow = (
+    i32,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+    Option<chrono::NaiveDateTime>,
+    Option<String>,
+    Option<String>,
+);
+
+type BatchReadColumns = (
+    diesel::sql_types::Integer,
+    diesel::sql_types::BigInt,
+    Text,
+    Text,
+    Text,
+    Nullable<Text>,
+    Nullable<diesel::sql_types::Integer>,
+    Nullable<Text>,
+    Nullable<Timestamp>,
+    Nullable<Text>,
+    Nullable<Text>,
+);
+
+/// [`batch_reads`] on PostgreSQL: the SQL between its 6 bind parameters (tenants; keys'
+/// tenant ids, scopes and keys; identifiers' tenant ids and identifiers). The webhooks are
+/// locked in a CTE (a locking clause is not allowed beside `UNION`); the probes are `LATERAL`
+/// with `OFFSET 0`, as in [`resolve_identifiers`].
+const BATCH_READS_SQL: &[&str] = &[
+    "WITH hooks AS (SELECT id, tenant_id, url, events, secret, created_at FROM webhooks \
+     WHERE tenant_id = ANY(",
+    ") FOR KEY SHARE) \
+     SELECT 0, q.n, k.tenant_id, k.scope, k.key, k.request_hash, k.status, k.response, k.created_at, \
+     k.receipt_id, r.jws FROM unnest(",
+    ", ",
+    ", ",
+    ") WITH ORDINALITY AS q(tenant_id, scope, key, n) CROSS JOIN LATERAL (SELECT tenant_id, scope, \
+     key, request_hash, status, response, created_at, receipt_id FROM idempotency_keys \
+     WHERE tenant_id = q.tenant_id AND scope = q.scope AND key = q.key OFFSET 0) k \
+     LEFT JOIN consent_receipts r ON r.id = k.receipt_id \
+     UNION ALL SELECT 1, 0, q.tenant_id, q.identifier, si.subject_id, NULL, NULL, NULL, NULL, NULL, NULL \
+     FROM unnest(",
+    ", ",
+    ") AS q(tenant_id, identifier) CROSS JOIN LATERAL (SELECT subject_id FROM subject_identifiers \
+     WHERE tenant_id = q.tenant_id AND identifier = q.identifier OFFSET 0) si \
+     UNION ALL SELECT 2, 0, id, tenant_id, url, events, NULL, secret, created_at, NULL, NULL FROM hooks",
+];
+
+/// Stores what a write batch answered, when it could not be stored with the batch's rows (a
+/// batch whose finishes write after its events): the first responses of idempotency keys and the
+/// signed receipts. [`write_batch_rows`] with no rows.
+pub fn insert_responses(
+    conn: &mut AnyConnection,
+    responses: &[StoredResponse],
+    receipts: &[ReceiptRow],
+) -> QueryResult<()> {
+    if responses.is_empty() && receipts.is_empty() {
+        return Ok(());
+    }
+    write_batch_rows(conn, &BatchRows::default(), responses, receipts)
+}
 
 /// `f`, typed so that the values it makes borrow the row's strings, not the reference to the
 /// row (a closure's own signature would tie them together).

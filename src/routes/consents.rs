@@ -142,7 +142,7 @@ pub async fn record_and_respond(
     let shown = subject.shown_personal();
     let req = owned.borrow(&stored);
     let stale = owned.presentation_stale;
-    let finish: Finish = Box::new(move |_, r| {
+    let finish = Finish::render(move |r| {
         let body = RecordResponse { presentation_stale: stale, ..record_response(&subject, r, with_state) };
         Ok(serde_json::to_string(&body).unwrap_or_default())
     });

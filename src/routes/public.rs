@@ -310,7 +310,7 @@ pub async fn get_visitor_consents(
             idempotency: None,
             presentation: None,
         };
-        match crate::service::consents::record(&state, rules, &record, 200, Box::new(|_, _| Ok(String::new()))).await? {
+        match crate::service::consents::record(&state, rules, &record, 200, crate::ledger::Finish::empty()).await? {
             crate::ledger::Outcome::Fresh { recorded, .. } => {
                 crate::routes::consents::consent_state(&visitor, &recorded.view)
             }

@@ -6,7 +6,7 @@ use crate::auth::{Caller, Scope};
 use crate::domain::{ConsentSource, SubjectIdentifier};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::ledger::RecordRequest;
+use crate::ledger::{Finish, RecordRequest};
 use crate::routes::consents::load_tenant;
 use crate::routes::now;
 use crate::state::AppState;
@@ -190,6 +190,6 @@ pub async fn one_click_unsubscribe(
     }
     let choices: BTreeMap<String, bool> = [(claims.pur.clone(), false)].into_iter().collect();
     let record = RecordRequest::new(&claims.sub, &choices, ConsentSource::OneClickUnsubscribe);
-    crate::service::consents::record(&state, rules, &record, 200, Box::new(|_, _| Ok(String::new()))).await?;
+    crate::service::consents::record(&state, rules, &record, 200, Finish::empty()).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("You are unsubscribed.\n"))
 }

@@ -15,7 +15,7 @@ use crate::db::backend::{is_retryable, write_transaction_with, Plans};
 use crate::db::models::naive;
 use crate::db::AnyConnection;
 use crate::domain::{ConsentSource, SubjectIdentifier};
-use crate::ledger::{write_batch, LedgerError, Outcome, RecordRequest, Submission, TenantRules};
+use crate::ledger::{write_batch, Finish, LedgerError, Outcome, RecordRequest, Submission, TenantRules};
 use crate::service::directory::TenantConfig;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -479,7 +479,7 @@ fn submission(rules: &Arc<TenantRules>, r: &Ready) -> Result<Submission, LedgerE
         occurred_at: Some(r.occurred_at),
         ..RecordRequest::new(&r.stored, &r.choices, ConsentSource::Import)
     };
-    Ok(Submission::new(Arc::clone(rules), &req, 201, Box::new(|_, _| Ok(String::new())))?.quiet())
+    Ok(Submission::new(Arc::clone(rules), &req, 201, Finish::empty())?.quiet())
 }
 
 /// Rows ready to be written: their lines, keys and submissions, in step.

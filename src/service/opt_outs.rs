@@ -174,7 +174,7 @@ pub async fn request(
     };
     let (channel, scope) = (text(&body.channel), text(&body.scope));
     // Written in the transaction of the opt-out events: the request and its webhook deliveries.
-    let finish: Finish = Box::new(move |conn, recorded| {
+    let finish = Finish::writing(move |conn, recorded| {
         let request = OptOutRequest {
             id: new_id(),
             tenant_id: tenant.id.clone(),

@@ -13,7 +13,7 @@ use crate::db::schema::{data_subjects, idempotency_keys, subject_identifiers};
 use crate::db::AnyConnection;
 use crate::domain::{ConsentSource, RegionCode, SubjectIdentifier};
 use crate::error::ApiError;
-use crate::ledger::{self, Outcome, RecordRequest, SubjectView, Submission, TenantRules};
+use crate::ledger::{self, Finish, Outcome, RecordRequest, SubjectView, Submission, TenantRules};
 use crate::service::directory::TenantConfig;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
@@ -232,7 +232,7 @@ pub fn erase(
             let choices: BTreeMap<String, bool> = suppress.iter().map(|k| (k.clone(), false)).collect();
             for identifier in identifiers.iter().filter(|i| i.starts_with("email:") || i.starts_with("phone:")) {
                 let req = RecordRequest::new(identifier, &choices, ConsentSource::OptOutRequest);
-                let mut job = Submission::new(rules.clone(), &req, 200, Box::new(|_, _| Ok(String::new())))?;
+                let mut job = Submission::new(rules.clone(), &req, 200, Finish::empty())?;
                 match ledger::write_batch(conn, std::slice::from_mut(&mut job))?.pop() {
                     Some(Ok(Outcome::Fresh { .. })) => suppressed.push((identifier.clone(), suppress.clone())),
                     Some(Err(e)) => return Err(e.into()),

@@ -98,7 +98,7 @@ async fn no_event_is_skipped_under_concurrent_writers(app: TestApp) {
 mod commit_order {
     use crate::helpers::TestApp;
     use consentry::domain::{ConsentSource, SubjectIdentifier};
-    use consentry::ledger::{record_choices, IdempotencyClaim, RecordRequest, TenantRules};
+    use consentry::ledger::{record_choices, Finish, IdempotencyClaim, RecordRequest, TenantRules};
     use serde_json::{json, Value};
     use std::time::Duration;
 
@@ -132,9 +132,10 @@ mod commit_order {
                 rules,
                 &req,
                 201,
-                Box::new(|_, _| {
-                    // Longer than a feed read waits for older transactions (1 s), so the
-                    // reader below reads while this one is still open.
+                // A finish that writes runs after the events are written: the transaction
+                // holds them, uncommitted, while it sleeps longer than a feed read waits for
+                // older transactions (1 s), so the reader below reads while it is still open.
+                Finish::writing(|_, _| {
                     std::thread::sleep(Duration::from_millis(2500));
                     Ok("{}".into())
                 }),

@@ -485,11 +485,11 @@ pub fn api_submission(
     granted: bool,
 ) -> consentry::ledger::Submission {
     use consentry::domain::{ConsentSource, SubjectIdentifier};
-    use consentry::ledger::{RecordRequest, Submission, TenantRules};
+    use consentry::ledger::{Finish, RecordRequest, Submission, TenantRules};
     let tenant = consentry::db::models::tenant::Tenant::find_by_slug(conn, "acme").unwrap().unwrap();
     let rules = TenantRules::load(conn, &tenant.id, chrono::Utc::now()).unwrap();
     let subject = SubjectIdentifier::parse(user).unwrap().stored_form(&tenant.subject_key());
     let choices = [(purpose.to_owned(), granted)].into_iter().collect();
     let req = RecordRequest::new(&subject, &choices, ConsentSource::Api);
-    Submission::new(rules, &req, 201, Box::new(|_, _| Ok("{}".into()))).unwrap()
+    Submission::new(rules, &req, 201, Finish::render(|_| Ok("{}".into()))).unwrap()
 }
