@@ -29,9 +29,9 @@ impl PurposeKey {
 }
 
 /// How a value the caller sent is quoted back in an error message (and so in logs): at most 80
-/// characters, control characters as U+FFFD, and an email address or phone number withheld, as
-/// error bodies and logs never carry one (an identifier sent in the wrong field, a CSV row with
-/// its columns shifted).
+/// characters, control characters as U+FFFD, and an email address, phone number or JSON Web
+/// Token withheld, as error bodies and logs never carry one (an identifier sent in the wrong
+/// field, a CSV row with its columns shifted, a token used as an `Idempotency-Key`).
 pub(crate) fn shown(raw: &str) -> String {
     // E.164 (`+` and 7 or more digits) or a national number of 10 or more (a date has 8).
     let digits = raw.chars().filter(char::is_ascii_digit).count();
@@ -42,6 +42,11 @@ pub(crate) fn shown(raw: &str) -> String {
     }
     if phone_like {
         return "[a phone number, withheld]".into();
+    }
+    // A JWS in compact form (RFC 7515 §7.1): three base64url parts, the header a JSON object
+    // (`{"` encodes as `eyJ`).
+    if raw.trim_start().starts_with("eyJ") && raw.matches('.').count() == 2 {
+        return "[a token, withheld]".into();
     }
     let kept: String = raw.chars().take(80).map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
     if raw.chars().nth(80).is_some() {
@@ -219,14 +224,19 @@ pub struct PurposeRule {
 mod tests {
     use super::*;
 
-    /// Error bodies and logs never carry a raw email, phone number or control character; other
+    /// Error bodies and logs never carry a raw email, phone number, token or control character; other
     /// values are quoted, shortened to 80 characters.
     #[test]
-    fn values_quoted_in_errors_withhold_emails_and_phone_numbers() {
+    fn values_quoted_in_errors_withhold_emails_phone_numbers_and_tokens() {
         assert_eq!(shown("ada.leak@example.com"), "[an email address, withheld]");
         assert_eq!(shown("+33 1 23 45 67 89"), "[a phone number, withheld]");
         assert_eq!(shown("(555) 123-4567"), "[a phone number, withheld]");
         assert_eq!(shown("2021-13-45"), "2021-13-45", "a date is not a phone number");
+        assert_eq!(
+            shown("eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJl"),
+            "[a token, withheld]"
+        );
+        assert_eq!(shown("release-2021.02.01"), "release-2021.02.01", "dots alone are not a token");
         assert_eq!(shown("a\u{0}b\nc"), "a\u{fffd}b\u{fffd}c");
         assert_eq!(shown(&"x".repeat(100)), format!("{}…", "x".repeat(80)));
         assert_eq!(

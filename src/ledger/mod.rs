@@ -30,7 +30,8 @@ pub enum LedgerError {
     /// Several fields at fault (400), e.g. every malformed subject of a check.
     #[error("{} fields are invalid", .0.len())]
     Fields(Vec<FieldError>),
-    /// An `Idempotency-Key` reused for a different request (422).
+    /// An `Idempotency-Key` reused for a different request (422); the key as error messages
+    /// quote a caller's value (`domain::shown`).
     #[error("the Idempotency-Key '{0}' was already used for a different request; use a new key for a new request")]
     IdempotencyKeyReused(String),
     #[error(transparent)]

@@ -323,7 +323,9 @@ fn replay(
             };
             Ok(Some(Outcome::Replay { status, body }))
         }
-        Some(_) => Err(LedgerError::IdempotencyKeyReused(claim.key.clone())),
+        // Quoted as error messages quote what callers send: a key that is an email address or a
+        // token is withheld from the problem body.
+        Some(_) => Err(LedgerError::IdempotencyKeyReused(crate::domain::shown(&claim.key))),
     }
 }
 

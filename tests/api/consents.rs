@@ -126,6 +126,18 @@ async fn idempotency_key_reused_for_another_request_is_refused(app: TestApp) {
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key", "{problem}");
     assert_eq!(problem["errors"][0]["message"], "is given more than once", "{problem}");
     assert_eq!(app.events_of(&format!("visitor:{VISITOR}")).await.len(), 1);
+    // A key that is an email address or a token is not quoted back: error bodies never carry one.
+    for (key, withheld) in [
+        ("ada@example.com", "[an email address, withheld]"),
+        ("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZGEifQ.c2ln", "[a token, withheld]"),
+    ] {
+        let res = app.visitor_post(&site, &body(true)).header("Idempotency-Key", key).send().await.unwrap();
+        assert_eq!(res.status(), 201);
+        let res = app.visitor_post(&site, &body(false)).header("Idempotency-Key", key).send().await.unwrap();
+        let problem = assert_problem(res, 422).await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(withheld) && !detail.contains(key), "{detail}");
+    }
 }
 
 async fn concurrent_retries_with_one_key_write_once(app: TestApp) {
