@@ -888,12 +888,13 @@ type BatchReadColumns = (
 
 /// [`batch_reads`] on PostgreSQL: the SQL between its 6 bind parameters (tenants; keys'
 /// tenant ids, scopes and keys; identifiers' tenant ids and identifiers). The webhooks are
-/// locked in a CTE (a locking clause is not allowed beside `UNION`); the probes are `LATERAL`
-/// with `OFFSET 0`, as in [`resolve_identifiers`].
+/// locked in a CTE (a locking clause is not allowed beside `UNION`), in id order as
+/// [`webhooks_for_writing`] locks them; the probes are `LATERAL` with `OFFSET 0`, as in
+/// [`resolve_identifiers`].
 const BATCH_READS_SQL: &[&str] = &[
     "WITH hooks AS (SELECT id, tenant_id, url, events, secret, created_at FROM webhooks \
      WHERE tenant_id = ANY(",
-    ") FOR KEY SHARE) \
+    ") ORDER BY id FOR KEY SHARE) \
      SELECT 0, q.n, k.tenant_id, k.scope, k.key, k.request_hash, k.status, k.response, k.created_at, \
      k.receipt_id, r.jws FROM unnest(",
     ", ",
