@@ -33,19 +33,24 @@ impl PurposeKey {
 /// Token withheld, as error bodies and logs never carry one (an identifier sent in the wrong
 /// field, a CSV row with its columns shifted, a token used as an `Idempotency-Key`).
 pub(crate) fn shown(raw: &str) -> String {
-    // E.164 (`+` and 7 or more digits) or a national number of 10 or more (a date has 8).
-    let digits = raw.chars().filter(char::is_ascii_digit).count();
-    let phone_like = raw.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
-        && (digits >= 10 || (digits >= 7 && raw.trim_start().starts_with('+')));
+    // E.164 (`+` and 7 or more digits) or a national number of 10 or more (a date has 8), also
+    // behind a scheme (`phone:`, `tel:`, RFC 3966).
+    let number = match raw.trim_start().split_once(':') {
+        Some((scheme, rest)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphabetic()) => rest,
+        _ => raw,
+    };
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    let phone_like = number.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        && (digits >= 10 || (digits >= 7 && number.trim_start().starts_with('+')));
     if raw.contains('@') {
         return "[an email address, withheld]".into();
     }
     if phone_like {
         return "[a phone number, withheld]".into();
     }
-    // A JWS in compact form (RFC 7515 §7.1): three base64url parts, the header a JSON object
-    // (`{"` encodes as `eyJ`).
-    if raw.trim_start().starts_with("eyJ") && raw.matches('.').count() == 2 {
+    // A JWS or JWE in compact form (RFC 7515 §7.1, RFC 7516 §7.1): three or five base64url
+    // parts, the header a JSON object (`{"` encodes as `eyJ`).
+    if raw.trim_start().starts_with("eyJ") && matches!(raw.matches('.').count(), 2 | 4) {
         return "[a token, withheld]".into();
     }
     let kept: String = raw.chars().take(80).map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
@@ -237,6 +242,10 @@ mod tests {
             "[a token, withheld]"
         );
         assert_eq!(shown("release-2021.02.01"), "release-2021.02.01", "dots alone are not a token");
+        assert_eq!(shown("phone:+14155552671"), "[a phone number, withheld]", "behind a scheme");
+        assert_eq!(shown("tel:+1-415-555-2671"), "[a phone number, withheld]", "RFC 3966");
+        assert_eq!(shown("eyJhbGciOiJSU0EtT0FFUCJ9.a2V5.aXY.Y2lwaGVy.dGFn"), "[a token, withheld]", "a JWE");
+        assert_eq!(shown("visitor:0b9c"), "visitor:0b9c", "a scheme before no number");
         assert_eq!(shown("a\u{0}b\nc"), "a\u{fffd}b\u{fffd}c");
         assert_eq!(shown(&"x".repeat(100)), format!("{}…", "x".repeat(80)));
         assert_eq!(

@@ -130,6 +130,7 @@ async fn idempotency_key_reused_for_another_request_is_refused(app: TestApp) {
     for (key, withheld) in [
         ("ada@example.com", "[an email address, withheld]"),
         ("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZGEifQ.c2ln", "[a token, withheld]"),
+        ("phone:+14155552671", "[a phone number, withheld]"),
     ] {
         let res = app.visitor_post(&site, &body(true)).header("Idempotency-Key", key).send().await.unwrap();
         assert_eq!(res.status(), 201);
