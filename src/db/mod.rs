@@ -84,14 +84,10 @@ impl Pool {
     where
         E: From<r2d2::Error> + std::error::Error + 'static,
     {
-        let checkout = || match wait {
-            Some(wait) => self.get_within(wait),
-            None => self.get(),
-        };
-        match Self::run_on(checkout(), &mut f) {
+        match Self::run_on(self.get_waiting(wait), &mut f) {
             Err(e) if transient(&e) == Some(Transient::ConnectionLost) => {
                 tracing::debug!(error = %e, "a read lost its connection; reading again on another");
-                Self::run_on(checkout(), f)
+                Self::run_on(self.get_waiting(wait), f)
             }
             result => result,
         }
@@ -115,6 +111,14 @@ impl Pool {
     /// A connection within `wait` (connecting one if the pool may grow); an error past it.
     pub fn get_within(&self, wait: Duration) -> Result<PooledConnection, r2d2::Error> {
         self.inner.get_timeout(wait)
+    }
+
+    /// [`Pool::get_within`] `wait` when given, else [`Pool::get`].
+    pub fn get_waiting(&self, wait: Option<Duration>) -> Result<PooledConnection, r2d2::Error> {
+        match wait {
+            Some(wait) => self.get_within(wait),
+            None => self.get(),
+        }
     }
 
     /// SQLite set to sync every commit (`synchronous = full`, the default): its write-ahead

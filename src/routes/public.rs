@@ -299,16 +299,10 @@ pub async fn get_visitor_consents(
         let none = BTreeMap::new();
         let stored = visitor.stored_form(&site.config.subject_key);
         let record = crate::ledger::RecordRequest {
-            subject: &stored,
-            choices: &none,
-            policy_revision: None,
-            source: ConsentSource::Banner,
             region: region.as_ref(),
-            occurred_at: None,
             site_id: Some(&site.entry.site.id),
             gpc: true,
-            idempotency: None,
-            presentation: None,
+            ..crate::ledger::RecordRequest::new(&stored, &none, ConsentSource::Banner)
         };
         match crate::service::consents::record(&state, rules, &record, 200, crate::ledger::Finish::empty()).await? {
             crate::ledger::Outcome::Fresh { recorded, .. } => {

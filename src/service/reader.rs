@@ -92,11 +92,7 @@ fn read(pool: &Pool, checkout: Option<std::time::Duration>, batch: Vec<(Lookup, 
     }
     // One lookup may have failed the group: each on its own.
     tracing::debug!(error = %failed, size = batch.len(), "a read batch failed; reading its lookups one by one");
-    let conn = match checkout {
-        Some(wait) => pool.get_within(wait),
-        None => pool.get(),
-    };
-    match conn {
+    match pool.get_waiting(checkout) {
         Ok(mut conn) => {
             for (lookup, reply) in batch {
                 let _ = reply.send(read_one(&mut conn, &lookup));

@@ -626,8 +626,6 @@ fn a_sqlite_url_in_a_missing_directory_or_an_empty_database_url_is_refused() {
     assert!(dir.path().join("data/consentry.db").is_file(), "the README's default is created");
 }
 
-/// A server process that is killed when dropped, also when its test panics (a failed assertion
-/// left it running, bound to its port, until the machine stopped).
 /// Starts the real binary on the app's database with `env`; stderr goes to `log`. Returns the
 /// process and its base URL once it is ready.
 async fn start_binary(
@@ -640,12 +638,19 @@ async fn start_binary(
     cmd.stderr(std::fs::File::create(log).unwrap()).envs(env.iter().copied());
     let child = crate::helpers::ServerProcess(cmd.spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
+    until_ready(app, &base, log, "the server did not start").await;
+    (child, base)
+}
+
+/// Waits until the server at `base` answers `/readyz` with 200; fails after 10 s with `what`
+/// and the server's log.
+async fn until_ready(app: &TestApp, base: &str, log: &std::path::Path, what: &str) {
     let start = Instant::now();
     while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(start.elapsed() < Duration::from_secs(10), "the server did not start");
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}: {said}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (child, base)
 }
 
 /// Issue #10, security 1 and operations 2: requests whose paths carry an email and an
@@ -925,12 +930,7 @@ async fn a_low_limit_on_open_files_is_raised_to_the_hard_limit_at_start(app: Tes
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let server = serve_with_file_limit(&app, port, (40, 4096), &log, &[]);
     let base = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(start.elapsed() < Duration::from_secs(10), "the server did not start with 40 files: {log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_ready(&app, &base, &log, "the server did not start with 40 files").await;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.0.id())).unwrap();
     let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     assert_eq!(open_files.split_whitespace().collect::<Vec<_>>()[3..5], ["4096", "4096"], "{open_files}");
@@ -985,12 +985,7 @@ async fn a_limit_on_open_files_too_low_to_serve_is_refused_with_the_reason(app: 
     let log = dir.path().join("started.log");
     let (_server, port) = spawn(needed, &log);
     let base = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(start.elapsed() < Duration::from_secs(10), "the server did not start with {needed} files: {log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_ready(&app, &base, &log, &format!("the server did not start with {needed} files")).await;
     let statuses = writes_at_once(&base, &site, 8).await;
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?} with {needed} files: {said}");

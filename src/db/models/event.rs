@@ -216,24 +216,27 @@ impl Event {
         // Places below every remaining event are kept as one, the latest
         // (`compact_pruned_positions`): a cursor at any of them resumes at the start, which is
         // where it would resume.
-        let (tx, first) = Self::feed_start(conn, tenant_id)?;
-        let mark: Option<i64> = pruned::table
-            .filter(pruned_before!(tenant_id, tx, first))
-            .select(diesel::dsl::max(pruned::seq))
-            .first(conn)?;
+        let (_, mark) = Self::pruned_before_start(conn, tenant_id)?;
         Ok(mark.filter(|mark| (1..=*mark).contains(&seq)).map(|_| (0, 0)))
     }
 
-    /// The feed position `(tx_id, seq)` of the tenant's first remaining event; `(i64::MAX,
-    /// i64::MAX)`, after every place, when it has none.
-    fn feed_start(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<(i64, i64)> {
-        let first = consent_events::table
+    /// The feed position `(tx_id, seq)` of the tenant's first remaining event (`(i64::MAX,
+    /// i64::MAX)`, after every place, when it has none), and the latest `seq` among its pruned
+    /// places before it, if any.
+    fn pruned_before_start(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<((i64, i64), Option<i64>)> {
+        use crate::db::schema::pruned_feed_positions as pruned;
+        let (tx, first) = consent_events::table
             .filter(consent_events::tenant_id.eq(tenant_id))
             .order((consent_events::tx_id.asc(), consent_events::seq.asc()))
             .select((consent_events::tx_id, consent_events::seq))
             .first(conn)
-            .optional()?;
-        Ok(first.unwrap_or((i64::MAX, i64::MAX)))
+            .optional()?
+            .unwrap_or((i64::MAX, i64::MAX));
+        let latest = pruned::table
+            .filter(pruned_before!(tenant_id, tx, first))
+            .select(diesel::dsl::max(pruned::seq))
+            .first(conn)?;
+        Ok(((tx, first), latest))
     }
 
     /// Deletes the tenant's pruned feed places that lie before every event it still has, but
@@ -244,12 +247,7 @@ impl Event {
     /// ever pruned. Returns the rows deleted.
     pub fn compact_pruned_positions(conn: &mut AnyConnection, tenant_id: &str) -> QueryResult<usize> {
         use crate::db::schema::pruned_feed_positions as pruned;
-        let (tx, first) = Self::feed_start(conn, tenant_id)?;
-        let Some(latest) = pruned::table
-            .filter(pruned_before!(tenant_id, tx, first))
-            .select(diesel::dsl::max(pruned::seq))
-            .first::<Option<i64>>(conn)?
-        else {
+        let ((tx, first), Some(latest)) = Self::pruned_before_start(conn, tenant_id)? else {
             return Ok(0);
         };
         diesel::delete(pruned::table.filter(pruned_before!(tenant_id, tx, first)).filter(pruned::seq.ne(latest)))
